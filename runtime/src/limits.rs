@@ -1,0 +1,45 @@
+//! Named maxima of the runtime: every queue, frame and retry has one.
+
+use std::time::Duration;
+
+/// Longest process name accepted in a `Upid`.
+pub const UPID_NAME_LEN_MAX: usize = 128;
+
+/// Default maximum size of one frame on the wire (header + body). Larger frames drop the
+/// connection they arrived on.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+
+/// Maximum size of a frame's header (sender, receiver, message name).
+pub const FRAME_HEADER_BYTES_MAX: usize = 1024;
+
+/// Longest message name on the wire.
+pub const MESSAGE_NAME_LEN_MAX: usize = 256;
+
+/// Bytes buffered for one peer while its connection is being established or is slow; beyond
+/// this, further messages to the peer are dropped (at-most-once delivery) and counted.
+pub const PEER_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Largest write handed to a QUIC stream at once.
+pub const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
+
+/// Largest chunk read from a QUIC stream at once.
+pub const READ_CHUNK_BYTES_MAX: usize = 256 * 1024;
+
+/// First delay before redialling a peer whose dial failed.
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+
+/// Longest delay between redials of an unreachable peer.
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How long a dial may take before it counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// QUIC keep-alive interval: keeps idle connections open and detects dead peers.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// QUIC idle timeout: a connection with no traffic (keep-alives included) for this long is
+/// considered broken and its links fire `exited`.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most events the simulator keeps pending at once; beyond it the run is aborted as broken.
+pub const SIM_EVENTS_PENDING_MAX: usize = 64 * 1024 * 1024;

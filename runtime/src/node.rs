@@ -1,0 +1,613 @@
+//! The real host: a node with an address, hosting named processes, each inside an actix actor
+//! (its mailbox and scheduling), and sending to other nodes over [`QuicTransport`].
+//!
+//! A [`Node`] must be started inside a running actix `System`; all its processes run on that
+//! system's thread. Other threads (actix-web workers, side-effect threads) reach processes
+//! through [`ProcessRef`] or a [`crate::Mailbox`], both thread-safe.
+//!
+//! ```no_run
+//! # use plateau_runtime::{Node, NodeConfig};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! actix_rt::System::new().block_on(async {
+//!     let node = Node::start(NodeConfig::local("127.0.0.1", 5050, 1))?;
+//!     // node.spawn("master", master_process)?;
+//!     # Ok::<(), plateau_runtime::node::NodeError>(())
+//! })?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Handler};
+use tokio::sync::oneshot;
+
+use crate::clock::{Instant, RealClock};
+use crate::limits::FRAME_BYTES_MAX_DEFAULT;
+use crate::message::{AnyMessage, Envelope, Message, Payload};
+use crate::process::{Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimerId};
+use crate::tls::NodeIdentity;
+use crate::transport::{QuicTransport, TransportError, TransportSink};
+use crate::upid::{is_valid_name, NodeAddr, Upid};
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The host other nodes reach this one at (an IP address in tests and dev).
+    pub host: String,
+    /// The port; with a transport and port 0, the one the socket got.
+    pub port: u16,
+    /// With a transport: the UDP address to bind for QUIC, and the node's TLS identity.
+    pub transport: Option<(SocketAddr, NodeIdentity)>,
+    /// Seed of the node's RNGs (each process gets one derived from it and its name).
+    pub seed: u64,
+    /// Largest frame accepted from peers.
+    pub max_frame_bytes: usize,
+}
+
+impl NodeConfig {
+    /// A node without network transport: its processes talk among themselves only.
+    pub fn local(host: &str, port: u16, seed: u64) -> Self {
+        NodeConfig {
+            host: host.to_string(),
+            port,
+            transport: None,
+            seed,
+            max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+        }
+    }
+
+    /// A node reachable over QUIC at `bind` with the given identity.
+    pub fn quic(bind: SocketAddr, identity: NodeIdentity, seed: u64) -> Self {
+        NodeConfig {
+            host: bind.ip().to_string(),
+            port: bind.port(),
+            transport: Some((bind, identity)),
+            seed,
+            max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Node failures.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The transport could not start.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A process name is taken or invalid.
+    #[error("cannot spawn process '{0}': {1}")]
+    Spawn(String, &'static str),
+    /// The process is gone.
+    #[error("process {0} is not running")]
+    Gone(Upid),
+}
+
+struct Shared {
+    addr: NodeAddr,
+    seed: u64,
+    clock: RealClock,
+    registry: RwLock<HashMap<String, Addr<ProcessActor>>>,
+    /// Peer node → (watching local process name, watched remote process).
+    remote_links: Mutex<BTreeMap<NodeAddr, BTreeSet<(String, Upid)>>>,
+    /// Watched local process name → watching local process names.
+    local_links: Mutex<HashMap<String, BTreeSet<String>>>,
+    transport: Option<QuicTransport>,
+}
+
+/// A running node. Cheap to clone; thread-safe.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+struct Sink {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl TransportSink for Sink {
+    fn deliver(&self, envelope: Envelope) {
+        if let Some(shared) = self.shared.upgrade() {
+            Node { shared }.deliver_remote(envelope);
+        }
+    }
+
+    fn peer_lost(&self, node: &NodeAddr) {
+        if let Some(shared) = self.shared.upgrade() {
+            Node { shared }.peer_lost(node);
+        }
+    }
+}
+
+impl Node {
+    /// Start a node. Must be called inside a running actix system (and so a tokio runtime).
+    pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let mut error = None;
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            let mut port = config.port;
+            let transport = match &config.transport {
+                None => None,
+                Some((bind, identity)) => {
+                    let sink = Arc::new(Sink {
+                        shared: weak.clone(),
+                    });
+                    match QuicTransport::start(
+                        *bind,
+                        &config.host,
+                        identity,
+                        config.max_frame_bytes,
+                        sink,
+                    ) {
+                        Ok(t) => {
+                            port = t.local().port;
+                            Some(t)
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            None
+                        }
+                    }
+                }
+            };
+            Shared {
+                addr: NodeAddr::new(config.host.clone(), port),
+                seed: config.seed,
+                clock: RealClock::new(),
+                registry: RwLock::new(HashMap::new()),
+                remote_links: Mutex::new(BTreeMap::new()),
+                local_links: Mutex::new(HashMap::new()),
+                transport,
+            }
+        });
+        if let Some(e) = error {
+            return Err(e.into());
+        }
+        Ok(Node { shared })
+    }
+
+    /// This node's address.
+    pub fn addr(&self) -> &NodeAddr {
+        &self.shared.addr
+    }
+
+    /// The address process `name` has (or would have) on this node.
+    pub fn upid(&self, name: &str) -> Upid {
+        Upid::new(name, &self.shared.addr)
+    }
+
+    /// The transport, if the node has one.
+    pub fn transport(&self) -> Option<&QuicTransport> {
+        self.shared.transport.as_ref()
+    }
+
+    /// Monotonic time on this node's clock.
+    pub fn now(&self) -> Instant {
+        self.shared.clock.now()
+    }
+
+    /// Start `process` as `name`. Must be called on the node's actix system thread.
+    pub fn spawn<P: Process>(&self, name: &str, process: P) -> Result<ProcessRef<P>, NodeError> {
+        let addr = self.spawn_erased(name, Box::new(Hosted::new(process)))?;
+        Ok(ProcessRef {
+            upid: self.upid(name),
+            addr,
+            _process: PhantomData,
+        })
+    }
+
+    fn spawn_erased(
+        &self,
+        name: &str,
+        hosted: Box<dyn ErasedProcess>,
+    ) -> Result<Addr<ProcessActor>, NodeError> {
+        if !is_valid_name(name) {
+            return Err(NodeError::Spawn(name.to_string(), "invalid name"));
+        }
+        let mut registry = self.shared.registry.write().expect("registry lock");
+        if registry.contains_key(name) {
+            return Err(NodeError::Spawn(name.to_string(), "name already taken"));
+        }
+        let upid = self.upid(name);
+        let actor = ProcessActor::create(|ctx| {
+            let addr = ctx.address();
+            let mailbox = Mailbox::new(
+                upid.clone(),
+                Arc::new(move |from, msg| {
+                    addr.do_send(Deliver {
+                        from,
+                        payload: Payload::Local(msg),
+                    })
+                }),
+            );
+            ProcessActor {
+                hosted,
+                state: ProcessState::new(upid.clone(), self.shared.seed, mailbox),
+                node: self.clone(),
+                timers: HashMap::new(),
+                effects: Vec::new(),
+            }
+        });
+        registry.insert(name.to_string(), actor.clone());
+        Ok(actor)
+    }
+
+    /// Send `msg` to `to` as `from` (from outside any process, e.g. a test or CLI driver).
+    pub fn send<M: Message>(&self, from: &Upid, to: &Upid, msg: M) {
+        self.route(from.clone(), to.clone(), Box::new(msg));
+    }
+
+    fn route(&self, from: Upid, to: Upid, msg: Box<dyn AnyMessage>) {
+        if to.is_on(&self.shared.addr) {
+            let target = self
+                .shared
+                .registry
+                .read()
+                .expect("registry lock")
+                .get(&to.name)
+                .cloned();
+            match target {
+                Some(addr) => addr.do_send(Deliver {
+                    from,
+                    payload: Payload::Local(msg),
+                }),
+                None => tracing::debug!(%to, message = msg.name(), "no such process; dropped"),
+            }
+        } else if let Some(t) = &self.shared.transport {
+            t.send(&from, &to, msg.as_ref());
+        } else {
+            tracing::warn!(%to, message = msg.name(), "remote process but this node has no transport; dropped");
+        }
+    }
+
+    fn deliver_remote(&self, envelope: Envelope) {
+        let Envelope { header, body } = envelope;
+        if !header.to.is_on(&self.shared.addr) {
+            tracing::debug!(to = %header.to, "message for another node; dropped");
+            return;
+        }
+        let target = self
+            .shared
+            .registry
+            .read()
+            .expect("registry lock")
+            .get(&header.to.name)
+            .cloned();
+        match target {
+            Some(addr) => addr.do_send(Deliver {
+                from: header.from,
+                payload: Payload::Encoded {
+                    name: header.name,
+                    body,
+                },
+            }),
+            None => tracing::debug!(to = %header.to, "no such process; dropped"),
+        }
+    }
+
+    fn link(&self, watcher: &Upid, watched: Upid) {
+        if watched.is_on(&self.shared.addr) {
+            let exists = self
+                .shared
+                .registry
+                .read()
+                .expect("registry lock")
+                .contains_key(&watched.name);
+            if exists {
+                self.shared
+                    .local_links
+                    .lock()
+                    .expect("links lock")
+                    .entry(watched.name.clone())
+                    .or_default()
+                    .insert(watcher.name.clone());
+            } else {
+                self.notify_exited(&watcher.name, watched);
+            }
+            return;
+        }
+        let Some(t) = &self.shared.transport else {
+            self.notify_exited(&watcher.name, watched);
+            return;
+        };
+        let node = watched.node();
+        self.shared
+            .remote_links
+            .lock()
+            .expect("links lock")
+            .entry(node.clone())
+            .or_default()
+            .insert((watcher.name.clone(), watched));
+        t.connect(&node);
+    }
+
+    fn unlink(&self, watcher: &Upid, watched: &Upid) {
+        if watched.is_on(&self.shared.addr) {
+            if let Some(w) = self
+                .shared
+                .local_links
+                .lock()
+                .expect("links lock")
+                .get_mut(&watched.name)
+            {
+                w.remove(&watcher.name);
+            }
+        } else if let Some(set) = self
+            .shared
+            .remote_links
+            .lock()
+            .expect("links lock")
+            .get_mut(&watched.node())
+        {
+            set.remove(&(watcher.name.clone(), watched.clone()));
+        }
+    }
+
+    fn notify_exited(&self, watcher: &str, who: Upid) {
+        let target = self
+            .shared
+            .registry
+            .read()
+            .expect("registry lock")
+            .get(watcher)
+            .cloned();
+        if let Some(addr) = target {
+            addr.do_send(Exited { who });
+        }
+    }
+
+    fn peer_lost(&self, node: &NodeAddr) {
+        let links = self
+            .shared
+            .remote_links
+            .lock()
+            .expect("links lock")
+            .remove(node)
+            .unwrap_or_default();
+        for (watcher, watched) in links {
+            self.notify_exited(&watcher, watched);
+        }
+    }
+
+    fn process_stopped(&self, name: &str) {
+        self.shared
+            .registry
+            .write()
+            .expect("registry lock")
+            .remove(name);
+        let watchers = self
+            .shared
+            .local_links
+            .lock()
+            .expect("links lock")
+            .remove(name)
+            .unwrap_or_default();
+        for w in watchers {
+            self.notify_exited(&w, self.upid(name));
+        }
+    }
+
+    /// Stop every process and close the transport.
+    pub fn shutdown(&self) {
+        let actors: Vec<Addr<ProcessActor>> = self
+            .shared
+            .registry
+            .read()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect();
+        for a in actors {
+            a.do_send(Stop);
+        }
+        if let Some(t) = &self.shared.transport {
+            t.close();
+        }
+    }
+}
+
+/// A typed, thread-safe handle on a process of this node.
+pub struct ProcessRef<P> {
+    upid: Upid,
+    addr: Addr<ProcessActor>,
+    _process: PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for ProcessRef<P> {
+    fn clone(&self) -> Self {
+        ProcessRef {
+            upid: self.upid.clone(),
+            addr: self.addr.clone(),
+            _process: PhantomData,
+        }
+    }
+}
+
+impl<P: Process> ProcessRef<P> {
+    /// The process's address.
+    pub fn upid(&self) -> &Upid {
+        &self.upid
+    }
+
+    /// Run `f` inside the process (between two of its messages) and return its result; its
+    /// context's effects are carried out as a handler's. How HTTP handlers read and change
+    /// a process's state.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut P, &mut Context<'_>) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let call: CallFn = Box::new(move |hosted, ctx| {
+            let p = hosted
+                .as_any_mut()
+                .downcast_mut::<P>()
+                .expect("ProcessRef type matches its process");
+            let _ = tx.send(f(p, ctx));
+        });
+        self.addr.do_send(Call(call));
+        rx.await.map_err(|_| NodeError::Gone(self.upid.clone()))
+    }
+
+    /// Deliver `msg` to the process as sent by `from`.
+    pub fn post<M: Message>(&self, from: &Upid, msg: M) {
+        self.addr.do_send(Deliver {
+            from: from.clone(),
+            payload: Payload::Local(Box::new(msg)),
+        });
+    }
+
+    /// Stop the process (its `finalize` runs).
+    pub fn stop(&self) {
+        self.addr.do_send(Stop);
+    }
+}
+
+type CallFn = Box<dyn FnOnce(&mut dyn ErasedProcess, &mut Context<'_>) + Send>;
+
+struct ProcessActor {
+    hosted: Box<dyn ErasedProcess>,
+    state: ProcessState,
+    node: Node,
+    timers: HashMap<TimerId, actix::SpawnHandle>,
+    effects: Vec<Effect>,
+}
+
+impl ProcessActor {
+    fn run(
+        &mut self,
+        ctx: &mut actix::Context<Self>,
+        f: impl FnOnce(&mut dyn ErasedProcess, &mut Context<'_>),
+    ) {
+        let now = self.node.shared.clock.now();
+        let wall: SystemTime = self.node.shared.clock.wall();
+        let mut effects = std::mem::take(&mut self.effects);
+        {
+            let mut pctx = Context::new(&mut self.state, now, wall, &mut effects);
+            f(self.hosted.as_mut(), &mut pctx);
+        }
+        for effect in effects.drain(..) {
+            self.apply(ctx, effect);
+        }
+        self.effects = effects;
+    }
+
+    fn apply(&mut self, ctx: &mut actix::Context<Self>, effect: Effect) {
+        match effect {
+            Effect::Send { to, msg } => self.node.route(self.state.upid.clone(), to, msg),
+            Effect::Delay { id, after, msg } => {
+                // Each timer is its own future; actix re-checks run_later items on each
+                // wake-up, which costs more with many timers.
+                let addr = ctx.address();
+                let handle = ctx.spawn(actix::fut::wrap_future(async move {
+                    actix_rt::time::sleep(after).await;
+                    addr.do_send(Fire { id, msg });
+                }));
+                self.timers.insert(id, handle);
+            }
+            Effect::Cancel(id) => {
+                if let Some(h) = self.timers.remove(&id) {
+                    ctx.cancel_future(h);
+                }
+            }
+            Effect::Link(u) => self.node.link(&self.state.upid, u),
+            Effect::Unlink(u) => self.node.unlink(&self.state.upid, &u),
+            Effect::Spawn { name, process } => {
+                if let Err(e) = self.node.spawn_erased(&name, process) {
+                    tracing::warn!(error = %e, "spawn requested by a process failed");
+                }
+            }
+            Effect::Terminate => ctx.stop(),
+        }
+    }
+}
+
+impl Actor for ProcessActor {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.run(ctx, |p, c| p.initialize(c));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.hosted.finalize();
+        self.node.process_stopped(&self.state.upid.name);
+    }
+}
+
+struct Deliver {
+    from: Upid,
+    payload: Payload,
+}
+impl actix::Message for Deliver {
+    type Result = ();
+}
+impl Handler<Deliver> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        let Deliver { from, payload } = msg;
+        self.run(ctx, |p, c| {
+            if let Err(e) = p.deliver(c, &from, payload) {
+                tracing::warn!(%from, to = %c.self_upid(), error = %e, "message dropped");
+            }
+        });
+    }
+}
+
+struct Fire {
+    id: TimerId,
+    msg: Box<dyn AnyMessage>,
+}
+impl actix::Message for Fire {
+    type Result = ();
+}
+impl Handler<Fire> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Fire, ctx: &mut Self::Context) {
+        if self.timers.remove(&msg.id).is_none() {
+            return; // cancelled
+        }
+        let from = self.state.upid.clone();
+        self.run(ctx, |p, c| {
+            if let Err(e) = p.deliver(c, &from, Payload::Local(msg.msg)) {
+                tracing::warn!(error = %e, "timer message dropped");
+            }
+        });
+    }
+}
+
+struct Exited {
+    who: Upid,
+}
+impl actix::Message for Exited {
+    type Result = ();
+}
+impl Handler<Exited> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Exited, ctx: &mut Self::Context) {
+        self.run(ctx, |p, c| p.exited(c, &msg.who));
+    }
+}
+
+struct Call(CallFn);
+impl actix::Message for Call {
+    type Result = ();
+}
+impl Handler<Call> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Call, ctx: &mut Self::Context) {
+        self.run(ctx, msg.0);
+    }
+}
+
+struct Stop;
+impl actix::Message for Stop {
+    type Result = ();
+}
+impl Handler<Stop> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, _msg: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,844 @@
+//! The simulator's host: many nodes in one thread, on a virtual clock, over a seeded network
+//! that loses, duplicates and delays messages, partitions and heals, and crashes nodes.
+//!
+//! It is a plain discrete-event loop — a binary heap of `(time, sequence, event)` — which the
+//! measurements in `ARCHITECTURE.md` found the fastest host for simulation. It hosts the very
+//! same [`Process`] code as the actix [`crate::Node`]; a process cannot tell them apart.
+//! Everything it decides (latencies, losses, duplicates) is drawn from the run's seed, so the
+//! same seed replays the same run bit for bit; [`Sim::trace_hash`] fingerprints it.
+//!
+//! Semantics, the same as the real transport:
+//! - messages between two nodes arrive in the order they were sent, at most once (unless the
+//!   duplication fault is on, which models a misbehaving network for stress tests);
+//! - messages within a node are delivered at the current instant, in order;
+//! - a process linked to another is told `exited` when the other terminates (same node) or when
+//!   the connection to the other's node breaks: its node crashed or a partition cut it, after
+//!   [`SimConfig::link_timeout`] (the real transport's idle timeout).
+//!
+//! ```
+//! use plateau_runtime::sim::{Sim, SimConfig};
+//! use plateau_runtime::{Context, Handlers, Message, NodeAddr, Process, Upid};
+//! use serde::{Deserialize, Serialize};
+//! use std::time::Duration;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Tick(u32);
+//! impl Message for Tick { const NAME: &'static str = "doc.Tick"; }
+//!
+//! #[derive(Default)]
+//! struct Counter { ticks: u32 }
+//! impl Counter {
+//!     fn handle_tick(&mut self, ctx: &mut Context<'_>, _from: &Upid, t: Tick) {
+//!         self.ticks += 1;
+//!         if t.0 > 0 { ctx.delay(Duration::from_secs(1), Tick(t.0 - 1)); }
+//!     }
+//! }
+//! impl Process for Counter {
+//!     fn install(h: &mut Handlers<Self>) { h.on(Self::handle_tick); }
+//!     fn initialize(&mut self, ctx: &mut Context<'_>) { ctx.delay(Duration::from_secs(1), Tick(4)); }
+//! }
+//!
+//! let mut sim = Sim::new(SimConfig::new(42));
+//! let node = NodeAddr::new("10.0.0.1", 5050);
+//! sim.add_node(node.clone());
+//! let upid = sim.spawn(&node, "counter", Counter::default());
+//! sim.run_for(Duration::from_secs(60));
+//! assert_eq!(sim.inspect(&upid, |c: &Counter| c.ticks), Some(5));
+//! ```
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use rand_core::RngCore;
+
+use crate::clock::Instant;
+use crate::limits::SIM_EVENTS_PENDING_MAX;
+use crate::message::{AnyMessage, Message, Payload};
+use crate::process::{Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimerId};
+use crate::rng::{stable_hash, Rng};
+use crate::upid::{NodeAddr, Upid};
+
+/// The network's behaviour; may be changed during a run ([`Sim::set_faults`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkFaults {
+    /// Shortest one-way latency between two nodes.
+    pub latency_min: Duration,
+    /// Longest one-way latency between two nodes.
+    pub latency_max: Duration,
+    /// Probability that a message between nodes is lost.
+    pub loss: f64,
+    /// Probability that a message between nodes is delivered twice.
+    pub duplicate: f64,
+}
+
+impl NetworkFaults {
+    /// A reliable network with 0.1-2 ms latency.
+    pub fn none() -> Self {
+        NetworkFaults {
+            latency_min: Duration::from_micros(100),
+            latency_max: Duration::from_millis(2),
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// Configuration of a simulation run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The run's seed: everything random derives from it.
+    pub seed: u64,
+    /// Network behaviour at start.
+    pub faults: NetworkFaults,
+    /// How long after a connection breaks (crash, partition) linked processes learn of it.
+    pub link_timeout: Duration,
+    /// Calendar time at the start of the run.
+    pub start_wall: SystemTime,
+}
+
+impl SimConfig {
+    /// A reliable network, 1 s link timeout, calendar starting 2026-01-01T00:00:00Z.
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            faults: NetworkFaults::none(),
+            link_timeout: Duration::from_secs(1),
+            start_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+        }
+    }
+}
+
+/// Counters of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Events handled.
+    pub events: u64,
+    /// Messages handed to processes.
+    pub delivered: u64,
+    /// Messages dropped: lost, partitioned, to a crashed node or unknown process.
+    pub dropped: u64,
+    /// Messages the network duplicated.
+    pub duplicated: u64,
+    /// Timers fired.
+    pub timers_fired: u64,
+    /// `exited` notifications delivered.
+    pub exits: u64,
+    /// Messages a process had no handler for or could not decode.
+    pub undeliverable: u64,
+}
+
+enum Event {
+    Deliver {
+        from: Upid,
+        to: Upid,
+        payload: Payload,
+        /// Incarnation of the receiving node when sent: a restarted node does not get messages
+        /// sent to its previous life.
+        to_incarnation: u64,
+        remote: bool,
+    },
+    Timer {
+        to: Upid,
+        instance: u64,
+        id: TimerId,
+        msg: Box<dyn AnyMessage>,
+    },
+    Exited {
+        to: Upid,
+        instance: u64,
+        who: Upid,
+    },
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at && self.seq == other.seq
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap, the earliest event must come out first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct SimProcess {
+    hosted: Box<dyn ErasedProcess>,
+    state: ProcessState,
+    instance: u64,
+    timers: HashSet<TimerId>,
+    links: BTreeSet<Upid>,
+}
+
+struct SimNode {
+    up: bool,
+    incarnation: u64,
+    seed: u64,
+    processes: BTreeMap<String, SimProcess>,
+}
+
+type Posted = Arc<Mutex<Vec<(Upid, Upid, Box<dyn AnyMessage>)>>>;
+
+/// A simulated cluster: nodes, their processes, the network and the virtual clock.
+pub struct Sim {
+    config: SimConfig,
+    faults: NetworkFaults,
+    now: Instant,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    nodes: BTreeMap<NodeAddr, SimNode>,
+    net_rng: Rng,
+    /// One-way cuts: messages from the first node to the second are dropped.
+    blocked: BTreeSet<(NodeAddr, NodeAddr)>,
+    /// Last scheduled arrival per directed link, to keep per-link FIFO order.
+    last_arrival: HashMap<(NodeAddr, NodeAddr), Instant>,
+    next_instance: u64,
+    trace: u64,
+    stats: SimStats,
+    effects: Vec<Effect>,
+    posted: Posted,
+}
+
+impl Sim {
+    /// An empty simulation.
+    pub fn new(config: SimConfig) -> Self {
+        let net_rng = Rng::derive(config.seed, "sim.network");
+        Sim {
+            faults: config.faults.clone(),
+            config,
+            now: Instant::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes: BTreeMap::new(),
+            net_rng,
+            blocked: BTreeSet::new(),
+            last_arrival: HashMap::new(),
+            next_instance: 1,
+            trace: 0xcbf2_9ce4_8422_2325,
+            stats: SimStats::default(),
+            effects: Vec::new(),
+            posted: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// The run's seed.
+    pub fn seed(&self) -> u64 {
+        self.config.seed
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Calendar time now.
+    pub fn wall_clock(&self) -> SystemTime {
+        self.config.start_wall + self.now.since_origin()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SimStats {
+        &self.stats
+    }
+
+    /// Fingerprint of everything delivered so far (time, sender, receiver, message, body).
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// Events waiting.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The network's current behaviour.
+    pub fn faults(&self) -> &NetworkFaults {
+        &self.faults
+    }
+
+    /// Change the network's behaviour from now on.
+    pub fn set_faults(&mut self, faults: NetworkFaults) {
+        assert!(faults.latency_min <= faults.latency_max);
+        self.faults = faults;
+    }
+
+    /// The simulator's own RNG (for drawing faults), derived from the seed.
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.net_rng
+    }
+
+    /// Add a node (up, without processes). Its per-node seed derives from the run's seed and
+    /// its address.
+    pub fn add_node(&mut self, addr: NodeAddr) {
+        let seed = Rng::derive(self.config.seed, &addr.to_string()).next_u64();
+        let previous = self.nodes.insert(
+            addr,
+            SimNode {
+                up: true,
+                incarnation: 1,
+                seed,
+                processes: BTreeMap::new(),
+            },
+        );
+        assert!(previous.is_none(), "node added twice");
+    }
+
+    /// Addresses of all nodes.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeAddr> {
+        self.nodes.keys()
+    }
+
+    /// True when the node exists and is up.
+    pub fn is_up(&self, addr: &NodeAddr) -> bool {
+        self.nodes.get(addr).is_some_and(|n| n.up)
+    }
+
+    /// True when the process exists (its node up).
+    pub fn is_running(&self, upid: &Upid) -> bool {
+        self.nodes
+            .get(&upid.node())
+            .is_some_and(|n| n.up && n.processes.contains_key(&upid.name))
+    }
+
+    /// Start `process` as `name` on `node`; its `initialize` runs now.
+    pub fn spawn<P: Process>(&mut self, node: &NodeAddr, name: &str, process: P) -> Upid {
+        self.spawn_erased(node, name, Box::new(Hosted::new(process)))
+    }
+
+    fn spawn_erased(&mut self, node: &NodeAddr, name: &str, hosted: Box<dyn ErasedProcess>) -> Upid {
+        let upid = Upid::new(name, node);
+        let instance = self.next_instance;
+        self.next_instance += 1;
+        let posted = self.posted.clone();
+        let target = upid.clone();
+        let mailbox = Mailbox::new(
+            upid.clone(),
+            Arc::new(move |from, msg| {
+                posted
+                    .lock()
+                    .expect("sim mailbox lock")
+                    .push((from, target.clone(), msg))
+            }),
+        );
+        let n = self.nodes.get_mut(node).expect("spawn on an unknown node");
+        assert!(n.up, "spawn on a crashed node {node}");
+        assert!(
+            !n.processes.contains_key(name),
+            "process {name} already exists on {node}"
+        );
+        let state = ProcessState::new(upid.clone(), n.seed, mailbox);
+        n.processes.insert(
+            name.to_string(),
+            SimProcess {
+                hosted,
+                state,
+                instance,
+                timers: HashSet::new(),
+                links: BTreeSet::new(),
+            },
+        );
+        self.with_process(&upid, |hosted, ctx| hosted.initialize(ctx));
+        upid
+    }
+
+    fn process_mut(&mut self, upid: &Upid) -> Option<&mut SimProcess> {
+        let n = self.nodes.get_mut(&upid.node())?;
+        if !n.up {
+            return None;
+        }
+        n.processes.get_mut(&upid.name)
+    }
+
+    /// Read a process's state (for tests and invariant checks).
+    pub fn inspect<P: Process, R>(&mut self, upid: &Upid, f: impl FnOnce(&P) -> R) -> Option<R> {
+        let p = self.process_mut(upid)?;
+        let any = p.hosted.as_any_mut();
+        any.downcast_mut::<P>().map(|p| f(p))
+    }
+
+    /// Run `f` inside a process, with a context; its effects are carried out as a handler's.
+    pub fn call<P: Process, R>(
+        &mut self,
+        upid: &Upid,
+        f: impl FnOnce(&mut P, &mut Context<'_>) -> R,
+    ) -> Option<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.with_process(upid, |hosted, ctx| {
+            if let Some(p) = hosted.as_any_mut().downcast_mut::<P>() {
+                out = Some((f.take().expect("called once"))(p, ctx));
+            }
+        });
+        out
+    }
+
+    /// Deliver `msg` to `to` as if sent by `from`, now (a driver injecting input).
+    pub fn post<M: Message>(&mut self, from: &Upid, to: &Upid, msg: M) {
+        self.route(from.clone(), to.clone(), Box::new(msg));
+    }
+
+    /// Run one process callback with a context, then carry out its effects.
+    fn with_process(&mut self, upid: &Upid, f: impl FnOnce(&mut dyn ErasedProcess, &mut Context<'_>)) -> bool {
+        let now = self.now;
+        let wall = self.wall_clock();
+        let mut effects = std::mem::take(&mut self.effects);
+        let Some(p) = self.process_mut(upid) else {
+            self.effects = effects;
+            return false;
+        };
+        let instance = p.instance;
+        {
+            let mut ctx = Context::new(&mut p.state, now, wall, &mut effects);
+            f(p.hosted.as_mut(), &mut ctx);
+        }
+        self.apply(upid, instance, &mut effects);
+        effects.clear();
+        self.effects = effects;
+        true
+    }
+
+    fn apply(&mut self, upid: &Upid, instance: u64, effects: &mut Vec<Effect>) {
+        let mut terminate = false;
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Send { to, msg } => self.route(upid.clone(), to, msg),
+                Effect::Delay { id, after, msg } => {
+                    if let Some(p) = self.process_mut(upid) {
+                        p.timers.insert(id);
+                    }
+                    let at = self.now + after;
+                    self.schedule(
+                        at,
+                        Event::Timer {
+                            to: upid.clone(),
+                            instance,
+                            id,
+                            msg,
+                        },
+                    );
+                }
+                Effect::Cancel(id) => {
+                    if let Some(p) = self.process_mut(upid) {
+                        p.timers.remove(&id);
+                    }
+                }
+                Effect::Link(other) => self.link(upid, instance, other),
+                Effect::Unlink(other) => {
+                    if let Some(p) = self.process_mut(upid) {
+                        p.links.remove(&other);
+                    }
+                }
+                Effect::Spawn { name, process } => {
+                    let node = upid.node();
+                    if self.is_up(&node) {
+                        self.spawn_erased(&node, &name, process);
+                    }
+                }
+                Effect::Terminate => terminate = true,
+            }
+        }
+        if terminate {
+            self.terminate(upid);
+        }
+    }
+
+    fn link(&mut self, upid: &Upid, instance: u64, other: Upid) {
+        let here = upid.node();
+        let there = other.node();
+        let reachable = if here == there {
+            self.is_running(&other)
+        } else {
+            self.is_up(&there)
+                && !self.blocked.contains(&(here.clone(), there.clone()))
+                && !self.blocked.contains(&(there.clone(), here.clone()))
+        };
+        if reachable {
+            if let Some(p) = self.process_mut(upid) {
+                p.links.insert(other);
+            }
+        } else {
+            let delay = if here == there {
+                Duration::ZERO
+            } else {
+                self.config.link_timeout
+            };
+            let at = self.now + delay;
+            self.schedule(
+                at,
+                Event::Exited {
+                    to: upid.clone(),
+                    instance,
+                    who: other,
+                },
+            );
+        }
+    }
+
+    /// Terminate a process in an orderly way: `finalize` runs, local linkers are told.
+    pub fn terminate(&mut self, upid: &Upid) {
+        let node = upid.node();
+        let Some(n) = self.nodes.get_mut(&node) else { return };
+        let Some(mut p) = n.processes.remove(&upid.name) else { return };
+        p.hosted.finalize();
+        let now = self.now;
+        let watchers: Vec<(Upid, u64)> = n
+            .processes
+            .iter_mut()
+            .filter_map(|(_, q)| q.links.remove(upid).then(|| (q.state.upid.clone(), q.instance)))
+            .collect();
+        for (to, instance) in watchers {
+            self.schedule(
+                now,
+                Event::Exited {
+                    to,
+                    instance,
+                    who: upid.clone(),
+                },
+            );
+        }
+    }
+
+    fn route(&mut self, from: Upid, to: Upid, msg: Box<dyn AnyMessage>) {
+        let src = from.node();
+        let dst = to.node();
+        let Some(dst_node) = self.nodes.get(&dst) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let to_incarnation = dst_node.incarnation;
+        if src == dst {
+            let now = self.now;
+            self.schedule(
+                now,
+                Event::Deliver {
+                    from,
+                    to,
+                    payload: Payload::Local(msg),
+                    to_incarnation,
+                    remote: false,
+                },
+            );
+            return;
+        }
+        if !self.is_up(&src)
+            || self.blocked.contains(&(src.clone(), dst.clone()))
+            || self.net_rng.chance(self.faults.loss)
+        {
+            self.stats.dropped += 1;
+            return;
+        }
+        let body = match msg.encode() {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::warn!(message = msg.name(), error = %e, "message does not encode; dropped");
+                self.stats.dropped += 1;
+                return;
+            }
+        };
+        let copies = if self.net_rng.chance(self.faults.duplicate) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let span = self.faults.latency_max - self.faults.latency_min;
+            let latency = self.faults.latency_min
+                + Duration::from_nanos(self.net_rng.between(0, span.as_nanos() as u64));
+            let key = (src.clone(), dst.clone());
+            let earliest = self.now + latency;
+            let at = match self.last_arrival.get(&key) {
+                Some(last) if *last > earliest => *last,
+                _ => earliest,
+            };
+            self.last_arrival.insert(key, at);
+            self.schedule(
+                at,
+                Event::Deliver {
+                    from: from.clone(),
+                    to: to.clone(),
+                    payload: Payload::Encoded {
+                        name: msg.name().to_string(),
+                        body: body.clone(),
+                    },
+                    to_incarnation,
+                    remote: true,
+                },
+            );
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, event: Event) {
+        assert!(
+            self.queue.len() < SIM_EVENTS_PENDING_MAX,
+            "simulation has {} pending events: runaway message loop (seed {})",
+            self.queue.len(),
+            self.config.seed
+        );
+        let seq = self.seq;
+        self.seq += 1;
+        self.queue.push(Scheduled { at, seq, event });
+    }
+
+    fn mix(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.trace ^= u64::from(*b);
+            self.trace = self.trace.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn record(&mut self, kind: u8, from: &Upid, to: &Upid, name: &str, body: Option<&[u8]>) {
+        let t = self.now.as_nanos().to_le_bytes();
+        self.mix(&t);
+        self.mix(&[kind]);
+        self.mix(from.name.as_bytes());
+        self.mix(from.host.as_bytes());
+        self.mix(&from.port.to_le_bytes());
+        self.mix(to.name.as_bytes());
+        self.mix(to.host.as_bytes());
+        self.mix(&to.port.to_le_bytes());
+        self.mix(name.as_bytes());
+        if let Some(b) = body {
+            let h = stable_hash(b).to_le_bytes();
+            self.mix(&h);
+        }
+    }
+
+    fn drain_posted(&mut self) {
+        let posted: Vec<_> = std::mem::take(&mut *self.posted.lock().expect("sim mailbox lock"));
+        for (from, to, msg) in posted {
+            let now = self.now;
+            let to_incarnation = self.nodes.get(&to.node()).map_or(0, |n| n.incarnation);
+            self.schedule(
+                now,
+                Event::Deliver {
+                    from,
+                    to,
+                    payload: Payload::Local(msg),
+                    to_incarnation,
+                    remote: false,
+                },
+            );
+        }
+    }
+
+    /// Time of the next event, if any.
+    pub fn next_event_at(&self) -> Option<Instant> {
+        self.queue.peek().map(|s| s.at)
+    }
+
+    /// Handle the next event. False when none is left.
+    pub fn step(&mut self) -> bool {
+        self.drain_posted();
+        let Some(Scheduled { at, event, .. }) = self.queue.pop() else {
+            return false;
+        };
+        debug_assert!(at >= self.now, "time never goes back");
+        self.now = at;
+        self.stats.events += 1;
+        match event {
+            Event::Deliver {
+                from,
+                to,
+                payload,
+                to_incarnation,
+                remote,
+            } => {
+                let node = to.node();
+                let alive = self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.up && n.incarnation == to_incarnation);
+                let cut = remote && self.blocked.contains(&(from.node(), node));
+                if !alive || cut || !self.is_running(&to) {
+                    self.stats.dropped += 1;
+                    return true;
+                }
+                let body = match &payload {
+                    Payload::Encoded { body, .. } => Some(body.clone()),
+                    Payload::Local(_) => None,
+                };
+                let name = payload.name().to_string();
+                self.record(0, &from, &to, &name, body.as_deref());
+                self.stats.delivered += 1;
+                let mut result = Ok(());
+                self.with_process(&to, |hosted, ctx| {
+                    result = hosted.deliver(ctx, &from, payload);
+                });
+                if let Err(e) = result {
+                    self.stats.undeliverable += 1;
+                    tracing::debug!(%from, %to, error = %e, "message not delivered");
+                }
+            }
+            Event::Timer {
+                to,
+                instance,
+                id,
+                msg,
+            } => {
+                let live = self
+                    .process_mut(&to)
+                    .is_some_and(|p| p.instance == instance && p.timers.remove(&id));
+                if !live {
+                    return true;
+                }
+                self.record(1, &to, &to, msg.name(), None);
+                self.stats.timers_fired += 1;
+                let from = to.clone();
+                self.with_process(&to, |hosted, ctx| {
+                    if let Err(e) = hosted.deliver(ctx, &from, Payload::Local(msg)) {
+                        tracing::debug!(error = %e, "timer message not delivered");
+                    }
+                });
+            }
+            Event::Exited { to, instance, who } => {
+                let live = self
+                    .process_mut(&to)
+                    .is_some_and(|p| p.instance == instance);
+                if !live {
+                    return true;
+                }
+                self.record(2, &who, &to, "exited", None);
+                self.stats.exits += 1;
+                self.with_process(&to, |hosted, ctx| hosted.exited(ctx, &who));
+            }
+        }
+        true
+    }
+
+    /// Run events up to and including time `until`, then set the clock to `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        loop {
+            self.drain_posted();
+            match self.next_event_at() {
+                Some(at) if at <= until => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        if until > self.now {
+            self.now = until;
+        }
+    }
+
+    /// Run for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Run until `done` holds (checked after each event) or `limit` of virtual time passes.
+    /// True when `done` held.
+    pub fn run_until_condition(&mut self, limit: Duration, mut done: impl FnMut(&mut Sim) -> bool) -> bool {
+        let until = self.now + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            self.drain_posted();
+            match self.next_event_at() {
+                Some(at) if at <= until => {
+                    self.step();
+                }
+                _ => {
+                    self.now = self.now.max(until);
+                    return done(self);
+                }
+            }
+        }
+    }
+
+    /// Schedule `exited` for every process linked across the (now broken) connection between
+    /// nodes `a` and `b`, after the link timeout.
+    fn break_links(&mut self, a: &NodeAddr, b: &NodeAddr) {
+        let at = self.now + self.config.link_timeout;
+        let mut exits = Vec::new();
+        for (addr, far) in [(a, b), (b, a)] {
+            let Some(n) = self.nodes.get_mut(addr) else { continue };
+            for p in n.processes.values_mut() {
+                let gone: Vec<Upid> = p.links.iter().filter(|u| u.is_on(far)).cloned().collect();
+                for who in gone {
+                    p.links.remove(&who);
+                    exits.push((p.state.upid.clone(), p.instance, who));
+                }
+            }
+        }
+        for (to, instance, who) in exits {
+            self.schedule(at, Event::Exited { to, instance, who });
+        }
+    }
+
+    /// Crash a node: its processes vanish without `finalize`, its timers die, messages in
+    /// flight to it are lost, and processes elsewhere linked to it learn after the link
+    /// timeout. What it keeps on disk is the caller's business.
+    pub fn crash(&mut self, addr: &NodeAddr) {
+        let Some(n) = self.nodes.get_mut(addr) else { return };
+        if !n.up {
+            return;
+        }
+        n.up = false;
+        n.incarnation += 1;
+        n.processes.clear();
+        let others: Vec<NodeAddr> = self.nodes.keys().filter(|k| *k != addr).cloned().collect();
+        for other in others {
+            self.break_links(addr, &other);
+        }
+    }
+
+    /// Bring a crashed node back, empty: spawn its processes again with [`Sim::spawn`].
+    pub fn restart(&mut self, addr: &NodeAddr) {
+        let n = self.nodes.get_mut(addr).expect("restart of an unknown node");
+        if !n.up {
+            n.up = true;
+            n.incarnation += 1;
+        }
+    }
+
+    /// Cut messages from `from` to `to` (one way). Links between them break either way, as a
+    /// real connection cannot survive losing one direction.
+    pub fn cut_one_way(&mut self, from: &NodeAddr, to: &NodeAddr) {
+        if self.blocked.insert((from.clone(), to.clone())) {
+            self.break_links(from, to);
+        }
+    }
+
+    /// Cut both directions between `a` and `b`.
+    pub fn partition(&mut self, a: &NodeAddr, b: &NodeAddr) {
+        self.cut_one_way(a, b);
+        self.cut_one_way(b, a);
+    }
+
+    /// Cut `node` off from every other node.
+    pub fn isolate(&mut self, node: &NodeAddr) {
+        let others: Vec<NodeAddr> = self.nodes.keys().filter(|k| *k != node).cloned().collect();
+        for other in others {
+            self.partition(node, &other);
+        }
+    }
+
+    /// Remove every cut.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    /// True when messages from `from` to `to` are currently cut.
+    pub fn is_cut(&self, from: &NodeAddr, to: &NodeAddr) -> bool {
+        self.blocked.contains(&(from.clone(), to.clone()))
+    }
+}

@@ -1,0 +1,497 @@
+//! The QUIC transport: frames between nodes over quinn with mutual TLS.
+//!
+//! One long-lived connection per pair of nodes in the common case: a node dials a peer the
+//! first time it sends to it, and a node that was dialled sends back on the connection it
+//! accepted. Each node sends on one unidirectional stream per connection, so the messages from
+//! one node to another arrive in order (two simultaneous dials make two connections, each used
+//! in one direction, which keeps the order too). Frames are buffered per peer and written in
+//! batches; the first frame of every stream is a [`Hello`] naming the sending node.
+//!
+//! Failures: a dial that fails is retried on the next send after a backoff (doubling from
+//! [`RECONNECT_BACKOFF_MIN`] to [`RECONNECT_BACKOFF_MAX`]); messages queued for it are dropped
+//! (delivery is at most once: reliability is built above). A connection that breaks or idles
+//! past [`IDLE_TIMEOUT`] reports the peer lost, which fires `exited` on links. A frame that is
+//! oversized, truncated or undecodable drops the connection it came on, with a logged reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, VarInt};
+use tokio::sync::Notify;
+
+use crate::limits::{
+    CONNECT_TIMEOUT, IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, PEER_QUEUE_BYTES_MAX, READ_CHUNK_BYTES_MAX,
+    RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
+};
+use crate::message::{
+    decode_envelope, decode_hello, encode_frame, encode_hello, AnyMessage, Envelope,
+    FrameDecoder, FrameError, Hello, PROTOCOL_VERSION,
+};
+use crate::tls::{NodeIdentity, TlsError, CLUSTER_SERVER_NAME};
+use crate::upid::{NodeAddr, Upid};
+
+/// Where the transport hands what it receives.
+pub trait TransportSink: Send + Sync + 'static {
+    /// A message arrived for a process of this node.
+    fn deliver(&self, envelope: Envelope);
+    /// The connection to `node` broke or could not be made.
+    fn peer_lost(&self, node: &NodeAddr);
+}
+
+/// Counters of a transport.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Frames queued for sending.
+    pub frames_sent: AtomicU64,
+    /// Frames received and handed on.
+    pub frames_received: AtomicU64,
+    /// Messages dropped because a peer's queue was full or its dial failed.
+    pub dropped: AtomicU64,
+    /// Connections dropped for a malformed frame.
+    pub malformed: AtomicU64,
+    /// Incoming connections refused during the handshake (no or bad certificate).
+    pub refused: AtomicU64,
+}
+
+/// Transport setup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Certificates or TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+struct Outbox {
+    buf: BytesMut,
+    closed: bool,
+}
+
+struct Peer {
+    node: NodeAddr,
+    generation: u64,
+    out: Mutex<Outbox>,
+    notify: Notify,
+}
+
+struct Backoff {
+    until: tokio::time::Instant,
+    delay: Duration,
+}
+
+struct Inner {
+    local: NodeAddr,
+    endpoint: Endpoint,
+    client_config: quinn::ClientConfig,
+    max_frame_bytes: usize,
+    peers: Mutex<HashMap<NodeAddr, Arc<Peer>>>,
+    backoff: Mutex<HashMap<NodeAddr, Backoff>>,
+    next_generation: AtomicU64,
+    sink: Arc<dyn TransportSink>,
+    stats: TransportStats,
+}
+
+/// A node's QUIC endpoint: dials, accepts, frames.
+#[derive(Clone)]
+pub struct QuicTransport {
+    inner: Arc<Inner>,
+}
+
+fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
+    t.max_idle_timeout(Some(
+        IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt"),
+    ));
+    t.stream_receive_window(VarInt::from_u32(8 * 1024 * 1024));
+    t.receive_window(VarInt::from_u32(16 * 1024 * 1024));
+    t.send_window(16 * 1024 * 1024);
+    t
+}
+
+/// quinn server and client configurations for a node identity.
+pub fn quinn_configs(
+    identity: &NodeIdentity,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TlsError> {
+    let server_crypto = QuicServerConfig::try_from(identity.server_config()?)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+    server.transport_config(Arc::new(transport_config()));
+    let client_crypto = QuicClientConfig::try_from(identity.client_config()?)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client.transport_config(Arc::new(transport_config()));
+    Ok((server, client))
+}
+
+impl QuicTransport {
+    /// Bind `bind` and start accepting. Must run inside a tokio runtime. `local` is the address
+    /// other nodes know this node by (its port is taken from the socket when `bind`'s is 0).
+    pub fn start(
+        bind: SocketAddr,
+        local_host: &str,
+        identity: &NodeIdentity,
+        max_frame_bytes: usize,
+        sink: Arc<dyn TransportSink>,
+    ) -> Result<Self, TransportError> {
+        let (server, client) = quinn_configs(identity)?;
+        let endpoint =
+            Endpoint::server(server, bind).map_err(|source| TransportError::Bind { addr: bind, source })?;
+        let port = endpoint
+            .local_addr()
+            .map_err(|source| TransportError::Bind { addr: bind, source })?
+            .port();
+        let inner = Arc::new(Inner {
+            local: NodeAddr::new(local_host, port),
+            endpoint,
+            client_config: client,
+            max_frame_bytes,
+            peers: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+            next_generation: AtomicU64::new(1),
+            sink,
+            stats: TransportStats::default(),
+        });
+        tokio::spawn(accept_loop(inner.clone()));
+        Ok(QuicTransport { inner })
+    }
+
+    /// The address this node is known by.
+    pub fn local(&self) -> &NodeAddr {
+        &self.inner.local
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &TransportStats {
+        &self.inner.stats
+    }
+
+    /// Queue a message for a process of another node. Never blocks; drops (and counts) the
+    /// message when the peer's queue is full.
+    pub fn send(&self, from: &Upid, to: &Upid, msg: &dyn AnyMessage) {
+        let peer = self.inner.peer_for(&to.node());
+        let mut out = peer.out.lock().expect("outbox lock");
+        if out.closed || out.buf.len() >= PEER_QUEUE_BYTES_MAX {
+            drop(out);
+            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%to, "peer queue full or closed; message dropped");
+            return;
+        }
+        let was_empty = out.buf.is_empty();
+        let start = out.buf.len();
+        match encode_frame(&mut out.buf, from, to, msg) {
+            Ok(()) if out.buf.len() - start - 4 <= self.inner.max_frame_bytes => {}
+            Ok(()) => {
+                let len = out.buf.len() - start;
+                out.buf.truncate(start);
+                drop(out);
+                self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%to, message = msg.name(), len, "message larger than the frame limit; dropped");
+                return;
+            }
+            Err(e) => {
+                out.buf.truncate(start);
+                drop(out);
+                self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%to, message = msg.name(), error = %e, "message does not encode; dropped");
+                return;
+            }
+        }
+        drop(out);
+        self.inner.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        if was_empty {
+            peer.notify.notify_one();
+        }
+    }
+
+    /// Make sure a connection to `node` exists or is being made (for links).
+    pub fn connect(&self, node: &NodeAddr) {
+        self.inner.peer_for(node);
+    }
+
+    /// True when a connection to `node` exists or is being made.
+    pub fn has_peer(&self, node: &NodeAddr) -> bool {
+        self.inner.peers.lock().expect("peers lock").contains_key(node)
+    }
+
+    /// Close every connection and the endpoint.
+    pub fn close(&self) {
+        self.inner.endpoint.close(VarInt::from_u32(0), b"node shutting down");
+        let peers: Vec<Arc<Peer>> = self
+            .inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in peers {
+            p.out.lock().expect("outbox lock").closed = true;
+            p.notify.notify_one();
+        }
+    }
+}
+
+impl Inner {
+    fn new_peer(&self, node: &NodeAddr) -> Arc<Peer> {
+        Arc::new(Peer {
+            node: node.clone(),
+            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+            out: Mutex::new(Outbox {
+                buf: BytesMut::new(),
+                closed: false,
+            }),
+            notify: Notify::new(),
+        })
+    }
+
+    fn peer_for(self: &Arc<Self>, node: &NodeAddr) -> Arc<Peer> {
+        let mut peers = self.peers.lock().expect("peers lock");
+        if let Some(p) = peers.get(node) {
+            return p.clone();
+        }
+        let peer = self.new_peer(node);
+        peers.insert(node.clone(), peer.clone());
+        drop(peers);
+        tokio::spawn(run_outbound(self.clone(), peer.clone()));
+        peer
+    }
+
+    /// Forget a peer (if it is still this generation) and report it lost.
+    fn fail_peer(&self, peer: &Peer, dial_failed: bool) {
+        let removed = {
+            let mut peers = self.peers.lock().expect("peers lock");
+            match peers.get(&peer.node) {
+                Some(p) if p.generation == peer.generation => peers.remove(&peer.node).is_some(),
+                _ => false,
+            }
+        };
+        let mut out = peer.out.lock().expect("outbox lock");
+        out.closed = true;
+        out.buf = BytesMut::new();
+        drop(out);
+        if dial_failed {
+            let mut backoff = self.backoff.lock().expect("backoff lock");
+            let delay = backoff
+                .get(&peer.node)
+                .map_or(RECONNECT_BACKOFF_MIN, |b| (b.delay * 2).min(RECONNECT_BACKOFF_MAX));
+            backoff.insert(
+                peer.node.clone(),
+                Backoff {
+                    until: tokio::time::Instant::now() + delay, // determinism-ok: real transport
+                    delay,
+                },
+            );
+        }
+        if removed {
+            self.sink.peer_lost(&peer.node);
+        }
+    }
+}
+
+async fn resolve(node: &NodeAddr) -> Option<SocketAddr> {
+    if let Ok(ip) = node.host.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, node.port));
+    }
+    tokio::net::lookup_host((node.host.as_str(), node.port))
+        .await
+        .ok()?
+        .next()
+}
+
+async fn run_outbound(inner: Arc<Inner>, peer: Arc<Peer>) {
+    let wait = inner
+        .backoff
+        .lock()
+        .expect("backoff lock")
+        .get(&peer.node)
+        .map(|b| b.until);
+    if let Some(until) = wait {
+        tokio::time::sleep_until(until).await;
+    }
+    let Some(addr) = resolve(&peer.node).await else {
+        tracing::warn!(peer = %peer.node, "cannot resolve peer address");
+        inner.fail_peer(&peer, true);
+        return;
+    };
+    let connecting = match inner
+        .endpoint
+        .connect_with(inner.client_config.clone(), addr, CLUSTER_SERVER_NAME)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(peer = %peer.node, error = %e, "cannot dial peer");
+            inner.fail_peer(&peer, true);
+            return;
+        }
+    };
+    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::info!(peer = %peer.node, error = %e, "dial failed");
+            inner.fail_peer(&peer, true);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(peer = %peer.node, "dial timed out");
+            inner.fail_peer(&peer, true);
+            return;
+        }
+    };
+    inner.backoff.lock().expect("backoff lock").remove(&peer.node);
+    tokio::spawn(read_connection(inner.clone(), connection.clone(), false));
+    run_writer(&inner, &peer, connection).await;
+}
+
+/// Write the peer's queued frames to one unidirectional stream until the connection breaks.
+async fn run_writer(inner: &Arc<Inner>, peer: &Arc<Peer>, connection: Connection) {
+    let result: Result<(), String> = async {
+        let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
+        let mut hello = BytesMut::new();
+        encode_hello(
+            &mut hello,
+            &Hello {
+                version: PROTOCOL_VERSION,
+                node: inner.local.clone(),
+            },
+        );
+        stream
+            .write_chunk(hello.freeze())
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let chunk = {
+                let mut out = peer.out.lock().expect("outbox lock");
+                if out.closed {
+                    return Err("transport closed".to_string());
+                }
+                if out.buf.is_empty() {
+                    None
+                } else {
+                    Some(out.buf.split().freeze())
+                }
+            };
+            match chunk {
+                Some(bytes) => stream.write_chunk(bytes).await.map_err(|e| e.to_string())?,
+                None => {
+                    tokio::select! {
+                        biased;
+                        reason = connection.closed() => return Err(reason.to_string()),
+                        _ = peer.notify.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(reason) = result {
+        tracing::info!(peer = %peer.node, %reason, "connection to peer ended");
+    }
+    inner.fail_peer(peer, false);
+}
+
+async fn accept_loop(inner: Arc<Inner>) {
+    while let Some(incoming) = inner.endpoint.accept().await {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(connection) => read_connection(inner, connection, true).await,
+                Err(e) => {
+                    inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%remote, error = %e, "refused connection");
+                }
+            }
+        });
+    }
+}
+
+/// Accept the peer's unidirectional streams on a connection and read frames from them.
+async fn read_connection(inner: Arc<Inner>, connection: Connection, accepted: bool) {
+    // A handshake accepted by quinn has a verified client certificate (rustls checked it
+    // chains to the cluster CA); without one the handshake fails before this point.
+    while let Ok(stream) = connection.accept_uni().await {
+        tokio::spawn(read_stream(
+            inner.clone(),
+            connection.clone(),
+            stream,
+            accepted,
+        ));
+    }
+}
+
+async fn read_stream(
+    inner: Arc<Inner>,
+    connection: Connection,
+    mut stream: quinn::RecvStream,
+    accepted: bool,
+) {
+    let mut decoder = FrameDecoder::new(inner.max_frame_bytes);
+    let mut hello: Option<Hello> = None;
+    let outcome: Result<(), FrameError> = async {
+        loop {
+            match stream.read_chunk(READ_CHUNK_BYTES_MAX, true).await {
+                Ok(Some(chunk)) => decoder.push(&chunk.bytes),
+                Ok(None) => return decoder.finish(),
+                Err(_) => return Ok(()), // connection broke: reported by the writer side
+            }
+            while let Some(frame) = decoder.next_frame()? {
+                match &hello {
+                    None => {
+                        let h = decode_hello(&frame)?;
+                        if accepted {
+                            adopt(&inner, &h.node, &connection);
+                        }
+                        hello = Some(h);
+                    }
+                    Some(h) => {
+                        let envelope = decode_envelope(frame)?;
+                        if !envelope.header.from.is_on(&h.node) {
+                            return Err(FrameError::Malformed(format!(
+                                "sender {} is not on peer node {}",
+                                envelope.header.from, h.node
+                            )));
+                        }
+                        inner.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+                        inner.sink.deliver(envelope);
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = outcome {
+        inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        let peer = hello.map_or_else(|| connection.remote_address().to_string(), |h| h.node.to_string());
+        tracing::warn!(%peer, reason = %e, "dropping connection: bad frame");
+        connection.close(VarInt::from_u32(2), e.to_string().as_bytes());
+    }
+}
+
+/// Use a connection a peer dialled for sending back to it, unless one exists already.
+fn adopt(inner: &Arc<Inner>, node: &NodeAddr, connection: &Connection) {
+    let peer = {
+        let mut peers = inner.peers.lock().expect("peers lock");
+        if peers.contains_key(node) {
+            return;
+        }
+        let peer = inner.new_peer(node);
+        peers.insert(node.clone(), peer.clone());
+        peer
+    };
+    let inner = inner.clone();
+    let connection = connection.clone();
+    tokio::spawn(async move { run_writer(&inner, &peer, connection).await });
+}
