@@ -57,13 +57,21 @@ impl Sub<Instant> for Instant {
 #[derive(Clone, Copy, Debug)]
 pub struct RealClock {
     origin: tokio::time::Instant,
+    wall_origin: Option<SystemTime>,
 }
 
 impl RealClock {
     /// A clock whose origin is now.
     pub fn new() -> Self {
+        Self::with_wall_origin(None)
+    }
+
+    /// A clock whose calendar time is `wall_origin` at its origin and advances with the
+    /// monotonic clock (for simulation on tokio's paused clock); `None` reads the system's.
+    pub fn with_wall_origin(wall_origin: Option<SystemTime>) -> Self {
         RealClock {
             origin: tokio::time::Instant::now(), // determinism-ok: the real host's clock
+            wall_origin,
         }
     }
 
@@ -74,7 +82,10 @@ impl RealClock {
 
     /// Calendar time.
     pub fn wall(&self) -> SystemTime {
-        SystemTime::now() // determinism-ok: the real host's calendar clock
+        match self.wall_origin {
+            Some(origin) => origin + self.now().since_origin(),
+            None => SystemTime::now(), // determinism-ok: the real host's calendar clock
+        }
     }
 }
 

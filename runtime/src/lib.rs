@@ -47,6 +47,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod clock;
 pub mod limits;
 pub mod message;
@@ -54,13 +55,14 @@ pub mod node;
 pub mod process;
 pub mod rng;
 pub mod sim;
+pub mod simnet;
 pub mod tls;
 pub mod transport;
 pub mod upid;
 
 pub use clock::Instant;
 pub use message::{Message, Payload};
-pub use node::{Node, NodeConfig, ProcessRef};
+pub use node::{Node, NodeConfig, ProcessRef, TransportConfig};
 pub use process::{Context, Effect, ErasedProcess, Handlers, Hosted, Mailbox, Process, TimerId};
 pub use rng::Rng;
 pub use upid::{NodeAddr, Upid, UpidParseError};

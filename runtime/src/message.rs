@@ -348,7 +348,10 @@ mod tests {
         let mut dec = FrameDecoder::new(1024);
         // A 12-byte frame whose length prefix claims 1 TiB-ish (u32 max).
         dec.push(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8]);
-        assert!(matches!(dec.next_frame(), Err(FrameError::Oversized { .. })));
+        assert!(matches!(
+            dec.next_frame(),
+            Err(FrameError::Oversized { .. })
+        ));
         assert!(dec.buf.capacity() < 1024 * 1024);
     }
 
@@ -357,7 +360,10 @@ mod tests {
         let mut dec = FrameDecoder::new(1024);
         dec.push(&[10, 0, 0, 0, 1, 2]);
         assert_eq!(dec.next_frame().unwrap(), None);
-        assert!(matches!(dec.finish(), Err(FrameError::Truncated { buffered: 6 })));
+        assert!(matches!(
+            dec.finish(),
+            Err(FrameError::Truncated { buffered: 6 })
+        ));
     }
 
     #[test]

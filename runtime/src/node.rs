@@ -23,15 +23,40 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler};
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::clock::{Instant, RealClock};
 use crate::limits::FRAME_BYTES_MAX_DEFAULT;
-use crate::message::{AnyMessage, Envelope, Message, Payload};
-use crate::process::{Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimerId};
+use crate::message::{AnyMessage, Header, Message, Payload};
+use crate::process::{
+    Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimerId,
+};
+use crate::simnet::{SimEndpoint, SimNetwork};
 use crate::tls::NodeIdentity;
 use crate::transport::{QuicTransport, TransportError, TransportSink};
 use crate::upid::{is_valid_name, NodeAddr, Upid};
+
+/// How a node reaches other nodes.
+#[derive(Clone)]
+pub enum TransportConfig {
+    /// It does not: its processes talk among themselves only.
+    None,
+    /// QUIC with mutual TLS: the UDP address to bind and the node's identity.
+    Quic(SocketAddr, NodeIdentity),
+    /// A simulated network shared with other nodes of the same actix system.
+    Sim(SimNetwork),
+}
+
+impl std::fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportConfig::None => write!(f, "None"),
+            TransportConfig::Quic(bind, _) => write!(f, "Quic({bind})"),
+            TransportConfig::Sim(_) => write!(f, "Sim"),
+        }
+    }
+}
 
 /// How to start a node.
 #[derive(Clone, Debug)]
@@ -40,8 +65,11 @@ pub struct NodeConfig {
     pub host: String,
     /// The port; with a transport and port 0, the one the socket got.
     pub port: u16,
-    /// With a transport: the UDP address to bind for QUIC, and the node's TLS identity.
-    pub transport: Option<(SocketAddr, NodeIdentity)>,
+    /// How the node reaches other nodes.
+    pub transport: TransportConfig,
+    /// Calendar time at the node's start, for simulation (calendar time then advances with
+    /// the monotonic clock); `None` reads the operating system's clock.
+    pub wall_origin: Option<SystemTime>,
     /// Seed of the node's RNGs (each process gets one derived from it and its name).
     pub seed: u64,
     /// Largest frame accepted from peers.
@@ -54,7 +82,26 @@ impl NodeConfig {
         NodeConfig {
             host: host.to_string(),
             port,
-            transport: None,
+            transport: TransportConfig::None,
+            wall_origin: None,
+            seed,
+            max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+        }
+    }
+
+    /// A node on a simulated network (actix on tokio's paused clock), with calendar time
+    /// starting at `wall_origin`.
+    pub fn simulated(
+        addr: &NodeAddr,
+        network: SimNetwork,
+        seed: u64,
+        wall_origin: SystemTime,
+    ) -> Self {
+        NodeConfig {
+            host: addr.host.clone(),
+            port: addr.port,
+            transport: TransportConfig::Sim(network),
+            wall_origin: Some(wall_origin),
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
         }
@@ -65,7 +112,8 @@ impl NodeConfig {
         NodeConfig {
             host: bind.ip().to_string(),
             port: bind.port(),
-            transport: Some((bind, identity)),
+            transport: TransportConfig::Quic(bind, identity),
+            wall_origin: None,
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
         }
@@ -96,6 +144,7 @@ struct Shared {
     /// Watched local process name → watching local process names.
     local_links: Mutex<HashMap<String, BTreeSet<String>>>,
     transport: Option<QuicTransport>,
+    simnet: Option<(SimNetwork, Arc<Sink>)>,
 }
 
 /// A running node. Cheap to clone; thread-safe.
@@ -108,10 +157,24 @@ struct Sink {
     shared: std::sync::Weak<Shared>,
 }
 
-impl TransportSink for Sink {
-    fn deliver(&self, envelope: Envelope) {
+impl SimEndpoint for Sink {
+    fn deliver(&self, header: &Header, body: Bytes) {
         if let Some(shared) = self.shared.upgrade() {
-            Node { shared }.deliver_remote(envelope);
+            Node { shared }.deliver_remote(header, vec![body]);
+        }
+    }
+
+    fn peer_lost(&self, node: &NodeAddr) {
+        if let Some(shared) = self.shared.upgrade() {
+            Node { shared }.peer_lost(node);
+        }
+    }
+}
+
+impl TransportSink for Sink {
+    fn deliver(&self, header: &Header, bodies: Vec<Bytes>) {
+        if let Some(shared) = self.shared.upgrade() {
+            Node { shared }.deliver_remote(header, bodies);
         }
     }
 
@@ -128,9 +191,19 @@ impl Node {
         let mut error = None;
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let mut port = config.port;
+            let mut simnet = None;
             let transport = match &config.transport {
-                None => None,
-                Some((bind, identity)) => {
+                TransportConfig::None => None,
+                TransportConfig::Sim(network) => {
+                    simnet = Some((
+                        network.clone(),
+                        Arc::new(Sink {
+                            shared: weak.clone(),
+                        }),
+                    ));
+                    None
+                }
+                TransportConfig::Quic(bind, identity) => {
                     let sink = Arc::new(Sink {
                         shared: weak.clone(),
                     });
@@ -155,15 +228,20 @@ impl Node {
             Shared {
                 addr: NodeAddr::new(config.host.clone(), port),
                 seed: config.seed,
-                clock: RealClock::new(),
+                clock: RealClock::with_wall_origin(config.wall_origin),
                 registry: RwLock::new(HashMap::new()),
                 remote_links: Mutex::new(BTreeMap::new()),
                 local_links: Mutex::new(HashMap::new()),
                 transport,
+                simnet,
             }
         });
         if let Some(e) = error {
             return Err(e.into());
+        }
+        if let Some((network, sink)) = &shared.simnet {
+            let endpoint: std::sync::Weak<dyn SimEndpoint> = Arc::downgrade(sink) as _;
+            network.attach(&shared.addr, endpoint);
         }
         Ok(Node { shared })
     }
@@ -228,6 +306,7 @@ impl Node {
                 node: self.clone(),
                 timers: HashMap::new(),
                 effects: Vec::new(),
+                sends: Vec::new(),
             }
         });
         registry.insert(name.to_string(), actor.clone());
@@ -257,13 +336,14 @@ impl Node {
             }
         } else if let Some(t) = &self.shared.transport {
             t.send(&from, &to, msg.as_ref());
+        } else if let Some((network, _)) = &self.shared.simnet {
+            network.send(&from, &to, msg.as_ref());
         } else {
             tracing::warn!(%to, message = msg.name(), "remote process but this node has no transport; dropped");
         }
     }
 
-    fn deliver_remote(&self, envelope: Envelope) {
-        let Envelope { header, body } = envelope;
+    fn deliver_remote(&self, header: &Header, bodies: Vec<Bytes>) {
         if !header.to.is_on(&self.shared.addr) {
             tracing::debug!(to = %header.to, "message for another node; dropped");
             return;
@@ -276,14 +356,33 @@ impl Node {
             .get(&header.to.name)
             .cloned();
         match target {
-            Some(addr) => addr.do_send(Deliver {
-                from: header.from,
-                payload: Payload::Encoded {
-                    name: header.name,
-                    body,
-                },
+            Some(addr) => addr.do_send(DeliverEncoded {
+                from: header.from.clone(),
+                name: header.name.clone(),
+                bodies,
             }),
             None => tracing::debug!(to = %header.to, "no such process; dropped"),
+        }
+    }
+
+    /// Route the sends of one handler call: consecutive sends to one remote node are encoded
+    /// under one lock of its queue.
+    fn route_all(&self, from: &Upid, sends: &mut Vec<(Upid, Box<dyn AnyMessage>)>) {
+        let mut iter = sends.drain(..).peekable();
+        let mut run: Vec<(Upid, Box<dyn AnyMessage>)> = Vec::new();
+        while let Some((to, msg)) = iter.next() {
+            match &self.shared.transport {
+                Some(t) if !to.is_on(&self.shared.addr) => {
+                    let node = to.node();
+                    run.push((to, msg));
+                    while let Some(next) = iter.next_if(|(next, _)| next.is_on(&node)) {
+                        run.push(next);
+                    }
+                    t.send_many(from, &node, run.iter().map(|(to, m)| (to, m.as_ref())));
+                    run.clear();
+                }
+                _ => self.route(from.clone(), to, msg),
+            }
         }
     }
 
@@ -308,11 +407,11 @@ impl Node {
             }
             return;
         }
-        let Some(t) = &self.shared.transport else {
+        let node = watched.node();
+        if self.shared.transport.is_none() && self.shared.simnet.is_none() {
             self.notify_exited(&watcher.name, watched);
             return;
-        };
-        let node = watched.node();
+        }
         self.shared
             .remote_links
             .lock()
@@ -320,7 +419,11 @@ impl Node {
             .entry(node.clone())
             .or_default()
             .insert((watcher.name.clone(), watched));
-        t.connect(&node);
+        if let Some(t) = &self.shared.transport {
+            t.connect(&node);
+        } else if let Some((network, _)) = &self.shared.simnet {
+            network.connect(&self.shared.addr, &node);
+        }
     }
 
     fn unlink(&self, watcher: &Upid, watched: &Upid) {
@@ -405,6 +508,9 @@ impl Node {
         if let Some(t) = &self.shared.transport {
             t.close();
         }
+        if let Some((network, _)) = &self.shared.simnet {
+            network.crash(&self.shared.addr);
+        }
     }
 }
 
@@ -470,8 +576,9 @@ struct ProcessActor {
     hosted: Box<dyn ErasedProcess>,
     state: ProcessState,
     node: Node,
-    timers: HashMap<TimerId, actix::SpawnHandle>,
+    timers: HashMap<TimerId, actix_rt::task::JoinHandle<()>>,
     effects: Vec<Effect>,
+    sends: Vec<(Upid, Box<dyn AnyMessage>)>,
 }
 
 impl ProcessActor {
@@ -487,9 +594,23 @@ impl ProcessActor {
             let mut pctx = Context::new(&mut self.state, now, wall, &mut effects);
             f(self.hosted.as_mut(), &mut pctx);
         }
+        let mut sends = std::mem::take(&mut self.sends);
         for effect in effects.drain(..) {
-            self.apply(ctx, effect);
+            match effect {
+                Effect::Send { to, msg } => sends.push((to, msg)),
+                other => {
+                    // Keep the order of sends relative to other effects.
+                    if !sends.is_empty() {
+                        self.node.route_all(&self.state.upid, &mut sends);
+                    }
+                    self.apply(ctx, other);
+                }
+            }
         }
+        if !sends.is_empty() {
+            self.node.route_all(&self.state.upid, &mut sends);
+        }
+        self.sends = sends;
         self.effects = effects;
     }
 
@@ -497,18 +618,19 @@ impl ProcessActor {
         match effect {
             Effect::Send { to, msg } => self.node.route(self.state.upid.clone(), to, msg),
             Effect::Delay { id, after, msg } => {
-                // Each timer is its own future; actix re-checks run_later items on each
-                // wake-up, which costs more with many timers.
+                // Each timer is its own task: futures spawned into an actor's context (and
+                // run_later items) are all re-checked on each of its wake-ups, which costs
+                // more the more timers it has.
                 let addr = ctx.address();
-                let handle = ctx.spawn(actix::fut::wrap_future(async move {
+                let handle = actix_rt::spawn(async move {
                     actix_rt::time::sleep(after).await;
                     addr.do_send(Fire { id, msg });
-                }));
+                });
                 self.timers.insert(id, handle);
             }
             Effect::Cancel(id) => {
                 if let Some(h) = self.timers.remove(&id) {
-                    ctx.cancel_future(h);
+                    h.abort();
                 }
             }
             Effect::Link(u) => self.node.link(&self.state.upid, u),
@@ -531,6 +653,9 @@ impl Actor for ProcessActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        for (_, timer) in self.timers.drain() {
+            timer.abort();
+        }
         self.hosted.finalize();
         self.node.process_stopped(&self.state.upid.name);
     }
@@ -550,6 +675,30 @@ impl Handler<Deliver> for ProcessActor {
         self.run(ctx, |p, c| {
             if let Err(e) = p.deliver(c, &from, payload) {
                 tracing::warn!(%from, to = %c.self_upid(), error = %e, "message dropped");
+            }
+        });
+    }
+}
+
+struct DeliverEncoded {
+    from: Upid,
+    name: String,
+    bodies: Vec<Bytes>,
+}
+impl actix::Message for DeliverEncoded {
+    type Result = ();
+}
+impl Handler<DeliverEncoded> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: DeliverEncoded, ctx: &mut Self::Context) {
+        let DeliverEncoded { from, name, bodies } = msg;
+        // One context for the whole batch: effects are carried out after the last message,
+        // in order.
+        self.run(ctx, |p, c| {
+            for body in &bodies {
+                if let Err(e) = p.deliver_encoded(c, &from, &name, body) {
+                    tracing::warn!(%from, to = %c.self_upid(), error = %e, "message dropped");
+                }
             }
         });
     }

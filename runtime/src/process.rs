@@ -34,6 +34,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -240,7 +241,10 @@ impl<'a> Context<'a> {
 
     /// Send an already boxed message.
     pub fn send_boxed(&mut self, to: &Upid, msg: Box<dyn AnyMessage>) {
-        self.effects.push(Effect::Send { to: to.clone(), msg });
+        self.effects.push(Effect::Send {
+            to: to.clone(),
+            msg,
+        });
     }
 
     /// Deliver `msg` to this process after `after` (a timer).
@@ -292,41 +296,67 @@ impl<'a> Context<'a> {
 }
 
 type HandlerFn<P> = Box<dyn Fn(&mut P, &mut Context<'_>, &Upid, Box<dyn Any + Send>)>;
-type DecodeFn = fn(&[u8]) -> Result<Box<dyn Any + Send>, postcard::Error>;
+type EncodedHandlerFn<P> =
+    Box<dyn Fn(&mut P, &mut Context<'_>, &Upid, &[u8]) -> Result<(), postcard::Error>>;
 
 struct Entry<P> {
     type_id: TypeId,
-    decode: DecodeFn,
     handle: HandlerFn<P>,
+    /// Decodes straight into the handler's type (no intermediate box).
+    handle_encoded: EncodedHandlerFn<P>,
 }
 
 /// The typed handlers of a process, keyed by message name.
 pub struct Handlers<P> {
-    entries: HashMap<&'static str, Entry<P>>,
+    entries: HashMap<&'static str, Entry<P>, BuildHasherDefault<Fnv>>,
+}
+
+/// FNV-1a for the handler table: message names are short, and SipHash's DoS resistance buys
+/// nothing for a table whose keys are fixed at start.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 impl<P: 'static> Handlers<P> {
     fn new() -> Self {
         Handlers {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
         }
     }
 
     /// Handle messages of type `M` with `handler` (libprocess' `install<M>`).
     pub fn on<M: Message>(&mut self, handler: fn(&mut P, &mut Context<'_>, &Upid, M)) -> &mut Self {
-        fn decode<M: Message>(body: &[u8]) -> Result<Box<dyn Any + Send>, postcard::Error> {
-            Ok(Box::new(postcard::from_bytes::<M>(body)?))
-        }
         let previous = self.entries.insert(
             M::NAME,
             Entry {
                 type_id: TypeId::of::<M>(),
-                decode: decode::<M>,
                 handle: Box::new(move |p, ctx, from, any| {
                     let msg = *any
                         .downcast::<M>()
                         .expect("handler entry type matches its message name");
                     handler(p, ctx, from, msg)
+                }),
+                handle_encoded: Box::new(move |p, ctx, from, body| {
+                    let msg = postcard::from_bytes::<M>(body)?;
+                    handler(p, ctx, from, msg);
+                    Ok(())
                 }),
             },
         );
@@ -370,6 +400,14 @@ pub trait ErasedProcess {
         ctx: &mut Context<'_>,
         from: &Upid,
         payload: Payload,
+    ) -> Result<(), DeliverError>;
+    /// Hand an encoded message to its handler.
+    fn deliver_encoded(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        name: &str,
+        body: &[u8],
     ) -> Result<(), DeliverError>;
     /// Call [`Process::exited`].
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid);
@@ -426,14 +464,31 @@ impl<P: Process> ErasedProcess for Hosted<P> {
                 any
             }
             Payload::Encoded { name, body } => {
-                (entry.decode)(&body).map_err(|e| DeliverError::Undecodable {
-                    name,
-                    reason: e.to_string(),
-                })?
+                return self.deliver_encoded(ctx, from, &name, &body);
             }
         };
         (entry.handle)(&mut self.process, ctx, from, value);
         Ok(())
+    }
+
+    fn deliver_encoded(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        name: &str,
+        body: &[u8],
+    ) -> Result<(), DeliverError> {
+        let entry = self
+            .handlers
+            .entries
+            .get(name)
+            .ok_or_else(|| DeliverError::UnknownMessage(name.to_string()))?;
+        (entry.handle_encoded)(&mut self.process, ctx, from, body).map_err(|e| {
+            DeliverError::Undecodable {
+                name: name.to_string(),
+                reason: e.to_string(),
+            }
+        })
     }
 
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {

@@ -57,7 +57,9 @@ use rand_core::RngCore;
 use crate::clock::Instant;
 use crate::limits::SIM_EVENTS_PENDING_MAX;
 use crate::message::{AnyMessage, Message, Payload};
-use crate::process::{Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimerId};
+use crate::process::{
+    Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimerId,
+};
 use crate::rng::{stable_hash, Rng};
 use crate::upid::{NodeAddr, Upid};
 
@@ -320,7 +322,12 @@ impl Sim {
         self.spawn_erased(node, name, Box::new(Hosted::new(process)))
     }
 
-    fn spawn_erased(&mut self, node: &NodeAddr, name: &str, hosted: Box<dyn ErasedProcess>) -> Upid {
+    fn spawn_erased(
+        &mut self,
+        node: &NodeAddr,
+        name: &str,
+        hosted: Box<dyn ErasedProcess>,
+    ) -> Upid {
         let upid = Upid::new(name, node);
         let instance = self.next_instance;
         self.next_instance += 1;
@@ -393,7 +400,11 @@ impl Sim {
     }
 
     /// Run one process callback with a context, then carry out its effects.
-    fn with_process(&mut self, upid: &Upid, f: impl FnOnce(&mut dyn ErasedProcess, &mut Context<'_>)) -> bool {
+    fn with_process(
+        &mut self,
+        upid: &Upid,
+        f: impl FnOnce(&mut dyn ErasedProcess, &mut Context<'_>),
+    ) -> bool {
         let now = self.now;
         let wall = self.wall_clock();
         let mut effects = std::mem::take(&mut self.effects);
@@ -492,14 +503,22 @@ impl Sim {
     /// Terminate a process in an orderly way: `finalize` runs, local linkers are told.
     pub fn terminate(&mut self, upid: &Upid) {
         let node = upid.node();
-        let Some(n) = self.nodes.get_mut(&node) else { return };
-        let Some(mut p) = n.processes.remove(&upid.name) else { return };
+        let Some(n) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        let Some(mut p) = n.processes.remove(&upid.name) else {
+            return;
+        };
         p.hosted.finalize();
         let now = self.now;
         let watchers: Vec<(Upid, u64)> = n
             .processes
             .iter_mut()
-            .filter_map(|(_, q)| q.links.remove(upid).then(|| (q.state.upid.clone(), q.instance)))
+            .filter_map(|(_, q)| {
+                q.links
+                    .remove(upid)
+                    .then(|| (q.state.upid.clone(), q.instance))
+            })
             .collect();
         for (to, instance) in watchers {
             self.schedule(
@@ -745,7 +764,11 @@ impl Sim {
 
     /// Run until `done` holds (checked after each event) or `limit` of virtual time passes.
     /// True when `done` held.
-    pub fn run_until_condition(&mut self, limit: Duration, mut done: impl FnMut(&mut Sim) -> bool) -> bool {
+    pub fn run_until_condition(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut Sim) -> bool,
+    ) -> bool {
         let until = self.now + limit;
         loop {
             if done(self) {
@@ -770,7 +793,9 @@ impl Sim {
         let at = self.now + self.config.link_timeout;
         let mut exits = Vec::new();
         for (addr, far) in [(a, b), (b, a)] {
-            let Some(n) = self.nodes.get_mut(addr) else { continue };
+            let Some(n) = self.nodes.get_mut(addr) else {
+                continue;
+            };
             for p in n.processes.values_mut() {
                 let gone: Vec<Upid> = p.links.iter().filter(|u| u.is_on(far)).cloned().collect();
                 for who in gone {
@@ -788,7 +813,9 @@ impl Sim {
     /// flight to it are lost, and processes elsewhere linked to it learn after the link
     /// timeout. What it keeps on disk is the caller's business.
     pub fn crash(&mut self, addr: &NodeAddr) {
-        let Some(n) = self.nodes.get_mut(addr) else { return };
+        let Some(n) = self.nodes.get_mut(addr) else {
+            return;
+        };
         if !n.up {
             return;
         }
@@ -803,7 +830,10 @@ impl Sim {
 
     /// Bring a crashed node back, empty: spawn its processes again with [`Sim::spawn`].
     pub fn restart(&mut self, addr: &NodeAddr) {
-        let n = self.nodes.get_mut(addr).expect("restart of an unknown node");
+        let n = self
+            .nodes
+            .get_mut(addr)
+            .expect("restart of an unknown node");
         if !n.up {
             n.up = true;
             n.incarnation += 1;

@@ -85,7 +85,9 @@ fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("no names, no error");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "Plateau cluster CA");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Plateau cluster CA");
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -259,10 +261,12 @@ impl NodeIdentity {
     /// The rustls server configuration: requires a client certificate from the cluster CA.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            self.roots()?,
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Config(e.to_string()))?
@@ -310,7 +314,10 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let ca = ClusterCa::generate().unwrap();
         ca.save(&dir.join("ca")).unwrap();
-        assert!(ca.save(&dir.join("ca")).is_err(), "a CA is never overwritten");
+        assert!(
+            ca.save(&dir.join("ca")).is_err(),
+            "a CA is never overwritten"
+        );
         let loaded = ClusterCa::load(&dir.join("ca")).unwrap();
         loaded.issue_to_dir("node-1", &dir.join("node-1")).unwrap();
         let id = NodeIdentity::from_dir(&dir.join("node-1"), "ignored").unwrap();
@@ -319,7 +326,9 @@ mod tests {
         // With the CA key present, a node issues its own certificate.
         NodeIdentity::from_dir(&dir.join("ca"), "node-2").unwrap();
         let mode = std::os::unix::fs::PermissionsExt::mode(
-            &fs::metadata(dir.join("node-1").join(NODE_KEY_FILE)).unwrap().permissions(),
+            &fs::metadata(dir.join("node-1").join(NODE_KEY_FILE))
+                .unwrap()
+                .permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
         let err = NodeIdentity::from_dir(&dir.join("nope"), "x").unwrap_err();

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, VarInt};
 use tokio::sync::Notify;
@@ -29,16 +29,17 @@ use crate::limits::{
     RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
 };
 use crate::message::{
-    decode_envelope, decode_hello, encode_frame, encode_hello, AnyMessage, Envelope,
-    FrameDecoder, FrameError, Hello, PROTOCOL_VERSION,
+    decode_envelope, decode_hello, encode_frame, encode_hello, AnyMessage, FrameDecoder,
+    FrameError, Header, Hello, PROTOCOL_VERSION,
 };
 use crate::tls::{NodeIdentity, TlsError, CLUSTER_SERVER_NAME};
 use crate::upid::{NodeAddr, Upid};
 
 /// Where the transport hands what it receives.
 pub trait TransportSink: Send + Sync + 'static {
-    /// A message arrived for a process of this node.
-    fn deliver(&self, envelope: Envelope);
+    /// Messages arrived for a process of this node: all with the same header (sender,
+    /// receiver, message name), in order.
+    fn deliver(&self, header: &Header, bodies: Vec<Bytes>);
     /// The connection to `node` broke or could not be made.
     fn peer_lost(&self, node: &NodeAddr);
 }
@@ -147,8 +148,8 @@ impl QuicTransport {
         sink: Arc<dyn TransportSink>,
     ) -> Result<Self, TransportError> {
         let (server, client) = quinn_configs(identity)?;
-        let endpoint =
-            Endpoint::server(server, bind).map_err(|source| TransportError::Bind { addr: bind, source })?;
+        let endpoint = Endpoint::server(server, bind)
+            .map_err(|source| TransportError::Bind { addr: bind, source })?;
         let port = endpoint
             .local_addr()
             .map_err(|source| TransportError::Bind { addr: bind, source })?
@@ -181,37 +182,57 @@ impl QuicTransport {
     /// Queue a message for a process of another node. Never blocks; drops (and counts) the
     /// message when the peer's queue is full.
     pub fn send(&self, from: &Upid, to: &Upid, msg: &dyn AnyMessage) {
-        let peer = self.inner.peer_for(&to.node());
+        self.send_many(from, &to.node(), std::iter::once((to, msg)));
+    }
+
+    /// Queue messages for processes of one other node, in order, under one lock.
+    pub fn send_many<'a>(
+        &self,
+        from: &Upid,
+        node: &NodeAddr,
+        msgs: impl Iterator<Item = (&'a Upid, &'a dyn AnyMessage)>,
+    ) {
+        let peer = self.inner.peer_for(node);
         let mut out = peer.out.lock().expect("outbox lock");
-        if out.closed || out.buf.len() >= PEER_QUEUE_BYTES_MAX {
-            drop(out);
-            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%to, "peer queue full or closed; message dropped");
-            return;
-        }
         let was_empty = out.buf.is_empty();
-        let start = out.buf.len();
-        match encode_frame(&mut out.buf, from, to, msg) {
-            Ok(()) if out.buf.len() - start - 4 <= self.inner.max_frame_bytes => {}
-            Ok(()) => {
-                let len = out.buf.len() - start;
-                out.buf.truncate(start);
-                drop(out);
-                self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%to, message = msg.name(), len, "message larger than the frame limit; dropped");
-                return;
+        let mut sent = 0u64;
+        let mut dropped = 0u64;
+        for (to, msg) in msgs {
+            debug_assert!(to.is_on(node));
+            if out.closed || out.buf.len() >= PEER_QUEUE_BYTES_MAX {
+                dropped += 1;
+                continue;
             }
-            Err(e) => {
-                out.buf.truncate(start);
-                drop(out);
-                self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%to, message = msg.name(), error = %e, "message does not encode; dropped");
-                return;
+            let start = out.buf.len();
+            match encode_frame(&mut out.buf, from, to, msg) {
+                Ok(()) if out.buf.len() - start - 4 <= self.inner.max_frame_bytes => sent += 1,
+                Ok(()) => {
+                    let len = out.buf.len() - start;
+                    out.buf.truncate(start);
+                    dropped += 1;
+                    tracing::warn!(%to, message = msg.name(), len, "message larger than the frame limit; dropped");
+                }
+                Err(e) => {
+                    out.buf.truncate(start);
+                    dropped += 1;
+                    tracing::warn!(%to, message = msg.name(), error = %e, "message does not encode; dropped");
+                }
             }
         }
+        let notify = was_empty && !out.buf.is_empty();
         drop(out);
-        self.inner.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-        if was_empty {
+        if dropped > 0 {
+            self.inner
+                .stats
+                .dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+            tracing::debug!(peer = %node, dropped, "peer queue full or closed; messages dropped");
+        }
+        self.inner
+            .stats
+            .frames_sent
+            .fetch_add(sent, Ordering::Relaxed);
+        if notify {
             peer.notify.notify_one();
         }
     }
@@ -223,12 +244,18 @@ impl QuicTransport {
 
     /// True when a connection to `node` exists or is being made.
     pub fn has_peer(&self, node: &NodeAddr) -> bool {
-        self.inner.peers.lock().expect("peers lock").contains_key(node)
+        self.inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .contains_key(node)
     }
 
     /// Close every connection and the endpoint.
     pub fn close(&self) {
-        self.inner.endpoint.close(VarInt::from_u32(0), b"node shutting down");
+        self.inner
+            .endpoint
+            .close(VarInt::from_u32(0), b"node shutting down");
         let peers: Vec<Arc<Peer>> = self
             .inner
             .peers
@@ -284,9 +311,9 @@ impl Inner {
         drop(out);
         if dial_failed {
             let mut backoff = self.backoff.lock().expect("backoff lock");
-            let delay = backoff
-                .get(&peer.node)
-                .map_or(RECONNECT_BACKOFF_MIN, |b| (b.delay * 2).min(RECONNECT_BACKOFF_MAX));
+            let delay = backoff.get(&peer.node).map_or(RECONNECT_BACKOFF_MIN, |b| {
+                (b.delay * 2).min(RECONNECT_BACKOFF_MAX)
+            });
             backoff.insert(
                 peer.node.clone(),
                 Backoff {
@@ -326,17 +353,18 @@ async fn run_outbound(inner: Arc<Inner>, peer: Arc<Peer>) {
         inner.fail_peer(&peer, true);
         return;
     };
-    let connecting = match inner
-        .endpoint
-        .connect_with(inner.client_config.clone(), addr, CLUSTER_SERVER_NAME)
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(peer = %peer.node, error = %e, "cannot dial peer");
-            inner.fail_peer(&peer, true);
-            return;
-        }
-    };
+    let connecting =
+        match inner
+            .endpoint
+            .connect_with(inner.client_config.clone(), addr, CLUSTER_SERVER_NAME)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(peer = %peer.node, error = %e, "cannot dial peer");
+                inner.fail_peer(&peer, true);
+                return;
+            }
+        };
     let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -350,7 +378,11 @@ async fn run_outbound(inner: Arc<Inner>, peer: Arc<Peer>) {
             return;
         }
     };
-    inner.backoff.lock().expect("backoff lock").remove(&peer.node);
+    inner
+        .backoff
+        .lock()
+        .expect("backoff lock")
+        .remove(&peer.node);
     tokio::spawn(read_connection(inner.clone(), connection.clone(), false));
     run_writer(&inner, &peer, connection).await;
 }
@@ -440,6 +472,10 @@ async fn read_stream(
 ) {
     let mut decoder = FrameDecoder::new(inner.max_frame_bytes);
     let mut hello: Option<Hello> = None;
+    // The last header seen and its encoded bytes: consecutive frames between the same two
+    // processes with the same message name share it, and skip decoding it again.
+    let mut cached: Option<(Bytes, Header)> = None;
+    let mut bodies: Vec<Bytes> = Vec::new();
     let outcome: Result<(), FrameError> = async {
         loop {
             match stream.read_chunk(READ_CHUNK_BYTES_MAX, true).await {
@@ -448,36 +484,62 @@ async fn read_stream(
                 Err(_) => return Ok(()), // connection broke: reported by the writer side
             }
             while let Some(frame) = decoder.next_frame()? {
-                match &hello {
-                    None => {
-                        let h = decode_hello(&frame)?;
-                        if accepted {
-                            adopt(&inner, &h.node, &connection);
-                        }
-                        hello = Some(h);
+                let Some(h) = &hello else {
+                    let h = decode_hello(&frame)?;
+                    if accepted {
+                        adopt(&inner, &h.node, &connection);
                     }
-                    Some(h) => {
-                        let envelope = decode_envelope(frame)?;
-                        if !envelope.header.from.is_on(&h.node) {
-                            return Err(FrameError::Malformed(format!(
-                                "sender {} is not on peer node {}",
-                                envelope.header.from, h.node
-                            )));
-                        }
-                        inner.stats.frames_received.fetch_add(1, Ordering::Relaxed);
-                        inner.sink.deliver(envelope);
+                    hello = Some(h);
+                    continue;
+                };
+                if let Some((header_bytes, _)) = &cached {
+                    if frame.len() >= header_bytes.len()
+                        && frame[..header_bytes.len()] == header_bytes[..]
+                    {
+                        bodies.push(frame.slice(header_bytes.len()..));
+                        continue;
                     }
                 }
+                let envelope = decode_envelope(frame.clone())?;
+                if !envelope.header.from.is_on(&h.node) {
+                    return Err(FrameError::Malformed(format!(
+                        "sender {} is not on peer node {}",
+                        envelope.header.from, h.node
+                    )));
+                }
+                if let Some((_, header)) = cached.take() {
+                    flush(&inner, &header, &mut bodies);
+                }
+                let header_len = frame.len() - envelope.body.len();
+                cached = Some((frame.slice(..header_len), envelope.header));
+                bodies.push(envelope.body);
+            }
+            if let Some((_, header)) = &cached {
+                flush(&inner, header, &mut bodies);
             }
         }
     }
     .await;
     if let Err(e) = outcome {
         inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
-        let peer = hello.map_or_else(|| connection.remote_address().to_string(), |h| h.node.to_string());
+        let peer = hello.map_or_else(
+            || connection.remote_address().to_string(),
+            |h| h.node.to_string(),
+        );
         tracing::warn!(%peer, reason = %e, "dropping connection: bad frame");
         connection.close(VarInt::from_u32(2), e.to_string().as_bytes());
     }
+}
+
+fn flush(inner: &Inner, header: &Header, bodies: &mut Vec<Bytes>) {
+    if bodies.is_empty() {
+        return;
+    }
+    inner
+        .stats
+        .frames_received
+        .fetch_add(bodies.len() as u64, Ordering::Relaxed);
+    inner.sink.deliver(header, std::mem::take(bodies));
 }
 
 /// Use a connection a peer dialled for sending back to it, unless one exists already.

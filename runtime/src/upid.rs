@@ -188,16 +188,43 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_with_a_clear_error() {
-        assert!(matches!("master".parse::<Upid>(), Err(UpidParseError::MissingAt(_))));
-        assert!(matches!("@h:1".parse::<Upid>(), Err(UpidParseError::BadName(_))));
-        assert!(matches!("a b@h:1".parse::<Upid>(), Err(UpidParseError::BadName(_))));
-        assert!(matches!("m@h".parse::<Upid>(), Err(UpidParseError::MissingPort(_))));
-        assert!(matches!("m@:1".parse::<Upid>(), Err(UpidParseError::BadHost(_))));
-        assert!(matches!("m@h:0".parse::<Upid>(), Err(UpidParseError::BadPort(_))));
-        assert!(matches!("m@h:70000".parse::<Upid>(), Err(UpidParseError::BadPort(_))));
-        assert!(matches!("m@::1:5".parse::<Upid>(), Err(UpidParseError::BadHost(_))));
+        assert!(matches!(
+            "master".parse::<Upid>(),
+            Err(UpidParseError::MissingAt(_))
+        ));
+        assert!(matches!(
+            "@h:1".parse::<Upid>(),
+            Err(UpidParseError::BadName(_))
+        ));
+        assert!(matches!(
+            "a b@h:1".parse::<Upid>(),
+            Err(UpidParseError::BadName(_))
+        ));
+        assert!(matches!(
+            "m@h".parse::<Upid>(),
+            Err(UpidParseError::MissingPort(_))
+        ));
+        assert!(matches!(
+            "m@:1".parse::<Upid>(),
+            Err(UpidParseError::BadHost(_))
+        ));
+        assert!(matches!(
+            "m@h:0".parse::<Upid>(),
+            Err(UpidParseError::BadPort(_))
+        ));
+        assert!(matches!(
+            "m@h:70000".parse::<Upid>(),
+            Err(UpidParseError::BadPort(_))
+        ));
+        assert!(matches!(
+            "m@::1:5".parse::<Upid>(),
+            Err(UpidParseError::BadHost(_))
+        ));
         let long = format!("{}@h:1", "x".repeat(UPID_NAME_LEN_MAX + 1));
-        assert!(matches!(long.parse::<Upid>(), Err(UpidParseError::BadName(_))));
+        assert!(matches!(
+            long.parse::<Upid>(),
+            Err(UpidParseError::BadName(_))
+        ));
         let msg = "m@h:abc".parse::<Upid>().unwrap_err().to_string();
         assert!(msg.contains("abc"), "{msg}");
     }

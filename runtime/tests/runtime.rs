@@ -91,7 +91,10 @@ where
         if cond().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -111,7 +114,9 @@ async fn nums(r: &ProcessRef<Recorder>) -> Vec<(Upid, u64)> {
 }
 
 async fn exited(r: &ProcessRef<Recorder>) -> Vec<Upid> {
-    r.call(|p: &mut Recorder, _| p.exited.clone()).await.unwrap()
+    r.call(|p: &mut Recorder, _| p.exited.clone())
+        .await
+        .unwrap()
 }
 
 #[test]
@@ -120,14 +125,26 @@ fn local_messages_arrive_in_order_and_timers_fire_unless_cancelled() {
         let node = Node::start(NodeConfig::local("127.0.0.1", 5999, 1)).unwrap();
         let a = node.spawn("a", Recorder::default()).unwrap();
         let b = node.spawn("b", Recorder::default()).unwrap();
-        assert!(node.spawn("b", Recorder::default()).is_err(), "names are unique");
-        a.post(a.upid(), SendMany { to: b.upid().clone(), count: 10_000 });
+        assert!(
+            node.spawn("b", Recorder::default()).is_err(),
+            "names are unique"
+        );
+        a.post(
+            a.upid(),
+            SendMany {
+                to: b.upid().clone(),
+                count: 10_000,
+            },
+        );
         eventually(Duration::from_secs(20), "10k local messages", || async {
             nums(&b).await.len() == 10_000
         })
         .await;
         let got = nums(&b).await;
-        assert!(got.iter().enumerate().all(|(i, (from, n))| *n == i as u64 && from == a.upid()));
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, (from, n))| *n == i as u64 && from == a.upid()));
 
         a.call(|p: &mut Recorder, ctx| {
             ctx.delay(Duration::from_millis(30), Tick(1));
@@ -141,7 +158,10 @@ fn local_messages_arrive_in_order_and_timers_fire_unless_cancelled() {
             a.call(|p: &mut Recorder, _| p.ticks.len()).await.unwrap() == 2
         })
         .await;
-        assert_eq!(a.call(|p: &mut Recorder, _| p.ticks.clone()).await.unwrap(), vec![1, 3]);
+        assert_eq!(
+            a.call(|p: &mut Recorder, _| p.ticks.clone()).await.unwrap(),
+            vec![1, 3]
+        );
         node.shutdown();
     });
 }
@@ -154,10 +174,18 @@ fn remote_messages_arrive_in_order_both_ways_over_one_connection() {
         let n2 = quic_node(&ca, 2);
         let a = n1.spawn("a", Recorder::default()).unwrap();
         let b = n2.spawn("b", Recorder::default()).unwrap();
-        a.post(a.upid(), SendMany { to: b.upid().clone(), count: 20_000 });
-        eventually(Duration::from_secs(30), "20k messages over QUIC", || async {
-            nums(&b).await.len() == 20_000
-        })
+        a.post(
+            a.upid(),
+            SendMany {
+                to: b.upid().clone(),
+                count: 20_000,
+            },
+        );
+        eventually(
+            Duration::from_secs(30),
+            "20k messages over QUIC",
+            || async { nums(&b).await.len() == 20_000 },
+        )
         .await;
         let got = nums(&b).await;
         for (i, (from, n)) in got.iter().enumerate() {
@@ -165,8 +193,17 @@ fn remote_messages_arrive_in_order_both_ways_over_one_connection() {
             assert_eq!(from, a.upid());
         }
         // The answer goes back on the connection node 1 dialled.
-        b.post(b.upid(), SendMany { to: a.upid().clone(), count: 100 });
-        eventually(Duration::from_secs(10), "replies", || async { nums(&a).await.len() == 100 }).await;
+        b.post(
+            b.upid(),
+            SendMany {
+                to: a.upid().clone(),
+                count: 100,
+            },
+        );
+        eventually(Duration::from_secs(10), "replies", || async {
+            nums(&a).await.len() == 100
+        })
+        .await;
         assert!(n2.transport().unwrap().has_peer(n1.addr()));
         n1.shutdown();
         n2.shutdown();
@@ -190,8 +227,17 @@ fn links_fire_exited_when_a_process_or_its_node_goes_away() {
         watcher.post(watcher.upid(), Watch(ghost.clone()));
         // Remote: a process whose node shuts down. Prove the connection works first.
         watcher.post(watcher.upid(), Watch(remote.upid().clone()));
-        watcher.post(watcher.upid(), SendMany { to: remote.upid().clone(), count: 1 });
-        eventually(Duration::from_secs(10), "connection up", || async { nums(&remote).await.len() == 1 }).await;
+        watcher.post(
+            watcher.upid(),
+            SendMany {
+                to: remote.upid().clone(),
+                count: 1,
+            },
+        );
+        eventually(Duration::from_secs(10), "connection up", || async {
+            nums(&remote).await.len() == 1
+        })
+        .await;
         eventually(Duration::from_secs(5), "ghost exited", || async {
             exited(&watcher).await.contains(&ghost)
         })
@@ -202,7 +248,10 @@ fn links_fire_exited_when_a_process_or_its_node_goes_away() {
             exited(&watcher).await.contains(local.upid())
         })
         .await;
-        assert!(!exited(&watcher).await.contains(remote.upid()), "remote still up");
+        assert!(
+            !exited(&watcher).await.contains(remote.upid()),
+            "remote still up"
+        );
         n2.shutdown();
         eventually(Duration::from_secs(15), "remote exited", || async {
             exited(&watcher).await.contains(remote.upid())
@@ -234,7 +283,8 @@ async fn raw_connect(
     client: quinn::ClientConfig,
     to: &NodeAddr,
 ) -> Result<quinn::Connection, String> {
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).map_err(|e| e.to_string())?;
+    let mut ep =
+        quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).map_err(|e| e.to_string())?;
     ep.set_default_client_config(client);
     let addr: SocketAddr = format!("{}:{}", to.host, to.port).parse().unwrap();
     ep.connect(addr, CLUSTER_SERVER_NAME)
@@ -260,12 +310,20 @@ async fn send_raw(client: quinn::ClientConfig, to: &NodeAddr, bytes: &[u8], fini
             let _ = s.finish();
         }
     }
-    tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.is_ok()
+    tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .is_ok()
 }
 
 fn hello(from: &NodeAddr, version: u16) -> BytesMut {
     let mut out = BytesMut::new();
-    encode_hello(&mut out, &Hello { version, node: from.clone() });
+    encode_hello(
+        &mut out,
+        &Hello {
+            version,
+            node: from.clone(),
+        },
+    );
     out
 }
 
@@ -277,7 +335,13 @@ fn mutual_tls_accepts_cluster_members_and_refuses_others() {
         let target = node.spawn("target", Recorder::default()).unwrap();
         let fake_from = NodeAddr::new("127.0.0.1", 7);
         let mut frame = hello(&fake_from, PROTOCOL_VERSION);
-        encode_frame(&mut frame, &Upid::new("client", &fake_from), target.upid(), &Num(42)).unwrap();
+        encode_frame(
+            &mut frame,
+            &Upid::new("client", &fake_from),
+            target.upid(),
+            &Num(42),
+        )
+        .unwrap();
 
         // A valid cluster certificate: delivered.
         let member = NodeIdentity::issue(&ca, "client").unwrap();
@@ -292,25 +356,48 @@ fn mutual_tls_accepts_cluster_members_and_refuses_others() {
 
         // No client certificate: refused.
         let no_cert = quinn_client(member.client_config_without_cert().unwrap());
-        assert!(send_raw(no_cert, node.addr(), &frame, false).await, "no-cert client must be dropped");
+        assert!(
+            send_raw(no_cert, node.addr(), &frame, false).await,
+            "no-cert client must be dropped"
+        );
 
         // A certificate from another CA: refused.
         let other_ca = ClusterCa::generate().unwrap();
         let stranger = NodeIdentity::issue(&other_ca, "client").unwrap();
         let (_, client) = quinn_configs(&stranger).unwrap();
-        assert!(send_raw(client, node.addr(), &frame, false).await, "foreign client must be dropped");
+        assert!(
+            send_raw(client, node.addr(), &frame, false).await,
+            "foreign client must be dropped"
+        );
 
         // A node of another cluster cannot reach ours either (it refuses our certificate).
         let foreign = quic_node(&other_ca, 3);
         let spy = foreign.spawn("spy", Recorder::default()).unwrap();
         spy.post(spy.upid(), Watch(target.upid().clone()));
-        spy.post(spy.upid(), SendMany { to: target.upid().clone(), count: 5 });
+        spy.post(
+            spy.upid(),
+            SendMany {
+                to: target.upid().clone(),
+                count: 5,
+            },
+        );
         eventually(Duration::from_secs(20), "foreign link exited", || async {
             exited(&spy).await.contains(target.upid())
         })
         .await;
-        assert_eq!(nums(&target).await.len(), 1, "only the member's message arrived");
-        assert!(node.transport().unwrap().stats().refused.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+        assert_eq!(
+            nums(&target).await.len(),
+            1,
+            "only the member's message arrived"
+        );
+        assert!(
+            node.transport()
+                .unwrap()
+                .stats()
+                .refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 2
+        );
         node.shutdown();
         foreign.shutdown();
     });
@@ -329,37 +416,64 @@ fn hostile_frames_drop_their_connection_never_the_node() {
         // 1. A length prefix claiming ~4 GiB.
         let mut oversized = hello(&from, PROTOCOL_VERSION);
         oversized.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8]);
-        assert!(send_raw(client.clone(), node.addr(), &oversized, false).await, "oversized");
+        assert!(
+            send_raw(client.clone(), node.addr(), &oversized, false).await,
+            "oversized"
+        );
         // 2. Garbage inside a well-sized frame.
         let mut garbage = hello(&from, PROTOCOL_VERSION);
         garbage.extend_from_slice(&[8, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff]);
-        assert!(send_raw(client.clone(), node.addr(), &garbage, false).await, "garbage");
+        assert!(
+            send_raw(client.clone(), node.addr(), &garbage, false).await,
+            "garbage"
+        );
         // 3. A stream that ends inside a frame.
         let mut truncated = hello(&from, PROTOCOL_VERSION);
         truncated.extend_from_slice(&[100, 0, 0, 0, 1, 2, 3]);
-        assert!(send_raw(client.clone(), node.addr(), &truncated, true).await, "truncated");
+        assert!(
+            send_raw(client.clone(), node.addr(), &truncated, true).await,
+            "truncated"
+        );
         // 4. A wrong protocol version.
         let bad_version = hello(&from, PROTOCOL_VERSION + 1);
-        assert!(send_raw(client.clone(), node.addr(), &bad_version, false).await, "version");
+        assert!(
+            send_raw(client.clone(), node.addr(), &bad_version, false).await,
+            "version"
+        );
         // 5. A sender that is not on the node it claims to be.
         let mut spoofed = hello(&from, PROTOCOL_VERSION);
         let elsewhere = Upid::new("x", &NodeAddr::new("10.9.9.9", 1));
         encode_frame(&mut spoofed, &elsewhere, target.upid(), &Num(1)).unwrap();
-        assert!(send_raw(client.clone(), node.addr(), &spoofed, false).await, "spoofed");
+        assert!(
+            send_raw(client.clone(), node.addr(), &spoofed, false).await,
+            "spoofed"
+        );
 
         assert_eq!(
-            node.transport().unwrap().stats().malformed.load(std::sync::atomic::Ordering::Relaxed),
+            node.transport()
+                .unwrap()
+                .stats()
+                .malformed
+                .load(std::sync::atomic::Ordering::Relaxed),
             5
         );
         // The node still serves well-behaved peers.
         let mut good = hello(&from, PROTOCOL_VERSION);
-        encode_frame(&mut good, &Upid::new("client", &from), target.upid(), &Num(7)).unwrap();
+        encode_frame(
+            &mut good,
+            &Upid::new("client", &from),
+            target.upid(),
+            &Num(7),
+        )
+        .unwrap();
         let conn = raw_connect(client, node.addr()).await.unwrap();
         let mut s = conn.open_uni().await.unwrap();
         s.write_all(&good).await.unwrap();
-        eventually(Duration::from_secs(10), "good message after hostile ones", || async {
-            nums(&target).await == vec![(Upid::new("client", &from), 7)]
-        })
+        eventually(
+            Duration::from_secs(10),
+            "good message after hostile ones",
+            || async { nums(&target).await == vec![(Upid::new("client", &from), 7)] },
+        )
         .await;
         node.shutdown();
     });
@@ -377,7 +491,12 @@ struct Chatter {
 
 impl Chatter {
     fn new(peers: Vec<Upid>, first: u64) -> Self {
-        Chatter { peers, next: first, seen: Vec::new(), exited: Vec::new() }
+        Chatter {
+            peers,
+            next: first,
+            seen: Vec::new(),
+            exited: Vec::new(),
+        }
     }
     fn handle_tick(&mut self, ctx: &mut Context<'_>, _from: &Upid, _t: Tick) {
         for p in self.peers.clone() {
@@ -452,7 +571,9 @@ fn sim_faults_partition_crash_heal_and_fifo() {
     assert!(stats.delivered > 1000, "{stats:?}");
     assert!(stats.dropped > 0 && stats.duplicated > 0, "{stats:?}");
     // Node 0 and 1 were partitioned: each saw the other's link break.
-    let ex0 = sim.inspect(&upids[0], |c: &Chatter| c.exited.clone()).unwrap();
+    let ex0 = sim
+        .inspect(&upids[0], |c: &Chatter| c.exited.clone())
+        .unwrap();
     assert!(ex0.contains(&upids[1]), "{ex0:?}");
     assert!(ex0.contains(&upids[2]), "crash of node 2 seen by node 0");
     // Per sender, sequence numbers arrive in increasing order (FIFO links; duplicates repeat
@@ -460,14 +581,27 @@ fn sim_faults_partition_crash_heal_and_fifo() {
     for u in &upids {
         let seen = sim.inspect(u, |c: &Chatter| c.seen.clone()).unwrap();
         for from in &upids {
-            let seq: Vec<u64> = seen.iter().filter(|(f, _)| f == from).map(|(_, n)| *n).collect();
-            assert!(seq.windows(2).all(|w| w[0] <= w[1]), "reordered from {from} at {u}: {seq:?}");
+            let seq: Vec<u64> = seen
+                .iter()
+                .filter(|(f, _)| f == from)
+                .map(|(_, n)| *n)
+                .collect();
+            assert!(
+                seq.windows(2).all(|w| w[0] <= w[1]),
+                "reordered from {from} at {u}: {seq:?}"
+            );
         }
     }
     // During the partition (t in [2s, 4s)) nothing crossed between 0 and 1: node 1's counter at
     // 2 s vs what node 0 received from it shows a gap of about 200 messages.
     let from1: Vec<u64> = sim
-        .inspect(&upids[0], |c: &Chatter| c.seen.iter().filter(|(f, _)| *f == upids[1]).map(|(_, n)| *n).collect())
+        .inspect(&upids[0], |c: &Chatter| {
+            c.seen
+                .iter()
+                .filter(|(f, _)| *f == upids[1])
+                .map(|(_, n)| *n)
+                .collect()
+        })
         .unwrap();
     let biggest_gap = from1.windows(2).map(|w| w[1] - w[0]).max().unwrap();
     assert!(biggest_gap > 100, "partition left a gap, got {biggest_gap}");
@@ -485,13 +619,34 @@ fn sim_one_way_cut_blocks_one_direction_only() {
     let ua = sim.spawn(&a, "r", Recorder::default());
     let ub = sim.spawn(&b, "r", Recorder::default());
     sim.cut_one_way(&a, &b);
-    sim.post(&ua, &ua, SendMany { to: ub.clone(), count: 10 });
-    sim.post(&ub, &ub, SendMany { to: ua.clone(), count: 10 });
+    sim.post(
+        &ua,
+        &ua,
+        SendMany {
+            to: ub.clone(),
+            count: 10,
+        },
+    );
+    sim.post(
+        &ub,
+        &ub,
+        SendMany {
+            to: ua.clone(),
+            count: 10,
+        },
+    );
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.inspect(&ub, |r: &Recorder| r.nums.len()), Some(0));
     assert_eq!(sim.inspect(&ua, |r: &Recorder| r.nums.len()), Some(10));
     sim.heal();
-    sim.post(&ua, &ua, SendMany { to: ub.clone(), count: 10 });
+    sim.post(
+        &ua,
+        &ua,
+        SendMany {
+            to: ub.clone(),
+            count: 10,
+        },
+    );
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.inspect(&ub, |r: &Recorder| r.nums.len()), Some(10));
 }
@@ -516,14 +671,22 @@ fn sim_trace_child() {
 
 fn trace_in_child(seed: u64) -> String {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sim_trace_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sim_trace_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("PLATEAU_TRACE_CHILD_SEED", seed.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
         .lines()
-        .find_map(|l| l.split_once("TRACE_HASH=").map(|(_, h)| h.trim().to_string()))
+        .find_map(|l| {
+            l.split_once("TRACE_HASH=")
+                .map(|(_, h)| h.trim().to_string())
+        })
         .unwrap_or_else(|| panic!("child printed no hash: {stdout}"))
 }
 
@@ -536,4 +699,123 @@ fn sim_same_seed_same_trace_across_processes() {
     assert_ne!(a, c, "different seed");
     let (here, ..) = chatter_scenario(99);
     assert_eq!(a, format!("{here:016x}"));
+}
+
+// ---- actix on tokio's paused clock, over the simulated network ----------------------------
+
+/// The chatter scenario hosted in actix on a paused clock: returns the network's trace hash
+/// and the messages node 0 saw.
+fn actix_chatter(seed: u64) -> (u64, usize, usize) {
+    use plateau_runtime::simnet::SimNetwork;
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("paused runtime")
+    };
+    actix_rt::System::with_tokio_rt(rt).block_on(async move {
+        let faults = NetworkFaults {
+            latency_min: Duration::from_micros(100),
+            latency_max: Duration::from_millis(20),
+            loss: 0.05,
+            duplicate: 0.0,
+        };
+        let network = SimNetwork::new(seed, faults, Duration::from_secs(1));
+        let wall = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let n = 4;
+        let upids: Vec<Upid> = (0..n).map(|i| Upid::new("chatter", &sim_addr(i))).collect();
+        let mut nodes = Vec::new();
+        let mut refs = Vec::new();
+        for i in 0..n {
+            let config =
+                NodeConfig::simulated(&sim_addr(i), network.clone(), seed + i as u64, wall);
+            let node = Node::start(config).unwrap();
+            let peers = upids.iter().filter(|u| **u != upids[i]).cloned().collect();
+            refs.push(node.spawn("chatter", Chatter::new(peers, 0)).unwrap());
+            nodes.push(node);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        network.partition(&sim_addr(0), &sim_addr(1));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        nodes[2].shutdown();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        network.heal();
+        let seen = refs[0]
+            .call(|c: &mut Chatter, _| c.seen.len())
+            .await
+            .unwrap();
+        let exited = refs[0]
+            .call(|c: &mut Chatter, _| c.exited.clone())
+            .await
+            .unwrap();
+        assert!(
+            exited.contains(&upids[1]),
+            "partition broke the link: {exited:?}"
+        );
+        assert!(
+            exited.contains(&upids[2]),
+            "crash broke the link: {exited:?}"
+        );
+        for r in &refs {
+            let seen = r.call(|c: &mut Chatter, _| c.seen.clone()).await;
+            let Ok(seen) = seen else { continue };
+            for from in &upids {
+                let seq: Vec<u64> = seen
+                    .iter()
+                    .filter(|(f, _)| f == from)
+                    .map(|(_, n)| *n)
+                    .collect();
+                assert!(seq.windows(2).all(|w| w[0] < w[1]), "reordered from {from}");
+            }
+        }
+        for node in &nodes {
+            node.shutdown();
+        }
+        (network.trace_hash(), seen, exited.len())
+    })
+}
+
+#[test]
+fn actix_paused_clock_host_replays_the_same_trace() {
+    let a = actix_chatter(5);
+    let b = actix_chatter(5);
+    let c = actix_chatter(6);
+    assert!(a.1 > 500, "node 0 heard {} messages", a.1);
+    assert_eq!(a, b, "same seed, same run");
+    assert_ne!(a.0, c.0, "different seed, different run");
+}
+
+/// Child-process half of the cross-process check for the actix host.
+#[test]
+fn actix_trace_child() {
+    if let Ok(seed) = std::env::var("PLATEAU_ACTIX_TRACE_CHILD_SEED") {
+        let (hash, ..) = actix_chatter(seed.parse().unwrap());
+        println!("TRACE_HASH={hash:016x}");
+    }
+}
+
+#[test]
+fn actix_paused_clock_host_same_trace_across_processes() {
+    let run = |seed: u64| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "actix_trace_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PLATEAU_ACTIX_TRACE_CHILD_SEED", seed.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        stdout
+            .lines()
+            .find_map(|l| {
+                l.split_once("TRACE_HASH=")
+                    .map(|(_, h)| h.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("child printed no hash: {stdout}"))
+    };
+    assert_eq!(run(21), run(21));
 }

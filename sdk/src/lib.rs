@@ -1,0 +1,478 @@
+//! Plateau's framework SDK: write a framework as a [`Scheduler`], run it with a
+//! [`SchedulerDriver`].
+//!
+//! A framework receives resource offers from the master and decides what to run on them. The
+//! driver is a runtime process that does the talking: it registers (and re-registers after a
+//! lost master, with backoff), turns the master's messages into [`Scheduler`] callbacks, and
+//! acknowledges status updates after the callback returns (so an update is never lost: if the
+//! scheduler dies inside the callback, the slave sends it again). The driver is pure of I/O
+//! like every process, so the same framework runs on a real cluster and in the simulator.
+//!
+//! # Guide for framework developers
+//!
+//! 1. Describe the framework: [`FrameworkInfo::new`] with a name; set `role` and
+//!    `failover_timeout_secs` (how long the master keeps your tasks running while your
+//!    scheduler is away; 0 kills them as soon as it disconnects).
+//! 2. Implement [`Scheduler`]: at least `resource_offers` (launch tasks with
+//!    [`Driver::launch_tasks`], or [`Driver::decline_offer`]) and `status_update`.
+//! 3. Spawn `SchedulerDriver::new(info, master_upid, your_scheduler)` on a node: a real
+//!    [`plateau_runtime::Node`] with a QUIC transport, or a simulated node.
+//! 4. Remember what you launched: after a failover, call [`Driver::reconcile_tasks`] in
+//!    `registered`/`reregistered` to learn the state of your tasks.
+//!
+//! The example `sdk/examples/run_tasks.rs` is a whole framework in under 100 lines: it runs N
+//! short tasks and exits (`cargo run --example run_tasks -- --master 127.0.0.1:5050 ...`).
+//!
+//! ```
+//! use plateau_sdk::{Driver, FrameworkInfo, Offer, Scheduler, TaskStatus};
+//!
+//! /// Declines everything: the smallest possible framework.
+//! struct Idle;
+//! impl Scheduler for Idle {
+//!     fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>) {
+//!         for offer in offers {
+//!             driver.decline_offer(&offer.id, Default::default());
+//!         }
+//!     }
+//!     fn status_update(&mut self, _driver: &mut Driver<'_, '_>, _status: &TaskStatus) {}
+//! }
+//! let driver = plateau_sdk::SchedulerDriver::new(
+//!     FrameworkInfo::new("idle"),
+//!     "master@127.0.0.1:5050".parse().unwrap(),
+//!     Idle,
+//! );
+//! # let _ = driver;
+//! ```
+#![deny(missing_docs)]
+
+use std::time::Duration;
+
+pub use plateau_master::ids::{FrameworkId, OfferId, SlaveId, TaskId};
+pub use plateau_master::messages::{
+    CommandInfo, Filters, FrameworkInfo, HealthCheck, HealthCheckKind, Offer, Reason, StatusSource,
+    TaskInfo, TaskState, TaskStatus,
+};
+use plateau_master::messages::{
+    FrameworkErrorMessage, FrameworkRegisteredMessage, FrameworkReregisteredMessage,
+    KillTaskMessage, LaunchTasksMessage, LostSlaveMessage, ReconcileTasksMessage,
+    RegisterFrameworkMessage, ReregisterFrameworkMessage, RescindResourceOfferMessage,
+    ResourceOffersMessage, ReviveOffersMessage, StatusUpdateAcknowledgementMessage,
+    StatusUpdateMessage, SuppressOffersMessage, UnregisterFrameworkMessage,
+};
+pub use plateau_master::resources::{Attributes, Ranges, Resources};
+use plateau_runtime::{Context, Handlers, Message, Process, Upid};
+use serde::{Deserialize, Serialize};
+
+/// First delay between registration attempts.
+pub const REGISTRATION_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest delay between registration attempts.
+pub const REGISTRATION_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// What a framework does. Every callback gets a [`Driver`] to act with.
+pub trait Scheduler: 'static {
+    /// The master registered the framework for the first time.
+    fn registered(&mut self, _driver: &mut Driver<'_, '_>, _framework_id: &FrameworkId) {}
+    /// The framework registered again (a new master, a lost link, a scheduler failover).
+    fn reregistered(&mut self, _driver: &mut Driver<'_, '_>) {}
+    /// Resources to use or decline. Unused offers keep their resources away from others.
+    fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>);
+    /// An offer is no longer valid.
+    fn offer_rescinded(&mut self, _driver: &mut Driver<'_, '_>, _offer_id: &OfferId) {}
+    /// A task's status changed. Acknowledged by the driver when this returns.
+    fn status_update(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus);
+    /// A slave was lost.
+    fn slave_lost(&mut self, _driver: &mut Driver<'_, '_>, _slave_id: &SlaveId) {}
+    /// The link to the master broke; the driver re-registers by itself.
+    fn disconnected(&mut self, _driver: &mut Driver<'_, '_>) {}
+    /// The master refused the framework; the driver stops.
+    fn error(&mut self, _driver: &mut Driver<'_, '_>, _message: &str) {}
+    /// Install handlers for the framework's own messages (timers, HTTP requests posted through
+    /// a mailbox). Handlers get the whole driver process; use
+    /// [`SchedulerDriver::scheduler_and_driver`] to reach the scheduler with a [`Driver`].
+    fn install(_handlers: &mut Handlers<SchedulerDriver<Self>>)
+    where
+        Self: Sized,
+    {
+    }
+    /// Called once when the driver starts, before registering.
+    fn initialize(&mut self, _driver: &mut Driver<'_, '_>) {}
+}
+
+/// The driver's own bookkeeping.
+#[derive(Debug)]
+pub struct DriverState {
+    info: FrameworkInfo,
+    master: Upid,
+    framework_id: Option<FrameworkId>,
+    connected: bool,
+    stopped: bool,
+    backoff: Duration,
+    implicit_acknowledgements: bool,
+}
+
+impl DriverState {
+    /// The framework id, once registered.
+    pub fn framework_id(&self) -> Option<&FrameworkId> {
+        self.framework_id.as_ref()
+    }
+
+    /// True while registered with a master.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The master's address.
+    pub fn master(&self) -> &Upid {
+        &self.master
+    }
+}
+
+/// What a scheduler acts with inside a callback.
+pub struct Driver<'a, 'c> {
+    state: &'a mut DriverState,
+    ctx: &'a mut Context<'c>,
+}
+
+impl<'a, 'c> Driver<'a, 'c> {
+    /// The framework id, once registered.
+    pub fn framework_id(&self) -> Option<&FrameworkId> {
+        self.state.framework_id.as_ref()
+    }
+
+    /// True while registered with a master.
+    pub fn is_connected(&self) -> bool {
+        self.state.connected
+    }
+
+    /// The process context (clock, RNG, timers, sends).
+    pub fn ctx(&mut self) -> &mut Context<'c> {
+        self.ctx
+    }
+
+    fn send_master<M: Message>(&mut self, msg: M) {
+        let master = self.state.master.clone();
+        self.ctx.send(&master, msg);
+    }
+
+    fn id(&self) -> FrameworkId {
+        self.state
+            .framework_id
+            .clone()
+            .unwrap_or_else(|| FrameworkId::new(""))
+    }
+
+    /// Launch tasks on offers (all of one slave); what is left is declined with `filters`.
+    pub fn launch_tasks(&mut self, offer_ids: &[OfferId], tasks: Vec<TaskInfo>, filters: Filters) {
+        let msg = LaunchTasksMessage {
+            framework_id: self.id(),
+            offer_ids: offer_ids.to_vec(),
+            tasks,
+            filters,
+        };
+        self.send_master(msg);
+    }
+
+    /// Launch tasks on one offer; what is left is declined with the default filters.
+    pub fn launch_on(&mut self, offer: &Offer, tasks: Vec<TaskInfo>) {
+        self.launch_tasks(std::slice::from_ref(&offer.id), tasks, Filters::default());
+    }
+
+    /// Decline an offer: its resources are not offered to this framework again for
+    /// `filters.refuse_seconds`.
+    pub fn decline_offer(&mut self, offer_id: &OfferId, filters: Filters) {
+        self.launch_tasks(std::slice::from_ref(offer_id), Vec::new(), filters);
+    }
+
+    /// Kill a task: SIGTERM, then SIGKILL after its grace period.
+    pub fn kill_task(&mut self, task_id: &TaskId) {
+        let msg = KillTaskMessage {
+            framework_id: self.id(),
+            task_id: task_id.clone(),
+        };
+        self.send_master(msg);
+    }
+
+    /// Ask for the state of tasks (empty: all of this framework's tasks). Answers arrive as
+    /// status updates with reason `Reconciliation`.
+    pub fn reconcile_tasks(&mut self, tasks: Vec<(TaskId, Option<SlaveId>)>) {
+        let msg = ReconcileTasksMessage {
+            framework_id: self.id(),
+            tasks,
+        };
+        self.send_master(msg);
+    }
+
+    /// Acknowledge a status update (only needed with implicit acknowledgements off).
+    pub fn acknowledge(&mut self, status: &TaskStatus) {
+        if let (Some(uuid), Some(slave_id)) = (status.uuid, status.slave_id.clone()) {
+            let msg = StatusUpdateAcknowledgementMessage {
+                slave_id,
+                framework_id: self.id(),
+                task_id: status.task_id.clone(),
+                uuid,
+            };
+            self.send_master(msg);
+        }
+    }
+
+    /// Resume offers and clear filters.
+    pub fn revive_offers(&mut self) {
+        let msg = ReviveOffersMessage {
+            framework_id: self.id(),
+        };
+        self.send_master(msg);
+    }
+
+    /// Stop offers until revived.
+    pub fn suppress_offers(&mut self) {
+        let msg = SuppressOffersMessage {
+            framework_id: self.id(),
+        };
+        self.send_master(msg);
+    }
+
+    /// Stop the driver. With `failover` false the framework is unregistered and its tasks are
+    /// killed; with `failover` true they keep running for the failover timeout.
+    pub fn stop(&mut self, failover: bool) {
+        if !failover && self.state.framework_id.is_some() {
+            let msg = UnregisterFrameworkMessage {
+                framework_id: self.id(),
+            };
+            self.send_master(msg);
+        }
+        self.state.stopped = true;
+        self.state.connected = false;
+        let master = self.state.master.clone();
+        self.ctx.unlink(&master);
+        self.ctx.terminate();
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RetryRegistration;
+impl Message for RetryRegistration {
+    const NAME: &'static str = "sdk.RetryRegistration";
+}
+
+/// The scheduler driver: a process that hosts a [`Scheduler`].
+pub struct SchedulerDriver<S> {
+    state: DriverState,
+    scheduler: S,
+}
+
+impl<S: Scheduler> SchedulerDriver<S> {
+    /// A driver for `scheduler`, registering `info` with the master at `master`. With
+    /// `info.id` set it re-registers as that framework (scheduler failover).
+    pub fn new(info: FrameworkInfo, master: Upid, scheduler: S) -> Self {
+        SchedulerDriver {
+            state: DriverState {
+                framework_id: info.id.clone(),
+                info,
+                master,
+                connected: false,
+                stopped: false,
+                backoff: REGISTRATION_BACKOFF_MIN,
+                implicit_acknowledgements: true,
+            },
+            scheduler,
+        }
+    }
+
+    /// Turn off implicit acknowledgements: the scheduler calls [`Driver::acknowledge`].
+    pub fn with_explicit_acknowledgements(mut self) -> Self {
+        self.state.implicit_acknowledgements = false;
+        self
+    }
+
+    /// The scheduler.
+    pub fn scheduler(&self) -> &S {
+        &self.scheduler
+    }
+
+    /// The driver's state.
+    pub fn state(&self) -> &DriverState {
+        &self.state
+    }
+
+    /// The scheduler and a driver to act with (for the framework's own handlers).
+    pub fn scheduler_and_driver<'a, 'c>(
+        &'a mut self,
+        ctx: &'a mut Context<'c>,
+    ) -> (&'a mut S, Driver<'a, 'c>) {
+        (
+            &mut self.scheduler,
+            Driver {
+                state: &mut self.state,
+                ctx,
+            },
+        )
+    }
+
+    fn with<R>(
+        &mut self,
+        ctx: &mut Context<'_>,
+        f: impl FnOnce(&mut S, &mut Driver<'_, '_>) -> R,
+    ) -> R {
+        let mut driver = Driver {
+            state: &mut self.state,
+            ctx,
+        };
+        f(&mut self.scheduler, &mut driver)
+    }
+
+    fn register(&mut self, ctx: &mut Context<'_>) {
+        if self.state.stopped || self.state.connected {
+            return;
+        }
+        let master = self.state.master.clone();
+        ctx.link(&master);
+        match &self.state.framework_id {
+            Some(id) => {
+                let mut framework = self.state.info.clone();
+                framework.id = Some(id.clone());
+                ctx.send(
+                    &master,
+                    ReregisterFrameworkMessage {
+                        framework,
+                        failover: false,
+                    },
+                );
+            }
+            None => ctx.send(
+                &master,
+                RegisterFrameworkMessage {
+                    framework: self.state.info.clone(),
+                },
+            ),
+        }
+        // Jitter so that many frameworks do not retry in lockstep.
+        let jitter_ms = ctx
+            .rng()
+            .between(0, self.state.backoff.as_millis() as u64 / 4);
+        ctx.delay(
+            self.state.backoff + Duration::from_millis(jitter_ms),
+            RetryRegistration,
+        );
+        self.state.backoff = (self.state.backoff * 2).min(REGISTRATION_BACKOFF_MAX);
+    }
+
+    fn is_from_master(&self, from: &Upid) -> bool {
+        let ok = *from == self.state.master;
+        if !ok {
+            tracing::warn!(%from, master = %self.state.master, "message from a process that is not the master; ignored");
+        }
+        ok
+    }
+
+    fn handle_retry(&mut self, ctx: &mut Context<'_>, _from: &Upid, _m: RetryRegistration) {
+        self.register(ctx);
+    }
+
+    fn handle_registered(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        m: FrameworkRegisteredMessage,
+    ) {
+        if !self.is_from_master(from) || self.state.connected {
+            return;
+        }
+        self.state.connected = true;
+        self.state.backoff = REGISTRATION_BACKOFF_MIN;
+        self.state.framework_id = Some(m.framework_id.clone());
+        self.with(ctx, |s, d| s.registered(d, &m.framework_id));
+    }
+
+    fn handle_reregistered(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        _m: FrameworkReregisteredMessage,
+    ) {
+        if !self.is_from_master(from) || self.state.connected {
+            return;
+        }
+        self.state.connected = true;
+        self.state.backoff = REGISTRATION_BACKOFF_MIN;
+        self.with(ctx, |s, d| s.reregistered(d));
+    }
+
+    fn handle_offers(&mut self, ctx: &mut Context<'_>, from: &Upid, m: ResourceOffersMessage) {
+        if !self.is_from_master(from) || self.state.stopped {
+            return;
+        }
+        self.with(ctx, |s, d| s.resource_offers(d, m.offers));
+    }
+
+    fn handle_rescind(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        m: RescindResourceOfferMessage,
+    ) {
+        if self.is_from_master(from) {
+            self.with(ctx, |s, d| s.offer_rescinded(d, &m.offer_id));
+        }
+    }
+
+    fn handle_status(&mut self, ctx: &mut Context<'_>, from: &Upid, m: StatusUpdateMessage) {
+        if !self.is_from_master(from) || self.state.stopped {
+            return;
+        }
+        let implicit = self.state.implicit_acknowledgements;
+        self.with(ctx, |s, d| {
+            s.status_update(d, &m.status);
+            if implicit {
+                d.acknowledge(&m.status);
+            }
+        });
+    }
+
+    fn handle_lost_slave(&mut self, ctx: &mut Context<'_>, from: &Upid, m: LostSlaveMessage) {
+        if self.is_from_master(from) {
+            self.with(ctx, |s, d| s.slave_lost(d, &m.slave_id));
+        }
+    }
+
+    fn handle_error(&mut self, ctx: &mut Context<'_>, from: &Upid, m: FrameworkErrorMessage) {
+        if !self.is_from_master(from) {
+            return;
+        }
+        tracing::error!(message = %m.message, "framework refused by the master");
+        self.with(ctx, |s, d| {
+            s.error(d, &m.message);
+            d.stop(true);
+        });
+    }
+}
+
+impl<S: Scheduler> Process for SchedulerDriver<S> {
+    fn install(h: &mut Handlers<Self>) {
+        h.on(Self::handle_retry)
+            .on(Self::handle_registered)
+            .on(Self::handle_reregistered)
+            .on(Self::handle_offers)
+            .on(Self::handle_rescind)
+            .on(Self::handle_status)
+            .on(Self::handle_lost_slave)
+            .on(Self::handle_error);
+        S::install(h);
+    }
+
+    fn initialize(&mut self, ctx: &mut Context<'_>) {
+        self.with(ctx, |s, d| s.initialize(d));
+        self.register(ctx);
+    }
+
+    fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {
+        if *upid != self.state.master || self.state.stopped {
+            return;
+        }
+        let was_connected = self.state.connected;
+        self.state.connected = false;
+        if was_connected {
+            self.with(ctx, |s, d| s.disconnected(d));
+        }
+        self.register(ctx);
+    }
+}
