@@ -30,7 +30,7 @@ use crate::clock::{Instant, RealClock};
 use crate::limits::FRAME_BYTES_MAX_DEFAULT;
 use crate::message::{AnyMessage, Header, Message, Payload};
 use crate::process::{
-    Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimerId,
+    Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
 use crate::simnet::{SimEndpoint, SimNetwork};
 use crate::tls::NodeIdentity;
@@ -295,13 +295,14 @@ impl Node {
                 upid.clone(),
                 Arc::new(move |from, msg| {
                     addr.do_send(Deliver {
-                        from,
+                        from: Arc::new(from),
                         payload: Payload::Local(msg),
                     })
                 }),
             );
             ProcessActor {
                 hosted,
+                shared_upid: Arc::new(upid.clone()),
                 state: ProcessState::new(upid.clone(), self.shared.seed, mailbox),
                 node: self.clone(),
                 timers: HashMap::new(),
@@ -315,10 +316,11 @@ impl Node {
 
     /// Send `msg` to `to` as `from` (from outside any process, e.g. a test or CLI driver).
     pub fn send<M: Message>(&self, from: &Upid, to: &Upid, msg: M) {
-        self.route(from.clone(), to.clone(), Box::new(msg));
+        self.route(&Arc::new(from.clone()), to.clone(), Box::new(msg));
     }
 
-    fn route(&self, from: Upid, to: Upid, msg: Box<dyn AnyMessage>) {
+    /// `from` is shared: local deliveries carry it without copying its strings.
+    fn route(&self, from: &Arc<Upid>, to: Upid, msg: Box<dyn AnyMessage>) {
         if to.is_on(&self.shared.addr) {
             let target = self
                 .shared
@@ -329,15 +331,15 @@ impl Node {
                 .cloned();
             match target {
                 Some(addr) => addr.do_send(Deliver {
-                    from,
+                    from: from.clone(),
                     payload: Payload::Local(msg),
                 }),
                 None => tracing::debug!(%to, message = msg.name(), "no such process; dropped"),
             }
         } else if let Some(t) = &self.shared.transport {
-            t.send(&from, &to, msg.as_ref());
+            t.send(from, &to, msg.as_ref());
         } else if let Some((network, _)) = &self.shared.simnet {
-            network.send(&from, &to, msg.as_ref());
+            network.send(from, &to, msg.as_ref());
         } else {
             tracing::warn!(%to, message = msg.name(), "remote process but this node has no transport; dropped");
         }
@@ -367,7 +369,7 @@ impl Node {
 
     /// Route the sends of one handler call: consecutive sends to one remote node are encoded
     /// under one lock of its queue.
-    fn route_all(&self, from: &Upid, sends: &mut Vec<(Upid, Box<dyn AnyMessage>)>) {
+    fn route_all(&self, from: &Arc<Upid>, sends: &mut Vec<(Upid, Box<dyn AnyMessage>)>) {
         let mut iter = sends.drain(..).peekable();
         let mut run: Vec<(Upid, Box<dyn AnyMessage>)> = Vec::new();
         while let Some((to, msg)) = iter.next() {
@@ -381,7 +383,7 @@ impl Node {
                     t.send_many(from, &node, run.iter().map(|(to, m)| (to, m.as_ref())));
                     run.clear();
                 }
-                _ => self.route(from.clone(), to, msg),
+                _ => self.route(from, to, msg),
             }
         }
     }
@@ -559,7 +561,7 @@ impl<P: Process> ProcessRef<P> {
     /// Deliver `msg` to the process as sent by `from`.
     pub fn post<M: Message>(&self, from: &Upid, msg: M) {
         self.addr.do_send(Deliver {
-            from: from.clone(),
+            from: Arc::new(from.clone()),
             payload: Payload::Local(Box::new(msg)),
         });
     }
@@ -574,6 +576,7 @@ type CallFn = Box<dyn FnOnce(&mut dyn ErasedProcess, &mut Context<'_>) + Send>;
 
 struct ProcessActor {
     hosted: Box<dyn ErasedProcess>,
+    shared_upid: Arc<Upid>,
     state: ProcessState,
     node: Node,
     timers: HashMap<TimerId, actix_rt::task::JoinHandle<()>>,
@@ -587,11 +590,10 @@ impl ProcessActor {
         ctx: &mut actix::Context<Self>,
         f: impl FnOnce(&mut dyn ErasedProcess, &mut Context<'_>),
     ) {
-        let now = self.node.shared.clock.now();
-        let wall: SystemTime = self.node.shared.clock.wall();
         let mut effects = std::mem::take(&mut self.effects);
         {
-            let mut pctx = Context::new(&mut self.state, now, wall, &mut effects);
+            let time = TimeSource::Clock(&self.node.shared.clock);
+            let mut pctx = Context::new(&mut self.state, time, &mut effects);
             f(self.hosted.as_mut(), &mut pctx);
         }
         let mut sends = std::mem::take(&mut self.sends);
@@ -601,14 +603,14 @@ impl ProcessActor {
                 other => {
                     // Keep the order of sends relative to other effects.
                     if !sends.is_empty() {
-                        self.node.route_all(&self.state.upid, &mut sends);
+                        self.node.route_all(&self.shared_upid, &mut sends);
                     }
                     self.apply(ctx, other);
                 }
             }
         }
         if !sends.is_empty() {
-            self.node.route_all(&self.state.upid, &mut sends);
+            self.node.route_all(&self.shared_upid, &mut sends);
         }
         self.sends = sends;
         self.effects = effects;
@@ -616,7 +618,7 @@ impl ProcessActor {
 
     fn apply(&mut self, ctx: &mut actix::Context<Self>, effect: Effect) {
         match effect {
-            Effect::Send { to, msg } => self.node.route(self.state.upid.clone(), to, msg),
+            Effect::Send { to, msg } => self.node.route(&self.shared_upid, to, msg),
             Effect::Delay { id, after, msg } => {
                 // Each timer is its own task: futures spawned into an actor's context (and
                 // run_later items) are all re-checked on each of its wake-ups, which costs
@@ -662,7 +664,7 @@ impl Actor for ProcessActor {
 }
 
 struct Deliver {
-    from: Upid,
+    from: Arc<Upid>,
     payload: Payload,
 }
 impl actix::Message for Deliver {

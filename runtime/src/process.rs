@@ -38,7 +38,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::clock::Instant;
+use crate::clock::{Instant, RealClock};
 use crate::message::{AnyMessage, Message, Payload};
 use crate::rng::Rng;
 use crate::upid::Upid;
@@ -184,23 +184,37 @@ impl ProcessState {
 /// handler returns, in the order they were recorded.
 pub struct Context<'a> {
     state: &'a mut ProcessState,
-    now: Instant,
-    wall: SystemTime,
+    time: TimeSource<'a>,
+    now_cache: std::cell::Cell<Option<Instant>>,
     effects: &'a mut Vec<Effect>,
+}
+
+/// Where a context reads the time: fixed by the simulator, or a real clock read at most once
+/// per handler call (most handlers never ask, and a clock read is not free).
+#[derive(Clone, Copy, Debug)]
+pub enum TimeSource<'a> {
+    /// Virtual time, fixed for the event.
+    Fixed {
+        /// Monotonic time.
+        now: Instant,
+        /// Calendar time.
+        wall: SystemTime,
+    },
+    /// A node's clock.
+    Clock(&'a RealClock),
 }
 
 impl<'a> Context<'a> {
     /// A context for one handler call (used by hosts).
     pub fn new(
         state: &'a mut ProcessState,
-        now: Instant,
-        wall: SystemTime,
+        time: TimeSource<'a>,
         effects: &'a mut Vec<Effect>,
     ) -> Self {
         Context {
             state,
-            now,
-            wall,
+            time,
+            now_cache: std::cell::Cell::new(None),
             effects,
         }
     }
@@ -212,12 +226,25 @@ impl<'a> Context<'a> {
 
     /// Monotonic time (the same for the whole handler call).
     pub fn now(&self) -> Instant {
-        self.now
+        match self.time {
+            TimeSource::Fixed { now, .. } => now,
+            TimeSource::Clock(clock) => match self.now_cache.get() {
+                Some(now) => now,
+                None => {
+                    let now = clock.now();
+                    self.now_cache.set(Some(now));
+                    now
+                }
+            },
+        }
     }
 
     /// Calendar time, for calendars (Chronos) and timestamps shown to users.
     pub fn wall_clock(&self) -> SystemTime {
-        self.wall
+        match self.time {
+            TimeSource::Fixed { wall, .. } => wall,
+            TimeSource::Clock(clock) => clock.wall(),
+        }
     }
 
     /// The process's seeded RNG.

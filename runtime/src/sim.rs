@@ -58,7 +58,7 @@ use crate::clock::Instant;
 use crate::limits::SIM_EVENTS_PENDING_MAX;
 use crate::message::{AnyMessage, Message, Payload};
 use crate::process::{
-    Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimerId,
+    Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
 use crate::rng::{stable_hash, Rng};
 use crate::upid::{NodeAddr, Upid};
@@ -414,7 +414,8 @@ impl Sim {
         };
         let instance = p.instance;
         {
-            let mut ctx = Context::new(&mut p.state, now, wall, &mut effects);
+            let time = TimeSource::Fixed { now, wall };
+            let mut ctx = Context::new(&mut p.state, time, &mut effects);
             f(p.hosted.as_mut(), &mut ctx);
         }
         self.apply(upid, instance, &mut effects);
