@@ -1,8 +1,14 @@
 //! `plateau`: the command line of the Plateau cluster manager. Subcommands only parse flags and
 //! call into the crates.
 
+mod dev;
+mod serve;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -20,6 +26,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a master: registries, the DRF allocator, resource offers (HTTP and QUIC on one port
+    /// number).
+    Master(MasterArgs),
+    /// Run a slave: runs tasks as real processes under cgroups for the master.
+    Slave(SlaveArgs),
+    /// A whole cluster in one process: a master and N slaves (real tasks, real cgroups), until
+    /// Ctrl-C.
+    Dev(DevArgs),
     /// Create and issue the cluster's certificates (mutual TLS between nodes).
     Certs {
         #[command(subcommand)]
@@ -30,6 +44,102 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct MasterArgs {
+    /// Address to listen on (TCP for HTTP, UDP for QUIC, same port).
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    listen: SocketAddr,
+    /// Name or address other nodes reach this master at (default: the listen IP).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Directory for the master's registry.
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// TLS directory: a CA (`certs init`) or a node certificate (`certs issue`).
+    #[arg(long)]
+    tls_dir: PathBuf,
+    /// A slave silent this long is marked unreachable.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    agent_timeout: Duration,
+    /// Role weights, e.g. `apps=2,jobs=1`.
+    #[arg(long, value_parser = parse_weights)]
+    weights: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(clap::Args)]
+struct SlaveArgs {
+    /// The master, HOST:PORT.
+    #[arg(long)]
+    master: String,
+    /// Address to listen on (TCP for HTTP, UDP for QUIC, same port).
+    #[arg(long, default_value = "127.0.0.1:5051")]
+    listen: SocketAddr,
+    /// Host name given to the master and tasks (default: the listen IP).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Directory for the checkpoint, task sandboxes and supervisor state.
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// TLS directory: a CA (`certs init`) or a node certificate (`certs issue`).
+    #[arg(long)]
+    tls_dir: PathBuf,
+    /// Resources offered, e.g. `cpus:4;mem:8192;disk:20000;ports:[31000-32000]` (default:
+    /// discovered from the host, minus a reserve).
+    #[arg(long)]
+    resources: Option<String>,
+    /// Attributes, e.g. `rack:r1;zone:a`.
+    #[arg(long)]
+    attributes: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Number of slaves (each on its own loopback address 127.0.0.2, 127.0.0.3, ...).
+    #[arg(long, default_value_t = 3)]
+    slaves: usize,
+    /// Work directory (default: a `plateau-dev` folder in the system's temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+/// `500ms`, `5s`, `2m`, `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("'{text}' has no unit (ms, s, m, h)"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number followed by a unit"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("'{unit}' is not a unit (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
+/// `role=weight,role=weight`.
+fn parse_weights(text: &str) -> Result<BTreeMap<String, f64>, String> {
+    text.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (role, weight) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("'{pair}' is not role=weight"))?;
+            let weight: f64 = weight
+                .parse()
+                .map_err(|_| format!("'{weight}' is not a number"))?;
+            if !(weight > 0.0 && weight.is_finite()) {
+                return Err(format!("weight of '{role}' must be positive"));
+            }
+            Ok((role.to_string(), weight))
+        })
+        .collect()
 }
 
 #[derive(Subcommand)]
@@ -65,9 +175,30 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2_000_000)]
         messages: u64,
     },
+    /// One full allocation cycle of the DRF allocator (pure core), median and p99.
+    Allocator {
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Slaves.
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Frameworks.
+        #[arg(long, default_value_t = 1_000)]
+        frameworks: usize,
+        /// Timed cycles.
+        #[arg(long, default_value_t = 20)]
+        cycles: usize,
+    },
 }
 
 fn main() -> ExitCode {
+    // `plateau supervise DIR`: the per-task supervisor the slave starts. It must run before
+    // anything else starts a thread (it forks and sets signal masks).
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == "supervise") {
+        plateau_slave::containerizer::supervisor_main(argv.collect());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -85,8 +216,67 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_master(args: MasterArgs) -> anyhow::Result<()> {
+    let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
+    let config = plateau_master::MasterConfig {
+        agent_timeout: args.agent_timeout,
+        role_weights: args.weights.unwrap_or_default(),
+        seed: serve::real_seed(),
+        hostname: host.clone(),
+        ..Default::default()
+    };
+    actix_rt::System::new().block_on(async move {
+        let node = serve::start_node(args.listen, &host, &args.tls_dir, "master")?;
+        let master = plateau_master::start(&node, config, &args.work_dir).await?;
+        let handle = serve::http_server(args.listen, move |c| {
+            plateau_master::http::configure(c, master.clone())
+        })?;
+        println!(
+            "master@{host}:{port} running: http://{host}:{port}/master/state",
+            port = node.addr().port
+        );
+        serve::shutdown_signal().await;
+        handle.stop(true).await;
+        node.shutdown();
+        Ok(())
+    })
+}
+
+fn run_slave(args: SlaveArgs) -> anyhow::Result<()> {
+    let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
+    let master: plateau_runtime::Upid = format!("master@{}", args.master)
+        .parse()
+        .with_context(|| format!("--master {}", args.master))?;
+    let mut config =
+        plateau_slave::SlaveConfig::new(master, &args.work_dir, std::env::current_exe()?);
+    config.supervisor_args = vec!["supervise".into()];
+    config.resources = args.resources;
+    config.attributes = args.attributes;
+    config.hostname = Some(host.clone());
+    // Check flags before starting anything: a bad resource string exits with a clear message.
+    plateau_slave::resolve_resources(&config)?;
+    actix_rt::System::new().block_on(async move {
+        let node = serve::start_node(args.listen, &host, &args.tls_dir, "slave")?;
+        let slave = plateau_slave::start(&node, config)?;
+        let handle = serve::http_server(args.listen, move |c| {
+            plateau_slave::http::configure(c, slave.clone())
+        })?;
+        println!(
+            "slave(1)@{host}:{port} running: http://{host}:{port}/state",
+            port = node.addr().port
+        );
+        serve::shutdown_signal().await;
+        handle.stop(true).await;
+        node.shutdown();
+        Ok(())
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Master(args) => run_master(args)?,
+        Command::Slave(args) => run_slave(args)?,
+        Command::Dev(args) => dev::run(args.slaves, args.work_dir)?,
         Command::Certs { command } => match command {
             CertsCommand::Init { dir } => {
                 let ca = plateau_runtime::tls::ClusterCa::generate()?;
@@ -118,6 +308,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!(
                         "({} messages each, {}-byte frames)",
                         report.messages, report.frame_bytes
+                    );
+                }
+            }
+            BenchCommand::Allocator {
+                json,
+                agents,
+                frameworks,
+                cycles,
+            } => {
+                let report = plateau_master::bench::bench_allocator(agents, frameworks, cycles);
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!(
+                        "{} agents x {} frameworks: {} offers per cycle, median {:.1} ms, p99 {:.1} ms",
+                        report.agents, report.frameworks, report.offers, report.cycle_ms_median, report.cycle_ms_p99
                     );
                 }
             }

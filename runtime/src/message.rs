@@ -128,6 +128,9 @@ pub struct Hello {
     pub version: u16,
     /// The address the sending node is reached at.
     pub node: NodeAddr,
+    /// Differs each time a node starts: a connection from a known address with a new
+    /// incarnation means the peer restarted, and links to its previous life break at once.
+    pub incarnation: u64,
 }
 
 /// Version of the frame protocol spoken by this build.
@@ -374,6 +377,7 @@ mod tests {
             &Hello {
                 version: 99,
                 node: NodeAddr::new("h", 1),
+                incarnation: 1,
             },
         );
         let mut dec = FrameDecoder::new(1024);

@@ -153,6 +153,11 @@ enum Event {
         instance: u64,
         who: Upid,
     },
+    /// The link timeout after a crash elapsed: deliver the crash's pending `exited`s.
+    LinkBreak {
+        lost: NodeAddr,
+        incarnation: u64,
+    },
 }
 
 struct Scheduled {
@@ -210,6 +215,10 @@ pub struct Sim {
     /// Last scheduled arrival per directed link, to keep per-link FIFO order.
     last_arrival: HashMap<(NodeAddr, NodeAddr), Instant>,
     next_instance: u64,
+    /// `exited`s owed because a node crashed, delivered at the link timeout — or at once when
+    /// the node restarts earlier, so that the news of its previous life's death always arrives
+    /// before anything from its new life. Keyed by the crashed node: (its incarnation, owed).
+    pending_breaks: BTreeMap<NodeAddr, (u64, Vec<(Upid, u64, Upid)>)>,
     trace: u64,
     stats: SimStats,
     effects: Vec<Effect>,
@@ -231,6 +240,7 @@ impl Sim {
             blocked: BTreeSet::new(),
             last_arrival: HashMap::new(),
             next_instance: 1,
+            pending_breaks: BTreeMap::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             stats: SimStats::default(),
             effects: Vec::new(),
@@ -726,6 +736,15 @@ impl Sim {
                     }
                 });
             }
+            Event::LinkBreak { lost, incarnation } => {
+                if self
+                    .pending_breaks
+                    .get(&lost)
+                    .is_some_and(|(i, _)| *i == incarnation)
+                {
+                    self.deliver_pending_breaks(&lost);
+                }
+            }
             Event::Exited { to, instance, who } => {
                 let live = self
                     .process_mut(&to)
@@ -822,10 +841,39 @@ impl Sim {
         }
         n.up = false;
         n.incarnation += 1;
+        let incarnation = n.incarnation;
         n.processes.clear();
-        let others: Vec<NodeAddr> = self.nodes.keys().filter(|k| *k != addr).cloned().collect();
-        for other in others {
-            self.break_links(addr, &other);
+        let mut owed = Vec::new();
+        for (other, node) in self.nodes.iter_mut() {
+            if other == addr {
+                continue;
+            }
+            for p in node.processes.values_mut() {
+                let gone: Vec<Upid> = p.links.iter().filter(|u| u.is_on(addr)).cloned().collect();
+                for who in gone {
+                    p.links.remove(&who);
+                    owed.push((p.state.upid.clone(), p.instance, who));
+                }
+            }
+        }
+        self.pending_breaks
+            .insert(addr.clone(), (incarnation, owed));
+        let at = self.now + self.config.link_timeout;
+        self.schedule(
+            at,
+            Event::LinkBreak {
+                lost: addr.clone(),
+                incarnation,
+            },
+        );
+    }
+
+    fn deliver_pending_breaks(&mut self, lost: &NodeAddr) {
+        if let Some((_, owed)) = self.pending_breaks.remove(lost) {
+            let now = self.now;
+            for (to, instance, who) in owed {
+                self.schedule(now, Event::Exited { to, instance, who });
+            }
         }
     }
 
@@ -839,6 +887,7 @@ impl Sim {
             n.up = true;
             n.incarnation += 1;
         }
+        self.deliver_pending_breaks(addr);
     }
 
     /// Cut messages from `from` to `to` (one way). Links between them break either way, as a

@@ -48,6 +48,9 @@ struct NetInner {
     blocked: BTreeSet<Link>,
     queues: HashMap<Link, VecDeque<InFlight>>,
     last_arrival: HashMap<Link, tokio::time::Instant>,
+    /// Crashed node → nodes owed a `peer_lost` for it: delivered at the link timeout, or at once
+    /// when the node comes back earlier, so news of its previous life's death comes first.
+    pending_crash_breaks: BTreeMap<NodeAddr, BTreeSet<NodeAddr>>,
     trace: u64,
     delivered: u64,
     dropped: u64,
@@ -72,6 +75,7 @@ impl SimNetwork {
                 blocked: BTreeSet::new(),
                 queues: HashMap::new(),
                 last_arrival: HashMap::new(),
+                pending_crash_breaks: BTreeMap::new(),
                 trace: 0xcbf2_9ce4_8422_2325,
                 delivered: 0,
                 dropped: 0,
@@ -84,7 +88,21 @@ impl SimNetwork {
     }
 
     pub(crate) fn attach(&self, addr: &NodeAddr, endpoint: Weak<dyn SimEndpoint>) {
-        self.lock().nodes.insert(addr.clone(), endpoint);
+        let owed = {
+            let mut n = self.lock();
+            n.nodes.insert(addr.clone(), endpoint);
+            let owed: Vec<Arc<dyn SimEndpoint>> = n
+                .pending_crash_breaks
+                .remove(addr)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|at| n.nodes.get(at).and_then(Weak::upgrade))
+                .collect();
+            owed
+        };
+        for endpoint in owed {
+            endpoint.peer_lost(addr);
+        }
     }
 
     /// Fingerprint of every delivery so far.
@@ -247,13 +265,28 @@ impl SimNetwork {
     /// A node is gone (crashed or shut down): every other node's links to it break after the
     /// link timeout, and messages in flight to it are dropped.
     pub fn crash(&self, addr: &NodeAddr) {
-        let others: Vec<NodeAddr> = {
+        let timeout = {
             let mut n = self.lock();
             n.nodes.remove(addr);
-            n.nodes.keys().filter(|k| *k != addr).cloned().collect()
+            let others: BTreeSet<NodeAddr> = n.nodes.keys().cloned().collect();
+            n.pending_crash_breaks.insert(addr.clone(), others);
+            n.link_timeout
         };
-        for other in others {
-            self.break_link_later(&other, addr);
-        }
+        let net = self.clone();
+        let lost = addr.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(timeout).await;
+            let owed: Vec<Arc<dyn SimEndpoint>> = {
+                let mut n = net.lock();
+                let at_nodes = n.pending_crash_breaks.remove(&lost).unwrap_or_default();
+                at_nodes
+                    .iter()
+                    .filter_map(|at| n.nodes.get(at).and_then(Weak::upgrade))
+                    .collect()
+            };
+            for endpoint in owed {
+                endpoint.peer_lost(&lost);
+            }
+        });
     }
 }

@@ -85,6 +85,10 @@ struct Peer {
     generation: u64,
     out: Mutex<Outbox>,
     notify: Notify,
+    /// The connection carrying this peer's traffic, once established.
+    connection: Mutex<Option<Connection>>,
+    /// The peer's incarnation, once it said hello on that connection (0: not yet known).
+    incarnation: AtomicU64,
 }
 
 struct Backoff {
@@ -94,6 +98,7 @@ struct Backoff {
 
 struct Inner {
     local: NodeAddr,
+    incarnation: u64,
     endpoint: Endpoint,
     client_config: quinn::ClientConfig,
     max_frame_bytes: usize,
@@ -156,6 +161,7 @@ impl QuicTransport {
             .port();
         let inner = Arc::new(Inner {
             local: NodeAddr::new(local_host, port),
+            incarnation: new_incarnation(),
             endpoint,
             client_config: client,
             max_frame_bytes,
@@ -281,6 +287,8 @@ impl Inner {
                 closed: false,
             }),
             notify: Notify::new(),
+            connection: Mutex::new(None),
+            incarnation: AtomicU64::new(0),
         })
     }
 
@@ -326,6 +334,17 @@ impl Inner {
             self.sink.peer_lost(&peer.node);
         }
     }
+}
+
+/// A number that differs between two starts of a node (real transport only; the simulators
+/// model restarts themselves).
+fn new_incarnation() -> u64 {
+    static STARTS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now() // determinism-ok: real transport identity
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let start = STARTS.fetch_add(1, Ordering::Relaxed);
+    (nanos ^ (u64::from(std::process::id()) << 40) ^ start.rotate_left(20)) | 1
 }
 
 async fn resolve(node: &NodeAddr) -> Option<SocketAddr> {
@@ -389,6 +408,7 @@ async fn run_outbound(inner: Arc<Inner>, peer: Arc<Peer>) {
 
 /// Write the peer's queued frames to one unidirectional stream until the connection breaks.
 async fn run_writer(inner: &Arc<Inner>, peer: &Arc<Peer>, connection: Connection) {
+    *peer.connection.lock().expect("peer connection lock") = Some(connection.clone());
     let result: Result<(), String> = async {
         let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
         let mut hello = BytesMut::new();
@@ -397,6 +417,7 @@ async fn run_writer(inner: &Arc<Inner>, peer: &Arc<Peer>, connection: Connection
             &Hello {
                 version: PROTOCOL_VERSION,
                 node: inner.local.clone(),
+                incarnation: inner.incarnation,
             },
         );
         stream
@@ -487,7 +508,9 @@ async fn read_stream(
                 let Some(h) = &hello else {
                     let h = decode_hello(&frame)?;
                     if accepted {
-                        adopt(&inner, &h.node, &connection);
+                        adopt(&inner, &h, &connection);
+                    } else {
+                        learn_incarnation(&inner, &h, &connection);
                     }
                     hello = Some(h);
                     continue;
@@ -542,14 +565,56 @@ fn flush(inner: &Inner, header: &Header, bodies: &mut Vec<Bytes>) {
     inner.sink.deliver(header, std::mem::take(bodies));
 }
 
-/// Use a connection a peer dialled for sending back to it, unless one exists already.
-fn adopt(inner: &Arc<Inner>, node: &NodeAddr, connection: &Connection) {
+/// The peer of a connection this node dialled said hello: remember its incarnation.
+fn learn_incarnation(inner: &Inner, hello: &Hello, connection: &Connection) {
+    let peers = inner.peers.lock().expect("peers lock");
+    if let Some(peer) = peers.get(&hello.node) {
+        let same = peer
+            .connection
+            .lock()
+            .expect("peer connection lock")
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == connection.stable_id());
+        if same {
+            peer.incarnation.store(hello.incarnation, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Use a connection a peer dialled for sending back to it, unless one exists already. A known
+/// peer saying hello with a new incarnation restarted: its old connection is dead, so it is
+/// failed now (links fire `exited` before any message of the new incarnation is delivered) and
+/// the new connection takes its place.
+fn adopt(inner: &Arc<Inner>, hello: &Hello, connection: &Connection) {
+    let node = &hello.node;
+    let stale = {
+        let peers = inner.peers.lock().expect("peers lock");
+        match peers.get(node) {
+            None => None,
+            Some(p) => {
+                let known = p.incarnation.load(Ordering::Relaxed);
+                if known != 0 && known != hello.incarnation {
+                    Some(p.clone())
+                } else {
+                    return;
+                }
+            }
+        }
+    };
+    if let Some(old) = stale {
+        tracing::info!(peer = %node, "peer restarted; dropping its previous connection");
+        if let Some(c) = old.connection.lock().expect("peer connection lock").take() {
+            c.close(VarInt::from_u32(3), b"peer restarted");
+        }
+        inner.fail_peer(&old, false);
+    }
     let peer = {
         let mut peers = inner.peers.lock().expect("peers lock");
         if peers.contains_key(node) {
             return;
         }
         let peer = inner.new_peer(node);
+        peer.incarnation.store(hello.incarnation, Ordering::Relaxed);
         peers.insert(node.clone(), peer.clone());
         peer
     };

@@ -322,6 +322,7 @@ fn hello(from: &NodeAddr, version: u16) -> BytesMut {
         &Hello {
             version,
             node: from.clone(),
+            incarnation: 1,
         },
     );
     out
@@ -818,4 +819,67 @@ fn actix_paused_clock_host_same_trace_across_processes() {
             .unwrap_or_else(|| panic!("child printed no hash: {stdout}"))
     };
     assert_eq!(run(21), run(21));
+}
+
+/// Records messages and exits in one log, to check their order.
+#[derive(Default)]
+struct OrderLog {
+    log: Vec<String>,
+}
+
+impl OrderLog {
+    fn handle_num(&mut self, _ctx: &mut Context<'_>, from: &Upid, n: Num) {
+        self.log.push(format!("num {} from {from}", n.0));
+    }
+    fn handle_watch(&mut self, ctx: &mut Context<'_>, _from: &Upid, w: Watch) {
+        ctx.link(&w.0);
+    }
+}
+
+impl Process for OrderLog {
+    fn install(h: &mut Handlers<Self>) {
+        h.on(Self::handle_num).on(Self::handle_watch);
+    }
+    fn exited(&mut self, _ctx: &mut Context<'_>, upid: &Upid) {
+        self.log.push(format!("exited {upid}"));
+    }
+}
+
+#[test]
+fn sim_a_quickly_restarted_node_is_seen_dead_before_its_new_life_speaks() {
+    let mut sim = Sim::new(SimConfig::new(4));
+    let (a, b) = (sim_addr(0), sim_addr(1));
+    sim.add_node(a.clone());
+    sim.add_node(b.clone());
+    let watcher = sim.spawn(&a, "watcher", OrderLog::default());
+    let peer = sim.spawn(&b, "chatter", Chatter::new(vec![watcher.clone()], 0));
+    sim.post(&watcher, &watcher, Watch(peer.clone()));
+    sim.run_for(Duration::from_millis(200));
+    sim.crash(&b);
+    sim.run_for(Duration::from_millis(100)); // well within the 1 s link timeout
+    sim.restart(&b);
+    sim.spawn(
+        &b,
+        "chatter",
+        Chatter::new(vec![watcher.clone()], 1_000_000),
+    );
+    sim.run_for(Duration::from_secs(3));
+    let log = sim.inspect(&watcher, |o: &OrderLog| o.log.clone()).unwrap();
+    let exited = log
+        .iter()
+        .position(|l| l.starts_with("exited"))
+        .expect("exited delivered");
+    let first_new = log
+        .iter()
+        .position(|l| l.starts_with("num 1000000"))
+        .expect("new life heard");
+    assert!(
+        exited < first_new,
+        "exited at {exited}, new life at {first_new}: {log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("exited")).count(),
+        1,
+        "exactly once"
+    );
 }

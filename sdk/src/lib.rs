@@ -107,6 +107,8 @@ pub struct DriverState {
     connected: bool,
     stopped: bool,
     backoff: Duration,
+    /// A registration retry is scheduled: at most one chain of retries runs at a time.
+    retry_pending: bool,
     implicit_acknowledgements: bool,
 }
 
@@ -272,6 +274,7 @@ impl<S: Scheduler> SchedulerDriver<S> {
                 connected: false,
                 stopped: false,
                 backoff: REGISTRATION_BACKOFF_MIN,
+                retry_pending: false,
                 implicit_acknowledgements: true,
             },
             scheduler,
@@ -345,6 +348,15 @@ impl<S: Scheduler> SchedulerDriver<S> {
                 },
             ),
         }
+        self.schedule_retry(ctx);
+    }
+
+    /// Schedule the next registration attempt unless one is scheduled already.
+    fn schedule_retry(&mut self, ctx: &mut Context<'_>) {
+        if self.state.retry_pending {
+            return;
+        }
+        self.state.retry_pending = true;
         // Jitter so that many frameworks do not retry in lockstep.
         let jitter_ms = ctx
             .rng()
@@ -365,6 +377,7 @@ impl<S: Scheduler> SchedulerDriver<S> {
     }
 
     fn handle_retry(&mut self, ctx: &mut Context<'_>, _from: &Upid, _m: RetryRegistration) {
+        self.state.retry_pending = false;
         self.register(ctx);
     }
 
@@ -472,7 +485,12 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
         self.state.connected = false;
         if was_connected {
             self.with(ctx, |s, d| s.disconnected(d));
+            // The first attempt after losing a registered master goes out at once; a link
+            // that breaks while registering (master unreachable) waits for the backoff.
+            self.state.backoff = REGISTRATION_BACKOFF_MIN;
+            self.register(ctx);
+        } else {
+            self.schedule_retry(ctx);
         }
-        self.register(ctx);
     }
 }

@@ -1,0 +1,68 @@
+//! Named maxima of the balancer: every map fed from outside, every retry loop and every
+//! timeout has one here.
+
+use std::time::Duration;
+
+/// Most apps the routing table keeps; further apps are refused and reported.
+pub const APPS_MAX: usize = 20_000;
+
+/// Most backends (tasks) routed per app; the rest are left out and reported.
+pub const BACKENDS_PER_APP_MAX: usize = 10_000;
+
+/// Most port indices considered per app.
+pub const PORTS_PER_APP_MAX: usize = 64;
+
+/// Most virtual hosts per app port (`HAPROXY_{n}_VHOST`).
+pub const VHOSTS_PER_PORT_MAX: usize = 64;
+
+/// Most path prefixes per app port (`HAPROXY_{n}_PATH`).
+pub const PATHS_PER_PORT_MAX: usize = 64;
+
+/// Longest host name accepted in a `VHOST` label (DNS' own limit).
+pub const VHOST_LEN_MAX: usize = 253;
+
+/// Longest path prefix accepted in a `PATH` label.
+pub const PATH_PREFIX_LEN_MAX: usize = 1024;
+
+/// Most problems (bad labels, conflicts) the table keeps to report; later ones are counted.
+pub const PROBLEMS_MAX: usize = 1_000;
+
+/// Most connections (TCP and HTTP clients together) the data plane serves at once; further
+/// clients wait in the listen backlog (HAProxy's `maxconn`).
+pub const CONNECTIONS_MAX: usize = 50_000;
+
+/// Most connections the admin listener serves at once.
+pub const ADMIN_CONNECTIONS_MAX: usize = 64;
+
+/// Most backends one TCP connection tries before giving up (the first try included).
+pub const TCP_CONNECT_ATTEMPTS_MAX: usize = 3;
+
+/// Most backends one HTTP request tries when connecting fails (the first try included).
+pub const HTTP_ATTEMPTS_MAX: usize = 3;
+
+/// How long connecting to a backend may take (HAProxy's `timeout connect`).
+pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default wait for a backend's response headers before answering 504.
+pub const RESPONSE_HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+
+/// How long a client may take to send a request's headers (HAProxy's `timeout http-request`).
+pub const CLIENT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Idle pooled connections kept per backend.
+pub const POOL_IDLE_PER_BACKEND_MAX: usize = 64;
+
+/// How long an idle pooled backend connection is kept.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// First delay before subscribing again after the link to Marathon broke.
+pub const RESUBSCRIBE_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// Longest delay between subscription attempts.
+pub const RESUBSCRIBE_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// How long to wait for the snapshot answering a subscription before subscribing again.
+pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Delay before retrying to bind a service port that could not be bound.
+pub const LISTENER_REBIND_INTERVAL: Duration = Duration::from_secs(1);

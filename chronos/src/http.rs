@@ -1,0 +1,486 @@
+//! Chronos' REST API (actix-web), under both `/v1/scheduler` (Chronos 3.x) and `/scheduler`
+//! (2.x), plus the unprefixed `/metrics` (Prometheus text) and `/ping`.
+//!
+//! | method, path (after the prefix) | answer |
+//! |---|---|
+//! | GET `/jobs` | 200, all jobs |
+//! | GET `/jobs/search?name=&command=&any=&limit=10&offset=0` | 200, matching jobs |
+//! | GET `/jobs/summary` | 200, `{"jobs":[{name,status,state,schedule,parents,disabled}]}` |
+//! | GET `/job/{name}` | 200, the job |
+//! | POST or PUT `/iso8601`, `/dependency` | 204: job created or replaced |
+//! | PUT `/job/{name}?arguments=` | 204: run now |
+//! | DELETE `/job/{name}` | 204: deleted |
+//! | DELETE `/task/kill/{name}` | 204: its tasks killed |
+//! | GET `/job/stat/{name}` | 200, histogram and task history |
+//! | GET `/stats/{percentile}` | 200, `[{"jobNameLabel","time"}]` |
+//! | GET `/graph/csv`, `/graph/dot` | 200, `text/plain` |
+//!
+//! Errors: `{"status":"Bad Request","message":"…","field":"…"}` with 400 for an invalid job
+//! (the message and `field` name the field) **and for an unknown job name** — Chronos answers
+//! 400, not 404, there, and its clients rely on it (`shared/reference/chronos-api.md` §1). A
+//! stopped scheduler (after a store failure) answers 503. Nothing is stored on error; a
+//! successful change is stored before the answer.
+//!
+//! Handlers reach the scheduler through [`ProcessRef::call`], between two of its messages.
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use plateau_runtime::node::NodeError;
+use plateau_runtime::{Node, ProcessRef, Upid};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::job::{Job, JobError};
+use crate::limits;
+use crate::scheduler::{
+    ApiError, ChronosConfig, ChronosProcess, ChronosScheduler, MetricsSnapshot, PostKind,
+};
+use crate::stats::Percentile;
+use crate::store::{RedbStore, StoreError};
+
+/// A handle on the Chronos scheduler process.
+pub type ChronosRef = ProcessRef<ChronosProcess>;
+
+type Handle = web::Data<ChronosRef>;
+
+/// Mounts Chronos' routes, answering through `handle`.
+pub fn configure(cfg: &mut web::ServiceConfig, handle: ChronosRef) {
+    cfg.app_data(web::Data::new(handle))
+        .app_data(web::PayloadConfig::new(limits::HTTP_BODY_BYTES_MAX))
+        .service(web::scope("/v1/scheduler").configure(routes))
+        .service(web::scope("/scheduler").configure(routes))
+        .route("/metrics", web::get().to(metrics))
+        .route("/ping", web::get().to(ping));
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/jobs", web::get().to(jobs))
+        .route("/jobs/search", web::get().to(search))
+        .route("/jobs/summary", web::get().to(summary))
+        .route("/iso8601", web::post().to(post_iso8601))
+        .route("/iso8601", web::put().to(post_iso8601))
+        .route("/dependency", web::post().to(post_dependency))
+        .route("/dependency", web::put().to(post_dependency))
+        .route("/job/stat/{name}", web::get().to(job_stat))
+        .route("/job/{name}", web::get().to(job))
+        .route("/job/{name}", web::put().to(run_now))
+        .route("/job/{name}", web::delete().to(delete_job))
+        .route("/task/kill/{name}", web::delete().to(kill_tasks))
+        .route("/stats/{percentile}", web::get().to(stats))
+        .route("/graph/csv", web::get().to(graph_csv))
+        .route("/graph/dot", web::get().to(graph_dot));
+}
+
+fn error_body(status: StatusCode, message: &str, field: Option<&str>) -> HttpResponse {
+    let mut body = json!({
+        "status": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
+    });
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
+    HttpResponse::build(status).json(body)
+}
+
+fn api_error(e: &ApiError) -> HttpResponse {
+    let status = match e {
+        ApiError::Invalid(_) | ApiError::NotFound(_) | ApiError::TooManyRuns => {
+            StatusCode::BAD_REQUEST
+        }
+        ApiError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error_body(status, &e.to_string(), e.field())
+}
+
+fn gone(e: NodeError) -> HttpResponse {
+    error_body(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None)
+}
+
+fn no_content<T>(result: Result<Result<T, ApiError>, NodeError>) -> HttpResponse {
+    match result {
+        Ok(Ok(_)) => HttpResponse::NoContent().finish(),
+        Ok(Err(e)) => api_error(&e),
+        Err(e) => gone(e),
+    }
+}
+
+fn text(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(body)
+}
+
+async fn read<R: Send + 'static>(
+    handle: &Handle,
+    f: impl FnOnce(&ChronosScheduler) -> R + Send + 'static,
+) -> Result<R, NodeError> {
+    handle.call(move |p, _ctx| f(p.scheduler())).await
+}
+
+async fn jobs(handle: Handle) -> HttpResponse {
+    match read(&handle, |s| s.jobs()).await {
+        Ok(jobs) => HttpResponse::Ok().json(jobs),
+        Err(e) => gone(e),
+    }
+}
+
+/// Query of `/jobs/search`.
+#[derive(Debug, Deserialize)]
+struct SearchQuery {
+    name: Option<String>,
+    command: Option<String>,
+    any: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn search(handle: Handle, query: web::Query<SearchQuery>) -> HttpResponse {
+    let q = query.into_inner();
+    let answer = read(&handle, move |s| {
+        s.search(
+            q.name.as_deref(),
+            q.command.as_deref(),
+            q.any.as_deref(),
+            q.offset.unwrap_or(0),
+            q.limit.unwrap_or(10),
+        )
+    })
+    .await;
+    match answer {
+        Ok(jobs) => HttpResponse::Ok().json(jobs),
+        Err(e) => gone(e),
+    }
+}
+
+async fn summary(handle: Handle) -> HttpResponse {
+    let answer = read(&handle, |s| {
+        let jobs: Vec<serde_json::Value> = s
+            .graph()
+            .jobs()
+            .map(|j| {
+                json!({
+                    "name": j.name,
+                    "status": j.last_state().to_string(),
+                    "state": s.current_state(&j.name).to_string(),
+                    "schedule": j.schedule.clone().or(j.cron.clone()).unwrap_or_default(),
+                    "parents": j.parents.clone().unwrap_or_default(),
+                    "disabled": j.disabled,
+                })
+            })
+            .collect();
+        json!({ "jobs": jobs })
+    })
+    .await;
+    match answer {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err(e) => gone(e),
+    }
+}
+
+async fn job(handle: Handle, name: web::Path<String>) -> HttpResponse {
+    let name = name.into_inner();
+    let lookup = name.clone();
+    match read(&handle, move |s| s.job(&lookup)).await {
+        Ok(Some(job)) => HttpResponse::Ok().json(job),
+        Ok(None) => api_error(&ApiError::NotFound(name)),
+        Err(e) => gone(e),
+    }
+}
+
+fn parse_job(body: &[u8]) -> Result<Job, Box<HttpResponse>> {
+    serde_json::from_slice::<Job>(body).map_err(|e| {
+        // serde names the field for missing and unknown-variant fields; say where otherwise.
+        let message = format!("invalid job JSON: {e}");
+        let field = e
+            .to_string()
+            .split('`')
+            .nth(1)
+            .map(str::to_string)
+            .filter(|f| f.chars().all(|c| c.is_ascii_alphanumeric()));
+        Box::new(error_body(
+            StatusCode::BAD_REQUEST,
+            &message,
+            field.as_deref(),
+        ))
+    })
+}
+
+async fn post_job(handle: Handle, body: web::Bytes, kind: PostKind) -> HttpResponse {
+    let job = match parse_job(&body) {
+        Ok(job) => job,
+        Err(response) => return *response,
+    };
+    let answer = handle
+        .call(move |p, ctx| {
+            let (s, mut d) = p.scheduler_and_driver(ctx);
+            s.upsert_job(&mut d, job, kind)
+        })
+        .await;
+    no_content(answer)
+}
+
+async fn post_iso8601(handle: Handle, body: web::Bytes) -> HttpResponse {
+    post_job(handle, body, PostKind::Iso8601).await
+}
+
+async fn post_dependency(handle: Handle, body: web::Bytes) -> HttpResponse {
+    post_job(handle, body, PostKind::Dependency).await
+}
+
+/// Query of `PUT /job/{name}`.
+#[derive(Debug, Deserialize)]
+struct RunNowQuery {
+    arguments: Option<String>,
+}
+
+async fn run_now(
+    handle: Handle,
+    name: web::Path<String>,
+    query: web::Query<RunNowQuery>,
+) -> HttpResponse {
+    let name = name.into_inner();
+    let arguments = query.into_inner().arguments.unwrap_or_default();
+    let answer = handle
+        .call(move |p, ctx| {
+            let (s, mut d) = p.scheduler_and_driver(ctx);
+            s.run_now(&mut d, &name, &arguments)
+        })
+        .await;
+    no_content(answer)
+}
+
+async fn delete_job(handle: Handle, name: web::Path<String>) -> HttpResponse {
+    let name = name.into_inner();
+    let answer = handle
+        .call(move |p, ctx| {
+            let (s, mut d) = p.scheduler_and_driver(ctx);
+            s.delete_job(&mut d, &name)
+        })
+        .await;
+    no_content(answer)
+}
+
+async fn kill_tasks(handle: Handle, name: web::Path<String>) -> HttpResponse {
+    let name = name.into_inner();
+    let answer = handle
+        .call(move |p, ctx| {
+            let (s, mut d) = p.scheduler_and_driver(ctx);
+            s.kill_tasks(&mut d, &name)
+        })
+        .await;
+    no_content(answer)
+}
+
+async fn job_stat(handle: Handle, name: web::Path<String>) -> HttpResponse {
+    let name = name.into_inner();
+    match read(&handle, move |s| s.job_stat(&name)).await {
+        Ok(Ok(stat)) => HttpResponse::Ok().json(stat),
+        Ok(Err(e)) => api_error(&e),
+        Err(e) => gone(e),
+    }
+}
+
+async fn stats(handle: Handle, which: web::Path<String>) -> HttpResponse {
+    let which: Percentile = match which.parse() {
+        Ok(p) => p,
+        Err(message) => {
+            return error_body(StatusCode::BAD_REQUEST, &message, Some("percentile"));
+        }
+    };
+    match read(&handle, move |s| s.stats(which)).await {
+        Ok(entries) => HttpResponse::Ok().json(entries),
+        Err(e) => gone(e),
+    }
+}
+
+async fn graph_csv(handle: Handle) -> HttpResponse {
+    match read(&handle, |s| s.graph_csv()).await {
+        Ok(body) => text(body),
+        Err(e) => gone(e),
+    }
+}
+
+async fn graph_dot(handle: Handle) -> HttpResponse {
+    match read(&handle, |s| s.graph().graph_dot()).await {
+        Ok(body) => text(body),
+        Err(e) => gone(e),
+    }
+}
+
+async fn ping() -> HttpResponse {
+    text("pong\n".to_string())
+}
+
+/// The Prometheus text exposition of a metrics snapshot.
+pub fn prometheus_text(m: &MetricsSnapshot) -> String {
+    let mut registry = Registry::with_prefix("chronos");
+    let gauges: [(&str, &str, i64); 5] = [
+        ("jobs", "Jobs defined", m.jobs as i64),
+        (
+            "runs_pending",
+            "Runs waiting to be launched",
+            m.runs_pending as i64,
+        ),
+        (
+            "runs_active",
+            "Runs launched or running",
+            m.runs_active as i64,
+        ),
+        (
+            "connected",
+            "1 while registered with a master",
+            i64::from(m.connected),
+        ),
+        (
+            "stopped",
+            "1 after a state store failure stopped the scheduler",
+            i64::from(m.stopped),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let gauge: Gauge = Gauge::default();
+        gauge.set(value);
+        registry.register(name, help, gauge);
+    }
+    let c = m.counters;
+    let counters: [(&str, &str, u64); 7] = [
+        ("runs_created", "Runs created", c.runs_created),
+        ("tasks_launched", "Tasks launched", c.tasks_launched),
+        ("runs_succeeded", "Runs that succeeded", c.runs_succeeded),
+        (
+            "runs_failed",
+            "Runs that failed after their retries",
+            c.runs_failed,
+        ),
+        ("runs_killed", "Runs ended by a kill", c.runs_killed),
+        ("retries", "Attempts retried", c.retries),
+        (
+            "instants_skipped",
+            "Scheduled instants passed over",
+            c.instants_skipped,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter: Counter = Counter::default();
+        counter.inc_by(value);
+        registry.register(name, help, counter);
+    }
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .expect("writing to a String does not fail");
+    out
+}
+
+async fn metrics(handle: Handle) -> HttpResponse {
+    match read(&handle, |s| s.metrics()).await {
+        Ok(m) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(prometheus_text(&m)),
+        Err(e) => gone(e),
+    }
+}
+
+/// Failures of [`start`].
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The state store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The scheduler process could not be spawned.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// How to start Chronos on a node.
+#[derive(Debug, Clone)]
+pub struct StartConfig {
+    /// The scheduler's settings.
+    pub scheduler: ChronosConfig,
+    /// The node's work directory: the state is in `<work_dir>/chronos/state.redb`.
+    pub work_dir: PathBuf,
+    /// The master (`master@host:5050`).
+    pub master: Upid,
+    /// HTTP address (Chronos' port is 4400; port 0 picks a free one).
+    pub http_listen: SocketAddr,
+    /// The scheduler process's name on the node (`chronos`).
+    pub process_name: String,
+}
+
+impl StartConfig {
+    /// Defaults: `chronos` on 0.0.0.0:4400.
+    pub fn new(work_dir: PathBuf, master: Upid) -> StartConfig {
+        StartConfig {
+            scheduler: ChronosConfig::default(),
+            work_dir,
+            master,
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 4400)),
+            process_name: "chronos".to_string(),
+        }
+    }
+}
+
+/// A running Chronos: the scheduler process and its HTTP server.
+#[derive(Clone)]
+pub struct Started {
+    /// The scheduler process.
+    pub scheduler: ChronosRef,
+    /// The HTTP server (stop it with `server.stop(true).await`).
+    pub server: ServerHandle,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+}
+
+/// Opens the store under `config.work_dir`, spawns the scheduler on `node` and serves the API.
+/// Must be called inside the node's actix system.
+pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
+    let store = RedbStore::open_in(&config.work_dir)?;
+    let mut scheduler_config = config.scheduler;
+    if scheduler_config.hostname.is_empty() {
+        scheduler_config.hostname = node.addr().host.clone();
+    }
+    let scheduler = ChronosScheduler::new(scheduler_config, Box::new(store))?;
+    let handle = node.spawn(&config.process_name, scheduler.into_driver(config.master))?;
+    let bind_error = |source| StartError::Bind {
+        addr: config.http_listen,
+        source,
+    };
+    let listener = TcpListener::bind(config.http_listen).map_err(bind_error)?;
+    let http_addr = listener.local_addr().map_err(bind_error)?;
+    let app_handle = handle.clone();
+    let server = HttpServer::new(move || {
+        let h = app_handle.clone();
+        App::new().configure(move |cfg| configure(cfg, h))
+    })
+    .workers(1)
+    // The binary owns signal handling.
+    .disable_signals()
+    .listen(listener)
+    .map_err(bind_error)?
+    .run();
+    let server_handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(Started {
+        scheduler: handle,
+        server: server_handle,
+        http_addr,
+    })
+}
+
+/// Maps a [`JobError`] to its HTTP answer (for callers mounting their own routes).
+pub fn job_error_response(e: JobError) -> HttpResponse {
+    api_error(&ApiError::Invalid(e))
+}

@@ -1,0 +1,1479 @@
+//! The Chronos scheduler: a [`plateau_sdk::Scheduler`] that runs jobs on their schedules,
+//! exactly once per scheduled instant, across crashes.
+//!
+//! # Time
+//!
+//! Calendar time comes only from the runtime's wall clock (`ctx.wall_clock()`), never from the
+//! operating system, so the simulator can drive it. A timer ([`Tick`]) wakes the scheduler at
+//! the next due instant, and at least every [`ChronosConfig::tick_max`] (1 s) to notice clock
+//! jumps and retry times.
+//!
+//! # A run's life, and what is written when
+//!
+//! Every step below is one atomic [`Store::commit`]; nothing is sent, launched or acknowledged
+//! before the commit it depends on succeeded.
+//!
+//! 1. **Intent.** An instant falls due ([`crate::schedule::due_instants`]): a [`Run`] with id
+//!    `<job>@<instant ms>` is written as *pending*, in the same transaction as the job's
+//!    rewritten schedule (`R<n-1>/<next start>/…`) and its `last_scheduled` instant. An instant
+//!    at or before `last_scheduled` is never created again.
+//! 2. **Launch.** On an offer that fits (job `cpus`/`mem`/`disk` after the scheduler's
+//!    defaults, and its `constraints`), the run is written *launched* with its slave, then the
+//!    task is launched. The task id is derived from (job, instant, attempt)
+//!    (`ct:<ms>:<attempt>:<job>:`), so a restarted scheduler finds a launched run's task by
+//!    asking the master about that exact id (explicit reconciliation after (re)registration)
+//!    instead of launching a new one. If the master does not know the task (`TASK_UNKNOWN`: the
+//!    launch never reached it), the run goes back to pending with the **same** attempt and task
+//!    id; the master refuses a task id already in use, so one attempt never runs twice.
+//! 3. **Running**, with its start time (for the duration).
+//! 4. **Finished.** Status updates are acknowledged explicitly, *after* their effect is
+//!    committed: an update whose effect was lost in a crash is sent again by the slave. A success
+//!    updates the job's counters, appends to the history, removes the run and creates the runs
+//!    of the dependent jobs that became due ([`JobGraph::handle_run_finished`], edge counters
+//!    persisted) — all in one transaction, so a dependent runs exactly once per parent success.
+//!    A failure (`TASK_FAILED`, `TASK_ERROR`, `TASK_LOST`, `TASK_DROPPED`, `TASK_GONE`) is
+//!    retried as attempt `n+1` of the same instant after [`ChronosConfig::failure_retry`] while
+//!    `n < retries` (default 2); after the last, the run is failed (`errorCount`, `lastError`,
+//!    dependents only with `softError`). `TASK_KILLED` ends the run with no counters and no
+//!    retry, as in Chronos. A finite job whose count reached `R0` is disabled after its last run
+//!    succeeds.
+//!
+//! A store failure stops the scheduler at once (`driver.stop(true)`: its tasks keep running for
+//! the failover timeout), exactly as a crash at that point would; a restarted scheduler resumes
+//! from the store.
+//!
+//! # Missed instants and busy jobs (`catchUp`)
+//!
+//! A job's `catchUp` field (Plateau extension) says what happens to instants that fell due
+//! while the scheduler was down (or more than `epsilon`, default 60 s, ago), and to instants
+//! that fall due while the previous run of a job with `concurrent: false` is still pending or
+//! running:
+//!
+//! | `catchUp` | missed instants | instant due while the job is busy |
+//! |---|---|---|
+//! | `"once"` (default) | the latest missed one runs once (Chronos 3.x) | waits, but at most one run waits; later ones are skipped |
+//! | `"all"` | every missed instant runs, oldest first | waits in order (at most [`crate::limits::RUNS_WAITING_PER_JOB_MAX`]) |
+//! | `"skip"` | dropped (only on-time instants run, Chronos 2.x) | skipped |
+//!
+//! Waiting runs are recorded (pending) at their instant and launched when the running one ends.
+//! Skipped instants consume no `R<n>` repetition. A disabled job passes its instants over.
+//!
+//! # Other actions
+//!
+//! - **Run now** creates a run of attempt 0 at the current instant (ms), tagged `:now`; it does
+//!   not change the schedule.
+//! - **Kill** kills the launched and running tasks of a job; its pending runs stay.
+//! - **Delete** kills the job's tasks and drops its runs; children are rewired as in Chronos.
+//! - **Disable/enable**: the job's `disabled` field (posted with the job, or
+//!   [`ChronosScheduler::set_disabled`]).
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use plateau_runtime::{Context, Handlers, Instant, Message, TimerId, Upid};
+use plateau_sdk::{
+    CommandInfo, Driver, Filters, FrameworkId, FrameworkInfo, Offer, Resources, Scheduler,
+    SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::constraints;
+use crate::job::{CurrentState, Job, JobError, JobGraph, RunOutcome, TaskDefaults, Upserted};
+use crate::limits;
+use crate::schedule::{due_instants, CatchUp, Schedule, DEFAULT_EPSILON};
+use crate::stats::{
+    percentile_ranking, JobStatResponse, JobStats, Percentile, PercentileEntry, TaskRecord,
+    TaskStatus as StatStatus,
+};
+use crate::store::{
+    parse_task_id, HistoryEntry, JobState, Run, RunOutcomeKind, RunState, Snapshot, Store,
+    StoreError, Trigger, Write,
+};
+
+/// The process hosting the Chronos scheduler.
+pub type ChronosProcess = SchedulerDriver<ChronosScheduler>;
+
+/// Errors of the scheduler's API calls.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is invalid (the message names the field).
+    #[error(transparent)]
+    Invalid(#[from] JobError),
+    /// No job has this name.
+    #[error("Job '{0}' not found")]
+    NotFound(String),
+    /// The scheduler holds too many runs.
+    #[error(
+        "too many runs in progress: at most {} are allowed",
+        limits::RUNS_ACTIVE_MAX
+    )]
+    TooManyRuns,
+    /// The state store failed; the scheduler stopped.
+    #[error("the scheduler stopped after a state store failure: {0}")]
+    Stopped(String),
+}
+
+impl ApiError {
+    /// The JSON field the error is about, if any.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Invalid(e) => e.field(),
+            _ => None,
+        }
+    }
+}
+
+/// Which endpoint a job was posted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostKind {
+    /// `/scheduler/iso8601`: any job (a job with neither schedule nor parents runs once, now).
+    Iso8601,
+    /// `/scheduler/dependency`: the job must have parents.
+    Dependency,
+}
+
+/// The scheduler's settings (Chronos' flags and Plateau's timers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChronosConfig {
+    /// Framework name (`--mesos_framework_name`, `chronos`).
+    pub framework_name: String,
+    /// Role (`--mesos_role`, `*`).
+    pub role: String,
+    /// User of the framework (`--user`, `root`).
+    pub user: String,
+    /// Host the scheduler runs on (shown to the master).
+    pub hostname: String,
+    /// How long the master keeps the tasks running while the scheduler is away
+    /// (`--failover_timeout`, one week).
+    pub failover_timeout_secs: f64,
+    /// Resources and user for jobs that leave them at 0 or empty.
+    pub defaults: TaskDefaults,
+    /// How late an instant may run and still be on time (`--task_epsilon`, 60 s), unless the job
+    /// sets `epsilon`.
+    pub epsilon: Duration,
+    /// Delay before a failed attempt is retried (`--failure_retry`, 60 s).
+    pub failure_retry: Duration,
+    /// Longest sleep between two evaluations of the schedules.
+    pub tick_max: Duration,
+    /// Shortest interval between two offer revivals for runs that wait for resources
+    /// (`--min_revive_offers_interval`, 5 s). New runs revive at once.
+    pub revive_interval: Duration,
+    /// How long an offer declined while runs wait is refused, in seconds.
+    pub decline_refuse_secs: f64,
+    /// How long an offer declined with nothing to run is refused, in seconds.
+    pub idle_refuse_secs: f64,
+    /// Interval between repeated explicit reconciliations of tasks the master has not answered
+    /// for yet.
+    pub reconcile_retry: Duration,
+}
+
+impl Default for ChronosConfig {
+    fn default() -> Self {
+        ChronosConfig {
+            framework_name: "chronos".to_string(),
+            role: "*".to_string(),
+            user: "root".to_string(),
+            hostname: String::new(),
+            failover_timeout_secs: 604_800.0,
+            defaults: TaskDefaults::default(),
+            epsilon: DEFAULT_EPSILON,
+            failure_retry: Duration::from_secs(60),
+            tick_max: Duration::from_secs(1),
+            revive_interval: Duration::from_secs(5),
+            decline_refuse_secs: 5.0,
+            idle_refuse_secs: 30.0,
+            reconcile_retry: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The scheduler's timer: evaluate the schedules now.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Tick;
+impl Message for Tick {
+    const NAME: &'static str = "chronos.Tick";
+}
+
+/// Counters for `/metrics` (since the process started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Runs created (scheduled, dependency and run-now).
+    pub runs_created: u64,
+    /// Tasks launched (attempts).
+    pub tasks_launched: u64,
+    /// Runs that succeeded.
+    pub runs_succeeded: u64,
+    /// Runs that failed after their retries.
+    pub runs_failed: u64,
+    /// Runs ended by a kill.
+    pub runs_killed: u64,
+    /// Attempts retried.
+    pub retries: u64,
+    /// Instants passed over (disabled job, busy job, skip policy).
+    pub instants_skipped: u64,
+}
+
+/// A consistent view of the scheduler's gauges and counters, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Jobs defined.
+    pub jobs: u64,
+    /// Runs waiting to be launched.
+    pub runs_pending: u64,
+    /// Runs launched or running.
+    pub runs_active: u64,
+    /// True while registered with a master.
+    pub connected: bool,
+    /// True after a store failure stopped the scheduler.
+    pub stopped: bool,
+    /// Counters.
+    pub counters: Counters,
+}
+
+/// Converts the runtime's calendar time.
+fn wall(ctx: &Context<'_>) -> DateTime<Utc> {
+    DateTime::<Utc>::from(ctx.wall_clock())
+}
+
+fn to_std(delta: TimeDelta) -> Duration {
+    delta.to_std().unwrap_or(Duration::ZERO)
+}
+
+/// The Chronos scheduler. Create it with [`ChronosScheduler::new`], host it with
+/// [`ChronosScheduler::into_driver`].
+pub struct ChronosScheduler {
+    config: ChronosConfig,
+    store: Box<dyn Store>,
+    graph: JobGraph,
+    states: BTreeMap<String, JobState>,
+    runs: BTreeMap<String, Run>,
+    history: BTreeMap<String, VecDeque<(u64, HistoryEntry)>>,
+    stats: BTreeMap<String, JobStats>,
+    framework_id: Option<String>,
+    stopped: Option<String>,
+    timer: Option<TimerId>,
+    /// Task ids asked about in the last explicit reconciliation and not answered yet.
+    unreconciled: BTreeSet<String>,
+    last_reconcile: Option<Instant>,
+    last_revive: Option<Instant>,
+    connected: bool,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for ChronosScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChronosScheduler")
+            .field("jobs", &self.graph.len())
+            .field("runs", &self.runs.len())
+            .field("stopped", &self.stopped)
+            .finish()
+    }
+}
+
+impl ChronosScheduler {
+    /// A scheduler with the state in `store` (jobs, runs, history, framework id).
+    pub fn new(config: ChronosConfig, store: Box<dyn Store>) -> Result<Self, StoreError> {
+        let snapshot = store.load()?;
+        let mut scheduler = ChronosScheduler {
+            config,
+            store,
+            graph: JobGraph::new(),
+            states: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            history: BTreeMap::new(),
+            stats: BTreeMap::new(),
+            framework_id: None,
+            stopped: None,
+            timer: None,
+            unreconciled: BTreeSet::new(),
+            last_reconcile: None,
+            last_revive: None,
+            connected: false,
+            counters: Counters::default(),
+        };
+        scheduler.restore(snapshot);
+        Ok(scheduler)
+    }
+
+    fn restore(&mut self, snapshot: Snapshot) {
+        self.framework_id = snapshot.framework_id;
+        // Parents before children: insert whatever has all its parents, until nothing moves.
+        let mut left: BTreeMap<String, Job> = snapshot.jobs;
+        loop {
+            let ready: Vec<String> = left
+                .iter()
+                .filter(|(_, job)| {
+                    job.parents
+                        .iter()
+                        .flatten()
+                        .all(|p| self.graph.get(p).is_some())
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for name in ready {
+                let job = left.remove(&name).expect("listed above");
+                // The stored schedule has its start pinned, so `now` is not used for it.
+                if let Err(e) = self.graph.upsert(job, DateTime::UNIX_EPOCH) {
+                    tracing::error!(job = %name, error = %e, "stored job does not load; ignored");
+                }
+            }
+        }
+        for name in left.keys() {
+            tracing::error!(job = %name, "stored job names missing parents; ignored");
+        }
+        for (name, state) in snapshot.job_states {
+            if self.graph.get(&name).is_none() {
+                continue;
+            }
+            for (parent, count) in &state.edge_counts {
+                let _ = self.graph.set_edge_count(parent, &name, *count);
+            }
+            self.states.insert(name, state);
+        }
+        self.runs = snapshot
+            .runs
+            .into_iter()
+            .filter(|(_, run)| self.graph.get(&run.job).is_some())
+            .collect();
+        for (job, entries) in snapshot.history {
+            let mut stats = JobStats::new();
+            let mut kept = VecDeque::new();
+            for (seq, entry) in entries {
+                record_stats(&mut stats, &entry);
+                kept.push_back((seq, entry));
+            }
+            self.stats.insert(job.clone(), stats);
+            self.history.insert(job, kept);
+        }
+    }
+
+    /// The framework as registered with the master: with the stored id, if any, so that a
+    /// restarted scheduler re-registers as the same framework.
+    pub fn framework_info(&self) -> FrameworkInfo {
+        let mut info = FrameworkInfo::new(&self.config.framework_name);
+        info.id = self.framework_id.clone().map(FrameworkId::new);
+        info.role = self.config.role.clone();
+        info.user = self.config.user.clone();
+        info.hostname = self.config.hostname.clone();
+        info.failover_timeout_secs = self.config.failover_timeout_secs;
+        info.checkpoint = true;
+        info
+    }
+
+    /// The driver process hosting this scheduler, registering with `master`. Status updates are
+    /// acknowledged explicitly, after their effect is stored.
+    pub fn into_driver(self, master: Upid) -> ChronosProcess {
+        let info = self.framework_info();
+        SchedulerDriver::new(info, master, self).with_explicit_acknowledgements()
+    }
+
+    // ---- reading ------------------------------------------------------------------------
+
+    /// The settings.
+    pub fn config(&self) -> &ChronosConfig {
+        &self.config
+    }
+
+    /// The job graph.
+    pub fn graph(&self) -> &JobGraph {
+        &self.graph
+    }
+
+    /// A job as `GET /scheduler/jobs` shows it.
+    pub fn job(&self, name: &str) -> Option<Job> {
+        self.graph.get(name).map(Job::api_view)
+    }
+
+    /// All jobs as `GET /scheduler/jobs` shows them, by name.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.graph.jobs().map(Job::api_view).collect()
+    }
+
+    /// `GET /scheduler/jobs/search`: every given term (lower-cased) is a substring of the name
+    /// (`name`) or the command (`command`); a job failing them still matches when `any` is a
+    /// substring of its name or command. Then `offset` and `limit` slice the result.
+    pub fn search(
+        &self,
+        name: Option<&str>,
+        command: Option<&str>,
+        any: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Vec<Job> {
+        let lower = |s: Option<&str>| s.map(str::to_lowercase).filter(|s| !s.is_empty());
+        let (name, command, any) = (lower(name), lower(command), lower(any));
+        self.graph
+            .jobs()
+            .filter(|job| {
+                let job_name = job.name.to_lowercase();
+                let job_command = job.command.to_lowercase();
+                let terms = name.as_ref().is_none_or(|n| job_name.contains(n))
+                    && command.as_ref().is_none_or(|c| job_command.contains(c));
+                let any_match = any
+                    .as_ref()
+                    .is_some_and(|a| job_name.contains(a) || job_command.contains(a));
+                terms || any_match
+            })
+            .skip(offset)
+            .take(limit.min(limits::SEARCH_RESULTS_MAX))
+            .map(Job::api_view)
+            .collect()
+    }
+
+    /// Unfinished runs, by run id.
+    pub fn runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.values()
+    }
+
+    /// A job's finished runs, oldest first (at most [`limits::RUN_HISTORY_PER_JOB_MAX`]).
+    pub fn history(&self, job: &str) -> Vec<HistoryEntry> {
+        self.history
+            .get(job)
+            .map(|h| h.iter().map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The job's scheduling state (last scheduled instant, edge counters).
+    pub fn job_state(&self, job: &str) -> Option<&JobState> {
+        self.states.get(job)
+    }
+
+    /// `GET /scheduler/job/stat/{name}`.
+    pub fn job_stat(&self, name: &str) -> Result<JobStatResponse, ApiError> {
+        if self.graph.get(name).is_none() {
+            return Err(ApiError::NotFound(name.to_string()));
+        }
+        Ok(self
+            .stats
+            .get(name)
+            .map(JobStats::to_response)
+            .unwrap_or_else(|| JobStats::new().to_response()))
+    }
+
+    /// `GET /scheduler/stats/{percentile}`: every job, largest first.
+    pub fn stats(&self, which: Percentile) -> Vec<PercentileEntry> {
+        percentile_ranking(
+            self.graph
+                .jobs()
+                .map(|j| (j.name.as_str(), self.stats.get(&j.name))),
+            which,
+        )
+    }
+
+    /// What a job is doing: `running` when a task of it is launched, else `queued` when a run
+    /// waits, else `idle`.
+    pub fn current_state(&self, job: &str) -> CurrentState {
+        let (mut running, mut queued) = (0u32, false);
+        for run in self.runs.values().filter(|r| r.job == job) {
+            match run.state {
+                RunState::Pending => queued = true,
+                RunState::Launched | RunState::Running => running += 1,
+            }
+        }
+        if running > 0 {
+            CurrentState::Running(running)
+        } else if queued {
+            CurrentState::Queued
+        } else {
+            CurrentState::Idle
+        }
+    }
+
+    /// `GET /scheduler/graph/csv`.
+    pub fn graph_csv(&self) -> String {
+        self.graph.graph_csv(|name| self.current_state(name))
+    }
+
+    /// Gauges and counters for `/metrics`.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let pending = self
+            .runs
+            .values()
+            .filter(|r| r.state == RunState::Pending)
+            .count() as u64;
+        MetricsSnapshot {
+            jobs: self.graph.len() as u64,
+            runs_pending: pending,
+            runs_active: self.runs.len() as u64 - pending,
+            connected: self.connected,
+            stopped: self.stopped.is_some(),
+            counters: self.counters,
+        }
+    }
+
+    /// Why the scheduler stopped, if a store failure stopped it.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
+    // ---- changing (API) -------------------------------------------------------------------
+
+    fn check_running(&self) -> Result<(), ApiError> {
+        match &self.stopped {
+            Some(reason) => Err(ApiError::Stopped(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits `writes`; on failure stops the scheduler (as a crash would) and returns false.
+    fn commit(&mut self, driver: &mut Driver<'_, '_>, writes: &[Write]) -> bool {
+        if self.stopped.is_some() {
+            return false;
+        }
+        if writes.is_empty() {
+            return true;
+        }
+        match self.store.commit(writes) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "state store failed: the Chronos scheduler stops");
+                self.stopped = Some(e.to_string());
+                if let Some(timer) = self.timer.take() {
+                    driver.ctx().cancel(timer);
+                }
+                // Tasks keep running for the failover timeout; a restarted scheduler resumes.
+                driver.stop(true);
+                false
+            }
+        }
+    }
+
+    fn commit_or_stopped(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        writes: &[Write],
+    ) -> Result<(), ApiError> {
+        if self.commit(driver, writes) {
+            Ok(())
+        } else {
+            Err(ApiError::Stopped(
+                self.stopped.clone().unwrap_or_else(|| "stopped".into()),
+            ))
+        }
+    }
+
+    fn edge_counts_of(graph: &JobGraph, job: &str) -> BTreeMap<String, u64> {
+        graph
+            .parents(job)
+            .map(|parents| {
+                parents
+                    .iter()
+                    .filter_map(|p| Some((p.clone(), graph.edge_count(p, job)?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `POST /scheduler/iso8601` and `/scheduler/dependency`: creates or replaces a job. The job
+    /// is stored before this returns; nothing is stored on error.
+    pub fn upsert_job(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        job: Job,
+        kind: PostKind,
+    ) -> Result<Upserted, ApiError> {
+        self.check_running()?;
+        if kind == PostKind::Dependency && job.parents.as_ref().is_none_or(|p| p.is_empty()) {
+            return Err(JobError::Invalid {
+                field: "parents",
+                message: "a dependent job needs at least one parent".to_string(),
+            }
+            .into());
+        }
+        constraints::validate(&job.constraints)?;
+        let now = wall(driver.ctx());
+        let mut graph = self.graph.clone();
+        let name = job.name.clone();
+        let previous = self.graph.get(&name).cloned();
+        let upserted = graph.upsert(job, now)?;
+        let stored = graph.get(&name).expect("just upserted").clone();
+        let mut state = self.states.get(&name).cloned().unwrap_or_default();
+        let same_schedule = previous.as_ref().is_some_and(|p| {
+            p.schedule == stored.schedule
+                && p.cron == stored.cron
+                && p.schedule_time_zone == stored.schedule_time_zone
+        });
+        if !same_schedule {
+            // Another schedule starts afresh from its own start.
+            state.last_scheduled = None;
+        }
+        state.edge_counts = Self::edge_counts_of(&graph, &name);
+        let writes = [
+            Write::Job(Box::new(stored)),
+            Write::JobState(name.clone(), state.clone()),
+        ];
+        self.commit_or_stopped(driver, &writes)?;
+        self.graph = graph;
+        self.states.insert(name, state);
+        self.evaluate(driver);
+        Ok(upserted)
+    }
+
+    /// `DELETE /scheduler/job/{name}`: removes the job, kills its tasks, drops its runs; its
+    /// children are rewired as in Chronos.
+    pub fn delete_job(&mut self, driver: &mut Driver<'_, '_>, name: &str) -> Result<(), ApiError> {
+        self.check_running()?;
+        if self.graph.get(name).is_none() {
+            return Err(ApiError::NotFound(name.to_string()));
+        }
+        let mut graph = self.graph.clone();
+        let removed = graph.remove(name)?;
+        let mut writes = vec![Write::DeleteJob(name.to_string())];
+        let runs: Vec<Run> = self
+            .runs
+            .values()
+            .filter(|r| r.job == name)
+            .cloned()
+            .collect();
+        writes.extend(runs.iter().map(|r| Write::DeleteRun(r.id.clone())));
+        let removed_state = self.states.get(name).cloned().unwrap_or_default();
+        let mut child_states = Vec::new();
+        for child in &removed.rewired {
+            let mut state = self.states.get(child).cloned().unwrap_or_default();
+            if graph.schedule(child).is_some() {
+                // The child took over the removed job's schedule, and where it stood.
+                state.last_scheduled = removed_state.last_scheduled;
+            }
+            state.edge_counts = Self::edge_counts_of(&graph, child);
+            writes.push(Write::Job(Box::new(
+                graph.get(child).expect("rewired child").clone(),
+            )));
+            writes.push(Write::JobState(child.clone(), state.clone()));
+            child_states.push((child.clone(), state));
+        }
+        self.commit_or_stopped(driver, &writes)?;
+        self.graph = graph;
+        self.states.remove(name);
+        self.states.extend(child_states);
+        self.history.remove(name);
+        self.stats.remove(name);
+        for run in runs {
+            self.runs.remove(&run.id);
+            if run.state != RunState::Pending {
+                driver.kill_task(&TaskId::new(run.task_id()));
+            }
+        }
+        self.arm_timer(driver);
+        Ok(())
+    }
+
+    /// `PUT /scheduler/job/{name}`: a run now (attempt 0), stored before this returns. A
+    /// non-blank `arguments` is appended to the command after a space. Returns the run id.
+    pub fn run_now(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        name: &str,
+        arguments: &str,
+    ) -> Result<String, ApiError> {
+        self.check_running()?;
+        if self.graph.get(name).is_none() {
+            return Err(ApiError::NotFound(name.to_string()));
+        }
+        if self.runs.len() >= limits::RUNS_ACTIVE_MAX {
+            return Err(ApiError::TooManyRuns);
+        }
+        let now = wall(driver.ctx());
+        let mut run = self.new_run(name, now, Trigger::RunNow);
+        run.arguments = arguments.trim().to_string();
+        let id = run.id.clone();
+        self.commit_or_stopped(driver, &[Write::Run(run.clone())])?;
+        self.runs.insert(id.clone(), run);
+        self.counters.runs_created += 1;
+        self.revive(driver, true);
+        Ok(id)
+    }
+
+    /// `DELETE /scheduler/task/kill/{name}`: kills the job's launched and running tasks.
+    /// Returns how many kills were sent.
+    pub fn kill_tasks(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        name: &str,
+    ) -> Result<usize, ApiError> {
+        self.check_running()?;
+        if self.graph.get(name).is_none() {
+            return Err(ApiError::NotFound(name.to_string()));
+        }
+        let tasks: Vec<String> = self
+            .runs
+            .values()
+            .filter(|r| r.job == name && r.state != RunState::Pending)
+            .map(Run::task_id)
+            .collect();
+        for task in &tasks {
+            driver.kill_task(&TaskId::new(task.clone()));
+        }
+        Ok(tasks.len())
+    }
+
+    /// Disables or enables a job (stored before this returns).
+    pub fn set_disabled(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        name: &str,
+        disabled: bool,
+    ) -> Result<(), ApiError> {
+        self.check_running()?;
+        let mut job = self
+            .graph
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound(name.to_string()))?
+            .clone();
+        job.disabled = disabled;
+        self.commit_or_stopped(driver, &[Write::Job(Box::new(job))])?;
+        self.graph.set_disabled(name, disabled)?;
+        self.evaluate(driver);
+        Ok(())
+    }
+
+    /// A pending run of `job` at `at` (ms precision). Dependency and run-now runs move forward
+    /// by a millisecond until their id is free.
+    fn new_run(&self, job: &str, at: DateTime<Utc>, trigger: Trigger) -> Run {
+        let mut instant = DateTime::from_timestamp_millis(at.timestamp_millis()).expect("in range");
+        if trigger != Trigger::Schedule {
+            while self.runs.contains_key(&Run::id_of(job, instant, trigger)) {
+                instant += TimeDelta::milliseconds(1);
+            }
+        } else {
+            instant = at;
+        }
+        Run {
+            id: Run::id_of(job, instant, trigger),
+            job: job.to_string(),
+            instant,
+            trigger,
+            attempt: 0,
+            state: RunState::Pending,
+            slave_id: None,
+            not_before: None,
+            launched_at: None,
+            started_at: None,
+            arguments: String::new(),
+        }
+    }
+
+    // ---- schedules ------------------------------------------------------------------------
+
+    fn on_tick(&mut self, driver: &mut Driver<'_, '_>) {
+        if self.stopped.is_some() {
+            return;
+        }
+        self.evaluate(driver);
+        if self.stopped.is_some() {
+            return;
+        }
+        let now = driver.ctx().now();
+        if self.connected && !self.unreconciled.is_empty() {
+            let due = self
+                .last_reconcile
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.config.reconcile_retry);
+            if due {
+                let tasks: Vec<String> = self.unreconciled.iter().cloned().collect();
+                self.send_reconcile(driver, tasks);
+            }
+        }
+        if self.has_launchable(wall(driver.ctx())) {
+            self.revive(driver, false);
+        }
+    }
+
+    /// Creates the runs of every instant due now, then sets the timer.
+    fn evaluate(&mut self, driver: &mut Driver<'_, '_>) {
+        if self.stopped.is_some() {
+            return;
+        }
+        let now = wall(driver.ctx());
+        let names: Vec<String> = self
+            .graph
+            .jobs()
+            .filter(|j| self.graph.schedule(&j.name).is_some())
+            .map(|j| j.name.clone())
+            .collect();
+        let mut created = false;
+        for name in names {
+            created |= self.evaluate_job(driver, &name, now);
+            if self.stopped.is_some() {
+                return;
+            }
+        }
+        if created {
+            self.revive(driver, true);
+        }
+        self.arm_timer(driver);
+    }
+
+    /// Creates the runs of `name`'s due instants. True when it created any.
+    fn evaluate_job(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let (Some(job), Some(schedule)) = (self.graph.get(name), self.graph.schedule(name)) else {
+            return false;
+        };
+        let job = job.clone();
+        let schedule = schedule.clone();
+        let state = self.states.get(name).cloned().unwrap_or_default();
+        let policy = job.catch_up_policy().unwrap_or_default();
+        let epsilon = job
+            .epsilon_duration()
+            .ok()
+            .flatten()
+            .unwrap_or(self.config.epsilon);
+        let due = due_instants(
+            &schedule,
+            state.last_scheduled,
+            now,
+            epsilon,
+            policy,
+            limits::RUNS_CREATED_PER_TICK_PER_JOB_MAX,
+        );
+        if due.is_empty() {
+            return false;
+        }
+        let mut active = self.runs.values().filter(|r| r.job == name).count();
+        let mut waiting = self
+            .runs
+            .values()
+            .filter(|r| r.job == name && r.state == RunState::Pending)
+            .count();
+        let mut next_schedule = schedule.clone();
+        let mut last = state.last_scheduled;
+        let mut new_runs = Vec::new();
+        let mut skipped = 0u64;
+        for t in due {
+            if self.runs.len() + new_runs.len() >= limits::RUNS_ACTIVE_MAX {
+                tracing::warn!(job = %name, "too many runs in progress; instant postponed");
+                break;
+            }
+            last = Some(t);
+            let busy = !job.concurrent && active > 0;
+            let pass = job.disabled
+                || (busy
+                    && match policy {
+                        CatchUp::Skip => true,
+                        CatchUp::Once => waiting > 0,
+                        CatchUp::All => waiting >= limits::RUNS_WAITING_PER_JOB_MAX,
+                    });
+            if pass {
+                skipped += 1;
+                continue;
+            }
+            new_runs.push(self.new_run(name, t, Trigger::Schedule));
+            next_schedule = next_schedule.after_run(t);
+            active += 1;
+            waiting += 1;
+        }
+        if last == state.last_scheduled {
+            return false;
+        }
+        let mut new_state = state;
+        new_state.last_scheduled = last;
+        let mut writes: Vec<Write> = new_runs.iter().cloned().map(Write::Run).collect();
+        let schedule_changed = next_schedule != schedule;
+        if schedule_changed {
+            let mut stored = job.clone();
+            if let Schedule::Iso(_) = next_schedule {
+                stored.schedule = Some(next_schedule.to_chronos_string());
+            }
+            writes.push(Write::Job(Box::new(stored)));
+        }
+        writes.push(Write::JobState(name.to_string(), new_state.clone()));
+        if !self.commit(driver, &writes) {
+            return false;
+        }
+        if schedule_changed {
+            self.graph
+                .set_schedule(name, next_schedule)
+                .expect("a scheduled job");
+        }
+        self.states.insert(name.to_string(), new_state);
+        self.counters.instants_skipped += skipped;
+        self.counters.runs_created += new_runs.len() as u64;
+        let created = !new_runs.is_empty();
+        for run in new_runs {
+            tracing::debug!(run = %run.id, "run created");
+            self.runs.insert(run.id.clone(), run);
+        }
+        created
+    }
+
+    /// Sets the timer to the next due instant or retry time, at most `tick_max` away.
+    fn arm_timer(&mut self, driver: &mut Driver<'_, '_>) {
+        if self.stopped.is_some() {
+            return;
+        }
+        let now = wall(driver.ctx());
+        let mut next: Option<DateTime<Utc>> = None;
+        for job in self.graph.jobs().filter(|j| !j.disabled) {
+            if let Some(schedule) = self.graph.schedule(&job.name) {
+                if let Some(t) = schedule.next_after(now) {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+        }
+        for t in self.runs.values().filter_map(|r| r.not_before) {
+            if t > now {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        let delay = next
+            .map(|t| to_std(t - now))
+            .unwrap_or(self.config.tick_max)
+            .min(self.config.tick_max);
+        if let Some(timer) = self.timer.take() {
+            driver.ctx().cancel(timer);
+        }
+        self.timer = Some(driver.ctx().delay(delay, Tick));
+    }
+
+    fn has_launchable(&self, now: DateTime<Utc>) -> bool {
+        self.runs
+            .values()
+            .any(|r| r.state == RunState::Pending && r.not_before.is_none_or(|t| t <= now))
+    }
+
+    /// Asks the master for offers again: at once when `urgent` (new runs), else at most every
+    /// `revive_interval`.
+    fn revive(&mut self, driver: &mut Driver<'_, '_>, urgent: bool) {
+        if !self.connected {
+            return;
+        }
+        let now = driver.ctx().now();
+        let recent = self
+            .last_revive
+            .is_some_and(|t| now.saturating_duration_since(t) < self.config.revive_interval);
+        if urgent || !recent {
+            self.last_revive = Some(now);
+            driver.revive_offers();
+        }
+    }
+
+    // ---- launching ------------------------------------------------------------------------
+
+    /// Pending runs that may launch now, in launch order: high-priority jobs first, then by
+    /// instant.
+    fn launch_order(&self, now: DateTime<Utc>) -> Vec<String> {
+        let mut order: Vec<(bool, DateTime<Utc>, &String)> = self
+            .runs
+            .values()
+            .filter(|r| r.state == RunState::Pending && r.not_before.is_none_or(|t| t <= now))
+            .map(|r| {
+                let high = self.graph.get(&r.job).is_some_and(|j| j.high_priority);
+                (!high, r.instant, &r.id)
+            })
+            .collect();
+        order.sort();
+        order.into_iter().map(|(_, _, id)| id.clone()).collect()
+    }
+
+    fn task_info(&self, run: &Run, job: &Job, offer: &Offer, resources: Resources) -> TaskInfo {
+        let mut value = job.command.clone();
+        if !run.arguments.is_empty() {
+            value.push(' ');
+            value.push_str(&run.arguments);
+        }
+        let mut environment: BTreeMap<String, String> = job
+            .environment_variables
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect();
+        environment.insert("CHRONOS_JOB_NAME".into(), job.name.clone());
+        environment.insert("CHRONOS_JOB_OWNER".into(), job.owner.clone());
+        environment.insert(
+            "CHRONOS_JOB_RUN_TIME".into(),
+            crate::job::format_timestamp(run.instant),
+        );
+        environment.insert("CHRONOS_JOB_RUN_ATTEMPT".into(), run.attempt.to_string());
+        let command = CommandInfo {
+            shell: job.shell,
+            value,
+            arguments: if job.shell {
+                Vec::new()
+            } else {
+                job.arguments.clone()
+            },
+            environment,
+        };
+        let mut task = TaskInfo::new(
+            TaskId::new(run.task_id()),
+            offer.slave_id.clone(),
+            resources,
+            command,
+        );
+        task.name = format!("ChronosTask:{}", job.name);
+        task.labels.insert("chronos.job".into(), job.name.clone());
+        task.labels.insert("chronos.run".into(), run.id.clone());
+        task
+    }
+
+    fn launch_on_offer(&mut self, driver: &mut Driver<'_, '_>, offer: &Offer, now: DateTime<Utc>) {
+        let mut left = offer.resources.clone();
+        let mut busy: BTreeSet<String> = self
+            .runs
+            .values()
+            .filter(|r| r.state != RunState::Pending)
+            .map(|r| r.job.clone())
+            .collect();
+        let mut chosen: Vec<(Run, TaskInfo)> = Vec::new();
+        let order = self.launch_order(now);
+        let waiting = !order.is_empty();
+        for id in order {
+            let run = &self.runs[&id];
+            let Some(job) = self.graph.get(&run.job) else {
+                continue;
+            };
+            if !job.concurrent && busy.contains(&job.name) {
+                continue;
+            }
+            let mut job = job.clone();
+            job.apply_defaults(&self.config.defaults);
+            let resources = match Resources::new(job.cpus, job.mem, job.disk) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(job = %job.name, error = %e, "job resources unusable");
+                    continue;
+                }
+            };
+            if !left.contains(&resources)
+                || !constraints::matches_all(&job.constraints, &offer.hostname, &offer.attributes)
+            {
+                continue;
+            }
+            left = left.checked_sub(&resources).expect("contained");
+            let task = self.task_info(run, &job, offer, resources);
+            let mut launched = run.clone();
+            launched.state = RunState::Launched;
+            launched.slave_id = Some(offer.slave_id.to_string());
+            launched.launched_at = Some(now);
+            launched.not_before = None;
+            launched.started_at = None;
+            if !job.concurrent {
+                busy.insert(job.name.clone());
+            }
+            chosen.push((launched, task));
+        }
+        if chosen.is_empty() {
+            let refuse_seconds = if waiting {
+                self.config.decline_refuse_secs
+            } else {
+                self.config.idle_refuse_secs
+            };
+            driver.decline_offer(&offer.id, Filters { refuse_seconds });
+            return;
+        }
+        let writes: Vec<Write> = chosen.iter().map(|(r, _)| Write::Run(r.clone())).collect();
+        // Recorded before the launch: a restarted scheduler reconciles these task ids.
+        if !self.commit(driver, &writes) {
+            return;
+        }
+        let mut tasks = Vec::with_capacity(chosen.len());
+        for (run, task) in chosen {
+            tracing::debug!(run = %run.id, task = %task.task_id, "launching");
+            self.runs.insert(run.id.clone(), run);
+            tasks.push(task);
+        }
+        self.counters.tasks_launched += tasks.len() as u64;
+        driver.launch_on(offer, tasks);
+    }
+
+    // ---- status updates -------------------------------------------------------------------
+
+    /// Applies a status update. False when the store failed (the update must not be
+    /// acknowledged).
+    fn handle_status(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus) -> bool {
+        let now = wall(driver.ctx());
+        let task_id = status.task_id.as_str();
+        self.unreconciled.remove(task_id);
+        let Some(parsed) = parse_task_id(task_id) else {
+            tracing::warn!(task = %task_id, "status of a task Chronos did not launch; ignored");
+            return true;
+        };
+        let run = self.runs.get(&parsed.run_id()).cloned();
+        let live = !status.state.is_terminal()
+            && !matches!(status.state, TaskState::Unknown | TaskState::Unreachable);
+        let Some(run) = run.filter(|r| r.attempt == parsed.attempt) else {
+            // A run already finished (a repeated update), a deleted job, or an older attempt.
+            if live {
+                tracing::warn!(task = %task_id, "a task of no current run is alive; killing it");
+                driver.kill_task(&status.task_id);
+            }
+            return true;
+        };
+        let slave = status.slave_id.as_ref().map(SlaveId::to_string);
+        match status.state {
+            TaskState::Staging | TaskState::Starting | TaskState::Killing => {
+                if run.state == RunState::Pending {
+                    let mut next = run;
+                    next.state = RunState::Launched;
+                    next.slave_id = slave.or(next.slave_id);
+                    return self.put_run(driver, next);
+                }
+                true
+            }
+            TaskState::Running => {
+                if run.state == RunState::Running {
+                    return true;
+                }
+                let mut next = run;
+                next.state = RunState::Running;
+                next.started_at = Some(now);
+                next.slave_id = slave.or(next.slave_id);
+                let record = TaskRecord {
+                    task_id: next.task_id(),
+                    job_name: next.job.clone(),
+                    slave_id: next.slave_id.clone().unwrap_or_default(),
+                    start: Some(now),
+                    end: None,
+                    status: StatStatus::Running,
+                    num_elements_processed: None,
+                };
+                let ok = self.put_run(driver, next);
+                if ok {
+                    self.stats
+                        .entry(record.job_name.clone())
+                        .or_default()
+                        .record_task(record);
+                }
+                ok
+            }
+            TaskState::Unreachable => true,
+            TaskState::Unknown => {
+                if run.state == RunState::Running {
+                    // It ran, and the master lost it: a failed attempt.
+                    self.attempt_failed(driver, run, status, now)
+                } else if run.state == RunState::Launched {
+                    // The launch never reached the master: launch the same attempt again.
+                    let mut next = run;
+                    next.state = RunState::Pending;
+                    next.slave_id = None;
+                    next.launched_at = None;
+                    let ok = self.put_run(driver, next);
+                    if ok {
+                        self.revive(driver, true);
+                    }
+                    ok
+                } else {
+                    true
+                }
+            }
+            TaskState::Finished => {
+                self.finish_run(driver, run, status, RunOutcomeKind::Success, now)
+            }
+            TaskState::Killed => self.finish_run(driver, run, status, RunOutcomeKind::Killed, now),
+            TaskState::Failed
+            | TaskState::Error
+            | TaskState::Lost
+            | TaskState::Dropped
+            | TaskState::Gone
+            | TaskState::GoneByOperator => self.attempt_failed(driver, run, status, now),
+        }
+    }
+
+    fn put_run(&mut self, driver: &mut Driver<'_, '_>, run: Run) -> bool {
+        if !self.commit(driver, &[Write::Run(run.clone())]) {
+            return false;
+        }
+        self.runs.insert(run.id.clone(), run);
+        true
+    }
+
+    fn attempt_failed(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        run: Run,
+        status: &TaskStatus,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let retries = self
+            .graph
+            .get(&run.job)
+            .map_or(0, |j| u32::try_from(j.retries.max(0)).unwrap_or(u32::MAX));
+        if run.attempt >= retries {
+            return self.finish_run(driver, run, status, RunOutcomeKind::Failure, now);
+        }
+        let record = TaskRecord {
+            task_id: run.task_id(),
+            job_name: run.job.clone(),
+            slave_id: run.slave_id.clone().unwrap_or_default(),
+            start: run.started_at,
+            end: Some(now),
+            status: StatStatus::Fail,
+            num_elements_processed: None,
+        };
+        let mut next = run;
+        next.attempt += 1;
+        next.state = RunState::Pending;
+        next.slave_id = None;
+        next.launched_at = None;
+        next.started_at = None;
+        next.not_before =
+            Some(now + TimeDelta::from_std(self.config.failure_retry).unwrap_or(TimeDelta::MAX));
+        tracing::info!(run = %next.id, attempt = next.attempt, "attempt failed; retrying");
+        if !self.put_run(driver, next) {
+            return false;
+        }
+        self.counters.retries += 1;
+        self.stats
+            .entry(record.job_name.clone())
+            .or_default()
+            .record_task(record);
+        self.arm_timer(driver);
+        true
+    }
+
+    /// Ends a run: history, job counters, dependents, all in one transaction.
+    fn finish_run(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        run: Run,
+        status: &TaskStatus,
+        outcome: RunOutcomeKind,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let name = run.job.clone();
+        let mut writes = vec![Write::DeleteRun(run.id.clone())];
+        let mut graph = self.graph.clone();
+        let mut states: BTreeMap<String, JobState> = BTreeMap::new();
+        let mut new_runs = Vec::new();
+        let mut state = self.states.get(&name).cloned().unwrap_or_default();
+        let entry = HistoryEntry {
+            run_id: run.id.clone(),
+            job: name.clone(),
+            instant: run.instant,
+            trigger: run.trigger,
+            attempts: run.attempt + 1,
+            task_id: run.task_id(),
+            slave_id: status
+                .slave_id
+                .as_ref()
+                .map(SlaveId::to_string)
+                .or(run.slave_id.clone())
+                .unwrap_or_default(),
+            started_at: run.started_at,
+            finished_at: now,
+            outcome,
+            task_state: status.state.as_str().to_string(),
+            message: status.message.clone(),
+        };
+        let seq = state.history_next;
+        state.history_next += 1;
+        writes.push(Write::History(seq, entry.clone()));
+        let history_len = self.history.get(&name).map_or(0, VecDeque::len);
+        let dropped_seq = (history_len >= limits::RUN_HISTORY_PER_JOB_MAX)
+            .then(|| self.history[&name].front().map(|(s, _)| *s))
+            .flatten();
+        if let Some(old) = dropped_seq {
+            writes.push(Write::DeleteHistory(name.clone(), old));
+        }
+        if graph.get(&name).is_some() && outcome != RunOutcomeKind::Killed {
+            match outcome {
+                RunOutcomeKind::Success => graph.record_success(&name, now),
+                _ => graph.record_failure(&name, now),
+            }
+            .expect("job exists");
+            let others_active = self.runs.values().any(|r| r.job == name && r.id != run.id);
+            if outcome == RunOutcomeKind::Success
+                && graph.schedule(&name).is_some_and(Schedule::is_exhausted)
+                && !others_active
+            {
+                graph.set_disabled(&name, true).expect("job exists");
+            }
+            let run_outcome = if outcome == RunOutcomeKind::Success {
+                RunOutcome::Success
+            } else {
+                RunOutcome::Failure
+            };
+            let due = graph
+                .handle_run_finished(&name, run_outcome)
+                .expect("job exists");
+            for child in &due {
+                if self.runs.len() + new_runs.len() >= limits::RUNS_ACTIVE_MAX {
+                    tracing::warn!(job = %child, "too many runs in progress; dependent run dropped");
+                    continue;
+                }
+                new_runs.push(self.new_run(child, now, Trigger::Dependency));
+                graph.handle_job_started(child).expect("child exists");
+            }
+            for child in graph.children(&name) {
+                let mut child_state = self.states.get(child).cloned().unwrap_or_default();
+                child_state.edge_counts = Self::edge_counts_of(&graph, child);
+                states.insert(child.to_string(), child_state);
+            }
+            writes.push(Write::Job(Box::new(
+                graph.get(&name).expect("job exists").clone(),
+            )));
+        }
+        writes.extend(new_runs.iter().cloned().map(Write::Run));
+        writes.push(Write::JobState(name.clone(), state.clone()));
+        writes.extend(
+            states
+                .iter()
+                .map(|(n, s)| Write::JobState(n.clone(), s.clone())),
+        );
+        if !self.commit(driver, &writes) {
+            return false;
+        }
+        tracing::info!(run = %run.id, outcome = ?outcome, "run finished");
+        self.graph = graph;
+        self.runs.remove(&run.id);
+        self.states.insert(name.clone(), state);
+        self.states.extend(states);
+        let history = self.history.entry(name.clone()).or_default();
+        if dropped_seq.is_some() {
+            history.pop_front();
+        }
+        history.push_back((seq, entry.clone()));
+        record_stats(self.stats.entry(name).or_default(), &entry);
+        match outcome {
+            RunOutcomeKind::Success => self.counters.runs_succeeded += 1,
+            RunOutcomeKind::Failure => self.counters.runs_failed += 1,
+            RunOutcomeKind::Killed => self.counters.runs_killed += 1,
+        }
+        self.counters.runs_created += new_runs.len() as u64;
+        let created = !new_runs.is_empty();
+        for r in new_runs {
+            self.runs.insert(r.id.clone(), r);
+        }
+        // A waiting run of a non-concurrent job may launch now.
+        if created || self.has_launchable(now) {
+            self.revive(driver, true);
+        }
+        true
+    }
+
+    // ---- reconciliation -------------------------------------------------------------------
+
+    fn send_reconcile(&mut self, driver: &mut Driver<'_, '_>, tasks: Vec<String>) {
+        self.last_reconcile = Some(driver.ctx().now());
+        for chunk in tasks.chunks(limits::RECONCILE_TASKS_PER_MESSAGE_MAX) {
+            let list = chunk
+                .iter()
+                .map(|task| {
+                    let slave = parse_task_id(task)
+                        .and_then(|p| self.runs.get(&p.run_id()))
+                        .and_then(|r| r.slave_id.clone())
+                        .map(SlaveId::new);
+                    (TaskId::new(task.clone()), slave)
+                })
+                .collect();
+            driver.reconcile_tasks(list);
+        }
+    }
+
+    /// After (re)registration: ask the master about every launched task, by its exact id.
+    fn reconcile_all(&mut self, driver: &mut Driver<'_, '_>) {
+        let tasks: Vec<String> = self
+            .runs
+            .values()
+            .filter(|r| r.state != RunState::Pending)
+            .map(Run::task_id)
+            .collect();
+        self.unreconciled = tasks.iter().cloned().collect();
+        if !tasks.is_empty() {
+            self.send_reconcile(driver, tasks);
+        }
+    }
+
+    fn on_registered(&mut self, driver: &mut Driver<'_, '_>) {
+        self.connected = true;
+        self.reconcile_all(driver);
+        self.last_revive = None;
+        if self.has_launchable(wall(driver.ctx())) {
+            self.revive(driver, true);
+        }
+    }
+
+    fn handle_tick(process: &mut ChronosProcess, ctx: &mut Context<'_>, from: &Upid, _tick: Tick) {
+        if from != ctx.self_upid() {
+            return;
+        }
+        let (scheduler, mut driver) = process.scheduler_and_driver(ctx);
+        scheduler.timer = None;
+        scheduler.on_tick(&mut driver);
+    }
+}
+
+fn record_stats(stats: &mut JobStats, entry: &HistoryEntry) {
+    if entry.outcome == RunOutcomeKind::Success {
+        stats.record_duration_ms(entry.duration_ms());
+    }
+    stats.record_task(TaskRecord {
+        task_id: entry.task_id.clone(),
+        job_name: entry.job.clone(),
+        slave_id: entry.slave_id.clone(),
+        start: entry.started_at,
+        end: Some(entry.finished_at),
+        status: if entry.outcome == RunOutcomeKind::Success {
+            StatStatus::Success
+        } else {
+            StatStatus::Fail
+        },
+        num_elements_processed: None,
+    });
+}
+
+impl Scheduler for ChronosScheduler {
+    fn initialize(&mut self, driver: &mut Driver<'_, '_>) {
+        self.evaluate(driver);
+    }
+
+    fn registered(&mut self, driver: &mut Driver<'_, '_>, framework_id: &FrameworkId) {
+        if self.stopped.is_some() {
+            return;
+        }
+        let id = framework_id.to_string();
+        if self.framework_id.as_deref() != Some(id.as_str()) {
+            if !self.commit(driver, &[Write::FrameworkId(id.clone())]) {
+                return;
+            }
+            self.framework_id = Some(id);
+        }
+        self.on_registered(driver);
+    }
+
+    fn reregistered(&mut self, driver: &mut Driver<'_, '_>) {
+        if self.stopped.is_none() {
+            self.on_registered(driver);
+        }
+    }
+
+    fn disconnected(&mut self, _driver: &mut Driver<'_, '_>) {
+        self.connected = false;
+    }
+
+    fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>) {
+        if self.stopped.is_some() {
+            return;
+        }
+        let now = wall(driver.ctx());
+        for offer in offers {
+            self.launch_on_offer(driver, &offer, now);
+            if self.stopped.is_some() {
+                return;
+            }
+        }
+    }
+
+    fn status_update(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus) {
+        if self.stopped.is_some() {
+            return;
+        }
+        if self.handle_status(driver, status) {
+            driver.acknowledge(status);
+        }
+    }
+
+    fn error(&mut self, _driver: &mut Driver<'_, '_>, message: &str) {
+        tracing::error!(%message, "the master refused the Chronos framework");
+        self.connected = false;
+    }
+
+    fn install(handlers: &mut Handlers<ChronosProcess>) {
+        handlers.on(ChronosScheduler::handle_tick);
+    }
+}

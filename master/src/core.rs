@@ -1,0 +1,2101 @@
+//! The master as a pure core: registries of slaves, frameworks, tasks and offers, the
+//! allocator, and every decision of the protocol (`/work/briefs/protocol.md`).
+//!
+//! Inputs are `handle_*` methods taking `now` (monotonic time since an arbitrary origin), the
+//! sender's [`Upid`] and a wire message. Outputs are [`Action`]s — send a message, persist a
+//! registry change, link or unlink a process, wake the core up for an allocation — collected
+//! in order and taken with [`MasterCore::drain_actions`]. The host (the
+//! [`MasterProcess`](crate::process::MasterProcess)) must carry them out *in order*: a
+//! [`Action::Persist`] comes before the reply that depends on it, and the reply must not be
+//! sent unless the change was committed.
+//!
+//! No I/O, no clock, no randomness: the master run id is given to [`MasterCore::new`], and
+//! calendar timestamps are `wall_origin_secs + now`.
+//!
+//! Timers are the host's: it calls [`MasterCore::handle_tick`] every
+//! [`MasterConfig::tick_interval`] (agent-loss scan, O(slaves), and failover deadlines),
+//! [`MasterCore::handle_allocation`] every [`MasterConfig::allocation_interval`], and again
+//! when the core asks with [`Action::AllocateAfter`] (batched, soon after resources or demand
+//! were added).
+//!
+//! ```
+//! use std::time::Duration;
+//! use plateau_master::core::{Action, MasterConfig, MasterCore, Outgoing};
+//! use plateau_master::messages::*;
+//! use plateau_master::registry::RegistryState;
+//! use plateau_master::resources::{Attributes, Resources};
+//! use plateau_runtime::Upid;
+//!
+//! let master: Upid = "master@10.0.0.1:5050".parse().unwrap();
+//! let mut core = MasterCore::new(MasterConfig::default(), RegistryState::default(),
+//!                                "run".into(), master, 0.0);
+//! let slave: Upid = "slave(1)@10.0.0.2:5051".parse().unwrap();
+//! let info = SlaveInfo { hostname: "10.0.0.2".into(), port: 5051,
+//!     resources: Resources::parse("cpus:2;mem:1024").unwrap(), attributes: Attributes::default() };
+//! core.handle_register_slave(Duration::ZERO, &slave, RegisterSlaveMessage { slave: info });
+//! let actions = core.drain_actions();
+//! // The admission is persisted before the reply.
+//! assert!(matches!(actions[0], Action::Persist(_)));
+//! assert!(actions.iter().any(|a| matches!(a,
+//!     Action::Send { message: Outgoing::SlaveRegistered(m), .. } if m.slave_id.as_str() == "run-S0")));
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use plateau_runtime::Upid;
+
+use crate::allocator::{Allocator, AllocatorConfig};
+use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
+use crate::limits::{
+    COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX, FAILOVER_TIMEOUT_MAX, OFFERS_MAX,
+    OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX, SLAVE_TASKS_MAX,
+    STATUSES_PER_TASK_MAX, TASKS_MAX, TASKS_PER_LAUNCH_MAX,
+};
+use crate::messages::*;
+use crate::registry::{RegisteredFramework, RegisteredSlave, RegistryOp, RegistryState};
+use crate::resources::Resources;
+
+/// Settings of the master, with the defaults of the protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterConfig {
+    /// A slave silent this long is marked unreachable (default 5 s).
+    pub agent_timeout: Duration,
+    /// How often slaves send heartbeats (default 1 s); told to each slave at registration.
+    pub heartbeat_interval: Duration,
+    /// Period of the allocation timer (default 1 s, as Mesos).
+    pub allocation_interval: Duration,
+    /// How soon after resources or demand are added an extra allocation runs (default 10 ms;
+    /// events within it are batched into one round).
+    pub allocation_batch_delay: Duration,
+    /// Refuse filter applied to declined or unused offer resources when the framework's
+    /// `refuse_seconds` is not a usable number (default 5 s).
+    pub default_refuse: Duration,
+    /// Role weights applied (and persisted) at start, over those already in the registry.
+    pub role_weights: BTreeMap<String, f64>,
+    /// Seed of the allocator's slave order.
+    pub seed: u64,
+    /// Host name shown in `/master/state`.
+    pub hostname: String,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            agent_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            allocation_interval: Duration::from_secs(1),
+            allocation_batch_delay: Duration::from_millis(10),
+            default_refuse: Duration::from_secs(5),
+            role_weights: BTreeMap::new(),
+            seed: 0,
+            hostname: String::new(),
+        }
+    }
+}
+
+impl MasterConfig {
+    /// Period of [`MasterCore::handle_tick`]: 500 ms, or `agent_timeout / 10` when shorter,
+    /// so a silent slave is found unreachable within 110 % of the timeout.
+    pub fn tick_interval(&self) -> Duration {
+        (self.agent_timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(500))
+    }
+}
+
+/// A message the master sends.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)] // each variant is named after the message it carries
+pub enum Outgoing {
+    SlaveRegistered(SlaveRegisteredMessage),
+    SlaveReregistered(SlaveReregisteredMessage),
+    ReregisterRequest(ReregisterRequestMessage),
+    RunTask(Box<RunTaskMessage>),
+    KillTask(KillTaskMessage),
+    StatusUpdate(StatusUpdateMessage),
+    StatusUpdateAcknowledgement(StatusUpdateAcknowledgementMessage),
+    ShutdownFramework(ShutdownFrameworkMessage),
+    FrameworkRegistered(FrameworkRegisteredMessage),
+    FrameworkReregistered(FrameworkReregisteredMessage),
+    ResourceOffers(ResourceOffersMessage),
+    RescindResourceOffer(RescindResourceOfferMessage),
+    LostSlave(LostSlaveMessage),
+    FrameworkError(FrameworkErrorMessage),
+}
+
+/// What the core asks its host to do, in order.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Send `message` to `to`.
+    Send {
+        /// Receiver.
+        to: Upid,
+        /// The message.
+        message: Outgoing,
+    },
+    /// Commit this change to the registry, durably, before carrying out any later action.
+    Persist(RegistryOp),
+    /// Watch this process (`exited` → [`MasterCore::handle_exited`]).
+    Link(Upid),
+    /// Stop watching this process.
+    Unlink(Upid),
+    /// Call [`MasterCore::handle_allocation`] after this delay.
+    AllocateAfter(Duration),
+}
+
+/// Where a slave stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlaveStatus {
+    /// Registered and heard from; its resources are offered.
+    Connected,
+    /// Its link broke: offers rescinded, not offered, but heartbeats may still come; it is
+    /// asked to re-register. Becomes unreachable after the agent timeout of silence.
+    Disconnected,
+    /// Silent for the agent timeout: its tasks are TASK_UNREACHABLE, it is out of the
+    /// allocator until it re-registers.
+    Unreachable,
+    /// Known from the registry after a master restart; not re-registered yet.
+    Recovered,
+}
+
+/// A slave the master knows.
+#[derive(Debug, Clone)]
+pub struct Slave {
+    /// Its id.
+    pub id: SlaveId,
+    /// What it reported.
+    pub info: SlaveInfo,
+    /// Its process address (none until it registers with this master run).
+    pub pid: Option<Upid>,
+    /// Where it stands.
+    pub status: SlaveStatus,
+    /// When it was last heard from (any message), monotonic.
+    pub last_heard: Duration,
+    /// Calendar time of its first registration with this master run.
+    pub registered_time: Option<f64>,
+    /// Calendar time of its latest re-registration.
+    pub reregistered_time: Option<f64>,
+    /// Calendar time it was marked unreachable.
+    pub unreachable_time: Option<f64>,
+    /// Its tasks known to the master.
+    pub tasks: BTreeSet<(FrameworkId, TaskId)>,
+    /// Outstanding offers of its resources.
+    pub offers: BTreeSet<OfferId>,
+}
+
+impl Slave {
+    /// True when its resources are in the allocator (connected or disconnected).
+    pub fn is_in_allocator(&self) -> bool {
+        matches!(
+            self.status,
+            SlaveStatus::Connected | SlaveStatus::Disconnected
+        )
+    }
+}
+
+/// Where a framework stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameworkStatus {
+    /// Its scheduler is connected; it gets offers.
+    Active,
+    /// Its scheduler's link broke; removed at `failover_deadline` unless it re-registers.
+    Disconnected,
+    /// Known from the registry after a master restart; not re-registered yet.
+    Recovered,
+}
+
+/// A framework the master knows.
+#[derive(Debug, Clone)]
+pub struct Framework {
+    /// Its id.
+    pub id: FrameworkId,
+    /// Its info as (re-)registered, `id` set.
+    pub info: FrameworkInfo,
+    /// Its scheduler (none for a recovered framework).
+    pub pid: Option<Upid>,
+    /// Where it stands.
+    pub status: FrameworkStatus,
+    /// When a disconnected framework is removed (monotonic).
+    pub failover_deadline: Option<Duration>,
+    /// Calendar time of its registration with this master run.
+    pub registered_time: Option<f64>,
+    /// Calendar time of its latest re-registration.
+    pub reregistered_time: Option<f64>,
+    /// Calendar time it was removed.
+    pub unregistered_time: Option<f64>,
+    /// Its active tasks.
+    pub tasks: BTreeSet<TaskId>,
+    /// Its outstanding offers.
+    pub offers: BTreeSet<OfferId>,
+    /// Its latest terminal tasks, oldest first (bounded).
+    pub completed_tasks: VecDeque<Task>,
+    /// True when it is registered in the allocator (active or disconnected).
+    pub in_allocator: bool,
+    /// True when it asked for no offers.
+    pub suppressed: bool,
+}
+
+/// A task the master knows.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// What was launched (or reported by its slave).
+    pub info: TaskInfo,
+    /// Its framework.
+    pub framework_id: FrameworkId,
+    /// Its slave.
+    pub slave_id: SlaveId,
+    /// Latest state.
+    pub state: TaskState,
+    /// Latest statuses, oldest first (bounded).
+    pub statuses: VecDeque<TaskStatus>,
+}
+
+impl Task {
+    fn push_status(&mut self, status: TaskStatus) {
+        if self.statuses.len() >= STATUSES_PER_TASK_MAX {
+            self.statuses.pop_front();
+        }
+        self.state = status.state;
+        self.statuses.push_back(status);
+    }
+}
+
+/// An outstanding offer.
+#[derive(Debug, Clone)]
+pub struct OfferEntry {
+    /// The offer as sent.
+    pub offer: Offer,
+}
+
+/// Counters since this master started (what `/metrics/snapshot` reports besides gauges).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterCounters {
+    /// Slaves registered.
+    pub slave_registrations: u64,
+    /// Slaves re-registered.
+    pub slave_reregistrations: u64,
+    /// Slaves removed.
+    pub slave_removals: u64,
+    /// Slaves marked unreachable.
+    pub slave_unreachable_completed: u64,
+    /// Tasks that reached each terminal state (and TASK_ERROR from launches).
+    pub tasks_terminal: BTreeMap<TaskState, u64>,
+    /// Offers sent.
+    pub offers_sent: u64,
+    /// Offers rescinded.
+    pub offers_rescinded: u64,
+    /// Offers declined (a launch without tasks).
+    pub offers_declined: u64,
+    /// Offers used by a launch.
+    pub offers_accepted: u64,
+    /// Allocation rounds run.
+    pub allocation_runs: u64,
+    /// Messages ignored as invalid or from an unexpected sender.
+    pub dropped_messages: u64,
+}
+
+/// The master's pure core. See the [module docs](self).
+#[derive(Debug)]
+pub struct MasterCore {
+    config: MasterConfig,
+    run_id: String,
+    upid: Upid,
+    wall_origin_secs: f64,
+    allocator: Allocator,
+    slaves: BTreeMap<SlaveId, Slave>,
+    slave_by_pid: BTreeMap<Upid, SlaveId>,
+    frameworks: BTreeMap<FrameworkId, Framework>,
+    framework_by_pid: BTreeMap<Upid, FrameworkId>,
+    tasks: BTreeMap<(FrameworkId, TaskId), Task>,
+    offers: BTreeMap<OfferId, OfferEntry>,
+    completed_frameworks: VecDeque<Framework>,
+    next_slave_number: u64,
+    next_framework_number: u64,
+    next_offer_number: u64,
+    allocation_pending: bool,
+    counters: MasterCounters,
+    actions: Vec<Action>,
+}
+
+fn refuse_duration(filters: &Filters, default: Duration) -> Duration {
+    let secs = filters.refuse_seconds;
+    if secs.is_finite() && secs >= 0.0 {
+        Duration::from_secs_f64(secs.min(REFUSE_DURATION_MAX.as_secs_f64()))
+    } else {
+        default
+    }
+}
+
+impl MasterCore {
+    /// A master recovering from `registry`, with run id `run_id` (fresh per start), its own
+    /// address `upid`, and the calendar time (Unix seconds) at monotonic time zero.
+    ///
+    /// The new run id, the configured weights and the counters are queued as
+    /// [`Action::Persist`]; slaves and frameworks of the registry are known as recovered until
+    /// they re-register.
+    pub fn new(
+        config: MasterConfig,
+        registry: RegistryState,
+        run_id: String,
+        upid: Upid,
+        wall_origin_secs: f64,
+    ) -> Self {
+        let mut allocator = Allocator::new(AllocatorConfig {
+            seed: config.seed,
+            ..AllocatorConfig::default()
+        });
+        let mut actions = vec![Action::Persist(RegistryOp::SetMasterRunId(run_id.clone()))];
+        let mut weights = registry.weights.clone();
+        for (role, weight) in &config.role_weights {
+            weights.insert(role.clone(), *weight);
+            actions.push(Action::Persist(RegistryOp::SetWeight {
+                role: role.clone(),
+                weight: *weight,
+            }));
+        }
+        for (role, weight) in &weights {
+            if let Err(e) = allocator.set_role_weight(role, *weight) {
+                tracing::warn!(%role, error = %e, "ignoring role weight");
+            }
+        }
+        let slaves = registry
+            .slaves
+            .values()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    Slave {
+                        id: s.id.clone(),
+                        info: s.info.clone(),
+                        pid: None,
+                        status: if s.unreachable {
+                            SlaveStatus::Unreachable
+                        } else {
+                            SlaveStatus::Recovered
+                        },
+                        last_heard: Duration::ZERO,
+                        registered_time: None,
+                        reregistered_time: None,
+                        unreachable_time: None,
+                        tasks: BTreeSet::new(),
+                        offers: BTreeSet::new(),
+                    },
+                )
+            })
+            .collect();
+        let frameworks = registry
+            .frameworks
+            .values()
+            .map(|f| {
+                (
+                    f.id.clone(),
+                    Framework {
+                        id: f.id.clone(),
+                        info: f.info.clone(),
+                        pid: None,
+                        status: FrameworkStatus::Recovered,
+                        failover_deadline: None,
+                        registered_time: None,
+                        reregistered_time: None,
+                        unregistered_time: None,
+                        tasks: BTreeSet::new(),
+                        offers: BTreeSet::new(),
+                        completed_tasks: VecDeque::new(),
+                        in_allocator: false,
+                        suppressed: false,
+                    },
+                )
+            })
+            .collect();
+        MasterCore {
+            config,
+            run_id,
+            upid,
+            wall_origin_secs,
+            allocator,
+            slaves,
+            slave_by_pid: BTreeMap::new(),
+            frameworks,
+            framework_by_pid: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            completed_frameworks: VecDeque::new(),
+            next_slave_number: registry.next_slave_number,
+            next_framework_number: registry.next_framework_number,
+            next_offer_number: 0,
+            allocation_pending: false,
+            counters: MasterCounters::default(),
+            actions,
+        }
+    }
+
+    // ----- outputs and queries -------------------------------------------------------------
+
+    /// Takes the actions decided so far, in the order they must be carried out.
+    pub fn drain_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MasterConfig {
+        &self.config
+    }
+
+    /// This master run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The master's address.
+    pub fn upid(&self) -> &Upid {
+        &self.upid
+    }
+
+    /// Calendar time (Unix seconds) at monotonic `now`.
+    pub fn wall_secs(&self, now: Duration) -> f64 {
+        self.wall_origin_secs + now.as_secs_f64()
+    }
+
+    /// Calendar time (Unix seconds) at monotonic zero.
+    pub fn wall_origin_secs(&self) -> f64 {
+        self.wall_origin_secs
+    }
+
+    /// All slaves known (connected, disconnected, unreachable, recovered).
+    pub fn slaves(&self) -> &BTreeMap<SlaveId, Slave> {
+        &self.slaves
+    }
+
+    /// All frameworks known and not removed.
+    pub fn frameworks(&self) -> &BTreeMap<FrameworkId, Framework> {
+        &self.frameworks
+    }
+
+    /// Removed frameworks, oldest first (bounded).
+    pub fn completed_frameworks(&self) -> &VecDeque<Framework> {
+        &self.completed_frameworks
+    }
+
+    /// Active tasks (non-terminal, or terminal but reported by a re-registering slave), by
+    /// framework and task id. Tasks of unknown frameworks (orphans) are here too.
+    pub fn tasks(&self) -> &BTreeMap<(FrameworkId, TaskId), Task> {
+        &self.tasks
+    }
+
+    /// Outstanding offers.
+    pub fn offers(&self) -> &BTreeMap<OfferId, OfferEntry> {
+        &self.offers
+    }
+
+    /// The allocator (for its queries: totals, availability, shares).
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocator
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> &MasterCounters {
+        &self.counters
+    }
+
+    /// Resources used by active tasks on `slave` (counted while the task is not terminal).
+    pub fn slave_used(&self, slave: &Slave) -> Resources {
+        let mut used = Resources::empty();
+        for key in &slave.tasks {
+            if let Some(task) = self.tasks.get(key) {
+                if !task.state.is_terminal() {
+                    used += &task.info.resources;
+                }
+            }
+        }
+        used
+    }
+
+    /// Resources in outstanding offers of `offers`.
+    pub fn offered(&self, offers: &BTreeSet<OfferId>) -> Resources {
+        let mut sum = Resources::empty();
+        for id in offers {
+            if let Some(entry) = self.offers.get(id) {
+                sum += &entry.offer.resources;
+            }
+        }
+        sum
+    }
+
+    // ----- helpers -------------------------------------------------------------------------
+
+    fn send(&mut self, to: &Upid, message: Outgoing) {
+        self.actions.push(Action::Send {
+            to: to.clone(),
+            message,
+        });
+    }
+
+    fn persist(&mut self, op: RegistryOp) {
+        self.actions.push(Action::Persist(op));
+    }
+
+    fn request_allocation(&mut self) {
+        if !self.allocation_pending {
+            self.allocation_pending = true;
+            self.actions
+                .push(Action::AllocateAfter(self.config.allocation_batch_delay));
+        }
+    }
+
+    fn master_status(
+        &self,
+        now: Duration,
+        task_id: &TaskId,
+        state: TaskState,
+        reason: Reason,
+        message: String,
+        slave_id: Option<SlaveId>,
+    ) -> TaskStatus {
+        TaskStatus {
+            task_id: task_id.clone(),
+            state,
+            message: Some(message),
+            source: StatusSource::Master,
+            reason: Some(reason),
+            slave_id,
+            healthy: None,
+            timestamp: self.wall_secs(now),
+            uuid: None,
+        }
+    }
+
+    /// Sends a master-generated status to the framework's scheduler, if it is connected.
+    fn send_status(&mut self, framework_id: &FrameworkId, status: TaskStatus) {
+        let pid = self
+            .frameworks
+            .get(framework_id)
+            .filter(|f| f.status == FrameworkStatus::Active)
+            .and_then(|f| f.pid.clone());
+        if let Some(pid) = pid {
+            self.send(
+                &pid,
+                Outgoing::StatusUpdate(StatusUpdateMessage {
+                    framework_id: framework_id.clone(),
+                    status,
+                    slave_pid: None,
+                }),
+            );
+        }
+    }
+
+    fn count_terminal(&mut self, state: TaskState) {
+        if state.is_terminal() {
+            *self.counters.tasks_terminal.entry(state).or_default() += 1;
+        }
+    }
+
+    /// The framework `id` if `from` is its connected scheduler.
+    fn framework_of(&mut self, id: &FrameworkId, from: &Upid, what: &str) -> bool {
+        let ok = self
+            .frameworks
+            .get(id)
+            .is_some_and(|f| f.status == FrameworkStatus::Active && f.pid.as_ref() == Some(from));
+        if !ok {
+            self.counters.dropped_messages += 1;
+            tracing::warn!(framework = %id, %from, what, "ignoring message from a scheduler that is not the framework's connected one");
+        }
+        ok
+    }
+
+    /// Removes an offer and sends its rescind; with `recover`, its resources go back to the
+    /// allocator (without filter).
+    fn rescind_offer(&mut self, now: Duration, offer_id: &OfferId, recover: bool) {
+        let Some(entry) = self.offers.remove(offer_id) else {
+            return;
+        };
+        let offer = entry.offer;
+        if let Some(slave) = self.slaves.get_mut(&offer.slave_id) {
+            slave.offers.remove(offer_id);
+        }
+        let pid = match self.frameworks.get_mut(&offer.framework_id) {
+            Some(f) => {
+                f.offers.remove(offer_id);
+                f.pid.clone()
+            }
+            None => None,
+        };
+        if let Some(pid) = pid {
+            self.send(
+                &pid,
+                Outgoing::RescindResourceOffer(RescindResourceOfferMessage {
+                    offer_id: offer_id.clone(),
+                }),
+            );
+        }
+        self.counters.offers_rescinded += 1;
+        if recover {
+            self.recover(
+                now,
+                &offer.framework_id,
+                &offer.slave_id,
+                &offer.resources,
+                None,
+            );
+        }
+    }
+
+    /// Takes an offer out of the books without a rescind (it was used or declined).
+    fn take_offer(&mut self, offer_id: &OfferId) -> Option<Offer> {
+        let entry = self.offers.remove(offer_id)?;
+        if let Some(slave) = self.slaves.get_mut(&entry.offer.slave_id) {
+            slave.offers.remove(offer_id);
+        }
+        if let Some(f) = self.frameworks.get_mut(&entry.offer.framework_id) {
+            f.offers.remove(offer_id);
+        }
+        Some(entry.offer)
+    }
+
+    fn recover(
+        &mut self,
+        now: Duration,
+        framework: &FrameworkId,
+        slave: &SlaveId,
+        resources: &Resources,
+        refuse: Option<Duration>,
+    ) {
+        if resources.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .allocator
+            .recover_resources(framework, slave, resources, refuse, now)
+        {
+            // A bookkeeping slip would be a bug; it is logged rather than crashing a master.
+            tracing::error!(%framework, %slave, error = %e, "cannot recover resources");
+            debug_assert!(false, "cannot recover resources: {e}");
+        } else if refuse.is_none() {
+            self.request_allocation();
+        }
+    }
+
+    /// Moves a task that reached a terminal state out of the active books: its resources go
+    /// back to the allocator if its slave is in it.
+    fn finish_task(&mut self, now: Duration, key: &(FrameworkId, TaskId)) {
+        let Some(task) = self.tasks.remove(key) else {
+            return;
+        };
+        let slave_in_allocator = match self.slaves.get_mut(&task.slave_id) {
+            Some(slave) => {
+                slave.tasks.remove(key);
+                slave.is_in_allocator()
+            }
+            None => false,
+        };
+        if slave_in_allocator {
+            let resources = task.info.resources.clone();
+            self.recover(now, &key.0, &task.slave_id, &resources, None);
+        }
+        if let Some(f) = self.frameworks.get_mut(&key.0) {
+            f.tasks.remove(&key.1);
+            if f.completed_tasks.len() >= COMPLETED_TASKS_PER_FRAMEWORK_MAX {
+                f.completed_tasks.pop_front();
+            }
+            f.completed_tasks.push_back(task);
+        }
+    }
+
+    fn next_slave_id(&mut self) -> SlaveId {
+        let id = SlaveId::new(format!("{}-S{}", self.run_id, self.next_slave_number));
+        self.next_slave_number += 1;
+        self.persist(RegistryOp::SetNextSlaveNumber(self.next_slave_number));
+        id
+    }
+
+    // ----- slaves --------------------------------------------------------------------------
+
+    /// A new slave asks to join (protocol 1): it is persisted, then told its id.
+    pub fn handle_register_slave(&mut self, now: Duration, from: &Upid, msg: RegisterSlaveMessage) {
+        if let Some(id) = self.slave_by_pid.get(from).cloned() {
+            let slave = &self.slaves[&id];
+            if slave.status == SlaveStatus::Connected {
+                // A retry: the reply was lost or is on its way. Answer the same.
+                let reply = SlaveRegisteredMessage {
+                    slave_id: id.clone(),
+                    heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+                };
+                self.slaves.get_mut(&id).expect("indexed").last_heard = now;
+                self.send(from, Outgoing::SlaveRegistered(reply));
+                return;
+            }
+            // The process at this address restarted without its id: the old slave is gone.
+            self.remove_slave(
+                now,
+                &id,
+                Reason::SlaveRestarted,
+                "the slave restarted without its state",
+            );
+        }
+        let id = self.next_slave_id();
+        if let Err(e) = self
+            .allocator
+            .add_slave(id.clone(), msg.slave.resources.clone(), vec![])
+        {
+            tracing::warn!(%from, error = %e, "refusing slave registration");
+            self.counters.dropped_messages += 1;
+            return;
+        }
+        self.persist(RegistryOp::AdmitSlave(RegisteredSlave {
+            id: id.clone(),
+            info: msg.slave.clone(),
+            unreachable: false,
+        }));
+        self.slaves.insert(
+            id.clone(),
+            Slave {
+                id: id.clone(),
+                info: msg.slave,
+                pid: Some(from.clone()),
+                status: SlaveStatus::Connected,
+                last_heard: now,
+                registered_time: Some(self.wall_secs(now)),
+                reregistered_time: None,
+                unreachable_time: None,
+                tasks: BTreeSet::new(),
+                offers: BTreeSet::new(),
+            },
+        );
+        self.slave_by_pid.insert(from.clone(), id.clone());
+        self.counters.slave_registrations += 1;
+        self.actions.push(Action::Link(from.clone()));
+        self.send(
+            from,
+            Outgoing::SlaveRegistered(SlaveRegisteredMessage {
+                slave_id: id,
+                heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+            }),
+        );
+        self.request_allocation();
+    }
+
+    /// A known slave re-registers with its tasks (protocol 2, 3): it is re-admitted, tasks of
+    /// known frameworks are kept and their state sent to the framework, tasks of unknown or
+    /// removed frameworks are killed.
+    pub fn handle_reregister_slave(
+        &mut self,
+        now: Duration,
+        from: &Upid,
+        msg: ReregisterSlaveMessage,
+    ) {
+        let id = msg.slave_id.clone();
+        // Out of the allocator first: it is re-added below with what its tasks use.
+        if let Some(slave) = self.slaves.get(&id) {
+            let offers: Vec<OfferId> = slave.offers.iter().cloned().collect();
+            let in_allocator = slave.is_in_allocator();
+            let old_pid = slave.pid.clone();
+            for offer in offers {
+                self.rescind_offer(now, &offer, false);
+            }
+            if in_allocator {
+                self.allocator
+                    .remove_slave(&id)
+                    .expect("a connected slave is in the allocator");
+            }
+            if let Some(old) = old_pid.filter(|p| p != from) {
+                self.slave_by_pid.remove(&old);
+                self.actions.push(Action::Unlink(old));
+            }
+        }
+        // Another slave registered at this address before is gone (the address was reused).
+        if let Some(other) = self.slave_by_pid.get(from).cloned().filter(|o| *o != id) {
+            self.remove_slave(
+                now,
+                &other,
+                Reason::SlaveRestarted,
+                "another slave registered at its address",
+            );
+        }
+
+        let mut reported: BTreeMap<(FrameworkId, TaskId), SlaveTask> = BTreeMap::new();
+        for task in msg.tasks.into_iter().take(SLAVE_TASKS_MAX) {
+            reported.insert((task.framework_id.clone(), task.task.task_id.clone()), task);
+        }
+
+        // Tasks the master had on this slave that it no longer reports are gone.
+        let previous: Vec<(FrameworkId, TaskId)> = self
+            .slaves
+            .get(&id)
+            .map(|s| s.tasks.iter().cloned().collect())
+            .unwrap_or_default();
+        for key in previous {
+            if reported.contains_key(&key) {
+                continue;
+            }
+            let Some(task) = self.tasks.get_mut(&key) else {
+                continue;
+            };
+            let status = TaskStatus {
+                task_id: key.1.clone(),
+                state: TaskState::Gone,
+                message: Some("the slave re-registered without this task".into()),
+                source: StatusSource::Master,
+                reason: Some(Reason::SlaveRestarted),
+                slave_id: Some(id.clone()),
+                healthy: None,
+                timestamp: self.wall_origin_secs + now.as_secs_f64(),
+                uuid: None,
+            };
+            task.push_status(status.clone());
+            // Not in the allocator any more: nothing to recover.
+            self.tasks.remove(&key);
+            if let Some(slave) = self.slaves.get_mut(&id) {
+                slave.tasks.remove(&key);
+            }
+            if let Some(f) = self.frameworks.get_mut(&key.0) {
+                f.tasks.remove(&key.1);
+            }
+            self.count_terminal(TaskState::Gone);
+            self.send_status(&key.0, status);
+        }
+
+        // Decide, per reported task, whether to keep it; count what live ones use.
+        let mut used: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
+        let mut shutdown: BTreeSet<FrameworkId> = BTreeSet::new();
+        let mut kept: Vec<((FrameworkId, TaskId), SlaveTask)> = Vec::new();
+        let mut terminal: Vec<((FrameworkId, TaskId), TaskState)> = Vec::new();
+        for (key, task) in reported {
+            let known = self.frameworks.contains_key(&key.0);
+            if !known {
+                shutdown.insert(key.0.clone());
+            }
+            if task.state.is_terminal() {
+                // Its terminal update is still to be acknowledged; the slave resends it and
+                // the master forwards it. Out of the active books now (its resources are not
+                // counted as used below).
+                terminal.push((key, task.state));
+                continue;
+            }
+            *used.entry(key.0.clone()).or_default() += &task.task.resources;
+            // Tasks of unknown frameworks are tracked as orphans until they end, so that
+            // their resources are not offered while they are being killed.
+            kept.push((key, task));
+        }
+        for (key, state) in terminal {
+            if let Some(mut task) = self.tasks.remove(&key) {
+                if !task.state.is_terminal() {
+                    self.count_terminal(state);
+                }
+                task.state = state;
+                if let Some(slave) = self.slaves.get_mut(&task.slave_id) {
+                    slave.tasks.remove(&key);
+                }
+                if let Some(f) = self.frameworks.get_mut(&key.0) {
+                    f.tasks.remove(&key.1);
+                    if f.completed_tasks.len() >= COMPLETED_TASKS_PER_FRAMEWORK_MAX {
+                        f.completed_tasks.pop_front();
+                    }
+                    f.completed_tasks.push_back(task);
+                }
+            }
+        }
+        let used_list: Vec<(FrameworkId, Resources)> = used.into_iter().collect();
+        if let Err(e) = self
+            .allocator
+            .add_slave(id.clone(), msg.slave.resources.clone(), used_list)
+        {
+            tracing::error!(slave = %id, error = %e, "slave re-registered with inconsistent tasks; its resources are offered as if free");
+            if let Err(e) =
+                self.allocator
+                    .add_slave(id.clone(), msg.slave.resources.clone(), vec![])
+            {
+                tracing::warn!(slave = %id, error = %e, "refusing slave re-registration");
+                self.counters.dropped_messages += 1;
+                return;
+            }
+        }
+
+        self.persist(RegistryOp::AdmitSlave(RegisteredSlave {
+            id: id.clone(),
+            info: msg.slave.clone(),
+            unreachable: false,
+        }));
+        let wall = self.wall_secs(now);
+        let slave = self.slaves.entry(id.clone()).or_insert_with(|| Slave {
+            id: id.clone(),
+            info: msg.slave.clone(),
+            pid: None,
+            status: SlaveStatus::Recovered,
+            last_heard: now,
+            registered_time: Some(wall),
+            reregistered_time: None,
+            unreachable_time: None,
+            tasks: BTreeSet::new(),
+            offers: BTreeSet::new(),
+        });
+        slave.info = msg.slave;
+        slave.pid = Some(from.clone());
+        slave.status = SlaveStatus::Connected;
+        slave.last_heard = now;
+        slave.registered_time.get_or_insert(wall);
+        slave.reregistered_time = Some(wall);
+        slave.unreachable_time = None;
+        slave.tasks.clear();
+        self.slave_by_pid.insert(from.clone(), id.clone());
+        self.counters.slave_reregistrations += 1;
+
+        for (key, reported) in kept {
+            let mut status = TaskStatus {
+                task_id: key.1.clone(),
+                state: reported.state,
+                message: Some("the slave re-registered with this task".into()),
+                source: StatusSource::Master,
+                reason: Some(Reason::Reconciliation),
+                slave_id: Some(id.clone()),
+                healthy: None,
+                timestamp: wall,
+                uuid: None,
+            };
+            let task = self.tasks.entry(key.clone()).or_insert_with(|| Task {
+                info: reported.task.clone(),
+                framework_id: key.0.clone(),
+                slave_id: id.clone(),
+                state: reported.state,
+                statuses: VecDeque::new(),
+            });
+            if let Some(last) = task.statuses.back() {
+                status.healthy = last.healthy;
+            }
+            let moved_from = (task.slave_id != id).then(|| task.slave_id.clone());
+            task.info = reported.task;
+            task.slave_id = id.clone();
+            task.push_status(status.clone());
+            if let Some(old) = moved_from.and_then(|old| self.slaves.get_mut(&old)) {
+                old.tasks.remove(&key);
+            }
+            self.slaves
+                .get_mut(&id)
+                .expect("inserted above")
+                .tasks
+                .insert(key.clone());
+            if let Some(f) = self.frameworks.get_mut(&key.0) {
+                f.tasks.insert(key.1.clone());
+            }
+            self.send_status(&key.0, status);
+        }
+
+        self.actions.push(Action::Link(from.clone()));
+        self.send(
+            from,
+            Outgoing::SlaveReregistered(SlaveReregisteredMessage {
+                slave_id: id,
+                heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+            }),
+        );
+        for framework_id in shutdown {
+            self.send(
+                from,
+                Outgoing::ShutdownFramework(ShutdownFrameworkMessage { framework_id }),
+            );
+        }
+        self.request_allocation();
+    }
+
+    /// A slave is alive (protocol 2). One from a slave the master does not consider connected
+    /// is answered with a request to re-register.
+    pub fn handle_slave_heartbeat(
+        &mut self,
+        now: Duration,
+        from: &Upid,
+        msg: SlaveHeartbeatMessage,
+    ) {
+        match self.slaves.get_mut(&msg.slave_id) {
+            Some(slave)
+                if slave.status == SlaveStatus::Connected && slave.pid.as_ref() == Some(from) =>
+            {
+                slave.last_heard = now;
+            }
+            other => {
+                if let Some(slave) = other {
+                    if slave.status == SlaveStatus::Disconnected && slave.pid.as_ref() == Some(from)
+                    {
+                        slave.last_heard = now;
+                    }
+                }
+                self.send(
+                    from,
+                    Outgoing::ReregisterRequest(ReregisterRequestMessage {
+                        slave_id: msg.slave_id,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// A slave leaves for good: its tasks are gone, it leaves the registry.
+    pub fn handle_unregister_slave(
+        &mut self,
+        now: Duration,
+        from: &Upid,
+        msg: UnregisterSlaveMessage,
+    ) {
+        let ok = self
+            .slaves
+            .get(&msg.slave_id)
+            .is_some_and(|s| s.pid.as_ref() == Some(from));
+        if !ok {
+            self.counters.dropped_messages += 1;
+            return;
+        }
+        self.remove_slave(now, &msg.slave_id, Reason::SlaveRemoved, "the slave left");
+    }
+
+    /// Forgets a slave: its tasks go TASK_GONE, its offers are rescinded, it leaves the
+    /// allocator and the registry, frameworks are told.
+    fn remove_slave(&mut self, now: Duration, id: &SlaveId, reason: Reason, why: &str) {
+        let Some(slave) = self.slaves.get(id) else {
+            return;
+        };
+        let offers: Vec<OfferId> = slave.offers.iter().cloned().collect();
+        let in_allocator = slave.is_in_allocator();
+        for offer in offers {
+            self.rescind_offer(now, &offer, false);
+        }
+        if in_allocator {
+            self.allocator
+                .remove_slave(id)
+                .expect("a connected slave is in the allocator");
+        }
+        let slave = self.slaves.remove(id).expect("checked above");
+        if let Some(pid) = &slave.pid {
+            self.slave_by_pid.remove(pid);
+            self.actions.push(Action::Unlink(pid.clone()));
+        }
+        for key in &slave.tasks {
+            if let Some(mut task) = self.tasks.remove(key) {
+                let status = self.master_status(
+                    now,
+                    &key.1,
+                    TaskState::Gone,
+                    reason,
+                    format!("slave {id} was removed: {why}"),
+                    Some(id.clone()),
+                );
+                task.push_status(status.clone());
+                self.count_terminal(TaskState::Gone);
+                if let Some(f) = self.frameworks.get_mut(&key.0) {
+                    f.tasks.remove(&key.1);
+                    if f.completed_tasks.len() >= COMPLETED_TASKS_PER_FRAMEWORK_MAX {
+                        f.completed_tasks.pop_front();
+                    }
+                    f.completed_tasks.push_back(task);
+                }
+                self.send_status(&key.0, status);
+            }
+        }
+        self.persist(RegistryOp::RemoveSlave(id.clone()));
+        self.counters.slave_removals += 1;
+        self.tell_frameworks_slave_lost(id);
+    }
+
+    fn tell_frameworks_slave_lost(&mut self, id: &SlaveId) {
+        let pids: Vec<Upid> = self
+            .frameworks
+            .values()
+            .filter(|f| f.status == FrameworkStatus::Active)
+            .filter_map(|f| f.pid.clone())
+            .collect();
+        for pid in pids {
+            self.send(
+                &pid,
+                Outgoing::LostSlave(LostSlaveMessage {
+                    slave_id: id.clone(),
+                }),
+            );
+        }
+    }
+
+    /// Marks a silent slave unreachable (protocol 2).
+    fn mark_unreachable(&mut self, now: Duration, id: &SlaveId) {
+        let slave = self.slaves.get(id).expect("caller checked");
+        debug_assert!(slave.is_in_allocator());
+        let offers: Vec<OfferId> = slave.offers.iter().cloned().collect();
+        let tasks: Vec<(FrameworkId, TaskId)> = slave.tasks.iter().cloned().collect();
+        let pid = slave.pid.clone();
+        for offer in offers {
+            self.rescind_offer(now, &offer, false);
+        }
+        self.allocator
+            .remove_slave(id)
+            .expect("a connected slave is in the allocator");
+        let wall = self.wall_secs(now);
+        {
+            let slave = self.slaves.get_mut(id).expect("caller checked");
+            slave.status = SlaveStatus::Unreachable;
+            slave.unreachable_time = Some(wall);
+        }
+        if let Some(pid) = pid {
+            self.actions.push(Action::Unlink(pid));
+        }
+        for key in tasks {
+            let Some(task) = self.tasks.get(&key) else {
+                continue;
+            };
+            if task.state.is_terminal() {
+                continue;
+            }
+            let mut status = self.master_status(
+                now,
+                &key.1,
+                TaskState::Unreachable,
+                Reason::SlaveDisconnected,
+                format!("slave {id} is unreachable"),
+                Some(id.clone()),
+            );
+            status.healthy = task.statuses.back().and_then(|s| s.healthy);
+            self.tasks
+                .get_mut(&key)
+                .expect("present")
+                .push_status(status.clone());
+            self.send_status(&key.0, status);
+        }
+        self.persist(RegistryOp::MarkSlaveUnreachable(id.clone()));
+        self.counters.slave_unreachable_completed += 1;
+        self.tell_frameworks_slave_lost(id);
+    }
+
+    /// Periodic check (every [`MasterConfig::tick_interval`]): slaves silent for the agent
+    /// timeout become unreachable (an O(slaves) scan), disconnected frameworks past their
+    /// failover deadline are removed.
+    pub fn handle_tick(&mut self, now: Duration) {
+        let timeout = self.config.agent_timeout;
+        let silent: Vec<SlaveId> = self
+            .slaves
+            .values()
+            .filter(|s| s.is_in_allocator() && now.saturating_sub(s.last_heard) >= timeout)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in silent {
+            tracing::info!(slave = %id, "slave unreachable: nothing heard for the agent timeout");
+            self.mark_unreachable(now, &id);
+        }
+        let expired: Vec<FrameworkId> = self
+            .frameworks
+            .values()
+            .filter(|f| f.failover_deadline.is_some_and(|d| d <= now))
+            .map(|f| f.id.clone())
+            .collect();
+        for id in expired {
+            tracing::info!(framework = %id, "framework failover timeout expired");
+            self.remove_framework(now, &id);
+        }
+    }
+
+    /// A linked process may be gone: a scheduler (the framework is deactivated, its failover
+    /// timer starts) or a slave (its offers are rescinded and it is asked to re-register at
+    /// its next heartbeat).
+    pub fn handle_exited(&mut self, now: Duration, upid: &Upid) {
+        if let Some(id) = self.framework_by_pid.get(upid).cloned() {
+            self.deactivate_framework(now, &id);
+        }
+        if let Some(id) = self.slave_by_pid.get(upid).cloned() {
+            let slave = self.slaves.get_mut(&id).expect("indexed");
+            if slave.status == SlaveStatus::Connected {
+                slave.status = SlaveStatus::Disconnected;
+                let offers: Vec<OfferId> = slave.offers.iter().cloned().collect();
+                self.allocator
+                    .deactivate_slave(&id)
+                    .expect("a connected slave is in the allocator");
+                for offer in offers {
+                    self.rescind_offer(now, &offer, true);
+                }
+            }
+        }
+    }
+
+    // ----- status updates ------------------------------------------------------------------
+
+    /// A status update from a slave (protocol 4): recorded and forwarded to the framework with
+    /// `slave_pid` set. Updates from slaves that are not connected are dropped (the slave
+    /// retries after re-registering).
+    pub fn handle_status_update(&mut self, now: Duration, from: &Upid, msg: StatusUpdateMessage) {
+        let Some(slave_id) = self.slave_by_pid.get(from).cloned() else {
+            self.counters.dropped_messages += 1;
+            tracing::debug!(%from, "status update from an unknown slave dropped");
+            return;
+        };
+        let slave = &self.slaves[&slave_id];
+        if !slave.is_in_allocator() {
+            self.counters.dropped_messages += 1;
+            return;
+        }
+        if msg.status.slave_id.as_ref().is_some_and(|s| *s != slave_id) {
+            self.counters.dropped_messages += 1;
+            tracing::warn!(%from, "status update names another slave; dropped");
+            return;
+        }
+        self.slaves.get_mut(&slave_id).expect("present").last_heard = now;
+        let key = (msg.framework_id.clone(), msg.status.task_id.clone());
+        let mut status = msg.status;
+        status.slave_id = Some(slave_id.clone());
+        let mut finished = false;
+        if let Some(task) = self.tasks.get_mut(&key) {
+            if task.slave_id == slave_id {
+                let was_terminal = task.state.is_terminal();
+                task.push_status(status.clone());
+                if status.state.is_terminal() {
+                    finished = true;
+                    if !was_terminal {
+                        *self
+                            .counters
+                            .tasks_terminal
+                            .entry(status.state)
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+        if finished {
+            self.finish_task(now, &key);
+        }
+        let pid = self
+            .frameworks
+            .get(&key.0)
+            .filter(|f| f.status == FrameworkStatus::Active)
+            .and_then(|f| f.pid.clone());
+        if let Some(pid) = pid {
+            self.send(
+                &pid,
+                Outgoing::StatusUpdate(StatusUpdateMessage {
+                    framework_id: key.0,
+                    status,
+                    slave_pid: Some(from.clone()),
+                }),
+            );
+        }
+    }
+
+    /// A framework acknowledged an update: forwarded to the slave (protocol 4).
+    pub fn handle_status_update_acknowledgement(
+        &mut self,
+        _now: Duration,
+        from: &Upid,
+        msg: StatusUpdateAcknowledgementMessage,
+    ) {
+        if !self.framework_of(&msg.framework_id, from, "acknowledgement") {
+            return;
+        }
+        let pid = self
+            .slaves
+            .get(&msg.slave_id)
+            .filter(|s| s.is_in_allocator())
+            .and_then(|s| s.pid.clone());
+        match pid {
+            Some(pid) => self.send(&pid, Outgoing::StatusUpdateAcknowledgement(msg)),
+            None => {
+                // The slave resends the update after it re-registers; the framework acks again.
+                self.counters.dropped_messages += 1;
+            }
+        }
+    }
+
+    // ----- frameworks ----------------------------------------------------------------------
+
+    /// A scheduler registers a new framework (protocol 8): persisted, then told its id.
+    pub fn handle_register_framework(
+        &mut self,
+        now: Duration,
+        from: &Upid,
+        msg: RegisterFrameworkMessage,
+    ) {
+        if let Some(id) = self.framework_by_pid.get(from).cloned() {
+            let f = &self.frameworks[&id];
+            if f.status == FrameworkStatus::Active && f.info.name == msg.framework.name {
+                // A retry of a registration already done.
+                self.send(
+                    from,
+                    Outgoing::FrameworkRegistered(FrameworkRegisteredMessage {
+                        framework_id: id,
+                        master: self.upid.clone(),
+                    }),
+                );
+                return;
+            }
+        }
+        let id = FrameworkId::new(format!("{}-{:04}", self.run_id, self.next_framework_number));
+        if let Err(e) = self
+            .allocator
+            .add_framework(id.clone(), &msg.framework.role)
+        {
+            self.counters.dropped_messages += 1;
+            self.send(
+                from,
+                Outgoing::FrameworkError(FrameworkErrorMessage {
+                    message: format!("framework refused: {e}"),
+                }),
+            );
+            return;
+        }
+        self.next_framework_number += 1;
+        self.persist(RegistryOp::SetNextFrameworkNumber(
+            self.next_framework_number,
+        ));
+        let mut info = msg.framework;
+        info.id = Some(id.clone());
+        self.persist(RegistryOp::PutFramework(RegisteredFramework {
+            id: id.clone(),
+            info: info.clone(),
+        }));
+        self.frameworks.insert(
+            id.clone(),
+            Framework {
+                id: id.clone(),
+                info,
+                pid: Some(from.clone()),
+                status: FrameworkStatus::Active,
+                failover_deadline: None,
+                registered_time: Some(self.wall_secs(now)),
+                reregistered_time: None,
+                unregistered_time: None,
+                tasks: BTreeSet::new(),
+                offers: BTreeSet::new(),
+                completed_tasks: VecDeque::new(),
+                in_allocator: true,
+                suppressed: false,
+            },
+        );
+        self.framework_by_pid.insert(from.clone(), id.clone());
+        self.actions.push(Action::Link(from.clone()));
+        self.send(
+            from,
+            Outgoing::FrameworkRegistered(FrameworkRegisteredMessage {
+                framework_id: id,
+                master: self.upid.clone(),
+            }),
+        );
+        self.request_allocation();
+    }
+
+    /// A scheduler re-registers an existing framework (failover, lost link, master restart).
+    pub fn handle_reregister_framework(
+        &mut self,
+        now: Duration,
+        from: &Upid,
+        msg: ReregisterFrameworkMessage,
+    ) {
+        let Some(id) = msg.framework.id.clone() else {
+            self.send(
+                from,
+                Outgoing::FrameworkError(FrameworkErrorMessage {
+                    message: "re-registration without a framework id".into(),
+                }),
+            );
+            return;
+        };
+        if self.completed_frameworks.iter().any(|f| f.id == id) {
+            self.send(
+                from,
+                Outgoing::FrameworkError(FrameworkErrorMessage {
+                    message: format!("framework {id} was removed"),
+                }),
+            );
+            return;
+        }
+        let wall = self.wall_secs(now);
+        let mut info = msg.framework;
+        let known = self.frameworks.contains_key(&id);
+        if known {
+            let f = self.frameworks.get(&id).expect("known");
+            if f.info.role != info.role {
+                // The allocator has no role change; Mesos needs MULTI_ROLE for it too.
+                info.role = f.info.role.clone();
+            }
+        }
+        if !known {
+            // Unknown to this master (a registry lost or never written): admit it anew.
+            if let Err(e) = self.allocator.add_framework(id.clone(), &info.role) {
+                self.send(
+                    from,
+                    Outgoing::FrameworkError(FrameworkErrorMessage {
+                        message: format!("framework refused: {e}"),
+                    }),
+                );
+                return;
+            }
+            self.frameworks.insert(
+                id.clone(),
+                Framework {
+                    id: id.clone(),
+                    info: info.clone(),
+                    pid: None,
+                    status: FrameworkStatus::Active,
+                    failover_deadline: None,
+                    registered_time: Some(wall),
+                    reregistered_time: None,
+                    unregistered_time: None,
+                    tasks: BTreeSet::new(),
+                    offers: BTreeSet::new(),
+                    completed_tasks: VecDeque::new(),
+                    in_allocator: true,
+                    suppressed: false,
+                },
+            );
+            // Tasks of this framework reported by slaves before it came back are its own.
+            let orphans: Vec<TaskId> = self
+                .tasks
+                .keys()
+                .filter(|(f, _)| *f == id)
+                .map(|(_, t)| t.clone())
+                .collect();
+            self.frameworks
+                .get_mut(&id)
+                .expect("inserted")
+                .tasks
+                .extend(orphans);
+        }
+        let f = self.frameworks.get(&id).expect("known or inserted");
+        let (old_pid, status, in_allocator) = (f.pid.clone(), f.status, f.in_allocator);
+        if !in_allocator {
+            if let Err(e) = self.allocator.add_framework(id.clone(), &info.role) {
+                self.send(
+                    from,
+                    Outgoing::FrameworkError(FrameworkErrorMessage {
+                        message: format!("framework refused: {e}"),
+                    }),
+                );
+                return;
+            }
+        } else if status != FrameworkStatus::Active {
+            self.allocator
+                .activate_framework(&id)
+                .expect("framework in allocator");
+        }
+        if let Some(old) = old_pid.filter(|p| p != from) {
+            self.framework_by_pid.remove(&old);
+            self.actions.push(Action::Unlink(old.clone()));
+            if status == FrameworkStatus::Active {
+                self.send(
+                    &old,
+                    Outgoing::FrameworkError(FrameworkErrorMessage {
+                        message: "framework failed over to another scheduler".into(),
+                    }),
+                );
+            }
+        }
+        info.id = Some(id.clone());
+        self.persist(RegistryOp::PutFramework(RegisteredFramework {
+            id: id.clone(),
+            info: info.clone(),
+        }));
+        let f = self.frameworks.get_mut(&id).expect("known or inserted");
+        f.info = info;
+        f.pid = Some(from.clone());
+        f.status = FrameworkStatus::Active;
+        f.failover_deadline = None;
+        f.in_allocator = true;
+        f.registered_time.get_or_insert(wall);
+        f.reregistered_time = Some(wall);
+        let suppressed = f.suppressed;
+        if suppressed {
+            let _ = self.allocator.suppress(&id);
+        }
+        self.framework_by_pid.insert(from.clone(), id.clone());
+        self.actions.push(Action::Link(from.clone()));
+        self.send(
+            from,
+            Outgoing::FrameworkReregistered(FrameworkReregisteredMessage {
+                framework_id: id,
+                master: self.upid.clone(),
+            }),
+        );
+        self.request_allocation();
+    }
+
+    /// The scheduler is done: the framework is removed at once.
+    pub fn handle_unregister_framework(
+        &mut self,
+        now: Duration,
+        from: &Upid,
+        msg: UnregisterFrameworkMessage,
+    ) {
+        if !self.framework_of(&msg.framework_id, from, "unregister") {
+            return;
+        }
+        self.remove_framework(now, &msg.framework_id);
+    }
+
+    fn deactivate_framework(&mut self, now: Duration, id: &FrameworkId) {
+        let Some(f) = self.frameworks.get_mut(id) else {
+            return;
+        };
+        if f.status != FrameworkStatus::Active {
+            return;
+        }
+        f.status = FrameworkStatus::Disconnected;
+        let timeout = f.info.failover_timeout_secs;
+        let timeout = if timeout.is_finite() && timeout > 0.0 {
+            Duration::from_secs_f64(timeout.min(FAILOVER_TIMEOUT_MAX.as_secs_f64()))
+        } else {
+            Duration::ZERO
+        };
+        f.failover_deadline = Some(now + timeout);
+        let offers: Vec<OfferId> = f.offers.iter().cloned().collect();
+        if f.in_allocator {
+            self.allocator
+                .deactivate_framework(id)
+                .expect("framework in allocator");
+        }
+        for offer in offers {
+            self.rescind_offer(now, &offer, true);
+        }
+        if timeout.is_zero() {
+            self.remove_framework(now, id);
+        }
+    }
+
+    /// Removes a framework: offers rescinded, tasks killed (ShutdownFrameworkMessage to their
+    /// slaves), resources recovered, registry updated.
+    fn remove_framework(&mut self, now: Duration, id: &FrameworkId) {
+        let Some(f) = self.frameworks.get(id) else {
+            return;
+        };
+        let offers: Vec<OfferId> = f.offers.iter().cloned().collect();
+        let in_allocator = f.in_allocator;
+        for offer in offers {
+            // The allocator forgets the framework's allocations below.
+            self.rescind_offer(now, &offer, !in_allocator);
+        }
+        let mut f = self.frameworks.remove(id).expect("checked above");
+        let mut slaves_to_tell: BTreeSet<SlaveId> = BTreeSet::new();
+        for task_id in std::mem::take(&mut f.tasks) {
+            let key = (id.clone(), task_id);
+            let Some(mut task) = self.tasks.remove(&key) else {
+                continue;
+            };
+            let slave_in_allocator = match self.slaves.get_mut(&task.slave_id) {
+                Some(slave) => {
+                    slave.tasks.remove(&key);
+                    slave.is_in_allocator()
+                }
+                None => false,
+            };
+            if slave_in_allocator {
+                slaves_to_tell.insert(task.slave_id.clone());
+                if !in_allocator && !task.state.is_terminal() {
+                    let resources = task.info.resources.clone();
+                    self.recover(now, id, &task.slave_id, &resources, None);
+                }
+            }
+            let status = self.master_status(
+                now,
+                &key.1,
+                TaskState::Killed,
+                Reason::FrameworkRemoved,
+                format!("framework {id} was removed"),
+                Some(task.slave_id.clone()),
+            );
+            task.push_status(status);
+            self.count_terminal(TaskState::Killed);
+            if f.completed_tasks.len() >= COMPLETED_TASKS_PER_FRAMEWORK_MAX {
+                f.completed_tasks.pop_front();
+            }
+            f.completed_tasks.push_back(task);
+        }
+        if in_allocator {
+            self.allocator.remove_framework(id);
+            self.request_allocation();
+        }
+        for slave_id in slaves_to_tell {
+            if let Some(pid) = self.slaves[&slave_id].pid.clone() {
+                self.send(
+                    &pid,
+                    Outgoing::ShutdownFramework(ShutdownFrameworkMessage {
+                        framework_id: id.clone(),
+                    }),
+                );
+            }
+        }
+        if let Some(pid) = f.pid.take() {
+            self.framework_by_pid.remove(&pid);
+            self.actions.push(Action::Unlink(pid));
+        }
+        self.persist(RegistryOp::RemoveFramework(id.clone()));
+        f.unregistered_time = Some(self.wall_secs(now));
+        f.failover_deadline = None;
+        f.in_allocator = false;
+        if self.completed_frameworks.len() >= COMPLETED_FRAMEWORKS_MAX {
+            self.completed_frameworks.pop_front();
+        }
+        self.completed_frameworks.push_back(f);
+    }
+
+    /// The framework wants no offers until revived.
+    pub fn handle_suppress_offers(
+        &mut self,
+        _now: Duration,
+        from: &Upid,
+        msg: SuppressOffersMessage,
+    ) {
+        if !self.framework_of(&msg.framework_id, from, "suppress") {
+            return;
+        }
+        self.frameworks
+            .get_mut(&msg.framework_id)
+            .expect("checked")
+            .suppressed = true;
+        self.allocator
+            .suppress(&msg.framework_id)
+            .expect("framework in allocator");
+    }
+
+    /// The framework wants offers again; its filters are cleared.
+    pub fn handle_revive_offers(&mut self, _now: Duration, from: &Upid, msg: ReviveOffersMessage) {
+        if !self.framework_of(&msg.framework_id, from, "revive") {
+            return;
+        }
+        self.frameworks
+            .get_mut(&msg.framework_id)
+            .expect("checked")
+            .suppressed = false;
+        self.allocator
+            .revive(&msg.framework_id)
+            .expect("framework in allocator");
+        self.request_allocation();
+    }
+
+    // ----- offers and launches -------------------------------------------------------------
+
+    /// Runs one allocation round: each allocation becomes an offer; one
+    /// `ResourceOffersMessage` per framework.
+    pub fn handle_allocation(&mut self, now: Duration) {
+        self.allocation_pending = false;
+        self.counters.allocation_runs += 1;
+        let allocations = self.allocator.allocate(now);
+        let mut by_framework: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
+        for allocation in allocations {
+            let slave = &self.slaves[&allocation.slave];
+            let framework_ok = self
+                .frameworks
+                .get(&allocation.framework)
+                .is_some_and(|f| f.status == FrameworkStatus::Active && f.pid.is_some());
+            if !framework_ok || self.offers.len() >= OFFERS_MAX {
+                // Cannot happen for an active framework; give the resources back.
+                let _ = self.allocator.recover_resources(
+                    &allocation.framework,
+                    &allocation.slave,
+                    &allocation.resources,
+                    None,
+                    now,
+                );
+                continue;
+            }
+            let id = OfferId::new(format!("{}-O{}", self.run_id, self.next_offer_number));
+            self.next_offer_number += 1;
+            let offer = Offer {
+                id: id.clone(),
+                framework_id: allocation.framework.clone(),
+                slave_id: allocation.slave.clone(),
+                hostname: slave.info.hostname.clone(),
+                resources: allocation.resources,
+                attributes: slave.info.attributes.clone(),
+            };
+            self.slaves
+                .get_mut(&allocation.slave)
+                .expect("allocated slave is known")
+                .offers
+                .insert(id.clone());
+            self.frameworks
+                .get_mut(&allocation.framework)
+                .expect("checked")
+                .offers
+                .insert(id.clone());
+            self.offers.insert(
+                id,
+                OfferEntry {
+                    offer: offer.clone(),
+                },
+            );
+            by_framework
+                .entry(allocation.framework)
+                .or_default()
+                .push(offer);
+        }
+        for (framework, offers) in by_framework {
+            let pid = self.frameworks[&framework]
+                .pid
+                .clone()
+                .expect("checked above");
+            self.counters.offers_sent += offers.len() as u64;
+            self.send(
+                &pid,
+                Outgoing::ResourceOffers(ResourceOffersMessage { offers }),
+            );
+        }
+    }
+
+    /// A framework uses offers (protocol 5): validates the offers and each task; valid tasks
+    /// go TASK_STAGING to the slave, invalid ones get TASK_ERROR; the rest of the offers goes
+    /// back to the allocator with the refuse filter. No tasks = a decline.
+    pub fn handle_launch_tasks(&mut self, now: Duration, from: &Upid, msg: LaunchTasksMessage) {
+        let framework_id = msg.framework_id.clone();
+        if !self.framework_of(&framework_id, from, "launch") {
+            return;
+        }
+        let refuse = refuse_duration(&msg.filters, self.config.default_refuse);
+
+        // Offers: each must exist, be this framework's, and all be on one slave.
+        let mut problem: Option<String> = None;
+        let mut slave_id: Option<SlaveId> = None;
+        let mut seen = BTreeSet::new();
+        if msg.offer_ids.len() > OFFERS_PER_LAUNCH_MAX {
+            problem = Some(format!(
+                "too many offers: {} (maximum {OFFERS_PER_LAUNCH_MAX})",
+                msg.offer_ids.len()
+            ));
+        } else if msg.offer_ids.is_empty() && !msg.tasks.is_empty() {
+            problem = Some("no offers given".into());
+        }
+        for offer_id in msg.offer_ids.iter().take(OFFERS_PER_LAUNCH_MAX) {
+            if !seen.insert(offer_id.clone()) {
+                problem.get_or_insert(format!("offer {offer_id} is used twice"));
+                continue;
+            }
+            match self.offers.get(offer_id) {
+                None => {
+                    problem.get_or_insert(format!("offer {offer_id} is no longer valid"));
+                }
+                Some(entry) if entry.offer.framework_id != framework_id => {
+                    problem.get_or_insert(format!("offer {offer_id} belongs to another framework"));
+                }
+                Some(entry) => match &slave_id {
+                    None => slave_id = Some(entry.offer.slave_id.clone()),
+                    Some(s) if *s != entry.offer.slave_id => {
+                        problem.get_or_insert(format!(
+                            "offers are on different slaves ({s} and {})",
+                            entry.offer.slave_id
+                        ));
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        // Take this framework's valid offers out; their resources are either used or recovered.
+        let mut offered_by_slave: BTreeMap<SlaveId, Resources> = BTreeMap::new();
+        for offer_id in seen {
+            let mine = self
+                .offers
+                .get(&offer_id)
+                .is_some_and(|e| e.offer.framework_id == framework_id);
+            if mine {
+                let offer = self.take_offer(&offer_id).expect("present");
+                *offered_by_slave.entry(offer.slave_id).or_default() += &offer.resources;
+            }
+        }
+        if msg.tasks.len() > TASKS_PER_LAUNCH_MAX {
+            problem.get_or_insert(format!(
+                "too many tasks in one launch: {} (maximum {TASKS_PER_LAUNCH_MAX})",
+                msg.tasks.len()
+            ));
+        }
+        if let Some(problem) = problem {
+            for task in msg.tasks.iter().take(TASKS_PER_LAUNCH_MAX) {
+                self.task_error(now, &framework_id, task, Reason::InvalidOffers, &problem);
+            }
+            for (slave, resources) in offered_by_slave {
+                self.recover(now, &framework_id, &slave, &resources, Some(refuse));
+            }
+            return;
+        }
+        let Some(slave_id) = slave_id else {
+            return; // no offers and no tasks: nothing to do
+        };
+        let offered = offered_by_slave.remove(&slave_id).unwrap_or_default();
+        debug_assert!(offered_by_slave.is_empty());
+        if msg.tasks.is_empty() {
+            self.counters.offers_declined += msg.offer_ids.len() as u64;
+        } else {
+            self.counters.offers_accepted += msg.offer_ids.len() as u64;
+        }
+
+        let (slave_pid, framework_info) = {
+            let slave = &self.slaves[&slave_id];
+            let f = &self.frameworks[&framework_id];
+            (
+                slave.pid.clone().expect("an offered slave is connected"),
+                f.info.clone(),
+            )
+        };
+        let mut used = Resources::empty();
+        let mut ids_in_launch: BTreeSet<TaskId> = BTreeSet::new();
+        for task in msg.tasks {
+            let key = (framework_id.clone(), task.task_id.clone());
+            let invalid = if task.task_id.as_str().is_empty() {
+                Some((Reason::TaskInvalid, "the task id is empty".to_string()))
+            } else if self.tasks.contains_key(&key) || ids_in_launch.contains(&task.task_id) {
+                Some((
+                    Reason::TaskInvalid,
+                    format!("task id {} is already in use", task.task_id),
+                ))
+            } else if task.slave_id != slave_id {
+                Some((
+                    Reason::TaskInvalid,
+                    format!(
+                        "task is for slave {} but the offers are on slave {slave_id}",
+                        task.slave_id
+                    ),
+                ))
+            } else if task.command.value.trim().is_empty() {
+                Some((
+                    Reason::TaskInvalid,
+                    "the command value is empty".to_string(),
+                ))
+            } else if task.resources.is_empty() {
+                Some((Reason::TaskInvalid, "the task has no resources".to_string()))
+            } else if self.tasks.len() >= TASKS_MAX {
+                Some((
+                    Reason::TaskInvalid,
+                    format!("the master tracks the maximum of {TASKS_MAX} tasks"),
+                ))
+            } else {
+                let wanted = used.clone() + &task.resources;
+                let overlap = !used.ports().is_disjoint(task.resources.ports());
+                if overlap || !offered.contains(&wanted) {
+                    Some((
+                        Reason::ResourcesUnknown,
+                        format!(
+                            "task resources {} are not contained in what is left of the offers ({})",
+                            task.resources,
+                            offered
+                                .checked_sub(&used)
+                                .map(|r| r.to_string())
+                                .unwrap_or_default()
+                        ),
+                    ))
+                } else {
+                    used = wanted;
+                    None
+                }
+            };
+            if let Some((reason, problem)) = invalid {
+                self.task_error(now, &framework_id, &task, reason, &problem);
+                continue;
+            }
+            ids_in_launch.insert(task.task_id.clone());
+            let status = TaskStatus {
+                task_id: task.task_id.clone(),
+                state: TaskState::Staging,
+                message: None,
+                source: StatusSource::Master,
+                reason: None,
+                slave_id: Some(slave_id.clone()),
+                healthy: None,
+                timestamp: self.wall_secs(now),
+                uuid: None,
+            };
+            let mut entry = Task {
+                info: task.clone(),
+                framework_id: framework_id.clone(),
+                slave_id: slave_id.clone(),
+                state: TaskState::Staging,
+                statuses: VecDeque::new(),
+            };
+            entry.push_status(status);
+            self.tasks.insert(key.clone(), entry);
+            self.slaves
+                .get_mut(&slave_id)
+                .expect("present")
+                .tasks
+                .insert(key.clone());
+            self.frameworks
+                .get_mut(&framework_id)
+                .expect("present")
+                .tasks
+                .insert(key.1);
+            self.send(
+                &slave_pid,
+                Outgoing::RunTask(Box::new(RunTaskMessage {
+                    framework_id: framework_id.clone(),
+                    framework: framework_info.clone(),
+                    framework_pid: from.clone(),
+                    task,
+                })),
+            );
+        }
+        let rest = offered
+            .checked_sub(&used)
+            .expect("used is contained in offered");
+        self.recover(now, &framework_id, &slave_id, &rest, Some(refuse));
+    }
+
+    fn task_error(
+        &mut self,
+        now: Duration,
+        framework_id: &FrameworkId,
+        task: &TaskInfo,
+        reason: Reason,
+        problem: &str,
+    ) {
+        let status = self.master_status(
+            now,
+            &task.task_id,
+            TaskState::Error,
+            reason,
+            format!("task {} is invalid: {problem}", task.task_id),
+            Some(task.slave_id.clone()),
+        );
+        self.count_terminal(TaskState::Error);
+        self.send_status(framework_id, status);
+    }
+
+    /// Kill a task (protocol 6): forwarded to its slave; an unknown task is answered with
+    /// TASK_UNKNOWN.
+    pub fn handle_kill_task(&mut self, now: Duration, from: &Upid, msg: KillTaskMessage) {
+        if !self.framework_of(&msg.framework_id, from, "kill") {
+            return;
+        }
+        let key = (msg.framework_id.clone(), msg.task_id.clone());
+        let Some(task) = self.tasks.get(&key) else {
+            let status = self.master_status(
+                now,
+                &msg.task_id,
+                TaskState::Unknown,
+                Reason::TaskUnknown,
+                format!("task {} is unknown to the master", msg.task_id),
+                None,
+            );
+            self.send_status(&msg.framework_id, status);
+            return;
+        };
+        let pid = self
+            .slaves
+            .get(&task.slave_id)
+            .filter(|s| s.is_in_allocator())
+            .and_then(|s| s.pid.clone());
+        match pid {
+            Some(pid) => self.send(&pid, Outgoing::KillTask(msg)),
+            None => {
+                // Its slave is unreachable: the framework retries once it is back.
+                tracing::info!(task = %msg.task_id, "kill of a task on an unreachable slave deferred to the framework");
+            }
+        }
+    }
+
+    /// Reconciliation (protocol 7): explicit (the tasks named) or implicit (all the
+    /// framework's tasks), answered with the latest states, reason Reconciliation, no uuid.
+    pub fn handle_reconcile_tasks(
+        &mut self,
+        now: Duration,
+        from: &Upid,
+        msg: ReconcileTasksMessage,
+    ) {
+        if !self.framework_of(&msg.framework_id, from, "reconcile") {
+            return;
+        }
+        let framework_id = msg.framework_id;
+        let mut statuses = Vec::new();
+        if msg.tasks.is_empty() {
+            let f = &self.frameworks[&framework_id];
+            for task_id in &f.tasks {
+                if let Some(task) = self.tasks.get(&(framework_id.clone(), task_id.clone())) {
+                    statuses.push(self.reconcile_status(now, task));
+                }
+            }
+        } else {
+            for (task_id, slave_hint) in msg.tasks.into_iter().take(RECONCILE_TASKS_MAX) {
+                let key = (framework_id.clone(), task_id.clone());
+                let status = match self.tasks.get(&key) {
+                    Some(task) => self.reconcile_status(now, task),
+                    None => {
+                        let hint_unreachable = slave_hint.as_ref().is_some_and(|s| {
+                            self.slaves
+                                .get(s)
+                                .is_some_and(|s| s.status == SlaveStatus::Unreachable)
+                        });
+                        let state = if hint_unreachable {
+                            TaskState::Unreachable
+                        } else {
+                            TaskState::Unknown
+                        };
+                        self.master_status(
+                            now,
+                            &task_id,
+                            state,
+                            Reason::Reconciliation,
+                            "reconciliation".into(),
+                            slave_hint,
+                        )
+                    }
+                };
+                statuses.push(status);
+            }
+        }
+        for status in statuses {
+            self.send_status(&framework_id, status);
+        }
+    }
+
+    fn reconcile_status(&self, now: Duration, task: &Task) -> TaskStatus {
+        let unreachable = self
+            .slaves
+            .get(&task.slave_id)
+            .is_none_or(|s| s.status == SlaveStatus::Unreachable);
+        let state = if unreachable && !task.state.is_terminal() {
+            TaskState::Unreachable
+        } else {
+            task.state
+        };
+        let mut status = self.master_status(
+            now,
+            &task.info.task_id,
+            state,
+            Reason::Reconciliation,
+            "reconciliation".into(),
+            Some(task.slave_id.clone()),
+        );
+        status.healthy = task.statuses.back().and_then(|s| s.healthy);
+        status
+    }
+
+    /// Checks the cross-references of the books (for tests): every task is on its slave's and
+    /// its framework's list, every offer on its slave's and framework's, and the allocator's
+    /// invariants hold.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (key, task) in &self.tasks {
+            let slave = self
+                .slaves
+                .get(&task.slave_id)
+                .ok_or_else(|| format!("task {key:?} on unknown slave"))?;
+            if !slave.tasks.contains(key) {
+                return Err(format!("task {key:?} missing from its slave"));
+            }
+            if let Some(f) = self.frameworks.get(&key.0) {
+                if !f.tasks.contains(&key.1) {
+                    return Err(format!("task {key:?} missing from its framework"));
+                }
+            }
+        }
+        for (id, entry) in &self.offers {
+            if !self.slaves[&entry.offer.slave_id].offers.contains(id) {
+                return Err(format!("offer {id} missing from its slave"));
+            }
+            if !self.frameworks[&entry.offer.framework_id]
+                .offers
+                .contains(id)
+            {
+                return Err(format!("offer {id} missing from its framework"));
+            }
+        }
+        for slave in self.slaves.values() {
+            if slave.is_in_allocator() {
+                let total = self
+                    .allocator
+                    .slave_total(&slave.id)
+                    .ok_or_else(|| format!("slave {} not in the allocator", slave.id))?;
+                let committed = self.slave_used(slave) + self.offered(&slave.offers);
+                if !total.contains(&committed) {
+                    return Err(format!(
+                        "slave {} over-committed: {committed} of {total}",
+                        slave.id
+                    ));
+                }
+            }
+        }
+        self.allocator.check_invariants()
+    }
+}
+
+#[cfg(test)]
+mod tests;

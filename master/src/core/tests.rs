@@ -1,0 +1,1170 @@
+//! Unit tests of the master core, driven with a fake `now`.
+
+use super::*;
+use crate::resources::Attributes;
+
+fn upid(s: &str) -> Upid {
+    s.parse().unwrap()
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// The core plus what came out of it: sends, and a registry state the persists were applied to.
+struct Harness {
+    core: MasterCore,
+    sent: Vec<(Upid, Outgoing)>,
+    registry: RegistryState,
+    allocate_requests: usize,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(MasterConfig::default(), RegistryState::default())
+    }
+
+    fn with(config: MasterConfig, registry: RegistryState) -> Self {
+        let core = MasterCore::new(
+            config,
+            registry.clone(),
+            "run".into(),
+            upid("master@10.0.0.1:5050"),
+            1_000_000.0,
+        );
+        let mut h = Harness {
+            core,
+            sent: Vec::new(),
+            registry,
+            allocate_requests: 0,
+        };
+        h.flush();
+        h
+    }
+
+    /// Applies persists, records sends; asserts every reply comes after its persist (the
+    /// actions are in order, so a registration reply must follow its AdmitSlave).
+    fn flush(&mut self) {
+        for action in self.core.drain_actions() {
+            match action {
+                Action::Persist(op) => self.registry.apply(&op),
+                Action::Send { to, message } => {
+                    match &message {
+                        Outgoing::SlaveRegistered(m) => {
+                            assert!(self.registry.slaves.contains_key(&m.slave_id))
+                        }
+                        Outgoing::FrameworkRegistered(m) => {
+                            assert!(self.registry.frameworks.contains_key(&m.framework_id))
+                        }
+                        _ => {}
+                    }
+                    self.sent.push((to, message));
+                }
+                Action::AllocateAfter(d) => {
+                    assert!(d <= Duration::from_millis(10));
+                    self.allocate_requests += 1;
+                }
+                Action::Link(_) | Action::Unlink(_) => {}
+            }
+        }
+        self.core.check_invariants().unwrap();
+    }
+
+    fn take(&mut self) -> Vec<(Upid, Outgoing)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn register_slave(&mut self, now: Duration, pid: &str, resources: &str) -> SlaveId {
+        self.core.handle_register_slave(
+            now,
+            &upid(pid),
+            RegisterSlaveMessage {
+                slave: slave_info(pid, resources),
+            },
+        );
+        self.flush();
+        let sent = self.take();
+        sent.into_iter()
+            .find_map(|(to, m)| match m {
+                Outgoing::SlaveRegistered(m) if to == upid(pid) => Some(m.slave_id),
+                _ => None,
+            })
+            .expect("slave registered")
+    }
+
+    fn register_framework(&mut self, now: Duration, pid: &str, failover_secs: f64) -> FrameworkId {
+        let mut info = FrameworkInfo::new(pid);
+        info.failover_timeout_secs = failover_secs;
+        self.core.handle_register_framework(
+            now,
+            &upid(pid),
+            RegisterFrameworkMessage { framework: info },
+        );
+        self.flush();
+        self.take()
+            .into_iter()
+            .find_map(|(_, m)| match m {
+                Outgoing::FrameworkRegistered(m) => Some(m.framework_id),
+                _ => None,
+            })
+            .expect("framework registered")
+    }
+
+    fn allocate(&mut self, now: Duration) -> Vec<Offer> {
+        self.core.handle_allocation(now);
+        self.flush();
+        let mut offers = Vec::new();
+        self.sent.retain(|(_, m)| match m {
+            Outgoing::ResourceOffers(m) => {
+                offers.extend(m.offers.iter().cloned());
+                false
+            }
+            _ => true,
+        });
+        offers
+    }
+
+    fn launch(
+        &mut self,
+        now: Duration,
+        framework: &FrameworkId,
+        pid: &str,
+        offers: &[&OfferId],
+        tasks: Vec<TaskInfo>,
+    ) {
+        self.core.handle_launch_tasks(
+            now,
+            &upid(pid),
+            LaunchTasksMessage {
+                framework_id: framework.clone(),
+                offer_ids: offers.iter().map(|o| (*o).clone()).collect(),
+                tasks,
+                filters: Filters::default(),
+            },
+        );
+        self.flush();
+    }
+
+    fn statuses(&mut self) -> Vec<TaskStatus> {
+        let mut out = Vec::new();
+        self.sent.retain(|(_, m)| match m {
+            Outgoing::StatusUpdate(m) => {
+                out.push(m.status.clone());
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn status_update(&mut self, now: Duration, slave_pid: &str, f: &FrameworkId, s: TaskStatus) {
+        self.core.handle_status_update(
+            now,
+            &upid(slave_pid),
+            StatusUpdateMessage {
+                framework_id: f.clone(),
+                status: s,
+                slave_pid: Some(upid(slave_pid)),
+            },
+        );
+        self.flush();
+    }
+
+    fn heartbeat(&mut self, now: Duration, slave_pid: &str, id: &SlaveId) {
+        self.core.handle_slave_heartbeat(
+            now,
+            &upid(slave_pid),
+            SlaveHeartbeatMessage {
+                slave_id: id.clone(),
+            },
+        );
+        self.flush();
+    }
+}
+
+fn slave_info(pid: &str, resources: &str) -> SlaveInfo {
+    let pid = upid(pid);
+    SlaveInfo {
+        hostname: pid.host.clone(),
+        port: pid.port,
+        resources: Resources::parse(resources).unwrap(),
+        attributes: Attributes::default(),
+    }
+}
+
+fn task(id: &str, slave: &SlaveId, resources: &str) -> TaskInfo {
+    TaskInfo {
+        name: id.into(),
+        task_id: TaskId::new(id),
+        slave_id: slave.clone(),
+        resources: Resources::parse(resources).unwrap(),
+        command: CommandInfo::shell("sleep 100"),
+        health_check: None,
+        labels: BTreeMap::new(),
+        kill_grace_period_secs: None,
+    }
+}
+
+fn slave_status(task: &str, slave: &SlaveId, state: TaskState, uuid: u8) -> TaskStatus {
+    TaskStatus {
+        task_id: TaskId::new(task),
+        state,
+        message: None,
+        source: StatusSource::Slave,
+        reason: None,
+        slave_id: Some(slave.clone()),
+        healthy: None,
+        timestamp: 0.0,
+        uuid: Some([uuid; 16]),
+    }
+}
+
+const S1: &str = "slave(1)@10.0.0.2:5051";
+const S2: &str = "slave(1)@10.0.0.3:5051";
+const F1: &str = "scheduler@10.0.0.9:7000";
+const F2: &str = "scheduler@10.0.0.10:7000";
+const BIG: &str = "cpus:4;mem:4096;disk:1000;ports:[31000-31009]";
+
+/// One slave, one framework, one offer of the whole slave.
+fn offered() -> (Harness, SlaveId, FrameworkId, Offer) {
+    let mut h = Harness::new();
+    let slave = h.register_slave(Duration::ZERO, S1, BIG);
+    let framework = h.register_framework(Duration::ZERO, F1, 60.0);
+    let offers = h.allocate(secs(0.01));
+    assert_eq!(offers.len(), 1);
+    (h, slave, framework, offers[0].clone())
+}
+
+/// ... plus a task `t1` launched and RUNNING (ack not yet sent).
+fn running() -> (Harness, SlaveId, FrameworkId) {
+    let (mut h, slave, framework, offer) = offered();
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![task("t1", &slave, "cpus:1;mem:512;ports:[31000-31000]")],
+    );
+    h.take();
+    h.status_update(
+        secs(0.2),
+        S1,
+        &framework,
+        slave_status("t1", &slave, TaskState::Running, 1),
+    );
+    h.take();
+    (h, slave, framework)
+}
+
+#[test]
+fn slave_registration_is_persisted_before_the_reply_and_retries_get_the_same_id() {
+    let mut h = Harness::new();
+    let id = h.register_slave(Duration::ZERO, S1, BIG);
+    assert_eq!(id.as_str(), "run-S0");
+    assert_eq!(h.registry.next_slave_number, 1);
+    assert_eq!(h.registry.master_run_id.as_deref(), Some("run"));
+    assert!(!h.registry.slaves[&id].unreachable);
+    // A retry from the same process: same id, no new slave.
+    let again = h.register_slave(secs(1.0), S1, BIG);
+    assert_eq!(again, id);
+    assert_eq!(h.core.slaves().len(), 1);
+    let other = h.register_slave(secs(1.0), S2, BIG);
+    assert_eq!(other.as_str(), "run-S1");
+    assert!(h.allocate_requests >= 1);
+}
+
+#[test]
+fn framework_gets_id_and_one_offer_message_per_round() {
+    let mut h = Harness::new();
+    let s1 = h.register_slave(Duration::ZERO, S1, BIG);
+    let s2 = h.register_slave(Duration::ZERO, S2, BIG);
+    let f = h.register_framework(Duration::ZERO, F1, 0.0);
+    assert_eq!(f.as_str(), "run-0000");
+    assert!(h.registry.frameworks.contains_key(&f));
+    h.core.handle_allocation(secs(0.01));
+    h.flush();
+    let messages: Vec<_> = h
+        .take()
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Outgoing::ResourceOffers(m) => Some((to, m)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 1, "one message per framework per round");
+    assert_eq!(messages[0].0, upid(F1));
+    let slaves: BTreeSet<_> = messages[0]
+        .1
+        .offers
+        .iter()
+        .map(|o| o.slave_id.clone())
+        .collect();
+    assert_eq!(slaves, BTreeSet::from([s1, s2]));
+    for offer in &messages[0].1.offers {
+        assert!(offer.id.as_str().starts_with("run-O"));
+        assert_eq!(offer.resources, Resources::parse(BIG).unwrap());
+    }
+    // Everything is offered: nothing more next round.
+    assert!(h.allocate(secs(1.0)).is_empty());
+}
+
+#[test]
+fn valid_launch_stages_tasks_sends_run_task_and_returns_the_rest_with_a_filter() {
+    let (mut h, slave, framework, offer) = offered();
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![
+            task("a", &slave, "cpus:1;mem:512;ports:[31000-31000]"),
+            task("b", &slave, "cpus:1;mem:512"),
+        ],
+    );
+    let sent = h.take();
+    let runs: Vec<_> = sent
+        .iter()
+        .filter_map(|(to, m)| match m {
+            Outgoing::RunTask(r) => Some((to.clone(), r.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs.len(), 2);
+    assert!(runs
+        .iter()
+        .all(|(to, r)| *to == upid(S1) && r.framework_pid == upid(F1)));
+    for id in ["a", "b"] {
+        let t = &h.core.tasks()[&(framework.clone(), TaskId::new(id))];
+        assert_eq!(t.state, TaskState::Staging);
+    }
+    assert!(h.core.offers().is_empty());
+    // The remainder is filtered for 5 s for this framework.
+    assert!(h.allocate(secs(1.0)).is_empty());
+    let offers = h.allocate(secs(5.2));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(
+        offers[0].resources,
+        Resources::parse("cpus:2;mem:3072;disk:1000;ports:[31001-31009]").unwrap()
+    );
+}
+
+fn expect_errors(h: &mut Harness, expected: &[(&str, Reason)]) {
+    expect_errors_with(h, expected, false)
+}
+
+fn expect_errors_with(h: &mut Harness, expected: &[(&str, Reason)], some_valid: bool) {
+    let statuses = h.statuses();
+    assert_eq!(statuses.len(), expected.len(), "{statuses:?}");
+    for (status, (id, reason)) in statuses.iter().zip(expected) {
+        assert_eq!(status.task_id.as_str(), *id);
+        assert_eq!(status.state, TaskState::Error);
+        assert_eq!(status.reason, Some(*reason));
+        assert_eq!(status.source, StatusSource::Master);
+        assert_eq!(status.uuid, None);
+        assert!(status.message.as_ref().is_some_and(|m| !m.is_empty()));
+    }
+    if !some_valid {
+        assert!(
+            !h.sent
+                .iter()
+                .any(|(_, m)| matches!(m, Outgoing::RunTask(_))),
+            "no invalid task reaches a slave"
+        );
+    }
+}
+
+#[test]
+fn launch_with_unknown_offer_errors_every_task() {
+    let (mut h, slave, framework, offer) = offered();
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offer.id, &OfferId::new("nope")],
+        vec![task("a", &slave, "cpus:1"), task("b", &slave, "cpus:1")],
+    );
+    expect_errors(
+        &mut h,
+        &[("a", Reason::InvalidOffers), ("b", Reason::InvalidOffers)],
+    );
+    // The valid offer was taken back (filtered): no task uses anything.
+    assert!(h.core.tasks().is_empty());
+    assert!(h.core.offers().is_empty());
+    assert_eq!(h.core.counters().tasks_terminal[&TaskState::Error], 2);
+}
+
+#[test]
+fn launch_with_another_frameworks_offer_or_offers_on_two_slaves_errors() {
+    let mut h = Harness::new();
+    let s1 = h.register_slave(Duration::ZERO, S1, BIG);
+    let _s2 = h.register_slave(Duration::ZERO, S2, BIG);
+    let f1 = h.register_framework(Duration::ZERO, F1, 0.0);
+    let f2 = h.register_framework(Duration::ZERO, F2, 0.0);
+    let offers = h.allocate(secs(0.01));
+    assert_eq!(offers.len(), 2);
+    let of_f2 = offers
+        .iter()
+        .find(|o| o.framework_id == f2)
+        .unwrap()
+        .clone();
+    let of_f1 = offers
+        .iter()
+        .find(|o| o.framework_id == f1)
+        .unwrap()
+        .clone();
+    // f1 uses f2's offer.
+    h.launch(
+        secs(0.1),
+        &f1,
+        F1,
+        &[&of_f2.id],
+        vec![task("a", &s1, "cpus:1")],
+    );
+    expect_errors(&mut h, &[("a", Reason::InvalidOffers)]);
+    assert!(
+        h.core.offers().contains_key(&of_f2.id),
+        "f2's offer is untouched"
+    );
+    let _ = of_f1;
+
+    // Offers on two slaves, both f1's.
+    let mut h = Harness::new();
+    let s1 = h.register_slave(Duration::ZERO, S1, BIG);
+    h.register_slave(Duration::ZERO, S2, BIG);
+    let f1 = h.register_framework(Duration::ZERO, F1, 0.0);
+    let offers = h.allocate(secs(0.01));
+    assert_eq!(offers.len(), 2);
+    h.launch(
+        secs(0.1),
+        &f1,
+        F1,
+        &[&offers[0].id, &offers[1].id],
+        vec![task("a", &s1, "cpus:1")],
+    );
+    expect_errors(&mut h, &[("a", Reason::InvalidOffers)]);
+    assert!(h.core.offers().is_empty());
+    // The same offer twice.
+    let mut h2 = offered();
+    let (ref mut h2h, ref slave, ref f, ref offer) = h2;
+    h2h.launch(
+        secs(0.1),
+        f,
+        F1,
+        &[&offer.id, &offer.id],
+        vec![task("a", slave, "cpus:1")],
+    );
+    expect_errors(h2h, &[("a", Reason::InvalidOffers)]);
+}
+
+#[test]
+fn launch_errors_each_invalid_task_and_runs_the_valid_ones() {
+    let (mut h, slave, framework, offer) = offered();
+    // t0 exists already.
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![task("t0", &slave, "cpus:0.5")],
+    );
+    h.take();
+    let offer = h
+        .allocate(secs(6.0))
+        .pop()
+        .expect("remainder offered after the filter");
+
+    let mut empty_command = task("cmd", &slave, "cpus:0.5");
+    empty_command.command.value = "  ".into();
+    let mut other_slave = task("where", &slave, "cpus:0.5");
+    other_slave.slave_id = SlaveId::new("elsewhere");
+    let no_resources = task("empty", &slave, "");
+    h.launch(
+        secs(6.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![
+            task("t0", &slave, "cpus:0.5"), // id in use
+            task("ok1", &slave, "cpus:1;mem:1000"),
+            task("ok1", &slave, "cpus:0.1"), // duplicate within the launch
+            other_slave,
+            empty_command,
+            no_resources,
+            task("", &slave, "cpus:0.1"),  // empty id
+            task("big", &slave, "cpus:3"), // 3.5 - 1 = 2.5 left: overdraws
+            task("ok2", &slave, "cpus:2.5;mem:100;ports:[31005-31005]"),
+            task("port", &slave, "cpus:0;mem:1;ports:[31005-31005]"), // port taken by ok2
+        ],
+    );
+    expect_errors_with(
+        &mut h,
+        &[
+            ("t0", Reason::TaskInvalid),
+            ("ok1", Reason::TaskInvalid),
+            ("where", Reason::TaskInvalid),
+            ("cmd", Reason::TaskInvalid),
+            ("empty", Reason::TaskInvalid),
+            ("", Reason::TaskInvalid),
+            ("big", Reason::ResourcesUnknown),
+            ("port", Reason::ResourcesUnknown),
+        ],
+        true,
+    );
+    let runs: Vec<String> = h
+        .take()
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            Outgoing::RunTask(r) => Some(r.task.task_id.into_inner()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs, ["ok1", "ok2"]);
+    let used = h.core.slave_used(&h.core.slaves()[&slave]);
+    assert_eq!(used.cpus(), 4.0);
+}
+
+#[test]
+fn empty_launch_declines_with_the_filter_and_revive_clears_it() {
+    let (mut h, _slave, framework, offer) = offered();
+    h.core.handle_launch_tasks(
+        secs(0.1),
+        &upid(F1),
+        LaunchTasksMessage {
+            framework_id: framework.clone(),
+            offer_ids: vec![offer.id.clone()],
+            tasks: vec![],
+            filters: Filters {
+                refuse_seconds: 30.0,
+            },
+        },
+    );
+    h.flush();
+    assert!(h.core.offers().is_empty());
+    assert!(h.allocate(secs(10.0)).is_empty(), "declined for 30 s");
+    h.core.handle_revive_offers(
+        secs(10.0),
+        &upid(F1),
+        ReviveOffersMessage {
+            framework_id: framework.clone(),
+        },
+    );
+    h.flush();
+    assert_eq!(h.allocate(secs(10.01)).len(), 1, "revive clears filters");
+    // Suppress: no offers until revived.
+    let offer = h.core.offers().values().next().unwrap().offer.id.clone();
+    h.launch(secs(10.1), &framework, F1, &[&offer], vec![]);
+    h.core.handle_suppress_offers(
+        secs(10.1),
+        &upid(F1),
+        SuppressOffersMessage {
+            framework_id: framework.clone(),
+        },
+    );
+    h.flush();
+    assert!(h.allocate(secs(60.0)).is_empty());
+}
+
+#[test]
+fn launches_never_over_commit_a_slave() {
+    // Two frameworks race for one slave with many small launches; at every step the
+    // invariant check (run by flush) proves used + offered fits in the slave.
+    let mut h = Harness::new();
+    let slave = h.register_slave(Duration::ZERO, S1, "cpus:2;mem:1024");
+    let f1 = h.register_framework(Duration::ZERO, F1, 0.0);
+    let f2 = h.register_framework(Duration::ZERO, F2, 0.0);
+    let mut n = 0;
+    for round in 0..40 {
+        let now = secs(round as f64 * 10.0);
+        for offer in h.allocate(now) {
+            let (f, pid) = if offer.framework_id == f1 {
+                (&f1, F1)
+            } else {
+                (&f2, F2)
+            };
+            // Ask for more than offered on purpose: some tasks must be refused.
+            let tasks = (0..3)
+                .map(|_| {
+                    n += 1;
+                    task(&format!("t{n}"), &slave, "cpus:0.5;mem:128")
+                })
+                .collect();
+            h.launch(now, f, pid, &[&offer.id], tasks);
+        }
+        // Finish one running task now and then so resources come back.
+        let live: Vec<(FrameworkId, TaskId)> = h.core.tasks().keys().cloned().collect();
+        if let Some((f, t)) = live.first().cloned().filter(|_| round % 3 == 0) {
+            h.status_update(
+                now,
+                S1,
+                &f,
+                slave_status(t.as_str(), &slave, TaskState::Finished, round as u8),
+            );
+        }
+        let used = h.core.slave_used(&h.core.slaves()[&slave]);
+        assert!(used.cpus() <= 2.0 && used.mem_mb() <= 1024.0);
+    }
+    assert!(
+        h.core
+            .counters()
+            .tasks_terminal
+            .get(&TaskState::Error)
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+}
+
+#[test]
+fn status_updates_are_forwarded_with_the_slave_pid_and_acks_reach_the_slave() {
+    let (mut h, slave, framework, offer) = offered();
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![task("t1", &slave, "cpus:1")],
+    );
+    h.take();
+    h.status_update(
+        secs(0.2),
+        S1,
+        &framework,
+        slave_status("t1", &slave, TaskState::Running, 7),
+    );
+    let sent = h.take();
+    let (to, update) = sent
+        .iter()
+        .find_map(|(to, m)| match m {
+            Outgoing::StatusUpdate(u) => Some((to.clone(), u.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(to, upid(F1));
+    assert_eq!(update.slave_pid, Some(upid(S1)));
+    assert_eq!(update.status.uuid, Some([7; 16]));
+    assert_eq!(
+        h.core.tasks()[&(framework.clone(), TaskId::new("t1"))].state,
+        TaskState::Running
+    );
+    let ack = StatusUpdateAcknowledgementMessage {
+        slave_id: slave.clone(),
+        framework_id: framework.clone(),
+        task_id: TaskId::new("t1"),
+        uuid: [7; 16],
+    };
+    h.core
+        .handle_status_update_acknowledgement(secs(0.3), &upid(F1), ack.clone());
+    h.flush();
+    let sent = h.take();
+    assert!(
+        matches!(&sent[..], [(to, Outgoing::StatusUpdateAcknowledgement(a))] if *to == upid(S1) && a.uuid == [7; 16])
+    );
+    // An ack from someone else is not forwarded.
+    h.core
+        .handle_status_update_acknowledgement(secs(0.3), &upid(F2), ack);
+    h.flush();
+    assert!(h.take().is_empty());
+
+    // Terminal: recorded, resources recovered (offered again, no filter).
+    h.status_update(
+        secs(1.0),
+        S1,
+        &framework,
+        slave_status("t1", &slave, TaskState::Finished, 8),
+    );
+    assert!(h.core.tasks().is_empty());
+    let f = &h.core.frameworks()[&framework];
+    assert_eq!(f.completed_tasks.back().unwrap().state, TaskState::Finished);
+    assert_eq!(h.core.counters().tasks_terminal[&TaskState::Finished], 1);
+    let offers = h.allocate(secs(6.0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].resources, Resources::parse(BIG).unwrap());
+    // A duplicate of the terminal update is still forwarded (for its ack), changes nothing.
+    h.take();
+    h.status_update(
+        secs(7.0),
+        S1,
+        &framework,
+        slave_status("t1", &slave, TaskState::Finished, 8),
+    );
+    assert_eq!(h.statuses().len(), 1);
+    assert_eq!(h.core.counters().tasks_terminal[&TaskState::Finished], 1);
+}
+
+#[test]
+fn kill_forwards_to_the_slave_and_answers_unknown_tasks() {
+    let (mut h, _slave, framework) = running();
+    h.core.handle_kill_task(
+        secs(1.0),
+        &upid(F1),
+        KillTaskMessage {
+            framework_id: framework.clone(),
+            task_id: TaskId::new("t1"),
+        },
+    );
+    h.flush();
+    let sent = h.take();
+    assert!(
+        matches!(&sent[..], [(to, Outgoing::KillTask(k))] if *to == upid(S1) && k.task_id.as_str() == "t1")
+    );
+    h.core.handle_kill_task(
+        secs(1.0),
+        &upid(F1),
+        KillTaskMessage {
+            framework_id: framework.clone(),
+            task_id: TaskId::new("ghost"),
+        },
+    );
+    h.flush();
+    let statuses = h.statuses();
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].state, TaskState::Unknown);
+    assert_eq!(statuses[0].reason, Some(Reason::TaskUnknown));
+    assert_eq!(statuses[0].uuid, None);
+}
+
+#[test]
+fn silent_slave_goes_unreachable_within_the_timeout_and_reregistration_reconciles() {
+    let (mut h, slave, framework) = running();
+    // Another offer outstanding on the slave, to be rescinded.
+    let offers = h.allocate(secs(5.5));
+    assert_eq!(offers.len(), 1);
+    // Heartbeats until 1 s; silence afterwards.
+    h.heartbeat(secs(1.0), S1, &slave);
+    let tick = h.core.config().tick_interval();
+    let mut now = secs(1.0);
+    while now + tick < secs(6.0) {
+        now += tick;
+        h.core.handle_tick(now);
+        h.flush();
+        assert_eq!(
+            h.core.slaves()[&slave].status,
+            SlaveStatus::Connected,
+            "at {now:?}"
+        );
+    }
+    // Within agent_timeout + one tick of the last heartbeat, it is unreachable.
+    now += tick;
+    h.core.handle_tick(now);
+    h.flush();
+    assert!(now <= secs(1.0) + h.core.config().agent_timeout + tick);
+    assert_eq!(h.core.slaves()[&slave].status, SlaveStatus::Unreachable);
+    assert!(h.registry.slaves[&slave].unreachable);
+    let sent = h.take();
+    let update = sent
+        .iter()
+        .find_map(|(to, m)| match m {
+            Outgoing::StatusUpdate(u) if *to == upid(F1) => Some(u.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(update.status.state, TaskState::Unreachable);
+    assert_eq!(update.status.reason, Some(Reason::SlaveDisconnected));
+    assert_eq!(update.status.source, StatusSource::Master);
+    assert_eq!(update.status.uuid, None);
+    assert!(sent.iter().any(
+        |(_, m)| matches!(m, Outgoing::RescindResourceOffer(r) if r.offer_id == offers[0].id)
+    ));
+    assert!(sent
+        .iter()
+        .any(|(_, m)| matches!(m, Outgoing::LostSlave(l) if l.slave_id == slave)));
+    assert_eq!(h.core.allocator().slaves_len(), 0);
+    assert!(h.core.offers().is_empty());
+
+    // Reconciliation while it is away says UNREACHABLE.
+    h.core.handle_reconcile_tasks(
+        now,
+        &upid(F1),
+        ReconcileTasksMessage {
+            framework_id: framework.clone(),
+            tasks: vec![],
+        },
+    );
+    h.flush();
+    assert_eq!(h.statuses()[0].state, TaskState::Unreachable);
+
+    // It comes back: its heartbeat is answered with a re-register request.
+    h.heartbeat(now + secs(1.0), S1, &slave);
+    assert!(matches!(&h.take()[..], [(to, Outgoing::ReregisterRequest(_))] if *to == upid(S1)));
+    let t1 = h.core.tasks()[&(framework.clone(), TaskId::new("t1"))]
+        .info
+        .clone();
+    h.core.handle_reregister_slave(
+        now + secs(1.1),
+        &upid(S1),
+        ReregisterSlaveMessage {
+            slave_id: slave.clone(),
+            slave: slave_info(S1, BIG),
+            tasks: vec![SlaveTask {
+                framework_id: framework.clone(),
+                task: t1.clone(),
+                state: TaskState::Running,
+            }],
+            frameworks: vec![(framework.clone(), upid(F1))],
+        },
+    );
+    h.flush();
+    let sent = h.take();
+    assert!(sent
+        .iter()
+        .any(|(to, m)| matches!(m, Outgoing::SlaveReregistered(_)) && *to == upid(S1)));
+    let update = sent
+        .iter()
+        .find_map(|(_, m)| match m {
+            Outgoing::StatusUpdate(u) => Some(u.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(update.status.state, TaskState::Running);
+    assert_eq!(update.status.reason, Some(Reason::Reconciliation));
+    assert_eq!(update.status.uuid, None);
+    assert_eq!(h.core.slaves()[&slave].status, SlaveStatus::Connected);
+    assert!(!h.registry.slaves[&slave].unreachable);
+    // The task's resources count as used again: the offer is the rest.
+    let offers = h.allocate(now + secs(2.0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].resources.cpus(), 3.0);
+}
+
+#[test]
+fn reregistration_kills_tasks_of_unknown_frameworks_and_forgets_unreported_tasks() {
+    let (mut h, slave, framework) = running();
+    let t1 = h.core.tasks()[&(framework.clone(), TaskId::new("t1"))]
+        .info
+        .clone();
+    let stranger = FrameworkId::new("someone-else");
+    h.core.handle_reregister_slave(
+        secs(1.0),
+        &upid(S1),
+        ReregisterSlaveMessage {
+            slave_id: slave.clone(),
+            slave: slave_info(S1, BIG),
+            tasks: vec![SlaveTask {
+                framework_id: stranger.clone(),
+                task: task("x", &slave, "cpus:1"),
+                state: TaskState::Running,
+            }],
+            frameworks: vec![],
+        },
+    );
+    h.flush();
+    let sent = h.take();
+    assert!(sent.iter().any(
+        |(to, m)| matches!(m, Outgoing::ShutdownFramework(s) if s.framework_id == stranger)
+            && *to == upid(S1)
+    ));
+    // t1 was not reported: gone.
+    let gone = sent
+        .iter()
+        .find_map(|(_, m)| match m {
+            Outgoing::StatusUpdate(u) if u.status.task_id == t1.task_id => Some(u.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(gone.status.state, TaskState::Gone);
+    // The orphan's resources are held until it ends.
+    assert_eq!(h.core.slave_used(&h.core.slaves()[&slave]).cpus(), 1.0);
+    h.status_update(
+        secs(2.0),
+        S1,
+        &stranger,
+        slave_status("x", &slave, TaskState::Killed, 3),
+    );
+    assert!(h.core.tasks().is_empty());
+    let offers = h.allocate(secs(3.0));
+    assert_eq!(offers[0].resources.cpus(), 4.0);
+}
+
+#[test]
+fn disconnected_framework_is_removed_after_its_failover_timeout() {
+    let (mut h, _slave, framework) = running();
+    let offers = h.allocate(secs(6.0));
+    assert_eq!(offers.len(), 1);
+    h.core.handle_exited(secs(10.0), &upid(F1));
+    h.flush();
+    assert_eq!(
+        h.core.frameworks()[&framework].status,
+        FrameworkStatus::Disconnected
+    );
+    assert!(h.core.offers().is_empty(), "offers rescinded");
+    // No offers while disconnected.
+    assert!(h.allocate(secs(11.0)).is_empty());
+    h.take();
+    // 60 s failover timeout: still there at 69 s. (The slave keeps heartbeating.)
+    h.heartbeat(secs(68.0), S1, &_slave);
+    h.core.handle_tick(secs(69.0));
+    h.flush();
+    assert!(h.core.frameworks().contains_key(&framework));
+    h.core.handle_tick(secs(70.0));
+    h.flush();
+    assert!(!h.core.frameworks().contains_key(&framework));
+    assert!(!h.registry.frameworks.contains_key(&framework));
+    let sent = h.take();
+    assert!(sent.iter().any(
+        |(to, m)| matches!(m, Outgoing::ShutdownFramework(s) if s.framework_id == framework)
+            && *to == upid(S1)
+    ));
+    assert!(h.core.tasks().is_empty());
+    assert_eq!(h.core.completed_frameworks().len(), 1);
+    // Its resources are free again.
+    let f2 = h.register_framework(secs(71.0), F2, 0.0);
+    let offers = h.allocate(secs(71.01));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].framework_id, f2);
+    assert_eq!(offers[0].resources, Resources::parse(BIG).unwrap());
+    // The removed framework cannot come back.
+    let mut info = FrameworkInfo::new(F1);
+    info.id = Some(framework.clone());
+    h.core.handle_reregister_framework(
+        secs(72.0),
+        &upid(F1),
+        ReregisterFrameworkMessage {
+            framework: info,
+            failover: true,
+        },
+    );
+    h.flush();
+    assert!(matches!(&h.take()[..], [(_, Outgoing::FrameworkError(_))]));
+}
+
+#[test]
+fn framework_reregistering_in_time_is_reactivated() {
+    let (mut h, _slave, framework) = running();
+    h.core.handle_exited(secs(10.0), &upid(F1));
+    h.flush();
+    let mut info = FrameworkInfo::new(F1);
+    info.id = Some(framework.clone());
+    info.failover_timeout_secs = 60.0;
+    // A new scheduler instance takes over.
+    h.core.handle_reregister_framework(
+        secs(20.0),
+        &upid(F2),
+        ReregisterFrameworkMessage {
+            framework: info,
+            failover: true,
+        },
+    );
+    h.flush();
+    assert!(h
+        .take()
+        .iter()
+        .any(|(to, m)| matches!(m, Outgoing::FrameworkReregistered(_)) && *to == upid(F2)));
+    let f = &h.core.frameworks()[&framework];
+    assert_eq!(f.status, FrameworkStatus::Active);
+    assert_eq!(f.failover_deadline, None);
+    h.heartbeat(secs(99.0), S1, &_slave);
+    h.core.handle_tick(secs(100.0));
+    h.flush();
+    assert!(h.core.frameworks().contains_key(&framework));
+    let offers = h.allocate(secs(100.0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].framework_id, framework);
+}
+
+#[test]
+fn framework_without_failover_timeout_is_removed_when_its_scheduler_goes() {
+    let mut h = Harness::new();
+    let framework = h.register_framework(Duration::ZERO, F1, 0.0);
+    h.core.handle_exited(secs(1.0), &upid(F1));
+    h.flush();
+    assert!(!h.core.frameworks().contains_key(&framework));
+    // Unregister removes at once too.
+    let f2 = h.register_framework(secs(2.0), F2, 3600.0);
+    h.core.handle_unregister_framework(
+        secs(3.0),
+        &upid(F2),
+        UnregisterFrameworkMessage {
+            framework_id: f2.clone(),
+        },
+    );
+    h.flush();
+    assert!(!h.core.frameworks().contains_key(&f2));
+    assert!(h.registry.frameworks.is_empty());
+}
+
+#[test]
+fn reconciliation_explicit_and_implicit() {
+    let (mut h, slave, framework) = running();
+    let offer = h.allocate(secs(6.0)).pop().unwrap();
+    h.launch(
+        secs(6.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![task("t2", &slave, "cpus:1")],
+    );
+    h.take();
+    h.core.handle_reconcile_tasks(
+        secs(7.0),
+        &upid(F1),
+        ReconcileTasksMessage {
+            framework_id: framework.clone(),
+            tasks: vec![
+                (TaskId::new("t1"), Some(slave.clone())),
+                (TaskId::new("ghost"), None),
+            ],
+        },
+    );
+    h.flush();
+    let statuses = h.statuses();
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(
+        (statuses[0].task_id.as_str(), statuses[0].state),
+        ("t1", TaskState::Running)
+    );
+    assert_eq!(
+        (statuses[1].task_id.as_str(), statuses[1].state),
+        ("ghost", TaskState::Unknown)
+    );
+    assert!(statuses
+        .iter()
+        .all(|s| s.reason == Some(Reason::Reconciliation) && s.uuid.is_none()));
+    h.core.handle_reconcile_tasks(
+        secs(7.0),
+        &upid(F1),
+        ReconcileTasksMessage {
+            framework_id: framework.clone(),
+            tasks: vec![],
+        },
+    );
+    h.flush();
+    let statuses: Vec<_> = h
+        .statuses()
+        .into_iter()
+        .map(|s| (s.task_id.into_inner(), s.state))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("t1".to_string(), TaskState::Running),
+            ("t2".to_string(), TaskState::Staging)
+        ]
+    );
+}
+
+#[test]
+fn restarted_master_recovers_slaves_and_frameworks_from_the_registry() {
+    let (h, slave, framework) = running();
+    let t1 = h.core.tasks()[&(framework.clone(), TaskId::new("t1"))]
+        .info
+        .clone();
+    let registry = h.registry.clone();
+    // A new master on the same registry.
+    let mut h = Harness::with(MasterConfig::default(), registry);
+    assert_eq!(h.core.slaves()[&slave].status, SlaveStatus::Recovered);
+    assert_eq!(
+        h.core.frameworks()[&framework].status,
+        FrameworkStatus::Recovered
+    );
+    // Ids keep counting.
+    let s2 = h.register_slave(secs(0.5), S2, BIG);
+    assert_eq!(s2.as_str(), "run-S1");
+    h.heartbeat(secs(1.0), S1, &slave);
+    assert!(matches!(
+        &h.take()[..],
+        [(_, Outgoing::ReregisterRequest(_))]
+    ));
+    h.core.handle_reregister_slave(
+        secs(1.1),
+        &upid(S1),
+        ReregisterSlaveMessage {
+            slave_id: slave.clone(),
+            slave: slave_info(S1, BIG),
+            tasks: vec![SlaveTask {
+                framework_id: framework.clone(),
+                task: t1,
+                state: TaskState::Running,
+            }],
+            frameworks: vec![(framework.clone(), upid(F1))],
+        },
+    );
+    h.flush();
+    // The framework is known (recovered): its task is kept, nothing is shut down.
+    assert!(!h
+        .take()
+        .iter()
+        .any(|(_, m)| matches!(m, Outgoing::ShutdownFramework(_))));
+    let mut info = FrameworkInfo::new(F1);
+    info.id = Some(framework.clone());
+    info.failover_timeout_secs = 60.0;
+    h.core.handle_reregister_framework(
+        secs(2.0),
+        &upid(F1),
+        ReregisterFrameworkMessage {
+            framework: info,
+            failover: false,
+        },
+    );
+    h.flush();
+    assert_eq!(
+        h.core.frameworks()[&framework].status,
+        FrameworkStatus::Active
+    );
+    assert!(h.core.frameworks()[&framework]
+        .tasks
+        .contains(&TaskId::new("t1")));
+    // The framework's share counts its running task: the rest of S1 is what is offered.
+    let offers = h.allocate(secs(2.01));
+    let on_s1 = offers.iter().find(|o| o.slave_id == slave).unwrap();
+    assert_eq!(on_s1.resources.cpus(), 3.0);
+}
+
+#[test]
+fn slave_link_break_rescinds_offers_and_asks_for_reregistration() {
+    let (mut h, slave, _framework, offer) = offered();
+    h.core.handle_exited(secs(1.0), &upid(S1));
+    h.flush();
+    let sent = h.take();
+    assert!(sent
+        .iter()
+        .any(|(_, m)| matches!(m, Outgoing::RescindResourceOffer(r) if r.offer_id == offer.id)));
+    assert_eq!(h.core.slaves()[&slave].status, SlaveStatus::Disconnected);
+    assert!(h.allocate(secs(2.0)).is_empty());
+    h.heartbeat(secs(2.0), S1, &slave);
+    assert!(matches!(
+        &h.take()[..],
+        [(_, Outgoing::ReregisterRequest(_))]
+    ));
+    // Still silent to the agent-loss check as long as heartbeats come.
+    h.core.handle_tick(secs(6.5));
+    h.flush();
+    assert_eq!(h.core.slaves()[&slave].status, SlaveStatus::Disconnected);
+    h.core.handle_tick(secs(7.1));
+    h.flush();
+    assert_eq!(h.core.slaves()[&slave].status, SlaveStatus::Unreachable);
+}
+
+#[test]
+fn messages_from_strangers_are_ignored() {
+    let (mut h, slave, framework, offer) = offered();
+    h.launch(
+        secs(0.1),
+        &framework,
+        F2,
+        &[&offer.id],
+        vec![task("a", &slave, "cpus:1")],
+    );
+    assert!(h.take().is_empty());
+    assert!(h.core.offers().contains_key(&offer.id));
+    h.status_update(
+        secs(0.2),
+        S2,
+        &framework,
+        slave_status("a", &slave, TaskState::Running, 1),
+    );
+    assert!(h.take().is_empty());
+    assert!(h.core.counters().dropped_messages >= 2);
+}
+
+#[test]
+fn configured_weights_are_persisted() {
+    let mut config = MasterConfig::default();
+    config.role_weights.insert("apps".into(), 3.0);
+    let h = Harness::with(config, RegistryState::default());
+    assert_eq!(h.registry.weights.get("apps"), Some(&3.0));
+    assert_eq!(h.core.allocator().role_weight("apps"), 3.0);
+    assert_eq!(
+        MasterConfig::default().tick_interval(),
+        Duration::from_millis(500)
+    );
+}

@@ -1,0 +1,525 @@
+//! The master's HTTP endpoints, with Mesos' paths and JSON field names:
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/master/state`, `/state` | the cluster as the master sees it ([`state_json`]) |
+//! | `/metrics/snapshot` | flat JSON of Mesos metric names ([`metrics_snapshot`]) |
+//! | `/metrics` | the same values in Prometheus text format |
+//! | `/health`, `/master/health` | 200, empty |
+//! | `/version` | `{"version": "1.11.0", "build_date": ..., ...}` |
+//!
+//! Handlers reach the master through [`ProcessRef::call`]: the JSON is built inside the
+//! process, between two of its messages, so it is a consistent snapshot. Mount the routes with
+//! [`configure`] on the binary's `HttpServer`.
+//!
+//! These are API types, not wire types: they are built as `serde_json::Value`s with Mesos'
+//! names here and nowhere else.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use plateau_runtime::ProcessRef;
+use prometheus_client::metrics::gauge::Gauge;
+use serde_json::{json, Value};
+
+use crate::core::{Framework, FrameworkStatus, MasterCore, Slave, SlaveStatus, Task};
+use crate::messages::TaskState;
+use crate::process::MasterProcess;
+use crate::resources::Resources;
+
+/// The Mesos version Plateau reports: clients parse it as dotted integers and enable features
+/// by it.
+pub const MESOS_VERSION: &str = "1.11.0";
+
+/// Mounts the master's routes, answering through `master`.
+pub fn configure(cfg: &mut web::ServiceConfig, master: ProcessRef<MasterProcess>) {
+    cfg.app_data(web::Data::new(master))
+        .route("/master/state", web::get().to(state))
+        .route("/state", web::get().to(state))
+        .route("/master/state.json", web::get().to(state))
+        .route("/metrics/snapshot", web::get().to(snapshot))
+        .route("/metrics", web::get().to(prometheus))
+        .route("/master/health", web::get().to(health))
+        .route("/health", web::get().to(health))
+        .route("/version", web::get().to(version));
+}
+
+type Master = web::Data<ProcessRef<MasterProcess>>;
+
+fn unavailable(message: String) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({ "message": message }))
+}
+
+async fn state(master: Master) -> HttpResponse {
+    let answer = master
+        .call(|p, ctx| {
+            let now = ctx.now().since_origin();
+            p.try_core()
+                .map(|core| state_json(core, p.started_at(), now))
+        })
+        .await;
+    match answer {
+        Ok(Some(body)) => HttpResponse::Ok().json(body),
+        Ok(None) => unavailable("the master stopped after a registry failure".into()),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+async fn snapshot(master: Master) -> HttpResponse {
+    let answer = master
+        .call(|p, ctx| {
+            let now = ctx.now().since_origin();
+            p.try_core()
+                .map(|core| metrics_snapshot(core, p.started_at(), now))
+        })
+        .await;
+    match answer {
+        Ok(Some(map)) => HttpResponse::Ok().json(map),
+        Ok(None) => unavailable("the master stopped after a registry failure".into()),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+async fn prometheus(master: Master) -> HttpResponse {
+    let answer = master
+        .call(|p, ctx| {
+            let now = ctx.now().since_origin();
+            let map = p
+                .try_core()
+                .map(|core| metrics_snapshot(core, p.started_at(), now))?;
+            Some(p.prometheus_mut().encode(&map))
+        })
+        .await;
+    match answer {
+        Ok(Some(Ok(text))) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(text),
+        Ok(Some(Err(e))) => HttpResponse::InternalServerError().json(json!({ "message": e })),
+        Ok(None) => unavailable("the master stopped after a registry failure".into()),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+async fn version() -> HttpResponse {
+    HttpResponse::Ok().json(version_json())
+}
+
+/// The body of `/version`.
+pub fn version_json() -> Value {
+    json!({
+        "version": MESOS_VERSION,
+        "build_date": option_env!("PLATEAU_BUILD_DATE").unwrap_or("unknown"),
+        "build_time": 0.0,
+        "build_user": "plateau",
+        "git_tag": format!("plateau-{}", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+/// The Prometheus registry of one master, fed from [`metrics_snapshot`] on each scrape. Not
+/// global: simulated masters in one process do not share it.
+#[derive(Debug, Default)]
+pub struct PrometheusMetrics {
+    registry: prometheus_client::registry::Registry,
+    gauges: BTreeMap<String, Gauge<f64, AtomicU64>>,
+}
+
+impl PrometheusMetrics {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the gauges to `snapshot` (`master/slaves_active` becomes `master_slaves_active`)
+    /// and returns the text exposition.
+    pub fn encode(&mut self, snapshot: &BTreeMap<String, f64>) -> Result<String, String> {
+        for (name, value) in snapshot {
+            let gauge = self.gauges.entry(name.clone()).or_insert_with(|| {
+                let gauge = Gauge::<f64, AtomicU64>::default();
+                let prom_name: String = name
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                self.registry
+                    .register(prom_name, format!("Mesos metric {name}"), gauge.clone());
+                gauge
+            });
+            gauge.set(*value);
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+}
+
+fn resources_json(r: &Resources) -> Value {
+    let mut v = r.to_json();
+    if let Value::Object(map) = &mut v {
+        map.insert("gpus".into(), 0.0.into());
+    }
+    v
+}
+
+fn task_json(task: &Task, role: &str) -> Value {
+    let statuses: Vec<Value> = task
+        .statuses
+        .iter()
+        .map(|s| {
+            let mut v = json!({ "state": s.state.as_str(), "timestamp": s.timestamp });
+            if let Some(h) = s.healthy {
+                v["healthy"] = h.into();
+            }
+            v
+        })
+        .collect();
+    let mut v = json!({
+        "id": task.info.task_id,
+        "name": task.info.name,
+        "framework_id": task.framework_id,
+        "executor_id": "",
+        "slave_id": task.slave_id,
+        "state": task.state.as_str(),
+        "resources": resources_json(&task.info.resources),
+        "role": role,
+        "statuses": statuses,
+    });
+    if !task.info.labels.is_empty() {
+        let labels: Vec<Value> = task
+            .info
+            .labels
+            .iter()
+            .map(|(k, val)| json!({ "key": k, "value": val }))
+            .collect();
+        v["labels"] = labels.into();
+    }
+    if let Some(healthy) = task.statuses.back().and_then(|s| s.healthy) {
+        v["healthy"] = healthy.into();
+    }
+    v
+}
+
+fn slave_json(core: &MasterCore, slave: &Slave) -> Value {
+    let used = core.slave_used(slave);
+    let offered = core.offered(&slave.offers);
+    json!({
+        "id": slave.id,
+        "pid": slave.pid.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        "hostname": slave.info.hostname,
+        "port": slave.info.port,
+        "resources": resources_json(&slave.info.resources),
+        "used_resources": resources_json(&used),
+        "offered_resources": resources_json(&offered),
+        "reserved_resources": {},
+        "unreserved_resources": resources_json(&slave.info.resources),
+        "attributes": slave.info.attributes.to_json(),
+        "active": slave.status == SlaveStatus::Connected,
+        "deactivated": slave.status != SlaveStatus::Connected,
+        "registered_time": slave.registered_time.unwrap_or(0.0),
+        "reregistered_time": slave.reregistered_time,
+        "unreachable_time": slave.unreachable_time,
+        "version": MESOS_VERSION,
+        "capabilities": [],
+    })
+}
+
+fn framework_json(core: &MasterCore, f: &Framework) -> Value {
+    let mut tasks = Vec::new();
+    let mut unreachable_tasks = Vec::new();
+    let mut used = Resources::empty();
+    for task_id in &f.tasks {
+        if let Some(task) = core.tasks().get(&(f.id.clone(), task_id.clone())) {
+            if task.state == TaskState::Unreachable {
+                unreachable_tasks.push(task_json(task, &f.info.role));
+            } else {
+                if !task.state.is_terminal() {
+                    used += &task.info.resources;
+                }
+                tasks.push(task_json(task, &f.info.role));
+            }
+        }
+    }
+    let completed: Vec<Value> = f
+        .completed_tasks
+        .iter()
+        .map(|t| task_json(t, &f.info.role))
+        .collect();
+    let offers: Vec<Value> = f
+        .offers
+        .iter()
+        .filter_map(|id| core.offers().get(id))
+        .map(|e| {
+            json!({
+                "id": e.offer.id,
+                "framework_id": e.offer.framework_id,
+                "slave_id": e.offer.slave_id,
+                "hostname": e.offer.hostname,
+                "resources": resources_json(&e.offer.resources),
+            })
+        })
+        .collect();
+    let offered = core.offered(&f.offers);
+    json!({
+        "id": f.id,
+        "name": f.info.name,
+        "pid": f.pid.as_ref().map(|p| p.to_string()),
+        "hostname": f.info.hostname,
+        "user": f.info.user,
+        "role": f.info.role,
+        "principal": f.info.principal,
+        "webui_url": f.info.webui_url.clone().unwrap_or_default(),
+        "active": f.status == FrameworkStatus::Active,
+        "connected": f.status == FrameworkStatus::Active,
+        "recovered": f.status == FrameworkStatus::Recovered,
+        "checkpoint": f.info.checkpoint,
+        "failover_timeout": f.info.failover_timeout_secs,
+        "registered_time": f.registered_time.unwrap_or(0.0),
+        "reregistered_time": f.reregistered_time,
+        "unregistered_time": f.unregistered_time.unwrap_or(0.0),
+        "capabilities": [],
+        "resources": resources_json(&(used.clone() + &offered)),
+        "used_resources": resources_json(&used),
+        "offered_resources": resources_json(&offered),
+        "tasks": tasks,
+        "unreachable_tasks": unreachable_tasks,
+        "completed_tasks": completed,
+        "offers": offers,
+        "executors": [],
+    })
+}
+
+/// The body of `/master/state` at monotonic `now`, for a master started at `started_at`.
+///
+/// Mesos' shape (see `mesos-http-api.md` §9). Besides Mesos' fields: `unreachable_slaves` is
+/// Mesos' count, and `unreachable_slave_infos` lists those slaves (Mesos lists them nowhere).
+pub fn state_json(core: &MasterCore, started_at: Duration, now: Duration) -> Value {
+    let mut slaves = Vec::new();
+    let mut recovered_slaves = Vec::new();
+    let mut unreachable = Vec::new();
+    let (mut activated, mut deactivated) = (0u64, 0u64);
+    for slave in core.slaves().values() {
+        match slave.status {
+            SlaveStatus::Connected => {
+                activated += 1;
+                slaves.push(slave_json(core, slave));
+            }
+            SlaveStatus::Disconnected => {
+                deactivated += 1;
+                slaves.push(slave_json(core, slave));
+            }
+            SlaveStatus::Unreachable => unreachable.push(json!({
+                "id": slave.id,
+                "hostname": slave.info.hostname,
+                "port": slave.info.port,
+                "resources": resources_json(&slave.info.resources),
+                "attributes": slave.info.attributes.to_json(),
+                "unreachable_time": slave.unreachable_time,
+            })),
+            SlaveStatus::Recovered => recovered_slaves.push(json!({
+                "id": slave.id,
+                "hostname": slave.info.hostname,
+                "port": slave.info.port,
+                "resources": resources_json(&slave.info.resources),
+                "attributes": slave.info.attributes.to_json(),
+            })),
+        }
+    }
+    let frameworks: Vec<Value> = core
+        .frameworks()
+        .values()
+        .map(|f| framework_json(core, f))
+        .collect();
+    let completed: Vec<Value> = core
+        .completed_frameworks()
+        .iter()
+        .map(|f| framework_json(core, f))
+        .collect();
+    let orphans: Vec<Value> = core
+        .tasks()
+        .iter()
+        .filter(|((f, _), _)| !core.frameworks().contains_key(f))
+        .map(|(_, t)| task_json(t, "*"))
+        .collect();
+    let pid = core.upid().to_string();
+    let hostname = if core.config().hostname.is_empty() {
+        core.upid().host.clone()
+    } else {
+        core.config().hostname.clone()
+    };
+    let start_time = core.wall_secs(started_at);
+    let config = core.config();
+    json!({
+        "version": MESOS_VERSION,
+        "git_tag": format!("plateau-{}", env!("CARGO_PKG_VERSION")),
+        "build_date": option_env!("PLATEAU_BUILD_DATE").unwrap_or("unknown"),
+        "build_time": 0.0,
+        "build_user": "plateau",
+        "start_time": start_time,
+        "elected_time": start_time,
+        "id": core.run_id(),
+        "pid": pid,
+        "hostname": hostname,
+        "leader": pid,
+        "leader_info": {
+            "id": core.run_id(),
+            "pid": pid,
+            "hostname": hostname,
+            "port": core.upid().port,
+            "version": MESOS_VERSION,
+        },
+        "capabilities": [],
+        "activated_slaves": activated,
+        "deactivated_slaves": deactivated,
+        "unreachable_slaves": unreachable.len(),
+        "unreachable_slave_infos": unreachable,
+        "slaves": slaves,
+        "recovered_slaves": recovered_slaves,
+        "frameworks": frameworks,
+        "completed_frameworks": completed,
+        "orphan_tasks": orphans,
+        "unregistered_frameworks": [],
+        "flags": {
+            "agent_ping_timeout": format!("{}secs", config.agent_timeout.as_secs_f64()),
+            "allocation_interval": format!("{}secs", config.allocation_interval.as_secs_f64()),
+            "heartbeat_interval": format!("{}secs", config.heartbeat_interval.as_secs_f64()),
+        },
+        "uptime_secs": now.saturating_sub(started_at).as_secs_f64(),
+    })
+}
+
+/// The flat metrics of `/metrics/snapshot` (Mesos names), at monotonic `now`.
+pub fn metrics_snapshot(
+    core: &MasterCore,
+    started_at: Duration,
+    now: Duration,
+) -> BTreeMap<String, f64> {
+    let mut m: BTreeMap<String, f64> = BTreeMap::new();
+    let mut put = |name: &str, value: f64| {
+        m.insert(name.to_string(), value);
+    };
+    put("master/elected", 1.0);
+    put(
+        "master/uptime_secs",
+        now.saturating_sub(started_at).as_secs_f64(),
+    );
+    let count_slaves = |status: SlaveStatus| {
+        core.slaves()
+            .values()
+            .filter(|s| s.status == status)
+            .count() as f64
+    };
+    let connected = count_slaves(SlaveStatus::Connected);
+    put("master/slaves_active", connected);
+    put("master/slaves_connected", connected);
+    put(
+        "master/slaves_disconnected",
+        count_slaves(SlaveStatus::Disconnected) + count_slaves(SlaveStatus::Recovered),
+    );
+    put(
+        "master/slaves_inactive",
+        count_slaves(SlaveStatus::Disconnected),
+    );
+    put(
+        "master/slaves_unreachable",
+        count_slaves(SlaveStatus::Unreachable),
+    );
+    let counters = core.counters();
+    put(
+        "master/slave_registrations",
+        counters.slave_registrations as f64,
+    );
+    put(
+        "master/slave_reregistrations",
+        counters.slave_reregistrations as f64,
+    );
+    put("master/slave_removals", counters.slave_removals as f64);
+    put(
+        "master/slave_unreachable_completed",
+        counters.slave_unreachable_completed as f64,
+    );
+    let count_frameworks = |status: FrameworkStatus| {
+        core.frameworks()
+            .values()
+            .filter(|f| f.status == status)
+            .count() as f64
+    };
+    let active = count_frameworks(FrameworkStatus::Active);
+    put("master/frameworks_active", active);
+    put("master/frameworks_connected", active);
+    put(
+        "master/frameworks_disconnected",
+        count_frameworks(FrameworkStatus::Disconnected)
+            + count_frameworks(FrameworkStatus::Recovered),
+    );
+    put("master/frameworks_inactive", 0.0);
+
+    let mut by_state: BTreeMap<TaskState, f64> = BTreeMap::new();
+    for task in core.tasks().values() {
+        *by_state.entry(task.state).or_default() += 1.0;
+    }
+    for (name, state) in [
+        ("staging", TaskState::Staging),
+        ("starting", TaskState::Starting),
+        ("running", TaskState::Running),
+        ("killing", TaskState::Killing),
+        ("unreachable", TaskState::Unreachable),
+    ] {
+        put(
+            &format!("master/tasks_{name}"),
+            by_state.get(&state).copied().unwrap_or(0.0),
+        );
+    }
+    for (name, state) in [
+        ("finished", TaskState::Finished),
+        ("failed", TaskState::Failed),
+        ("killed", TaskState::Killed),
+        ("lost", TaskState::Lost),
+        ("error", TaskState::Error),
+        ("dropped", TaskState::Dropped),
+        ("gone", TaskState::Gone),
+    ] {
+        let n = counters.tasks_terminal.get(&state).copied().unwrap_or(0);
+        put(&format!("master/tasks_{name}"), n as f64);
+    }
+
+    let total = core.allocator().total();
+    let mut used = Resources::empty();
+    for slave in core.slaves().values().filter(|s| s.is_in_allocator()) {
+        used += core.slave_used(slave);
+    }
+    for (name, t, u) in [
+        ("cpus", total.cpus(), used.cpus()),
+        ("mem", total.mem_mb(), used.mem_mb()),
+        ("disk", total.disk_mb(), used.disk_mb()),
+        ("gpus", 0.0, 0.0),
+    ] {
+        put(&format!("master/{name}_total"), t);
+        put(&format!("master/{name}_used"), u);
+        put(
+            &format!("master/{name}_percent"),
+            if t > 0.0 { u / t } else { 0.0 },
+        );
+    }
+    put("master/outstanding_offers", core.offers().len() as f64);
+    put("master/dropped_messages", counters.dropped_messages as f64);
+    put(
+        "master/messages_launch_tasks_offers_accepted",
+        counters.offers_accepted as f64,
+    );
+    put(
+        "master/messages_decline_offers",
+        counters.offers_declined as f64,
+    );
+    put("master/offers_sent", counters.offers_sent as f64);
+    put("master/offers_rescinded", counters.offers_rescinded as f64);
+    put(
+        "allocator/mesos/allocation_runs",
+        counters.allocation_runs as f64,
+    );
+    m
+}

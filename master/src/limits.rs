@@ -1,0 +1,74 @@
+//! Named maxima of the master: every map that grows from outside input, and every value whose
+//! sum must not overflow, has one here.
+
+use std::time::Duration;
+
+/// Largest scalar resource value (cpus, MB of memory, MB of disk) accepted for one resource
+/// set, in units (10^9 cpus, or 10^9 MB = 1 PB). Kept low enough that the sum over
+/// [`SLAVES_MAX`] slaves, in thousandths, still fits in a `u64`.
+pub const SCALAR_MAX: u64 = 1_000_000_000;
+
+/// [`SCALAR_MAX`] in thousandths, the unit scalars are stored in.
+pub const SCALAR_MAX_MILLI: u64 = SCALAR_MAX * 1000;
+
+/// Most disjoint ranges in one `Ranges` value (every other port of 0–65535).
+pub const RANGES_LEN_MAX: usize = 32_768;
+
+/// Longest resource or attribute text accepted by the parsers, in bytes.
+pub const RESOURCES_TEXT_LEN_MAX: usize = 256 * 1024;
+
+/// Most attributes on one slave.
+pub const ATTRIBUTES_LEN_MAX: usize = 256;
+
+/// Longest attribute name or text value, in bytes.
+pub const ATTRIBUTE_TEXT_LEN_MAX: usize = 1024;
+
+/// Most slaves the allocator tracks.
+pub const SLAVES_MAX: usize = 100_000;
+
+/// Most frameworks the allocator tracks.
+pub const FRAMEWORKS_MAX: usize = 10_000;
+
+/// Most roles the allocator tracks (roles with frameworks plus roles with a weight set).
+pub const ROLES_MAX: usize = 1_024;
+
+/// Longest role name, in bytes.
+pub const ROLE_NAME_LEN_MAX: usize = 255;
+
+/// Most distinct unknown frameworks whose resources slaves may report as in use (they are held
+/// until the framework registers or the resources are recovered).
+pub const UNKNOWN_FRAMEWORKS_MAX: usize = FRAMEWORKS_MAX;
+
+/// Longest refusal filter; longer `refuse_seconds` are clamped (Mesos caps them at a year too).
+pub const REFUSE_DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Most tasks the master tracks (active, staging and unreachable; completed ones are bounded
+/// per framework by [`COMPLETED_TASKS_PER_FRAMEWORK_MAX`]). A launch beyond it gets TASK_ERROR.
+pub const TASKS_MAX: usize = 1_000_000;
+
+/// Most tasks in one `LaunchTasksMessage`; a larger launch is refused whole (TASK_ERROR).
+pub const TASKS_PER_LAUNCH_MAX: usize = 4_096;
+
+/// Most offers in one `LaunchTasksMessage`; more make the offers invalid.
+pub const OFFERS_PER_LAUNCH_MAX: usize = 1_024;
+
+/// Most tasks named in one explicit `ReconcileTasksMessage`; the rest are ignored.
+pub const RECONCILE_TASKS_MAX: usize = 100_000;
+
+/// Most tasks one re-registering slave may report; the rest are ignored.
+pub const SLAVE_TASKS_MAX: usize = 100_000;
+
+/// Statuses kept per task for `/master/state` (the latest ones).
+pub const STATUSES_PER_TASK_MAX: usize = 16;
+
+/// Completed tasks kept per framework for `/master/state` (Mesos keeps 1000).
+pub const COMPLETED_TASKS_PER_FRAMEWORK_MAX: usize = 1_000;
+
+/// Removed frameworks kept for `/master/state` (Mesos keeps 50).
+pub const COMPLETED_FRAMEWORKS_MAX: usize = 50;
+
+/// Most outstanding offers; an allocation round stops making offers beyond it.
+pub const OFFERS_MAX: usize = 1_000_000;
+
+/// Longest framework failover timeout honoured (longer ones are clamped): ten years.
+pub const FAILOVER_TIMEOUT_MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);

@@ -1,0 +1,7 @@
+//! Integration tests of the master: one test binary for the crate.
+
+mod master {
+    mod bench_allocator;
+    mod http_master;
+    mod sim_master;
+}

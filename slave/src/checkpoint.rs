@@ -1,0 +1,423 @@
+//! The slave's checkpoint: what it must remember across a restart (even a `kill -9`) to keep
+//! its tasks and re-register with them.
+//!
+//! It holds the slave's id and info, the frameworks of its tasks (id, info, scheduler address),
+//! and per task: the [`TaskInfo`], its latest state, the containerizer's [`LaunchInfo`] and the
+//! unacknowledged status updates. The slave writes *before* it acts: a task is recorded before
+//! it is launched, an update before it is sent.
+//!
+//! Two stores implement [`CheckpointStore`]: [`RedbCheckpoint`] (a redb file,
+//! `<work-dir>/slave/checkpoint.redb`; each write is one committed transaction) and
+//! [`MemoryCheckpoint`] (shared in memory: a simulated slave "restarted" with a clone of it
+//! finds what it wrote).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use plateau_master::ids::{FrameworkId, SlaveId, TaskId};
+use plateau_master::messages::{FrameworkInfo, SlaveInfo, TaskInfo, TaskState, TaskStatus};
+use plateau_runtime::Upid;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::containerizer::LaunchInfo;
+use crate::core::KillCause;
+use crate::error::SlaveError;
+use crate::limits;
+
+/// The slave's identity as the master admitted it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaveRecord {
+    /// The id the master gave.
+    pub slave_id: SlaveId,
+    /// What the slave registered with.
+    pub info: SlaveInfo,
+}
+
+/// A framework with tasks on the slave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkRecord {
+    /// Its id.
+    pub id: FrameworkId,
+    /// Its registration data.
+    pub info: FrameworkInfo,
+    /// Its scheduler's address.
+    pub pid: Upid,
+}
+
+/// A task of the slave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Its framework.
+    pub framework_id: FrameworkId,
+    /// The task.
+    pub info: TaskInfo,
+    /// The state of its latest update (Staging before the launch).
+    pub state: TaskState,
+    /// Its sandbox.
+    pub sandbox: PathBuf,
+    /// What the containerizer launched; None until the launch returned.
+    pub launch: Option<LaunchInfo>,
+    /// A kill asked of the containerizer, and why.
+    pub kill: Option<KillCause>,
+    /// Updates not acknowledged yet, oldest first.
+    pub pending_updates: Vec<TaskStatus>,
+}
+
+/// Everything checkpointed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoint {
+    /// The slave's id and info, once registered.
+    pub slave: Option<SlaveRecord>,
+    /// Frameworks by id.
+    pub frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
+    /// Tasks by id.
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
+}
+
+/// Durable storage of the [`Checkpoint`]. Each method returns once the change is durable.
+pub trait CheckpointStore: Send {
+    /// Reads everything.
+    fn load(&self) -> Result<Checkpoint, SlaveError>;
+    /// Records the slave's id and info.
+    fn put_slave(&mut self, record: &SlaveRecord) -> Result<(), SlaveError>;
+    /// Records (or replaces) a framework.
+    fn put_framework(&mut self, record: &FrameworkRecord) -> Result<(), SlaveError>;
+    /// Forgets a framework.
+    fn remove_framework(&mut self, id: &FrameworkId) -> Result<(), SlaveError>;
+    /// Records (or replaces) a task.
+    fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError>;
+    /// Forgets a task.
+    fn remove_task(&mut self, id: &TaskId) -> Result<(), SlaveError>;
+}
+
+/// An in-memory checkpoint, shared between clones: a simulated slave restarted with a clone
+/// recovers what its previous incarnation wrote.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryCheckpoint {
+    inner: Arc<Mutex<Checkpoint>>,
+}
+
+impl MemoryCheckpoint {
+    /// An empty checkpoint.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of the current content (for tests).
+    pub fn snapshot(&self) -> Checkpoint {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Checkpoint> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl CheckpointStore for MemoryCheckpoint {
+    fn load(&self) -> Result<Checkpoint, SlaveError> {
+        Ok(self.snapshot())
+    }
+    fn put_slave(&mut self, record: &SlaveRecord) -> Result<(), SlaveError> {
+        self.lock().slave = Some(record.clone());
+        Ok(())
+    }
+    fn put_framework(&mut self, record: &FrameworkRecord) -> Result<(), SlaveError> {
+        self.lock()
+            .frameworks
+            .insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+    fn remove_framework(&mut self, id: &FrameworkId) -> Result<(), SlaveError> {
+        self.lock().frameworks.remove(id);
+        Ok(())
+    }
+    fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError> {
+        self.lock()
+            .tasks
+            .insert(record.info.task_id.clone(), record.clone());
+        Ok(())
+    }
+    fn remove_task(&mut self, id: &TaskId) -> Result<(), SlaveError> {
+        self.lock().tasks.remove(id);
+        Ok(())
+    }
+}
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("frameworks");
+const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+const META_SLAVE: &str = "slave";
+const META_FORMAT: &str = "format";
+const FORMAT_VERSION: u64 = 1;
+
+/// The checkpoint in a redb file; records are postcard-encoded.
+pub struct RedbCheckpoint {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedbCheckpoint({})", self.path.display())
+    }
+}
+
+impl RedbCheckpoint {
+    /// Opens (or creates) the checkpoint at `path`, creating its directory.
+    pub fn open(path: &Path) -> Result<Self, SlaveError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Self::error(path, "cannot create", e))?;
+        }
+        let db = Database::create(path).map_err(|e| Self::error(path, "cannot open", e))?;
+        let store = RedbCheckpoint {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(path: &Path, what: &str, e: impl std::fmt::Display) -> SlaveError {
+        SlaveError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("{what}: {e}"),
+        }
+    }
+
+    fn err(&self, what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> SlaveError + '_ {
+        move |e| Self::error(&self.path, what, e)
+    }
+
+    fn init(&self) -> Result<(), SlaveError> {
+        let err = self.err("cannot initialize");
+        let txn = self.db.begin_write().map_err(|e| err(&e))?;
+        {
+            txn.open_table(FRAMEWORKS).map_err(|e| err(&e))?;
+            txn.open_table(TASKS).map_err(|e| err(&e))?;
+            let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
+            let stored = meta
+                .get(META_FORMAT)
+                .map_err(|e| err(&e))?
+                .map(|v| v.value().to_vec());
+            match stored {
+                None => {
+                    meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())
+                        .map_err(|e| err(&e))?;
+                }
+                Some(v) if v == FORMAT_VERSION.to_le_bytes() => {}
+                Some(v) => {
+                    return Err(err(&format!(
+                        "unsupported checkpoint format {v:?} (this slave reads {FORMAT_VERSION})"
+                    )))
+                }
+            }
+        }
+        txn.commit().map_err(|e| err(&e))
+    }
+
+    fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, SlaveError> {
+        let bytes = postcard::to_stdvec(value).map_err(|e| self.err("cannot encode")(&e))?;
+        if bytes.len() > limits::CHECKPOINT_RECORD_BYTES_MAX {
+            return Err(self.err("cannot write")(&format!(
+                "record of {} bytes is above the maximum {}",
+                bytes.len(),
+                limits::CHECKPOINT_RECORD_BYTES_MAX
+            )));
+        }
+        Ok(bytes)
+    }
+
+    fn put(
+        &mut self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), SlaveError> {
+        let err = self.err("cannot write");
+        let txn = self.db.begin_write().map_err(|e| err(&e))?;
+        {
+            let mut t = txn.open_table(table).map_err(|e| err(&e))?;
+            t.insert(key, value).map_err(|e| err(&e))?;
+        }
+        txn.commit().map_err(|e| err(&e))
+    }
+
+    fn remove(&mut self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<(), SlaveError> {
+        let err = self.err("cannot write");
+        let txn = self.db.begin_write().map_err(|e| err(&e))?;
+        {
+            let mut t = txn.open_table(table).map_err(|e| err(&e))?;
+            t.remove(key).map_err(|e| err(&e))?;
+        }
+        txn.commit().map_err(|e| err(&e))
+    }
+}
+
+impl CheckpointStore for RedbCheckpoint {
+    fn load(&self) -> Result<Checkpoint, SlaveError> {
+        let err = self.err("cannot read");
+        let txn = self.db.begin_read().map_err(|e| err(&e))?;
+        let mut checkpoint = Checkpoint::default();
+        let meta = txn.open_table(META).map_err(|e| err(&e))?;
+        if let Some(v) = meta.get(META_SLAVE).map_err(|e| err(&e))? {
+            checkpoint.slave = Some(
+                postcard::from_bytes(v.value()).map_err(|e| err(&format!("slave record: {e}")))?,
+            );
+        }
+        let frameworks = txn.open_table(FRAMEWORKS).map_err(|e| err(&e))?;
+        for row in frameworks.iter().map_err(|e| err(&e))? {
+            let (key, value) = row.map_err(|e| err(&e))?;
+            let record: FrameworkRecord = postcard::from_bytes(value.value())
+                .map_err(|e| err(&format!("framework {}: {e}", key.value())))?;
+            checkpoint.frameworks.insert(record.id.clone(), record);
+        }
+        let tasks = txn.open_table(TASKS).map_err(|e| err(&e))?;
+        for row in tasks.iter().map_err(|e| err(&e))? {
+            let (key, value) = row.map_err(|e| err(&e))?;
+            let record: TaskRecord = postcard::from_bytes(value.value())
+                .map_err(|e| err(&format!("task {}: {e}", key.value())))?;
+            checkpoint.tasks.insert(record.info.task_id.clone(), record);
+        }
+        Ok(checkpoint)
+    }
+
+    fn put_slave(&mut self, record: &SlaveRecord) -> Result<(), SlaveError> {
+        let bytes = self.encode(record)?;
+        self.put(META, META_SLAVE, &bytes)
+    }
+
+    fn put_framework(&mut self, record: &FrameworkRecord) -> Result<(), SlaveError> {
+        let bytes = self.encode(record)?;
+        self.put(FRAMEWORKS, record.id.as_str(), &bytes)
+    }
+
+    fn remove_framework(&mut self, id: &FrameworkId) -> Result<(), SlaveError> {
+        self.remove(FRAMEWORKS, id.as_str())
+    }
+
+    fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError> {
+        let bytes = self.encode(record)?;
+        self.put(TASKS, record.info.task_id.as_str(), &bytes)
+    }
+
+    fn remove_task(&mut self, id: &TaskId) -> Result<(), SlaveError> {
+        self.remove(TASKS, id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plateau_master::messages::{CommandInfo, StatusSource};
+    use plateau_master::resources::{Attributes, Resources};
+    use plateau_runtime::NodeAddr;
+
+    fn record(id: &str) -> TaskRecord {
+        TaskRecord {
+            framework_id: FrameworkId::new("fw"),
+            info: TaskInfo {
+                name: id.into(),
+                task_id: TaskId::new(id),
+                slave_id: SlaveId::new("S1"),
+                resources: Resources::parse("cpus:0.5;mem:32;ports:[31000-31001]").unwrap(),
+                command: CommandInfo::shell("sleep 1"),
+                health_check: None,
+                labels: BTreeMap::new(),
+                kill_grace_period_secs: Some(1.5),
+            },
+            state: TaskState::Running,
+            sandbox: PathBuf::from("/tmp/sandbox"),
+            launch: Some(LaunchInfo {
+                task_id: id.into(),
+                pid: 10,
+                supervisor_pid: 9,
+                supervisor_start_time: 1234,
+                cgroup: "plateau/s/t".into(),
+                sandbox: PathBuf::from("/tmp/sandbox"),
+                run_dir: PathBuf::from("/tmp/run"),
+            }),
+            kill: Some(KillCause::Requested),
+            pending_updates: vec![TaskStatus {
+                task_id: TaskId::new(id),
+                state: TaskState::Running,
+                message: Some("m".into()),
+                source: StatusSource::Slave,
+                reason: None,
+                slave_id: Some(SlaveId::new("S1")),
+                healthy: Some(true),
+                timestamp: 1.5,
+                uuid: Some([7; 16]),
+            }],
+        }
+    }
+
+    fn exercise(store: &mut dyn CheckpointStore) -> Checkpoint {
+        let slave = SlaveRecord {
+            slave_id: SlaveId::new("run-S1"),
+            info: SlaveInfo {
+                hostname: "h".into(),
+                port: 5051,
+                resources: Resources::parse("cpus:2;mem:1024").unwrap(),
+                attributes: Attributes::parse("rack:r1").unwrap(),
+            },
+        };
+        store.put_slave(&slave).unwrap();
+        let framework = FrameworkRecord {
+            id: FrameworkId::new("fw"),
+            info: FrameworkInfo::new("marathon"),
+            pid: Upid::new("marathon", &NodeAddr::new("10.0.0.1", 8080)),
+        };
+        store.put_framework(&framework).unwrap();
+        store
+            .put_framework(&FrameworkRecord {
+                id: FrameworkId::new("gone"),
+                ..framework.clone()
+            })
+            .unwrap();
+        store.remove_framework(&FrameworkId::new("gone")).unwrap();
+        store.put_task(&record("a")).unwrap();
+        store.put_task(&record("b")).unwrap();
+        store.remove_task(&TaskId::new("b")).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.slave, Some(slave));
+        assert_eq!(loaded.frameworks.len(), 1);
+        assert_eq!(loaded.frameworks[&FrameworkId::new("fw")], framework);
+        assert_eq!(loaded.tasks.len(), 1);
+        assert_eq!(loaded.tasks[&TaskId::new("a")], record("a"));
+        loaded
+    }
+
+    #[test]
+    fn memory_checkpoint_is_shared_between_clones() {
+        let mut store = MemoryCheckpoint::new();
+        let written = exercise(&mut store);
+        assert_eq!(store.clone().load().unwrap(), written);
+    }
+
+    #[test]
+    fn redb_checkpoint_survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("plateau-slave-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        struct Cleanup(PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _cleanup = Cleanup(dir.clone());
+        let path = dir.join("slave/checkpoint.redb");
+        let written = {
+            let mut store = RedbCheckpoint::open(&path).unwrap();
+            exercise(&mut store)
+        };
+        let store = RedbCheckpoint::open(&path).unwrap();
+        assert_eq!(store.load().unwrap(), written);
+    }
+}

@@ -1,0 +1,793 @@
+//! [`CgroupsContainerizer`]: the real containerizer, with one supervisor process per task and
+//! one watcher thread per containerizer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::cgroups::{self, CgroupDirs, Limits};
+use super::supervisor::{SupervisorSpec, KILL_FILE, LOG_FILE, SPEC_FILE, STATUS_FILE};
+use super::{
+    sys, task_dir_name, Containerizer, ContainerizerError, LaunchInfo, RecoverInfo, RecoveredTask,
+    TaskId, TaskSpec, Termination, TerminationCallback, Usage,
+};
+use crate::limits;
+
+/// Configuration of a [`CgroupsContainerizer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupsContainerizerConfig {
+    /// Name of this slave: task cgroups live under `<cgroup_root>/<slave_name>/`, so several
+    /// slaves (or tests) on one host do not collide. Made path-safe like task ids.
+    pub slave_name: String,
+    /// First component of every task cgroup path (default `plateau`).
+    pub cgroup_root: String,
+    /// Directory of the tasks' run directories (`<run_dir>/<task>/`: spec, status, supervisor
+    /// log). Must survive a restart of the slave, and belong to this slave alone: recovery
+    /// removes what it does not know there.
+    pub run_dir: PathBuf,
+    /// The program that runs [`super::supervisor_main`]: `plateau-supervisor`, or the `plateau`
+    /// binary itself.
+    pub supervisor_program: PathBuf,
+    /// Arguments put before the run directory, e.g. `["supervise"]` for `plateau supervise`.
+    pub supervisor_args: Vec<OsString>,
+    /// `pids.max` of every task cgroup.
+    pub pids_max: u64,
+    /// Environment every task starts from, before its own variables (default: a standard
+    /// `PATH`). The slave's own environment is not passed on.
+    pub base_env: BTreeMap<String, String>,
+}
+
+impl CgroupsContainerizerConfig {
+    /// A configuration with the defaults: cgroup root `plateau`, `pids.max`
+    /// [`limits::TASK_PIDS_MAX_DEFAULT`], a base environment holding only `PATH`.
+    pub fn new(
+        slave_name: impl Into<String>,
+        run_dir: impl Into<PathBuf>,
+        supervisor_program: impl Into<PathBuf>,
+    ) -> Self {
+        let mut base_env = BTreeMap::new();
+        base_env.insert(
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        );
+        CgroupsContainerizerConfig {
+            slave_name: slave_name.into(),
+            cgroup_root: "plateau".to_string(),
+            run_dir: run_dir.into(),
+            supervisor_program: supervisor_program.into(),
+            supervisor_args: Vec::new(),
+            pids_max: limits::TASK_PIDS_MAX_DEFAULT,
+            base_env,
+        }
+    }
+}
+
+/// A watched task.
+struct Entry {
+    info: LaunchInfo,
+    /// The supervisor's pidfd: readable once the supervisor exited, i.e. the task ended.
+    pidfd: OwnedFd,
+    dirs: CgroupDirs,
+    /// When the containerizer SIGKILLs the cgroup itself, should the supervisor not have
+    /// finished a requested kill by then.
+    escalate_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    tasks: BTreeMap<TaskId, Entry>,
+    /// Tasks removed from `tasks` whose termination is being reported.
+    reporting: usize,
+    stop: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Notified whenever a task was removed from `state.tasks`.
+    removed: Condvar,
+    /// Wakes the watcher when `state` changed.
+    wake: OwnedFd,
+    on_termination: TerminationCallback,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in the callback must not wedge the containerizer: the state stays consistent
+        // because every mutation is a single map operation.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The real containerizer: tasks are processes in cgroup v1 cgroups, each under its own
+/// supervisor process (see the [module docs](super)).
+///
+/// Dropping it stops its watcher thread but leaves tasks and supervisors running, exactly as
+/// a `kill -9` of the slave would; a new instance [`recovers`](Containerizer::recover) them.
+pub struct CgroupsContainerizer {
+    config: CgroupsContainerizerConfig,
+    /// `<cgroup_root>/<slave_name>`.
+    parent_cgroup: String,
+    shared: Arc<Shared>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl CgroupsContainerizer {
+    /// Checks the host (cgroup v1 controllers `cpu`, `cpuacct`, `memory`, `pids`, `freezer`),
+    /// creates the run directory and starts the watcher thread. `on_termination` is called from
+    /// that thread once per task when it ends.
+    pub fn new(
+        config: CgroupsContainerizerConfig,
+        on_termination: TerminationCallback,
+    ) -> Result<Self, ContainerizerError> {
+        cgroups::check_host()?;
+        fs::create_dir_all(&config.run_dir).map_err(|source| ContainerizerError::Io {
+            context: "create run directory",
+            path: config.run_dir.clone(),
+            source,
+        })?;
+        let wake = sys::eventfd().map_err(|source| ContainerizerError::Io {
+            context: "create eventfd",
+            path: PathBuf::new(),
+            source,
+        })?;
+        let parent_cgroup = format!(
+            "{}/{}",
+            task_dir_name(&config.cgroup_root),
+            task_dir_name(&config.slave_name)
+        );
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            removed: Condvar::new(),
+            wake,
+            on_termination,
+        });
+        let watcher_shared = Arc::clone(&shared);
+        let watcher = std::thread::Builder::new()
+            .name(format!("containerizer-{}", config.slave_name))
+            .spawn(move || watch(&watcher_shared))
+            .map_err(|source| ContainerizerError::Io {
+                context: "spawn watcher thread",
+                path: PathBuf::new(),
+                source,
+            })?;
+        Ok(CgroupsContainerizer {
+            config,
+            parent_cgroup,
+            shared,
+            watcher: Some(watcher),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CgroupsContainerizerConfig {
+        &self.config
+    }
+
+    /// The cgroup (relative to each hierarchy's root) of `task_id` on this slave.
+    pub fn cgroup_of(&self, task_id: &str) -> String {
+        format!("{}/{}", self.parent_cgroup, task_dir_name(task_id))
+    }
+
+    /// The run directory of `task_id`.
+    pub fn run_dir_of(&self, task_id: &str) -> PathBuf {
+        self.config.run_dir.join(task_dir_name(task_id))
+    }
+
+    /// Ids of the tasks currently watched (launched or recovered, not yet terminated).
+    pub fn task_ids(&self) -> Vec<TaskId> {
+        self.shared.lock().tasks.keys().cloned().collect()
+    }
+
+    fn wake_watcher(&self) {
+        sys::eventfd_signal(&self.shared.wake);
+    }
+
+    fn validate(spec: &TaskSpec) -> Result<(), ContainerizerError> {
+        let invalid = |reason: String| ContainerizerError::InvalidSpec {
+            task_id: spec.task_id.clone(),
+            reason,
+        };
+        let has_nul = |s: &str| s.contains('\0');
+        if spec.task_id.is_empty()
+            || spec.task_id.len() > limits::TASK_ID_LEN_MAX
+            || has_nul(&spec.task_id)
+        {
+            return Err(invalid(format!(
+                "task id must be 1 to {} bytes without NUL",
+                limits::TASK_ID_LEN_MAX
+            )));
+        }
+        if !(spec.cpus.is_finite() && spec.cpus > 0.0 && spec.cpus <= 4096.0) {
+            return Err(invalid(format!(
+                "cpus must be in (0, 4096], got {}",
+                spec.cpus
+            )));
+        }
+        if !(spec.mem_mb.is_finite() && spec.mem_mb > 0.0 && spec.mem_mb <= (1u64 << 40) as f64) {
+            return Err(invalid(format!(
+                "mem must be a positive number of MB, got {}",
+                spec.mem_mb
+            )));
+        }
+        if spec.ports.len() > limits::TASK_PORTS_MAX {
+            return Err(invalid(format!("at most {} ports", limits::TASK_PORTS_MAX)));
+        }
+        if spec.env.len() > limits::TASK_ENV_VARS_MAX {
+            return Err(invalid(format!(
+                "at most {} environment variables",
+                limits::TASK_ENV_VARS_MAX
+            )));
+        }
+        let env_bytes: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if env_bytes > limits::TASK_ENV_BYTES_MAX {
+            return Err(invalid(format!(
+                "environment larger than {} bytes",
+                limits::TASK_ENV_BYTES_MAX
+            )));
+        }
+        if let Some(name) = spec
+            .env
+            .iter()
+            .find(|(k, v)| k.is_empty() || k.contains('=') || has_nul(k) || has_nul(v))
+            .map(|(k, _)| k)
+        {
+            return Err(invalid(format!(
+                "environment variable {name:?}: names must be non-empty without '=' or NUL, values without NUL"
+            )));
+        }
+        let command_bytes = spec.command.value.len()
+            + spec
+                .command
+                .arguments
+                .iter()
+                .map(String::len)
+                .sum::<usize>();
+        if command_bytes > limits::TASK_COMMAND_BYTES_MAX {
+            return Err(invalid(format!(
+                "command larger than {} bytes",
+                limits::TASK_COMMAND_BYTES_MAX
+            )));
+        }
+        if spec.command.value.is_empty()
+            || has_nul(&spec.command.value)
+            || spec.command.arguments.iter().any(|a| has_nul(a))
+        {
+            return Err(invalid(
+                "command value must be non-empty, command and arguments without NUL".into(),
+            ));
+        }
+        if has_nul(&spec.hostname) {
+            return Err(invalid("hostname contains NUL".into()));
+        }
+        if !spec.sandbox.is_absolute() {
+            return Err(invalid(format!(
+                "sandbox {} is not an absolute path",
+                spec.sandbox.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The task's whole environment.
+    fn environment(&self, spec: &TaskSpec, sandbox: &Path) -> BTreeMap<String, String> {
+        let mut env = self.config.base_env.clone();
+        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.insert("MESOS_TASK_ID".into(), spec.task_id.clone());
+        env.insert(
+            "MESOS_SANDBOX".into(),
+            sandbox.to_string_lossy().into_owned(),
+        );
+        env.insert("HOST".into(), spec.hostname.clone());
+        for (i, port) in spec.ports.iter().enumerate() {
+            env.insert(format!("PORT{i}"), port.to_string());
+        }
+        if let Some(first) = spec.ports.first() {
+            env.insert("PORT".into(), first.to_string());
+        }
+        if !spec.ports.is_empty() {
+            let ports: Vec<String> = spec.ports.iter().map(u16::to_string).collect();
+            env.insert("PORTS".into(), ports.join(","));
+        }
+        env
+    }
+
+    fn io_error(
+        context: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> ContainerizerError {
+        let path = path.to_path_buf();
+        move |source| ContainerizerError::Io {
+            context,
+            path,
+            source,
+        }
+    }
+
+    /// Starts the supervisor and waits for its handshake. Returns its child handle, pidfd and
+    /// the task's pid.
+    fn start_supervisor(
+        &self,
+        task_id: &str,
+        run_dir: &Path,
+    ) -> Result<(Child, OwnedFd, u32), ContainerizerError> {
+        let launch_error = |reason: String| ContainerizerError::Launch {
+            task_id: task_id.to_string(),
+            reason,
+        };
+        let log_path = run_dir.join(LOG_FILE);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(Self::io_error("open supervisor log", &log_path))?;
+        let mut command = Command::new(&self.config.supervisor_program);
+        command
+            .args(&self.config.supervisor_args)
+            .arg(run_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe. Its own session keeps the supervisor out of the
+        // slave's process group and terminal: it outlives the slave.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| {
+            launch_error(format!(
+                "start supervisor {}: {e}",
+                self.config.supervisor_program.display()
+            ))
+        })?;
+        // Our unreaped child: its pid cannot be reused, so this pidfd is the right process.
+        let pidfd = match sys::pidfd_open(child.id()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(launch_error(format!("pidfd_open: {e}")));
+            }
+        };
+        let stdout = child.stdout.take().expect("stdout is piped");
+        match read_handshake(stdout, limits::SUPERVISOR_HANDSHAKE_TIMEOUT) {
+            Ok(line) => {
+                if let Some(pid) = line
+                    .strip_prefix("started ")
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                {
+                    return Ok((child, pidfd, pid));
+                }
+                let reason = line.strip_prefix("failed ").unwrap_or(&line).to_string();
+                let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                let _ = child.wait();
+                Err(launch_error(reason))
+            }
+            Err(reason) => {
+                let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                let _ = child.wait();
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
+                Err(launch_error(format!(
+                    "supervisor handshake: {reason}; log: {}",
+                    log.trim()
+                )))
+            }
+        }
+    }
+
+    fn launch_inner(
+        &mut self,
+        spec: &TaskSpec,
+        dirs: &CgroupDirs,
+        run_dir: &Path,
+    ) -> Result<LaunchInfo, ContainerizerError> {
+        let sandbox = fs::canonicalize(&spec.sandbox)
+            .map_err(Self::io_error("resolve sandbox", &spec.sandbox))?;
+        let (program, argv0, args) = if spec.command.shell {
+            (
+                "/bin/sh".to_string(),
+                None,
+                vec!["-c".to_string(), spec.command.value.clone()],
+            )
+        } else {
+            match spec.command.arguments.split_first() {
+                Some((first, rest)) => (
+                    spec.command.value.clone(),
+                    Some(first.clone()),
+                    rest.to_vec(),
+                ),
+                None => (spec.command.value.clone(), None, Vec::new()),
+            }
+        };
+        let supervisor_spec = SupervisorSpec {
+            task_id: spec.task_id.clone(),
+            program,
+            argv0,
+            args,
+            env: self.environment(spec, &sandbox),
+            sandbox: sandbox.clone(),
+            cgroup: dirs.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&supervisor_spec).expect("spec encodes");
+        let spec_path = run_dir.join(SPEC_FILE);
+        sys::write_atomic(&spec_path, &json).map_err(Self::io_error("write spec", &spec_path))?;
+
+        let (_child, pidfd, pid) = self.start_supervisor(&spec.task_id, run_dir)?;
+        // The child handle is dropped without waiting: the watcher reaps through the pidfd.
+        let supervisor_pid = _child.id();
+        let supervisor_start_time = sys::process_start_time(supervisor_pid).unwrap_or(0);
+        let info = LaunchInfo {
+            task_id: spec.task_id.clone(),
+            pid,
+            supervisor_pid,
+            supervisor_start_time,
+            cgroup: self.cgroup_of(&spec.task_id),
+            sandbox,
+            run_dir: run_dir.to_path_buf(),
+        };
+        self.shared.lock().tasks.insert(
+            spec.task_id.clone(),
+            Entry {
+                info: info.clone(),
+                pidfd,
+                dirs: dirs.clone(),
+                escalate_at: None,
+            },
+        );
+        self.wake_watcher();
+        tracing::info!(task_id = %spec.task_id, pid, supervisor_pid, "task launched");
+        Ok(info)
+    }
+
+    /// Re-attaches to a checkpointed supervisor: its pid must still name a process with the
+    /// checkpointed start time.
+    fn attach(info: &RecoverInfo) -> Option<OwnedFd> {
+        let pidfd = sys::pidfd_open(info.supervisor_pid).ok()?;
+        // Checked after opening the pidfd, which pins the process: a match means the pidfd
+        // is the supervisor and not a later process that reused its pid.
+        if sys::process_start_time(info.supervisor_pid)? != info.supervisor_start_time {
+            return None;
+        }
+        // An exited supervisor not yet reaped (a zombie) has a pidfd too: it is not running.
+        let mut fds = [sys::pollfd(pidfd.as_raw_fd())];
+        if sys::poll(&mut fds, Some(Duration::ZERO)).map_or(true, |ready| ready > 0) {
+            sys::reap_pidfd(&pidfd);
+            return None;
+        }
+        Some(pidfd)
+    }
+}
+
+/// Reads the supervisor's one-line handshake, waiting at most `timeout`.
+fn read_handshake(
+    mut stdout: std::process::ChildStdout,
+    timeout: Duration,
+) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let mut line = Vec::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(format!("no answer within {timeout:?}"));
+        }
+        let mut fds = [sys::pollfd(stdout.as_raw_fd())];
+        sys::poll(&mut fds, Some(remaining)).map_err(|e| format!("poll: {e}"))?;
+        if fds[0].revents == 0 {
+            continue;
+        }
+        let mut buffer = [0u8; 512];
+        let n = stdout.read(&mut buffer).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("supervisor exited without answering".into());
+        }
+        line.extend_from_slice(&buffer[..n]);
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            line.truncate(end);
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        if line.len() > limits::SUPERVISOR_HANDSHAKE_BYTES_MAX {
+            return Err("handshake line too long".into());
+        }
+    }
+}
+
+/// The recorded termination in `run_dir`, if the supervisor wrote one.
+fn read_status(run_dir: &Path) -> Option<Termination> {
+    let data = sys::read_small(&run_dir.join(STATUS_FILE), limits::RUN_FILE_BYTES_MAX).ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
+/// How a task ended whose supervisor is gone: its recorded status, or, without one, an unknown
+/// outcome (with the OOM counter if the cgroup still tells). Cleans the task's cgroup.
+fn conclude(run_dir: &Path, dirs: &CgroupDirs) -> Termination {
+    let termination = read_status(run_dir).unwrap_or_else(|| Termination {
+        exit_code: None,
+        signal: None,
+        oom_killed: cgroups::oom_kill_count(dirs).unwrap_or(0) > 0,
+        message: format!(
+            "The task's supervisor exited without recording its status (see {})",
+            run_dir.join(LOG_FILE).display()
+        ),
+    });
+    if !cgroups::destroy(dirs) {
+        tracing::warn!(cgroup = ?dirs.all, "could not remove the cgroup of a terminated task");
+    }
+    termination
+}
+
+/// The watcher thread: polls every supervisor's pidfd (and the wake eventfd), reports ended
+/// tasks, and escalates overdue kills.
+fn watch(shared: &Shared) {
+    loop {
+        let (mut fds, ids, timeout) = {
+            let state = shared.lock();
+            if state.stop {
+                return;
+            }
+            let mut fds = Vec::with_capacity(state.tasks.len() + 1);
+            let mut ids = Vec::with_capacity(state.tasks.len());
+            fds.push(sys::pollfd(shared.wake.as_raw_fd()));
+            let mut next: Option<Instant> = None;
+            for (id, entry) in &state.tasks {
+                fds.push(sys::pollfd(entry.pidfd.as_raw_fd()));
+                ids.push(id.clone());
+                if let Some(at) = entry.escalate_at {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+            let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
+            (fds, ids, timeout)
+        };
+        // Only this thread removes entries, so the pidfds polled here stay open meanwhile.
+        if let Err(e) = sys::poll(&mut fds, timeout) {
+            tracing::error!(error = %e, "containerizer watcher: poll failed");
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        if fds[0].revents != 0 {
+            sys::eventfd_drain(&shared.wake);
+        }
+        for (fd, id) in fds[1..].iter().zip(ids) {
+            if fd.revents == 0 {
+                continue;
+            }
+            let Some(entry) = ({
+                let mut state = shared.lock();
+                let entry = state.tasks.remove(&id);
+                state.reporting += usize::from(entry.is_some());
+                entry
+            }) else {
+                continue;
+            };
+            sys::reap_pidfd(&entry.pidfd);
+            let termination = conclude(&entry.info.run_dir, &entry.dirs);
+            tracing::info!(task_id = %id, ?termination, "task terminated");
+            let callback =
+                std::panic::AssertUnwindSafe(|| (shared.on_termination)(id, termination));
+            // A panicking callback must not kill the watcher: other tasks still need it.
+            if std::panic::catch_unwind(callback).is_err() {
+                tracing::error!("containerizer termination callback panicked");
+            }
+            shared.lock().reporting -= 1;
+            shared.removed.notify_all();
+        }
+        let now = Instant::now();
+        let overdue: Vec<CgroupDirs> = {
+            let mut state = shared.lock();
+            state
+                .tasks
+                .values_mut()
+                .filter(|e| e.escalate_at.is_some_and(|at| at <= now))
+                .map(|e| {
+                    e.escalate_at = None;
+                    e.dirs.clone()
+                })
+                .collect()
+        };
+        for dirs in overdue {
+            tracing::warn!(cgroup = ?dirs.all, "supervisor did not finish a kill in time: killing the cgroup");
+            cgroups::signal_all(&dirs, libc::SIGKILL);
+        }
+    }
+}
+
+impl Containerizer for CgroupsContainerizer {
+    fn launch(&mut self, spec: TaskSpec) -> Result<LaunchInfo, ContainerizerError> {
+        Self::validate(&spec)?;
+        {
+            let state = self.shared.lock();
+            if state.tasks.contains_key(&spec.task_id) {
+                return Err(ContainerizerError::AlreadyRunning(spec.task_id));
+            }
+            if state.tasks.len() >= limits::CONTAINERIZER_TASKS_MAX {
+                return Err(ContainerizerError::TooManyTasks(
+                    limits::CONTAINERIZER_TASKS_MAX,
+                ));
+            }
+        }
+        fs::create_dir_all(&spec.sandbox)
+            .map_err(Self::io_error("create sandbox", &spec.sandbox))?;
+        let run_dir = self.run_dir_of(&spec.task_id);
+        // A run directory left by an earlier task of the same id (already reported): start clean.
+        let _ = fs::remove_dir_all(&run_dir);
+        fs::create_dir_all(&run_dir).map_err(Self::io_error("create run directory", &run_dir))?;
+        let cgroup = self.cgroup_of(&spec.task_id);
+        let limits = Limits::new(spec.cpus, spec.mem_mb, self.config.pids_max);
+        let created = cgroups::create(&cgroup, limits);
+        let result = created.and_then(|(_, dirs)| {
+            self.launch_inner(&spec, &dirs, &run_dir).inspect_err(|_| {
+                cgroups::destroy(&dirs);
+            })
+        });
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&run_dir);
+        }
+        result
+    }
+
+    fn kill(&mut self, task_id: &str, grace: Duration) -> Result<(), ContainerizerError> {
+        let mut state = self.shared.lock();
+        let entry = state
+            .tasks
+            .get_mut(task_id)
+            .ok_or_else(|| ContainerizerError::UnknownTask(task_id.to_string()))?;
+        let kill_path = entry.info.run_dir.join(KILL_FILE);
+        let written = sys::write_atomic(&kill_path, grace.as_millis().to_string().as_bytes());
+        let signalled =
+            written.is_ok() && sys::pidfd_send_signal(&entry.pidfd, libc::SIGUSR1).is_ok();
+        let escalate_at = Instant::now() + grace + limits::KILL_ESCALATION_MARGIN;
+        entry.escalate_at = Some(
+            entry
+                .escalate_at
+                .map_or(escalate_at, |at| at.min(escalate_at)),
+        );
+        let dirs = entry.dirs.clone();
+        drop(state);
+        if !signalled {
+            // No supervisor to do it gracefully (it is gone, or the run directory is broken):
+            // kill now; the watcher reports the end as usual.
+            tracing::warn!(
+                task_id,
+                "kill: supervisor unreachable, killing the cgroup at once"
+            );
+            cgroups::signal_all(&dirs, libc::SIGKILL);
+        }
+        self.wake_watcher();
+        Ok(())
+    }
+
+    fn usage(&self, task_id: &str) -> Result<Usage, ContainerizerError> {
+        let cgroup = {
+            let state = self.shared.lock();
+            let entry = state
+                .tasks
+                .get(task_id)
+                .ok_or_else(|| ContainerizerError::UnknownTask(task_id.to_string()))?;
+            entry.info.cgroup.clone()
+        };
+        cgroups::usage(&cgroups::load(&cgroup), &cgroup)
+    }
+
+    fn recover(&mut self, known: Vec<RecoverInfo>) -> Vec<RecoveredTask> {
+        let mut recovered = Vec::with_capacity(known.len());
+        let mut keep: BTreeSet<String> = self
+            .shared
+            .lock()
+            .tasks
+            .keys()
+            .map(|id| task_dir_name(id))
+            .collect();
+        for mut info in known {
+            let name = task_dir_name(&info.task_id);
+            keep.insert(name);
+            // Paths come from our configuration, not from the checkpoint: a stale or corrupt
+            // checkpoint must not make us kill or delete anything outside this slave's space.
+            info.cgroup = self.cgroup_of(&info.task_id);
+            info.run_dir = self.run_dir_of(&info.task_id);
+            let mut state = self.shared.lock();
+            if let Some(entry) = state.tasks.get(&info.task_id) {
+                recovered.push(RecoveredTask::Running(entry.info.clone()));
+                continue;
+            }
+            let dirs = cgroups::dirs(&cgroups::load(&info.cgroup));
+            match Self::attach(&info) {
+                Some(pidfd) if state.tasks.len() < limits::CONTAINERIZER_TASKS_MAX => {
+                    state.tasks.insert(
+                        info.task_id.clone(),
+                        Entry {
+                            info: info.clone(),
+                            pidfd,
+                            dirs,
+                            escalate_at: None,
+                        },
+                    );
+                    tracing::info!(task_id = %info.task_id, "recovered running task");
+                    recovered.push(RecoveredTask::Running(info));
+                }
+                attached => {
+                    drop(state);
+                    if let Some(pidfd) = attached {
+                        // Over the limit of watched tasks: it cannot be watched, so it ends.
+                        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                    }
+                    let termination = conclude(&info.run_dir, &dirs);
+                    tracing::info!(task_id = %info.task_id, ?termination, "task terminated while the slave was away");
+                    recovered.push(RecoveredTask::Terminated { info, termination });
+                }
+            }
+        }
+        // Orphans: cgroups and run directories of this slave that nobody knows about.
+        for name in cgroups::children(&self.parent_cgroup) {
+            if !keep.contains(&name) {
+                let dirs = cgroups::dirs(&cgroups::load(&format!("{}/{name}", self.parent_cgroup)));
+                tracing::warn!(cgroup = %name, "destroying orphan task cgroup");
+                cgroups::destroy(&dirs);
+            }
+        }
+        if let Ok(entries) = fs::read_dir(&self.config.run_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !keep.contains(&name) {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        self.wake_watcher();
+        recovered
+    }
+
+    fn forget(&mut self, task_id: &str) {
+        if self.shared.lock().tasks.contains_key(task_id) {
+            return;
+        }
+        let _ = fs::remove_dir_all(self.run_dir_of(task_id));
+    }
+
+    fn destroy_all(&mut self) {
+        let ids = self.task_ids();
+        for id in &ids {
+            let _ = self.kill(id, Duration::ZERO);
+        }
+        let deadline = Instant::now() + limits::DESTROY_ALL_TIMEOUT;
+        let mut state = self.shared.lock();
+        while !state.tasks.is_empty() || state.reporting > 0 {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                tracing::error!(
+                    tasks = state.tasks.len(),
+                    "destroy_all: tasks still running after the timeout"
+                );
+                return;
+            }
+            state = self
+                .shared
+                .removed
+                .wait_timeout(state, remaining)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for CgroupsContainerizer {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.wake_watcher();
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+    }
+}

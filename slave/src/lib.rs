@@ -1,0 +1,193 @@
+//! Plateau slave: runs tasks as real processes under cgroups and reports their status reliably.
+//!
+//! The slave registers with the master (`master@HOST:PORT`), heartbeats, launches the tasks the
+//! master sends it, reports every change of their state as a status update that it retries
+//! until the framework acknowledges it, runs their health checks, and survives its own restart
+//! (even `kill -9`): its tasks keep running and it re-registers with them.
+//!
+//! - [`core`]: pure — registration state machine, heartbeat schedule, task books, the status
+//!   update manager, health-check bookkeeping. Time comes in as `now`.
+//! - [`process`]: [`process::SlaveProcess`], the process (`slave(1)`) driving the core; its
+//!   side effects go through three traits: [`containerizer::Containerizer`],
+//!   [`health::HealthProber`], [`checkpoint::CheckpointStore`].
+//! - [`containerizer`]: the real cgroups containerizer (one supervisor process per task) and a
+//!   simulated one; [`health`]: real and scripted health probes; [`checkpoint`]: redb and
+//!   in-memory checkpoints.
+//! - [`host`]: resource discovery; [`http`]: `/state`, `/monitor/statistics`, `/files/read`,
+//!   `/metrics`, `/health`; [`sandbox`]: safe sandbox file reads; [`limits`]: named maxima.
+//!
+//! Starting a real slave (inside an actix system, with a started [`plateau_runtime::Node`]):
+//!
+//! ```no_run
+//! # fn demo(node: &plateau_runtime::Node) -> Result<(), plateau_slave::SlaveError> {
+//! use plateau_slave::{start, SlaveConfig};
+//! let master = "master@10.0.0.1:5050".parse().unwrap();
+//! let mut config = SlaveConfig::new(master, "/var/lib/plateau", std::env::current_exe().unwrap());
+//! config.supervisor_args = vec!["supervise".into()];
+//! config.resources = Some("cpus:4;mem:8192;disk:20000;ports:[31000-32000]".into());
+//! let slave = start(node, config)?;
+//! // actix_web::App::new().configure(|cfg| plateau_slave::http::configure(cfg, slave.clone()))
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod containerizer;
+pub mod core;
+pub mod error;
+pub mod health;
+pub mod host;
+pub mod http;
+pub mod limits;
+pub mod process;
+pub mod sandbox;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use plateau_master::resources::{Attributes, Resources};
+use plateau_runtime::{Node, ProcessRef, Upid};
+
+pub use error::SlaveError;
+pub use process::{SlaveProcess, SLAVE_PROCESS_NAME};
+
+use checkpoint::RedbCheckpoint;
+use containerizer::{CgroupsContainerizer, CgroupsContainerizerConfig};
+use health::ThreadProber;
+use process::{MailboxSlot, SlaveEffects, SlaveProcessConfig};
+
+/// How to start a real slave.
+#[derive(Debug, Clone)]
+pub struct SlaveConfig {
+    /// The master (`master@HOST:PORT`).
+    pub master: Upid,
+    /// The work directory: checkpoint (`slave/checkpoint.redb`), supervisor run directories
+    /// (`slave/run`), sandboxes (`slaves/...`).
+    pub work_dir: PathBuf,
+    /// `--resources` (Mesos text, `cpus:4;mem:8192;...`); None: discovered from the host.
+    pub resources: Option<String>,
+    /// `--attributes` (`rack:r1;zone:a`).
+    pub attributes: Option<String>,
+    /// The hostname given to the master and tasks; None: the node's listen address.
+    pub hostname: Option<String>,
+    /// What the host keeps for itself when resources are discovered.
+    pub reserve: host::Reserve,
+    /// The program running the task supervisor (`plateau` itself, or `plateau-supervisor`).
+    pub supervisor_program: PathBuf,
+    /// Its leading arguments (`["supervise"]` for `plateau supervise`).
+    pub supervisor_args: Vec<OsString>,
+    /// First component of task cgroups (default `plateau`).
+    pub cgroup_root: String,
+    /// The slave's cgroup namespace under the root; None: derived from the work directory, so
+    /// that it is stable across restarts and distinct for two slaves of one host.
+    pub cgroup_slave_name: Option<String>,
+}
+
+impl SlaveConfig {
+    /// A configuration with defaults: discovered resources, no attributes, the node's host.
+    pub fn new(
+        master: Upid,
+        work_dir: impl Into<PathBuf>,
+        supervisor_program: impl Into<PathBuf>,
+    ) -> Self {
+        SlaveConfig {
+            master,
+            work_dir: work_dir.into(),
+            resources: None,
+            attributes: None,
+            hostname: None,
+            reserve: host::Reserve::default(),
+            supervisor_program: supervisor_program.into(),
+            supervisor_args: Vec::new(),
+            cgroup_root: "plateau".to_string(),
+            cgroup_slave_name: None,
+        }
+    }
+}
+
+/// The cgroup name a slave uses for `work_dir` when none is configured: stable across restarts,
+/// distinct for two slaves of one host. (`work_dir` as given; `start` canonicalizes it first.)
+pub fn cgroup_slave_name(work_dir: &std::path::Path) -> String {
+    let canonical = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_path_buf());
+    work_dir_name(&canonical)
+}
+
+/// A stable, path-safe name for a work directory.
+fn work_dir_name(work_dir: &std::path::Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in work_dir.to_string_lossy().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("slave-{hash:016x}")
+}
+
+/// Parses the resources and attributes of a configuration (discovering resources when not
+/// given).
+pub fn resolve_resources(config: &SlaveConfig) -> Result<(Resources, Attributes), SlaveError> {
+    let resources = match &config.resources {
+        Some(text) => Resources::parse(text).map_err(|source| SlaveError::Resources {
+            what: "resources",
+            source,
+        })?,
+        None => host::discover(&config.work_dir, config.reserve)?,
+    };
+    let attributes = match &config.attributes {
+        Some(text) => Attributes::parse(text).map_err(|source| SlaveError::Resources {
+            what: "attributes",
+            source,
+        })?,
+        None => Attributes::default(),
+    };
+    Ok((resources, attributes))
+}
+
+/// Starts a real slave on `node` as `slave(1)`: opens the checkpoint, starts the cgroups
+/// containerizer and the health prober, recovers checkpointed tasks, and registers with the
+/// master. Must be called on the node's actix system thread.
+pub fn start(node: &Node, config: SlaveConfig) -> Result<ProcessRef<SlaveProcess>, SlaveError> {
+    std::fs::create_dir_all(&config.work_dir).map_err(|e| {
+        SlaveError::Config(format!(
+            "cannot create work directory {}: {e}",
+            config.work_dir.display()
+        ))
+    })?;
+    let work_dir = std::fs::canonicalize(&config.work_dir).map_err(|e| {
+        SlaveError::Config(format!("work directory {}: {e}", config.work_dir.display()))
+    })?;
+    let (resources, attributes) = resolve_resources(&config)?;
+    let checkpoint = RedbCheckpoint::open(&work_dir.join("slave").join("checkpoint.redb"))?;
+    let slot = MailboxSlot::new();
+    let mut containerizer_config = CgroupsContainerizerConfig::new(
+        config
+            .cgroup_slave_name
+            .clone()
+            .unwrap_or_else(|| work_dir_name(&work_dir)),
+        work_dir.join("slave").join("run"),
+        config.supervisor_program.clone(),
+    );
+    containerizer_config.supervisor_args = config.supervisor_args.clone();
+    containerizer_config.cgroup_root = config.cgroup_root.clone();
+    let containerizer =
+        CgroupsContainerizer::new(containerizer_config, slot.termination_callback())?;
+    let prober = ThreadProber::new(slot.probe_callback())
+        .map_err(|e| SlaveError::Config(format!("cannot start health prober threads: {e}")))?;
+    let process_config = SlaveProcessConfig {
+        master: config.master.clone(),
+        work_dir,
+        hostname: config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| node.addr().host.clone()),
+        port: node.addr().port,
+        resources,
+        attributes,
+    };
+    let effects = SlaveEffects {
+        containerizer: Box::new(containerizer),
+        prober: Box::new(prober),
+        checkpoint: Box::new(checkpoint),
+    };
+    let process = SlaveProcess::new(process_config, effects, slot)?;
+    Ok(node.spawn(SLAVE_PROCESS_NAME, process)?)
+}

@@ -1,0 +1,322 @@
+//! Safe reading of files inside a task's sandbox, for the slave's `/files/read` endpoint.
+//!
+//! A request names a sandbox (the HTTP layer maps it to a directory, the *root*) and a path
+//! relative to it. [`resolve`] refuses every way out of the root: absolute paths, `..`
+//! components, and symbolic links (anywhere on the path) that point outside. [`read`] then
+//! returns a bounded chunk of the file, re-checking after opening it that the opened file
+//! really is inside the root, so that a task swapping a directory for a symlink between the
+//! check and the open gains nothing.
+//!
+//! ```
+//! # let dir = std::env::temp_dir().join(format!("plateau-sandbox-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! std::fs::write(dir.join("stdout"), b"hello world").unwrap();
+//! let chunk = plateau_slave::sandbox::read(&dir, "stdout", Some(6), Some(100)).unwrap();
+//! assert_eq!(chunk.data, b"world");
+//! assert_eq!(chunk.file_size, 11);
+//! assert!(plateau_slave::sandbox::read(&dir, "../etc/passwd", Some(0), None).is_err());
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::limits;
+
+/// Errors of sandbox file access; each maps to an HTTP status (400, 403 or 404).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The path is malformed: absolute, with `..`, NUL, too long (HTTP 400).
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The requested path.
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The path leads outside the sandbox, through a symbolic link (HTTP 403).
+    #[error("path {0:?} leads outside the sandbox")]
+    Escapes(String),
+    /// No such file or directory (HTTP 404).
+    #[error("no such file {0:?} in the sandbox")]
+    NotFound(String),
+    /// The path names a directory or a special file, not a regular file (HTTP 400).
+    #[error("{0:?} is not a regular file")]
+    NotAFile(String),
+    /// Reading failed (HTTP 500).
+    #[error("reading {path:?}: {source}")]
+    Io {
+        /// The requested path.
+        path: String,
+        /// The error of the operating system.
+        source: std::io::Error,
+    },
+}
+
+/// A chunk of a sandbox file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChunk {
+    /// The bytes read (empty at or past the end, or when only the size was asked for).
+    pub data: Vec<u8>,
+    /// Offset of `data` in the file; the file's size when only the size was asked for.
+    pub offset: u64,
+    /// Size of the file when it was read.
+    pub file_size: u64,
+}
+
+fn invalid(path: &str, reason: &'static str) -> SandboxError {
+    SandboxError::InvalidPath {
+        path: path.to_string(),
+        reason,
+    }
+}
+
+fn io_error(path: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
+    move |source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            SandboxError::NotFound(path.to_string())
+        } else {
+            SandboxError::Io {
+                path: path.to_string(),
+                source,
+            }
+        }
+    }
+}
+
+/// Checks the shape of `relative` without touching the filesystem.
+fn check_relative(relative: &str) -> Result<&Path, SandboxError> {
+    if relative.len() > limits::SANDBOX_PATH_LEN_MAX {
+        return Err(invalid(relative, "too long"));
+    }
+    if relative.contains('\0') {
+        return Err(invalid(relative, "contains NUL"));
+    }
+    let path = Path::new(relative);
+    for component in path.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err(invalid(relative, "contains '..'")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(invalid(relative, "is absolute"))
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// Resolves `relative` inside the sandbox `root` to a canonical path (every symbolic link
+/// followed) and checks that it stays inside `root`. The empty path is the root itself.
+pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf, SandboxError> {
+    let path = check_relative(relative)?;
+    let root = fs::canonicalize(root).map_err(io_error(relative))?;
+    let full = fs::canonicalize(root.join(path)).map_err(io_error(relative))?;
+    if !full.starts_with(&root) {
+        return Err(SandboxError::Escapes(relative.to_string()));
+    }
+    Ok(full)
+}
+
+/// Reads `relative` in the sandbox `root`: at most `length` bytes (and at most
+/// [`limits::SANDBOX_READ_LENGTH_MAX`]; `None` means the maximum) from `offset`. `offset: None`
+/// asks only for the file's size (Mesos' `offset=-1`): empty data, `offset` = size.
+pub fn read(
+    root: &Path,
+    relative: &str,
+    offset: Option<u64>,
+    length: Option<u64>,
+) -> Result<FileChunk, SandboxError> {
+    let full = resolve(root, relative)?;
+    let root = fs::canonicalize(root).map_err(io_error(relative))?;
+    let mut file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&full)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                SandboxError::Escapes(relative.to_string())
+            } else {
+                io_error(relative)(e)
+            }
+        })?;
+    // The path was checked before the open; check what was actually opened.
+    let opened =
+        fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(io_error(relative))?;
+    if !opened.starts_with(&root) {
+        return Err(SandboxError::Escapes(relative.to_string()));
+    }
+    let metadata = file.metadata().map_err(io_error(relative))?;
+    if !metadata.is_file() {
+        return Err(SandboxError::NotAFile(relative.to_string()));
+    }
+    let file_size = metadata.len();
+    let Some(offset) = offset else {
+        return Ok(FileChunk {
+            data: Vec::new(),
+            offset: file_size,
+            file_size,
+        });
+    };
+    let length = length
+        .unwrap_or(limits::SANDBOX_READ_LENGTH_MAX)
+        .min(limits::SANDBOX_READ_LENGTH_MAX);
+    let mut data = Vec::new();
+    if offset < file_size && length > 0 {
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_error(relative))?;
+        (&mut file)
+            .take(length)
+            .read_to_end(&mut data)
+            .map_err(io_error(relative))?;
+    }
+    Ok(FileChunk {
+        data,
+        offset,
+        file_size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A temporary directory removed on drop, even when the test fails.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir =
+                std::env::temp_dir().join(format!("plateau-sandbox-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(dir.join("sandbox/sub")).unwrap();
+            fs::write(dir.join("sandbox/stdout"), b"0123456789").unwrap();
+            fs::write(dir.join("sandbox/sub/file"), b"inner").unwrap();
+            fs::write(dir.join("secret"), b"secret").unwrap();
+            TempDir(dir)
+        }
+        fn sandbox(&self) -> PathBuf {
+            self.0.join("sandbox")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn reads_chunks() {
+        let dir = TempDir::new("chunks");
+        let root = dir.sandbox();
+        let chunk = read(&root, "stdout", Some(2), Some(3)).unwrap();
+        assert_eq!(
+            (chunk.data.as_slice(), chunk.offset, chunk.file_size),
+            (&b"234"[..], 2, 10)
+        );
+        assert_eq!(read(&root, "stdout", Some(8), None).unwrap().data, b"89");
+        assert!(read(&root, "stdout", Some(10), Some(5))
+            .unwrap()
+            .data
+            .is_empty());
+        assert!(read(&root, "stdout", Some(99), Some(5))
+            .unwrap()
+            .data
+            .is_empty());
+        let size_only = read(&root, "stdout", None, None).unwrap();
+        assert_eq!((size_only.data.len(), size_only.offset), (0, 10));
+        assert_eq!(
+            read(&root, "sub/file", Some(0), None).unwrap().data,
+            b"inner"
+        );
+        assert_eq!(
+            read(&root, "./sub//file", Some(0), None).unwrap().data,
+            b"inner"
+        );
+    }
+
+    #[test]
+    fn refuses_escapes() {
+        let dir = TempDir::new("escapes");
+        let root = dir.sandbox();
+        assert!(matches!(
+            read(&root, "../secret", Some(0), None),
+            Err(SandboxError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            read(&root, "sub/../../secret", Some(0), None),
+            Err(SandboxError::InvalidPath { .. })
+        ));
+        let absolute = dir.0.join("secret");
+        assert!(matches!(
+            read(&root, absolute.to_str().unwrap(), Some(0), None),
+            Err(SandboxError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            read(&root, "std\0out", Some(0), None),
+            Err(SandboxError::InvalidPath { .. })
+        ));
+        symlink(dir.0.join("secret"), root.join("link-out")).unwrap();
+        assert!(matches!(
+            read(&root, "link-out", Some(0), None),
+            Err(SandboxError::Escapes(_))
+        ));
+        symlink(&dir.0, root.join("dir-out")).unwrap();
+        assert!(matches!(
+            read(&root, "dir-out/secret", Some(0), None),
+            Err(SandboxError::Escapes(_))
+        ));
+        symlink("/etc", root.join("etc")).unwrap();
+        assert!(matches!(
+            read(&root, "etc/hostname", Some(0), None),
+            Err(SandboxError::Escapes(_)) | Err(SandboxError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn follows_symlinks_that_stay_inside() {
+        let dir = TempDir::new("inside");
+        let root = dir.sandbox();
+        symlink("sub/file", root.join("link-in")).unwrap();
+        assert_eq!(
+            read(&root, "link-in", Some(0), None).unwrap().data,
+            b"inner"
+        );
+    }
+
+    #[test]
+    fn reports_missing_files_and_directories() {
+        let dir = TempDir::new("missing");
+        let root = dir.sandbox();
+        assert!(matches!(
+            read(&root, "nope", Some(0), None),
+            Err(SandboxError::NotFound(_))
+        ));
+        assert!(matches!(
+            read(&root, "sub", Some(0), None),
+            Err(SandboxError::NotAFile(_))
+        ));
+        assert!(matches!(
+            read(&root, "", Some(0), None),
+            Err(SandboxError::NotAFile(_))
+        ));
+        assert_eq!(
+            resolve(&root, "").unwrap(),
+            fs::canonicalize(&root).unwrap()
+        );
+    }
+
+    #[test]
+    fn caps_the_length() {
+        let dir = TempDir::new("cap");
+        let root = dir.sandbox();
+        let big = vec![7u8; (limits::SANDBOX_READ_LENGTH_MAX + 10) as usize];
+        fs::write(root.join("big"), &big).unwrap();
+        let chunk = read(&root, "big", Some(0), Some(u64::MAX)).unwrap();
+        assert_eq!(chunk.data.len() as u64, limits::SANDBOX_READ_LENGTH_MAX);
+    }
+}

@@ -1,0 +1,107 @@
+//! `plateau dev`: a whole cluster in one process — a master and N slaves, each its own node on
+//! its own loopback address (so constraints on host names mean something), real task processes
+//! under real cgroups, a throw-away cluster CA in the work directory.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use plateau_master::resources::{Ranges, Resources};
+
+use crate::serve;
+
+/// Master port, as Mesos.
+const MASTER_PORT: u16 = 5050;
+/// Slave port, as Mesos.
+const SLAVE_PORT: u16 = 5051;
+/// Task host ports shared among the slaves.
+const TASK_PORTS: (u16, u16) = (31000, 32000);
+
+/// The share of the host's resources given to slave `index` of `count`.
+fn slave_share(total: &Resources, index: usize, count: usize) -> anyhow::Result<Resources> {
+    let n = count as f64;
+    let span = u32::from(TASK_PORTS.1 - TASK_PORTS.0 + 1) / count as u32;
+    let first = TASK_PORTS.0 + (span * index as u32) as u16;
+    let last = first + span as u16 - 1;
+    Ok(
+        Resources::new(total.cpus() / n, total.mem_mb() / n, total.disk_mb() / n)?
+            .with_ports(Ranges::single(first, last)),
+    )
+}
+
+pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=50).contains(&slaves),
+        "--slaves must be between 1 and 50"
+    );
+    let work_dir = work_dir.unwrap_or_else(|| std::env::temp_dir().join("plateau-dev"));
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
+    let work_dir = std::fs::canonicalize(&work_dir)?;
+    let tls_dir = serve::dev_ca(&work_dir.join("tls"))?;
+    let total = plateau_slave::host::discover(&work_dir, Default::default())?;
+    let supervisor = std::env::current_exe()?;
+
+    actix_rt::System::new().block_on(async move {
+        let mut handles = Vec::new();
+        let mut nodes = Vec::new();
+
+        let master_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), MASTER_PORT);
+        let master_host = master_listen.ip().to_string();
+        let node = serve::start_node(master_listen, &master_host, &tls_dir, "master")?;
+        let config = plateau_master::MasterConfig {
+            seed: serve::real_seed(),
+            hostname: master_host.clone(),
+            ..Default::default()
+        };
+        let master = plateau_master::start(&node, config, &work_dir).await?;
+        handles.push(serve::http_server(master_listen, move |c| {
+            plateau_master::http::configure(c, master.clone())
+        })?);
+        nodes.push(node);
+        println!("master    http://{master_listen}/master/state");
+
+        let master_upid: plateau_runtime::Upid = format!("master@{master_listen}").parse()?;
+        let mut slave_refs = Vec::new();
+        for i in 0..slaves {
+            let ip = Ipv4Addr::new(127, 0, 0, 2 + i as u8);
+            let listen = SocketAddr::new(IpAddr::V4(ip), SLAVE_PORT);
+            let host = ip.to_string();
+            let node = serve::start_node(listen, &host, &tls_dir, "slave")?;
+            let mut config = plateau_slave::SlaveConfig::new(
+                master_upid.clone(),
+                work_dir.join(format!("slave-{}", i + 1)),
+                &supervisor,
+            );
+            config.supervisor_args = vec!["supervise".into()];
+            config.resources = Some(slave_share(&total, i, slaves)?.to_string());
+            config.attributes = Some(format!("rack:r{}", i % 2 + 1));
+            let slave = plateau_slave::start(&node, config)?;
+            slave_refs.push(slave.clone());
+            handles.push(serve::http_server(listen, move |c| {
+                plateau_slave::http::configure(c, slave.clone())
+            })?);
+            nodes.push(node);
+            println!("slave {}   http://{listen}/state", i + 1);
+        }
+        println!(
+            "work dir  {}  (TLS CA in {})",
+            work_dir.display(),
+            tls_dir.display()
+        );
+        println!("Ctrl-C stops the cluster and its tasks.");
+
+        serve::shutdown_signal().await;
+        println!("stopping: killing tasks and removing their cgroups");
+        for slave in &slave_refs {
+            let _ = slave.call(|s, _| s.destroy_all_tasks()).await;
+        }
+        for h in handles {
+            h.stop(true).await;
+        }
+        for node in nodes {
+            node.shutdown();
+        }
+        Ok(())
+    })
+}

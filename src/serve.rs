@@ -1,0 +1,85 @@
+//! The edge of the binary: start a node, its component process and its HTTP server, and run
+//! until Ctrl-C. Everything here is wiring; the components live in their crates.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use plateau_runtime::tls::{ClusterCa, NodeIdentity, CA_CERT_FILE};
+use plateau_runtime::{Node, NodeConfig};
+
+/// A seed for a real (non-simulated) node: real deployments need no replay, only distinct
+/// ids across restarts.
+pub fn real_seed() -> u64 {
+    let nanos = std::time::SystemTime::now() // determinism-ok: real deployment, not simulation
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// The host other nodes reach this one at: `--hostname` if given, else the listen IP (which
+/// must then be a specific address).
+pub fn advertised_host(listen: SocketAddr, hostname: Option<&str>) -> anyhow::Result<String> {
+    match hostname {
+        Some(h) => Ok(h.to_string()),
+        None if listen.ip().is_unspecified() => anyhow::bail!(
+            "--listen {listen} is a wildcard address: give --hostname, the name or address other nodes reach this one at"
+        ),
+        None => Ok(listen.ip().to_string()),
+    }
+}
+
+/// Start a node with QUIC on `listen` (UDP), identity from `tls_dir`.
+pub fn start_node(
+    listen: SocketAddr,
+    host: &str,
+    tls_dir: &Path,
+    name: &str,
+) -> anyhow::Result<Node> {
+    let identity = NodeIdentity::from_dir(tls_dir, name)
+        .with_context(|| format!("loading the TLS identity from {}", tls_dir.display()))?;
+    let mut config = NodeConfig::quic(listen, identity, real_seed());
+    config.host = host.to_string();
+    Node::start(config).with_context(|| format!("starting the node on udp {listen}"))
+}
+
+/// A throw-away cluster CA in `dir` (created unless it exists).
+pub fn dev_ca(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !dir.join(CA_CERT_FILE).exists() {
+        ClusterCa::generate()?.save(dir)?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Wait for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Serve HTTP on `listen` (TCP) with routes from `configure`, on two worker threads; returns
+/// the handle that stops it. Must be called inside the actix system.
+pub fn http_server<F>(
+    listen: SocketAddr,
+    configure: F,
+) -> anyhow::Result<actix_web::dev::ServerHandle>
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+{
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+            .workers(2)
+            .disable_signals()
+            .bind(listen)
+            .with_context(|| format!("listening for HTTP on tcp {listen}"))?
+            .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}

@@ -1,0 +1,436 @@
+//! A real cluster of separate processes — `plateau master` and two `plateau slave`s on
+//! 127.0.0.x — with this test playing the framework over QUIC + mTLS. Tasks are real
+//! processes in real cgroups (the test runs as root, as CI does).
+//!
+//! One scenario, in order: tasks run and are RUNNING in `/master/state`; a memory hog is
+//! OOM-killed and reported with the memory reason; a slave killed with kill -9 and restarted
+//! keeps its task running (same pid) and RUNNING; a SIGSTOPped slave's task goes UNREACHABLE
+//! within the default agent timeout (5 s; the test allows 15 s on a slow machine).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use plateau_runtime::tls::{ClusterCa, NodeIdentity};
+use plateau_runtime::{Node, NodeConfig, ProcessRef, Upid};
+use plateau_sdk::*;
+
+const PLATEAU: &str = env!("CARGO_BIN_EXE_plateau");
+
+/// Kills and reaps the children, removes the cgroups of the slaves' tasks and the work dir,
+/// even when the test fails.
+struct Cluster {
+    dir: PathBuf,
+    children: BTreeMap<String, Child>,
+}
+
+impl Cluster {
+    fn spawn(&mut self, name: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(PLATEAU)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        if let Some(mut old) = self.children.insert(name.to_string(), child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+    }
+
+    fn signal(&self, name: &str, signal: i32) {
+        let pid = self.children[name].id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            // SAFETY: signals to our own children.
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for i in 1..=2 {
+            let work = self.dir.join(format!("slave-{i}"));
+            let name = plateau_slave::cgroup_slave_name(&work);
+            remove_cgroups(&name);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Kill everything left in a slave's task cgroups and remove them.
+fn remove_cgroups(slave_name: &str) {
+    for controller in ["freezer", "pids", "memory", "cpu", "cpuacct"] {
+        let root = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("plateau")
+            .join(slave_name);
+        let Ok(tasks) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for task in tasks.flatten().filter(|e| e.path().is_dir()) {
+            if let Ok(procs) = std::fs::read_to_string(task.path().join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                    // SAFETY: killing leftover task processes this test started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            for _ in 0..50 {
+                if std::fs::remove_dir(task.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir(&root);
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The test's framework: launches what it is asked to on the first offers that fit, records
+/// every status.
+#[derive(Default)]
+struct Recorder {
+    wanted: Vec<(TaskId, Resources, CommandInfo, Option<String>)>,
+    statuses: Arc<Mutex<Vec<TaskStatus>>>,
+}
+
+impl Scheduler for Recorder {
+    fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>) {
+        for offer in offers {
+            let mut left = offer.resources.clone();
+            let mut tasks = Vec::new();
+            self.wanted.retain(|(id, resources, command, host)| {
+                let host_ok = host.as_ref().is_none_or(|h| *h == offer.hostname);
+                if host_ok && left.contains(resources) {
+                    left = left.checked_sub(resources).unwrap();
+                    let slave = offer.slave_id.clone();
+                    tasks.push(TaskInfo::new(
+                        id.clone(),
+                        slave,
+                        resources.clone(),
+                        command.clone(),
+                    ));
+                    false
+                } else {
+                    true
+                }
+            });
+            driver.launch_tasks(
+                &[offer.id.clone()],
+                tasks,
+                Filters {
+                    refuse_seconds: 0.1,
+                },
+            );
+        }
+    }
+
+    fn status_update(&mut self, _driver: &mut Driver<'_, '_>, status: &TaskStatus) {
+        self.statuses.lock().unwrap().push(status.clone());
+    }
+}
+
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn get_json(url: &str) -> Option<serde_json::Value> {
+    reqwest::get(url).await.ok()?.json().await.ok()
+}
+
+fn task_state(state: &serde_json::Value, task: &str) -> Option<String> {
+    let frameworks = state["frameworks"].as_array()?;
+    frameworks
+        .iter()
+        .flat_map(|f| f["tasks"].as_array().cloned().unwrap_or_default())
+        .find(|t| t["id"] == task)
+        .and_then(|t| t["state"].as_str().map(str::to_string))
+}
+
+fn has_status(
+    statuses: &Arc<Mutex<Vec<TaskStatus>>>,
+    task: &str,
+    state: TaskState,
+) -> Option<TaskStatus> {
+    statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.task_id.as_str() == task && s.state == state)
+        .cloned()
+}
+
+/// The pid of the first process in a task's cgroup (its supervised command).
+fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
+    let name = plateau_slave::cgroup_slave_name(slave_work);
+    let dir = Path::new("/sys/fs/cgroup/pids/plateau")
+        .join(name)
+        .join(plateau_slave::containerizer::task_dir_name(task));
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+#[test]
+fn separate_processes_run_real_tasks_survive_slave_restart_and_detect_a_frozen_slave() {
+    let dir = std::env::temp_dir().join(format!("plateau-cluster-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cluster = Cluster {
+        dir: dir.clone(),
+        children: BTreeMap::new(),
+    };
+    let tls = dir.join("tls");
+    let ok = Command::new(PLATEAU)
+        .args(["certs", "init", "--dir"])
+        .arg(&tls)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+
+    let master_port = free_port("127.0.0.1");
+    let master = format!("127.0.0.1:{master_port}");
+    let tls_s = tls.to_str().unwrap().to_string();
+    let m_work = dir.join("master");
+    cluster.spawn(
+        "master",
+        &[
+            "master",
+            "--listen",
+            &master,
+            "--work-dir",
+            m_work.to_str().unwrap(),
+            "--tls-dir",
+            &tls_s,
+        ],
+    );
+    let mut slave_args = Vec::new();
+    for i in 1..=2 {
+        let ip = format!("127.0.0.{}", i + 1);
+        let listen = format!("{ip}:{}", free_port(&ip));
+        let work = dir.join(format!("slave-{i}"));
+        let resources = format!(
+            "cpus:2;mem:1024;disk:1000;ports:[{}-{}]",
+            31000 + i * 100,
+            31099 + i * 100
+        );
+        let args: Vec<String> = [
+            "slave",
+            "--master",
+            &master,
+            "--listen",
+            &listen,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--tls-dir",
+            &tls_s,
+            "--resources",
+            &resources,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        cluster.spawn(
+            &format!("slave-{i}"),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        slave_args.push((args, work, ip));
+    }
+    let state_url = format!("http://{master}/master/state");
+
+    actix_rt::System::new().block_on(async {
+        eventually(Duration::from_secs(60), "two slaves registered", || async {
+            get_json(&state_url)
+                .await
+                .is_some_and(|s| s["activated_slaves"].as_f64() == Some(2.0))
+        })
+        .await;
+
+        // The framework: this test, on its own node.
+        let ca = ClusterCa::load(&tls).unwrap();
+        let identity = NodeIdentity::issue(&ca, "test-framework").unwrap();
+        let node = Node::start(NodeConfig::quic(
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            identity,
+            7,
+        ))
+        .unwrap();
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let memory_hog = CommandInfo::shell("head -c 300000000 /dev/zero | tail");
+        let recorder = Recorder {
+            wanted: vec![
+                (
+                    TaskId::new("sleeper-1"),
+                    Resources::parse("cpus:0.1;mem:32").unwrap(),
+                    CommandInfo::shell("sleep 600"),
+                    Some(slave_args[0].2.clone()),
+                ),
+                (
+                    TaskId::new("sleeper-2"),
+                    Resources::parse("cpus:0.1;mem:32").unwrap(),
+                    CommandInfo::shell("sleep 600"),
+                    Some(slave_args[1].2.clone()),
+                ),
+                (
+                    TaskId::new("hog"),
+                    Resources::parse("cpus:0.1;mem:32").unwrap(),
+                    memory_hog,
+                    None,
+                ),
+            ],
+            statuses: statuses.clone(),
+        };
+        let master_upid: Upid = format!("master@{master}").parse().unwrap();
+        let mut info = FrameworkInfo::new("cluster-test");
+        info.failover_timeout_secs = 600.0;
+        let framework: ProcessRef<SchedulerDriver<Recorder>> = node
+            .spawn(
+                "cluster-test",
+                SchedulerDriver::new(info, master_upid, recorder),
+            )
+            .unwrap();
+
+        // Real tasks, RUNNING at the master, real processes in their cgroups.
+        eventually(
+            Duration::from_secs(60),
+            "both sleepers RUNNING at the master",
+            || async {
+                let Some(s) = get_json(&state_url).await else {
+                    return false;
+                };
+                task_state(&s, "sleeper-1").as_deref() == Some("TASK_RUNNING")
+                    && task_state(&s, "sleeper-2").as_deref() == Some("TASK_RUNNING")
+            },
+        )
+        .await;
+        let pids_before = task_pids(&slave_args[0].1, "sleeper-1");
+        assert!(
+            !pids_before.is_empty(),
+            "sleeper-1 has processes in its cgroup"
+        );
+        let limit = std::fs::read_to_string(
+            Path::new("/sys/fs/cgroup/memory/plateau")
+                .join(plateau_slave::cgroup_slave_name(&slave_args[0].1))
+                .join("sleeper-1")
+                .join("memory.limit_in_bytes"),
+        )
+        .unwrap();
+        assert_eq!(
+            limit.trim(),
+            (32 * 1024 * 1024).to_string(),
+            "memory limit from mem:32"
+        );
+
+        // The memory hog is killed by the kernel and reported with the memory reason.
+        eventually(Duration::from_secs(60), "hog FAILED", || async {
+            has_status(&statuses, "hog", TaskState::Failed).is_some()
+        })
+        .await;
+        let hog = has_status(&statuses, "hog", TaskState::Failed).unwrap();
+        assert_eq!(
+            hog.reason,
+            Some(Reason::ContainerLimitationMemory),
+            "{hog:?}"
+        );
+
+        // kill -9 of slave 1, then restart: the task keeps running (same pid) and RUNNING.
+        cluster.signal("slave-1", libc::SIGKILL);
+        let _ = cluster.children.get_mut("slave-1").unwrap().wait();
+        assert_eq!(
+            task_pids(&slave_args[0].1, "sleeper-1"),
+            pids_before,
+            "task survives its slave"
+        );
+        let args = slave_args[0]
+            .0
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>();
+        cluster.spawn("slave-1", &args);
+        let slave1_url = format!("http://{}/state", args[4]);
+        eventually(Duration::from_secs(60), "slave 1 back", || async {
+            get_json(&slave1_url)
+                .await
+                .is_some_and(|s| s["id"].as_str().is_some_and(|id| !id.is_empty()))
+        })
+        .await;
+        eventually(
+            Duration::from_secs(30),
+            "sleeper-1 RUNNING after slave restart",
+            || async {
+                get_json(&state_url)
+                    .await
+                    .is_some_and(|s| task_state(&s, "sleeper-1").as_deref() == Some("TASK_RUNNING"))
+            },
+        )
+        .await;
+        assert_eq!(
+            task_pids(&slave_args[0].1, "sleeper-1"),
+            pids_before,
+            "same process after recovery"
+        );
+
+        // SIGSTOP of slave 2: its task goes UNREACHABLE within the agent timeout.
+        let frozen_at = std::time::Instant::now();
+        cluster.signal("slave-2", libc::SIGSTOP);
+        eventually(Duration::from_secs(15), "sleeper-2 UNREACHABLE", || async {
+            has_status(&statuses, "sleeper-2", TaskState::Unreachable).is_some()
+        })
+        .await;
+        let detected = frozen_at.elapsed();
+        eprintln!("agent loss detected after {detected:?}");
+        cluster.signal("slave-2", libc::SIGCONT);
+
+        // Clean up through the API: kill the tasks, unregister.
+        framework
+            .call(|d: &mut SchedulerDriver<Recorder>, ctx| {
+                let (_, mut driver) = d.scheduler_and_driver(ctx);
+                driver.kill_task(&TaskId::new("sleeper-1"));
+                driver.kill_task(&TaskId::new("sleeper-2"));
+            })
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(30), "sleeper-1 KILLED", || async {
+            has_status(&statuses, "sleeper-1", TaskState::Killed).is_some()
+        })
+        .await;
+        node.shutdown();
+    });
+    if std::thread::panicking() {
+        eprintln!("master log:\n{}", cluster.log("master"));
+    }
+}
