@@ -1,5 +1,6 @@
-//! `plateau dev`: a whole cluster in one process — a master and N slaves, each its own node on
-//! its own loopback address (so constraints on host names mean something), real task processes
+//! `plateau dev`: a whole cluster in one process — a master, N slaves, Marathon and Chronos,
+//! each its own node; the slaves on their own loopback addresses (so constraints on host names
+//! mean something); real task processes
 //! under real cgroups, a throw-away cluster CA in the work directory.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,6 +15,10 @@ use crate::serve;
 const MASTER_PORT: u16 = 5050;
 /// Slave port, as Mesos.
 const SLAVE_PORT: u16 = 5051;
+/// Marathon port, as Marathon.
+const MARATHON_PORT: u16 = 8080;
+/// Chronos port, as Chronos.
+const CHRONOS_PORT: u16 = 4400;
 /// Task host ports shared among the slaves.
 const TASK_PORTS: (u16, u16) = (31000, 32000);
 
@@ -84,6 +89,30 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             nodes.push(node);
             println!("slave {}   http://{listen}/state", i + 1);
         }
+        let marathon_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), MARATHON_PORT);
+        let node = serve::start_node(marathon_listen, &master_host, &tls_dir, "marathon")?;
+        let marathon = serve::start_marathon(
+            &node,
+            master_upid.clone(),
+            &work_dir.join("marathon"),
+            marathon_listen,
+        )?;
+        handles.push(marathon.http.clone());
+        nodes.push(node);
+        println!("marathon  http://{marathon_listen}/v2/apps");
+
+        let chronos_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), CHRONOS_PORT);
+        let node = serve::start_node(chronos_listen, &master_host, &tls_dir, "chronos")?;
+        let chronos = serve::start_chronos(
+            &node,
+            master_upid.clone(),
+            &work_dir.join("chronos"),
+            chronos_listen,
+        )?;
+        handles.push(chronos.server.clone());
+        nodes.push(node);
+        println!("chronos   http://{chronos_listen}/scheduler/jobs");
+
         println!(
             "work dir  {}  (TLS CA in {})",
             work_dir.display(),

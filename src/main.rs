@@ -31,6 +31,10 @@ enum Command {
     Master(MasterArgs),
     /// Run a slave: runs tasks as real processes under cgroups for the master.
     Slave(SlaveArgs),
+    /// Run Marathon: keeps long-running apps alive behind Marathon's REST API v2.
+    Marathon(FrameworkArgs),
+    /// Run Chronos: runs jobs on schedules behind Chronos' REST API.
+    Chronos(FrameworkArgs),
     /// A whole cluster in one process: a master and N slaves (real tasks, real cgroups), until
     /// Ctrl-C.
     Dev(DevArgs),
@@ -92,6 +96,26 @@ struct SlaveArgs {
     /// Attributes, e.g. `rack:r1;zone:a`.
     #[arg(long)]
     attributes: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct FrameworkArgs {
+    /// The master, HOST:PORT.
+    #[arg(long)]
+    master: String,
+    /// Address to listen on (TCP for HTTP, UDP for QUIC, same port); Marathon's default port
+    /// is 8080, Chronos' 4400.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Name or address other nodes reach this one at (default: the listen IP).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Directory for the framework's state.
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// TLS directory: a CA (`certs init`) or a node certificate (`certs issue`).
+    #[arg(long)]
+    tls_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -272,8 +296,52 @@ fn run_slave(args: SlaveArgs) -> anyhow::Result<()> {
     })
 }
 
+fn master_upid(master: &str) -> anyhow::Result<plateau_runtime::Upid> {
+    format!("master@{master}")
+        .parse()
+        .with_context(|| format!("--master {master}"))
+}
+
+fn run_marathon(args: FrameworkArgs) -> anyhow::Result<()> {
+    let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
+    let master = master_upid(&args.master)?;
+    actix_rt::System::new().block_on(async move {
+        let node = serve::start_node(args.listen, &host, &args.tls_dir, "marathon")?;
+        let marathon = serve::start_marathon(&node, master, &args.work_dir, args.listen)?;
+        println!(
+            "marathon@{host}:{} running: http://{}/v2/apps",
+            node.addr().port,
+            marathon.addr
+        );
+        serve::shutdown_signal().await;
+        marathon.http.stop(true).await;
+        node.shutdown();
+        Ok(())
+    })
+}
+
+fn run_chronos(args: FrameworkArgs) -> anyhow::Result<()> {
+    let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
+    let master = master_upid(&args.master)?;
+    actix_rt::System::new().block_on(async move {
+        let node = serve::start_node(args.listen, &host, &args.tls_dir, "chronos")?;
+        let chronos = serve::start_chronos(&node, master, &args.work_dir, args.listen)?;
+        println!(
+            "chronos@{host}:{} running: http://{}/scheduler/jobs",
+            node.addr().port,
+            chronos.http_addr
+        );
+        serve::shutdown_signal().await;
+        chronos.server.stop(true).await;
+        node.shutdown();
+        Ok(())
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Marathon(args) => run_marathon(args)?,
+        Command::Chronos(args) => run_chronos(args)?,
         Command::Master(args) => run_master(args)?,
         Command::Slave(args) => run_slave(args)?,
         Command::Dev(args) => dev::run(args.slaves, args.work_dir)?,

@@ -83,3 +83,33 @@ where
     actix_rt::spawn(server);
     Ok(handle)
 }
+
+/// Start Marathon on `node` with its HTTP API on `listen`.
+pub fn start_marathon(
+    node: &Node,
+    master: plateau_runtime::Upid,
+    work_dir: &Path,
+    listen: SocketAddr,
+) -> anyhow::Result<plateau_marathon::http::MarathonServer> {
+    let config = plateau_marathon::http::StartConfig {
+        marathon: Default::default(),
+        master,
+        work_dir: Some(work_dir.to_path_buf()),
+        http_listen: listen,
+        http_workers: 2,
+        process_name: "marathon".to_string(),
+    };
+    plateau_marathon::http::start(node, config).context("starting Marathon")
+}
+
+/// Start Chronos on `node` with its HTTP API on `listen`.
+pub fn start_chronos(
+    node: &Node,
+    master: plateau_runtime::Upid,
+    work_dir: &Path,
+    listen: SocketAddr,
+) -> anyhow::Result<plateau_chronos::http::Started> {
+    let mut config = plateau_chronos::http::StartConfig::new(work_dir.to_path_buf(), master);
+    config.http_listen = listen;
+    plateau_chronos::http::start(node, config).context("starting Chronos")
+}

@@ -7,10 +7,8 @@
 //! keeps its task running (same pid) and RUNNING; a SIGSTOPped slave's task goes UNREACHABLE
 //! within the default agent timeout (5 s; the test allows 15 s on a slow machine).
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,94 +16,7 @@ use plateau_runtime::tls::{ClusterCa, NodeIdentity};
 use plateau_runtime::{Node, NodeConfig, ProcessRef, Upid};
 use plateau_sdk::*;
 
-const PLATEAU: &str = env!("CARGO_BIN_EXE_plateau");
-
-/// Kills and reaps the children, removes the cgroups of the slaves' tasks and the work dir,
-/// even when the test fails.
-struct Cluster {
-    dir: PathBuf,
-    children: BTreeMap<String, Child>,
-}
-
-impl Cluster {
-    fn spawn(&mut self, name: &str, args: &[&str]) {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(PLATEAU)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        if let Some(mut old) = self.children.insert(name.to_string(), child) {
-            let _ = old.kill();
-            let _ = old.wait();
-        }
-    }
-
-    fn signal(&self, name: &str, signal: i32) {
-        let pid = self.children[name].id() as i32;
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(pid, signal) };
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.children.values_mut() {
-            // SAFETY: signals to our own children.
-            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for i in 1..=2 {
-            let work = self.dir.join(format!("slave-{i}"));
-            let name = plateau_slave::cgroup_slave_name(&work);
-            remove_cgroups(&name);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Kill everything left in a slave's task cgroups and remove them.
-fn remove_cgroups(slave_name: &str) {
-    for controller in ["freezer", "pids", "memory", "cpu", "cpuacct"] {
-        let root = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join("plateau")
-            .join(slave_name);
-        let Ok(tasks) = std::fs::read_dir(&root) else {
-            continue;
-        };
-        for task in tasks.flatten().filter(|e| e.path().is_dir()) {
-            if let Ok(procs) = std::fs::read_to_string(task.path().join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
-                    // SAFETY: killing leftover task processes this test started.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-            for _ in 0..50 {
-                if std::fs::remove_dir(task.path()).is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = std::fs::remove_dir(&root);
-    }
-}
-
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::support::{eventually, free_port, get_json, Cluster};
 
 /// The test's framework: launches what it is asked to on the first offers that fit, records
 /// every status.
@@ -137,7 +48,7 @@ impl Scheduler for Recorder {
                 }
             });
             driver.launch_tasks(
-                &[offer.id.clone()],
+                std::slice::from_ref(&offer.id),
                 tasks,
                 Filters {
                     refuse_seconds: 0.1,
@@ -149,25 +60,6 @@ impl Scheduler for Recorder {
     fn status_update(&mut self, _driver: &mut Driver<'_, '_>, status: &TaskStatus) {
         self.statuses.lock().unwrap().push(status.clone());
     }
-}
-
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn get_json(url: &str) -> Option<serde_json::Value> {
-    reqwest::get(url).await.ok()?.json().await.ok()
 }
 
 fn task_state(state: &serde_json::Value, task: &str) -> Option<String> {
@@ -207,21 +99,9 @@ fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
 
 #[test]
 fn separate_processes_run_real_tasks_survive_slave_restart_and_detect_a_frozen_slave() {
-    let dir = std::env::temp_dir().join(format!("plateau-cluster-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cluster = Cluster {
-        dir: dir.clone(),
-        children: BTreeMap::new(),
-    };
-    let tls = dir.join("tls");
-    let ok = Command::new(PLATEAU)
-        .args(["certs", "init", "--dir"])
-        .arg(&tls)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-
+    let mut cluster = Cluster::new("cluster");
+    let dir = cluster.dir.clone();
+    let tls = cluster.tls();
     let master_port = free_port("127.0.0.1");
     let master = format!("127.0.0.1:{master_port}");
     let tls_s = tls.to_str().unwrap().to_string();
@@ -243,6 +123,7 @@ fn separate_processes_run_real_tasks_survive_slave_restart_and_detect_a_frozen_s
         let ip = format!("127.0.0.{}", i + 1);
         let listen = format!("{ip}:{}", free_port(&ip));
         let work = dir.join(format!("slave-{i}"));
+        cluster.slave_dirs.push(work.clone());
         let resources = format!(
             "cpus:2;mem:1024;disk:1000;ports:[{}-{}]",
             31000 + i * 100,

@@ -1,0 +1,61 @@
+//! Named maximums for everything in this crate that grows from outside input.
+//!
+//! Marathon itself has few limits; these are generous enough that no definition accepted by
+//! Marathon 1.10 in practice is refused, and small enough that one request cannot make a pure
+//! core allocate or compute without bound.
+
+/// Largest app definition body accepted by [`crate::validation::parse_app`], in bytes.
+/// Marathon stores each app in one ZooKeeper node of at most 1 MiB (`--zk_max_node_size`).
+pub const APP_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most placement constraints on one app.
+pub const CONSTRAINTS_PER_APP_MAX: usize = 256;
+
+/// Longest LIKE/UNLIKE regular expression, in bytes.
+pub const CONSTRAINT_REGEX_BYTES_MAX: usize = 4096;
+
+/// Compiled size limit handed to the `regex` crate for a LIKE/UNLIKE expression, in bytes.
+pub const CONSTRAINT_REGEX_COMPILED_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most health checks on one app.
+pub const HEALTH_CHECKS_PER_APP_MAX: usize = 64;
+
+/// Most port definitions (or container port mappings) on one app.
+pub const PORTS_PER_APP_MAX: usize = 1024;
+
+/// Most instances considered by [`crate::constraints::select_instances_to_kill`] in one call.
+pub const KILL_CANDIDATES_MAX: usize = 100_000;
+
+/// Most apps Marathon keeps.
+pub const APPS_MAX: usize = 10_000;
+
+/// Most instances (tasks) Marathon tracks, over all apps.
+pub const INSTANCES_MAX: usize = 100_000;
+
+/// Largest `instances` of one app.
+pub const INSTANCES_PER_APP_MAX: u32 = 10_000;
+
+/// Versions kept per app for rollback (Marathon's `--zk_max_versions`, default 50).
+pub const VERSIONS_PER_APP_MAX: usize = 50;
+
+/// Most deployments in progress (Marathon's `--max_running_deployments`, default 100).
+pub const DEPLOYMENTS_MAX: usize = 100;
+
+/// Most `/v2/events` subscribers at once.
+pub const EVENT_SUBSCRIBERS_MAX: usize = 256;
+
+/// Events queued per subscriber before it is dropped (Marathon's
+/// `--event_stream_max_outstanding_messages`, default 1024).
+pub const EVENT_QUEUE_PER_SUBSCRIBER_MAX: usize = 1024;
+
+/// Most tasks launched on one offer (Marathon's `--max_instances_per_offer`).
+pub const INSTANCES_PER_OFFER_MAX: usize = 100;
+
+/// Most task ids in one `POST /v2/tasks/delete` body.
+pub const TASK_IDS_PER_KILL_MAX: usize = 10_000;
+
+/// Largest request body accepted by the HTTP API, in bytes.
+pub const HTTP_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// Slaves remembered from offers (for one-instance-per-agent apps).
+pub const SLAVES_SEEN_MAX: usize = 100_000;

@@ -1,0 +1,150 @@
+//! Shared helpers of the end-to-end tests: a set of `plateau` child processes with a work dir,
+//! cleaned up (processes, task cgroups, files) even when a test fails; polling with deadlines.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::PLATEAU;
+
+/// Child processes of one test. Dropping it kills and reaps the children, removes the cgroups of the slaves' tasks and the work dir,
+/// even when the test fails.
+pub struct Cluster {
+    /// The work dir of the whole cluster.
+    pub dir: PathBuf,
+    /// Running children by name.
+    pub children: BTreeMap<String, Child>,
+    /// Slave work dirs whose task cgroups are removed at the end.
+    pub slave_dirs: Vec<PathBuf>,
+}
+
+impl Cluster {
+    /// Start (or restart) `plateau ARGS` as `name`, stderr to `<dir>/<name>.log`.
+    pub fn spawn(&mut self, name: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(PLATEAU)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        if let Some(mut old) = self.children.insert(name.to_string(), child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+    }
+
+    /// Send `signal` to child `name`.
+    pub fn signal(&self, name: &str, signal: i32) {
+        let pid = self.children[name].id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// What child `name` logged.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            // SAFETY: signals to our own children.
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for work in &self.slave_dirs {
+            remove_cgroups(&plateau_slave::cgroup_slave_name(work));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Kill everything left in a slave's task cgroups and remove them.
+pub fn remove_cgroups(slave_name: &str) {
+    for controller in ["freezer", "pids", "memory", "cpu", "cpuacct"] {
+        let root = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("plateau")
+            .join(slave_name);
+        let Ok(tasks) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for task in tasks.flatten().filter(|e| e.path().is_dir()) {
+            if let Ok(procs) = std::fs::read_to_string(task.path().join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                    // SAFETY: killing leftover task processes this test started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            for _ in 0..50 {
+                if std::fs::remove_dir(task.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir(&root);
+    }
+}
+
+/// A port free on `ip` now.
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    /// A cluster rooted at a fresh temporary directory named after `test`, with a cluster CA in
+    /// `<dir>/tls`.
+    pub fn new(test: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("plateau-e2e-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new(PLATEAU)
+            .args(["certs", "init", "--dir"])
+            .arg(dir.join("tls"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        Cluster {
+            dir,
+            children: BTreeMap::new(),
+            slave_dirs: Vec::new(),
+        }
+    }
+
+    /// The cluster CA directory.
+    pub fn tls(&self) -> PathBuf {
+        self.dir.join("tls")
+    }
+}
+
+/// Poll `cond` every 100 ms until it holds; panic naming `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GET `url` as JSON; None on any error.
+pub async fn get_json(url: &str) -> Option<serde_json::Value> {
+    reqwest::get(url).await.ok()?.json().await.ok()
+}
