@@ -199,6 +199,9 @@ struct SimNode {
     processes: BTreeMap<String, SimProcess>,
 }
 
+/// An `exited` owed to a process: (watcher, its instance, the process gone).
+type OwedExit = (Upid, u64, Upid);
+
 type Posted = Arc<Mutex<Vec<(Upid, Upid, Box<dyn AnyMessage>)>>>;
 
 /// A simulated cluster: nodes, their processes, the network and the virtual clock.
@@ -218,7 +221,7 @@ pub struct Sim {
     /// `exited`s owed because a node crashed, delivered at the link timeout — or at once when
     /// the node restarts earlier, so that the news of its previous life's death always arrives
     /// before anything from its new life. Keyed by the crashed node: (its incarnation, owed).
-    pending_breaks: BTreeMap<NodeAddr, (u64, Vec<(Upid, u64, Upid)>)>,
+    pending_breaks: BTreeMap<NodeAddr, (u64, Vec<OwedExit>)>,
     trace: u64,
     stats: SimStats,
     effects: Vec<Effect>,
