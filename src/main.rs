@@ -1,6 +1,7 @@
 //! `plateau`: the command line of the Plateau cluster manager. Subcommands only parse flags and
 //! call into the crates.
 
+mod bench_launch;
 mod dev;
 mod serve;
 
@@ -35,6 +36,9 @@ enum Command {
     Marathon(FrameworkArgs),
     /// Run Chronos: runs jobs on schedules behind Chronos' REST API.
     Chronos(FrameworkArgs),
+    /// Run a balancer: TCP service ports and HTTP virtual hosts in front of Marathon's apps,
+    /// updated live from Marathon's routes feed.
+    Balancer(BalancerArgs),
     /// A whole cluster in one process: a master and N slaves (real tasks, real cgroups), until
     /// Ctrl-C.
     Dev(DevArgs),
@@ -91,10 +95,10 @@ struct SlaveArgs {
     tls_dir: PathBuf,
     /// Resources offered, e.g. `cpus:4;mem:8192;disk:20000;ports:[31000-32000]` (default:
     /// discovered from the host, minus a reserve).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_resources)]
     resources: Option<String>,
     /// Attributes, e.g. `rack:r1;zone:a`.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_attributes)]
     attributes: Option<String>,
 }
 
@@ -119,6 +123,31 @@ struct FrameworkArgs {
 }
 
 #[derive(clap::Args)]
+struct BalancerArgs {
+    /// Marathon's node, HOST:PORT (its `--listen`).
+    #[arg(long)]
+    marathon: String,
+    /// Address the service-port listeners bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    listen_ip: std::net::IpAddr,
+    /// Stats and admin (`/stats`, `/metrics`) on TCP, and the balancer's node on UDP (QUIC).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    stats: SocketAddr,
+    /// Port of the HTTP virtual-host listener (on `--listen-ip`); none without it.
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Only apps of this `HAPROXY_GROUP`.
+    #[arg(long)]
+    group: Option<String>,
+    /// Name or address other nodes reach this one at (default: the stats IP).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// TLS directory: a CA (`certs init`) or a node certificate (`certs issue`).
+    #[arg(long)]
+    tls_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
 struct DevArgs {
     /// Number of slaves (each on its own loopback address 127.0.0.2, 127.0.0.3, ...).
     #[arg(long, default_value_t = 3)]
@@ -126,6 +155,20 @@ struct DevArgs {
     /// Work directory (default: a `plateau-dev` folder in the system's temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+}
+
+/// A Mesos resource string, checked (a bad one is a usage error: exit code 2).
+fn parse_resources(text: &str) -> Result<String, String> {
+    plateau_master::resources::Resources::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A Mesos attribute string, checked.
+fn parse_attributes(text: &str) -> Result<String, String> {
+    plateau_master::resources::Attributes::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `500ms`, `5s`, `2m`, `1h`.
@@ -190,6 +233,16 @@ enum CertsCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Launch latency: `POST /v2/apps` of N `sleep 600` tasks to each RUNNING, p50 and p99, on
+    /// a local `plateau dev` cluster (2 slaves; ports 5050, 8080, 4400, 8000, 9090 free).
+    Launch {
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Tasks to launch.
+        #[arg(long, default_value_t = 100)]
+        instances: u32,
+    },
     /// Message throughput: local, QUIC with mTLS, and bare quinn.
     Runtime {
         /// Print one JSON object on stdout.
@@ -213,6 +266,19 @@ enum BenchCommand {
         /// Timed cycles.
         #[arg(long, default_value_t = 20)]
         cycles: usize,
+    },
+    /// Chronos: jobs due every minute on an in-process cluster (real tasks); lag and
+    /// exactly-once.
+    Chronos {
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Jobs, each due once a minute.
+        #[arg(long, default_value_t = 1_000)]
+        jobs: usize,
+        /// Minutes of schedule.
+        #[arg(long, default_value_t = 2)]
+        minutes: u32,
     },
 }
 
@@ -338,10 +404,38 @@ fn run_chronos(args: FrameworkArgs) -> anyhow::Result<()> {
     })
 }
 
+fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {
+    let host = serve::advertised_host(args.stats, args.hostname.as_deref())?;
+    actix_rt::System::new().block_on(async move {
+        let node = serve::start_node(args.stats, &host, &args.tls_dir, "balancer")?;
+        let http = args
+            .http_port
+            .map(|port| SocketAddr::new(args.listen_ip, port));
+        let balancer = serve::start_balancer(
+            &node,
+            &args.marathon,
+            args.listen_ip,
+            http,
+            args.stats,
+            args.group,
+        )?;
+        println!(
+            "balancer@{host}:{} running: http://{}/stats",
+            node.addr().port,
+            args.stats
+        );
+        serve::shutdown_signal().await;
+        balancer.data_plane.shutdown();
+        node.shutdown();
+        Ok(())
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Marathon(args) => run_marathon(args)?,
         Command::Chronos(args) => run_chronos(args)?,
+        Command::Balancer(args) => run_balancer(args)?,
         Command::Master(args) => run_master(args)?,
         Command::Slave(args) => run_slave(args)?,
         Command::Dev(args) => dev::run(args.slaves, args.work_dir)?,
@@ -361,6 +455,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Bench { command } => match command {
+            BenchCommand::Launch { json, instances } => {
+                let report = bench_launch::run(instances)?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!(
+                        "{} tasks: POST /v2/apps to RUNNING p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                        report.instances, report.p50_ms, report.p99_ms, report.max_ms
+                    );
+                }
+            }
             BenchCommand::Runtime { json, messages } => {
                 let report = plateau_runtime::bench::run(messages);
                 if json {
@@ -393,6 +498,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "{} agents x {} frameworks: {} offers per cycle, median {:.1} ms, p99 {:.1} ms",
                         report.agents, report.frameworks, report.offers, report.cycle_ms_median, report.cycle_ms_p99
                     );
+                }
+            }
+            BenchCommand::Chronos {
+                json,
+                jobs,
+                minutes,
+            } => {
+                let config = plateau_chronos::bench::BenchConfig {
+                    jobs,
+                    minutes,
+                    work_dir: std::env::temp_dir()
+                        .join(format!("plateau-bench-chronos-{}", std::process::id())),
+                    supervisor: std::env::current_exe()?,
+                    supervisor_args: vec!["supervise".into()],
+                };
+                let report =
+                    actix_rt::System::new().block_on(plateau_chronos::bench::run(config))?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{report:#?}");
                 }
             }
         },

@@ -285,6 +285,46 @@ fn separate_processes_run_real_tasks_survive_slave_restart_and_detect_a_frozen_s
             "same process after recovery"
         );
 
+        // kill -9 of the master, then restart: the registry comes back from redb, slaves and
+        // the framework re-register, the tasks were never disturbed.
+        cluster.signal("master", libc::SIGKILL);
+        let _ = cluster.children.get_mut("master").unwrap().wait();
+        let master_args = [
+            "master",
+            "--listen",
+            &master,
+            "--work-dir",
+            m_work.to_str().unwrap(),
+            "--tls-dir",
+            &tls_s,
+        ];
+        cluster.spawn("master", &master_args);
+        eventually(
+            Duration::from_secs(60),
+            "slaves and tasks back at the restarted master",
+            || async {
+                let Some(s) = get_json(&state_url).await else {
+                    return false;
+                };
+                s["activated_slaves"].as_f64() == Some(2.0)
+                    && task_state(&s, "sleeper-1").as_deref() == Some("TASK_RUNNING")
+                    && task_state(&s, "sleeper-2").as_deref() == Some("TASK_RUNNING")
+            },
+        )
+        .await;
+        let state = get_json(&state_url).await.unwrap();
+        let framework_active = state["frameworks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "cluster-test" && f["active"] == true);
+        assert!(framework_active, "the framework re-registered: {state}");
+        assert_eq!(
+            task_pids(&slave_args[0].1, "sleeper-1"),
+            pids_before,
+            "undisturbed by the master's restart"
+        );
+
         // SIGSTOP of slave 2: its task goes UNREACHABLE within the agent timeout.
         let frozen_at = std::time::Instant::now();
         cluster.signal("slave-2", libc::SIGSTOP);
@@ -314,4 +354,153 @@ fn separate_processes_run_real_tasks_survive_slave_restart_and_detect_a_frozen_s
     if std::thread::panicking() {
         eprintln!("master log:\n{}", cluster.log("master"));
     }
+}
+
+#[test]
+fn bad_flags_and_resource_strings_exit_with_code_2() {
+    for args in [
+        &[
+            "slave",
+            "--master",
+            "127.0.0.1:5050",
+            "--work-dir",
+            "/tmp/x",
+            "--tls-dir",
+            "/tmp/x",
+            "--resources",
+            "cpus:abc",
+        ][..],
+        &[
+            "slave",
+            "--master",
+            "127.0.0.1:5050",
+            "--work-dir",
+            "/tmp/x",
+            "--tls-dir",
+            "/tmp/x",
+            "--resources",
+            "ports:[10-5]",
+        ][..],
+        &[
+            "master",
+            "--work-dir",
+            "/tmp/x",
+            "--tls-dir",
+            "/tmp/x",
+            "--agent-timeout",
+            "5 parsecs",
+        ][..],
+        &[
+            "master",
+            "--work-dir",
+            "/tmp/x",
+            "--tls-dir",
+            "/tmp/x",
+            "--weights",
+            "apps=-1",
+        ][..],
+        &["master", "--no-such-flag"][..],
+    ] {
+        let out = std::process::Command::new(super::PLATEAU)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}
+
+/// The SDK's example framework (sdk/examples/run_tasks.rs), built by cargo and run as its own
+/// process against a master and a slave, runs its tasks to completion and exits 0.
+#[test]
+fn the_example_framework_runs_its_tasks() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let built = std::process::Command::new(&cargo)
+        .args(["build", "-q", "-p", "plateau-sdk", "--example", "run_tasks"])
+        .status()
+        .unwrap();
+    assert!(built.success(), "the example builds");
+    let exe = Path::new(super::PLATEAU)
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("run_tasks");
+    assert!(exe.exists(), "{}", exe.display());
+
+    let mut cluster = Cluster::new("example");
+    let tls = cluster.tls().to_str().unwrap().to_string();
+    let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let m_work = cluster.dir.join("master");
+    cluster.spawn(
+        "master",
+        &[
+            "master",
+            "--listen",
+            &master,
+            "--work-dir",
+            m_work.to_str().unwrap(),
+            "--tls-dir",
+            &tls,
+        ],
+    );
+    let s_work = cluster.dir.join("slave-1");
+    cluster.slave_dirs.push(s_work.clone());
+    let listen = format!("127.0.0.2:{}", free_port("127.0.0.2"));
+    cluster.spawn(
+        "slave-1",
+        &[
+            "slave",
+            "--master",
+            &master,
+            "--listen",
+            &listen,
+            "--work-dir",
+            s_work.to_str().unwrap(),
+            "--tls-dir",
+            &tls,
+            "--resources",
+            "cpus:1;mem:256;disk:100;ports:[31500-31510]",
+        ],
+    );
+    let state_url = format!("http://{master}/master/state");
+    actix_rt::System::new().block_on(eventually(
+        Duration::from_secs(60),
+        "slave registered",
+        || async {
+            get_json(&state_url)
+                .await
+                .is_some_and(|s| s["activated_slaves"].as_f64() == Some(1.0))
+        },
+    ));
+    let mut child = std::process::Command::new(&exe)
+        .args([
+            "--master",
+            &master,
+            "--tls-dir",
+            &tls,
+            "--tasks",
+            "4",
+            "--command",
+            "echo hi from $MESOS_TASK_ID",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the example framework did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("done: 0 failed"), "{out}");
+    assert_eq!(out.matches("TASK_FINISHED").count(), 4, "{out}");
 }
