@@ -113,6 +113,22 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         nodes.push(node);
         println!("chronos   http://{chronos_listen}/scheduler/jobs");
 
+        // The balancer: service ports and HTTP virtual hosts (port 8000) on 127.0.0.1, stats
+        // on 9090 (its node on UDP 9090).
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let stats = SocketAddr::new(lo, 9090);
+        let node = serve::start_node(stats, &master_host, &tls_dir, "balancer")?;
+        let balancer = serve::start_balancer(
+            &node,
+            &marathon_listen.to_string(),
+            lo,
+            Some(SocketAddr::new(lo, 8000)),
+            stats,
+            None,
+        )?;
+        nodes.push(node);
+        println!("balancer  http://{stats}/stats  (HTTP virtual hosts on 127.0.0.1:8000, service ports on 127.0.0.1)");
+
         println!(
             "work dir  {}  (TLS CA in {})",
             work_dir.display(),
@@ -128,6 +144,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         for h in handles {
             h.stop(true).await;
         }
+        balancer.data_plane.shutdown();
         for node in nodes {
             node.shutdown();
         }

@@ -47,6 +47,14 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// The whole cluster's real code in one thread on a virtual clock, with seeded faults and
+    /// invariants (`plateau sim --help-sim` lists the flags: --seed, --slaves, --frameworks,
+    /// --apps, --duration, --faults none|default|heavy, --json, --check-determinism).
+    Sim {
+        /// Flags of the simulator.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Measure speed (benchmarks, not tests).
     Bench {
         #[command(subcommand)]
@@ -433,6 +441,7 @@ fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Sim { args } => std::process::exit(plateau_sim::cli_main(&args)),
         Command::Marathon(args) => run_marathon(args)?,
         Command::Chronos(args) => run_chronos(args)?,
         Command::Balancer(args) => run_balancer(args)?,

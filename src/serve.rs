@@ -102,6 +102,27 @@ pub fn start_marathon(
     plateau_marathon::http::start(node, config).context("starting Marathon")
 }
 
+/// Start the balancer on `node`, following the Marathon at `marathon` (its node's HOST:PORT):
+/// service ports on `listen_ip`, HTTP virtual hosts on `http` (if any), stats on `stats`.
+pub fn start_balancer(
+    node: &Node,
+    marathon: &str,
+    listen_ip: std::net::IpAddr,
+    http: Option<SocketAddr>,
+    stats: SocketAddr,
+    group: Option<String>,
+) -> anyhow::Result<plateau_balancer::Balancer> {
+    let marathon = format!("marathon@{marathon}")
+        .parse()
+        .with_context(|| format!("--marathon {marathon}"))?;
+    let mut config = plateau_balancer::BalancerConfig::new(marathon);
+    config.group = group;
+    config.data_plane.listen_ip = listen_ip;
+    config.data_plane.http_addr = http;
+    config.data_plane.admin_addr = Some(stats);
+    plateau_balancer::start(node, config).context("starting the balancer")
+}
+
 /// Start Chronos on `node` with its HTTP API on `listen`.
 pub fn start_chronos(
     node: &Node,

@@ -6,6 +6,9 @@ pub const PLATEAU: &str = env!("CARGO_BIN_EXE_plateau");
 
 mod e2e {
     pub use super::PLATEAU;
+    mod balancer;
+    mod chronos;
     mod cluster;
+    mod marathon;
     pub mod support;
 }

@@ -15,6 +15,8 @@
 //! - [`constraints`]: Chronos' EQUALS/LIKE/UNLIKE placement constraints against an offer.
 //! - [`limits`]: the named maximum of everything that grows from outside input.
 //!
+//! [`bench`] runs many jobs on an in-process cluster and measures lateness and exactly-once.
+//!
 //! **The scheduler and its edges**:
 //!
 //! - [`scheduler`]: [`scheduler::ChronosScheduler`], a `plateau_sdk::Scheduler` hosted by the
@@ -71,6 +73,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod constraints;
 pub mod http;
 pub mod job;

@@ -44,4 +44,10 @@ pub enum Error {
     /// The node refused the Marathon process.
     #[error("cannot start the marathon process: {0}")]
     Spawn(String),
+    /// `plateau bench launch` could not complete.
+    #[error("launch benchmark: {message}")]
+    Bench {
+        /// What went wrong.
+        message: String,
+    },
 }

@@ -22,6 +22,8 @@
 //! | [`store`] | durable state: [`RedbStore`] (`<work-dir>/marathon/state.redb`) and [`MemoryStore`] |
 //! | [`events`] | the `/v2/events` bus: bounded per-subscriber queues, slow subscribers dropped |
 //! | [`http`] | the REST API v2 (actix-web): `configure`, `serve`, `start` |
+//! | [`routes`] | the routes change feed for balancers (snapshot, then versioned deltas) |
+//! | [`bench`] | `plateau bench launch`: launch latency through the REST API |
 //! | [`limits`] | named maximums for everything sized by outside input |
 //!
 //! # Example
@@ -61,11 +63,13 @@
 
 pub mod app;
 pub mod backoff;
+pub mod bench;
 pub mod constraints;
 pub mod error;
 pub mod events;
 pub mod http;
 pub mod limits;
+pub mod routes;
 pub mod scheduler;
 pub mod state;
 pub mod store;

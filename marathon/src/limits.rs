@@ -59,3 +59,6 @@ pub const HTTP_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
 
 /// Slaves remembered from offers (for one-instance-per-agent apps).
 pub const SLAVES_SEEN_MAX: usize = 100_000;
+
+/// Balancers subscribed to the routes feed (`SubscribeRoutes`); past it the oldest is dropped.
+pub const ROUTE_SUBSCRIBERS_MAX: usize = 64;

@@ -57,6 +57,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
+use plateau_balancer::messages::SubscribeRoutes;
 use plateau_master::resources::{Ranges, Resources};
 use plateau_runtime::{Context, Handlers, Message, Upid};
 use plateau_sdk::{
@@ -316,6 +317,7 @@ pub struct MarathonScheduler {
     launched_total: u64,
     uuid_salt: u64,
     events: EventBus,
+    routes: crate::routes::RouteFeed,
 }
 
 impl std::fmt::Debug for MarathonScheduler {
@@ -375,7 +377,9 @@ pub fn with_marathon<R>(
     f: impl FnOnce(&mut MarathonScheduler, &mut Driver<'_, '_>) -> R,
 ) -> R {
     let (scheduler, mut driver) = process.scheduler_and_driver(ctx);
-    f(scheduler, &mut driver)
+    let r = f(scheduler, &mut driver);
+    scheduler.flush_routes(&mut driver);
+    r
 }
 
 impl MarathonScheduler {
@@ -410,6 +414,7 @@ impl MarathonScheduler {
             launched_total: 0,
             uuid_salt: 0,
             events: EventBus::default(),
+            routes: crate::routes::RouteFeed::default(),
         })
     }
 
@@ -522,6 +527,28 @@ impl MarathonScheduler {
         };
         let event = json!({"eventType": kind, "timestamp": ts(self.wall_ms), "remoteAddress": remote_address});
         self.events.publish(kind, &event);
+    }
+
+    // ---- routes feed (balancers) -------------------------------------------------------------
+
+    /// A balancer subscribes: it gets a snapshot now, then a delta per change.
+    pub fn subscribe_routes(&mut self, d: &mut Driver<'_, '_>, from: &Upid, m: SubscribeRoutes) {
+        let current = crate::routes::routes_of(&self.apps, &self.instances);
+        self.routes.subscribe(d.ctx(), from, m, current);
+    }
+
+    /// Send balancers what changed in the routes since the last flush (nothing if nothing did).
+    pub fn flush_routes(&mut self, d: &mut Driver<'_, '_>) {
+        if self.routes.subscribers() == 0 {
+            return;
+        }
+        let current = crate::routes::routes_of(&self.apps, &self.instances);
+        self.routes.flush(d.ctx(), current);
+    }
+
+    /// The routes feed.
+    pub fn routes(&self) -> &crate::routes::RouteFeed {
+        &self.routes
     }
 
     // ---- time, persistence, failure --------------------------------------------------------
@@ -811,6 +838,7 @@ impl MarathonScheduler {
         for (kind, event) in events {
             self.events.publish(kind, &event);
         }
+        self.flush_routes(d); // balancers drain before the kills go out
         for id in &kills {
             if d.is_connected() {
                 d.kill_task(id);
@@ -1278,6 +1306,7 @@ impl MarathonScheduler {
             .filter(|i| i.is_alive() && i.is_killing())
             .map(|i| i.task_id.clone())
             .collect();
+        self.flush_routes(d);
         for id in pending {
             d.kill_task(&id);
         }
@@ -1339,6 +1368,7 @@ impl MarathonScheduler {
                 })
                 .map(|i| i.task_id.clone())
                 .collect();
+            self.flush_routes(d);
             for id in overdue {
                 d.kill_task(&id);
             }
@@ -2000,6 +2030,7 @@ impl MarathonScheduler {
             if !self.commit_change(d, ops, changes, &deployment) {
                 return Err(self.unavailable());
             }
+            self.flush_routes(d);
             for id in &selected {
                 d.kill_task(id);
             }
@@ -2017,6 +2048,7 @@ impl MarathonScheduler {
         if !self.persist(d, &ops) {
             return Err(self.unavailable());
         }
+        self.flush_routes(d);
         for id in &selected {
             d.kill_task(id);
         }
@@ -2474,7 +2506,7 @@ fn rand_bytes(d: &mut Driver<'_, '_>, out: &mut [u8]) {
     }
 }
 
-fn service_ports_of(app: &AppDefinition) -> Vec<u32> {
+pub(crate) fn service_ports_of(app: &AppDefinition) -> Vec<u32> {
     if app.is_host_networking() {
         app.port_definitions.iter().map(|p| p.port).collect()
     } else {
@@ -2690,26 +2722,31 @@ impl Scheduler for MarathonScheduler {
     fn registered(&mut self, driver: &mut Driver<'_, '_>, framework_id: &FrameworkId) {
         tracing::info!(%framework_id, "marathon registered");
         self.handle_registered(driver, Some(framework_id));
+        self.flush_routes(driver);
     }
 
     fn reregistered(&mut self, driver: &mut Driver<'_, '_>) {
         tracing::info!("marathon re-registered");
         let id = driver.framework_id().cloned();
         self.handle_registered(driver, id.as_ref());
+        self.flush_routes(driver);
     }
 
     fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>) {
         self.handle_offers(driver, offers);
+        self.flush_routes(driver);
     }
 
     fn status_update(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus) {
         self.handle_status(driver, status);
+        self.flush_routes(driver);
     }
 
     fn slave_lost(&mut self, driver: &mut Driver<'_, '_>, slave_id: &SlaveId) {
         self.touch(driver);
         self.slaves.remove(slave_id);
         self.converge(driver);
+        self.flush_routes(driver);
     }
 
     fn error(&mut self, _driver: &mut Driver<'_, '_>, message: &str) {
@@ -2740,6 +2777,11 @@ impl Scheduler for MarathonScheduler {
                             s.reconcile(d);
                         }
                     })
+                },
+            )
+            .on(
+                |p: &mut SchedulerDriver<Self>, ctx, from, m: SubscribeRoutes| {
+                    with_marathon(p, ctx, |s, d| s.subscribe_routes(d, from, m))
                 },
             );
     }

@@ -361,7 +361,10 @@ impl Sim {
             !n.processes.contains_key(name),
             "process {name} already exists on {node}"
         );
-        let state = ProcessState::new(upid.clone(), n.seed, mailbox);
+        // Each life of a node draws new random numbers (as a real restart would): ids drawn
+        // from the RNG, such as status update uuids, never repeat across a crash.
+        let seed = n.seed ^ n.incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let state = ProcessState::new(upid.clone(), seed, mailbox);
         n.processes.insert(
             name.to_string(),
             SimProcess {

@@ -84,6 +84,9 @@ pub trait Scheduler: 'static {
     fn slave_lost(&mut self, _driver: &mut Driver<'_, '_>, _slave_id: &SlaveId) {}
     /// The link to the master broke; the driver re-registers by itself.
     fn disconnected(&mut self, _driver: &mut Driver<'_, '_>) {}
+    /// A process other than the master that the scheduler linked to (with
+    /// `driver.ctx().link(..)`) may be gone; see [`plateau_runtime::Process::exited`].
+    fn exited(&mut self, _driver: &mut Driver<'_, '_>, _upid: &Upid) {}
     /// The master refused the framework; the driver stops.
     fn error(&mut self, _driver: &mut Driver<'_, '_>, _message: &str) {}
     /// Install handlers for the framework's own messages (timers, HTTP requests posted through
@@ -478,7 +481,11 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
     }
 
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {
-        if *upid != self.state.master || self.state.stopped {
+        if self.state.stopped {
+            return;
+        }
+        if *upid != self.state.master {
+            self.with(ctx, |s, d| s.exited(d, upid));
             return;
         }
         let was_connected = self.state.connected;

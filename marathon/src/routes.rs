@@ -1,0 +1,296 @@
+//! The routes change feed for balancers (`plateau balancer`): a balancer sends
+//! [`SubscribeRoutes`], gets a full [`RoutesSnapshot`], then one [`RoutesChanged`] delta (at the
+//! next version) whenever an app's routes change.
+//!
+//! Routes are derived from the scheduler's apps and instances by a pure function
+//! ([`routes_of`]); the feed remembers what it last sent and, on [`RouteFeed::flush`], sends
+//! only the apps whose routes differ. The scheduler flushes after every handled message and
+//! right before it sends kills, so a balancer sees a task as `Draining` before the task gets
+//! its kill (new requests stop going there first).
+
+use std::collections::BTreeMap;
+
+use plateau_balancer::messages::{
+    AppRoutes, Backend, BackendState, RoutesChanged, RoutesSnapshot, SubscribeRoutes,
+};
+use plateau_runtime::{Context, Upid};
+use plateau_sdk::{TaskId, TaskState};
+
+use crate::limits::ROUTE_SUBSCRIBERS_MAX;
+use crate::state::{AppRecord, Instance};
+use crate::AppDefinition;
+
+/// Label prefixes that concern a balancer.
+const LABEL_PREFIXES: [&str; 2] = ["HAPROXY_", "PLATEAU_"];
+
+/// The routes of every app, by app id: service ports, balancer labels, health-check flag,
+/// and the tasks that run (TASK_RUNNING or TASK_KILLING), each `Draining` once Marathon
+/// asked for its kill.
+pub fn routes_of(
+    apps: &BTreeMap<String, AppRecord>,
+    instances: &BTreeMap<TaskId, Instance>,
+) -> BTreeMap<String, AppRoutes> {
+    let mut out: BTreeMap<String, AppRoutes> = apps
+        .iter()
+        .map(|(id, record)| (id.clone(), app_routes(&record.app)))
+        .collect();
+    for i in instances.values() {
+        let Some(routes) = out.get_mut(&i.app_id) else {
+            continue;
+        };
+        if let Some(backend) = backend_of(i) {
+            routes.backends.push(backend);
+        }
+    }
+    out
+}
+
+fn app_routes(app: &AppDefinition) -> AppRoutes {
+    AppRoutes {
+        app_id: app.id.clone(),
+        service_ports: crate::scheduler::service_ports_of(app)
+            .into_iter()
+            .map(|p| u16::try_from(p).unwrap_or(0))
+            .collect(),
+        labels: app
+            .labels
+            .iter()
+            .filter(|(k, _)| LABEL_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        has_health_checks: !app.health_checks.is_empty(),
+        backends: Vec::new(),
+    }
+}
+
+fn backend_of(i: &Instance) -> Option<Backend> {
+    let state = match i.state {
+        TaskState::Running if !i.is_killing() => BackendState::Running,
+        TaskState::Running | TaskState::Killing => BackendState::Draining,
+        _ => return None,
+    };
+    if i.ports.is_empty() {
+        return None;
+    }
+    Some(Backend {
+        task_id: i.task_id.as_str().to_string(),
+        host: i.host.clone(),
+        ports: i
+            .ports
+            .iter()
+            .map(|p| u16::try_from(*p).unwrap_or(0))
+            .collect(),
+        state,
+        healthy: if i.has_health_check {
+            i.health.as_ref().map(|h| h.alive)
+        } else {
+            None
+        },
+    })
+}
+
+/// The subscribers and what they were last sent.
+#[derive(Debug, Default)]
+pub struct RouteFeed {
+    /// Subscribers in subscription order (oldest first), with their group.
+    subscribers: Vec<(Upid, Option<String>)>,
+    /// Routes as of `version` (what every subscriber holds).
+    sent: BTreeMap<String, AppRoutes>,
+    version: u64,
+}
+
+impl RouteFeed {
+    /// Current version of the feed.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Number of subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// Handle a subscription from `from`: bring the feed up to date, link, and answer with a
+    /// snapshot. A subscriber that subscribes again (it resynchronizes) replaces its entry; past
+    /// [`ROUTE_SUBSCRIBERS_MAX`] the oldest subscriber is dropped.
+    pub fn subscribe(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        m: SubscribeRoutes,
+        current: BTreeMap<String, AppRoutes>,
+    ) {
+        self.flush(ctx, current);
+        self.subscribers.retain(|(u, _)| u != from);
+        if self.subscribers.len() >= ROUTE_SUBSCRIBERS_MAX {
+            let (dropped, _) = self.subscribers.remove(0);
+            tracing::warn!(%dropped, "too many route subscribers; dropping the oldest");
+            ctx.unlink(&dropped);
+        }
+        tracing::info!(subscriber = %from, group = ?m.group, version = self.version, "routes subscriber");
+        self.subscribers.push((from.clone(), m.group));
+        ctx.link(from);
+        ctx.send(
+            from,
+            RoutesSnapshot {
+                version: self.version,
+                apps: self.sent.values().cloned().collect(),
+            },
+        );
+    }
+
+    /// Forget a subscriber (its link broke).
+    pub fn exited(&mut self, upid: &Upid) {
+        self.subscribers.retain(|(u, _)| u != upid);
+    }
+
+    /// Send one delta with every app whose routes differ from what was last sent (nothing
+    /// when nothing changed). Without subscribers only the remembered state moves on.
+    pub fn flush(&mut self, ctx: &mut Context<'_>, current: BTreeMap<String, AppRoutes>) {
+        let delta = diff(&self.sent, &current);
+        if delta.upserts.is_empty() && delta.removed_apps.is_empty() {
+            return;
+        }
+        self.sent = current;
+        self.version += 1;
+        let delta = RoutesChanged {
+            version: self.version,
+            ..delta
+        };
+        for (to, _) in &self.subscribers {
+            ctx.send(to, delta.clone());
+        }
+    }
+}
+
+/// The delta (version unset) from `old` to `new`.
+pub fn diff(old: &BTreeMap<String, AppRoutes>, new: &BTreeMap<String, AppRoutes>) -> RoutesChanged {
+    RoutesChanged {
+        version: 0,
+        upserts: new
+            .iter()
+            .filter(|(id, r)| old.get(*id) != Some(r))
+            .map(|(_, r)| r.clone())
+            .collect(),
+        removed_apps: old
+            .keys()
+            .filter(|id| !new.contains_key(*id))
+            .cloned()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(id: &str, backends: usize) -> AppRoutes {
+        AppRoutes {
+            app_id: id.into(),
+            service_ports: vec![10000],
+            backends: (0..backends)
+                .map(|n| Backend {
+                    task_id: format!("{id}.{n}"),
+                    host: "h".into(),
+                    ports: vec![31000 + n as u16],
+                    state: BackendState::Running,
+                    healthy: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn instance(n: u32, state: TaskState, killing: bool, alive: Option<bool>) -> Instance {
+        Instance {
+            task_id: TaskId::new(format!("web.{n}")),
+            app_id: "/web".into(),
+            version: String::new(),
+            config_version: String::new(),
+            state,
+            slave_id: None,
+            host: "127.0.0.2".into(),
+            attributes: Default::default(),
+            ports: vec![31000 + n],
+            service_ports: vec![10000],
+            staged_at_ms: 0,
+            started_at_ms: None,
+            has_health_check: true,
+            health: alive.map(|alive| crate::state::HealthRecord {
+                alive,
+                ..Default::default()
+            }),
+            kill_requested_ms: killing.then_some(1),
+            unreachable_since_ms: None,
+        }
+    }
+
+    #[test]
+    fn routes_follow_task_state_health_and_kills() {
+        let app = crate::parse_app(
+            br#"{"id": "web", "cmd": "sleep 60", "portDefinitions": [{"port": 10000}],
+                 "labels": {"HAPROXY_0_VHOST": "w.test", "OTHER": "x"},
+                 "healthChecks": [{"protocol": "HTTP", "portIndex": 0, "path": "/h"}]}"#,
+        )
+        .unwrap();
+        let apps: BTreeMap<String, AppRecord> = [(
+            "/web".to_string(),
+            AppRecord {
+                app,
+                versions: BTreeMap::new(),
+            },
+        )]
+        .into();
+        let instances: BTreeMap<TaskId, Instance> = [
+            instance(1, TaskState::Running, false, Some(true)),
+            instance(2, TaskState::Running, true, Some(true)),
+            instance(3, TaskState::Staging, false, None),
+            instance(4, TaskState::Running, false, Some(false)),
+            instance(5, TaskState::Killed, false, None),
+            instance(6, TaskState::Killing, false, None),
+        ]
+        .into_iter()
+        .map(|i| (i.task_id.clone(), i))
+        .collect();
+        let routes = routes_of(&apps, &instances);
+        let web = &routes["/web"];
+        assert_eq!(web.service_ports, [10000]);
+        assert!(web.has_health_checks);
+        assert_eq!(
+            web.labels.keys().collect::<Vec<_>>(),
+            ["HAPROXY_0_VHOST"],
+            "only balancer labels"
+        );
+        let got: Vec<_> = web
+            .backends
+            .iter()
+            .map(|b| (b.task_id.as_str(), b.state, b.healthy, b.ports[0]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("web.1", BackendState::Running, Some(true), 31001),
+                ("web.2", BackendState::Draining, Some(true), 31002),
+                ("web.4", BackendState::Running, Some(false), 31004),
+                ("web.6", BackendState::Draining, None, 31006),
+            ]
+        );
+    }
+
+    #[test]
+    fn diff_sends_only_changed_and_removed_apps() {
+        let old: BTreeMap<_, _> = [("/a", 1), ("/b", 1), ("/c", 1)]
+            .into_iter()
+            .map(|(id, n)| (id.to_string(), app(id, n)))
+            .collect();
+        let mut new = old.clone();
+        new.remove("/c");
+        new.insert("/b".into(), app("/b", 2));
+        new.insert("/d".into(), app("/d", 0));
+        let d = diff(&old, &new);
+        let ids: Vec<_> = d.upserts.iter().map(|a| a.app_id.as_str()).collect();
+        assert_eq!(ids, ["/b", "/d"]);
+        assert_eq!(d.removed_apps, ["/c"]);
+        assert!(diff(&new, &new).upserts.is_empty());
+    }
+}

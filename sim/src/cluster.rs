@@ -1,0 +1,562 @@
+//! A simulated cluster: one master, N slaves and F frameworks, all real process code, in one
+//! [`Sim`].
+//!
+//! Addresses: the master is `master@10.0.0.1:5050`; slave `i` is `slave(1)@10.<a>.<b>.<c>:5051`
+//! (`i + 1` spread over the last three bytes, `a` from 1), with the attribute `rack:r<k>`
+//! (`k = i mod racks`, 25 slaves per rack, at least 2 racks); framework `j` is
+//! `keeper@10.250.<j/256>.<j%256>:8080`.
+//!
+//! Each node's disk lives here, outside its processes, so a crash (which drops the process
+//! and everything in flight to it) followed by a restart recovers what was written:
+//! the master's [`MemoryRegistry`], each slave's [`MemoryCheckpoint`] (and its [`SimMachine`],
+//! whose tasks keep running while the slave is down, as real tasks do), each framework's
+//! [`KeeperDisk`].
+//!
+//! The disk model is simple on purpose: every write is synced when it returns. The real
+//! stores are redb files whose every commit is durable before it returns (the master's
+//! registry and the slave's checkpoint both commit per change), so there is no write cache a
+//! crash could cut short; a crash only loses what the process had not written yet.
+
+use std::path::PathBuf;
+
+use plateau_master::core::MasterCore;
+use plateau_master::registry::MemoryRegistry;
+use plateau_master::resources::{Attributes, Resources};
+use plateau_master::{MasterConfig, MasterProcess};
+use plateau_runtime::sim::{NetworkFaults, Sim, SimConfig};
+use plateau_runtime::{NodeAddr, Upid};
+use plateau_sdk::SchedulerDriver;
+use plateau_slave::checkpoint::MemoryCheckpoint;
+use plateau_slave::containerizer::SimMachine;
+use plateau_slave::health::{ProbeScript, ScriptedProber};
+use plateau_slave::process::{MailboxSlot, SlaveEffects, SlaveProcessConfig};
+use plateau_slave::{SlaveProcess, SLAVE_PROCESS_NAME};
+
+use crate::error::SimError;
+use crate::keeper::{AppSpec, Keeper, KeeperConfig, KeeperDisk, Workload};
+use crate::limits::{APPS_MAX, FRAMEWORKS_MAX, INSTANCES_PER_APP_MAX, SLAVES_MAX};
+use crate::observe::{InjectedBug, Ledger, Observed, ObservedCheckpoint, ObservedContainerizer};
+
+/// Slaves per rack.
+pub const SLAVES_PER_RACK: usize = 25;
+
+/// Process name of a Keeper framework's scheduler.
+pub const KEEPER_PROCESS_NAME: &str = "keeper";
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The run's seed.
+    pub seed: u64,
+    /// Number of slaves.
+    pub slaves: usize,
+    /// Number of Keeper frameworks.
+    pub frameworks: usize,
+    /// Apps over all frameworks (spread round robin).
+    pub apps: usize,
+    /// Instances of each app.
+    pub instances: u32,
+    /// Per-host limit of each app; None: `max(1, ceil(2 * instances / slaves))`.
+    pub max_per_host: Option<u32>,
+    /// Resources of each slave (Mesos text).
+    pub slave_resources: String,
+    /// Resources of each task: cpus, mem (MB), disk (MB); plus one port.
+    pub task_cpus: f64,
+    /// Memory of each task, MB.
+    pub task_mem_mb: f64,
+    /// Disk of each task, MB.
+    pub task_disk_mb: f64,
+    /// How tasks behave.
+    pub workload: Workload,
+    /// Network behaviour at start.
+    pub network: NetworkFaults,
+    /// A bug to inject (tests only).
+    pub bug: Option<InjectedBug>,
+}
+
+impl ClusterConfig {
+    /// A cluster of `slaves` slaves, `frameworks` frameworks and `apps` apps of `instances`
+    /// each, with 16-cpu, 64 GB slaves, 0.1-cpu 64 MB tasks that run until killed, and a
+    /// reliable network.
+    pub fn new(seed: u64, slaves: usize, frameworks: usize, apps: usize, instances: u32) -> Self {
+        ClusterConfig {
+            seed,
+            slaves,
+            frameworks,
+            apps,
+            instances,
+            max_per_host: None,
+            slave_resources: "cpus:16;mem:65536;disk:200000;ports:[31000-32000]".to_string(),
+            task_cpus: 0.1,
+            task_mem_mb: 64.0,
+            task_disk_mb: 10.0,
+            workload: Workload::forever(),
+            network: NetworkFaults::none(),
+            bug: None,
+        }
+    }
+
+    /// The per-host limit in force.
+    pub fn per_host_limit(&self) -> u32 {
+        self.max_per_host.unwrap_or_else(|| {
+            let n = (2 * u64::from(self.instances)).div_ceil(self.slaves.max(1) as u64);
+            n.max(1) as u32
+        })
+    }
+
+    fn validate(&self) -> Result<(), SimError> {
+        let bad = |what: String| Err(SimError::Config(what));
+        if self.slaves == 0 || self.slaves > SLAVES_MAX {
+            return bad(format!("slaves must be 1..={SLAVES_MAX}"));
+        }
+        if self.frameworks > FRAMEWORKS_MAX {
+            return bad(format!("frameworks must be at most {FRAMEWORKS_MAX}"));
+        }
+        if self.apps > APPS_MAX {
+            return bad(format!("apps must be at most {APPS_MAX}"));
+        }
+        if self.apps > 0 && self.frameworks == 0 {
+            return bad("apps need at least one framework".into());
+        }
+        if self.instances > INSTANCES_PER_APP_MAX {
+            return bad(format!("instances must be at most {INSTANCES_PER_APP_MAX}"));
+        }
+        Ok(())
+    }
+}
+
+/// A slave node and its disk.
+#[derive(Debug)]
+pub struct SlaveNode {
+    /// Its address.
+    pub addr: NodeAddr,
+    /// Its slave process.
+    pub upid: Upid,
+    /// Its rack.
+    pub rack: usize,
+    /// What the machine really has.
+    pub capacity: Resources,
+    /// What the slave advertises (the capacity, unless a bug is injected).
+    pub advertised: Resources,
+    /// Its attributes.
+    pub attributes: Attributes,
+    /// The machine (tasks survive a slave crash).
+    pub machine: SimMachine,
+    /// Its checkpoint (disk).
+    pub checkpoint: MemoryCheckpoint,
+    /// Health verdicts (all healthy).
+    pub probes: ProbeScript,
+    /// True while its node is up.
+    pub up: bool,
+}
+
+/// Which framework runs on a framework node. Keeper only for now; Marathon plugs in here (its
+/// spawn, restart and convergence check are the three places that match on it).
+#[derive(Debug, Clone)]
+pub enum FrameworkKind {
+    /// A [`Keeper`] with its configuration.
+    Keeper(KeeperConfig),
+}
+
+/// A framework node and its disk.
+#[derive(Debug)]
+pub struct FrameworkNode {
+    /// Which framework.
+    pub kind: FrameworkKind,
+    /// Its address.
+    pub addr: NodeAddr,
+    /// Its scheduler process.
+    pub upid: Upid,
+    /// Its disk.
+    pub disk: KeeperDisk,
+    /// True while its node is up.
+    pub up: bool,
+}
+
+/// The master node and its disk.
+#[derive(Debug)]
+pub struct MasterNode {
+    /// Its address.
+    pub addr: NodeAddr,
+    /// The master process.
+    pub upid: Upid,
+    /// Its registry (disk).
+    pub registry: MemoryRegistry,
+    /// Its configuration.
+    pub config: MasterConfig,
+    /// True while its node is up.
+    pub up: bool,
+}
+
+/// A simulated cluster (see the [module docs](self)).
+pub struct Cluster {
+    /// The simulator.
+    pub sim: Sim,
+    /// What was built.
+    pub config: ClusterConfig,
+    /// The master.
+    pub master: MasterNode,
+    /// The slaves.
+    pub slaves: Vec<SlaveNode>,
+    /// The frameworks.
+    pub frameworks: Vec<FrameworkNode>,
+    /// What the observation points saw.
+    pub ledger: Ledger,
+    racks: usize,
+}
+
+/// The address of slave `i`.
+pub fn slave_addr(i: usize) -> NodeAddr {
+    let n = i + 1;
+    NodeAddr::new(
+        format!("10.{}.{}.{}", 1 + n / 65536, (n / 256) % 256, n % 256),
+        5051,
+    )
+}
+
+impl Cluster {
+    /// Builds and starts the cluster (master, then slaves, then frameworks, all at time 0).
+    pub fn new(config: ClusterConfig) -> Result<Self, SimError> {
+        config.validate()?;
+        let mut sim_config = SimConfig::new(config.seed);
+        sim_config.faults = config.network.clone();
+        let mut sim = Sim::new(sim_config);
+        let master_addr = NodeAddr::new("10.0.0.1", 5050);
+        sim.add_node(master_addr.clone());
+        let master = MasterNode {
+            upid: Upid::new("master", &master_addr),
+            addr: master_addr,
+            registry: MemoryRegistry::new(),
+            config: MasterConfig {
+                seed: config.seed,
+                hostname: "10.0.0.1".into(),
+                ..MasterConfig::default()
+            },
+            up: true,
+        };
+        let capacity = Resources::parse(&config.slave_resources)
+            .map_err(|e| SimError::Config(format!("slave resources: {e}")))?;
+        let racks = config.slaves.div_ceil(SLAVES_PER_RACK).max(2);
+        let ledger = Ledger::new();
+        let mut slaves = Vec::with_capacity(config.slaves);
+        for i in 0..config.slaves {
+            let addr = slave_addr(i);
+            sim.add_node(addr.clone());
+            let rack = i % racks;
+            let attributes = Attributes::parse(&format!("rack:r{rack}"))
+                .map_err(|e| SimError::Config(format!("attributes: {e}")))?;
+            let advertised = if config.bug == Some(InjectedBug::SlaveOvercommit) && i == 0 {
+                capacity.clone() + &capacity.scalars()
+            } else {
+                capacity.clone()
+            };
+            ledger.add_machine(i, capacity.clone());
+            slaves.push(SlaveNode {
+                upid: Upid::new(SLAVE_PROCESS_NAME, &addr),
+                addr,
+                rack,
+                capacity: capacity.clone(),
+                advertised,
+                attributes,
+                machine: SimMachine::new(),
+                checkpoint: MemoryCheckpoint::new(),
+                probes: ProbeScript::new(true),
+                up: true,
+            });
+        }
+        let per_host = config.per_host_limit();
+        let task_resources =
+            Resources::new(config.task_cpus, config.task_mem_mb, config.task_disk_mb)
+                .map_err(|e| SimError::Config(format!("task resources: {e}")))?;
+        let mut apps_of: Vec<Vec<AppSpec>> = vec![Vec::new(); config.frameworks];
+        for a in 0..config.apps {
+            let j = a % config.frameworks;
+            let id = format!("keeper{j}-app{}", apps_of[j].len());
+            apps_of[j].push(AppSpec {
+                id,
+                instances: config.instances,
+                max_per_host: per_host,
+                resources: task_resources.clone(),
+                ports: 1,
+            });
+        }
+        let mut frameworks = Vec::with_capacity(config.frameworks);
+        for (j, apps) in apps_of.into_iter().enumerate() {
+            let addr = NodeAddr::new(format!("10.250.{}.{}", j / 256, j % 256), 8080);
+            sim.add_node(addr.clone());
+            frameworks.push(FrameworkNode {
+                kind: FrameworkKind::Keeper(KeeperConfig {
+                    name: format!("keeper{j}"),
+                    apps,
+                    workload: config.workload.clone(),
+                    failover_timeout_secs: 7.0 * 24.0 * 3600.0,
+                }),
+                upid: Upid::new(KEEPER_PROCESS_NAME, &addr),
+                addr,
+                disk: KeeperDisk::new(),
+                up: true,
+            });
+        }
+        let mut cluster = Cluster {
+            sim,
+            config,
+            master,
+            slaves,
+            frameworks,
+            ledger,
+            racks,
+        };
+        cluster.spawn_master()?;
+        for i in 0..cluster.slaves.len() {
+            cluster.spawn_slave(i)?;
+        }
+        for j in 0..cluster.frameworks.len() {
+            cluster.spawn_framework(j);
+        }
+        Ok(cluster)
+    }
+
+    fn spawn_master(&mut self) -> Result<(), SimError> {
+        let process = MasterProcess::new(
+            self.master.config.clone(),
+            Box::new(self.master.registry.clone()),
+        )
+        .map_err(|e| SimError::Start(format!("master: {e}")))?;
+        self.sim.spawn(&self.master.addr, "master", process);
+        Ok(())
+    }
+
+    fn spawn_slave(&mut self, i: usize) -> Result<(), SimError> {
+        let node = &self.slaves[i];
+        let slot = MailboxSlot::new();
+        let containerizer = ObservedContainerizer::new(
+            node.machine.clone(),
+            i,
+            self.ledger.clone(),
+            slot.termination_callback(),
+        );
+        let prober = ScriptedProber::new(node.probes.clone(), slot.probe_callback());
+        let checkpoint = ObservedCheckpoint::new(node.checkpoint.clone(), self.ledger.clone(), i);
+        let config = SlaveProcessConfig {
+            master: self.master.upid.clone(),
+            work_dir: PathBuf::from(format!("/sim/{}", node.addr.host)),
+            hostname: node.addr.host.clone(),
+            port: node.addr.port,
+            resources: node.advertised.clone(),
+            attributes: node.attributes.clone(),
+        };
+        let effects = SlaveEffects {
+            containerizer: Box::new(containerizer),
+            prober: Box::new(prober),
+            checkpoint: Box::new(checkpoint),
+        };
+        let process = SlaveProcess::new(config, effects, slot)
+            .map_err(|e| SimError::Start(format!("slave {}: {e}", node.addr)))?;
+        let addr = node.addr.clone();
+        self.sim.spawn(&addr, SLAVE_PROCESS_NAME, process);
+        Ok(())
+    }
+
+    fn spawn_framework(&mut self, j: usize) {
+        let node = &self.frameworks[j];
+        match &node.kind {
+            FrameworkKind::Keeper(config) => {
+                let mut info = plateau_sdk::FrameworkInfo::new(&config.name);
+                info.failover_timeout_secs = config.failover_timeout_secs;
+                info.id = node.disk.snapshot().framework_id;
+                let keeper = Keeper::new(config.clone(), node.disk.clone());
+                let observed = Observed::new(keeper, self.ledger.clone(), self.config.bug);
+                let driver = SchedulerDriver::new(info, self.master.upid.clone(), observed);
+                let addr = node.addr.clone();
+                self.sim.spawn(&addr, KEEPER_PROCESS_NAME, driver);
+            }
+        }
+    }
+
+    // ---- queries ----
+
+    /// Number of slaves.
+    pub fn slave_count(&self) -> usize {
+        self.slaves.len()
+    }
+
+    /// Number of frameworks.
+    pub fn framework_count(&self) -> usize {
+        self.frameworks.len()
+    }
+
+    /// Number of racks.
+    pub fn rack_count(&self) -> usize {
+        self.racks
+    }
+
+    /// Host of slave `i`.
+    pub fn slave_host(&self, i: usize) -> &str {
+        &self.slaves[i].addr.host
+    }
+
+    /// Name of framework `j`.
+    pub fn framework_name(&self, j: usize) -> String {
+        match &self.frameworks[j].kind {
+            FrameworkKind::Keeper(c) => c.name.clone(),
+        }
+    }
+
+    /// True while slave `i` is up.
+    pub fn is_slave_up(&self, i: usize) -> bool {
+        self.slaves[i].up
+    }
+
+    /// True while the master is up.
+    pub fn is_master_up(&self) -> bool {
+        self.master.up
+    }
+
+    /// True while framework `j` is up.
+    pub fn is_framework_up(&self, j: usize) -> bool {
+        self.frameworks[j].up
+    }
+
+    /// Runs `f` on the master's core, if the master is up and running.
+    pub fn with_master<R>(&mut self, f: impl FnOnce(&MasterCore) -> R) -> Option<R> {
+        let upid = self.master.upid.clone();
+        self.sim
+            .inspect(&upid, |m: &MasterProcess| m.try_core().map(f))
+            .flatten()
+    }
+
+    /// Runs `f` on slave `i`'s process, if it is up.
+    pub fn with_slave<R>(&mut self, i: usize, f: impl FnOnce(&SlaveProcess) -> R) -> Option<R> {
+        let upid = self.slaves[i].upid.clone();
+        self.sim.inspect(&upid, f)
+    }
+
+    /// Runs `f` on framework `j`'s Keeper, if it is up.
+    pub fn with_keeper<R>(&mut self, j: usize, f: impl FnOnce(&Keeper) -> R) -> Option<R> {
+        let upid = self.frameworks[j].upid.clone();
+        self.sim
+            .inspect(&upid, |d: &SchedulerDriver<Observed<Keeper>>| {
+                f(d.scheduler().inner())
+            })
+    }
+
+    // ---- faults ----
+
+    /// Crashes slave `i`'s node (its tasks keep running on the machine).
+    pub fn crash_slave(&mut self, i: usize) {
+        self.sim.crash(&self.slaves[i].addr);
+        self.slaves[i].up = false;
+    }
+
+    /// Restarts slave `i` from its checkpoint.
+    pub fn restart_slave(&mut self, i: usize) {
+        self.sim.restart(&self.slaves[i].addr);
+        self.slaves[i].up = true;
+        self.spawn_slave(i)
+            .expect("a slave that started once restarts");
+    }
+
+    /// Crashes the master's node.
+    pub fn crash_master(&mut self) {
+        self.sim.crash(&self.master.addr);
+        self.master.up = false;
+    }
+
+    /// Restarts the master from its registry.
+    pub fn restart_master(&mut self) {
+        self.sim.restart(&self.master.addr);
+        self.master.up = true;
+        self.spawn_master()
+            .expect("the in-memory registry always loads");
+    }
+
+    /// Crashes framework `j`'s node.
+    pub fn crash_framework(&mut self, j: usize) {
+        self.sim.crash(&self.frameworks[j].addr);
+        self.frameworks[j].up = false;
+    }
+
+    /// Restarts framework `j` from its disk.
+    pub fn restart_framework(&mut self, j: usize) {
+        self.sim.restart(&self.frameworks[j].addr);
+        self.frameworks[j].up = true;
+        self.spawn_framework(j);
+    }
+
+    /// Cuts slave `i` from the master, both ways.
+    pub fn partition_slave(&mut self, i: usize) {
+        let (a, b) = (self.slaves[i].addr.clone(), self.master.addr.clone());
+        self.sim.partition(&a, &b);
+    }
+
+    /// Cuts framework `j` from the master, both ways.
+    pub fn partition_framework(&mut self, j: usize) {
+        let (a, b) = (self.frameworks[j].addr.clone(), self.master.addr.clone());
+        self.sim.partition(&a, &b);
+    }
+
+    /// Cuts every slave of `rack` from the master; returns how many.
+    pub fn partition_rack(&mut self, rack: usize) -> usize {
+        let members: Vec<usize> = (0..self.slaves.len())
+            .filter(|i| self.slaves[*i].rack == rack)
+            .collect();
+        for i in &members {
+            self.partition_slave(*i);
+        }
+        members.len()
+    }
+
+    /// Cuts the master from every other node.
+    pub fn isolate_master(&mut self) {
+        let addr = self.master.addr.clone();
+        self.sim.isolate(&addr);
+    }
+
+    /// Cuts one direction between slave `i` and the master.
+    pub fn cut_one_way(&mut self, i: usize, slave_to_master: bool) {
+        let (s, m) = (self.slaves[i].addr.clone(), self.master.addr.clone());
+        if slave_to_master {
+            self.sim.cut_one_way(&s, &m);
+        } else {
+            self.sim.cut_one_way(&m, &s);
+        }
+    }
+
+    /// Heals every cut.
+    pub fn heal(&mut self) {
+        self.sim.heal();
+    }
+
+    /// From now on, every framework launches tasks with `workload` (and keeps it across
+    /// restarts).
+    pub fn set_workload(&mut self, workload: &crate::keeper::Workload) {
+        for j in 0..self.frameworks.len() {
+            match &mut self.frameworks[j].kind {
+                FrameworkKind::Keeper(config) => config.workload = workload.clone(),
+            }
+            let upid = self.frameworks[j].upid.clone();
+            self.sim
+                .call(&upid, |d: &mut SchedulerDriver<Observed<Keeper>>, ctx| {
+                    let (s, _) = d.scheduler_and_driver(ctx);
+                    s.inner_mut().set_workload(workload.clone())
+                });
+        }
+    }
+
+    /// Restarts every node that is down.
+    pub fn restart_all(&mut self) {
+        if !self.master.up {
+            self.restart_master();
+        }
+        for i in 0..self.slaves.len() {
+            if !self.slaves[i].up {
+                self.restart_slave(i);
+            }
+        }
+        for j in 0..self.frameworks.len() {
+            if !self.frameworks[j].up {
+                self.restart_framework(j);
+            }
+        }
+    }
+}

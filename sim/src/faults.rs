@@ -1,0 +1,561 @@
+//! Faults: what goes wrong in a run, drawn from the seed (VOPR style).
+//!
+//! A [`FaultLevel`] (`none`, `default`, `heavy`) gives *ranges*; [`FaultPlan::draw`] picks the
+//! exact probabilities and rates of one run from the seed, so that different seeds explore
+//! different mixes (a calm network with crashing slaves, a lossy network with a stable
+//! master, ...). The [`FaultInjector`] then draws, from its own seeded generator, *when* each
+//! fault happens (exponential inter-arrival times from the plan's rates) and carries it out on
+//! the [`Cluster`]; every injection is logged.
+//!
+//! Faults:
+//! - network: latency range at every level; per-message loss and duplication at `heavy` only,
+//!   since the real transport loses messages only with a broken connection (modelled by the
+//!   partitions) and never duplicates them — heavy runs probe the protocol beyond the
+//!   transport's guarantees;
+//! - partitions: one slave from the master, a rack from the master, the master from everyone,
+//!   a framework from the master, one way (slave → master or master → slave); healed after a drawn duration (the
+//!   simulator heals all cuts at once, so overlapping partitions heal together);
+//! - crashes: a slave (restarted later, recovering its checkpoint), the master (restarted,
+//!   recovering its registry), a framework (restarted, recovering its disk);
+//! - tasks: failures and OOMs, through the commands Keeper launches ([`Workload`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use plateau_runtime::sim::NetworkFaults;
+use plateau_runtime::Rng;
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::keeper::Workload;
+use crate::limits::FAULT_LOG_MAX;
+
+/// How much goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultLevel {
+    /// Nothing: a reliable network, no crash, tasks run until killed.
+    None,
+    /// Some of everything.
+    Default,
+    /// A lot of everything.
+    Heavy,
+}
+
+impl std::str::FromStr for FaultLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(FaultLevel::None),
+            "default" => Ok(FaultLevel::Default),
+            "heavy" => Ok(FaultLevel::Heavy),
+            other => Err(format!(
+                "unknown fault level '{other}' (none, default or heavy)"
+            )),
+        }
+    }
+}
+
+/// The exact fault settings of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultPlan {
+    /// The level the plan was drawn from.
+    pub level: FaultLevel,
+    /// Probability that a message between nodes is lost.
+    pub loss: f64,
+    /// Probability that a message between nodes is duplicated.
+    pub duplicate: f64,
+    /// Shortest one-way latency, microseconds.
+    pub latency_min_us: u64,
+    /// Longest one-way latency, microseconds.
+    pub latency_max_us: u64,
+    /// Partitions per simulated hour (cluster-wide).
+    pub partitions_per_hour: f64,
+    /// Longest partition, seconds (the shortest is 2 s).
+    pub partition_secs_max: u64,
+    /// Slave crashes per slave per simulated hour.
+    pub slave_crashes_per_slave_hour: f64,
+    /// Longest time a crashed slave stays down, seconds.
+    pub slave_down_secs_max: u64,
+    /// Master crashes per simulated hour.
+    pub master_crashes_per_hour: f64,
+    /// Longest time a crashed master stays down, seconds.
+    pub master_down_secs_max: u64,
+    /// Crashes per framework per simulated hour.
+    pub framework_crashes_per_hour: f64,
+    /// Longest time a crashed framework stays down, seconds.
+    pub framework_down_secs_max: u64,
+    /// How tasks behave (run time, failures, OOMs).
+    pub task_run_secs_min: u64,
+    /// Longest task run, seconds (0: forever).
+    pub task_run_secs_max: u64,
+    /// Probability that a task fails (non-zero exit).
+    pub task_fail_probability: f64,
+    /// Probability that a task is OOM-killed.
+    pub task_oom_probability: f64,
+}
+
+fn uniform(rng: &mut Rng, low: f64, high: f64) -> f64 {
+    low + (high - low) * rng.next_f64()
+}
+
+impl FaultPlan {
+    /// Draws the settings of a run at `level` from `seed`.
+    pub fn draw(level: FaultLevel, seed: u64) -> Self {
+        let mut rng = Rng::derive(seed, "sim.fault-plan");
+        let r = &mut rng;
+        match level {
+            FaultLevel::None => FaultPlan {
+                level,
+                loss: 0.0,
+                duplicate: 0.0,
+                latency_min_us: 100,
+                latency_max_us: 2_000,
+                partitions_per_hour: 0.0,
+                partition_secs_max: 0,
+                slave_crashes_per_slave_hour: 0.0,
+                slave_down_secs_max: 0,
+                master_crashes_per_hour: 0.0,
+                master_down_secs_max: 0,
+                framework_crashes_per_hour: 0.0,
+                framework_down_secs_max: 0,
+                task_run_secs_min: 0,
+                task_run_secs_max: 0,
+                task_fail_probability: 0.0,
+                task_oom_probability: 0.0,
+            },
+            FaultLevel::Default => FaultPlan {
+                level,
+                // The real transport never loses or duplicates a message on a live connection
+                // (QUIC retransmits; a connection that cannot deliver breaks, and links fire
+                // `exited`): at this level messages are lost only with broken connections,
+                // which the partitions model. Per-message loss is a heavy fault.
+                loss: 0.0,
+                duplicate: 0.0,
+                latency_min_us: 100,
+                latency_max_us: r.between(1_000, 20_000),
+                partitions_per_hour: uniform(r, 6.0, 30.0),
+                partition_secs_max: r.between(5, 60),
+                slave_crashes_per_slave_hour: uniform(r, 0.05, 0.5),
+                slave_down_secs_max: r.between(1, 60),
+                master_crashes_per_hour: uniform(r, 1.0, 6.0),
+                master_down_secs_max: r.between(0, 10),
+                framework_crashes_per_hour: uniform(r, 0.5, 4.0),
+                framework_down_secs_max: r.between(1, 30),
+                // Services: most run long; some fail or run out of memory early.
+                task_run_secs_min: 60,
+                task_run_secs_max: r.between(600, 3600),
+                task_fail_probability: uniform(r, 0.0, 0.2),
+                task_oom_probability: uniform(r, 0.0, 0.05),
+            },
+            FaultLevel::Heavy => FaultPlan {
+                level,
+                loss: uniform(r, 0.002, 0.02),
+                duplicate: uniform(r, 0.002, 0.02),
+                latency_min_us: 100,
+                latency_max_us: r.between(5_000, 100_000),
+                partitions_per_hour: uniform(r, 30.0, 120.0),
+                partition_secs_max: r.between(10, 120),
+                slave_crashes_per_slave_hour: uniform(r, 0.5, 3.0),
+                slave_down_secs_max: r.between(5, 120),
+                master_crashes_per_hour: uniform(r, 6.0, 20.0),
+                master_down_secs_max: r.between(1, 30),
+                framework_crashes_per_hour: uniform(r, 4.0, 20.0),
+                framework_down_secs_max: r.between(5, 60),
+                task_run_secs_min: 5,
+                task_run_secs_max: r.between(20, 120),
+                task_fail_probability: uniform(r, 0.1, 0.5),
+                task_oom_probability: uniform(r, 0.05, 0.2),
+            },
+        }
+    }
+
+    /// The simulator's network settings.
+    pub fn network(&self) -> NetworkFaults {
+        NetworkFaults {
+            latency_min: Duration::from_micros(self.latency_min_us),
+            latency_max: Duration::from_micros(self.latency_max_us.max(self.latency_min_us)),
+            loss: self.loss,
+            duplicate: self.duplicate,
+        }
+    }
+
+    /// The workload Keeper draws task commands from.
+    pub fn workload(&self) -> Workload {
+        Workload {
+            run_secs_min: self.task_run_secs_min,
+            run_secs_max: self.task_run_secs_max,
+            fail_probability: self.task_fail_probability,
+            oom_probability: self.task_oom_probability,
+        }
+    }
+}
+
+/// Counts of injected faults, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FaultCounts {
+    /// Partitions of one slave from the master.
+    pub partition_slave: u64,
+    /// Partitions of a rack from the master.
+    pub partition_rack: u64,
+    /// The master cut from everyone.
+    pub partition_master: u64,
+    /// One-way cuts between a slave and the master.
+    pub partition_one_way: u64,
+    /// Partitions of a framework from the master.
+    pub partition_framework: u64,
+    /// Heals.
+    pub heal: u64,
+    /// Slave crashes.
+    pub slave_crash: u64,
+    /// Slave restarts.
+    pub slave_restart: u64,
+    /// Master crashes.
+    pub master_crash: u64,
+    /// Master restarts.
+    pub master_restart: u64,
+    /// Framework crashes.
+    pub framework_crash: u64,
+    /// Framework restarts.
+    pub framework_restart: u64,
+}
+
+impl FaultCounts {
+    /// All injections.
+    pub fn total(&self) -> u64 {
+        self.partition_slave
+            + self.partition_rack
+            + self.partition_master
+            + self.partition_one_way
+            + self.partition_framework
+            + self.heal
+            + self.slave_crash
+            + self.slave_restart
+            + self.master_crash
+            + self.master_restart
+            + self.framework_crash
+            + self.framework_restart
+    }
+}
+
+/// One injection, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InjectedFault {
+    /// Simulated time, seconds.
+    pub at_secs: f64,
+    /// What was done.
+    pub what: String,
+}
+
+/// What was injected in a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FaultLog {
+    /// Counts by kind.
+    pub counts: FaultCounts,
+    /// The injections, in order (the first [`FAULT_LOG_MAX`]).
+    pub events: Vec<InjectedFault>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Partition,
+    Heal,
+    CrashSlave,
+    RestartSlave(usize),
+    CrashMaster,
+    RestartMaster,
+    CrashFramework,
+    RestartFramework(usize),
+}
+
+/// Draws fault times and carries faults out on a cluster.
+#[derive(Debug)]
+pub struct FaultInjector {
+    plan: FaultPlan,
+    rng: Rng,
+    queue: BTreeMap<(Duration, u64), Action>,
+    seq: u64,
+    log: FaultLog,
+    stopped: bool,
+}
+
+fn exponential(rng: &mut Rng, per_hour: f64) -> Option<Duration> {
+    if per_hour <= 0.0 {
+        return None;
+    }
+    let u = rng.next_f64().max(1e-12);
+    let hours = -u.ln() / per_hour;
+    Some(Duration::from_secs_f64((hours * 3600.0).min(1e9)))
+}
+
+impl FaultInjector {
+    /// An injector for `plan`, its times drawn from `seed`; `slaves` and `frameworks` scale
+    /// the per-node rates.
+    pub fn new(plan: FaultPlan, seed: u64, slaves: usize, frameworks: usize) -> Self {
+        let mut injector = FaultInjector {
+            plan,
+            rng: Rng::derive(seed, "sim.faults"),
+            queue: BTreeMap::new(),
+            seq: 0,
+            log: FaultLog::default(),
+            stopped: false,
+        };
+        let now = Duration::ZERO;
+        injector.schedule_next(now, Action::Partition, slaves, frameworks);
+        injector.schedule_next(now, Action::CrashSlave, slaves, frameworks);
+        injector.schedule_next(now, Action::CrashMaster, slaves, frameworks);
+        injector.schedule_next(now, Action::CrashFramework, slaves, frameworks);
+        injector
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    /// What was injected so far.
+    pub fn log(&self) -> &FaultLog {
+        &self.log
+    }
+
+    fn push(&mut self, at: Duration, action: Action) {
+        self.queue.insert((at, self.seq), action);
+        self.seq += 1;
+    }
+
+    fn schedule_next(&mut self, now: Duration, action: Action, slaves: usize, frameworks: usize) {
+        let rate = match action {
+            Action::Partition => self.plan.partitions_per_hour,
+            Action::CrashSlave => self.plan.slave_crashes_per_slave_hour * slaves as f64,
+            Action::CrashMaster => self.plan.master_crashes_per_hour,
+            Action::CrashFramework => self.plan.framework_crashes_per_hour * frameworks as f64,
+            _ => 0.0,
+        };
+        if let Some(after) = exponential(&mut self.rng, rate) {
+            // At least a second apart, so a fault never lands on the instant of the previous.
+            self.push(now + after.max(Duration::from_secs(1)), action);
+        }
+    }
+
+    /// When the next fault is due.
+    pub fn next_at(&self) -> Option<Duration> {
+        if self.stopped {
+            return None;
+        }
+        self.queue.keys().next().map(|(at, _)| *at)
+    }
+
+    fn record(&mut self, now: Duration, what: String) {
+        if self.log.events.len() < FAULT_LOG_MAX {
+            self.log.events.push(InjectedFault {
+                at_secs: now.as_secs_f64(),
+                what,
+            });
+        }
+    }
+
+    fn draw_secs(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_secs(self.rng.between(low.min(high), high))
+            + Duration::from_millis(self.rng.between(0, 999))
+    }
+
+    /// Carries out every fault due at or before `now`.
+    pub fn inject_due(&mut self, cluster: &mut Cluster, now: Duration) {
+        while let Some((&(at, seq), &action)) = self.queue.iter().next() {
+            if at > now || self.stopped {
+                break;
+            }
+            self.queue.remove(&(at, seq));
+            self.apply(cluster, now, action);
+        }
+    }
+
+    fn apply(&mut self, cluster: &mut Cluster, now: Duration, action: Action) {
+        let slaves = cluster.slave_count();
+        let frameworks = cluster.framework_count();
+        match action {
+            Action::Partition => {
+                let kind = self.rng.between(0, 10);
+                let what = match kind {
+                    0..=4 => {
+                        let i = self.rng.between(0, slaves as u64 - 1) as usize;
+                        cluster.partition_slave(i);
+                        self.log.counts.partition_slave += 1;
+                        format!("partition slave {} from the master", cluster.slave_host(i))
+                    }
+                    5..=6 => {
+                        let rack = self.rng.between(0, cluster.rack_count() as u64 - 1) as usize;
+                        let n = cluster.partition_rack(rack);
+                        self.log.counts.partition_rack += 1;
+                        format!("partition rack r{rack} ({n} slaves) from the master")
+                    }
+                    7 => {
+                        cluster.isolate_master();
+                        self.log.counts.partition_master += 1;
+                        "partition the master from everyone".to_string()
+                    }
+                    8 if frameworks > 0 => {
+                        let j = self.rng.between(0, frameworks as u64 - 1) as usize;
+                        cluster.partition_framework(j);
+                        self.log.counts.partition_framework += 1;
+                        format!(
+                            "partition framework {} from the master",
+                            cluster.framework_name(j)
+                        )
+                    }
+                    _ => {
+                        let i = self.rng.between(0, slaves as u64 - 1) as usize;
+                        let to_master = self.rng.chance(0.5);
+                        cluster.cut_one_way(i, to_master);
+                        self.log.counts.partition_one_way += 1;
+                        if to_master {
+                            format!("cut slave {} -> master (one way)", cluster.slave_host(i))
+                        } else {
+                            format!("cut master -> slave {} (one way)", cluster.slave_host(i))
+                        }
+                    }
+                };
+                let heal_after = self.draw_secs(2, self.plan.partition_secs_max.max(2));
+                self.record(now, format!("{what}, healing in {heal_after:?}"));
+                self.push(now + heal_after, Action::Heal);
+                self.schedule_next(now, Action::Partition, slaves, frameworks);
+            }
+            Action::Heal => {
+                cluster.heal();
+                self.log.counts.heal += 1;
+                self.record(now, "heal all partitions".to_string());
+            }
+            Action::CrashSlave => {
+                let i = self.rng.between(0, slaves as u64 - 1) as usize;
+                if cluster.is_slave_up(i) {
+                    cluster.crash_slave(i);
+                    self.log.counts.slave_crash += 1;
+                    let down = self.draw_secs(0, self.plan.slave_down_secs_max);
+                    self.record(
+                        now,
+                        format!(
+                            "crash slave {}, restarting in {down:?}",
+                            cluster.slave_host(i)
+                        ),
+                    );
+                    self.push(now + down, Action::RestartSlave(i));
+                }
+                self.schedule_next(now, Action::CrashSlave, slaves, frameworks);
+            }
+            Action::RestartSlave(i) => {
+                if !cluster.is_slave_up(i) {
+                    cluster.restart_slave(i);
+                    self.log.counts.slave_restart += 1;
+                    self.record(now, format!("restart slave {}", cluster.slave_host(i)));
+                }
+            }
+            Action::CrashMaster => {
+                if cluster.is_master_up() {
+                    cluster.crash_master();
+                    self.log.counts.master_crash += 1;
+                    let down = self.draw_secs(0, self.plan.master_down_secs_max);
+                    self.record(now, format!("crash the master, restarting in {down:?}"));
+                    self.push(now + down, Action::RestartMaster);
+                }
+                self.schedule_next(now, Action::CrashMaster, slaves, frameworks);
+            }
+            Action::RestartMaster => {
+                if !cluster.is_master_up() {
+                    cluster.restart_master();
+                    self.log.counts.master_restart += 1;
+                    self.record(now, "restart the master".to_string());
+                }
+            }
+            Action::CrashFramework => {
+                if frameworks > 0 {
+                    let j = self.rng.between(0, frameworks as u64 - 1) as usize;
+                    if cluster.is_framework_up(j) {
+                        cluster.crash_framework(j);
+                        self.log.counts.framework_crash += 1;
+                        let down = self.draw_secs(1, self.plan.framework_down_secs_max.max(1));
+                        self.record(
+                            now,
+                            format!(
+                                "crash framework {}, restarting in {down:?}",
+                                cluster.framework_name(j)
+                            ),
+                        );
+                        self.push(now + down, Action::RestartFramework(j));
+                    }
+                }
+                self.schedule_next(now, Action::CrashFramework, slaves, frameworks);
+            }
+            Action::RestartFramework(j) => {
+                if !cluster.is_framework_up(j) {
+                    cluster.restart_framework(j);
+                    self.log.counts.framework_restart += 1;
+                    self.record(
+                        now,
+                        format!("restart framework {}", cluster.framework_name(j)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops injecting: clears pending faults (the harness heals and restarts everything).
+    pub fn stop(&mut self, now: Duration) {
+        self.stopped = true;
+        self.queue.clear();
+        self.record(
+            now,
+            "faults stop: heal, restart every node, converge".to_string(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_are_drawn_from_the_seed_within_their_level() {
+        for seed in 0..200 {
+            let a = FaultPlan::draw(FaultLevel::Default, seed);
+            assert_eq!(a, FaultPlan::draw(FaultLevel::Default, seed));
+            assert_eq!(a.loss, 0.0);
+            assert_eq!(a.duplicate, 0.0);
+            assert!((6.0..=30.0).contains(&a.partitions_per_hour));
+            assert!(a.latency_max_us >= a.latency_min_us);
+            let h = FaultPlan::draw(FaultLevel::Heavy, seed);
+            assert!(h.loss >= 0.002 && h.loss <= 0.02);
+            assert!(h.master_crashes_per_hour >= a.master_crashes_per_hour.min(6.0));
+        }
+        assert_ne!(
+            FaultPlan::draw(FaultLevel::Default, 1),
+            FaultPlan::draw(FaultLevel::Default, 2)
+        );
+        let none = FaultPlan::draw(FaultLevel::None, 3);
+        assert_eq!(none.partitions_per_hour, 0.0);
+        assert_eq!(none.workload(), Workload::forever());
+    }
+
+    #[test]
+    fn fault_times_follow_the_rates() {
+        let mut rng = Rng::seed_from_u64(5);
+        assert_eq!(exponential(&mut rng, 0.0), None);
+        let n = 10_000;
+        let total: f64 = (0..n)
+            .map(|_| {
+                exponential(&mut rng, 60.0)
+                    .expect("positive rate")
+                    .as_secs_f64()
+            })
+            .sum();
+        // 60 per hour: one a minute on average.
+        let mean = total / n as f64;
+        assert!((54.0..66.0).contains(&mean), "mean {mean}");
+    }
+
+    #[test]
+    fn levels_parse() {
+        assert_eq!("none".parse::<FaultLevel>(), Ok(FaultLevel::None));
+        assert_eq!("heavy".parse::<FaultLevel>(), Ok(FaultLevel::Heavy));
+        assert!("loud".parse::<FaultLevel>().is_err());
+    }
+}

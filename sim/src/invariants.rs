@@ -1,0 +1,194 @@
+//! The invariants a run must keep, and their checks.
+//!
+//! Checked at once, inside the event that could break them (by the observation points of
+//! [`crate::observe`], so after every event):
+//! - **no slave is allocated more than its resources** — at each launch on a simulated
+//!   machine, per kind (cpus, mem, disk) and with no port used twice;
+//! - **no task id runs twice** — at each launch: not running on another machine, never ran
+//!   before;
+//! - **status updates reach frameworks in order** — a framework receives a slave's updates of
+//!   a task in the order the slave created them, without gaps (duplicates allowed);
+//! - **no status update is lost once acknowledged** — when the slave drops an update as
+//!   acknowledged, its framework received it;
+//! - **a task's status never goes from terminal back to live** as seen by its framework;
+//! - **status update uuids are unique** per task.
+//!
+//! Checked every few simulated seconds ([`check_periodic`]) and at the end:
+//! - the master's own books ([`MasterCore::check_invariants`](plateau_master::core::MasterCore::check_invariants)):
+//!   cross-references, no slave over-committed in the master's view (used + offered within the
+//!   total), the allocator's invariants;
+//! - every machine's books against its capacity, from scratch.
+//!
+//! Checked after the final "heal, restart, converge" phase ([`check_converged`]), within a
+//! bound: every Keeper app has its instance count running with its per-host constraint
+//! holding, and what the master reports running equals what the machines run, slave by slave.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plateau_master::core::SlaveStatus;
+
+use crate::cluster::{Cluster, FrameworkKind};
+
+/// A failed check: (invariant, detail).
+pub type Failure = (String, String);
+
+/// The checks that need a global view (cost O(tasks + slaves)).
+pub fn check_periodic(cluster: &mut Cluster) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    if let Some(Err(e)) = cluster.with_master(|core| core.check_invariants()) {
+        failures.push(("the master's books are consistent".to_string(), e));
+    }
+    if let Err(e) = cluster.ledger.check_machines() {
+        failures.push((
+            "no slave is allocated more than its resources".to_string(),
+            e,
+        ));
+    }
+    failures
+}
+
+/// An app as the convergence check sees it.
+#[derive(Debug, Clone)]
+struct AppGoal {
+    instances: u32,
+    max_per_host: u32,
+    framework: usize,
+    index: usize,
+}
+
+/// Whether the cluster has converged: `Ok` when every app runs its instances within its
+/// constraint and the master's view equals the machines'. Otherwise the first difference.
+pub fn check_converged(cluster: &mut Cluster) -> Result<(), Failure> {
+    let mut goals: BTreeMap<String, AppGoal> = BTreeMap::new();
+    for (j, f) in cluster.frameworks.iter().enumerate() {
+        match &f.kind {
+            FrameworkKind::Keeper(config) => {
+                for (a, app) in config.apps.iter().enumerate() {
+                    goals.insert(
+                        app.id.clone(),
+                        AppGoal {
+                            instances: app.instances,
+                            max_per_host: app.max_per_host,
+                            framework: j,
+                            index: a,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    let running = cluster.ledger.running();
+    let mut count: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut per_host: BTreeMap<(&str, usize), u32> = BTreeMap::new();
+    for (task, machine) in &running {
+        let app = task.rsplit_once('.').map_or(task.as_str(), |(a, _)| a);
+        *count.entry(app).or_default() += 1;
+        *per_host.entry((app, *machine)).or_default() += 1;
+    }
+    for (app, goal) in &goals {
+        let n = count.get(app.as_str()).copied().unwrap_or(0);
+        if n != goal.instances {
+            let belief = cluster
+                .with_keeper(goal.framework, |k| {
+                    format!(
+                        "its framework counts {} live, {} running",
+                        k.live_instances(goal.index),
+                        k.running_instances(goal.index)
+                    )
+                })
+                .unwrap_or_else(|| "its framework is down".into());
+            return Err((
+                "every app runs its instances after the faults stop".into(),
+                format!(
+                    "app {app} runs {n} instances of {} ({belief})",
+                    goal.instances
+                ),
+            ));
+        }
+    }
+    for ((app, machine), n) in &per_host {
+        if let Some(goal) = goals.get(*app) {
+            if *n > goal.max_per_host {
+                return Err((
+                    "every app's constraint holds after the faults stop".into(),
+                    format!(
+                        "app {app} runs {n} instances on {} (limit {})",
+                        cluster.slaves[*machine].addr.host, goal.max_per_host
+                    ),
+                ));
+            }
+        }
+    }
+    let host_index: BTreeMap<String, usize> = cluster
+        .slaves
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.addr.host.clone(), i))
+        .collect();
+    let master_view = cluster.with_master(|core| {
+        let mut tasks: BTreeMap<String, (Option<usize>, &'static str)> = BTreeMap::new();
+        for task in core.tasks().values() {
+            if task.state.is_terminal() {
+                continue;
+            }
+            let machine = core
+                .slaves()
+                .get(&task.slave_id)
+                .and_then(|s| host_index.get(&s.info.hostname).copied());
+            tasks.insert(
+                task.info.task_id.as_str().to_string(),
+                (machine, task.state.as_str()),
+            );
+        }
+        let connected = core
+            .slaves()
+            .values()
+            .filter(|s| s.status == SlaveStatus::Connected)
+            .count();
+        (tasks, connected)
+    });
+    let Some((master_tasks, connected)) = master_view else {
+        return Err((
+            "the master runs after the faults stop".into(),
+            "the master is not running".into(),
+        ));
+    };
+    if connected != cluster.slaves.len() {
+        return Err((
+            "every slave is registered after the faults stop".into(),
+            format!("{connected} of {} slaves connected", cluster.slaves.len()),
+        ));
+    }
+    let machine_ids: BTreeSet<&String> = running.keys().collect();
+    let master_ids: BTreeSet<&String> = master_tasks.keys().collect();
+    if let Some(extra) = master_ids.difference(&machine_ids).next() {
+        return Err((
+            "what the master reports equals what the slaves run".into(),
+            format!(
+                "the master reports task {extra} ({}) that no slave runs",
+                master_tasks[*extra].1
+            ),
+        ));
+    }
+    if let Some(missing) = machine_ids.difference(&master_ids).next() {
+        return Err((
+            "what the master reports equals what the slaves run".into(),
+            format!(
+                "slave {} runs task {missing} the master does not report",
+                cluster.slaves[running[*missing]].addr.host
+            ),
+        ));
+    }
+    for (task, machine) in &running {
+        if master_tasks.get(task).and_then(|t| t.0) != Some(*machine) {
+            return Err((
+                "what the master reports equals what the slaves run".into(),
+                format!(
+                    "task {task} runs on {} but the master places it elsewhere",
+                    cluster.slaves[*machine].addr.host
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

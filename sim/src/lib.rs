@@ -1,0 +1,908 @@
+//! Plateau simulator: the whole cluster's real process code in one thread on a virtual clock, with seeded faults.
+//!
+//! `plateau sim --seed S` builds a cluster — the real [`MasterProcess`](plateau_master::MasterProcess),
+//! real [`SlaveProcess`](plateau_slave::SlaveProcess)es with simulated machines, and
+//! [`keeper::Keeper`] frameworks keeping apps running — inside the runtime's discrete-event
+//! host ([`plateau_runtime::sim::Sim`]), injects faults drawn from the seed, checks invariants
+//! as it goes, and at the end stops the faults, heals, restarts everything and checks that
+//! the cluster converges. The same seed replays the same run bit for bit
+//! ([`SimReport::trace_hash`]); a violation stops the run and reports the seed and the first
+//! broken invariant.
+//!
+//! - [`cluster`]: builds the cluster; each node's disk lives outside its processes.
+//! - [`faults`]: the fault plan drawn per run, and the injector.
+//! - [`invariants`] and [`observe`]: what is checked, and where the harness watches.
+//! - [`keeper`]: the simulated workload, a small Marathon-like framework.
+//!
+//! Pure of I/O except [`run`]'s wall-clock measurement and peak-memory reading, the seed
+//! drawn from the OS when none is given ([`cli_main`]), and [`check_determinism_in_children`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use plateau_sim::{run, FaultLevel, SimOptions};
+//!
+//! let options = SimOptions {
+//!     seed: 7,
+//!     slaves: 5,
+//!     frameworks: 1,
+//!     apps: 2,
+//!     instances: 3,
+//!     duration: Duration::from_secs(30),
+//!     faults: FaultLevel::None,
+//!     ..SimOptions::default()
+//! };
+//! let report = run(options.clone());
+//! assert!(report.invariant_violations.is_empty(), "{:?}", report.invariant_violations);
+//! assert!(report.tasks_launched >= 6);
+//! assert_eq!(run(options).trace_hash, report.trace_hash);
+//! ```
+#![deny(missing_docs)]
+
+pub mod cluster;
+pub mod error;
+pub mod faults;
+pub mod invariants;
+pub mod keeper;
+pub mod limits;
+pub mod observe;
+
+use std::time::Duration;
+
+use plateau_runtime::sim::NetworkFaults;
+use serde::Serialize;
+
+pub use cluster::{Cluster, ClusterConfig, FrameworkKind};
+pub use error::SimError;
+pub use faults::{FaultInjector, FaultLevel, FaultLog, FaultPlan};
+pub use observe::{InjectedBug, Violation};
+
+use crate::limits::DURATION_MAX;
+
+/// How to run one simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOptions {
+    /// The seed: everything derives from it.
+    pub seed: u64,
+    /// Number of slaves.
+    pub slaves: usize,
+    /// Number of Keeper frameworks.
+    pub frameworks: usize,
+    /// Apps over all frameworks.
+    pub apps: usize,
+    /// Instances per app.
+    pub instances: u32,
+    /// Simulated time with faults (the convergence phase comes after).
+    pub duration: Duration,
+    /// Fault level.
+    pub faults: FaultLevel,
+    /// Period of the global checks (simulated time).
+    pub check_every: Duration,
+    /// Bound on the convergence phase (simulated time).
+    pub converge_within: Duration,
+    /// Skip the convergence phase (measurement runs).
+    pub skip_convergence: bool,
+    /// A bug to inject (tests of the harness only).
+    pub bug: Option<InjectedBug>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            seed: 0,
+            slaves: 100,
+            frameworks: 4,
+            apps: 20,
+            instances: 500,
+            duration: Duration::from_secs(600),
+            faults: FaultLevel::Default,
+            check_every: Duration::from_secs(30),
+            converge_within: Duration::from_secs(300),
+            skip_convergence: false,
+            bug: None,
+        }
+    }
+}
+
+/// What a run did. Serializes to JSON with the keys named in the issue (and a few more).
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Slaves.
+    pub slaves: usize,
+    /// Frameworks.
+    pub frameworks: usize,
+    /// Apps.
+    pub apps: usize,
+    /// Instances per app.
+    pub instances: u32,
+    /// Fingerprint of every delivery (same seed, same hash).
+    pub trace_hash: u64,
+    /// Simulated seconds (faults and convergence).
+    pub sim_seconds: f64,
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// Simulator events handled.
+    pub events: u64,
+    /// Tasks launched on machines.
+    pub tasks_launched: u64,
+    /// `tasks_launched / wall_seconds`.
+    pub placements_per_wall_s: f64,
+    /// Simulated seconds per wall second.
+    pub speed_vs_real_time: f64,
+    /// First time every wanted instance ran (simulated seconds), if it happened.
+    pub fill_sim_seconds: Option<f64>,
+    /// Wall seconds until then.
+    pub fill_wall_seconds: Option<f64>,
+    /// Simulated seconds the convergence phase took, if it converged.
+    pub converged_after_secs: Option<f64>,
+    /// The fault plan drawn for the run.
+    pub fault_plan: FaultPlan,
+    /// What was injected.
+    pub faults_injected: FaultLog,
+    /// Broken invariants (empty when the run passed).
+    pub invariant_violations: Vec<Violation>,
+    /// Suspicious events that break no invariant by themselves (e.g. a slave reusing a status
+    /// update uuid after a restart), the first few.
+    pub warnings: Vec<Violation>,
+    /// Setup error, if the run could not start.
+    pub error: Option<String>,
+    /// Peak resident memory of this process (VmHWM), bytes.
+    pub peak_rss_bytes: u64,
+}
+
+impl SimReport {
+    /// True when the run started and broke no invariant.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.invariant_violations.is_empty()
+    }
+}
+
+/// Peak resident memory of this process (VmHWM from `/proc/self/status`), 0 if unknown.
+pub fn peak_rss_bytes() -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+struct Runner {
+    cluster: Cluster,
+    injector: FaultInjector,
+    violations: Vec<Violation>,
+    warnings: Vec<Violation>,
+    wanted: usize,
+    fill: Option<(f64, f64)>,
+    wall_start: std::time::Instant,
+}
+
+impl Runner {
+    fn now(&self) -> Duration {
+        self.cluster.sim.now().since_origin()
+    }
+
+    fn collect(&mut self, failures: Vec<(String, String)>) {
+        let at_secs = self.now().as_secs_f64();
+        for (invariant, detail) in failures {
+            if self.violations.len() < limits::VIOLATIONS_KEPT_MAX {
+                self.violations.push(Violation {
+                    at_secs,
+                    invariant,
+                    detail,
+                });
+            }
+        }
+    }
+
+    /// Runs until `until` or a violation; true when no violation.
+    fn run_until(&mut self, until: Duration) -> bool {
+        while self.now() < until {
+            // At most a simulated second at a time, to notice the fill moment.
+            let step = (until - self.now()).min(Duration::from_secs(1));
+            let ledger = self.cluster.ledger.clone();
+            self.cluster
+                .sim
+                .run_until_condition(step, |_| ledger.violation_count() > 0);
+            if std::env::var_os("PLATEAU_SIM_DEBUG").is_some() {
+                let st = self.cluster.sim.stats().clone();
+                eprintln!(
+                    "t={:.1} events={} delivered={} dropped={} timers={} pending={} running={}",
+                    self.now().as_secs_f64(),
+                    st.events,
+                    st.delivered,
+                    st.dropped,
+                    st.timers_fired,
+                    self.cluster.sim.pending(),
+                    ledger.running_count()
+                );
+            }
+            if ledger.violation_count() > 0 {
+                let found = ledger.take_violations();
+                self.collect(found);
+                return false;
+            }
+            let at_secs = self.now().as_secs_f64();
+            for (invariant, detail) in ledger.take_warnings() {
+                if self.warnings.len() < limits::VIOLATIONS_KEPT_MAX {
+                    self.warnings.push(Violation {
+                        at_secs,
+                        invariant,
+                        detail,
+                    });
+                }
+            }
+            if self.fill.is_none() && self.wanted > 0 && ledger.running_count() >= self.wanted {
+                self.fill = Some((
+                    self.now().as_secs_f64(),
+                    self.wall_start.elapsed().as_secs_f64(), // determinism-ok: measurement only
+                ));
+            }
+        }
+        true
+    }
+
+    fn periodic(&mut self) -> bool {
+        let failures = invariants::check_periodic(&mut self.cluster);
+        let ok = failures.is_empty();
+        self.collect(failures);
+        ok
+    }
+}
+
+fn failed_report(options: &SimOptions, plan: FaultPlan, error: String) -> SimReport {
+    SimReport {
+        seed: options.seed,
+        slaves: options.slaves,
+        frameworks: options.frameworks,
+        apps: options.apps,
+        instances: options.instances,
+        trace_hash: 0,
+        sim_seconds: 0.0,
+        wall_seconds: 0.0,
+        events: 0,
+        tasks_launched: 0,
+        placements_per_wall_s: 0.0,
+        speed_vs_real_time: 0.0,
+        fill_sim_seconds: None,
+        fill_wall_seconds: None,
+        converged_after_secs: None,
+        fault_plan: plan,
+        faults_injected: FaultLog::default(),
+        invariant_violations: Vec::new(),
+        warnings: Vec::new(),
+        error: Some(error),
+        peak_rss_bytes: peak_rss_bytes(),
+    }
+}
+
+/// The cluster configuration a run of `options` builds, with its fault plan.
+pub fn cluster_config(options: &SimOptions) -> (ClusterConfig, FaultPlan) {
+    let plan = FaultPlan::draw(options.faults, options.seed);
+    let mut config = ClusterConfig::new(
+        options.seed,
+        options.slaves,
+        options.frameworks,
+        options.apps,
+        options.instances,
+    );
+    config.workload = plan.workload();
+    config.network = plan.network();
+    config.bug = options.bug;
+    (config, plan)
+}
+
+/// Runs one simulation (see the [crate docs](crate)): faults for `options.duration`, then
+/// heal, restart and converge within `options.converge_within`; invariants checked all along.
+pub fn run(options: SimOptions) -> SimReport {
+    let wall_start = std::time::Instant::now(); // determinism-ok: measurement only
+    let (config, plan) = cluster_config(&options);
+    if options.duration > DURATION_MAX {
+        return failed_report(
+            &options,
+            plan,
+            format!("duration must be at most {DURATION_MAX:?}"),
+        );
+    }
+    let wanted = options.apps * options.instances as usize;
+    let cluster = match Cluster::new(config) {
+        Ok(c) => c,
+        Err(e) => return failed_report(&options, plan, e.to_string()),
+    };
+    let injector = FaultInjector::new(
+        plan.clone(),
+        options.seed,
+        options.slaves,
+        options.frameworks,
+    );
+    let mut runner = Runner {
+        cluster,
+        injector,
+        violations: Vec::new(),
+        warnings: Vec::new(),
+        wanted,
+        fill: None,
+        wall_start,
+    };
+    let end = options.duration;
+    let mut next_check = options.check_every;
+    let mut ok = true;
+    while ok && runner.now() < end {
+        let mut next = end.min(next_check);
+        if let Some(at) = runner.injector.next_at() {
+            next = next.min(at.max(runner.now()));
+        }
+        ok = runner.run_until(next);
+        if !ok {
+            break;
+        }
+        let now = runner.now();
+        let Runner {
+            cluster, injector, ..
+        } = &mut runner;
+        injector.inject_due(cluster, now);
+        if now >= next_check {
+            next_check = now + options.check_every;
+            ok = runner.periodic();
+        }
+    }
+    let mut converged_after_secs = None;
+    if ok && !options.skip_convergence {
+        let now = runner.now();
+        runner.injector.stop(now);
+        let latency = NetworkFaults {
+            loss: 0.0,
+            duplicate: 0.0,
+            ..runner.cluster.sim.faults().clone()
+        };
+        runner.cluster.sim.set_faults(latency);
+        runner.cluster.heal();
+        runner.cluster.restart_all();
+        // Task failures are faults too: from now on tasks run until killed. Tasks launched
+        // before still end when their run is over, so the bound covers the longest run.
+        runner.cluster.set_workload(&keeper::Workload::forever());
+        let start = runner.now();
+        let deadline = start
+            + options.converge_within
+            + Duration::from_secs(runner.injector.plan().task_run_secs_max);
+        let mut last = None;
+        while ok && runner.now() < deadline {
+            let next = runner.now() + Duration::from_secs(1);
+            ok = runner.run_until(next);
+            if !ok {
+                break;
+            }
+            match invariants::check_converged(&mut runner.cluster) {
+                Ok(()) => {
+                    converged_after_secs = Some((runner.now() - start).as_secs_f64());
+                    last = None;
+                    break;
+                }
+                Err(failure) => last = Some(failure),
+            }
+        }
+        if ok {
+            if let Some(failure) = last {
+                let (invariant, detail) = failure;
+                runner.collect(vec![(
+                    invariant,
+                    format!(
+                        "not converged {:?} after the faults stopped: {detail}",
+                        deadline - start
+                    ),
+                )]);
+            }
+            runner.periodic();
+        }
+    }
+    let wall_seconds = wall_start.elapsed().as_secs_f64(); // determinism-ok: measurement only
+    let sim_seconds = runner.now().as_secs_f64();
+    let tasks_launched = runner.cluster.ledger.tasks_launched();
+    SimReport {
+        seed: options.seed,
+        slaves: options.slaves,
+        frameworks: options.frameworks,
+        apps: options.apps,
+        instances: options.instances,
+        trace_hash: runner.cluster.sim.trace_hash(),
+        sim_seconds,
+        wall_seconds,
+        events: runner.cluster.sim.stats().events,
+        tasks_launched,
+        placements_per_wall_s: tasks_launched as f64 / wall_seconds.max(1e-9),
+        speed_vs_real_time: sim_seconds / wall_seconds.max(1e-9),
+        fill_sim_seconds: runner.fill.map(|f| f.0),
+        fill_wall_seconds: runner.fill.map(|f| f.1),
+        converged_after_secs,
+        fault_plan: plan,
+        faults_injected: runner.injector.log().clone(),
+        invariant_violations: runner.violations,
+        warnings: runner.warnings,
+        error: None,
+        peak_rss_bytes: peak_rss_bytes(),
+    }
+}
+
+/// Runs `options` twice in this process and compares the trace hashes: the first report when
+/// they match.
+pub fn check_determinism(options: SimOptions) -> Result<SimReport, SimError> {
+    let first = run(options.clone());
+    let second = run(options);
+    if first.trace_hash != second.trace_hash
+        || first.events != second.events
+        || first.invariant_violations != second.invariant_violations
+    {
+        return Err(SimError::Nondeterministic {
+            seed: first.seed,
+            first: first.trace_hash,
+            second: second.trace_hash,
+        });
+    }
+    Ok(first)
+}
+
+/// Runs `program args... --json` twice as child processes (fresh address spaces, so nothing
+/// of one run can leak into the other) and compares the `trace_hash` of their JSON reports.
+/// Returns the hash.
+pub fn check_determinism_in_children(
+    program: &std::path::Path,
+    args: &[String],
+) -> Result<u64, SimError> {
+    let run_child = || -> Result<u64, SimError> {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .arg("--json")
+            .output()
+            .map_err(|e| SimError::Child(format!("cannot run {}: {e}", program.display())))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let report: serde_json::Value = text
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| {
+                SimError::Child(format!(
+                    "no JSON report from {} (status {})",
+                    program.display(),
+                    output.status
+                ))
+            })?;
+        report["trace_hash"]
+            .as_u64()
+            .ok_or_else(|| SimError::Child("report without trace_hash".into()))
+    };
+    let first = run_child()?;
+    let second = run_child()?;
+    if first != second {
+        let seed = args
+            .iter()
+            .position(|a| a == "--seed")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        return Err(SimError::Nondeterministic {
+            seed,
+            first,
+            second,
+        });
+    }
+    Ok(first)
+}
+
+/// What a master failover measurement found.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverReport {
+    /// The seed.
+    pub seed: u64,
+    /// Slaves.
+    pub slaves: usize,
+    /// Tasks running when the master crashed.
+    pub tasks: usize,
+    /// Simulated seconds (1 ms resolution) from the crash (and immediate restart) until every
+    /// slave was re-registered with the new master, worst of [`FAILOVER_ROUNDS`] failovers.
+    pub reregistered_after_secs: Option<f64>,
+    /// Simulated seconds until the new master knew every running task (worst).
+    pub tasks_known_after_secs: Option<f64>,
+    /// Each failover's re-registration time.
+    pub reregistered_each_secs: Vec<Option<f64>>,
+    /// Wall seconds the failover phase took to simulate.
+    pub wall_seconds: f64,
+    /// Peak resident memory, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Fills a cluster of `slaves` slaves with `apps × instances` tasks (no faults), then crashes
+/// the master and restarts it at once, and measures how long (simulated) until every slave
+/// re-registered. A slave learns of the crash from its link's `exited` (the runtime's link
+/// timeout, 1 s, standing for the transport's idle timeout) or, sooner, from the new master's
+/// answer to its next heartbeat (a re-registration request).
+pub fn measure_failover(
+    seed: u64,
+    slaves: usize,
+    frameworks: usize,
+    apps: usize,
+    instances: u32,
+) -> Result<FailoverReport, SimError> {
+    let options = SimOptions {
+        seed,
+        slaves,
+        frameworks,
+        apps,
+        instances,
+        faults: FaultLevel::None,
+        ..SimOptions::default()
+    };
+    let (config, _) = cluster_config(&options);
+    let mut cluster = Cluster::new(config)?;
+    let wanted = apps * instances as usize;
+    let ledger = cluster.ledger.clone();
+    let mut placed = false;
+    for _ in 0..600 {
+        cluster.sim.run_for(Duration::from_secs(1));
+        if ledger.running_count() >= wanted {
+            placed = true;
+            break;
+        }
+    }
+    if !placed {
+        return Err(SimError::Config(format!(
+            "only {} of {wanted} tasks placed in 10 simulated minutes",
+            ledger.running_count()
+        )));
+    }
+    // Crash half-way between two heartbeats: slaves all registered at about the same time, so
+    // their heartbeats are in phase, and a crash just before them would be found at once.
+    cluster.sim.run_for(Duration::from_millis(5_500));
+    let tasks = ledger.running_count();
+    let wall = std::time::Instant::now(); // determinism-ok: measurement only
+    let all = cluster.slaves.len();
+    let upid = cluster.master.upid.clone();
+    let mut reregistered_each = Vec::new();
+    let mut known_each = Vec::new();
+    // Four failovers, each a quarter of a heartbeat interval later in the heartbeat phase, so
+    // that the worst case (a crash just after the slaves' heartbeats) is among them.
+    for round in 0..FAILOVER_ROUNDS {
+        let crash_at = cluster.sim.now();
+        cluster.crash_master();
+        cluster.restart_master();
+        let mut reregistered = None;
+        let mut known = None;
+        loop {
+            cluster.sim.run_for(Duration::from_millis(1));
+            let (connected, active) = cluster
+                .sim
+                .inspect(&upid, |m: &plateau_master::MasterProcess| {
+                    m.try_core().map(|c| {
+                        let connected = c
+                            .slaves()
+                            .values()
+                            .filter(|s| s.status == plateau_master::core::SlaveStatus::Connected)
+                            .count();
+                        (connected, c.tasks().len())
+                    })
+                })
+                .flatten()
+                .unwrap_or((0, 0));
+            let since = cluster.sim.now().saturating_duration_since(crash_at);
+            if reregistered.is_none() && connected == all {
+                reregistered = Some(since.as_secs_f64());
+            }
+            if known.is_none() && active >= tasks {
+                known = Some(since.as_secs_f64());
+            }
+            if reregistered.is_some() && known.is_some() || since > Duration::from_secs(120) {
+                break;
+            }
+        }
+        reregistered_each.push(reregistered);
+        known_each.push(known);
+        // Settle, then move the next crash a quarter interval further in the phase.
+        let settle = Duration::from_secs(5) + Duration::from_millis(250 * (round as u64 + 1));
+        let next =
+            crash_at + Duration::from_secs(10) + Duration::from_millis(250 * (round as u64 + 1));
+        cluster.sim.run_until(next.max(cluster.sim.now() + settle));
+    }
+    let worst = |v: &[Option<f64>]| -> Option<f64> {
+        v.iter().try_fold(0.0f64, |acc, x| x.map(|x| acc.max(x)))
+    };
+    Ok(FailoverReport {
+        seed,
+        slaves,
+        tasks,
+        reregistered_after_secs: worst(&reregistered_each),
+        tasks_known_after_secs: worst(&known_each),
+        reregistered_each_secs: reregistered_each,
+        wall_seconds: wall.elapsed().as_secs_f64(), // determinism-ok: measurement only
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// Failovers measured by [`measure_failover`], at different points of the heartbeat phase.
+pub const FAILOVER_ROUNDS: usize = 4;
+
+// ---- command line -------------------------------------------------------------------------
+
+/// Parses a duration like `90s`, `10m`, `1h`, `500ms` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("bad duration '{text}'"))?;
+    let factor = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return Err(format!("bad duration unit in '{text}' (ms, s, m, h, d)")),
+    };
+    let secs = value * factor;
+    if !secs.is_finite() || secs < 0.0 || secs > DURATION_MAX.as_secs_f64() {
+        return Err(format!("duration '{text}' out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CliArgs {
+    /// The run's options (`seed` drawn when not given).
+    pub options: SimOptions,
+    /// True when `--seed` was given.
+    pub seed_given: bool,
+    /// Print the report as one JSON line.
+    pub json: bool,
+    /// Run twice and compare (`--check-determinism`; `--check-determinism=child` runs two
+    /// child processes).
+    pub check_determinism: Option<DeterminismMode>,
+    /// Measure a master failover instead of a run (`--measure-failover`).
+    pub measure_failover: bool,
+}
+
+/// Where the two runs of a determinism check happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeterminismMode {
+    /// Both in this process.
+    InProcess,
+    /// Each in a child process (`<current exe> sim <args> --json`).
+    Children,
+}
+
+const USAGE: &str = "usage: plateau sim [--seed S] [--slaves N] [--frameworks F] [--apps A] \
+[--instances K] [--duration 10m] [--faults none|default|heavy] [--check-every 10s] \
+[--converge-within 5m] [--no-converge] [--json] [--check-determinism[=child]] [--measure-failover]";
+
+/// Parses the flags of `plateau sim` (without the subcommand name).
+pub fn parse_args(args: &[String]) -> Result<CliArgs, String> {
+    let mut cli = CliArgs {
+        options: SimOptions::default(),
+        seed_given: false,
+        json: false,
+        check_determinism: None,
+        measure_failover: false,
+    };
+    let mut instances_given = false;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        let number = |name: &str, v: String| -> Result<u64, String> {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name}: '{v}' is not a whole number"))
+        };
+        let o = &mut cli.options;
+        match flag.as_str() {
+            "--seed" => {
+                o.seed = number("--seed", value("--seed")?)?;
+                cli.seed_given = true;
+            }
+            "--slaves" => o.slaves = number("--slaves", value("--slaves")?)? as usize,
+            "--frameworks" => {
+                o.frameworks = number("--frameworks", value("--frameworks")?)? as usize
+            }
+            "--apps" => o.apps = number("--apps", value("--apps")?)? as usize,
+            "--instances" => {
+                instances_given = true;
+                o.instances = number("--instances", value("--instances")?)?
+                    .try_into()
+                    .map_err(|_| "--instances is too large".to_string())?
+            }
+            "--duration" => o.duration = parse_duration(&value("--duration")?)?,
+            "--check-every" => o.check_every = parse_duration(&value("--check-every")?)?,
+            "--converge-within" => {
+                o.converge_within = parse_duration(&value("--converge-within")?)?
+            }
+            "--no-converge" => o.skip_convergence = true,
+            "--faults" => o.faults = value("--faults")?.parse()?,
+            "--json" => cli.json = true,
+            "--check-determinism" => cli.check_determinism = Some(DeterminismMode::InProcess),
+            "--check-determinism=child" => cli.check_determinism = Some(DeterminismMode::Children),
+            "--measure-failover" => cli.measure_failover = true,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown flag '{other}'\n{USAGE}")),
+        }
+    }
+    if cli.options.check_every.is_zero() {
+        return Err("--check-every must be positive".into());
+    }
+    if !instances_given {
+        // Without --instances: about 100 tasks per slave in all (Nomad's C1M shape: the
+        // 10,000-slave, 2,000-app run places 1,000,000 tasks), at least one per app.
+        let per_app = (cli.options.slaves * 100 / cli.options.apps.max(1)).max(1);
+        cli.options.instances = u32::try_from(per_app).unwrap_or(u32::MAX);
+    }
+    Ok(cli)
+}
+
+fn os_seed() -> u64 {
+    // determinism-ok: the one place a seed comes from outside, and it is printed.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    let from_os = if random { u64::from_le_bytes(bytes) } else { 0 };
+    from_os ^ nanos ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+fn print_human(report: &SimReport) {
+    println!(
+        "seed {}: {} slaves, {} frameworks, {} apps x {} instances",
+        report.seed, report.slaves, report.frameworks, report.apps, report.instances
+    );
+    let p = &report.fault_plan;
+    println!(
+        "fault plan ({:?}): loss {:.4}, duplicate {:.4}, latency {}-{} us, partitions {:.1}/h (<= {} s), \
+         slave crashes {:.2}/slave/h (down <= {} s), master crashes {:.1}/h (down <= {} s), \
+         framework crashes {:.1}/h (down <= {} s), tasks run {}-{} s, fail {:.3}, oom {:.3}",
+        p.level,
+        p.loss,
+        p.duplicate,
+        p.latency_min_us,
+        p.latency_max_us,
+        p.partitions_per_hour,
+        p.partition_secs_max,
+        p.slave_crashes_per_slave_hour,
+        p.slave_down_secs_max,
+        p.master_crashes_per_hour,
+        p.master_down_secs_max,
+        p.framework_crashes_per_hour,
+        p.framework_down_secs_max,
+        p.task_run_secs_min,
+        p.task_run_secs_max,
+        p.task_fail_probability,
+        p.task_oom_probability
+    );
+    for event in &report.faults_injected.events {
+        println!("  [{:>10.3} s] {}", event.at_secs, event.what);
+    }
+    println!("injected: {:?}", report.faults_injected.counts);
+    println!(
+        "{:.1} simulated s in {:.2} wall s ({:.0}x real time), {} events, {} tasks launched \
+         ({:.0} placements/wall s), trace {:016x}, peak RSS {} MB",
+        report.sim_seconds,
+        report.wall_seconds,
+        report.speed_vs_real_time,
+        report.events,
+        report.tasks_launched,
+        report.placements_per_wall_s,
+        report.trace_hash,
+        report.peak_rss_bytes >> 20
+    );
+    if let (Some(s), Some(w)) = (report.fill_sim_seconds, report.fill_wall_seconds) {
+        println!(
+            "every instance ran after {s:.1} simulated s ({w:.2} wall s, {:.0} placements/wall s)",
+            (report.apps as f64 * f64::from(report.instances)) / w.max(1e-9)
+        );
+    }
+    if let Some(c) = report.converged_after_secs {
+        println!("converged {c:.1} simulated s after the faults stopped");
+    }
+    if let Some(e) = &report.error {
+        println!("ERROR: {e}");
+    }
+    for w in &report.warnings {
+        println!(
+            "warning at {:.3} s: {}: {}",
+            w.at_secs, w.invariant, w.detail
+        );
+    }
+    for v in &report.invariant_violations {
+        println!(
+            "VIOLATION at {:.3} s: {}: {}",
+            v.at_secs, v.invariant, v.detail
+        );
+    }
+    if !report.invariant_violations.is_empty() {
+        println!("replay with: plateau sim --seed {} ...", report.seed);
+    }
+}
+
+/// `plateau sim`: parses `args` (the flags after the subcommand), runs, prints, and returns
+/// the process exit code (0 passed, 1 an invariant failed or runs differed, 2 bad usage).
+pub fn cli_main(args: &[String]) -> i32 {
+    let mut cli = match parse_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    if !cli.seed_given {
+        cli.options.seed = os_seed();
+        eprintln!("seed {} (drawn)", cli.options.seed);
+    }
+    let o = cli.options.clone();
+    if cli.measure_failover {
+        return match measure_failover(o.seed, o.slaves, o.frameworks, o.apps, o.instances) {
+            Ok(r) => {
+                if cli.json {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                } else {
+                    println!("{r:#?}");
+                }
+                i32::from(r.reregistered_after_secs.is_none())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        };
+    }
+    let report = match cli.check_determinism {
+        None => run(o),
+        Some(DeterminismMode::InProcess) => match check_determinism(o) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        },
+        Some(DeterminismMode::Children) => {
+            let exe = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("cannot find the current executable: {e}");
+                    return 1;
+                }
+            };
+            let mut child_args = vec!["sim".to_string()];
+            child_args.extend(
+                args.iter()
+                    .filter(|a| !a.starts_with("--check-determinism") && *a != "--json")
+                    .cloned(),
+            );
+            if !cli.seed_given {
+                child_args.extend(["--seed".to_string(), o.seed.to_string()]);
+            }
+            return match check_determinism_in_children(&exe, &child_args) {
+                Ok(hash) => {
+                    println!("seed {}: deterministic, trace {hash:016x}", o.seed);
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
+            };
+        }
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print_human(&report);
+    }
+    i32::from(!report.passed())
+}

@@ -1,0 +1,31 @@
+//! Named maxima of the simulator: every list that grows with a run has one.
+
+use std::time::Duration;
+
+/// Most slaves one simulated cluster has (addresses are `10.<a>.<b>.<c>`).
+pub const SLAVES_MAX: usize = 100_000;
+
+/// Most frameworks one simulated cluster has.
+pub const FRAMEWORKS_MAX: usize = 1_000;
+
+/// Most apps over all frameworks.
+pub const APPS_MAX: usize = 1_000_000;
+
+/// Most instances of one app.
+pub const INSTANCES_PER_APP_MAX: u32 = 100_000;
+
+/// Invariant violations kept in a report (the first one stops the run; a few more found in
+/// the same check are kept for context).
+pub const VIOLATIONS_KEPT_MAX: usize = 16;
+
+/// Injected faults listed one by one in a report; beyond it only counted.
+pub const FAULT_LOG_MAX: usize = 10_000;
+
+/// Longest simulated duration of a run.
+pub const DURATION_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Tasks a Keeper framework launches on one offer at most.
+pub const KEEPER_TASKS_PER_OFFER_MAX: usize = 256;
+
+/// Task ids a Keeper names in one explicit reconciliation.
+pub const KEEPER_RECONCILE_BATCH_MAX: usize = 10_000;

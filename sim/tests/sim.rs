@@ -1,0 +1,237 @@
+//! Whole-cluster simulations: a seed set with default faults (each seed run twice, trace
+//! hashes compared), injected bugs that the invariants must catch with a replayable seed, a
+//! master failover, and the command line.
+//!
+//! Sizes are chosen for a slow, shared 2-core machine in debug: 50 slaves, 2 Keeper
+//! frameworks, 10 apps of 10 instances, 10 simulated minutes of default faults, 20 seeds
+//! (40 runs, about a second each), on two threads.
+
+use std::time::Duration;
+
+use plateau_sim::{
+    check_determinism, check_determinism_in_children, measure_failover, parse_args, parse_duration,
+    run, FaultLevel, InjectedBug, SimOptions,
+};
+
+fn small(seed: u64) -> SimOptions {
+    SimOptions {
+        seed,
+        slaves: 50,
+        frameworks: 2,
+        apps: 10,
+        instances: 10,
+        duration: Duration::from_secs(600),
+        faults: FaultLevel::Default,
+        ..SimOptions::default()
+    }
+}
+
+/// Seeds checked in CI. A failure names the seed: replay with `plateau sim --seed S --slaves
+/// 50 --frameworks 2 --apps 10 --instances 10 --duration 10m`.
+const SEEDS: std::ops::Range<u64> = 1..21;
+
+#[test]
+fn seed_set_keeps_every_invariant_and_replays_bit_for_bit() {
+    let seeds: Vec<u64> = SEEDS.collect();
+    let halves: Vec<Vec<u64>> = seeds
+        .chunks(seeds.len().div_ceil(2))
+        .map(<[u64]>::to_vec)
+        .collect();
+    let handles: Vec<_> = halves
+        .into_iter()
+        .map(|chunk| {
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut injected = 0;
+                for seed in chunk {
+                    match check_determinism(small(seed)) {
+                        Ok(report) => {
+                            injected += report.faults_injected.counts.total();
+                            if !report.passed() {
+                                failures.push(format!(
+                                    "seed {seed}: {:?} {:?}",
+                                    report.error, report.invariant_violations
+                                ));
+                            }
+                        }
+                        Err(e) => failures.push(format!("seed {seed}: {e}")),
+                    }
+                }
+                (failures, injected)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut injected = 0;
+    for h in handles {
+        let (f, n) = h.join().expect("simulation thread");
+        failures.extend(f);
+        injected += n;
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // The faults are real: the seed set crashes and partitions things.
+    assert!(
+        injected > 20,
+        "only {injected} faults injected over the seed set"
+    );
+}
+
+#[test]
+fn different_seeds_give_different_runs() {
+    let mut a = small(101);
+    a.duration = Duration::from_secs(60);
+    let mut b = a.clone();
+    b.seed = 102;
+    assert_ne!(run(a).trace_hash, run(b).trace_hash);
+}
+
+fn bug_options(seed: u64, bug: InjectedBug) -> SimOptions {
+    SimOptions {
+        seed,
+        slaves: 4,
+        frameworks: 1,
+        apps: 2,
+        instances: 3,
+        duration: Duration::from_secs(60),
+        faults: FaultLevel::None,
+        bug: Some(bug),
+        ..SimOptions::default()
+    }
+}
+
+#[test]
+fn a_reordered_status_update_is_caught_with_a_replayable_seed() {
+    let report = run(bug_options(5, InjectedBug::ReorderStatusUpdates));
+    let first = report
+        .invariant_violations
+        .first()
+        .expect("the injected reorder must be caught");
+    assert!(
+        first.invariant == "status updates reach frameworks in order"
+            || first.invariant == "no status update is lost once acknowledged",
+        "{first:?}"
+    );
+    // The run stops at the first violation, within the first seconds.
+    assert!(report.sim_seconds < 10.0, "{report:?}");
+    // Same seed, same run, same violation.
+    let again = run(bug_options(5, InjectedBug::ReorderStatusUpdates));
+    assert_eq!(again.trace_hash, report.trace_hash);
+    assert_eq!(again.invariant_violations, report.invariant_violations);
+    // Without the bug the same seed passes.
+    let mut clean = bug_options(5, InjectedBug::ReorderStatusUpdates);
+    clean.bug = None;
+    let clean = run(clean);
+    assert!(clean.passed(), "{:?}", clean.invariant_violations);
+}
+
+#[test]
+fn an_overcommitting_slave_is_caught_with_a_replayable_seed() {
+    // Slave 0 advertises 32 cpus but has 16: with 400 tasks of 0.1 cpu wanted on 2 slaves
+    // (no per-host limit in the way), the master fills what it was told.
+    let options = SimOptions {
+        slaves: 2,
+        apps: 2,
+        instances: 200,
+        ..bug_options(9, InjectedBug::SlaveOvercommit)
+    };
+    let report = run(options.clone());
+    let first = report
+        .invariant_violations
+        .first()
+        .expect("the over-committed slave must be caught");
+    assert_eq!(
+        first.invariant, "no slave is allocated more than its resources",
+        "{first:?}"
+    );
+    let again = run(options);
+    assert_eq!(again.trace_hash, report.trace_hash);
+    assert_eq!(again.invariant_violations, report.invariant_violations);
+}
+
+#[test]
+fn determinism_holds_across_child_processes() {
+    let exe = env!("CARGO_BIN_EXE_plateau-sim");
+    let args: Vec<String> = [
+        "sim",
+        "--seed",
+        "3",
+        "--slaves",
+        "10",
+        "--frameworks",
+        "1",
+        "--apps",
+        "3",
+        "--instances",
+        "3",
+        "--duration",
+        "2m",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let hash = check_determinism_in_children(std::path::Path::new(exe), &args)
+        .expect("two child runs of one seed agree");
+    let in_process = run(parse_args(&args[1..]).expect("valid flags").options);
+    assert_eq!(hash, in_process.trace_hash);
+}
+
+#[test]
+fn a_master_failover_reregisters_every_slave_quickly() {
+    let report = measure_failover(11, 100, 2, 10, 50).expect("the cluster fills");
+    assert_eq!(report.tasks, 500);
+    let after = report
+        .reregistered_after_secs
+        .expect("every slave re-registered");
+    assert!(after <= 2.0, "{report:?}");
+    assert!(report.tasks_known_after_secs.is_some(), "{report:?}");
+}
+
+#[test]
+fn command_line_flags_parse_and_bad_ones_are_refused() {
+    let args: Vec<String> =
+        "--seed 42 --slaves 1000 --frameworks 3 --apps 7 --duration 1h --faults heavy --json"
+            .split(' ')
+            .map(String::from)
+            .collect();
+    let cli = parse_args(&args).expect("valid");
+    assert!(cli.seed_given && cli.json);
+    assert_eq!(cli.options.seed, 42);
+    assert_eq!(cli.options.slaves, 1000);
+    assert_eq!(cli.options.frameworks, 3);
+    assert_eq!(cli.options.apps, 7);
+    assert_eq!(cli.options.duration, Duration::from_secs(3600));
+    assert_eq!(cli.options.faults, FaultLevel::Heavy);
+    assert!(parse_args(&["--faults".into(), "some".into()]).is_err());
+    assert!(parse_args(&["--slaves".into()]).is_err());
+    assert!(parse_args(&["--bogus".into()]).is_err());
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+    assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+    assert!(parse_duration("1y").is_err());
+    assert!(parse_duration("-1s").is_err());
+    assert_eq!(plateau_sim::cli_main(&["--bogus".into()]), 2);
+}
+
+#[test]
+fn the_report_serializes_with_the_documented_keys() {
+    let mut options = small(1);
+    options.slaves = 5;
+    options.duration = Duration::from_secs(20);
+    let report = run(options);
+    let json = serde_json::to_value(&report).expect("serializes");
+    for key in [
+        "seed",
+        "slaves",
+        "trace_hash",
+        "sim_seconds",
+        "wall_seconds",
+        "events",
+        "tasks_launched",
+        "placements_per_wall_s",
+        "faults_injected",
+        "invariant_violations",
+        "peak_rss_bytes",
+    ] {
+        assert!(json.get(key).is_some(), "missing key {key}: {json}");
+    }
+}
