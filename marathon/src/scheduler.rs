@@ -2753,6 +2753,11 @@ impl Scheduler for MarathonScheduler {
         tracing::error!(%message, "the master refused marathon");
     }
 
+    fn exited(&mut self, _driver: &mut Driver<'_, '_>, upid: &Upid) {
+        // A balancer subscribed to the routes went away: stop feeding it.
+        self.routes.exited(upid);
+    }
+
     fn install(handlers: &mut Handlers<SchedulerDriver<Self>>) {
         handlers
             .on(

@@ -1172,6 +1172,18 @@ impl MasterCore {
             tracing::info!(slave = %id, "slave unreachable: nothing heard for the agent timeout");
             self.mark_unreachable(now, &id);
         }
+        // Frameworks recovered from the registry after a master restart get their failover
+        // timeout counted from the master's first tick: a framework that never comes back is
+        // removed (and its tasks killed) as if it had disconnected at the restart.
+        for f in self.frameworks.values_mut() {
+            if f.status == FrameworkStatus::Recovered && f.failover_deadline.is_none() {
+                let secs = f
+                    .info
+                    .failover_timeout_secs
+                    .clamp(0.0, FAILOVER_TIMEOUT_MAX.as_secs_f64());
+                f.failover_deadline = Some(now + Duration::from_secs_f64(secs));
+            }
+        }
         let expired: Vec<FrameworkId> = self
             .frameworks
             .values()

@@ -1168,3 +1168,36 @@ fn configured_weights_are_persisted() {
         Duration::from_millis(500)
     );
 }
+
+#[test]
+fn a_recovered_framework_that_never_comes_back_is_removed_after_its_failover_timeout() {
+    let (h, framework) = registered_with_failover(30.0);
+    let registry = h.registry.clone();
+    // A new master on the same registry; time on its clock starts anywhere.
+    let mut h = Harness::with(MasterConfig::default(), registry);
+    h.core.handle_tick(secs(100.0));
+    assert!(
+        h.core.frameworks().contains_key(&framework),
+        "kept within the timeout"
+    );
+    h.core.handle_tick(secs(129.0));
+    assert!(
+        h.core.frameworks().contains_key(&framework),
+        "kept within the timeout"
+    );
+    h.core.handle_tick(secs(131.0));
+    h.flush();
+    assert!(
+        !h.core.frameworks().contains_key(&framework),
+        "removed once its failover timeout passed without it re-registering"
+    );
+}
+
+/// A slave and a framework with the given failover timeout, registered.
+fn registered_with_failover(failover_secs: f64) -> (Harness, FrameworkId) {
+    let mut h = Harness::new();
+    h.register_slave(Duration::ZERO, S1, BIG);
+    let framework = h.register_framework(secs(0.01), F1, failover_secs);
+    h.take();
+    (h, framework)
+}
