@@ -33,7 +33,7 @@ fn err(message: impl Into<String>) -> Error {
 }
 
 fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
+    std::time::SystemTime::now() // determinism-ok: benchmark timing
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
@@ -60,7 +60,7 @@ pub async fn wait_ready(
     slaves: usize,
     limit: Duration,
 ) -> Result<(), Error> {
-    let deadline = tokio::time::Instant::now() + limit;
+    let deadline = bench_now() + limit;
     loop {
         let registered = get_json(&format!("{base}/v2/info"))
             .await
@@ -71,7 +71,7 @@ pub async fn wait_ready(
         if registered && slaves_up {
             return Ok(());
         }
-        if tokio::time::Instant::now() >= deadline {
+        if bench_now() >= deadline {
             return Err(err(format!("Marathon at {base} not ready after {limit:?}")));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -109,7 +109,7 @@ pub async fn launch(base: &str, instances: u32, limit: Duration) -> Result<Launc
         let body = resp.text().await.unwrap_or_default();
         return Err(err(format!("POST /v2/apps answered {status}: {body}")));
     }
-    let deadline = tokio::time::Instant::now() + limit;
+    let deadline = bench_now() + limit;
     let result = loop {
         let tasks: Vec<Value> = match client.get(&tasks_url).send().await {
             Ok(r) => r
@@ -139,7 +139,7 @@ pub async fn launch(base: &str, instances: u32, limit: Duration) -> Result<Launc
                 max_ms: ms.last().copied().unwrap_or(0.0),
             });
         }
-        if tokio::time::Instant::now() >= deadline {
+        if bench_now() >= deadline {
             break Err(err(format!(
                 "only {} of {instances} tasks RUNNING after {limit:?}",
                 started.len()
@@ -154,8 +154,8 @@ pub async fn launch(base: &str, instances: u32, limit: Duration) -> Result<Launc
         .json(&json!({"instances": 0}))
         .send()
         .await;
-    let cleanup_deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while tokio::time::Instant::now() < cleanup_deadline {
+    let cleanup_deadline = bench_now() + Duration::from_secs(60);
+    while bench_now() < cleanup_deadline {
         let gone = match client.get(&tasks_url).send().await {
             Ok(r) if r.status().as_u16() == 404 => true,
             Ok(r) => r
@@ -175,6 +175,11 @@ pub async fn launch(base: &str, instances: u32, limit: Duration) -> Result<Launc
         .send()
         .await;
     result
+}
+
+/// The clock of the benchmark (real time, measured).
+fn bench_now() -> tokio::time::Instant {
+    tokio::time::Instant::now() // determinism-ok: benchmark timing
 }
 
 #[cfg(test)]

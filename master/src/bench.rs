@@ -69,7 +69,7 @@ pub fn bench_allocator(agents: usize, frameworks: usize, cycles: usize) -> Alloc
     for cycle in 0..=cycles {
         let now = Duration::from_secs(cycle as u64);
         // determinism-ok: benchmark timing
-        let start = Instant::now();
+        let start = Instant::now(); // determinism-ok: benchmark timing
         let allocations = allocator.allocate(now);
         let elapsed = start.elapsed();
         if cycle > 0 {

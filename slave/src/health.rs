@@ -125,7 +125,8 @@ impl HealthProber for ThreadProber {
 
 /// Runs one probe on this thread: Ok(what was seen) when healthy.
 pub fn run_probe(request: &ProbeRequest) -> Result<String, String> {
-    let deadline = Instant::now() + request.timeout.max(Duration::from_millis(1));
+    let deadline =
+        crate::containerizer::monotonic_now() + request.timeout.max(Duration::from_millis(1));
     match &request.kind {
         HealthCheckKind::Tcp { port } => {
             connect(&request.host, *port, deadline)?;
@@ -137,7 +138,7 @@ pub fn run_probe(request: &ProbeRequest) -> Result<String, String> {
 }
 
 fn remaining(deadline: Instant) -> Result<Duration, String> {
-    let left = deadline.saturating_duration_since(Instant::now());
+    let left = deadline.saturating_duration_since(crate::containerizer::monotonic_now());
     if left.is_zero() {
         Err("timed out".to_string())
     } else {
@@ -242,7 +243,7 @@ fn command_probe(
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok("command exited 0".into()),
             Ok(Some(status)) => return Err(format!("command {status}")),
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if crate::containerizer::monotonic_now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err("command timed out".into());

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
@@ -280,8 +280,8 @@ fn freeze_and_wait(freezer: &Path) {
     }
     // Freezing is asynchronous: FREEZING until every task stopped. Bounded wait; killing a
     // partly frozen cgroup still works, the caller just loops more.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
+    let deadline = super::monotonic_now() + Duration::from_secs(1);
+    while super::monotonic_now() < deadline {
         match fs::read_to_string(&state) {
             Ok(s) if s.trim() == "FROZEN" => return,
             Ok(_) => std::thread::sleep(Duration::from_millis(1)),
@@ -319,13 +319,13 @@ pub(crate) fn kill_until_empty(
     timeout: Duration,
     mut tick: impl FnMut(),
 ) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::monotonic_now() + timeout;
     loop {
         if signal_all(dirs, libc::SIGKILL) == 0 {
             return true;
         }
         tick();
-        if Instant::now() >= deadline {
+        if super::monotonic_now() >= deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -335,7 +335,7 @@ pub(crate) fn kill_until_empty(
 /// Removes the cgroup directories (the cgroup must be empty). Retries briefly: the kernel may
 /// still be tearing down the last exited process. Returns whether all are gone.
 pub(crate) fn remove(dirs: &CgroupDirs) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = super::monotonic_now() + Duration::from_secs(2);
     loop {
         let mut all_gone = true;
         for dir in &dirs.all {
@@ -345,7 +345,7 @@ pub(crate) fn remove(dirs: &CgroupDirs) -> bool {
                 Err(_) => all_gone = false,
             }
         }
-        if all_gone || Instant::now() >= deadline {
+        if all_gone || super::monotonic_now() >= deadline {
             return all_gone;
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -333,6 +333,12 @@ pub fn task_dir_name(task_id: &str) -> String {
     name
 }
 
+/// The monotonic clock of the slave's real side effects (supervisors, cgroup teardown, probe
+/// threads): never simulated, so it reads the operating system's clock.
+pub(crate) fn monotonic_now() -> std::time::Instant {
+    std::time::Instant::now() // determinism-ok: real processes and threads, never simulated
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

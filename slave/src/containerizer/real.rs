@@ -476,10 +476,10 @@ fn read_handshake(
     mut stdout: std::process::ChildStdout,
     timeout: Duration,
 ) -> Result<String, String> {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::monotonic_now() + timeout;
     let mut line = Vec::new();
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.saturating_duration_since(super::monotonic_now());
         if remaining.is_zero() {
             return Err(format!("no answer within {timeout:?}"));
         }
@@ -548,7 +548,7 @@ fn watch(shared: &Shared) {
                     next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
-            let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = next.map(|at| at.saturating_duration_since(super::monotonic_now()));
             (fds, ids, timeout)
         };
         // Only this thread removes entries, so the pidfds polled here stay open meanwhile.
@@ -584,7 +584,7 @@ fn watch(shared: &Shared) {
             shared.lock().reporting -= 1;
             shared.removed.notify_all();
         }
-        let now = Instant::now();
+        let now = super::monotonic_now();
         let overdue: Vec<CgroupDirs> = {
             let mut state = shared.lock();
             state
@@ -648,7 +648,7 @@ impl Containerizer for CgroupsContainerizer {
         let written = sys::write_atomic(&kill_path, grace.as_millis().to_string().as_bytes());
         let signalled =
             written.is_ok() && sys::pidfd_send_signal(&entry.pidfd, libc::SIGUSR1).is_ok();
-        let escalate_at = Instant::now() + grace + limits::KILL_ESCALATION_MARGIN;
+        let escalate_at = super::monotonic_now() + grace + limits::KILL_ESCALATION_MARGIN;
         entry.escalate_at = Some(
             entry
                 .escalate_at
@@ -761,10 +761,10 @@ impl Containerizer for CgroupsContainerizer {
         for id in &ids {
             let _ = self.kill(id, Duration::ZERO);
         }
-        let deadline = Instant::now() + limits::DESTROY_ALL_TIMEOUT;
+        let deadline = super::monotonic_now() + limits::DESTROY_ALL_TIMEOUT;
         let mut state = self.shared.lock();
         while !state.tasks.is_empty() || state.reporting > 0 {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.saturating_duration_since(super::monotonic_now());
             if remaining.is_zero() {
                 tracing::error!(
                     tasks = state.tasks.len(),

@@ -146,7 +146,7 @@ fn supervise(run_dir: &Path) -> Result<(), String> {
     while watch.leader_status.is_none() {
         let timeout = match watch.kill_deadline {
             Some(deadline) => deadline
-                .saturating_duration_since(Instant::now())
+                .saturating_duration_since(super::monotonic_now())
                 .min(limits::SUPERVISOR_TICK),
             None => limits::SUPERVISOR_TICK,
         };
@@ -279,12 +279,12 @@ fn reap(task_pid: u32, leader_status: &mut Option<libc::c_int>) {
 
 /// Reaps children until there are none left, for at most `timeout`.
 fn reap_all(timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+    let deadline = super::monotonic_now() + timeout;
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid with a valid out-pointer; WNOHANG never blocks.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid < 0 || Instant::now() >= deadline {
+        if pid < 0 || super::monotonic_now() >= deadline {
             return; // ECHILD: no children left.
         }
         if pid == 0 {
@@ -300,14 +300,14 @@ fn check_kill_request(run_dir: &Path, spec: &SupervisorSpec, task_pid: u32, watc
         };
         let grace = Duration::from_millis(text.trim().parse().unwrap_or(0));
         watch.kill_grace = Some(grace);
-        watch.kill_deadline = Some(Instant::now() + grace);
+        watch.kill_deadline = Some(super::monotonic_now() + grace);
         // The process group catches children that left the cgroup's listing race; the
         // cgroup catches those that left the process group.
         let _ = sys::kill(-(task_pid as libc::pid_t), libc::SIGTERM);
         cgroups::signal_all(&spec.cgroup, libc::SIGTERM);
     }
     if let Some(deadline) = watch.kill_deadline {
-        if Instant::now() >= deadline {
+        if super::monotonic_now() >= deadline {
             watch.kill_deadline = None;
             cgroups::signal_all(&spec.cgroup, libc::SIGKILL);
         }
