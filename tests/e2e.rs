@@ -9,6 +9,7 @@ mod e2e {
     mod balancer;
     mod chronos;
     mod cluster;
+    mod dev;
     mod marathon;
     pub mod support;
 }

@@ -1,0 +1,118 @@
+//! `plateau dev` as the README's quick start uses it: one command runs a master, three slaves
+//! on their own loopback addresses, Marathon and Chronos; an app deployed with one HTTP request
+//! runs as real processes; Ctrl-C kills the tasks and removes their cgroups.
+//!
+//! It uses the default ports (5050, 5051, 8080, 4400, 8000, 9090), as the README does; no other
+//! test does.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::support::{eventually, get_json};
+use super::PLATEAU;
+
+/// Stops `plateau dev` (SIGINT, as Ctrl-C) when dropped, and kills it if it does not stop.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn task_cgroups(work: &Path) -> usize {
+    (1..=3)
+        .map(|i| {
+            let name = plateau_slave::cgroup_slave_name(&work.join(format!("slave-{i}")));
+            std::fs::read_dir(Path::new("/sys/fs/cgroup/pids/plateau").join(name))
+                .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn plateau_dev_runs_a_cluster_that_deploys_an_app_and_cleans_up_on_ctrl_c() {
+    let work = std::env::temp_dir().join(format!("plateau-e2e-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let log = std::fs::File::create(std::env::temp_dir().join("plateau-e2e-dev.log")).unwrap();
+    let mut dev = Dev(Command::new(PLATEAU)
+        .args(["dev", "--work-dir"])
+        .arg(&work)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap());
+    actix_rt::System::new().block_on(async {
+        eventually(
+            Duration::from_secs(90),
+            "3 slaves and Marathon registered",
+            || async {
+                get_json("http://127.0.0.1:5050/master/state")
+                    .await
+                    .is_some_and(|s| {
+                        s["activated_slaves"].as_f64() == Some(3.0)
+                            && s["frameworks"].as_array().is_some_and(|f| f.len() >= 2)
+                    })
+            },
+        )
+        .await;
+        let app = serde_json::json!({
+            "id": "/hello", "cmd": "sleep 600", "instances": 3, "cpus": 0.05, "mem": 16,
+            "constraints": [["hostname", "UNIQUE"]]
+        });
+        let created = reqwest::Client::new()
+            .post("http://127.0.0.1:8080/v2/apps")
+            .json(&app)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status().as_u16(), 201);
+        eventually(
+            Duration::from_secs(90),
+            "3 tasks running on 3 hosts",
+            || async {
+                get_json("http://127.0.0.1:8080/v2/apps/hello/tasks")
+                    .await
+                    .is_some_and(|t| {
+                        let tasks = t["tasks"].as_array().cloned().unwrap_or_default();
+                        let hosts: std::collections::BTreeSet<_> =
+                            tasks.iter().map(|t| t["host"].to_string()).collect();
+                        tasks
+                            .iter()
+                            .filter(|t| t["state"] == "TASK_RUNNING")
+                            .count()
+                            == 3
+                            && hosts.len() == 3
+                    })
+            },
+        )
+        .await;
+        let jobs = get_json("http://127.0.0.1:4400/scheduler/jobs").await;
+        assert!(jobs.is_some_and(|j| j.is_array()), "Chronos answers");
+    });
+    assert_eq!(task_cgroups(&work), 3, "one cgroup per task");
+    // Ctrl-C: the tasks are killed and their cgroups removed.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(dev.0.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dev.0.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plateau dev did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(task_cgroups(&work), 0, "Ctrl-C removed the tasks' cgroups");
+    let _ = std::fs::remove_dir_all(&work);
+}
