@@ -141,6 +141,15 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         for slave in &slave_refs {
             let _ = slave.call(|s, _| s.destroy_all_tasks()).await;
         }
+        // The slaves' own (now empty) cgroup folders go too: nothing of the cluster is left.
+        for i in 0..slaves {
+            let name = plateau_slave::cgroup_slave_name(&work_dir.join(format!("slave-{}", i + 1)));
+            if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+                for controller in controllers.flatten() {
+                    let _ = std::fs::remove_dir(controller.path().join("plateau").join(&name));
+                }
+            }
+        }
         for h in handles {
             h.stop(true).await;
         }

@@ -114,5 +114,15 @@ fn plateau_dev_runs_a_cluster_that_deploys_an_app_and_cleans_up_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(task_cgroups(&work), 0, "Ctrl-C removed the tasks' cgroups");
+    for i in 1..=3 {
+        let name = plateau_slave::cgroup_slave_name(&work.join(format!("slave-{i}")));
+        for controller in ["pids", "memory", "cpu", "freezer"] {
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join("plateau")
+                .join(&name);
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        }
+    }
     let _ = std::fs::remove_dir_all(&work);
 }
