@@ -376,40 +376,56 @@ fn master_upid(master: &str) -> anyhow::Result<plateau_runtime::Upid> {
         .with_context(|| format!("--master {master}"))
 }
 
-fn run_marathon(args: FrameworkArgs) -> anyhow::Result<()> {
+/// Run a framework on its own node: HTTP and QUIC on `--listen`, until Ctrl-C. `start`
+/// spawns it and returns its HTTP server and address.
+fn run_framework(
+    args: FrameworkArgs,
+    name: &'static str,
+    api_path: &'static str,
+    start: impl FnOnce(
+            &plateau_runtime::Node,
+            plateau_runtime::Upid,
+            &std::path::Path,
+            SocketAddr,
+        ) -> anyhow::Result<(actix_web::dev::ServerHandle, SocketAddr)>
+        + 'static,
+) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
     let master = master_upid(&args.master)?;
     actix_rt::System::new().block_on(async move {
-        let node = serve::start_node(args.listen, &host, &args.tls_dir, "marathon")?;
-        let marathon = serve::start_marathon(&node, master, &args.work_dir, args.listen)?;
+        let node = serve::start_node(args.listen, &host, &args.tls_dir, name)?;
+        let (http, addr) = start(&node, master, &args.work_dir, args.listen)?;
         println!(
-            "marathon@{host}:{} running: http://{}/v2/apps",
-            node.addr().port,
-            marathon.addr
+            "{name}@{host}:{} running: http://{addr}{api_path}",
+            node.addr().port
         );
         serve::shutdown_signal().await;
-        marathon.http.stop(true).await;
+        http.stop(true).await;
         node.shutdown();
         Ok(())
     })
 }
 
+fn run_marathon(args: FrameworkArgs) -> anyhow::Result<()> {
+    run_framework(
+        args,
+        "marathon",
+        "/v2/apps",
+        |node, master, work, listen| {
+            serve::start_marathon(node, master, work, listen).map(|m| (m.http, m.addr))
+        },
+    )
+}
+
 fn run_chronos(args: FrameworkArgs) -> anyhow::Result<()> {
-    let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
-    let master = master_upid(&args.master)?;
-    actix_rt::System::new().block_on(async move {
-        let node = serve::start_node(args.listen, &host, &args.tls_dir, "chronos")?;
-        let chronos = serve::start_chronos(&node, master, &args.work_dir, args.listen)?;
-        println!(
-            "chronos@{host}:{} running: http://{}/scheduler/jobs",
-            node.addr().port,
-            chronos.http_addr
-        );
-        serve::shutdown_signal().await;
-        chronos.server.stop(true).await;
-        node.shutdown();
-        Ok(())
-    })
+    run_framework(
+        args,
+        "chronos",
+        "/scheduler/jobs",
+        |node, master, work, listen| {
+            serve::start_chronos(node, master, work, listen).map(|c| (c.server, c.http_addr))
+        },
+    )
 }
 
 fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {

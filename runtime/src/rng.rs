@@ -20,9 +20,16 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Where an FNV-1a hash starts.
+pub const STABLE_HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// FNV-1a, 64 bits: a stable hash (unlike `std`'s, which may change between releases).
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    stable_hash_extend(STABLE_HASH_START, bytes)
+}
+
+/// Continue an FNV-1a hash `h` over more bytes (for fingerprints built piece by piece).
+pub fn stable_hash_extend(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);

@@ -60,7 +60,7 @@ use crate::message::{AnyMessage, Message, Payload};
 use crate::process::{
     Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
-use crate::rng::{stable_hash, Rng};
+use crate::rng::{stable_hash, stable_hash_extend, Rng, STABLE_HASH_START};
 use crate::upid::{NodeAddr, Upid};
 
 /// The network's behaviour; may be changed during a run ([`Sim::set_faults`]).
@@ -244,7 +244,7 @@ impl Sim {
             last_arrival: HashMap::new(),
             next_instance: 1,
             pending_breaks: BTreeMap::new(),
-            trace: 0xcbf2_9ce4_8422_2325,
+            trace: STABLE_HASH_START,
             stats: SimStats::default(),
             effects: Vec::new(),
             posted: Arc::new(Mutex::new(Vec::new())),
@@ -632,10 +632,7 @@ impl Sim {
     }
 
     fn mix(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.trace ^= u64::from(*b);
-            self.trace = self.trace.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        self.trace = stable_hash_extend(self.trace, bytes);
     }
 
     fn record(&mut self, kind: u8, from: &Upid, to: &Upid, name: &str, body: Option<&[u8]>) {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::message::{AnyMessage, Header};
-use crate::rng::{stable_hash, Rng};
+use crate::rng::{stable_hash, stable_hash_extend, Rng, STABLE_HASH_START};
 use crate::sim::NetworkFaults;
 use crate::upid::{NodeAddr, Upid};
 
@@ -76,7 +76,7 @@ impl SimNetwork {
                 queues: HashMap::new(),
                 last_arrival: HashMap::new(),
                 pending_crash_breaks: BTreeMap::new(),
-                trace: 0xcbf2_9ce4_8422_2325,
+                trace: STABLE_HASH_START,
                 delivered: 0,
                 dropped: 0,
             })),
@@ -198,10 +198,7 @@ impl SimNetwork {
                             f.header.name.as_bytes(),
                             &stable_hash(&f.body).to_le_bytes()[..],
                         ] {
-                            for b in part {
-                                h ^= u64::from(*b);
-                                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-                            }
+                            h = stable_hash_extend(h, part);
                         }
                         n.trace = h;
                         n.delivered += 1;

@@ -114,11 +114,7 @@ pub fn cgroup_slave_name(work_dir: &std::path::Path) -> String {
 
 /// A stable, path-safe name for a work directory.
 fn work_dir_name(work_dir: &std::path::Path) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in work_dir.to_string_lossy().bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = plateau_runtime::rng::stable_hash(work_dir.to_string_lossy().as_bytes());
     format!("slave-{hash:016x}")
 }
 

@@ -67,46 +67,15 @@ impl Env {
         let mut cluster = Cluster::new(test);
         let dir = cluster.dir.clone();
         let tls = cluster.tls().to_str().unwrap().to_string();
-        let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-        let m_work = dir.join("master");
-        cluster.spawn(
-            "master",
-            &[
-                "master",
-                "--listen",
-                &master,
-                "--work-dir",
-                m_work.to_str().unwrap(),
-                "--tls-dir",
-                &tls,
-            ],
-        );
+        let master = cluster.start_master();
         for i in 1..=2u32 {
             let ip = format!("127.0.0.{}", i + 1);
-            let listen = format!("{ip}:{}", free_port(&ip));
-            let work = dir.join(format!("slave-{i}"));
-            cluster.slave_dirs.push(work.clone());
             let resources = format!(
                 "cpus:2;mem:1024;disk:1000;ports:[{}-{}]",
                 33000 + i * 100,
                 33099 + i * 100
             );
-            cluster.spawn(
-                &format!("slave-{i}"),
-                &[
-                    "slave",
-                    "--master",
-                    &master,
-                    "--listen",
-                    &listen,
-                    "--work-dir",
-                    work.to_str().unwrap(),
-                    "--tls-dir",
-                    &tls,
-                    "--resources",
-                    &resources,
-                ],
-            );
+            cluster.start_slave(&format!("slave-{i}"), &ip, &master, &resources);
         }
         let marathon = format!("127.0.0.1:{}", free_port("127.0.0.1"));
         let mara_work = dir.join("marathon");

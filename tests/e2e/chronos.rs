@@ -30,20 +30,7 @@ impl ChronosCluster {
         let mut cluster = Cluster::new(test);
         let dir = cluster.dir.clone();
         let tls = cluster.tls().to_str().unwrap().to_string();
-        let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-        let m_work = dir.join("master");
-        cluster.spawn(
-            "master",
-            &[
-                "master",
-                "--listen",
-                &master,
-                "--work-dir",
-                m_work.to_str().unwrap(),
-                "--tls-dir",
-                &tls,
-            ],
-        );
+        let master = cluster.start_master();
         let listen = format!("{slave_ip}:{}", free_port(slave_ip));
         let work = dir.join("slave");
         cluster.slave_dirs.push(work.clone());

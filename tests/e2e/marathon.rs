@@ -39,47 +39,17 @@ impl Env {
         let mut cluster = Cluster::new(test);
         let dir = cluster.dir.clone();
         let tls = cluster.tls().to_str().unwrap().to_string();
-        let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-        let m_work = dir.join("master");
-        cluster.spawn(
-            "master",
-            &[
-                "master",
-                "--listen",
-                &master,
-                "--work-dir",
-                m_work.to_str().unwrap(),
-                "--tls-dir",
-                &tls,
-            ],
-        );
+        let master = cluster.start_master();
         let mut slaves = BTreeMap::new();
         for i in 1..=2u32 {
             let ip = format!("127.0.0.{}", i + 1);
-            let listen = format!("{ip}:{}", free_port(&ip));
-            let work = dir.join(format!("slave-{i}"));
-            cluster.slave_dirs.push(work.clone());
             let resources = format!(
                 "cpus:1;mem:512;disk:1000;ports:[{}-{}]",
                 32000 + i * 100,
                 32099 + i * 100
             );
-            cluster.spawn(
-                &format!("slave-{i}"),
-                &[
-                    "slave",
-                    "--master",
-                    &master,
-                    "--listen",
-                    &listen,
-                    "--work-dir",
-                    work.to_str().unwrap(),
-                    "--tls-dir",
-                    &tls,
-                    "--resources",
-                    &resources,
-                ],
-            );
+            let (_listen, work) =
+                cluster.start_slave(&format!("slave-{i}"), &ip, &master, &resources);
             slaves.insert(ip, work);
         }
         let marathon = format!("127.0.0.1:{}", free_port("127.0.0.1"));

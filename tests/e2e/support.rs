@@ -126,6 +126,60 @@ impl Cluster {
     pub fn tls(&self) -> PathBuf {
         self.dir.join("tls")
     }
+
+    /// Start `plateau master` as child `master` on a free 127.0.0.1 port, work dir
+    /// `<dir>/master`; returns its HOST:PORT.
+    pub fn start_master(&mut self) -> String {
+        let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let work = self.dir.join("master");
+        let tls = self.tls();
+        self.spawn(
+            "master",
+            &[
+                "master",
+                "--listen",
+                &master,
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--tls-dir",
+                tls.to_str().unwrap(),
+            ],
+        );
+        master
+    }
+
+    /// Start `plateau slave` as child `name` on a free port of `ip`, registered with `master`,
+    /// offering `resources`, work dir `<dir>/<name>` (its task cgroups are removed at the end);
+    /// returns its HOST:PORT and work dir.
+    pub fn start_slave(
+        &mut self,
+        name: &str,
+        ip: &str,
+        master: &str,
+        resources: &str,
+    ) -> (String, PathBuf) {
+        let listen = format!("{ip}:{}", free_port(ip));
+        let work = self.dir.join(name);
+        self.slave_dirs.push(work.clone());
+        let tls = self.tls();
+        self.spawn(
+            name,
+            &[
+                "slave",
+                "--master",
+                master,
+                "--listen",
+                &listen,
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--tls-dir",
+                tls.to_str().unwrap(),
+                "--resources",
+                resources,
+            ],
+        );
+        (listen, work)
+    }
 }
 
 /// Poll `cond` every 100 ms until it holds; panic naming `what` after `limit`.

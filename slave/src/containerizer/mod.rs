@@ -317,12 +317,8 @@ pub fn task_dir_name(task_id: &str) -> String {
         name.push('%');
     }
     if name.len() > NAME_LEN_MAX {
-        // FNV-1a: deterministic, no dependency, good enough to keep long ids apart.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in task_id.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        // FNV-1a: deterministic, good enough to keep long ids apart.
+        let hash = plateau_runtime::rng::stable_hash(task_id.as_bytes());
         name.truncate(NAME_LEN_MAX - 17);
         // The cut must not split a `%XX` escape; a trailing partial escape is harmless but ugly.
         while name.ends_with('%') || name[..name.len().saturating_sub(1)].ends_with('%') {
