@@ -22,6 +22,7 @@
 //! | [`store`] | durable state: [`RedbStore`] (`<work-dir>/marathon/state.redb`) and [`MemoryStore`] |
 //! | [`events`] | the `/v2/events` bus: bounded per-subscriber queues, slow subscribers dropped |
 //! | [`http`] | the REST API v2 (actix-web): `configure`, `serve`, `start` |
+//! | [`readiness`] | readiness probes during deployments: HTTP on worker threads, or scripted |
 //! | [`routes`] | the routes change feed for balancers (snapshot, then versioned deltas) |
 //! | [`bench`] | `plateau bench launch`: launch latency through the REST API |
 //! | [`limits`] | named maximums for everything sized by outside input |
@@ -69,6 +70,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod limits;
+pub mod readiness;
 pub mod routes;
 pub mod scheduler;
 pub mod state;

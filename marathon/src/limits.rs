@@ -62,3 +62,15 @@ pub const SLAVES_SEEN_MAX: usize = 100_000;
 
 /// Balancers subscribed to the routes feed (`SubscribeRoutes`); past it the oldest is dropped.
 pub const ROUTE_SUBSCRIBERS_MAX: usize = 64;
+
+/// Worker threads of the real readiness prober (started by the first readiness probe).
+pub const READINESS_PROBER_THREADS: usize = 4;
+
+/// Readiness probes waiting for a worker before new ones fail at once.
+pub const READINESS_PROBES_QUEUED_MAX: usize = 4096;
+
+/// Largest response head a readiness probe reads.
+pub const READINESS_HEAD_BYTES_MAX: usize = 16 * 1024;
+
+/// Largest response body a readiness probe keeps (`lastResponse.body`).
+pub const READINESS_BODY_BYTES_MAX: usize = 64 * 1024;

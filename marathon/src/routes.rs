@@ -65,6 +65,8 @@ fn app_routes(app: &AppDefinition) -> AppRoutes {
 
 fn backend_of(i: &Instance) -> Option<Backend> {
     let state = match i.state {
+        // Not ready yet (a deployment waits for its readiness check): no traffic.
+        TaskState::Running if i.awaits_readiness() => return None,
         TaskState::Running if !i.is_killing() => BackendState::Running,
         TaskState::Running | TaskState::Killing => BackendState::Draining,
         _ => return None,
@@ -222,6 +224,7 @@ mod tests {
             }),
             kill_requested_ms: killing.then_some(1),
             unreachable_since_ms: None,
+            readiness: None,
         }
     }
 

@@ -51,7 +51,15 @@
 //!   and launches nothing twice. A store that cannot be written stops the scheduler (failover:
 //!   its tasks keep running), as Marathon abdicates.
 //!
-//! Not done: groups, pods, readiness checks, dependencies between apps (single-app plans
+//! - **Readiness.** A task launched by a deployment of an app with a readiness check is probed
+//!   by Marathon itself ([`crate::readiness`]: `GET http://host:<port named portName><path>`
+//!   every `intervalSeconds` once it is RUNNING) until it answers one of
+//!   `httpStatusCodesForReady`; until then it does not count as ready (the deployment waits,
+//!   a rolling restart kills no old instance for it) and balancers get no traffic to it. The
+//!   verdict is persisted with the instance; a restarted Marathon resumes the probes.
+//!   Replacements outside deployments are not checked, as in Marathon.
+//!
+//! Not done: groups, pods, dependencies between apps (single-app plans
 //! only), resident apps, container port mappings beyond counting their host ports.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,9 +85,10 @@ use crate::constraints::{
 use crate::error::Error;
 use crate::events::{EventBus, Subscription};
 use crate::limits;
+use crate::readiness::{HttpReadinessProber, ReadinessProber, ReadinessRequest, ReadinessResult};
 use crate::state::{
     actions_json, app_id_of_task, task_id_for, ts, uuid_from_bytes, ActionKind, AppRecord,
-    Deployment, DeploymentAction, HealthRecord, Instance, TaskFailure,
+    Deployment, DeploymentAction, HealthRecord, Instance, ReadinessRecord, TaskFailure,
 };
 use crate::store::{Store, StoreOp};
 use crate::validation::{parse_app, parse_app_put, AppPut};
@@ -280,6 +289,16 @@ impl Message for MarathonTick {
     const NAME: &'static str = "plateau.marathon.Tick";
 }
 
+/// Timer: probe a task's readiness again.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadinessDue {
+    /// The task.
+    pub task_id: TaskId,
+}
+impl Message for ReadinessDue {
+    const NAME: &'static str = "plateau.marathon.ReadinessDue";
+}
+
 /// Timer: something is due (a backoff ends, an unreachable instance turns inactive).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MarathonWake;
@@ -318,6 +337,11 @@ pub struct MarathonScheduler {
     uuid_salt: u64,
     events: EventBus,
     routes: crate::routes::RouteFeed,
+    prober: Box<dyn ReadinessProber>,
+    /// Readiness probes in flight: task → probe id (a late answer to an older probe is
+    /// ignored).
+    readiness_in_flight: BTreeMap<TaskId, u64>,
+    next_probe_id: u64,
 }
 
 impl std::fmt::Debug for MarathonScheduler {
@@ -415,7 +439,16 @@ impl MarathonScheduler {
             uuid_salt: 0,
             events: EventBus::default(),
             routes: crate::routes::RouteFeed::default(),
+            prober: Box::new(HttpReadinessProber::new()),
+            readiness_in_flight: BTreeMap::new(),
+            next_probe_id: 0,
         })
+    }
+
+    /// Readiness checks through `prober` instead of real HTTP (tests, simulation).
+    pub fn with_readiness_prober(mut self, prober: Box<dyn ReadinessProber>) -> Self {
+        self.prober = prober;
+        self
     }
 
     /// The framework info to register with: Marathon's failover timeout, and the stored id
@@ -872,7 +905,7 @@ impl MarathonScheduler {
                 events.push((
                     "deployment_step_success",
                     json!({"eventType": "deployment_step_success", "timestamp": ts(self.wall_ms),
-                           "plan": plan, "currentStep": {"actions": actions_json(&step_actions, false)}}),
+                           "plan": plan, "currentStep": {"actions": actions_json(&step_actions)}}),
                 ));
                 if deployment.current_step >= deployment.steps.len() {
                     events.push((
@@ -1101,8 +1134,137 @@ impl MarathonScheduler {
             health: None,
             kill_requested_ms: None,
             unreachable_since_ms: None,
+            readiness: self.readiness_for_launch(app),
         };
         Ok((task, instance))
+    }
+
+    // ---- readiness checks ------------------------------------------------------------------
+
+    /// A task launched while a deployment of its app is in progress waits for the app's
+    /// readiness check (Marathon: "a deployment will only finish when all new tasks are
+    /// ready"); replacements outside deployments do not.
+    fn readiness_for_launch(&self, app: &AppDefinition) -> Option<ReadinessRecord> {
+        let check = app.readiness_checks.first()?;
+        let deploying = self.deployments.values().any(|d| {
+            d.current_actions()
+                .iter()
+                .any(|a| a.app == app.id && a.action != ActionKind::StopApplication)
+        });
+        deploying.then(|| ReadinessRecord {
+            name: check.name.clone(),
+            ready: false,
+            last_response: None,
+        })
+    }
+
+    /// Starts a readiness probe of `task_id` if it awaits one and none is in flight.
+    fn probe_readiness(&mut self, d: &mut Driver<'_, '_>, task_id: &TaskId) {
+        if self.failed.is_some() || self.readiness_in_flight.contains_key(task_id) {
+            return;
+        }
+        let Some(instance) = self.instances.get(task_id) else {
+            return;
+        };
+        if !instance.awaits_readiness() {
+            return;
+        }
+        let Some(app) = self.apps.get(&instance.app_id).map(|r| &r.app) else {
+            return;
+        };
+        let Some(check) = app.readiness_checks.first() else {
+            return;
+        };
+        let port = port_index_of(app, &check.port_name)
+            .and_then(|index| instance.ports.get(index))
+            .and_then(|port| u16::try_from(*port).ok());
+        let request = port.map(|port| ReadinessRequest {
+            task_id: task_id.clone(),
+            probe_id: self.next_probe_id + 1,
+            host: instance.host.clone(),
+            port,
+            path: check.path.clone(),
+            timeout: Duration::from_secs(u64::from(check.timeout_seconds.max(1))),
+        });
+        let missing_port = format!("the task has no host port named {}", check.port_name);
+        self.next_probe_id += 1;
+        self.readiness_in_flight
+            .insert(task_id.clone(), self.next_probe_id);
+        let mailbox = d.ctx().mailbox();
+        match request {
+            Some(request) => self.prober.probe(request, mailbox),
+            None => mailbox.post(ReadinessResult {
+                task_id: task_id.clone(),
+                probe_id: self.next_probe_id,
+                outcome: Err(missing_port),
+            }),
+        }
+    }
+
+    fn handle_readiness_result(&mut self, d: &mut Driver<'_, '_>, result: ReadinessResult) {
+        self.touch(d);
+        if self.readiness_in_flight.get(&result.task_id) != Some(&result.probe_id) {
+            return;
+        }
+        self.readiness_in_flight.remove(&result.task_id);
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(mut instance) = self
+            .instances
+            .get(&result.task_id)
+            .filter(|i| i.awaits_readiness())
+            .cloned()
+        else {
+            return;
+        };
+        let Some(check) = self
+            .apps
+            .get(&instance.app_id)
+            .and_then(|r| r.app.readiness_checks.first())
+            .cloned()
+        else {
+            return;
+        };
+        let ready = matches!(&result.outcome,
+            Ok(r) if check.http_status_codes_for_ready.contains(&r.status));
+        let last_response = if check.preserve_last_response {
+            result.outcome.as_ref().ok().cloned()
+        } else {
+            None
+        };
+        if let Err(why) = &result.outcome {
+            tracing::debug!(task = %result.task_id, %why, "readiness probe failed");
+        }
+        let record = instance.readiness.as_mut().expect("awaits readiness");
+        if record.ready != ready || record.last_response != last_response {
+            record.ready = ready;
+            record.last_response = last_response;
+            if !self.persist(d, &[StoreOp::PutInstance(Box::new(instance.clone()))]) {
+                return;
+            }
+            self.instances.insert(instance.task_id.clone(), instance);
+        }
+        if ready {
+            tracing::info!(task = %result.task_id, "task is ready");
+            self.converge(d);
+        } else {
+            let interval = Duration::from_secs(u64::from(check.interval_seconds.max(1)));
+            d.ctx().delay(
+                interval,
+                ReadinessDue {
+                    task_id: result.task_id,
+                },
+            );
+        }
+    }
+
+    /// `readinessCheckResults` of an app's live instances that have a readiness check.
+    fn readiness_results(&self, app_id: &str) -> Vec<Value> {
+        self.app_instances(app_id)
+            .filter(|i| i.is_alive())
+            .filter_map(|i| i.readiness.as_ref().map(|r| r.to_json(&i.task_id)))
+            .collect()
     }
 
     // ---- status updates --------------------------------------------------------------------
@@ -1251,6 +1413,9 @@ impl MarathonScheduler {
         }
         for (kind, event) in events {
             self.events.publish(kind, &event);
+        }
+        if status.state == TaskState::Running {
+            self.probe_readiness(d, &instance.task_id);
         }
         self.converge(d);
     }
@@ -1543,7 +1708,7 @@ impl MarathonScheduler {
         }
         full["original"] = root_group_json(original.values(), &deployment.version);
         full["target"] = root_group_json(target.into_iter(), &deployment.version);
-        let current = json!({"actions": actions_json(deployment.current_actions(), false)});
+        let current = json!({"actions": actions_json(deployment.current_actions())});
         let event = |plan: Value| {
             json!({"eventType": "deployment_info", "timestamp": ts(self.wall_ms), "plan": plan,
                    "currentStep": current})
@@ -2218,7 +2383,7 @@ impl MarathonScheduler {
             }
         }
         if embed.readiness {
-            value["readinessCheckResults"] = json!([]);
+            value["readinessCheckResults"] = Value::Array(self.readiness_results(&app.id));
         }
         value
     }
@@ -2343,7 +2508,7 @@ impl MarathonScheduler {
         Value::Array(
             self.sorted_deployment_ids()
                 .iter()
-                .map(|id| self.deployments[id].to_json())
+                .map(|id| self.deployments[id].to_json(&|app| self.readiness_results(app)))
                 .collect(),
         )
     }
@@ -2503,6 +2668,21 @@ fn rand_bytes(d: &mut Driver<'_, '_>, out: &mut [u8]) {
     for chunk in out.chunks_mut(8) {
         let v = d.ctx().rng().between(0, u64::MAX).to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+}
+
+/// The index of the port named `name` (host networking: `portDefinitions`; otherwise the
+/// container's `portMappings`), which is also the index of its host port in a task's ports.
+fn port_index_of(app: &AppDefinition, name: &str) -> Option<usize> {
+    if app.is_host_networking() {
+        app.port_definitions
+            .iter()
+            .position(|p| p.name.as_deref() == Some(name))
+    } else {
+        app.container
+            .as_ref()
+            .and_then(|c| c.port_mappings.as_ref())
+            .and_then(|m| m.iter().position(|p| p.name.as_deref() == Some(name)))
     }
 }
 
@@ -2718,6 +2898,49 @@ pub fn build_task(
     }
 }
 
+/// Entry points of Marathon's own messages for a host that wraps the scheduler in another
+/// scheduler type (the simulator wraps it to observe every status it receives, so it cannot use
+/// [`Scheduler::install`]'s handlers, which are typed by `SchedulerDriver<MarathonScheduler>`).
+/// Each does what the handler of that message installed by [`Scheduler::install`] does, routes
+/// flushed included.
+impl MarathonScheduler {
+    /// What the [`MarathonTick`] handler does.
+    pub fn on_tick_message(&mut self, d: &mut Driver<'_, '_>) {
+        self.handle_tick(d);
+        self.flush_routes(d);
+    }
+
+    /// What the [`MarathonWake`] handler does.
+    pub fn on_wake_message(&mut self, d: &mut Driver<'_, '_>) {
+        self.touch(d);
+        self.converge(d);
+        self.flush_routes(d);
+    }
+
+    /// What the [`MarathonReconcile`] handler does.
+    pub fn on_reconcile_message(&mut self, d: &mut Driver<'_, '_>) {
+        d.ctx()
+            .delay(self.config.reconciliation_interval, MarathonReconcile);
+        if d.is_connected() {
+            self.reconcile(d);
+        }
+        self.flush_routes(d);
+    }
+
+    /// What the [`ReadinessResult`] handler does.
+    pub fn on_readiness_result_message(&mut self, d: &mut Driver<'_, '_>, m: ReadinessResult) {
+        self.handle_readiness_result(d, m);
+        self.flush_routes(d);
+    }
+
+    /// What the [`ReadinessDue`] handler does.
+    pub fn on_readiness_due_message(&mut self, d: &mut Driver<'_, '_>, m: ReadinessDue) {
+        self.touch(d);
+        self.probe_readiness(d, &m.task_id);
+        self.flush_routes(d);
+    }
+}
+
 impl Scheduler for MarathonScheduler {
     fn registered(&mut self, driver: &mut Driver<'_, '_>, framework_id: &FrameworkId) {
         tracing::info!(%framework_id, "marathon registered");
@@ -2785,6 +3008,19 @@ impl Scheduler for MarathonScheduler {
                 },
             )
             .on(
+                |p: &mut SchedulerDriver<Self>, ctx, _from, m: ReadinessResult| {
+                    with_marathon(p, ctx, |s, d| s.handle_readiness_result(d, m))
+                },
+            )
+            .on(
+                |p: &mut SchedulerDriver<Self>, ctx, _from, m: ReadinessDue| {
+                    with_marathon(p, ctx, |s, d| {
+                        s.touch(d);
+                        s.probe_readiness(d, &m.task_id)
+                    })
+                },
+            )
+            .on(
                 |p: &mut SchedulerDriver<Self>, ctx, from, m: SubscribeRoutes| {
                     with_marathon(p, ctx, |s, d| s.subscribe_routes(d, from, m))
                 },
@@ -2798,6 +3034,16 @@ impl Scheduler for MarathonScheduler {
         driver
             .ctx()
             .delay(self.config.reconciliation_interval, MarathonReconcile);
+        // A restarted Marathon resumes the readiness checks that were not done.
+        let waiting: Vec<TaskId> = self
+            .instances
+            .values()
+            .filter(|i| i.awaits_readiness())
+            .map(|i| i.task_id.clone())
+            .collect();
+        for task_id in &waiting {
+            self.probe_readiness(driver, task_id);
+        }
     }
 }
 

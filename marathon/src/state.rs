@@ -60,6 +60,30 @@ pub struct HealthRecord {
     pub last_failure_cause: Option<String>,
 }
 
+/// Readiness of an instance launched by a deployment of an app with a readiness check
+/// (`readinessCheckResults[]`). Persisted with the instance, so a restarted Marathon does not
+/// take a task that was never ready for a ready one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessRecord {
+    /// The check's name.
+    pub name: String,
+    /// The task answered one of `httpStatusCodesForReady`; probing has stopped.
+    pub ready: bool,
+    /// The latest response, with `preserveLastResponse`.
+    pub last_response: Option<crate::readiness::ReadinessResponse>,
+}
+
+impl ReadinessRecord {
+    /// `readinessCheckResults[]` entry of `task_id`.
+    pub fn to_json(&self, task_id: &TaskId) -> Value {
+        let mut value = json!({"name": self.name, "taskId": task_id.as_str(), "ready": self.ready});
+        if let Some(r) = &self.last_response {
+            value["lastResponse"] = json!(r);
+        }
+        value
+    }
+}
+
 /// One instance of an app: one Mesos task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
@@ -96,6 +120,9 @@ pub struct Instance {
     pub kill_requested_ms: Option<i64>,
     /// Since when it is unreachable, unix ms.
     pub unreachable_since_ms: Option<i64>,
+    /// Readiness, when a deployment launched it for an app with a readiness check.
+    #[serde(default)]
+    pub readiness: Option<ReadinessRecord>,
 }
 
 impl Instance {
@@ -117,11 +144,20 @@ impl Instance {
         self.kill_requested_ms.is_some()
     }
 
-    /// Running and, with a health check, healthy: counts toward healthy capacity.
+    /// Running, healthy when it has a health check, and ready when a deployment waits for its
+    /// readiness check: counts toward healthy capacity.
     pub fn is_ready(&self) -> bool {
         self.state == TaskState::Running
             && !self.is_killing()
             && (!self.has_health_check || self.health.as_ref().is_some_and(|h| h.alive))
+            && self.readiness.as_ref().is_none_or(|r| r.ready)
+    }
+
+    /// Running, not being killed, and waiting for its readiness check to pass.
+    pub fn awaits_readiness(&self) -> bool {
+        self.state == TaskState::Running
+            && !self.is_killing()
+            && self.readiness.as_ref().is_some_and(|r| !r.ready)
     }
 
     /// True while staging or starting.
@@ -331,7 +367,7 @@ impl Deployment {
         Value::Array(
             self.steps
                 .iter()
-                .map(|step| json!({"actions": actions_json(step, false)}))
+                .map(|step| json!({"actions": actions_json(step)}))
                 .collect(),
         )
     }
@@ -341,32 +377,35 @@ impl Deployment {
         json!({"id": self.id, "version": self.version, "steps": self.steps_json()})
     }
 
-    /// The Deployment JSON of `GET /v2/deployments` (§5.4).
-    pub fn to_json(&self) -> Value {
+    /// The Deployment JSON of `GET /v2/deployments` (§5.4); `readiness` gives each current
+    /// action's `readinessCheckResults` (by app id).
+    pub fn to_json(&self, readiness: &dyn Fn(&str) -> Vec<Value>) -> Value {
+        let current: Vec<Value> = self
+            .current_actions()
+            .iter()
+            .map(|a| {
+                json!({"action": a.action.as_str(), "app": a.app,
+                       "readinessCheckResults": readiness(&a.app)})
+            })
+            .collect();
         json!({
             "id": self.id,
             "version": self.version,
             "affectedApps": self.affected_apps(),
             "affectedPods": [],
             "steps": self.steps_json(),
-            "currentActions": actions_json(self.current_actions(), true),
+            "currentActions": current,
             "currentStep": (self.current_step + 1).min(self.steps.len()),
             "totalSteps": self.steps.len(),
         })
     }
 }
 
-/// Actions as JSON; `readiness` adds the (empty) `readinessCheckResults`.
-pub fn actions_json(actions: &[DeploymentAction], readiness: bool) -> Vec<Value> {
+/// Actions as JSON.
+pub fn actions_json(actions: &[DeploymentAction]) -> Vec<Value> {
     actions
         .iter()
-        .map(|a| {
-            if readiness {
-                json!({"action": a.action.as_str(), "app": a.app, "readinessCheckResults": []})
-            } else {
-                json!({"action": a.action.as_str(), "app": a.app})
-            }
-        })
+        .map(|a| json!({"action": a.action.as_str(), "app": a.app}))
         .collect()
 }
 

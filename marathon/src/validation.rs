@@ -952,6 +952,17 @@ pub fn validate_app(
                 ),
             );
         }
+        if check.protocol != "HTTP" {
+            // Marathon probes HTTPS without verifying certificates; Plateau's prober speaks
+            // plain HTTP only, and says so rather than pretend.
+            d.push(
+                &format!("/readinessChecks({index})/protocol"),
+                format!(
+                    "readiness checks over {} are not supported: use HTTP",
+                    check.protocol
+                ),
+            );
+        }
         if check.timeout_seconds >= check.interval_seconds {
             d.push(
                 &format!("/readinessChecks({index})/timeoutSeconds"),

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use plateau_marathon::readiness::ScriptedReadiness;
 use plateau_marathon::scheduler::{with_marathon, ApiCaller, MarathonConfig, MarathonScheduler};
 use plateau_marathon::store::MemoryStore;
 use plateau_master::ids::TaskId;
@@ -24,6 +25,7 @@ struct Cluster {
     marathon: Upid,
     node: NodeAddr,
     store: MemoryStore,
+    readiness: ScriptedReadiness,
 }
 
 impl Cluster {
@@ -40,18 +42,19 @@ impl Cluster {
             marathon: Upid::new("marathon", &node),
             node,
             store: MemoryStore::new(),
+            readiness: ScriptedReadiness::new(200),
         };
         cluster.spawn_marathon();
         cluster
     }
 
     fn spawn_marathon(&mut self) {
-        let driver = MarathonScheduler::driver(
-            MarathonConfig::default(),
-            Box::new(self.store.clone()),
-            self.master.clone(),
-        )
-        .unwrap();
+        let scheduler =
+            MarathonScheduler::new(MarathonConfig::default(), Box::new(self.store.clone()))
+                .unwrap()
+                .with_readiness_prober(Box::new(self.readiness.clone()));
+        let driver =
+            SchedulerDriver::new(scheduler.framework_info(), self.master.clone(), scheduler);
         self.marathon = self.sim.spawn(&self.node, "marathon", driver);
     }
 
@@ -572,4 +575,77 @@ fn reconciliation_kills_unknown_tasks_and_replaces_lost_ones() {
             && c.running("rec.") == 2
     });
     assert!(!c.read(|s| s.instances().contains_key(&lost)));
+}
+
+#[test]
+fn readiness_check_holds_the_deployment_and_the_old_instances() {
+    let mut c = Cluster::new(slaves(2));
+    let r = c.post(json!({"id": "ready", "cmd": "serve v1", "instances": 2,
+        "portDefinitions": [{"port": 0, "name": "http"}],
+        "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 0.5},
+        "readinessChecks": [{"portName": "http", "path": "/ready", "intervalSeconds": 5,
+                             "timeoutSeconds": 1, "preserveLastResponse": true}]}));
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    c.run_until(MINUTE, "deployed", |c| {
+        c.running("ready.") == 2 && c.deployments() == 0
+    });
+    let probes = c.readiness.probes();
+    assert!(probes >= 2, "each new task was probed: {probes}");
+    let old = c.live_ids("ready.");
+
+    // New tasks answer 503: the restart launches one (maximumOverCapacity 0.5 → 3 at most)
+    // and kills no old one while it is not ready (minimumHealthCapacity 1.0).
+    c.readiness.set("ready.", 503);
+    let r = c.put("/ready", json!({"cmd": "serve v2"}), false);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    c.run_until(MINUTE, "a new task runs", |c| {
+        c.live_ids("ready.").len() == 3
+    });
+    c.sim.run_for(Duration::from_secs(30));
+    assert_eq!(c.deployments(), 1, "the deployment waits for readiness");
+    let live = c.live_ids("ready.");
+    assert_eq!(live.len(), 3);
+    assert!(
+        old.iter().all(|id| live.contains(id)),
+        "no old instance killed"
+    );
+    let deployments = c.read(|s| s.deployments_json());
+    let results = &deployments[0]["currentActions"][0]["readinessCheckResults"];
+    let waiting: Vec<&Value> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ready"] == json!(false))
+        .collect();
+    assert_eq!(waiting.len(), 1, "{results}");
+    assert_eq!(waiting[0]["name"], json!("readinessCheck"));
+    assert_eq!(waiting[0]["lastResponse"]["status"], json!(503));
+    assert!(c.readiness.probes() >= probes + 5, "probed every 5 s");
+    // The balancers' feed has no backend for the task that is not ready.
+    let not_ready = waiting[0]["taskId"].as_str().unwrap().to_string();
+    let routed = c.read(move |s| {
+        plateau_marathon::routes::routes_of(s.apps(), s.instances())
+            .values()
+            .flat_map(|a| a.backends.iter())
+            .any(|b| b.task_id == not_ready)
+    });
+    assert!(!routed, "a task that is not ready gets no traffic");
+
+    // Marathon crashes and comes back while the check fails: the probes resume, and once the
+    // tasks answer 200 the restart completes.
+    c.sim.crash(&c.node.clone());
+    c.sim.run_for(Duration::from_secs(5));
+    c.sim.restart(&c.node.clone());
+    c.spawn_marathon();
+    c.sim.run_for(Duration::from_secs(20));
+    assert_eq!(c.deployments(), 1, "still waiting after the restart");
+    c.readiness.set("ready.", 200);
+    c.run_until(2 * MINUTE, "restart done", |c| {
+        c.deployments() == 0 && c.running("ready.") == 2
+    });
+    let new = c.live_ids("ready.");
+    assert_eq!(new.len(), 2);
+    assert!(new.iter().all(|id| !old.contains(id)), "all replaced");
+    let cmds: Vec<String> = c.master(|m| m.live().map(|t| t.info.command.value.clone()).collect());
+    assert!(cmds.iter().all(|cmd| cmd == "serve v2"), "{cmds:?}");
 }

@@ -509,3 +509,33 @@ fn put_merges_partially_and_recognizes_rollbacks() {
     .unwrap_err();
     assert_eq!(e.status, 422);
 }
+
+#[test]
+fn readiness_checks_name_their_port_and_speak_http() {
+    let base =
+        json!({"id": "/ready", "cmd": "serve", "portDefinitions": [{"port": 0, "name": "http"}]});
+    let mut https = base.clone();
+    https["readinessChecks"] = json!([{"portName": "http", "protocol": "HTTPS"}]);
+    assert_422(
+        &err(https),
+        "Object is not valid",
+        "/readinessChecks(0)/protocol",
+        "readiness checks over HTTPS are not supported: use HTTP",
+    );
+    let mut unknown_port = base.clone();
+    unknown_port["readinessChecks"] = json!([{"portName": "admin"}]);
+    assert_422(
+        &err(unknown_port),
+        "Object is not valid",
+        "/readinessChecks(0)/portName",
+        "No port definition reference for portName admin",
+    );
+    let mut good = base;
+    good["readinessChecks"] = json!([{"portName": "http", "path": "/ready"}]);
+    let app = ok(good);
+    assert_eq!(app.readiness_checks[0].interval_seconds, 30);
+    assert_eq!(
+        app.readiness_checks[0].http_status_codes_for_ready,
+        vec![200]
+    );
+}

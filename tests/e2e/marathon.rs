@@ -9,7 +9,8 @@
 //!   the middle of a deployment and a restart on the same work dir converge without
 //!   duplicate tasks.
 //! - placement and health: UNIQUE hostname with 3 instances on 2 slaves runs 2 and queues 1;
-//!   an app whose HTTP health check fails has its tasks replaced.
+//!   an app whose HTTP health check fails has its tasks replaced; a deployment waits for a
+//!   readiness check (a real HTTP server answering 503, then 200) before it completes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -432,7 +433,73 @@ async fn lifecycle(env: &mut Env) {
         env.master_live_tasks().await.is_some_and(|l| l.is_empty())
     })
     .await;
+
+    // A readiness check: the task's server answers 503 until `<dir>/warm` exists. The
+    // deployment waits (its readinessCheckResults say why), then completes.
+    let dir = env.cluster.dir.clone();
+    std::fs::write(dir.join("ready.py"), READY_SERVER).unwrap();
+    let warm = json!({
+        "id": "/warm",
+        "cmd": format!("exec python3 {}/ready.py {}", dir.display(), dir.display()),
+        "cpus": 0.1,
+        "mem": 32,
+        "instances": 1,
+        "portDefinitions": [{"port": 0, "name": "http"}],
+        "readinessChecks": [{"portName": "http", "path": "/ready", "intervalSeconds": 1,
+                             "timeoutSeconds": 0, "preserveLastResponse": true}]
+    });
+    let (status, body) = env
+        .send(reqwest::Method::POST, "/v2/apps", Some(warm))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    eventually(
+        SLOW,
+        "the deployment reports a 503 readiness answer",
+        || async {
+            env.deployments().await.is_some_and(|ds| {
+                ds.iter().any(|d| {
+                    d["currentActions"][0]["readinessCheckResults"]
+                        .as_array()
+                        .is_some_and(|r| {
+                            r.iter().any(|r| {
+                                r["ready"] == json!(false)
+                                    && r["lastResponse"]["status"] == json!(503)
+                            })
+                        })
+                })
+            })
+        },
+    )
+    .await;
+    assert_eq!(env.running("/warm").await.len(), 1);
+    std::fs::write(dir.join("warm"), b"").unwrap();
+    eventually(SLOW, "deployment done once the task is ready", || async {
+        env.deployments().await.is_some_and(|ds| ds.is_empty())
+    })
+    .await;
+    let (status, body) = env
+        .send(reqwest::Method::DELETE, "/v2/apps/warm", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
+
+/// `/ready` answers 503 until `<argv[1]>/warm` exists, then 200.
+const READY_SERVER: &str = r#"
+import os, sys, http.server
+port = int(os.environ['PORT0'])
+warm = os.path.join(sys.argv[1], 'warm')
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200 if os.path.exists(warm) else 503
+        body = b'warm\n' if code == 200 else b'warming up\n'
+        self.send_response(code)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(('0.0.0.0', port), H).serve_forever()
+"#;
 
 #[test]
 fn marathon_unique_constraint_queues_and_failing_health_checks_replace_tasks() {
