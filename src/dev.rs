@@ -108,6 +108,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             master_upid.clone(),
             &work_dir.join("chronos"),
             chronos_listen,
+            Default::default(),
         )?;
         handles.push(chronos.server.clone());
         nodes.push(node);
@@ -143,12 +144,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
         // The slaves' own (now empty) cgroup folders go too: nothing of the cluster is left.
         for i in 0..slaves {
-            let name = plateau_slave::cgroup_slave_name(&work_dir.join(format!("slave-{}", i + 1)));
-            if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-                for controller in controllers.flatten() {
-                    let _ = std::fs::remove_dir(controller.path().join("plateau").join(&name));
-                }
-            }
+            plateau_slave::remove_slave_cgroups(&work_dir.join(format!("slave-{}", i + 1)));
         }
         for h in handles {
             h.stop(true).await;

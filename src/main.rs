@@ -35,7 +35,7 @@ enum Command {
     /// Run Marathon: keeps long-running apps alive behind Marathon's REST API v2.
     Marathon(FrameworkArgs),
     /// Run Chronos: runs jobs on schedules behind Chronos' REST API.
-    Chronos(FrameworkArgs),
+    Chronos(ChronosArgs),
     /// Run a balancer: TCP service ports and HTTP virtual hosts in front of Marathon's apps,
     /// updated live from Marathon's routes feed.
     Balancer(BalancerArgs),
@@ -128,6 +128,15 @@ struct FrameworkArgs {
     /// TLS directory: a CA (`certs init`) or a node certificate (`certs issue`).
     #[arg(long)]
     tls_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ChronosArgs {
+    #[command(flatten)]
+    framework: FrameworkArgs,
+    /// Milliseconds before a failed run is retried (Chronos' `--failure_retry`).
+    #[arg(long, alias = "failure_retry", default_value_t = 60_000)]
+    failure_retry: u64,
 }
 
 #[derive(clap::Args)]
@@ -417,13 +426,18 @@ fn run_marathon(args: FrameworkArgs) -> anyhow::Result<()> {
     )
 }
 
-fn run_chronos(args: FrameworkArgs) -> anyhow::Result<()> {
+fn run_chronos(args: ChronosArgs) -> anyhow::Result<()> {
+    let config = plateau_chronos::scheduler::ChronosConfig {
+        failure_retry: std::time::Duration::from_millis(args.failure_retry),
+        ..Default::default()
+    };
     run_framework(
-        args,
+        args.framework,
         "chronos",
         "/scheduler/jobs",
-        |node, master, work, listen| {
-            serve::start_chronos(node, master, work, listen).map(|c| (c.server, c.http_addr))
+        move |node, master, work, listen| {
+            serve::start_chronos(node, master, work, listen, config)
+                .map(|c| (c.server, c.http_addr))
         },
     )
 }

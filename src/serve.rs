@@ -129,8 +129,10 @@ pub fn start_chronos(
     master: plateau_runtime::Upid,
     work_dir: &Path,
     listen: SocketAddr,
+    scheduler: plateau_chronos::scheduler::ChronosConfig,
 ) -> anyhow::Result<plateau_chronos::http::Started> {
     let mut config = plateau_chronos::http::StartConfig::new(work_dir.to_path_buf(), master);
     config.http_listen = listen;
+    config.scheduler = scheduler;
     plateau_chronos::http::start(node, config).context("starting Chronos")
 }

@@ -250,6 +250,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     let _ = slave.call(|s, _| s.destroy_all_tasks()).await;
     chronos.server.stop(true).await;
     node.shutdown();
+    plateau_slave::remove_slave_cgroups(&slave_work);
     let _ = std::fs::remove_dir_all(&config.work_dir);
 
     Ok(BenchReport {

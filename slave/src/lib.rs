@@ -112,6 +112,19 @@ pub fn cgroup_slave_name(work_dir: &std::path::Path) -> String {
     work_dir_name(&canonical)
 }
 
+/// Removes the (empty, once its tasks are destroyed) cgroup folders of the slave of `work_dir`
+/// under the default root (`/sys/fs/cgroup/<controller>/plateau/<name>`), so that a cluster
+/// started for a while (`plateau dev`, a benchmark) leaves nothing behind. Call it before
+/// removing `work_dir`. Folders that still hold tasks are left alone (rmdir fails).
+pub fn remove_slave_cgroups(work_dir: &std::path::Path) {
+    let name = cgroup_slave_name(work_dir);
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        for controller in controllers.flatten() {
+            let _ = std::fs::remove_dir(controller.path().join("plateau").join(&name));
+        }
+    }
+}
+
 /// A stable, path-safe name for a work directory.
 fn work_dir_name(work_dir: &std::path::Path) -> String {
     let hash = plateau_runtime::rng::stable_hash(work_dir.to_string_lossy().as_bytes());

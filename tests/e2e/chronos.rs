@@ -27,6 +27,11 @@ struct ChronosCluster {
 
 impl ChronosCluster {
     fn start(test: &str, slave_ip: &str) -> ChronosCluster {
+        Self::start_with(test, slave_ip, &[])
+    }
+
+    /// A cluster whose Chronos gets `extra` flags.
+    fn start_with(test: &str, slave_ip: &str, extra: &[&str]) -> ChronosCluster {
         let mut cluster = Cluster::new(test);
         let dir = cluster.dir.clone();
         let tls = cluster.tls().to_str().unwrap().to_string();
@@ -64,6 +69,7 @@ impl ChronosCluster {
             &tls,
         ]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
         .collect();
         let mut c = ChronosCluster {
@@ -378,7 +384,9 @@ fn chronos_runs_jobs_on_time_exactly_once_across_kill_9() {
 #[test]
 fn chronos_retries_a_failing_job_then_counts_the_error() {
     actix_rt::System::new().block_on(async {
-        let c = ChronosCluster::start("chronos-fail", "127.0.0.3");
+        // Chronos' --failure_retry, 3 s instead of 60 s.
+        let c =
+            ChronosCluster::start_with("chronos-fail", "127.0.0.3", &["--failure-retry", "3000"]);
         c.wait_up().await;
         let file = c.dir().join("fail.txt");
         let start_ms = (epoch_ms() / 1000 + 2) * 1000;
@@ -390,8 +398,8 @@ fn chronos_retries_a_failing_job_then_counts_the_error() {
         failing["retries"] = json!(1);
         let (status, body) = c.post_job("iso8601", &failing).await;
         assert!(status < 300, "{status} {body}");
-        // The first attempt, then a retry after the failure-retry delay (60 s by default), then
-        // errorCount 1 and no third attempt.
+        // The first attempt, then a retry after the failure-retry delay, then errorCount 1 and
+        // no third attempt.
         eventually(
             Duration::from_secs(180),
             "errorCount of the failing job is 1",
@@ -401,6 +409,11 @@ fn chronos_retries_a_failing_job_then_counts_the_error() {
         let attempts = runs(&file);
         assert_eq!(attempts.len(), 2, "{attempts:?}\n{}", c.logs());
         assert!(attempts.iter().all(|(i, _)| *i == rfc3339(start_ms)));
+        let gap = attempts[1].1 - attempts[0].1;
+        assert!(
+            gap >= 3000,
+            "retried {gap} ms after the failure, not after 3 s"
+        );
         assert_eq!(c.count("failing", "successCount").await, 0);
     });
 }
