@@ -6,10 +6,10 @@
 //! - [`table`]: the routing table, a pure core: Marathon's routes in, an immutable
 //!   [`table::Table`] out (TCP route per service port, HTTP routes per virtual host and
 //!   path prefix, balance algorithm per route).
-//! - [`dataplane`]: the I/O (tokio + hyper on threads of its own): one TCP listener per
-//!   service port, one HTTP listener routing by `Host` and path, an admin server with
-//!   `/stats` and `/metrics`. A new table is swapped in atomically: connections in flight are
-//!   never touched.
+//! - [`dataplane`]: the I/O, on tokio threads of its own: one TCP listener per service port,
+//!   one HTTP listener routing by `Host` and path (a hand-written HTTP/1.1 proxy path), an
+//!   admin server (hyper) with `/stats` and `/metrics`. A new table is swapped in
+//!   atomically: connections in flight are never touched.
 //! - [`process`]: [`process::BalancerProcess`], the actor that subscribes to Marathon, feeds
 //!   the core and publishes each new table to the data plane through
 //!   [`process::TablePublisher`]; [`process::start`] hosts both on a node.

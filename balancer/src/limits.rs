@@ -46,8 +46,31 @@ pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default wait for a backend's response headers before answering 504.
 pub const RESPONSE_HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
-/// How long a client may take to send a request's headers (HAProxy's `timeout http-request`).
+/// How long a client may take to send a request's headers (HAProxy's `timeout http-request`),
+/// counted from the end of the previous response on a kept-alive connection: an idle client
+/// connection is closed after this long.
 pub const CLIENT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Longest request or response head (request line or status line and headers) accepted;
+/// a longer request head is answered 431, a longer response head 502.
+pub const HEAD_LEN_MAX: usize = 64 * 1024;
+
+/// Most headers in one request or response head.
+pub const HEADERS_MAX: usize = 128;
+
+/// Longest chunk-size line (or trailer line) of a chunked body.
+pub const CHUNK_LINE_LEN_MAX: usize = 4096;
+
+/// How long a body being relayed may go without a byte before the exchange is dropped
+/// (HAProxy's `timeout client` / `timeout server` while data flows).
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Backend connections one client connection keeps idle for its next requests (one per
+/// backend it used last); older ones go to the shared pool.
+pub const CLIENT_BACKEND_CONNECTIONS_MAX: usize = 4;
+
+/// Most backends the shared idle pool holds connections for.
+pub const POOL_BACKENDS_MAX: usize = 10_000;
 
 /// Idle pooled connections kept per backend.
 pub const POOL_IDLE_PER_BACKEND_MAX: usize = 64;
@@ -63,6 +86,12 @@ pub const RESUBSCRIBE_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// How long to wait for the snapshot answering a subscription before subscribing again.
 pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default drain deadline of a TCP-mode connection whose backend left the table or is
+/// draining: it may finish on its own for this long, then it is closed. Long enough for
+/// request/response protocols to finish their exchange, short enough that a removed task's
+/// connections cannot linger for hours (marathon-lb's old HAProxy processes did, #359).
+pub const TCP_DRAIN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 /// Delay before retrying to bind a service port that could not be bound.
 pub const LISTENER_REBIND_INTERVAL: Duration = Duration::from_secs(1);

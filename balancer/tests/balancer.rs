@@ -22,7 +22,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Poll `f` until it holds or the deadline passes.
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Result<()> {
-    let start = tokio::time::Instant::now();
+    let start = tokio::time::Instant::now(); // determinism-ok: real-socket test
     while !f() {
         if start.elapsed() > DEADLINE {
             bail!("timed out waiting for: {what}");
@@ -316,6 +316,56 @@ async fn tcp_table_update_keeps_established_connections() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connection_to_a_removed_backend_is_closed_at_its_drain_deadline() -> Result<()> {
+    let (a, b) = (tcp_backend("a").await, tcp_backend("b").await);
+    let drain = Duration::from_secs(1);
+    let dp = DataPlane::start(DataPlaneConfig {
+        tcp_drain_timeout: drain,
+        ..DataPlaneConfig::loopback()
+    })?;
+    let sp = free_port();
+    dp.publish(table(
+        1,
+        vec![app("/db", sp, &[], vec![backend("a", a.port)])],
+    ));
+    wait_listening(&dp, sp).await?;
+    let mut long = TcpClient::connect(sp).await?;
+    assert_eq!(long.backend, "a");
+
+    // Updates that keep its backend never start the deadline.
+    dp.publish(table(
+        2,
+        vec![app(
+            "/db",
+            sp,
+            &[],
+            vec![backend("a", a.port), backend("b", b.port)],
+        )],
+    ));
+    tokio::time::sleep(drain * 2).await;
+    assert_eq!(long.echo("kept").await?, "kept");
+
+    // Its backend leaves: still served at first, closed once the deadline passed.
+    dp.publish(table(
+        3,
+        vec![app("/db", sp, &[], vec![backend("b", b.port)])],
+    ));
+    let removed = tokio::time::Instant::now(); // determinism-ok: real-socket test
+    assert_eq!(long.echo("draining").await?, "draining");
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, long.reader.read_to_end(&mut rest))
+        .await
+        .context("connection not closed at its drain deadline")??;
+    assert!(
+        removed.elapsed() >= drain - Duration::from_millis(100),
+        "closed before its deadline: {:?}",
+        removed.elapsed()
+    );
+    assert_eq!(TcpClient::connect(sp).await?.backend, "b");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_refused_backend_is_retried_on_another() -> Result<()> {
     let good = tcp_backend("good").await;
     let dp = data_plane(Duration::from_secs(5));
@@ -385,10 +435,11 @@ async fn http_backend(name: &str) -> HttpBackend {
                                 .to_string()
                         };
                         let body = format!(
-                            "{name}\nxff={}\nproto={}\nxhost={}\nhost={}\npath={}\n",
+                            "{name}\nxff={}\nproto={}\nxhost={}\nxport={}\nhost={}\npath={}\n",
                             h("x-forwarded-for"),
                             h("x-forwarded-proto"),
                             h("x-forwarded-host"),
+                            h("x-forwarded-port"),
                             h("host"),
                             req.uri().path()
                         );
@@ -581,6 +632,10 @@ async fn http_adds_forwarding_headers() -> Result<()> {
     assert!(body.contains("proto=http\n"), "{body}");
     assert!(body.contains("xhost=Web.Example.com:80\n"), "{body}");
     assert!(
+        body.contains(&format!("xport={}\n", at.port())),
+        "the listener's port: {body}"
+    );
+    assert!(
         body.contains("host=Web.Example.com:80\n"),
         "Host is passed unchanged: {body}"
     );
@@ -712,7 +767,7 @@ async fn http_hanging_backend_is_504_and_stalls_nobody_else() -> Result<()> {
             .any(|b| b.task_id == "hang" && b.active == 1)
     })
     .await?;
-    let started = tokio::time::Instant::now();
+    let started = tokio::time::Instant::now(); // determinism-ok: real-socket test
     for _ in 0..20 {
         let (status, body) = get(&c, at, "fast", "/", &[]).await?;
         assert_eq!(status, 200, "{body}");
@@ -810,6 +865,386 @@ async fn http_draining_a_backend_loses_no_request() -> Result<()> {
         b.requests.load(SeqCst) <= b_at_drain + WORKERS,
         "at most the requests already in flight reached b"
     );
+    Ok(())
+}
+
+/// Every task of `live` as RUNNING.
+fn running(live: &[(String, HttpBackend)]) -> Vec<(String, &HttpBackend, BackendState)> {
+    live.iter()
+        .map(|(n, b)| (n.clone(), b, BackendState::Running))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_rolling_restart_under_load_loses_no_request() -> Result<()> {
+    let dp = data_plane(Duration::from_secs(10));
+    let mut live = vec![
+        ("old-0".to_string(), http_backend("old-0").await),
+        ("old-1".to_string(), http_backend("old-1").await),
+        ("old-2".to_string(), http_backend("old-2").await),
+    ];
+    let mut version = 0;
+    let mut publish = |tasks: &[(String, &HttpBackend, BackendState)]| {
+        version += 1;
+        let backends = tasks
+            .iter()
+            .map(|(name, b, state)| Backend {
+                state: *state,
+                ..backend(name, b.port)
+            })
+            .collect();
+        dp.publish(table(
+            version,
+            vec![app("/web", 0, &[("HAPROXY_0_VHOST", "web")], backends)],
+        ));
+    };
+    publish(&running(&live));
+    let at = dp.http_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (stop, total, failures) = (stop.clone(), total.clone(), failures.clone());
+        workers.push(tokio::spawn(async move {
+            // Raw keep-alive connections, so backend connections stay cached in the proxy.
+            while !stop.load(SeqCst) {
+                let Ok(mut s) = TcpStream::connect(at).await else {
+                    failures.lock().unwrap().push("connect".to_string());
+                    continue;
+                };
+                for _ in 0..50 {
+                    match keep_alive_get(&mut s, "web").await {
+                        Ok((200, _)) => {}
+                        Ok((status, body)) => {
+                            failures.lock().unwrap().push(format!("{status}: {body}"))
+                        }
+                        Err(e) => failures.lock().unwrap().push(e.to_string()),
+                    }
+                    total.fetch_add(1, SeqCst);
+                }
+            }
+        }));
+    }
+    for i in 0..3 {
+        let before = total.load(SeqCst);
+        eventually("traffic", || total.load(SeqCst) > before + 50).await?;
+        // The new task is RUNNING.
+        let name = format!("new-{i}");
+        live.push((name.clone(), http_backend(&name).await));
+        publish(&running(&live));
+        let new = live.last().unwrap().1.requests.clone();
+        eventually("the new task gets requests", || new.load(SeqCst) > 0).await?;
+        // The oldest is killed: drained first, stopped once nothing is in flight on it.
+        let mut tasks = running(&live);
+        tasks[0].2 = BackendState::Draining;
+        publish(&tasks);
+        let old = live[0].0.clone();
+        eventually("the old task drained", || active_of(&dp, &old) == 0).await?;
+        let (_, gone) = live.remove(0);
+        gone.gone.store(true, SeqCst);
+        drop(gone);
+        publish(&running(&live));
+    }
+    let before = total.load(SeqCst);
+    eventually("traffic after the restart", || {
+        total.load(SeqCst) > before + 100
+    })
+    .await?;
+    stop.store(true, SeqCst);
+    for w in workers {
+        w.await?;
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed: {:?}",
+        failures.len(),
+        total.load(SeqCst),
+        &failures[..failures.len().min(5)]
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- HTTP framing, raw
+
+/// Send `bytes` on a fresh connection and read until the proxy closes it.
+async fn exchange(at: SocketAddr, bytes: &[u8]) -> Result<String> {
+    let mut s = TcpStream::connect(at).await?;
+    s.write_all(bytes).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut out))
+        .await
+        .context("the proxy did not close the connection")??;
+    Ok(String::from_utf8_lossy(&out).to_string())
+}
+
+/// The data of a chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (line, rest) = body.split_once("\r\n").unwrap_or((body, ""));
+        let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+/// An HTTP backend echoing the request body (hyper picks the response framing: the same
+/// length, or chunked when the request was chunked).
+async fn echo_backend() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        Ok::<_, std::convert::Infallible>(Response::new(req.into_body()))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), service)
+                    .await;
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Read one request head from `s` (bodies are not expected).
+async fn read_head(s: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&buf).to_string())
+}
+
+/// A raw backend: answers each request with `answer`; with `close_after_first`, a connection
+/// answers its first request and then closes when the second one arrives, unanswered (a
+/// keep-alive connection the backend dropped while idle). Counts connections.
+async fn raw_backend(
+    answer: &'static [u8],
+    close_after_first: bool,
+) -> (u16, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, SeqCst);
+            tokio::spawn(async move {
+                let mut served = 0;
+                while read_head(&mut s).await.is_some() {
+                    if close_after_first && served == 1 {
+                        return;
+                    }
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    served += 1;
+                }
+            });
+        }
+    });
+    (port, accepted, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bodies_are_relayed_by_their_framing() -> Result<()> {
+    let (echo, _echo) = echo_backend().await;
+    let (chunker, _, _chunker) = raw_backend(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        false,
+    )
+    .await;
+    let dp = data_plane(Duration::from_secs(5));
+    dp.publish(table(
+        1,
+        vec![
+            app(
+                "/echo",
+                0,
+                &[("HAPROXY_0_VHOST", "echo")],
+                vec![backend("echo", echo)],
+            ),
+            app(
+                "/chunked",
+                0,
+                &[("HAPROXY_0_VHOST", "chunked")],
+                vec![backend("chunked", chunker)],
+            ),
+        ],
+    ));
+    let at = dp.http_addr().unwrap();
+
+    // Content-Length in, Content-Length out.
+    let out = exchange(
+        at,
+        b"POST /x HTTP/1.1\r\nHost: echo\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await?;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_lowercase().contains("content-length: 5\r\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\nhello"), "{out}");
+
+    // Chunked in, chunked out.
+    let out = exchange(
+        at,
+        b"POST /x HTTP/1.1\r\nHost: echo\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .await?;
+    let (head, body) = out.split_once("\r\n\r\n").context("no head")?;
+    assert!(
+        head.to_lowercase().contains("transfer-encoding: chunked"),
+        "{out}"
+    );
+    assert_eq!(dechunk(body), "hello world", "{out}");
+
+    // An HTTP/1.0 client gets a chunked response de-chunked, delimited by the close.
+    let out = exchange(at, b"GET / HTTP/1.0\r\nHost: chunked\r\n\r\n").await?;
+    let (head, body) = out.split_once("\r\n\r\n").context("no head")?;
+    assert!(!head.to_lowercase().contains("transfer-encoding"), "{out}");
+    assert_eq!(body, "abcde", "{out}");
+
+    // Expect: 100-continue is answered by the proxy, then the body flows.
+    let mut s = TcpStream::connect(at).await?;
+    s.write_all(b"PUT /x HTTP/1.1\r\nHost: echo\r\nExpect: 100-continue\r\nContent-Length: 4\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(DEADLINE, s.read_exact(&mut interim)).await??;
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"ping").await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut out)).await??;
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("\r\n\r\nping"),
+        "{out}"
+    );
+
+    // Ambiguous framing is refused before reaching anyone.
+    let out = exchange(
+        at,
+        b"POST /x HTTP/1.1\r\nHost: echo\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await?;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    Ok(())
+}
+
+/// One keep-alive GET on `s` (Content-Length responses only): status and body.
+async fn keep_alive_get(s: &mut TcpStream, host: &str) -> Result<(u16, String)> {
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if tokio::time::timeout(DEADLINE, s.read(&mut byte)).await?? == 0 {
+            bail!("closed after {:?}", String::from_utf8_lossy(&buf));
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_lowercase();
+    let status = head.split_whitespace().nth(1).context("status")?.parse()?;
+    let len: usize = head
+        .split("content-length: ")
+        .nth(1)
+        .and_then(|v| v.split("\r\n").next())
+        .context("content-length")?
+        .parse()?;
+    let mut body = vec![0u8; len];
+    tokio::time::timeout(DEADLINE, s.read_exact(&mut body)).await??;
+    Ok((status, String::from_utf8_lossy(&body).to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_backend_connections_are_kept_alive_and_replaced_when_closed() -> Result<()> {
+    let (steady, steady_conns, _a) =
+        raw_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", false).await;
+    let (flaky, flaky_conns, _b) =
+        raw_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", true).await;
+    let dp = data_plane(Duration::from_secs(5));
+    dp.publish(table(
+        1,
+        vec![
+            app(
+                "/steady",
+                0,
+                &[("HAPROXY_0_VHOST", "steady")],
+                vec![backend("s", steady)],
+            ),
+            app(
+                "/flaky",
+                0,
+                &[("HAPROXY_0_VHOST", "flaky")],
+                vec![backend("f", flaky)],
+            ),
+        ],
+    ));
+    let at = dp.http_addr().unwrap();
+    let mut s = TcpStream::connect(at).await?;
+    for _ in 0..20 {
+        assert_eq!(
+            keep_alive_get(&mut s, "steady").await?,
+            (200, "ok\n".into())
+        );
+    }
+    assert_eq!(
+        steady_conns.load(SeqCst),
+        1,
+        "one client connection, one backend connection kept alive"
+    );
+    // Every second request finds its backend connection closed: sent again on a new one.
+    for i in 0..10 {
+        let (status, body) = keep_alive_get(&mut s, "flaky").await?;
+        assert_eq!(status, 200, "request {i}: {body}");
+    }
+    assert!(
+        flaky_conns.load(SeqCst) >= 5,
+        "{}",
+        flaky_conns.load(SeqCst)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_reset_from_backend_is_502() -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let _task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = read_head(&mut s).await;
+            // Linger 0: closing sends a reset (and does not block).
+            #[allow(deprecated)]
+            let _ = s.set_linger(Some(Duration::ZERO));
+        }
+    });
+    let dp = data_plane(Duration::from_secs(5));
+    dp.publish(table(
+        1,
+        vec![app(
+            "/rst",
+            0,
+            &[("HAPROXY_0_VHOST", "rst")],
+            vec![backend("rst", port)],
+        )],
+    ));
+    let (status, body) = get(&client(), dp.http_addr().unwrap(), "rst", "/", &[]).await?;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("bad response from backend"), "{body}");
     Ok(())
 }
 

@@ -5,7 +5,9 @@
 //!   ports appear in and disappear from the table. Each accepted connection picks a backend
 //!   (round robin, or least connections from live per-backend counters) and the bytes are
 //!   spliced both ways. A backend that refuses the connection is replaced by another, at most
-//!   [`TCP_CONNECT_ATTEMPTS_MAX`](crate::limits::TCP_CONNECT_ATTEMPTS_MAX) tries in all.
+//!   [`TCP_CONNECT_ATTEMPTS_MAX`](crate::limits::TCP_CONNECT_ATTEMPTS_MAX) tries in all. When
+//!   a connection's backend leaves the table or starts draining, the connection is left to
+//!   finish for [`DataPlaneConfig::tcp_drain_timeout`] (default 30 s), then closed.
 //! - **HTTP** ([`http`]): one listener routing by `Host` and path prefix, keep-alive to
 //!   clients, a connection pool to backends, `X-Forwarded-*` headers, retries of idempotent
 //!   requests whose connect failed, and clear 404/502/503/504 answers.
@@ -22,7 +24,7 @@ mod tcp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -48,6 +50,10 @@ pub struct DataPlaneConfig {
     pub connect_timeout: Duration,
     /// Threads of the data plane's runtime.
     pub worker_threads: usize,
+    /// How long a TCP-mode connection may go on once its backend left the table or is
+    /// draining; then it is closed. Default
+    /// [`TCP_DRAIN_TIMEOUT_DEFAULT`](crate::limits::TCP_DRAIN_TIMEOUT_DEFAULT) (30 s).
+    pub tcp_drain_timeout: Duration,
 }
 
 impl Default for DataPlaneConfig {
@@ -60,6 +66,7 @@ impl Default for DataPlaneConfig {
             response_header_timeout: RESPONSE_HEADER_TIMEOUT_DEFAULT,
             connect_timeout: crate::limits::BACKEND_CONNECT_TIMEOUT,
             worker_threads: 2,
+            tcp_drain_timeout: crate::limits::TCP_DRAIN_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -140,12 +147,15 @@ impl LiveTable {
 pub(crate) struct Shared {
     pub(crate) config: DataPlaneConfig,
     pub(crate) live: RwLock<Arc<LiveTable>>,
+    /// Bumped after each swap of `live`: connections keep their table and re-read it only
+    /// when this changed (one relaxed load per request instead of a lock).
+    pub(crate) version: AtomicU64,
     /// Round-robin cursors by (app, port index), kept across table versions.
     cursors: Mutex<BTreeMap<(String, usize), Arc<AtomicUsize>>>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) connections: Arc<Semaphore>,
-    /// Bumped on each publish; wakes the listener reconciler.
-    table_changed: watch::Sender<u64>,
+    /// Bumped on each publish; wakes the listener reconciler and TCP connections.
+    pub(crate) table_changed: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -221,6 +231,8 @@ impl Shared {
         drop(cursors);
         drop(reg);
         *self.live.write().expect("table lock") = Arc::new(live);
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         self.stats.table_updates.fetch_add(1, Relaxed);
         self.table_changed.send_modify(|v| *v += 1);
     }
@@ -297,6 +309,7 @@ impl DataPlane {
         let shared = Arc::new(Shared {
             config,
             live: RwLock::new(Arc::new(LiveTable::default())),
+            version: AtomicU64::new(0),
             cursors: Mutex::new(BTreeMap::new()),
             stats,
             connections: Arc::new(Semaphore::new(CONNECTIONS_MAX)),

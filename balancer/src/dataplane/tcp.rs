@@ -135,8 +135,14 @@ async fn forward(shared: &Shared, port: u16, mut client: TcpStream) {
                 backend.stats.latency.observe(started.elapsed());
                 backend.stats.connections.fetch_add(1, Relaxed);
                 let _ = server.set_nodelay(true);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
-                    tracing::debug!(port, backend = %backend.address, error = %e, "TCP connection ended with an error");
+                let splice = tokio::io::copy_bidirectional(&mut client, &mut server);
+                tokio::select! {
+                    r = splice => if let Err(e) = r {
+                        tracing::debug!(port, backend = %backend.address, error = %e, "TCP connection ended with an error");
+                    },
+                    () = drained(shared, port, &backend.endpoint.task_id, &backend.address) => {
+                        tracing::info!(port, backend = %backend.address, deadline = ?shared.config.tcp_drain_timeout, "backend left the table; connection closed at its drain deadline");
+                    }
                 }
                 drop(active);
                 return;
@@ -153,4 +159,28 @@ async fn forward(shared: &Shared, port: u16, mut client: TcpStream) {
     }
     route.app.no_backend.fetch_add(1, Relaxed);
     tracing::debug!(port, app = %route.app_id, "no backend took the connection; closing it");
+}
+
+/// True while the current table still routes `port` to this backend (same task, same
+/// address). A draining backend is not in the table's routes.
+fn is_routed(shared: &Shared, port: u16, task_id: &str, address: &str) -> bool {
+    shared.live().tcp.get(&port).is_some_and(|route| {
+        route
+            .backends
+            .iter()
+            .any(|b| b.endpoint.task_id == task_id && b.address == address)
+    })
+}
+
+/// Completes [`DataPlaneConfig::tcp_drain_timeout`](super::DataPlaneConfig::tcp_drain_timeout)
+/// after the backend stopped being routed; never while it is routed. Woken only by table
+/// updates, so an established connection costs nothing in between.
+async fn drained(shared: &Shared, port: u16, task_id: &str, address: &str) {
+    let mut changed = shared.table_changed.subscribe();
+    while is_routed(shared, port, task_id, address) {
+        if changed.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::time::sleep(shared.config.tcp_drain_timeout).await;
 }
