@@ -125,7 +125,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             lo,
             Some(SocketAddr::new(lo, 8000)),
             stats,
-            None,
+            |_| {},
         )?;
         nodes.push(node);
         println!("balancer  http://{stats}/stats  (HTTP virtual hosts on 127.0.0.1:8000, service ports on 127.0.0.1)");

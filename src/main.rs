@@ -156,6 +156,10 @@ struct BalancerArgs {
     /// Only apps of this `HAPROXY_GROUP`.
     #[arg(long)]
     group: Option<String>,
+    /// Seconds a TCP connection to a backend that left (or is draining) may go on before it is
+    /// closed.
+    #[arg(long, default_value_t = 30)]
+    tcp_drain_timeout: u64,
     /// Name or address other nodes reach this one at (default: the stats IP).
     #[arg(long)]
     hostname: Option<String>,
@@ -455,7 +459,11 @@ fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {
             args.listen_ip,
             http,
             args.stats,
-            args.group,
+            |config| {
+                config.group = args.group;
+                config.data_plane.tcp_drain_timeout =
+                    std::time::Duration::from_secs(args.tcp_drain_timeout);
+            },
         )?;
         println!(
             "balancer@{host}:{} running: http://{}/stats",

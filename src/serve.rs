@@ -103,23 +103,24 @@ pub fn start_marathon(
 }
 
 /// Start the balancer on `node`, following the Marathon at `marathon` (its node's HOST:PORT):
-/// service ports on `listen_ip`, HTTP virtual hosts on `http` (if any), stats on `stats`.
+/// service ports on `listen_ip`, HTTP virtual hosts on `http` (if any), stats on `stats`;
+/// `configure` sets the rest (group, timeouts).
 pub fn start_balancer(
     node: &Node,
     marathon: &str,
     listen_ip: std::net::IpAddr,
     http: Option<SocketAddr>,
     stats: SocketAddr,
-    group: Option<String>,
+    configure: impl FnOnce(&mut plateau_balancer::BalancerConfig),
 ) -> anyhow::Result<plateau_balancer::Balancer> {
     let marathon = format!("marathon@{marathon}")
         .parse()
         .with_context(|| format!("--marathon {marathon}"))?;
     let mut config = plateau_balancer::BalancerConfig::new(marathon);
-    config.group = group;
     config.data_plane.listen_ip = listen_ip;
     config.data_plane.http_addr = http;
     config.data_plane.admin_addr = Some(stats);
+    configure(&mut config);
     plateau_balancer::start(node, config).context("starting the balancer")
 }
 
