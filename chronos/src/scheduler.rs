@@ -1388,13 +1388,20 @@ impl ChronosScheduler {
         }
     }
 
+    /// What the [`Tick`] handler does once it checked the tick is its own; also called by a
+    /// host that wraps the scheduler in another scheduler type (the simulator wraps it to
+    /// observe every status it receives, so it installs its own [`Tick`] handler).
+    pub fn on_tick_message(&mut self, driver: &mut Driver<'_, '_>) {
+        self.timer = None;
+        self.on_tick(driver);
+    }
+
     fn handle_tick(process: &mut ChronosProcess, ctx: &mut Context<'_>, from: &Upid, _tick: Tick) {
         if from != ctx.self_upid() {
             return;
         }
         let (scheduler, mut driver) = process.scheduler_and_driver(ctx);
-        scheduler.timer = None;
-        scheduler.on_tick(&mut driver);
+        scheduler.on_tick_message(&mut driver);
     }
 }
 

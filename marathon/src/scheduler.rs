@@ -2898,11 +2898,10 @@ pub fn build_task(
     }
 }
 
-/// Entry points of Marathon's own messages for a host that wraps the scheduler in another
-/// scheduler type (the simulator wraps it to observe every status it receives, so it cannot use
-/// [`Scheduler::install`]'s handlers, which are typed by `SchedulerDriver<MarathonScheduler>`).
-/// Each does what the handler of that message installed by [`Scheduler::install`] does, routes
-/// flushed included.
+/// Entry points of Marathon's own messages: [`Scheduler::install`]'s handlers call them, and so
+/// does a host that wraps the scheduler in another scheduler type (the simulator wraps it to
+/// observe every status it receives, so it cannot use handlers typed by
+/// `SchedulerDriver<MarathonScheduler>`). Each flushes the routes feed.
 impl MarathonScheduler {
     /// What the [`MarathonTick`] handler does.
     pub fn on_tick_message(&mut self, d: &mut Driver<'_, '_>) {
@@ -2985,39 +2984,27 @@ impl Scheduler for MarathonScheduler {
         handlers
             .on(
                 |p: &mut SchedulerDriver<Self>, ctx, _from, _m: MarathonTick| {
-                    with_marathon(p, ctx, |s, d| s.handle_tick(d))
+                    with_marathon(p, ctx, |s, d| s.on_tick_message(d))
                 },
             )
             .on(
                 |p: &mut SchedulerDriver<Self>, ctx, _from, _m: MarathonWake| {
-                    with_marathon(p, ctx, |s, d| {
-                        s.touch(d);
-                        s.converge(d)
-                    })
+                    with_marathon(p, ctx, |s, d| s.on_wake_message(d))
                 },
             )
             .on(
                 |p: &mut SchedulerDriver<Self>, ctx, _from, _m: MarathonReconcile| {
-                    with_marathon(p, ctx, |s, d| {
-                        d.ctx()
-                            .delay(s.config.reconciliation_interval, MarathonReconcile);
-                        if d.is_connected() {
-                            s.reconcile(d);
-                        }
-                    })
+                    with_marathon(p, ctx, |s, d| s.on_reconcile_message(d))
                 },
             )
             .on(
                 |p: &mut SchedulerDriver<Self>, ctx, _from, m: ReadinessResult| {
-                    with_marathon(p, ctx, |s, d| s.handle_readiness_result(d, m))
+                    with_marathon(p, ctx, |s, d| s.on_readiness_result_message(d, m))
                 },
             )
             .on(
                 |p: &mut SchedulerDriver<Self>, ctx, _from, m: ReadinessDue| {
-                    with_marathon(p, ctx, |s, d| {
-                        s.touch(d);
-                        s.probe_readiness(d, &m.task_id)
-                    })
+                    with_marathon(p, ctx, |s, d| s.on_readiness_due_message(d, m))
                 },
             )
             .on(
