@@ -177,8 +177,11 @@ pub fn start(node: &Node, config: SlaveConfig) -> Result<ProcessRef<SlaveProcess
     );
     containerizer_config.supervisor_args = config.supervisor_args.clone();
     containerizer_config.cgroup_root = config.cgroup_root.clone();
-    let containerizer =
+    let mut containerizer =
         CgroupsContainerizer::new(containerizer_config, slot.termination_callback())?;
+    // Launches run off the actor thread, which a `plateau dev` cluster shares with its master,
+    // its other slaves and its frameworks.
+    containerizer.start_launchers(limits::LAUNCHER_THREADS, slot.launch_callback())?;
     let prober = ThreadProber::new(slot.probe_callback())
         .map_err(|e| SlaveError::Config(format!("cannot start health prober threads: {e}")))?;
     let process_config = SlaveProcessConfig {

@@ -104,6 +104,11 @@ pub const HEALTH_PROBES_QUEUED_MAX: usize = 4096;
 /// Worker threads of the real health prober.
 pub const HEALTH_PROBER_THREADS: usize = 4;
 
+/// Launcher threads of the real containerizer: launches (cgroups, spec file, supervisor start
+/// and handshake) run there, off the slave's actor thread, a few at a time. Launches mostly
+/// wait (fork/exec, the supervisor's handshake), so a few more threads than cores pay off.
+pub const LAUNCHER_THREADS: usize = 4;
+
 /// Largest HTTP response head read by an HTTP health probe.
 pub const HEALTH_HTTP_RESPONSE_BYTES_MAX: usize = 8192;
 

@@ -12,6 +12,15 @@
 //! [`TaskTerminated`] into this process's mailbox → TASK_FINISHED / FAILED / KILLED → after
 //! the acknowledgement of that terminal update the task leaves the books and the checkpoint.
 //!
+//! Launches may take a while (the real containerizer creates cgroups and starts a supervisor
+//! process): a containerizer may do them in the background ([`Containerizer::start_launch`]
+//! answers [`LaunchStart::Pending`]) and report through its launch callback, which posts
+//! [`LaunchFinished`]; only then are STARTING and RUNNING queued. Meanwhile the task is in the
+//! books (Staging, checkpointed) without a launch record: a kill of it is recorded and carried
+//! out once the launch is over (the task is killed if it started, reported TASK_KILLED either
+//! way, once). The simulated containerizer launches at once, so simulated runs stay
+//! deterministic.
+//!
 //! Side-effect threads reach the process through a [`MailboxSlot`]: the callbacks of the
 //! containerizer and the prober are built from it before the process exists, and post into
 //! the process's mailbox once it runs.
@@ -20,7 +29,7 @@
 //! whose simulated version keeps virtual time) when it next wants to act, and arms a single
 //! [`Tick`] for that moment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
@@ -42,8 +51,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore, FrameworkRecord, SlaveRecord, TaskRecord};
 use crate::containerizer::{
-    task_dir_name, CommandSpec, Containerizer, ContainerizerError, RecoveredTask, TaskSpec,
-    Termination, TerminationCallback,
+    task_dir_name, CommandSpec, Containerizer, ContainerizerError, LaunchCallback, LaunchInfo,
+    LaunchStart, RecoveredTask, TaskSpec, Termination, TerminationCallback,
 };
 use crate::core::{
     new_status, termination_status, AckOutcome, FrameworkEntry, HealthOutcome, KillCause,
@@ -71,6 +80,15 @@ pub struct TaskTerminated {
     pub termination: Termination,
 }
 
+/// A background launch ended (posted by the containerizer's launch callback).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchFinished {
+    /// The task.
+    pub task_id: String,
+    /// What was launched, or why the launch failed.
+    pub result: Result<LaunchInfo, String>,
+}
+
 /// A health probe finished (posted by the prober's callback).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeFinished(pub ProbeResult);
@@ -80,6 +98,9 @@ impl Message for Tick {
 }
 impl Message for TaskTerminated {
     const NAME: &'static str = "plateau.slave.TaskTerminated";
+}
+impl Message for LaunchFinished {
+    const NAME: &'static str = "plateau.slave.LaunchFinished";
 }
 impl Message for ProbeFinished {
     const NAME: &'static str = "plateau.slave.ProbeFinished";
@@ -115,6 +136,17 @@ impl MailboxSlot {
             slot.post(TaskTerminated {
                 task_id,
                 termination,
+            })
+        })
+    }
+
+    /// The containerizer's launch callback: posts [`LaunchFinished`].
+    pub fn launch_callback(&self) -> LaunchCallback {
+        let slot = self.clone();
+        Arc::new(move |task_id, result| {
+            slot.post(LaunchFinished {
+                task_id,
+                result: result.map_err(|e| e.to_string()),
             })
         })
     }
@@ -263,6 +295,9 @@ pub struct SlaveProcess {
     upid: Option<Upid>,
     /// The armed [`Tick`] and the deadline it is for.
     timer: Option<(TimerId, Duration)>,
+    /// Tasks whose launch goes on in the background (a [`LaunchFinished`] will come); each is
+    /// in the books, so this is bounded like them.
+    launching: BTreeSet<TaskId>,
     metrics: SlaveMetrics,
 }
 
@@ -291,6 +326,17 @@ fn wall_secs(ctx: &Context<'_>) -> f64 {
 
 fn now_of(ctx: &Context<'_>) -> Duration {
     ctx.now().since_origin()
+}
+
+/// The end of a task whose process the slave never saw end (it was not running, or not known
+/// to the containerizer): no exit status, `message` says why.
+fn unknown_end(message: String) -> Termination {
+    Termination {
+        exit_code: None,
+        signal: None,
+        oom_killed: false,
+        message,
+    }
 }
 
 /// The ports of a task's resources, ascending.
@@ -334,6 +380,7 @@ impl SlaveProcess {
             core: SlaveCore::new(slave_id, Duration::ZERO),
             upid: None,
             timer: None,
+            launching: BTreeSet::new(),
             metrics: SlaveMetrics::new(),
         })
     }
@@ -358,6 +405,11 @@ impl SlaveProcess {
     /// its tasks outlive it.
     pub fn destroy_all_tasks(&mut self) {
         self.containerizer.destroy_all();
+    }
+
+    /// Tasks whose launch is under way in the background.
+    pub fn launches_in_flight(&self) -> usize {
+        self.launching.len()
     }
 
     /// The containerizer (for usage statistics).
@@ -510,11 +562,27 @@ impl SlaveProcess {
         message: Option<String>,
         healthy: Option<bool>,
     ) {
+        if self.queue_update(ctx, task_id, state, reason, message, healthy) {
+            self.persist_task(task_id);
+        }
+    }
+
+    /// Queues an update without checkpointing it: the caller checkpoints the task before the
+    /// handler ends (one write for several updates). False when the queue refused it.
+    fn queue_update(
+        &mut self,
+        ctx: &mut Context<'_>,
+        task_id: &TaskId,
+        state: TaskState,
+        reason: Option<Reason>,
+        message: Option<String>,
+        healthy: Option<bool>,
+    ) -> bool {
         let status = self.status(ctx, task_id, state, reason, message, healthy);
         let was_live = self.core.task(task_id).is_some_and(|t| t.is_live());
         if !self.core.record_update(now_of(ctx), status) {
             tracing::warn!(%task_id, ?state, "update queue full: update dropped");
-            return;
+            return false;
         }
         if state.is_terminal() && was_live {
             self.metrics
@@ -522,7 +590,7 @@ impl SlaveProcess {
                 .get_or_create(&vec![("state".to_string(), state.as_str().to_string())])
                 .inc();
         }
-        self.persist_task(task_id);
+        true
     }
 
     /// An update that needs no acknowledgement, for a task that is not in the books.
@@ -601,6 +669,7 @@ impl SlaveProcess {
             }
         }
         for update in self.core.poll_updates(now) {
+            tracing::debug!(task_id = %update.status.task_id, state = update.status.state.as_str(), retry = update.retry, "sending a status update");
             self.metrics.status_updates_sent.inc();
             if update.retry {
                 self.metrics.status_update_retries.inc();
@@ -729,6 +798,11 @@ impl SlaveProcess {
         if !first_kill {
             return;
         }
+        if !launched && self.launching.contains(task_id) {
+            // Carried out when the launch is over (`launch_over`).
+            tracing::info!(%task_id, "kill during the launch: the task is killed once launched");
+            return;
+        }
         let result = if launched {
             self.containerizer.kill(task_id.as_str(), grace)
         } else {
@@ -738,12 +812,7 @@ impl SlaveProcess {
         };
         if let Err(e) = result {
             tracing::warn!(%task_id, error = %e, "kill: the containerizer does not run the task; reporting it killed");
-            let termination = Termination {
-                exit_code: None,
-                signal: None,
-                oom_killed: false,
-                message: e.to_string(),
-            };
+            let termination = unknown_end(e.to_string());
             let (state, reason, message) = termination_status(Some(cause), &termination);
             self.update(ctx, task_id, state, reason, Some(message), None);
         }
@@ -834,14 +903,24 @@ impl SlaveProcess {
             .map(|(id, _)| id.clone())
             .collect();
         for task_id in interrupted {
-            self.update(
-                ctx,
-                &task_id,
-                TaskState::Failed,
-                Some(Reason::SlaveRestarted),
-                Some("The slave restarted while launching the task".into()),
-                None,
-            );
+            // Whatever the launch started is gone: the containerizer's recovery removed the
+            // cgroups (and so the processes) of tasks it was not given.
+            let message = "The slave restarted while launching the task";
+            match self.core.task(&task_id).and_then(|t| t.kill) {
+                Some(cause) => {
+                    let termination = unknown_end(message.into());
+                    let (state, reason, message) = termination_status(Some(cause), &termination);
+                    self.update(ctx, &task_id, state, reason, Some(message), None);
+                }
+                None => self.update(
+                    ctx,
+                    &task_id,
+                    TaskState::Failed,
+                    Some(Reason::SlaveRestarted),
+                    Some(message.into()),
+                    None,
+                ),
+            }
         }
         let idle: Vec<FrameworkId> = self
             .core
@@ -979,7 +1058,13 @@ impl SlaveProcess {
             tracing::warn!(%task_id, framework = %existing.framework_id, "RunTask for a task already on this slave: ignored");
             return;
         }
-        // The framework first: a task record never points at an unknown framework.
+        // The framework first: a task record never points at an unknown framework. Written
+        // only when new or changed: a framework launching many tasks costs one write.
+        let unchanged = self
+            .core
+            .frameworks()
+            .get(&framework_id)
+            .is_some_and(|f| f.info == framework && f.pid == framework_pid);
         let entry = FrameworkEntry {
             info: framework.clone(),
             pid: framework_pid.clone(),
@@ -1000,8 +1085,10 @@ impl SlaveProcess {
             info: framework,
             pid: framework_pid,
         };
-        if let Err(e) = self.checkpoint.put_framework(&record) {
-            self.checkpoint_error("framework write", e);
+        if !unchanged {
+            if let Err(e) = self.checkpoint.put_framework(&record) {
+                self.checkpoint_error("framework write", e);
+            }
         }
         let sandbox = self.sandbox_path(&framework_id, &task_id);
         if let Err(e) = self
@@ -1044,28 +1131,75 @@ impl SlaveProcess {
             return;
         }
         let spec = self.task_spec(&task, &sandbox);
-        match self.containerizer.launch(spec) {
+        match self.containerizer.start_launch(spec) {
+            LaunchStart::Done(result) => {
+                self.launch_over(ctx, &task_id, result.map_err(|e| e.to_string()))
+            }
+            LaunchStart::Pending => {
+                self.launching.insert(task_id);
+            }
+        }
+    }
+
+    /// The outcome of a task's launch: STARTING and RUNNING (checkpointed in one write), or
+    /// TASK_FAILED; a task killed meanwhile is killed now and reported TASK_KILLED.
+    fn launch_over(
+        &mut self,
+        ctx: &mut Context<'_>,
+        task_id: &TaskId,
+        result: Result<LaunchInfo, String>,
+    ) {
+        let Some(task) = self.core.task_mut(task_id) else {
+            // Cannot happen (a launching task leaves the books only after a terminal update,
+            // which waits for the launch); a task launched for nobody must not run on.
+            tracing::error!(%task_id, "launch outcome of a task not in the books");
+            if result.is_ok() {
+                let _ = self.containerizer.kill(task_id.as_str(), Duration::ZERO);
+            }
+            return;
+        };
+        let kill = task.kill;
+        match result {
             Ok(info) => {
                 tracing::info!(%task_id, pid = info.pid, "task launched");
                 self.metrics.tasks_launched.inc();
-                if let Some(entry) = self.core.task_mut(&task_id) {
-                    entry.launch = Some(info);
+                task.launch = Some(info);
+                if let Some(cause) = kill {
+                    // Killed during the launch: now the containerizer can kill it; its
+                    // termination reports TASK_KILLED.
+                    task.kill = None;
+                    self.kill_task(ctx, task_id, cause);
+                    return;
                 }
-                self.update(ctx, &task_id, TaskState::Starting, None, None, None);
-                self.update(ctx, &task_id, TaskState::Running, None, None, None);
-                self.core.start_health_check(now_of(ctx), &task_id);
+                // One checkpoint write for the launch record and both updates.
+                self.queue_update(ctx, task_id, TaskState::Starting, None, None, None);
+                self.queue_update(ctx, task_id, TaskState::Running, None, None, None);
+                self.persist_task(task_id);
+                self.core.start_health_check(now_of(ctx), task_id);
             }
             Err(e) => {
-                tracing::warn!(%task_id, error = %e, "launch failed");
                 self.metrics.launch_failures.inc();
-                self.update(
-                    ctx,
-                    &task_id,
-                    TaskState::Failed,
-                    Some(Reason::ContainerLaunchFailed),
-                    Some(format!("Failed to launch the task: {e}")),
-                    None,
-                );
+                match kill {
+                    Some(cause) => {
+                        tracing::info!(%task_id, error = %e, "launch of a killed task failed");
+                        let termination =
+                            unknown_end(format!("Killed during its launch, which failed: {e}"));
+                        let (state, reason, message) =
+                            termination_status(Some(cause), &termination);
+                        self.update(ctx, task_id, state, reason, Some(message), None);
+                    }
+                    None => {
+                        tracing::warn!(%task_id, error = %e, "launch failed");
+                        self.update(
+                            ctx,
+                            task_id,
+                            TaskState::Failed,
+                            Some(Reason::ContainerLaunchFailed),
+                            Some(format!("Failed to launch the task: {e}")),
+                            None,
+                        );
+                    }
+                }
             }
         }
     }
@@ -1129,6 +1263,7 @@ impl SlaveProcess {
                 tracing::debug!(task_id = %msg.task_id, "stale or unknown acknowledgement")
             }
             AckOutcome::Acknowledged => {
+                tracing::debug!(task_id = %msg.task_id, "status update acknowledged");
                 self.metrics.acknowledgements.inc();
                 self.persist_task(&msg.task_id);
             }
@@ -1158,6 +1293,20 @@ impl SlaveProcess {
             return;
         }
         self.handle_termination(ctx, &TaskId::new(msg.task_id), msg.termination);
+        self.drive(ctx);
+    }
+
+    fn handle_launch_finished(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: LaunchFinished) {
+        if Some(from) != self.upid.as_ref() {
+            tracing::warn!(%from, "LaunchFinished from outside: ignored");
+            return;
+        }
+        let task_id = TaskId::new(msg.task_id);
+        if !self.launching.remove(&task_id) {
+            tracing::error!(%task_id, "outcome of a launch this slave did not start: ignored");
+            return;
+        }
+        self.launch_over(ctx, &task_id, msg.result);
         self.drive(ctx);
     }
 
@@ -1210,6 +1359,7 @@ impl Process for SlaveProcess {
             .on(Self::handle_shutdown_framework)
             .on(Self::handle_acknowledgement)
             .on(Self::handle_task_terminated)
+            .on(Self::handle_launch_finished)
             .on(Self::handle_probe_finished);
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use plateau_slave::containerizer::{
     task_dir_name, CgroupsContainerizer, CgroupsContainerizerConfig, CommandSpec, Containerizer,
-    ContainerizerError, LaunchInfo, RecoveredTask, TaskSpec, Termination,
+    ContainerizerError, LaunchInfo, LaunchStart, RecoveredTask, TaskSpec, Termination,
 };
 
 const CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "freezer"];
@@ -21,6 +21,13 @@ const CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "freezer"];
 const WAIT: Duration = Duration::from_secs(60);
 
 type Events = Arc<(Mutex<Vec<(String, Termination)>>, Condvar)>;
+
+/// Outcomes of background launches: the task, its outcome (the error as text), and whether a
+/// termination of the task had been reported before (it must not have been).
+type Launches = Arc<(
+    Mutex<Vec<(String, Result<LaunchInfo, String>, bool)>>,
+    Condvar,
+)>;
 
 /// One test's slave: its containerizer, its termination events, its directories; cleans up
 /// every process and cgroup of the test on drop.
@@ -78,6 +85,31 @@ impl Harness {
         });
         self.containerizer =
             Some(CgroupsContainerizer::new(self.config(), callback).expect("containerizer starts"));
+    }
+
+    /// Starts launcher threads: `start_launch` then launches in the background.
+    fn start_launchers(&mut self, threads: usize) -> Launches {
+        let launches: Launches = Arc::default();
+        let (sink, events) = (Arc::clone(&launches), Arc::clone(&self.events));
+        let callback = Arc::new(
+            move |task_id: String, result: Result<LaunchInfo, ContainerizerError>| {
+                let terminated = events
+                    .0
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|(id, _)| *id == task_id);
+                let (list, changed) = &*sink;
+                list.lock()
+                    .unwrap()
+                    .push((task_id, result.map_err(|e| e.to_string()), terminated));
+                changed.notify_all();
+            },
+        );
+        self.c()
+            .start_launchers(threads, callback)
+            .expect("launchers start");
+        launches
     }
 
     /// Drops the containerizer without destroying anything, as a `kill -9` of the slave would.
@@ -160,6 +192,23 @@ impl Harness {
             .filter(|(id, _)| id == task_id)
             .count()
     }
+}
+
+/// Waits until `n` launch outcomes were reported.
+fn wait_launches(launches: &Launches, n: usize) -> Vec<(String, Result<LaunchInfo, String>, bool)> {
+    let (list, changed) = &**launches;
+    let deadline = Instant::now() + WAIT;
+    let mut outcomes = list.lock().unwrap();
+    while outcomes.len() < n {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !remaining.is_zero(),
+            "{} of {n} launches reported",
+            outcomes.len()
+        );
+        outcomes = changed.wait_timeout(outcomes, remaining).unwrap().0;
+    }
+    outcomes.clone()
 }
 
 /// Polls `condition` until it holds, failing the test after [`WAIT`].
@@ -604,4 +653,109 @@ fn destroy_all_kills_every_task() {
     assert_eq!(h.terminations_of("b"), 1);
     assert!(is_gone(a.pid) && is_gone(b.pid));
     assert!(!h.cgroup_exists("a") && !h.cgroup_exists("b"));
+}
+
+#[test]
+fn background_launches_report_their_outcome_before_the_termination() {
+    let mut h = Harness::new("async");
+    let launches = h.start_launchers(3);
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let id = format!("t{i}");
+        // Every third task ends at once: its end must still be reported after its launch.
+        let command = if i % 3 == 0 { "exit 3" } else { "sleep 1000" };
+        let spec = h.spec(&id, command);
+        assert!(matches!(h.c().start_launch(spec), LaunchStart::Pending));
+        ids.push(id);
+    }
+    let again = h.spec("t1", "true");
+    assert!(
+        matches!(
+            h.c().start_launch(again),
+            LaunchStart::Done(Err(ContainerizerError::AlreadyRunning(_)))
+        ),
+        "an id under launch is taken"
+    );
+    let mut bad = h.spec("bad", "unused");
+    bad.command = CommandSpec {
+        shell: false,
+        value: "/nonexistent/program".into(),
+        arguments: Vec::new(),
+    };
+    assert!(matches!(h.c().start_launch(bad), LaunchStart::Pending));
+    let mut invalid = h.spec("invalid", "true");
+    invalid.cpus = -1.0;
+    assert!(matches!(
+        h.c().start_launch(invalid),
+        LaunchStart::Done(Err(ContainerizerError::InvalidSpec { .. }))
+    ));
+
+    let outcomes = wait_launches(&launches, ids.len() + 1);
+    for (id, result, terminated_before) in &outcomes {
+        assert!(
+            !terminated_before,
+            "{id}: termination reported before the launch"
+        );
+        if id == "bad" {
+            let error = result.as_ref().unwrap_err();
+            assert!(error.contains("/nonexistent/program"), "{error}");
+            assert!(!h.cgroup_exists("bad"), "a failed launch leaves no cgroup");
+        } else {
+            let info = result.as_ref().unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert!(info.pid > 0 && info.supervisor_pid > 0);
+        }
+    }
+    for id in ["t0", "t3", "t6"] {
+        assert_eq!(h.wait_termination(id).exit_code, Some(3));
+    }
+    assert!(h.c().launching_ids().is_empty());
+    assert_eq!(h.c().task_ids().len(), 6);
+    h.c().destroy_all();
+    for id in &ids {
+        assert_eq!(h.terminations_of(id), 1, "{id}");
+        assert!(!h.cgroup_exists(id), "{id}");
+    }
+}
+
+#[test]
+fn destroy_all_covers_launches_in_flight() {
+    let mut h = Harness::new("destroy-async");
+    let launches = h.start_launchers(2);
+    let ids: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    for id in &ids {
+        let spec = h.spec(id, "sleep 1000");
+        assert!(matches!(h.c().start_launch(spec), LaunchStart::Pending));
+    }
+    h.c().destroy_all();
+    // Every launch was reported, launched (then killed) or cancelled; nothing is left.
+    let outcomes = wait_launches(&launches, ids.len());
+    assert_eq!(outcomes.len(), ids.len(), "each launch reported once");
+    for (id, result, _) in &outcomes {
+        match result {
+            Ok(info) => {
+                assert_eq!(h.terminations_of(id), 1, "{id}");
+                assert!(is_gone(info.pid), "{id}");
+            }
+            Err(e) => {
+                assert!(e.contains("cancelled"), "{id}: {e}");
+                assert_eq!(h.terminations_of(id), 0, "{id}");
+            }
+        }
+        assert!(!h.cgroup_exists(id), "{id}");
+    }
+    assert!(h.c().task_ids().is_empty() && h.c().launching_ids().is_empty());
+}
+
+#[test]
+fn a_spec_larger_than_a_pipe_buffer_reaches_the_supervisor() {
+    let mut h = Harness::new("bigspec");
+    let mut spec = h.spec("big", "test ${#BIG0} -eq 60000 && test ${#BIG4} -eq 60000");
+    // The spec goes through the supervisor's stdin: far more than a pipe holds at once (each
+    // variable within the kernel's limit for one string).
+    for i in 0..5 {
+        spec.env.insert(format!("BIG{i}"), "x".repeat(60_000));
+    }
+    h.c().launch(spec).expect("launch");
+    let termination = h.wait_termination("big");
+    assert_eq!(termination.exit_code, Some(0), "{termination:?}");
 }

@@ -543,3 +543,118 @@ fn a_restarted_slave_recovers_its_running_task() {
     assert!(!is_alive(pid));
     drop(cleanup);
 }
+
+/// The task cgroups (any controller) left under the test's cgroup root.
+fn task_cgroups(cgroup_root: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for controller in CONTROLLERS {
+        let slave = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(cgroup_root)
+            .join("slave");
+        for entry in fs::read_dir(slave).into_iter().flatten().flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+/// Kills sent right behind their RunTask, and a shutdown (`destroy_all_tasks`) right after a
+/// burst of RunTasks, meet launches still under way in the launcher threads: every task ends
+/// with exactly one terminal update and nothing is left running.
+#[test]
+fn kills_and_shutdown_overtake_launches_in_flight() {
+    let cleanup = Cleanup::new("inflight");
+    let work_dir = cleanup.dir.join("work");
+    let cgroup_root = cleanup.cgroup_root.clone();
+    let root = cgroup_root.clone();
+    actix_rt::System::new().block_on(async move {
+        let ca = ClusterCa::generate().unwrap();
+        let master_node = quic_node(&ca, 1);
+        let slave_node = quic_node(&ca, 2);
+        let updates: Updates = Arc::default();
+        let heartbeats = Arc::new(Mutex::new(0u64));
+        let master = master_node
+            .spawn("master", FakeMaster::new(&updates, &heartbeats))
+            .unwrap();
+        let slave = start(&slave_node, slave_config(master.upid(), &work_dir, &root)).unwrap();
+        eventually("registration", || async {
+            slave.call(|p, _| p.is_registered()).await.unwrap()
+        })
+        .await;
+        let run = |id: &str, port: u16| RunTaskMessage {
+            framework_id: FrameworkId::new("fw"),
+            framework: FrameworkInfo::new("test"),
+            framework_pid: master.upid().clone(),
+            task: task(id, "exec sleep 1000", &format!("[{port}-{port}]")),
+        };
+        let kill = |id: &str| KillTaskMessage {
+            framework_id: FrameworkId::new("fw"),
+            task_id: TaskId::new(id),
+        };
+        let killed = ["k0", "k1", "k2"];
+        for (i, id) in killed.iter().enumerate() {
+            master_node.send(master.upid(), slave.upid(), run(id, 31001 + i as u16));
+            master_node.send(master.upid(), slave.upid(), kill(id));
+        }
+        eventually("killed tasks removed", || async {
+            killed
+                .iter()
+                .all(|id| states(&updates, id).contains(&TaskState::Killed))
+                && slave
+                    .call(|p, _| p.core().tasks().is_empty())
+                    .await
+                    .unwrap()
+        })
+        .await;
+        for id in killed {
+            let states = states(&updates, id);
+            assert_eq!(states.last(), Some(&TaskState::Killed), "{id}: {states:?}");
+            let terminal = states.iter().filter(|s| s.is_terminal()).count();
+            assert_eq!(terminal, 1, "{id}: {states:?}");
+        }
+        eventually("no task cgroups left", || async {
+            task_cgroups(&root).is_empty()
+        })
+        .await;
+
+        let burst: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
+        for (i, id) in burst.iter().enumerate() {
+            master_node.send(master.upid(), slave.upid(), run(id, 31001 + i as u16));
+        }
+        // Destroy as soon as the slave holds them all, with launches still under way.
+        let count = burst.len();
+        eventually("all RunTasks arrived, then destroy_all", || async {
+            slave
+                .call(move |p, _| {
+                    let arrived = p.core().tasks().len() == count;
+                    if arrived {
+                        p.destroy_all_tasks();
+                    }
+                    arrived
+                })
+                .await
+                .unwrap()
+        })
+        .await;
+        eventually("every task terminal and removed", || async {
+            slave
+                .call(|p, _| p.core().tasks().is_empty())
+                .await
+                .unwrap()
+        })
+        .await;
+        for id in &burst {
+            let states = states(&updates, id);
+            let terminal = states.iter().filter(|s| s.is_terminal()).count();
+            assert_eq!(terminal, 1, "{id}: {states:?}");
+        }
+        assert!(task_cgroups(&root).is_empty(), "{:?}", task_cgroups(&root));
+        assert_eq!(slave.call(|p, _| p.launches_in_flight()).await.unwrap(), 0);
+        slave_node.shutdown();
+        master_node.shutdown();
+    });
+    drop(cleanup);
+}

@@ -21,7 +21,7 @@
 //! task under its command executor:
 //!
 //! ```text
-//!   slave ──spawn (setsid)──▶ supervisor ──fork, setsid, join cgroups, exec──▶ task
+//!   slave ──posix_spawn, spec on stdin──▶ supervisor (setsid) ──fork, setsid, join cgroups, exec──▶ task
 //!     │  pidfd: exit of the      │ waits for the task (and, as child subreaper, its orphans),
 //!     │  supervisor = end of     │ escalates kills, kills the whole cgroup on OOM and at the end,
 //!     │  the task                │ removes the cgroups, writes status.json atomically, exits
@@ -29,6 +29,10 @@
 //!   watcher thread reads <run dir>/status.json and calls the termination callback
 //! ```
 //!
+//! - Launches (cgroups, run directory, supervisor start and its `started <pid>` handshake) take
+//!   milliseconds. With [`CgroupsContainerizer::start_launchers`] they run on a few launcher
+//!   threads ([`Containerizer::start_launch`] answers [`LaunchStart::Pending`] and the outcome
+//!   comes through a [`LaunchCallback`]), so the slave's actor thread never waits for one.
 //! - The supervisor is in its own session and stays outside the task's cgroups, so the memory
 //!   cgroup's OOM killer picks the task, never the supervisor, and the supervisor is not killed
 //!   with the slave. It records the outcome in `<run_dir>/<task>/status.json` (write to a
@@ -75,6 +79,25 @@ pub type TaskId = String;
 ///
 /// It must not block for long (send a message and return): it delays the reports of other tasks.
 pub type TerminationCallback = Arc<dyn Fn(TaskId, Termination) + Send + Sync>;
+
+/// Called once per launch that [`Containerizer::start_launch`] left [`LaunchStart::Pending`],
+/// from a launcher thread of the containerizer, with the outcome of the launch.
+///
+/// It is called before the containerizer watches the task, so that the outcome of a launch is
+/// always reported before the termination of the task it launched. It must not block (send a
+/// message and return): the containerizer holds its lock meanwhile.
+pub type LaunchCallback = Arc<dyn Fn(TaskId, Result<LaunchInfo, ContainerizerError>) + Send + Sync>;
+
+/// What [`Containerizer::start_launch`] did with a launch.
+#[derive(Debug)]
+pub enum LaunchStart {
+    /// The launch is over: its outcome (a simulated launch, a containerizer without launcher
+    /// threads, or a spec refused at once).
+    Done(Result<LaunchInfo, ContainerizerError>),
+    /// The launch goes on in the background; its outcome arrives through the containerizer's
+    /// [`LaunchCallback`], exactly once.
+    Pending,
+}
 
 /// How to start the task's process (Mesos `CommandInfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +153,7 @@ pub struct LaunchInfo {
     pub cgroup: String,
     /// The task's sandbox.
     pub sandbox: PathBuf,
-    /// The task's run directory (spec, status and supervisor log of the containerizer).
+    /// The task's run directory (status, kill request and supervisor log of the containerizer).
     pub run_dir: PathBuf,
 }
 
@@ -265,6 +288,20 @@ pub trait Containerizer: Send {
     /// slave must checkpoint to recover it after a restart.
     fn launch(&mut self, spec: TaskSpec) -> Result<LaunchInfo, ContainerizerError>;
 
+    /// Starts a task like [`launch`](Containerizer::launch), but may do the work in the
+    /// background and answer [`LaunchStart::Pending`]: the outcome then comes through the
+    /// containerizer's [`LaunchCallback`]. Meanwhile the task id is taken (a second launch of it
+    /// fails with [`ContainerizerError::AlreadyRunning`]) and the task is not yet known to
+    /// [`kill`](Containerizer::kill) or [`usage`](Containerizer::usage).
+    /// [`destroy_all`](Containerizer::destroy_all) cancels the launches not yet begun (their
+    /// outcome is an error) and waits for those under way.
+    ///
+    /// The default launches synchronously: the simulator's containerizers keep it, so that a
+    /// simulated launch stays immediate and deterministic.
+    fn start_launch(&mut self, spec: TaskSpec) -> LaunchStart {
+        LaunchStart::Done(self.launch(spec))
+    }
+
     /// Asks a running task to stop: SIGTERM to all its processes now, SIGKILL to whatever is
     /// left after `grace`. Returns at once; the termination arrives through the callback.
     fn kill(&mut self, task_id: &str, grace: Duration) -> Result<(), ContainerizerError>;
@@ -283,7 +320,9 @@ pub trait Containerizer: Send {
     fn forget(&mut self, task_id: &str);
 
     /// Kills every running task at once (SIGKILL) and waits (bounded) until all are cleaned up;
-    /// their terminations are reported through the callback. For slave shutdown.
+    /// their terminations are reported through the callback. Launches not yet begun are
+    /// cancelled (reported as failed through the launch callback); those under way are waited
+    /// for, reported, and killed like the others. For slave shutdown.
     fn destroy_all(&mut self);
 
     /// Lets a containerizer that keeps its own (virtual) time advance to `now` (time since the

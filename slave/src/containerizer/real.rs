@@ -1,12 +1,11 @@
 //! [`CgroupsContainerizer`]: the real containerizer, with one supervisor process per task and
 //! one watcher thread per containerizer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -14,10 +13,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::cgroups::{self, CgroupDirs, Limits};
-use super::supervisor::{SupervisorSpec, KILL_FILE, LOG_FILE, SPEC_FILE, STATUS_FILE};
+use super::supervisor::{SupervisorSpec, KILL_FILE, LOG_FILE, STATUS_FILE};
 use super::{
-    sys, task_dir_name, Containerizer, ContainerizerError, LaunchInfo, RecoverInfo, RecoveredTask,
-    TaskId, TaskSpec, Termination, TerminationCallback, Usage,
+    sys, task_dir_name, Containerizer, ContainerizerError, LaunchCallback, LaunchInfo, LaunchStart,
+    RecoverInfo, RecoveredTask, TaskId, TaskSpec, Termination, TerminationCallback, Usage,
 };
 use crate::limits;
 
@@ -29,9 +28,9 @@ pub struct CgroupsContainerizerConfig {
     pub slave_name: String,
     /// First component of every task cgroup path (default `plateau`).
     pub cgroup_root: String,
-    /// Directory of the tasks' run directories (`<run_dir>/<task>/`: spec, status, supervisor
-    /// log). Must survive a restart of the slave, and belong to this slave alone: recovery
-    /// removes what it does not know there.
+    /// Directory of the tasks' run directories (`<run_dir>/<task>/`: status, kill request,
+    /// supervisor log). Must survive a restart of the slave, and belong to this slave alone:
+    /// recovery removes what it does not know there.
     pub run_dir: PathBuf,
     /// The program that runs [`super::supervisor_main`]: `plateau-supervisor`, or the `plateau`
     /// binary itself.
@@ -86,13 +85,25 @@ struct State {
     tasks: BTreeMap<TaskId, Entry>,
     /// Tasks removed from `tasks` whose termination is being reported.
     reporting: usize,
+    /// Ids of the launches started with `start_launch` and not reported yet (queued or under
+    /// way): taken, so that no second launch of the same id can start meanwhile.
+    launching: BTreeSet<TaskId>,
+    /// Launches waiting for a launcher thread, oldest first.
+    queue: VecDeque<TaskSpec>,
+    /// Where launch outcomes go; `None` until launcher threads are started.
+    on_launch: Option<LaunchCallback>,
     stop: bool,
 }
 
 struct Shared {
+    config: CgroupsContainerizerConfig,
+    /// `<cgroup_root>/<slave_name>`.
+    parent_cgroup: String,
     state: Mutex<State>,
-    /// Notified whenever a task was removed from `state.tasks`.
+    /// Notified whenever a task was removed from `state.tasks` or a launch was reported.
     removed: Condvar,
+    /// Notified when a launch was queued (or the launchers must stop).
+    queued: Condvar,
     /// Wakes the watcher when `state` changed.
     wake: OwnedFd,
     on_termination: TerminationCallback,
@@ -114,11 +125,10 @@ impl Shared {
 /// Dropping it stops its watcher thread but leaves tasks and supervisors running, exactly as
 /// a `kill -9` of the slave would; a new instance [`recovers`](Containerizer::recover) them.
 pub struct CgroupsContainerizer {
-    config: CgroupsContainerizerConfig,
-    /// `<cgroup_root>/<slave_name>`.
-    parent_cgroup: String,
     shared: Arc<Shared>,
     watcher: Option<JoinHandle<()>>,
+    /// Launcher threads (see [`CgroupsContainerizer::start_launchers`]).
+    launchers: Vec<JoinHandle<()>>,
 }
 
 impl CgroupsContainerizer {
@@ -145,15 +155,19 @@ impl CgroupsContainerizer {
             task_dir_name(&config.cgroup_root),
             task_dir_name(&config.slave_name)
         );
+        let thread_name = format!("containerizer-{}", config.slave_name);
         let shared = Arc::new(Shared {
+            config,
+            parent_cgroup,
             state: Mutex::new(State::default()),
             removed: Condvar::new(),
+            queued: Condvar::new(),
             wake,
             on_termination,
         });
         let watcher_shared = Arc::clone(&shared);
         let watcher = std::thread::Builder::new()
-            .name(format!("containerizer-{}", config.slave_name))
+            .name(thread_name)
             .spawn(move || watch(&watcher_shared))
             .map_err(|source| ContainerizerError::Io {
                 context: "spawn watcher thread",
@@ -161,26 +175,52 @@ impl CgroupsContainerizer {
                 source,
             })?;
         Ok(CgroupsContainerizer {
-            config,
-            parent_cgroup,
             shared,
             watcher: Some(watcher),
+            launchers: Vec::new(),
         })
+    }
+
+    /// Starts `threads` launcher threads (at least one): from now on
+    /// [`start_launch`](Containerizer::start_launch) queues launches for them and answers
+    /// [`LaunchStart::Pending`]; each outcome goes to `on_launch`, called from a launcher
+    /// thread before the task is watched (so before its termination can be reported).
+    /// Without launchers, `start_launch` launches synchronously. Calling it again adds threads
+    /// and replaces the callback.
+    pub fn start_launchers(
+        &mut self,
+        threads: usize,
+        on_launch: LaunchCallback,
+    ) -> Result<(), ContainerizerError> {
+        self.shared.lock().on_launch = Some(on_launch);
+        for i in 0..threads.max(1) {
+            let shared = Arc::clone(&self.shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("launcher-{i}-{}", self.shared.config.slave_name))
+                .spawn(move || launcher(&shared))
+                .map_err(|source| ContainerizerError::Io {
+                    context: "spawn launcher thread",
+                    path: PathBuf::new(),
+                    source,
+                })?;
+            self.launchers.push(handle);
+        }
+        Ok(())
     }
 
     /// The configuration.
     pub fn config(&self) -> &CgroupsContainerizerConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// The cgroup (relative to each hierarchy's root) of `task_id` on this slave.
     pub fn cgroup_of(&self, task_id: &str) -> String {
-        format!("{}/{}", self.parent_cgroup, task_dir_name(task_id))
+        self.shared.cgroup_of(task_id)
     }
 
     /// The run directory of `task_id`.
     pub fn run_dir_of(&self, task_id: &str) -> PathBuf {
-        self.config.run_dir.join(task_dir_name(task_id))
+        self.shared.run_dir_of(task_id)
     }
 
     /// Ids of the tasks currently watched (launched or recovered, not yet terminated).
@@ -188,8 +228,28 @@ impl CgroupsContainerizer {
         self.shared.lock().tasks.keys().cloned().collect()
     }
 
+    /// Ids of the launches started with [`start_launch`](Containerizer::start_launch) whose
+    /// outcome has not been reported yet.
+    pub fn launching_ids(&self) -> Vec<TaskId> {
+        self.shared.lock().launching.iter().cloned().collect()
+    }
+
     fn wake_watcher(&self) {
-        sys::eventfd_signal(&self.shared.wake);
+        self.shared.wake_watcher();
+    }
+}
+
+impl Shared {
+    fn cgroup_of(&self, task_id: &str) -> String {
+        format!("{}/{}", self.parent_cgroup, task_dir_name(task_id))
+    }
+
+    fn run_dir_of(&self, task_id: &str) -> PathBuf {
+        self.config.run_dir.join(task_dir_name(task_id))
+    }
+
+    fn wake_watcher(&self) {
+        sys::eventfd_signal(&self.wake);
     }
 
     fn validate(spec: &TaskSpec) -> Result<(), ContainerizerError> {
@@ -313,12 +373,13 @@ impl CgroupsContainerizer {
         }
     }
 
-    /// Starts the supervisor and waits for its handshake. Returns its child handle, pidfd and
-    /// the task's pid.
+    /// Starts the supervisor, hands it `spec` (JSON) on its stdin and waits for its handshake.
+    /// Returns its child handle, pidfd and the task's pid.
     fn start_supervisor(
         &self,
         task_id: &str,
         run_dir: &Path,
+        spec: &[u8],
     ) -> Result<(Child, OwnedFd, u32), ContainerizerError> {
         let launch_error = |reason: String| ContainerizerError::Launch {
             task_id: task_id.to_string(),
@@ -334,19 +395,13 @@ impl CgroupsContainerizer {
         command
             .args(&self.config.supervisor_args)
             .arg(run_dir)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log);
-        // SAFETY: setsid is async-signal-safe. Its own session keeps the supervisor out of the
-        // slave's process group and terminal: it outlives the slave.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // No `pre_exec` here: without one, std starts the child with posix_spawn (a vfork-like
+        // clone), not a fork of this large, many-threaded process, which costs milliseconds
+        // per launch. The supervisor puts itself in its own session first thing instead
+        // (`supervisor_main`), so that it outlives the slave.
         let mut child = command.spawn().map_err(|e| {
             launch_error(format!(
                 "start supervisor {}: {e}",
@@ -362,8 +417,15 @@ impl CgroupsContainerizer {
                 return Err(launch_error(format!("pidfd_open: {e}")));
             }
         };
+        let deadline = super::monotonic_now() + limits::SUPERVISOR_HANDSHAKE_TIMEOUT;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        // A supervisor that died early shows in the handshake (EOF), with its log: a failed
+        // write adds nothing to that.
+        if let Err(e) = write_spec(stdin, spec, deadline) {
+            tracing::debug!(task_id, error = %e, "writing the spec to the supervisor failed");
+        }
         let stdout = child.stdout.take().expect("stdout is piped");
-        match read_handshake(stdout, limits::SUPERVISOR_HANDSHAKE_TIMEOUT) {
+        match read_handshake(stdout, deadline) {
             Ok(line) => {
                 if let Some(pid) = line
                     .strip_prefix("started ")
@@ -388,12 +450,36 @@ impl CgroupsContainerizer {
         }
     }
 
+    /// Does the work of a launch (sandbox, run directory, cgroups, supervisor and its
+    /// handshake) and returns what to watch; the caller inserts it into the state. Runs on the
+    /// slave's thread or on a launcher thread.
+    fn launch(&self, spec: &TaskSpec) -> Result<(LaunchInfo, Entry), ContainerizerError> {
+        fs::create_dir_all(&spec.sandbox)
+            .map_err(Self::io_error("create sandbox", &spec.sandbox))?;
+        let run_dir = self.run_dir_of(&spec.task_id);
+        // A run directory left by an earlier task of the same id (already reported): start clean.
+        let _ = fs::remove_dir_all(&run_dir);
+        fs::create_dir_all(&run_dir).map_err(Self::io_error("create run directory", &run_dir))?;
+        let cgroup = self.cgroup_of(&spec.task_id);
+        let limits = Limits::new(spec.cpus, spec.mem_mb, self.config.pids_max);
+        let created = cgroups::create(&cgroup, limits);
+        let result = created.and_then(|(_, dirs)| {
+            self.launch_inner(spec, &dirs, &run_dir).inspect_err(|_| {
+                cgroups::destroy(&dirs);
+            })
+        });
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&run_dir);
+        }
+        result
+    }
+
     fn launch_inner(
-        &mut self,
+        &self,
         spec: &TaskSpec,
         dirs: &CgroupDirs,
         run_dir: &Path,
-    ) -> Result<LaunchInfo, ContainerizerError> {
+    ) -> Result<(LaunchInfo, Entry), ContainerizerError> {
         let sandbox = fs::canonicalize(&spec.sandbox)
             .map_err(Self::io_error("resolve sandbox", &spec.sandbox))?;
         let (program, argv0, args) = if spec.command.shell {
@@ -421,11 +507,10 @@ impl CgroupsContainerizer {
             sandbox: sandbox.clone(),
             cgroup: dirs.clone(),
         };
-        let json = serde_json::to_vec_pretty(&supervisor_spec).expect("spec encodes");
-        let spec_path = run_dir.join(SPEC_FILE);
-        sys::write_atomic(&spec_path, &json).map_err(Self::io_error("write spec", &spec_path))?;
-
-        let (_child, pidfd, pid) = self.start_supervisor(&spec.task_id, run_dir)?;
+        // Through the supervisor's stdin rather than a file: a file costs an inode, a rename
+        // and an fsync per launch, and the spec is not needed once the task runs.
+        let json = serde_json::to_vec(&supervisor_spec).expect("spec encodes");
+        let (_child, pidfd, pid) = self.start_supervisor(&spec.task_id, run_dir, &json)?;
         // The child handle is dropped without waiting: the watcher reaps through the pidfd.
         let supervisor_pid = _child.id();
         let supervisor_start_time = sys::process_start_time(supervisor_pid).unwrap_or(0);
@@ -438,18 +523,27 @@ impl CgroupsContainerizer {
             sandbox,
             run_dir: run_dir.to_path_buf(),
         };
-        self.shared.lock().tasks.insert(
-            spec.task_id.clone(),
-            Entry {
-                info: info.clone(),
-                pidfd,
-                dirs: dirs.clone(),
-                escalate_at: None,
-            },
-        );
-        self.wake_watcher();
         tracing::info!(task_id = %spec.task_id, pid, supervisor_pid, "task launched");
-        Ok(info)
+        let entry = Entry {
+            info: info.clone(),
+            pidfd,
+            dirs: dirs.clone(),
+            escalate_at: None,
+        };
+        Ok((info, entry))
+    }
+
+    /// Refuses a launch of an id already running or launching, or beyond the task limit.
+    fn check_room(state: &State, task_id: &str) -> Result<(), ContainerizerError> {
+        if state.tasks.contains_key(task_id) || state.launching.contains(task_id) {
+            return Err(ContainerizerError::AlreadyRunning(task_id.to_string()));
+        }
+        if state.tasks.len() + state.launching.len() >= limits::CONTAINERIZER_TASKS_MAX {
+            return Err(ContainerizerError::TooManyTasks(
+                limits::CONTAINERIZER_TASKS_MAX,
+            ));
+        }
+        Ok(())
     }
 
     /// Re-attaches to a checkpointed supervisor: its pid must still name a process with the
@@ -471,17 +565,92 @@ impl CgroupsContainerizer {
     }
 }
 
-/// Reads the supervisor's one-line handshake, waiting at most `timeout`.
+/// A launcher thread: takes queued launches one at a time, runs them and reports each outcome
+/// through the launch callback, under the state lock and before the task is watched, so that
+/// the outcome of a launch always reaches the slave before the termination of its task.
+fn launcher(shared: &Shared) {
+    loop {
+        let spec = {
+            let mut state = shared.lock();
+            loop {
+                if state.stop {
+                    return;
+                }
+                if let Some(spec) = state.queue.pop_front() {
+                    break spec;
+                }
+                state = shared
+                    .queued
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        let result = shared.launch(&spec);
+        let mut state = shared.lock();
+        state.launching.remove(&spec.task_id);
+        let outcome = match result {
+            Ok((info, entry)) => {
+                state.tasks.insert(spec.task_id.clone(), entry);
+                Ok(info)
+            }
+            Err(e) => Err(e),
+        };
+        if let Some(on_launch) = state.on_launch.clone() {
+            let report = std::panic::AssertUnwindSafe(|| on_launch(spec.task_id.clone(), outcome));
+            if std::panic::catch_unwind(report).is_err() {
+                tracing::error!("containerizer launch callback panicked");
+            }
+        }
+        drop(state);
+        shared.removed.notify_all();
+        shared.wake_watcher();
+    }
+}
+
+/// Writes the spec to the supervisor's stdin, then closes it; gives up at `deadline` (the pipe
+/// is non-blocking, so that a supervisor that does not read cannot hang a launcher thread).
+fn write_spec(
+    mut stdin: std::process::ChildStdin,
+    mut data: &[u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
+    sys::set_nonblocking(stdin.as_raw_fd())?;
+    while !data.is_empty() {
+        match stdin.write(data) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let remaining = deadline.saturating_duration_since(super::monotonic_now());
+                if remaining.is_zero() {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+                let mut fds = [libc::pollfd {
+                    fd: stdin.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                }];
+                sys::poll(&mut fds, Some(remaining))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the supervisor's one-line handshake, waiting at most until `deadline`.
 fn read_handshake(
     mut stdout: std::process::ChildStdout,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<String, String> {
-    let deadline = super::monotonic_now() + timeout;
     let mut line = Vec::new();
     loop {
         let remaining = deadline.saturating_duration_since(super::monotonic_now());
         if remaining.is_zero() {
-            return Err(format!("no answer within {timeout:?}"));
+            return Err(format!(
+                "no answer within {:?}",
+                limits::SUPERVISOR_HANDSHAKE_TIMEOUT
+            ));
         }
         let mut fds = [sys::pollfd(stdout.as_raw_fd())];
         sys::poll(&mut fds, Some(remaining)).map_err(|e| format!("poll: {e}"))?;
@@ -606,36 +775,31 @@ fn watch(shared: &Shared) {
 
 impl Containerizer for CgroupsContainerizer {
     fn launch(&mut self, spec: TaskSpec) -> Result<LaunchInfo, ContainerizerError> {
-        Self::validate(&spec)?;
-        {
-            let state = self.shared.lock();
-            if state.tasks.contains_key(&spec.task_id) {
-                return Err(ContainerizerError::AlreadyRunning(spec.task_id));
-            }
-            if state.tasks.len() >= limits::CONTAINERIZER_TASKS_MAX {
-                return Err(ContainerizerError::TooManyTasks(
-                    limits::CONTAINERIZER_TASKS_MAX,
-                ));
-            }
+        Shared::validate(&spec)?;
+        Shared::check_room(&self.shared.lock(), &spec.task_id)?;
+        let (info, entry) = self.shared.launch(&spec)?;
+        self.shared.lock().tasks.insert(spec.task_id.clone(), entry);
+        self.wake_watcher();
+        Ok(info)
+    }
+
+    fn start_launch(&mut self, spec: TaskSpec) -> LaunchStart {
+        if let Err(e) = Shared::validate(&spec) {
+            return LaunchStart::Done(Err(e));
         }
-        fs::create_dir_all(&spec.sandbox)
-            .map_err(Self::io_error("create sandbox", &spec.sandbox))?;
-        let run_dir = self.run_dir_of(&spec.task_id);
-        // A run directory left by an earlier task of the same id (already reported): start clean.
-        let _ = fs::remove_dir_all(&run_dir);
-        fs::create_dir_all(&run_dir).map_err(Self::io_error("create run directory", &run_dir))?;
-        let cgroup = self.cgroup_of(&spec.task_id);
-        let limits = Limits::new(spec.cpus, spec.mem_mb, self.config.pids_max);
-        let created = cgroups::create(&cgroup, limits);
-        let result = created.and_then(|(_, dirs)| {
-            self.launch_inner(&spec, &dirs, &run_dir).inspect_err(|_| {
-                cgroups::destroy(&dirs);
-            })
-        });
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&run_dir);
+        let mut state = self.shared.lock();
+        if state.on_launch.is_none() || self.launchers.is_empty() {
+            drop(state);
+            return LaunchStart::Done(self.launch(spec));
         }
-        result
+        if let Err(e) = Shared::check_room(&state, &spec.task_id) {
+            return LaunchStart::Done(Err(e));
+        }
+        state.launching.insert(spec.task_id.clone());
+        state.queue.push_back(spec);
+        drop(state);
+        self.shared.queued.notify_one();
+        LaunchStart::Pending
     }
 
     fn kill(&mut self, task_id: &str, grace: Duration) -> Result<(), ContainerizerError> {
@@ -683,13 +847,15 @@ impl Containerizer for CgroupsContainerizer {
 
     fn recover(&mut self, known: Vec<RecoverInfo>) -> Vec<RecoveredTask> {
         let mut recovered = Vec::with_capacity(known.len());
-        let mut keep: BTreeSet<String> = self
-            .shared
-            .lock()
-            .tasks
-            .keys()
-            .map(|id| task_dir_name(id))
-            .collect();
+        let mut keep: BTreeSet<String> = {
+            let state = self.shared.lock();
+            state
+                .tasks
+                .keys()
+                .chain(state.launching.iter())
+                .map(|id| task_dir_name(id))
+                .collect()
+        };
         for mut info in known {
             let name = task_dir_name(&info.task_id);
             keep.insert(name);
@@ -703,7 +869,7 @@ impl Containerizer for CgroupsContainerizer {
                 continue;
             }
             let dirs = cgroups::dirs(&cgroups::load(&info.cgroup));
-            match Self::attach(&info) {
+            match Shared::attach(&info) {
                 Some(pidfd) if state.tasks.len() < limits::CONTAINERIZER_TASKS_MAX => {
                     state.tasks.insert(
                         info.task_id.clone(),
@@ -730,14 +896,15 @@ impl Containerizer for CgroupsContainerizer {
             }
         }
         // Orphans: cgroups and run directories of this slave that nobody knows about.
-        for name in cgroups::children(&self.parent_cgroup) {
+        let parent_cgroup = &self.shared.parent_cgroup;
+        for name in cgroups::children(parent_cgroup) {
             if !keep.contains(&name) {
-                let dirs = cgroups::dirs(&cgroups::load(&format!("{}/{name}", self.parent_cgroup)));
+                let dirs = cgroups::dirs(&cgroups::load(&format!("{parent_cgroup}/{name}")));
                 tracing::warn!(cgroup = %name, "destroying orphan task cgroup");
                 cgroups::destroy(&dirs);
             }
         }
-        if let Ok(entries) = fs::read_dir(&self.config.run_dir) {
+        if let Ok(entries) = fs::read_dir(&self.shared.config.run_dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if !keep.contains(&name) {
@@ -750,18 +917,53 @@ impl Containerizer for CgroupsContainerizer {
     }
 
     fn forget(&mut self, task_id: &str) {
-        if self.shared.lock().tasks.contains_key(task_id) {
-            return;
+        {
+            let state = self.shared.lock();
+            if state.tasks.contains_key(task_id) || state.launching.contains(task_id) {
+                return;
+            }
         }
         let _ = fs::remove_dir_all(self.run_dir_of(task_id));
     }
 
     fn destroy_all(&mut self) {
+        let deadline = super::monotonic_now() + limits::DESTROY_ALL_TIMEOUT;
+        // Launches not begun are cancelled; those under way are waited for, then killed below
+        // with the others.
+        {
+            let mut state = self.shared.lock();
+            let cancelled: Vec<TaskSpec> = state.queue.drain(..).collect();
+            for spec in cancelled {
+                state.launching.remove(&spec.task_id);
+                let error = ContainerizerError::Launch {
+                    task_id: spec.task_id.clone(),
+                    reason: "cancelled: the containerizer is destroying all its tasks".into(),
+                };
+                if let Some(on_launch) = state.on_launch.clone() {
+                    on_launch(spec.task_id, Err(error));
+                }
+            }
+            while !state.launching.is_empty() {
+                let remaining = deadline.saturating_duration_since(super::monotonic_now());
+                if remaining.is_zero() {
+                    tracing::error!(
+                        launches = state.launching.len(),
+                        "destroy_all: launches still under way after the timeout"
+                    );
+                    break;
+                }
+                state = self
+                    .shared
+                    .removed
+                    .wait_timeout(state, remaining)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+        }
         let ids = self.task_ids();
         for id in &ids {
             let _ = self.kill(id, Duration::ZERO);
         }
-        let deadline = super::monotonic_now() + limits::DESTROY_ALL_TIMEOUT;
         let mut state = self.shared.lock();
         while !state.tasks.is_empty() || state.reporting > 0 {
             let remaining = deadline.saturating_duration_since(super::monotonic_now());
@@ -786,6 +988,12 @@ impl Drop for CgroupsContainerizer {
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.wake_watcher();
+        self.shared.queued.notify_all();
+        // Launches under way finish (their tasks run on, like the others); queued ones are
+        // dropped, as a crash of the slave would.
+        for launcher in self.launchers.drain(..) {
+            let _ = launcher.join();
+        }
         if let Some(watcher) = self.watcher.take() {
             let _ = watcher.join();
         }

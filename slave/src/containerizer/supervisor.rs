@@ -2,8 +2,10 @@
 //! that starts the task inside its cgroups, waits for it, enforces kills and OOM, cleans the
 //! cgroups and records how the task ended in its run directory.
 //!
+//! The containerizer writes the [`SupervisorSpec`] (JSON: what to run, where, in which
+//! cgroups) to the supervisor's stdin and closes it.
+//!
 //! Files of a run directory:
-//! - `spec.json` (written by the containerizer): what to run, where, in which cgroups;
 //! - `kill` (written by the containerizer): a kill request, the grace period in milliseconds;
 //!   the containerizer also sends SIGUSR1 to wake the supervisor;
 //! - `status.json` (written by the supervisor, atomically, just before it exits): the
@@ -29,8 +31,6 @@ use super::cgroups::{self, CgroupDirs};
 use super::{sys, Termination};
 use crate::limits;
 
-/// Name of the spec file in a run directory.
-pub(crate) const SPEC_FILE: &str = "spec.json";
 /// Name of the status file in a run directory.
 pub(crate) const STATUS_FILE: &str = "status.json";
 /// Name of the kill request file in a run directory.
@@ -38,7 +38,7 @@ pub(crate) const KILL_FILE: &str = "kill";
 /// Name of the supervisor's log in a run directory.
 pub(crate) const LOG_FILE: &str = "supervisor.log";
 
-/// What the supervisor runs: written by the containerizer into `spec.json`.
+/// What the supervisor runs: written by the containerizer to the supervisor's stdin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SupervisorSpec {
     /// The task's id (for messages).
@@ -66,6 +66,12 @@ pub(crate) struct SupervisorSpec {
 /// plateau_slave::containerizer::supervisor_main(std::env::args_os().skip(1).collect())
 /// ```
 pub fn supervisor_main(args: Vec<OsString>) -> ! {
+    // Its own session first: out of the slave's process group and terminal, so that it
+    // outlives the slave. (The containerizer starts it with posix_spawn, which cannot.) It fails
+    // only for a process-group leader, e.g. a supervisor started by hand from a shell: then it
+    // stays where it was started.
+    // SAFETY: setsid has no memory-safety preconditions.
+    let _ = unsafe { libc::setsid() };
     let [run_dir] = args.as_slice() else {
         eprintln!("usage: <supervisor> <task-run-dir>");
         std::process::exit(2);
@@ -120,7 +126,7 @@ fn supervise(run_dir: &Path) -> Result<(), String> {
     let _ = sys::set_child_subreaper();
     let _ = std::env::set_current_dir("/");
 
-    let spec = match read_spec(run_dir) {
+    let spec = match read_spec() {
         Ok(spec) => spec,
         Err(message) => {
             handshake(&format!("failed {message}"));
@@ -194,11 +200,22 @@ fn supervise(run_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn read_spec(run_dir: &Path) -> Result<SupervisorSpec, String> {
-    let path = run_dir.join(SPEC_FILE);
-    let data = sys::read_small(&path, limits::RUN_FILE_BYTES_MAX)
-        .map_err(|e| format!("read {}: {e}", path.display()))?;
-    serde_json::from_slice(&data).map_err(|e| format!("parse {}: {e}", path.display()))
+/// Reads the spec from stdin, to its end (the containerizer closes it).
+fn read_spec() -> Result<SupervisorSpec, String> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limits::RUN_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("read the spec from stdin: {e}"))?;
+    if data.len() as u64 > limits::RUN_FILE_BYTES_MAX {
+        return Err(format!(
+            "spec larger than {} bytes",
+            limits::RUN_FILE_BYTES_MAX
+        ));
+    }
+    serde_json::from_slice(&data).map_err(|e| format!("parse the spec: {e}"))
 }
 
 fn start_task(spec: &SupervisorSpec) -> Result<u32, String> {

@@ -1,6 +1,7 @@
 //! Process-level tests of the slave in the simulator: a [`SimContainerizer`], an in-memory
 //! checkpoint, a scripted prober and a small fake master, on a virtual clock.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use plateau_master::ids::{FrameworkId, SlaveId, TaskId};
@@ -17,7 +18,7 @@ use plateau_runtime::{Context, Handlers, NodeAddr, Process, Upid};
 
 use super::*;
 use crate::checkpoint::MemoryCheckpoint;
-use crate::containerizer::{SimContainerizer, SimMachine};
+use crate::containerizer::{RecoverInfo, SimContainerizer, SimMachine, Usage};
 use crate::health::{ProbeScript, ScriptedProber};
 
 /// A master that records what the slave sends, and answers as told.
@@ -105,6 +106,67 @@ impl Process for FakeMaster {
     }
 }
 
+/// The launches a [`DeferredContainerizer`] holds until the test completes them, like the
+/// real containerizer's launcher threads but at the test's command (and deterministic).
+#[derive(Clone)]
+struct Deferred {
+    inner: Arc<Mutex<SimContainerizer>>,
+    pending: Arc<Mutex<Vec<TaskSpec>>>,
+    on_launch: LaunchCallback,
+}
+
+impl Deferred {
+    fn pending_ids(&self) -> Vec<String> {
+        let pending = self.pending.lock().unwrap();
+        pending.iter().map(|s| s.task_id.clone()).collect()
+    }
+
+    /// Carries out the launch of `task_id` and posts its outcome to the slave.
+    fn complete(&self, task_id: &str) {
+        let spec = {
+            let mut pending = self.pending.lock().unwrap();
+            let at = pending
+                .iter()
+                .position(|s| s.task_id == task_id)
+                .expect("a pending launch");
+            pending.remove(at)
+        };
+        let result = self.inner.lock().unwrap().launch(spec);
+        (self.on_launch)(task_id.to_string(), result);
+    }
+}
+
+/// A simulated containerizer whose `start_launch` answers Pending.
+struct DeferredContainerizer(Deferred);
+
+impl Containerizer for DeferredContainerizer {
+    fn launch(&mut self, spec: TaskSpec) -> Result<LaunchInfo, ContainerizerError> {
+        self.0.inner.lock().unwrap().launch(spec)
+    }
+    fn start_launch(&mut self, spec: TaskSpec) -> LaunchStart {
+        self.0.pending.lock().unwrap().push(spec);
+        LaunchStart::Pending
+    }
+    fn kill(&mut self, task_id: &str, grace: Duration) -> Result<(), ContainerizerError> {
+        self.0.inner.lock().unwrap().kill(task_id, grace)
+    }
+    fn usage(&self, task_id: &str) -> Result<Usage, ContainerizerError> {
+        self.0.inner.lock().unwrap().usage(task_id)
+    }
+    fn recover(&mut self, known: Vec<RecoverInfo>) -> Vec<RecoveredTask> {
+        self.0.inner.lock().unwrap().recover(known)
+    }
+    fn forget(&mut self, task_id: &str) {
+        self.0.inner.lock().unwrap().forget(task_id)
+    }
+    fn destroy_all(&mut self) {
+        self.0.inner.lock().unwrap().destroy_all()
+    }
+    fn poll(&mut self, now: Duration) -> Option<Duration> {
+        self.0.inner.lock().unwrap().poll(now)
+    }
+}
+
 struct World {
     sim: Sim,
     master_node: NodeAddr,
@@ -114,6 +176,10 @@ struct World {
     machine: SimMachine,
     checkpoint: MemoryCheckpoint,
     script: ProbeScript,
+    /// The slave launches in the background: each life of it gets a [`Deferred`].
+    defer_launches: bool,
+    /// The current slave's launches, waiting for [`Deferred::complete`].
+    deferred: Option<Deferred>,
 }
 
 fn s(secs: f64) -> Duration {
@@ -122,6 +188,15 @@ fn s(secs: f64) -> Duration {
 
 impl World {
     fn new(seed: u64, reply: bool, ack: bool) -> World {
+        Self::build(seed, reply, ack, false)
+    }
+
+    /// A world whose slave launches in the background (see [`DeferredContainerizer`]).
+    fn deferred(seed: u64) -> World {
+        Self::build(seed, true, true, true)
+    }
+
+    fn build(seed: u64, reply: bool, ack: bool, defer_launches: bool) -> World {
         let mut sim = Sim::new(SimConfig::new(seed));
         let master_node = NodeAddr::new("10.0.0.1", 5050);
         let slave_node = NodeAddr::new("10.0.0.2", 5051);
@@ -137,19 +212,36 @@ impl World {
             machine: SimMachine::new(),
             checkpoint: MemoryCheckpoint::new(),
             script: ProbeScript::new(true),
+            defer_launches,
+            deferred: None,
         };
         world.spawn_slave();
         world
     }
 
+    fn launches(&self) -> &Deferred {
+        self.deferred.as_ref().expect("a deferred world")
+    }
+
     /// Starts a slave process on the slave node with the world's machine and checkpoint.
     fn spawn_slave(&mut self) {
         let slot = MailboxSlot::new();
+        let sim_containerizer =
+            SimContainerizer::new(self.machine.clone(), slot.termination_callback());
+        let containerizer: Box<dyn Containerizer> = if self.defer_launches {
+            // A new life of the slave: launches under way in the old one are lost.
+            let deferred = Deferred {
+                inner: Arc::new(Mutex::new(sim_containerizer)),
+                pending: Arc::default(),
+                on_launch: slot.launch_callback(),
+            };
+            self.deferred = Some(deferred.clone());
+            Box::new(DeferredContainerizer(deferred))
+        } else {
+            Box::new(sim_containerizer)
+        };
         let effects = SlaveEffects {
-            containerizer: Box::new(SimContainerizer::new(
-                self.machine.clone(),
-                slot.termination_callback(),
-            )),
+            containerizer,
             prober: Box::new(ScriptedProber::new(
                 self.script.clone(),
                 slot.probe_callback(),
@@ -577,4 +669,132 @@ fn same_seed_same_trace() {
         w.sim.trace_hash()
     };
     assert_eq!(run(11), run(11));
+}
+
+#[test]
+fn background_launches_report_starting_and_running_once_launched() {
+    let mut w = World::deferred(21);
+    w.registered();
+    w.run_task(task("a", "sleep 1000"));
+    w.run_task(task("b", "sleep 1000"));
+    w.sim.run_for(s(1.0));
+    assert!(
+        w.states_of("a").is_empty(),
+        "nothing before the launch is over"
+    );
+    assert_eq!(w.launches().pending_ids(), vec!["a", "b"]);
+    // The task is in the books and checkpointed (Staging, no launch record) meanwhile.
+    let record = w.checkpoint.snapshot().tasks[&TaskId::new("a")].clone();
+    assert_eq!(
+        (record.state, record.launch.is_none()),
+        (TaskState::Staging, true)
+    );
+    // Launches may end in any order.
+    w.launches().complete("b");
+    w.launches().complete("a");
+    w.run_until(10.0, |w| {
+        w.slave(|p| {
+            p.core()
+                .tasks()
+                .values()
+                .all(|t| t.state == TaskState::Running && t.pending_updates().count() == 0)
+        })
+    });
+    for id in ["a", "b"] {
+        assert_eq!(
+            distinct(&w.states_of(id)),
+            vec![TaskState::Starting, TaskState::Running]
+        );
+        assert!(w.machine.is_running(id));
+        let record = w.checkpoint.snapshot().tasks[&TaskId::new(id)].clone();
+        assert!(record.launch.is_some(), "the launch record is checkpointed");
+    }
+    assert!(w.slave(|p| p.launching.is_empty()));
+}
+
+#[test]
+fn a_task_killed_during_its_launch_is_killed_once_launched() {
+    let mut w = World::deferred(22);
+    w.registered();
+    w.run_task(task("a", "sleep 1000"));
+    w.run_task(task("b", "sleep 1000"));
+    let (master, slave) = (w.master.clone(), w.slave.clone());
+    for id in ["a", "b", "a"] {
+        w.sim.post(
+            &master,
+            &slave,
+            KillTaskMessage {
+                framework_id: FrameworkId::new("fw"),
+                task_id: TaskId::new(id),
+            },
+        );
+    }
+    w.sim.run_for(s(1.0));
+    assert!(
+        w.states_of("a").is_empty(),
+        "no report before the launch is over"
+    );
+    assert_eq!(
+        w.checkpoint.snapshot().tasks[&TaskId::new("a")].kill,
+        Some(KillCause::Requested),
+        "the kill is checkpointed"
+    );
+    // "a" starts: it is killed at once, never reported STARTING or RUNNING.
+    w.launches().complete("a");
+    w.run_until(10.0, |w| !w.states_of("a").is_empty());
+    // "b" fails to start: reported killed all the same.
+    w.launches().pending.lock().unwrap()[0].command.value = "sim:launch-fail".into();
+    w.launches().complete("b");
+    w.run_until(10.0, |w| w.slave(|p| p.core().tasks().is_empty()));
+    assert_eq!(w.states_of("a"), vec![TaskState::Killed]);
+    assert_eq!(w.states_of("b"), vec![TaskState::Killed]);
+    let b = w.updates_of("b").pop().unwrap();
+    assert!(b.message.unwrap().contains("launch"), "the failure is told");
+    assert!(!w.machine.is_running("a"));
+    assert!(!w.machine.is_running("b"));
+}
+
+#[test]
+fn a_failed_background_launch_is_reported_failed() {
+    let mut w = World::deferred(23);
+    w.registered();
+    w.run_task(task("broken", "sim:launch-fail"));
+    w.launches().complete("broken");
+    w.run_until(10.0, |w| w.slave(|p| p.core().tasks().is_empty()));
+    let updates = w.updates_of("broken");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(
+        (updates[0].state, updates[0].reason),
+        (TaskState::Failed, Some(Reason::ContainerLaunchFailed))
+    );
+}
+
+#[test]
+fn a_launch_cut_short_by_a_slave_restart_ends_in_a_terminal_update() {
+    let mut w = World::deferred(24);
+    w.registered();
+    w.run_task(task("lost", "sleep 1000"));
+    w.run_task(task("killed", "sleep 1000"));
+    let (master, slave) = (w.master.clone(), w.slave.clone());
+    w.sim.post(
+        &master,
+        &slave,
+        KillTaskMessage {
+            framework_id: FrameworkId::new("fw"),
+            task_id: TaskId::new("killed"),
+        },
+    );
+    w.sim.run_for(s(0.5));
+    let slave_node = w.slave_node.clone();
+    w.sim.crash(&slave_node);
+    w.sim.restart(&slave_node);
+    w.spawn_slave();
+    w.run_until(30.0, |w| w.slave(|p| p.core().tasks().is_empty()));
+    let lost = w.updates_of("lost");
+    assert_eq!(
+        (lost.len(), lost[0].state, lost[0].reason),
+        (1, TaskState::Failed, Some(Reason::SlaveRestarted))
+    );
+    assert_eq!(w.states_of("killed"), vec![TaskState::Killed]);
+    assert!(w.launches().pending_ids().is_empty());
 }
