@@ -22,6 +22,30 @@ const CHRONOS_PORT: u16 = 4400;
 /// Task host ports shared among the slaves.
 const TASK_PORTS: (u16, u16) = (31000, 32000);
 
+/// Runs `start` on a thread of its own (an actix arbiter): each node of the cluster gets its
+/// own thread, as separate processes would, so that an fsync or a busy handler of one node
+/// does not hold up the others.
+async fn on_own_thread<T, F, Fut>(
+    arbiters: &mut Vec<actix_rt::Arbiter>,
+    start: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + 'static,
+    T: Send + 'static,
+{
+    let arbiter = actix_rt::Arbiter::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = arbiter.spawn_fn(move || {
+        actix_rt::spawn(async move {
+            let _ = tx.send(start().await);
+        });
+    });
+    arbiters.push(arbiter);
+    anyhow::ensure!(spawned, "a node's thread did not start");
+    rx.await.context("a node's thread ended while starting")?
+}
+
 /// The share of the host's resources given to slave `index` of `count`.
 fn slave_share(total: &Resources, index: usize, count: usize) -> anyhow::Result<Resources> {
     let n = count as f64;
@@ -50,19 +74,26 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
     actix_rt::System::new().block_on(async move {
         let mut handles = Vec::new();
         let mut nodes = Vec::new();
+        let mut arbiters = Vec::new();
 
         let master_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), MASTER_PORT);
         let master_host = master_listen.ip().to_string();
-        let node = serve::start_node(master_listen, &master_host, &tls_dir, "master")?;
-        let config = plateau_master::MasterConfig {
-            seed: serve::real_seed(),
-            hostname: master_host.clone(),
-            ..Default::default()
-        };
-        let master = plateau_master::start(&node, config, &work_dir).await?;
-        handles.push(serve::http_server(master_listen, move |c| {
-            plateau_master::http::configure(c, master.clone())
-        })?);
+        let (tls, work, host) = (tls_dir.clone(), work_dir.clone(), master_host.clone());
+        let (node, http) = on_own_thread(&mut arbiters, move || async move {
+            let node = serve::start_node(master_listen, &host, &tls, "master")?;
+            let config = plateau_master::MasterConfig {
+                seed: serve::real_seed(),
+                hostname: host.clone(),
+                ..Default::default()
+            };
+            let master = plateau_master::start(&node, config, &work).await?;
+            let http = serve::http_server(master_listen, move |c| {
+                plateau_master::http::configure(c, master.clone())
+            })?;
+            Ok((node, http))
+        })
+        .await?;
+        handles.push(http);
         nodes.push(node);
         println!("master    http://{master_listen}/master/state");
 
@@ -72,7 +103,6 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             let ip = Ipv4Addr::new(127, 0, 0, 2 + i as u8);
             let listen = SocketAddr::new(IpAddr::V4(ip), SLAVE_PORT);
             let host = ip.to_string();
-            let node = serve::start_node(listen, &host, &tls_dir, "slave")?;
             let mut config = plateau_slave::SlaveConfig::new(
                 master_upid.clone(),
                 work_dir.join(format!("slave-{}", i + 1)),
@@ -81,36 +111,54 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             config.supervisor_args = vec!["supervise".into()];
             config.resources = Some(slave_share(&total, i, slaves)?.to_string());
             config.attributes = Some(format!("rack:r{}", i % 2 + 1));
-            let slave = plateau_slave::start(&node, config)?;
-            slave_refs.push(slave.clone());
-            handles.push(serve::http_server(listen, move |c| {
-                plateau_slave::http::configure(c, slave.clone())
-            })?);
+            let tls = tls_dir.clone();
+            let (node, slave, http) = on_own_thread(&mut arbiters, move || async move {
+                let node = serve::start_node(listen, &host, &tls, "slave")?;
+                let slave = plateau_slave::start(&node, config)?;
+                let served = slave.clone();
+                let http = serve::http_server(listen, move |c| {
+                    plateau_slave::http::configure(c, served.clone())
+                })?;
+                Ok((node, slave, http))
+            })
+            .await?;
+            slave_refs.push(slave);
+            handles.push(http);
             nodes.push(node);
             println!("slave {}   http://{listen}/state", i + 1);
         }
         let marathon_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), MARATHON_PORT);
-        let node = serve::start_node(marathon_listen, &master_host, &tls_dir, "marathon")?;
-        let marathon = serve::start_marathon(
-            &node,
+        let (tls, work, host, master) = (
+            tls_dir.clone(),
+            work_dir.join("marathon"),
+            master_host.clone(),
             master_upid.clone(),
-            &work_dir.join("marathon"),
-            marathon_listen,
-        )?;
-        handles.push(marathon.http.clone());
+        );
+        let (node, http) = on_own_thread(&mut arbiters, move || async move {
+            let node = serve::start_node(marathon_listen, &host, &tls, "marathon")?;
+            let marathon = serve::start_marathon(&node, master, &work, marathon_listen)?;
+            Ok((node, marathon.http))
+        })
+        .await?;
+        handles.push(http);
         nodes.push(node);
         println!("marathon  http://{marathon_listen}/v2/apps");
 
         let chronos_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), CHRONOS_PORT);
-        let node = serve::start_node(chronos_listen, &master_host, &tls_dir, "chronos")?;
-        let chronos = serve::start_chronos(
-            &node,
+        let (tls, work, host, master) = (
+            tls_dir.clone(),
+            work_dir.join("chronos"),
+            master_host.clone(),
             master_upid.clone(),
-            &work_dir.join("chronos"),
-            chronos_listen,
-            Default::default(),
-        )?;
-        handles.push(chronos.server.clone());
+        );
+        let (node, http) = on_own_thread(&mut arbiters, move || async move {
+            let node = serve::start_node(chronos_listen, &host, &tls, "chronos")?;
+            let chronos =
+                serve::start_chronos(&node, master, &work, chronos_listen, Default::default())?;
+            Ok((node, chronos.server))
+        })
+        .await?;
+        handles.push(http);
         nodes.push(node);
         println!("chronos   http://{chronos_listen}/scheduler/jobs");
 
@@ -152,6 +200,10 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         balancer.data_plane.shutdown();
         for node in nodes {
             node.shutdown();
+        }
+        for arbiter in arbiters {
+            arbiter.stop();
+            let _ = arbiter.join();
         }
         Ok(())
     })

@@ -289,6 +289,13 @@ impl Message for MarathonTick {
     const NAME: &'static str = "plateau.marathon.Tick";
 }
 
+/// To self: commit the status updates handled so far (group commit).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MarathonFlush;
+impl Message for MarathonFlush {
+    const NAME: &'static str = "plateau.marathon.Flush";
+}
+
 /// Timer: probe a task's readiness again.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReadinessDue {
@@ -342,6 +349,11 @@ pub struct MarathonScheduler {
     /// ignored).
     readiness_in_flight: BTreeMap<TaskId, u64>,
     next_probe_id: u64,
+    /// Status-update writes not yet committed, and the updates to acknowledge once they are
+    /// (group commit: a burst of updates costs one fsync, not one each).
+    pending_ops: Vec<StoreOp>,
+    pending_acks: Vec<TaskStatus>,
+    flush_scheduled: bool,
 }
 
 impl std::fmt::Debug for MarathonScheduler {
@@ -442,6 +454,9 @@ impl MarathonScheduler {
             prober: Box::new(HttpReadinessProber::new()),
             readiness_in_flight: BTreeMap::new(),
             next_probe_id: 0,
+            pending_ops: Vec::new(),
+            pending_acks: Vec::new(),
+            flush_scheduled: false,
         })
     }
 
@@ -594,12 +609,27 @@ impl MarathonScheduler {
         }
     }
 
+    /// Writes `ops` durably, with the status-update writes still pending before them, then
+    /// acknowledges those updates. Every write that must be durable before Marathon acts (an
+    /// API answer, a launch, a kill) goes through here.
     fn persist(&mut self, d: &mut Driver<'_, '_>, ops: &[StoreOp]) -> bool {
         if self.failed.is_some() {
             return false;
         }
-        match self.store.apply(ops) {
-            Ok(()) => true,
+        let result = if self.pending_ops.is_empty() {
+            self.store.apply(ops)
+        } else {
+            let mut all = std::mem::take(&mut self.pending_ops);
+            all.extend(ops.iter().cloned());
+            self.store.apply(&all)
+        };
+        match result {
+            Ok(()) => {
+                for status in std::mem::take(&mut self.pending_acks) {
+                    d.acknowledge(&status);
+                }
+                true
+            }
             Err(e) => {
                 let message = e.to_string();
                 tracing::error!(error = %message, "cannot write Marathon's state; stopping (failover)");
@@ -608,6 +638,34 @@ impl MarathonScheduler {
                 false
             }
         }
+    }
+
+    /// Records a status update's writes for the next group commit and acknowledges the update
+    /// only after it: the updates queued behind this one are handled first (a [`MarathonFlush`]
+    /// to self comes after them), then one commit covers them all. Until then the change is in
+    /// memory only; if Marathon dies first, the master redelivers the unacknowledged updates.
+    fn persist_status(&mut self, d: &mut Driver<'_, '_>, ops: Vec<StoreOp>, status: &TaskStatus) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.pending_ops.extend(ops);
+        if status.uuid.is_some() {
+            self.pending_acks.push(status.clone());
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            let me = d.ctx().self_upid().clone();
+            d.ctx().send(&me, MarathonFlush);
+        }
+    }
+
+    /// Commits what [`Self::persist_status`] collected (a [`MarathonFlush`] arrived).
+    pub fn on_flush_message(&mut self, d: &mut Driver<'_, '_>) {
+        self.flush_scheduled = false;
+        if !self.pending_ops.is_empty() || !self.pending_acks.is_empty() {
+            self.persist(d, &[]);
+        }
+        self.flush_routes(d);
     }
 
     fn unavailable(&self) -> ApiResponse {
@@ -1279,6 +1337,8 @@ impl MarathonScheduler {
                 tracing::info!(task = %status.task_id, state = status.state.as_str(), "unknown task; killing it");
                 d.kill_task(&status.task_id);
             }
+            // Nothing to write: acknowledged with the next commit, after the updates before it.
+            self.persist_status(d, Vec::new(), status);
             return;
         };
         let app = self.apps.get(&instance.app_id).map(|r| r.app.clone());
@@ -1398,7 +1458,8 @@ impl MarathonScheduler {
                 }
             }
         }
-        if !self.persist(d, &ops) {
+        self.persist_status(d, ops, status);
+        if self.failed.is_some() {
             return;
         }
         if previous_state != instance.state || status.state.is_terminal() {
@@ -2940,6 +3001,57 @@ impl MarathonScheduler {
     }
 }
 
+/// A scheduler that is Marathon or wraps it (the simulator wraps it to observe its status
+/// updates).
+pub trait AsMarathon {
+    /// Marathon inside.
+    fn marathon(&mut self) -> &mut MarathonScheduler;
+}
+
+impl AsMarathon for MarathonScheduler {
+    fn marathon(&mut self) -> &mut MarathonScheduler {
+        self
+    }
+}
+
+/// Installs the handlers of Marathon's own messages (timers, readiness results, the group
+/// commit) on a driver of `S`: Marathon itself, or a scheduler wrapping it.
+pub fn install_handlers<S: Scheduler + AsMarathon + 'static>(
+    handlers: &mut Handlers<SchedulerDriver<S>>,
+) {
+    handlers
+        .on(|p: &mut SchedulerDriver<S>, ctx, _from, _m: MarathonTick| {
+            let (s, mut d) = p.scheduler_and_driver(ctx);
+            s.marathon().on_tick_message(&mut d)
+        })
+        .on(|p: &mut SchedulerDriver<S>, ctx, _from, _m: MarathonWake| {
+            let (s, mut d) = p.scheduler_and_driver(ctx);
+            s.marathon().on_wake_message(&mut d)
+        })
+        .on(
+            |p: &mut SchedulerDriver<S>, ctx, _from, _m: MarathonReconcile| {
+                let (s, mut d) = p.scheduler_and_driver(ctx);
+                s.marathon().on_reconcile_message(&mut d)
+            },
+        )
+        .on(|p: &mut SchedulerDriver<S>, ctx, from, _m: MarathonFlush| {
+            if from == ctx.self_upid() {
+                let (s, mut d) = p.scheduler_and_driver(ctx);
+                s.marathon().on_flush_message(&mut d)
+            }
+        })
+        .on(
+            |p: &mut SchedulerDriver<S>, ctx, _from, m: ReadinessResult| {
+                let (s, mut d) = p.scheduler_and_driver(ctx);
+                s.marathon().on_readiness_result_message(&mut d, m)
+            },
+        )
+        .on(|p: &mut SchedulerDriver<S>, ctx, _from, m: ReadinessDue| {
+            let (s, mut d) = p.scheduler_and_driver(ctx);
+            s.marathon().on_readiness_due_message(&mut d, m)
+        });
+}
+
 impl Scheduler for MarathonScheduler {
     fn registered(&mut self, driver: &mut Driver<'_, '_>, framework_id: &FrameworkId) {
         tracing::info!(%framework_id, "marathon registered");
@@ -2975,43 +3087,23 @@ impl Scheduler for MarathonScheduler {
         tracing::error!(%message, "the master refused marathon");
     }
 
+    fn acknowledges_explicitly(&self) -> bool {
+        // After the group commit of the update's writes (`persist_status`).
+        true
+    }
+
     fn exited(&mut self, _driver: &mut Driver<'_, '_>, upid: &Upid) {
         // A balancer subscribed to the routes went away: stop feeding it.
         self.routes.exited(upid);
     }
 
     fn install(handlers: &mut Handlers<SchedulerDriver<Self>>) {
-        handlers
-            .on(
-                |p: &mut SchedulerDriver<Self>, ctx, _from, _m: MarathonTick| {
-                    with_marathon(p, ctx, |s, d| s.on_tick_message(d))
-                },
-            )
-            .on(
-                |p: &mut SchedulerDriver<Self>, ctx, _from, _m: MarathonWake| {
-                    with_marathon(p, ctx, |s, d| s.on_wake_message(d))
-                },
-            )
-            .on(
-                |p: &mut SchedulerDriver<Self>, ctx, _from, _m: MarathonReconcile| {
-                    with_marathon(p, ctx, |s, d| s.on_reconcile_message(d))
-                },
-            )
-            .on(
-                |p: &mut SchedulerDriver<Self>, ctx, _from, m: ReadinessResult| {
-                    with_marathon(p, ctx, |s, d| s.on_readiness_result_message(d, m))
-                },
-            )
-            .on(
-                |p: &mut SchedulerDriver<Self>, ctx, _from, m: ReadinessDue| {
-                    with_marathon(p, ctx, |s, d| s.on_readiness_due_message(d, m))
-                },
-            )
-            .on(
-                |p: &mut SchedulerDriver<Self>, ctx, from, m: SubscribeRoutes| {
-                    with_marathon(p, ctx, |s, d| s.subscribe_routes(d, from, m))
-                },
-            );
+        install_handlers(handlers);
+        handlers.on(
+            |p: &mut SchedulerDriver<Self>, ctx, from, m: SubscribeRoutes| {
+                with_marathon(p, ctx, |s, d| s.subscribe_routes(d, from, m))
+            },
+        );
     }
 
     fn initialize(&mut self, driver: &mut Driver<'_, '_>) {

@@ -649,3 +649,37 @@ fn readiness_check_holds_the_deployment_and_the_old_instances() {
     let cmds: Vec<String> = c.master(|m| m.live().map(|t| t.info.command.value.clone()).collect());
     assert!(cmds.iter().all(|cmd| cmd == "serve v2"), "{cmds:?}");
 }
+
+#[test]
+fn status_updates_are_acknowledged_once_and_only_after_they_are_written() {
+    let mut c = Cluster::new(slaves(1));
+    let r = c.post(json!({"id": "acks", "cmd": "serve", "instances": 3}));
+    assert_eq!(r.status, 201);
+    c.run_until(MINUTE, "running", |c| {
+        c.running("acks.") == 3 && c.deployments() == 0
+    });
+    // The acknowledgements follow the commit (a message to self behind the updates).
+    c.sim.run_for(Duration::from_secs(1));
+    let acked = c.master(|m| m.acked.clone());
+    let uuids: std::collections::BTreeSet<[u8; 16]> = acked.iter().map(|(_, u)| *u).collect();
+    assert_eq!(uuids.len(), acked.len(), "each update acknowledged once");
+    let tasks: std::collections::BTreeSet<&TaskId> = acked.iter().map(|(t, _)| t).collect();
+    assert_eq!(tasks.len(), 3, "every task's updates acknowledged");
+    // Writes fail from now on: an update Marathon cannot write is not acknowledged (the
+    // master will redeliver it to the next Marathon).
+    c.store.set_failing(true);
+    let id = c.live_ids("acks.")[0].clone();
+    c.master_mut(move |m, ctx| m.end_task(ctx, &id, TaskState::Failed, None));
+    c.sim.run_for(Duration::from_secs(5));
+    assert_eq!(
+        c.master(|m| m.acked.len()),
+        acked.len(),
+        "no ack without the write"
+    );
+    let marathon = c.marathon.clone();
+    let stopped = c
+        .sim
+        .inspect(&marathon, |p: &Marathon| p.scheduler().failure().is_some())
+        .unwrap_or(true);
+    assert!(stopped, "Marathon stopped");
+}

@@ -99,6 +99,12 @@ pub trait Scheduler: 'static {
     }
     /// Called once when the driver starts, before registering.
     fn initialize(&mut self, _driver: &mut Driver<'_, '_>) {}
+    /// True when the scheduler acknowledges status updates itself ([`Driver::acknowledge`]),
+    /// e.g. once it has written a batch of them durably; the driver then does not acknowledge
+    /// when [`Scheduler::status_update`] returns. Default false.
+    fn acknowledges_explicitly(&self) -> bool {
+        false
+    }
 }
 
 /// The driver's own bookkeeping.
@@ -435,7 +441,8 @@ impl<S: Scheduler> SchedulerDriver<S> {
         if !self.is_from_master(from) || self.state.stopped {
             return;
         }
-        let implicit = self.state.implicit_acknowledgements;
+        let implicit =
+            self.state.implicit_acknowledgements && !self.scheduler.acknowledges_explicitly();
         self.with(ctx, |s, d| {
             s.status_update(d, &m.status);
             if implicit {

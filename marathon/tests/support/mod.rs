@@ -49,6 +49,8 @@ pub struct FakeMaster {
     pub kills: u32,
     /// Health checks of every task fail.
     pub never_healthy: bool,
+    /// Acknowledgements received: (task, uuid).
+    pub acked: Vec<(TaskId, [u8; 16])>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,6 +80,7 @@ impl FakeMaster {
             unhealthy: BTreeSet::new(),
             kills: 0,
             never_healthy: false,
+            acked: Vec::new(),
         }
     }
 
@@ -366,8 +369,9 @@ impl FakeMaster {
         &mut self,
         _ctx: &mut Context<'_>,
         _from: &Upid,
-        _m: StatusUpdateAcknowledgementMessage,
+        m: StatusUpdateAcknowledgementMessage,
     ) {
+        self.acked.push((m.task_id, m.uuid));
     }
 
     fn handle_suppress(&mut self, _ctx: &mut Context<'_>, _from: &Upid, _m: SuppressOffersMessage) {
