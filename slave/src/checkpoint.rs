@@ -88,6 +88,10 @@ pub trait CheckpointStore: Send {
     fn remove_framework(&mut self, id: &FrameworkId) -> Result<(), SlaveError>;
     /// Records (or replaces) a task.
     fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError>;
+    /// Records (or replaces) several tasks at once: one commit for all (group commit).
+    fn put_tasks(&mut self, records: &[TaskRecord]) -> Result<(), SlaveError> {
+        records.iter().try_for_each(|r| self.put_task(r))
+    }
     /// Forgets a task.
     fn remove_task(&mut self, id: &TaskId) -> Result<(), SlaveError>;
 }
@@ -134,9 +138,36 @@ impl CheckpointStore for MemoryCheckpoint {
         Ok(())
     }
     fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError> {
-        self.lock()
-            .tasks
-            .insert(record.info.task_id.clone(), record.clone());
+        let mut checkpoint = self.lock();
+        match checkpoint.tasks.get_mut(&record.info.task_id) {
+            // A task is rewritten at each of its updates and acknowledgements, mostly with
+            // its state and pending updates changed: update in place, cloning only what
+            // differs (the simulator writes millions of these).
+            Some(stored) => {
+                if stored.framework_id != record.framework_id {
+                    stored.framework_id.clone_from(&record.framework_id);
+                }
+                if stored.info != record.info {
+                    stored.info.clone_from(&record.info);
+                }
+                stored.state = record.state;
+                if stored.sandbox != record.sandbox {
+                    stored.sandbox.clone_from(&record.sandbox);
+                }
+                if stored.launch != record.launch {
+                    stored.launch.clone_from(&record.launch);
+                }
+                stored.kill = record.kill;
+                if stored.pending_updates != record.pending_updates {
+                    stored.pending_updates.clone_from(&record.pending_updates);
+                }
+            }
+            None => {
+                checkpoint
+                    .tasks
+                    .insert(record.info.task_id.clone(), record.clone());
+            }
+        }
         Ok(())
     }
     fn remove_task(&mut self, id: &TaskId) -> Result<(), SlaveError> {
@@ -305,6 +336,22 @@ impl CheckpointStore for RedbCheckpoint {
     fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError> {
         let bytes = self.encode(record)?;
         self.put(TASKS, record.info.task_id.as_str(), &bytes)
+    }
+
+    fn put_tasks(&mut self, records: &[TaskRecord]) -> Result<(), SlaveError> {
+        let encoded = records
+            .iter()
+            .map(|r| Ok((r.info.task_id.as_str(), self.encode(r)?)))
+            .collect::<Result<Vec<_>, SlaveError>>()?;
+        let err = self.err("cannot write");
+        let txn = self.db.begin_write().map_err(|e| err(&e))?;
+        {
+            let mut t = txn.open_table(TASKS).map_err(|e| err(&e))?;
+            for (key, bytes) in &encoded {
+                t.insert(*key, bytes.as_slice()).map_err(|e| err(&e))?;
+            }
+        }
+        txn.commit().map_err(|e| err(&e))
     }
 
     fn remove_task(&mut self, id: &TaskId) -> Result<(), SlaveError> {

@@ -6,8 +6,9 @@
 //! [`crate::health::ScriptedProber`] and [`crate::checkpoint::MemoryCheckpoint`] and runs this
 //! very code on its virtual clock.
 //!
-//! Life of a task: RunTaskMessage → the task is checkpointed (Staging) → launched → TASK_STARTING
-//! and TASK_RUNNING are queued (checkpointed, then sent one at a time until acknowledged) →
+//! Life of a task: RunTaskMessage → the task is checkpointed with TASK_STARTING queued → launched
+//! → TASK_RUNNING is queued (updates are checkpointed, then sent one at a time until
+//! acknowledged) →
 //! the containerizer reports its termination through its callback, which posts
 //! [`TaskTerminated`] into this process's mailbox → TASK_FINISHED / FAILED / KILLED → after
 //! the acknowledgement of that terminal update the task leaves the books and the checkpoint.
@@ -15,8 +16,8 @@
 //! Launches may take a while (the real containerizer creates cgroups and starts a supervisor
 //! process): a containerizer may do them in the background ([`Containerizer::start_launch`]
 //! answers [`LaunchStart::Pending`]) and report through its launch callback, which posts
-//! [`LaunchFinished`]; only then are STARTING and RUNNING queued. Meanwhile the task is in the
-//! books (Staging, checkpointed) without a launch record: a kill of it is recorded and carried
+//! [`LaunchFinished`]; only then is RUNNING queued. Meanwhile the task is in the books
+//! (checkpointed, STARTING on its way) without a launch record: a kill of it is recorded and carried
 //! out once the launch is over (the task is killed if it started, reported TASK_KILLED either
 //! way, once). The simulated containerizer launches at once, so simulated runs stay
 //! deterministic.
@@ -101,6 +102,14 @@ impl Message for TaskTerminated {
 }
 impl Message for LaunchFinished {
     const NAME: &'static str = "plateau.slave.LaunchFinished";
+}
+
+/// To self: commit the task records changed since the last commit (group commit), then start
+/// the launches and send the updates that waited for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointFlush;
+impl Message for CheckpointFlush {
+    const NAME: &'static str = "plateau.slave.CheckpointFlush";
 }
 impl Message for ProbeFinished {
     const NAME: &'static str = "plateau.slave.ProbeFinished";
@@ -298,6 +307,13 @@ pub struct SlaveProcess {
     /// Tasks whose launch goes on in the background (a [`LaunchFinished`] will come); each is
     /// in the books, so this is bounded like them.
     launching: BTreeSet<TaskId>,
+    /// Tasks whose record changed since the last commit (group commit: the messages queued
+    /// now are handled first, then one [`CheckpointFlush`] writes them all). No update of
+    /// any task goes out while a change waits.
+    dirty: BTreeSet<TaskId>,
+    /// Launches waiting for their task's record to be written.
+    deferred_launches: Vec<(TaskId, TaskSpec)>,
+    flush_scheduled: bool,
     metrics: SlaveMetrics,
 }
 
@@ -381,6 +397,9 @@ impl SlaveProcess {
             upid: None,
             timer: None,
             launching: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            deferred_launches: Vec::new(),
+            flush_scheduled: false,
             metrics: SlaveMetrics::new(),
         })
     }
@@ -508,26 +527,75 @@ impl SlaveProcess {
     }
 
     /// Writes a task's record (state, launch info, pending updates).
-    fn persist_task(&mut self, task_id: &TaskId) -> bool {
-        let Some(task) = self.core.task(task_id) else {
-            return true;
-        };
-        let record = TaskRecord {
-            framework_id: task.framework_id.clone(),
-            info: task.info.clone(),
-            state: task.state,
-            sandbox: task.sandbox.clone(),
-            launch: task.launch.clone(),
-            kill: task.kill,
-            pending_updates: task.pending_updates().cloned().collect(),
-        };
-        match self.checkpoint.put_task(&record) {
+    /// The task's record is to be written by the next group commit ([`CheckpointFlush`]);
+    /// nothing that depends on it (its launch, its updates) happens before that commit.
+    fn persist_task(&mut self, task_id: &TaskId) {
+        self.dirty.insert(task_id.clone());
+    }
+
+    /// The group commit: writes the changed task records in one transaction, then starts the
+    /// launches that waited for it (or fails them when the write failed); [`Self::drive`]
+    /// then sends the updates.
+    fn flush(&mut self, ctx: &mut Context<'_>) {
+        self.flush_scheduled = false;
+        let records: Vec<TaskRecord> = std::mem::take(&mut self.dirty)
+            .iter()
+            .filter_map(|id| self.core.task(id))
+            .map(|task| TaskRecord {
+                framework_id: task.framework_id.clone(),
+                info: task.info.clone(),
+                state: task.state,
+                sandbox: task.sandbox.clone(),
+                launch: task.launch.clone(),
+                kill: task.kill,
+                pending_updates: task.pending_updates().cloned().collect(),
+            })
+            .collect();
+        let written = match self.checkpoint.put_tasks(&records) {
             Ok(()) => true,
             Err(e) => {
                 self.checkpoint_error("task write", e);
                 false
             }
+        };
+        for (task_id, spec) in std::mem::take(&mut self.deferred_launches) {
+            // Killed (and reported) while it waited: nothing to launch.
+            if !self
+                .core
+                .task(&task_id)
+                .is_some_and(|t| t.is_live() && t.kill.is_none())
+            {
+                continue;
+            }
+            if !written {
+                self.metrics.launch_failures.inc();
+                self.update(
+                    ctx,
+                    &task_id,
+                    TaskState::Failed,
+                    Some(Reason::ContainerLaunchFailed),
+                    Some("The slave cannot checkpoint the task".into()),
+                    None,
+                );
+                continue;
+            }
+            match self.containerizer.start_launch(spec) {
+                LaunchStart::Done(result) => {
+                    self.launch_over(ctx, &task_id, result.map_err(|e| e.to_string()))
+                }
+                LaunchStart::Pending => {
+                    self.launching.insert(task_id);
+                }
+            }
         }
+    }
+
+    fn handle_checkpoint_flush(&mut self, ctx: &mut Context<'_>, from: &Upid, _m: CheckpointFlush) {
+        if Some(from) != self.upid.as_ref() {
+            return;
+        }
+        self.flush(ctx);
+        self.drive(ctx);
     }
 
     fn status(
@@ -643,6 +711,14 @@ impl SlaveProcess {
 
     /// Carries out what is due, then arms the one timer for the next deadline.
     fn drive(&mut self, ctx: &mut Context<'_>) {
+        if !self.dirty.is_empty() || !self.deferred_launches.is_empty() {
+            // Updates wait for the group commit of their records.
+            if !self.flush_scheduled {
+                self.flush_scheduled = true;
+                let me = ctx.self_upid().clone();
+                ctx.send(&me, CheckpointFlush);
+            }
+        }
         let now = now_of(ctx);
         if let Some(action) = self.core.registration.poll_attempt(now, ctx.rng()) {
             self.metrics.registration_attempts.inc();
@@ -668,7 +744,12 @@ impl SlaveProcess {
                 ctx.send(&self.config.master, SlaveHeartbeatMessage { slave_id });
             }
         }
-        for update in self.core.poll_updates(now) {
+        let updates = if self.dirty.is_empty() {
+            self.core.poll_updates(now)
+        } else {
+            Vec::new()
+        };
+        for update in updates {
             tracing::debug!(task_id = %update.status.task_id, state = update.status.state.as_str(), retry = update.retry, "sending a status update");
             self.metrics.status_updates_sent.inc();
             if update.retry {
@@ -1117,31 +1198,16 @@ impl SlaveProcess {
             );
             return;
         }
-        // Write before acting: the task is recorded before it is launched.
-        if !self.persist_task(&task_id) {
-            self.metrics.launch_failures.inc();
-            self.update(
-                ctx,
-                &task_id,
-                TaskState::Failed,
-                Some(Reason::ContainerLaunchFailed),
-                Some("The slave cannot checkpoint the task".into()),
-                None,
-            );
-            return;
-        }
+        // TASK_STARTING goes out now, in the same write as the task record (write before
+        // acting: the task is recorded before it is launched). Its round trip to the framework
+        // and back overlaps the launch, so TASK_RUNNING need not wait for it afterwards.
+        self.queue_update(ctx, &task_id, TaskState::Starting, None, None, None);
+        self.persist_task(&task_id);
         let spec = self.task_spec(&task, &sandbox);
-        match self.containerizer.start_launch(spec) {
-            LaunchStart::Done(result) => {
-                self.launch_over(ctx, &task_id, result.map_err(|e| e.to_string()))
-            }
-            LaunchStart::Pending => {
-                self.launching.insert(task_id);
-            }
-        }
+        self.deferred_launches.push((task_id, spec));
     }
 
-    /// The outcome of a task's launch: STARTING and RUNNING (checkpointed in one write), or
+    /// The outcome of a task's launch: RUNNING (checkpointed with the launch record), or
     /// TASK_FAILED; a task killed meanwhile is killed now and reported TASK_KILLED.
     fn launch_over(
         &mut self,
@@ -1171,8 +1237,7 @@ impl SlaveProcess {
                     self.kill_task(ctx, task_id, cause);
                     return;
                 }
-                // One checkpoint write for the launch record and both updates.
-                self.queue_update(ctx, task_id, TaskState::Starting, None, None, None);
+                // One checkpoint write for the launch record and the update.
                 self.queue_update(ctx, task_id, TaskState::Running, None, None, None);
                 self.persist_task(task_id);
                 self.core.start_health_check(now_of(ctx), task_id);
@@ -1360,6 +1425,7 @@ impl Process for SlaveProcess {
             .on(Self::handle_acknowledgement)
             .on(Self::handle_task_terminated)
             .on(Self::handle_launch_finished)
+            .on(Self::handle_checkpoint_flush)
             .on(Self::handle_probe_finished);
     }
 
