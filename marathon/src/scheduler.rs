@@ -123,6 +123,9 @@ pub struct MarathonConfig {
     pub tick_interval: Duration,
     /// A kill not confirmed after this long is sent again.
     pub kill_retry: Duration,
+    /// A task not RUNNING this long after its launch is killed and replaced
+    /// (`--task_launch_timeout`, default 300 s).
+    pub task_launch_timeout: Duration,
     /// An app without health checks has its backoff reset once a task ran this long.
     pub backoff_reset_after_running: Duration,
 }
@@ -142,6 +145,7 @@ impl Default for MarathonConfig {
             reconciliation_interval: Duration::from_secs(600),
             tick_interval: Duration::from_secs(5),
             kill_retry: Duration::from_secs(10),
+            task_launch_timeout: Duration::from_secs(300),
             backoff_reset_after_running: Duration::from_secs(60),
         }
     }
@@ -1582,6 +1586,35 @@ impl MarathonScheduler {
         for app_id in reset {
             self.backoffs.remove(&app_id);
         }
+        // Launches that never reached RUNNING (a lost launch, a slave that cannot start it):
+        // killed, and replaced once the kill is confirmed (Marathon's overdue tasks).
+        let timeout_ms = self.config.task_launch_timeout.as_millis() as i64;
+        let stuck: Vec<TaskId> = self
+            .instances
+            .values()
+            .filter(|i| {
+                i.is_staged() && !i.is_killing() && self.wall_ms - i.staged_at_ms >= timeout_ms
+            })
+            .map(|i| i.task_id.clone())
+            .collect();
+        if !stuck.is_empty() {
+            let mut ops = Vec::new();
+            for id in &stuck {
+                if let Some(i) = self.instances.get_mut(id) {
+                    tracing::warn!(task = %id, "not running within the task launch timeout: killing it");
+                    i.kill_requested_ms = Some(self.wall_ms);
+                    ops.push(StoreOp::PutInstance(Box::new(i.clone())));
+                }
+            }
+            if !self.persist(d, &ops) {
+                return;
+            }
+            if d.is_connected() {
+                for id in &stuck {
+                    d.kill_task(id);
+                }
+            }
+        }
         if d.is_connected() {
             let retry_ms = self.config.kill_retry.as_millis() as i64;
             let overdue: Vec<TaskId> = self
@@ -2662,7 +2695,7 @@ impl MarathonScheduler {
             "scale_apps_interval": c.tick_interval.as_millis() as u64,
             "store_cache": true,
             "task_launch_confirm_timeout": 300000,
-            "task_launch_timeout": 300000,
+            "task_launch_timeout": c.task_launch_timeout.as_millis() as u64,
             "task_lost_expunge_initial_delay": 300000,
             "task_lost_expunge_interval": 30000,
             "task_reservation_timeout": 20000,

@@ -683,3 +683,20 @@ fn status_updates_are_acknowledged_once_and_only_after_they_are_written() {
         .unwrap_or(true);
     assert!(stopped, "Marathon stopped");
 }
+
+#[test]
+fn a_task_stuck_staging_is_killed_and_replaced_after_the_launch_timeout() {
+    let mut c = Cluster::new(slaves(1));
+    c.master_mut(|m, _| m.stuck = true);
+    let r = c.post(json!({"id": "stuck", "cmd": "serve", "instances": 1}));
+    assert_eq!(r.status, 201);
+    c.run_until(MINUTE, "launched", |c| c.live_ids("stuck.").len() == 1);
+    let first = c.live_ids("stuck.")[0].clone();
+    c.sim.run_for(Duration::from_secs(240));
+    assert_eq!(c.master(|m| m.kills), 0, "not before the timeout (300 s)");
+    c.master_mut(|m, _| m.stuck = false);
+    c.run_until(2 * MINUTE, "killed and replaced", |c| {
+        c.running("stuck.") == 1 && !c.live_ids("stuck.").contains(&first)
+    });
+    assert!(c.master(|m| m.kills) >= 1);
+}

@@ -51,6 +51,8 @@ pub struct FakeMaster {
     pub never_healthy: bool,
     /// Acknowledgements received: (task, uuid).
     pub acked: Vec<(TaskId, [u8; 16])>,
+    /// Launched tasks stay STAGING (the slave never starts them).
+    pub stuck: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +83,7 @@ impl FakeMaster {
             kills: 0,
             never_healthy: false,
             acked: Vec::new(),
+            stuck: false,
         }
     }
 
@@ -282,7 +285,9 @@ impl FakeMaster {
                     launched_at: now,
                 },
             );
-            ctx.delay(Duration::from_millis(100), Progress(id.clone(), 1));
+            if !self.stuck {
+                ctx.delay(Duration::from_millis(100), Progress(id.clone(), 1));
+            }
         }
     }
 
