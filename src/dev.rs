@@ -69,7 +69,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let work_dir = std::fs::canonicalize(&work_dir)?;
     let tls_dir = serve::dev_ca(&work_dir.join("tls"))?;
     let total = plateau_slave::host::discover(&work_dir, Default::default())?;
-    let supervisor = std::env::current_exe()?;
+    let (supervisor, supervisor_args) = serve::supervisor()?;
 
     actix_rt::System::new().block_on(async move {
         let mut handles = Vec::new();
@@ -108,7 +108,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 work_dir.join(format!("slave-{}", i + 1)),
                 &supervisor,
             );
-            config.supervisor_args = vec!["supervise".into()];
+            config.supervisor_args = supervisor_args.clone();
             config.resources = Some(slave_share(&total, i, slaves)?.to_string());
             config.attributes = Some(format!("rack:r{}", i % 2 + 1));
             let tls = tls_dir.clone();

@@ -358,9 +358,9 @@ fn run_slave(args: SlaveArgs) -> anyhow::Result<()> {
     let master: plateau_runtime::Upid = format!("master@{}", args.master)
         .parse()
         .with_context(|| format!("--master {}", args.master))?;
-    let mut config =
-        plateau_slave::SlaveConfig::new(master, &args.work_dir, std::env::current_exe()?);
-    config.supervisor_args = vec!["supervise".into()];
+    let (supervisor, supervisor_args) = serve::supervisor()?;
+    let mut config = plateau_slave::SlaveConfig::new(master, &args.work_dir, supervisor);
+    config.supervisor_args = supervisor_args;
     config.resources = args.resources;
     config.attributes = args.attributes;
     config.hostname = Some(host.clone());
@@ -552,13 +552,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 jobs,
                 minutes,
             } => {
+                let (supervisor, supervisor_args) = serve::supervisor()?;
                 let config = plateau_chronos::bench::BenchConfig {
                     jobs,
                     minutes,
                     work_dir: std::env::temp_dir()
                         .join(format!("plateau-bench-chronos-{}", std::process::id())),
-                    supervisor: std::env::current_exe()?,
-                    supervisor_args: vec!["supervise".into()],
+                    supervisor,
+                    supervisor_args,
                 };
                 let report =
                     actix_rt::System::new().block_on(plateau_chronos::bench::run(config))?;

@@ -30,6 +30,18 @@ pub fn advertised_host(listen: SocketAddr, hostname: Option<&str>) -> anyhow::Re
     }
 }
 
+/// The per-task supervisor a slave starts: `plateau-supervise` next to this executable when it
+/// is there (it starts faster), else this executable's hidden `supervise` subcommand.
+pub fn supervisor() -> anyhow::Result<(PathBuf, Vec<std::ffi::OsString>)> {
+    let exe = std::env::current_exe().context("locating the plateau executable")?;
+    let small = exe.with_file_name("plateau-supervise");
+    Ok(if small.is_file() {
+        (small, Vec::new())
+    } else {
+        (exe, vec!["supervise".into()])
+    })
+}
+
 /// Start a node with QUIC on `listen` (UDP), identity from `tls_dir`.
 pub fn start_node(
     listen: SocketAddr,
