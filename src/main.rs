@@ -82,6 +82,14 @@ struct MasterArgs {
     /// Role weights, e.g. `apps=2,jobs=1`.
     #[arg(long, value_parser = parse_weights)]
     weights: Option<BTreeMap<String, f64>>,
+    /// Offers not answered within this long are rescinded (Mesos' `--offer_timeout`; default:
+    /// never).
+    #[arg(long, alias = "offer_timeout", value_parser = parse_duration)]
+    offer_timeout: Option<Duration>,
+    /// After a master restart, a slave from the registry that has not re-registered within
+    /// this long is marked unreachable (Mesos' `--agent_reregister_timeout`).
+    #[arg(long, alias = "agent_reregister_timeout", default_value = "10m", value_parser = parse_duration)]
+    agent_reregister_timeout: Duration,
 }
 
 #[derive(clap::Args)]
@@ -331,6 +339,8 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
     let config = plateau_master::MasterConfig {
         agent_timeout: args.agent_timeout,
+        offer_timeout: args.offer_timeout,
+        agent_reregister_timeout: args.agent_reregister_timeout,
         role_weights: args.weights.unwrap_or_default(),
         seed: serve::real_seed(),
         hostname: host.clone(),

@@ -148,6 +148,8 @@ struct SlaveEntry {
     /// including frameworks not registered (yet), whose resources are held until recovered.
     allocated: BTreeMap<FrameworkId, Resources>,
     active: bool,
+    /// In `Allocator::changed`.
+    changed: bool,
 }
 
 #[derive(Debug)]
@@ -159,8 +161,11 @@ struct FrameworkEntry {
     allocated: Scalars,
     /// Slaves where it holds something (keys of `SlaveEntry::allocated`).
     slaves: BTreeSet<SlaveId>,
-    /// Refusal filters: not offered that slave before the given time.
-    filters: BTreeMap<SlaveId, Duration>,
+    /// Refusal filters: not offered that slave (by its slot in `Allocator::slaves`) before
+    /// the given time. Keyed by slot, not id: a cycle looks filters up for every slave and
+    /// framework, and slave ids share a long prefix (the master's run id), so comparing
+    /// them dominated the cycle.
+    filters: BTreeMap<u32, Duration>,
     /// Its key in its role's sorter while it is eligible (active and not suppressed).
     key: Option<ShareKey>,
 }
@@ -207,6 +212,12 @@ pub struct Allocator {
     rng_state: u64,
     /// Reused buffer of the visiting order.
     order: Vec<u32>,
+    /// Slots of slaves that got resources back or became active since the last cycle: all
+    /// that a cycle of changes ([`Allocator::allocate_changed`]) visits.
+    changed: Vec<u32>,
+    /// Every slave must be visited at the next cycle: demand grew (a framework added,
+    /// activated or revived, a weight changed) or slots moved (a slave removed).
+    all_changed: bool,
 }
 
 /// SplitMix64: tiny, and stable forever (unlike `rand`'s `SmallRng`), so a seed replays the
@@ -268,6 +279,8 @@ impl Allocator {
             shares_stale: false,
             rng_state: config.seed,
             order: Vec::new(),
+            changed: Vec::new(),
+            all_changed: false,
         }
     }
 
@@ -361,7 +374,9 @@ impl Allocator {
             available,
             allocated,
             active: true,
+            changed: false,
         });
+        self.mark_changed(self.slaves.len() - 1);
         Ok(())
     }
 
@@ -405,17 +420,26 @@ impl Allocator {
                 }
             }
         }
+        // The last slot moved into `index`: its filters move with it.
+        let moved_from = self.slaves.len() as u32;
         for fw in self.frameworks.values_mut() {
-            fw.filters.remove(slave);
+            fw.filters.remove(&(index as u32));
+            if let Some(until) = fw.filters.remove(&moved_from) {
+                fw.filters.insert(index as u32, until);
+            }
         }
         self.total.sub(Scalars::of(&entry.total));
         self.shares_stale = true;
+        // A slot moved: the list of changed slots is stale.
+        self.all_changed = true;
         Ok(())
     }
 
     /// Offers resources of this slave again (after [`Allocator::deactivate_slave`]).
     pub fn activate_slave(&mut self, slave: &SlaveId) -> Result<(), MasterError> {
         self.slave_mut(slave)?.active = true;
+        let index = self.slave_index[slave];
+        self.mark_changed(index);
         Ok(())
     }
 
@@ -451,6 +475,8 @@ impl Allocator {
         self.total.sub(Scalars::of(&old_total));
         self.total.add(new_total);
         self.shares_stale = true;
+        let index = self.slave_index[slave];
+        self.mark_changed(index);
         Ok(())
     }
 
@@ -493,6 +519,7 @@ impl Allocator {
         role_entry.allocated.add(entry.allocated);
         self.frameworks.insert(framework.clone(), entry);
         self.refresh_framework(&framework);
+        self.all_changed = true;
         Ok(())
     }
 
@@ -517,6 +544,7 @@ impl Allocator {
                 .expect("framework's slaves hold its resources");
             debug_assert!(slave_entry.available.ports().is_disjoint(held.ports()));
             slave_entry.available += held;
+            self.mark_changed(index);
         }
         let role = self.roles.get_mut(&entry.role).expect("role registered");
         role.allocated.sub(entry.allocated);
@@ -536,6 +564,7 @@ impl Allocator {
     pub fn activate_framework(&mut self, framework: &FrameworkId) -> Result<(), MasterError> {
         self.framework_mut(framework)?.active = true;
         self.refresh_framework(framework);
+        self.all_changed = true;
         Ok(())
     }
 
@@ -560,6 +589,7 @@ impl Allocator {
         entry.suppressed = false;
         entry.filters.clear();
         self.refresh_framework(framework);
+        self.all_changed = true;
         Ok(())
     }
 
@@ -580,6 +610,7 @@ impl Allocator {
         if self.roles.contains_key(role) {
             self.refresh_role(role);
         }
+        self.all_changed = true;
         Ok(())
     }
 
@@ -622,6 +653,7 @@ impl Allocator {
         }
         debug_assert!(slave_entry.available.ports().is_disjoint(resources.ports()));
         slave_entry.available += resources;
+        self.mark_changed(index);
 
         match self.frameworks.get_mut(framework) {
             Some(entry) => {
@@ -637,7 +669,7 @@ impl Allocator {
                     .sub(scalars);
                 if let Some(refuse) = refuse.filter(|d| !d.is_zero()) {
                     let until = now + refuse.min(REFUSE_DURATION_MAX);
-                    entry.filters.insert(slave.clone(), until);
+                    entry.filters.insert(index as u32, until);
                 }
                 self.refresh_framework(framework);
             }
@@ -660,20 +692,59 @@ impl Allocator {
     /// (at least the configured minimum cpus or mem) is offered, whole, to the framework
     /// chosen by hierarchical DRF among the active, unsuppressed frameworks not filtered on it.
     /// Slaves are visited in an order shuffled anew each cycle from the configured seed.
+    /// Expired refusal filters are dropped.
     pub fn allocate(&mut self, now: Duration) -> Vec<Allocation> {
         for entry in self.frameworks.values_mut() {
             if !entry.filters.is_empty() {
                 entry.filters.retain(|_, until| *until > now);
             }
         }
+        self.cycle(now, true)
+    }
+
+    /// Runs an allocation cycle over what changed since the last cycle (as Mesos' batched
+    /// event-triggered allocations do): only slaves that got resources back or became active
+    /// are visited — every slave when demand grew (a framework added, activated or revived, a
+    /// weight changed). A slave whose resources found no taker (filtered, no eligible
+    /// framework) waits for the next full [`Allocator::allocate`], which the master runs on
+    /// its allocation interval: that is when expired filters are noticed too. O(changes).
+    pub fn allocate_changed(&mut self, now: Duration) -> Vec<Allocation> {
+        let full = self.all_changed;
+        self.cycle(now, full)
+    }
+
+    fn mark_changed(&mut self, index: usize) {
+        let slave = &mut self.slaves[index];
+        if !slave.changed {
+            slave.changed = true;
+            self.changed.push(index as u32);
+        }
+    }
+
+    fn cycle(&mut self, now: Duration, full: bool) -> Vec<Allocation> {
         if self.shares_stale {
             self.rebuild_sorters();
         }
-        // Shuffle even when nothing is eligible, so the sequence of orders depends only on
-        // the number of cycles, not on what happened in them.
         let mut order = std::mem::take(&mut self.order);
         order.clear();
-        order.extend(0..self.slaves.len() as u32);
+        if full {
+            order.extend(0..self.slaves.len() as u32);
+        } else {
+            order.extend(
+                self.changed
+                    .iter()
+                    .copied()
+                    .filter(|&i| (i as usize) < self.slaves.len()),
+            );
+        }
+        for index in self.changed.drain(..) {
+            if let Some(slave) = self.slaves.get_mut(index as usize) {
+                slave.changed = false;
+            }
+        }
+        self.all_changed = false;
+        // Shuffle even when nothing is eligible, so the sequence of orders depends only on
+        // the cycles run, not on what happened in them.
         for i in (1..order.len()).rev() {
             let j =
                 ((u128::from(splitmix64(&mut self.rng_state)) * (i as u128 + 1)) >> 64) as usize;
@@ -686,7 +757,7 @@ impl Allocator {
                 if !slave.active || !self.is_allocatable(&slave.available) {
                     continue;
                 }
-                let Some(framework) = self.pick_framework(&slave.id, now) else {
+                let Some(framework) = self.pick_framework(index, now) else {
                     continue;
                 };
                 out.push(self.allocate_slave(index as usize, framework));
@@ -759,9 +830,12 @@ impl Allocator {
 
     /// True if `framework` is refused `slave` at `now` by a filter.
     pub fn is_filtered(&self, framework: &FrameworkId, slave: &SlaveId, now: Duration) -> bool {
+        let Some(&index) = self.slave_index.get(slave) else {
+            return false;
+        };
         self.frameworks
             .get(framework)
-            .and_then(|entry| entry.filters.get(slave))
+            .and_then(|entry| entry.filters.get(&(index as u32)))
             .is_some_and(|until| *until > now)
     }
 
@@ -944,12 +1018,12 @@ impl Allocator {
     }
 
     /// The poorest eligible framework of the poorest role that is not filtered on `slave`.
-    fn pick_framework(&self, slave: &SlaveId, now: Duration) -> Option<FrameworkId> {
+    fn pick_framework(&self, slave: u32, now: Duration) -> Option<FrameworkId> {
         for (_, role) in &self.role_sorter {
             for (_, framework) in &self.roles[role].sorter {
                 let filtered = self.frameworks[framework]
                     .filters
-                    .get(slave)
+                    .get(&slave)
                     .is_some_and(|until| *until > now);
                 if !filtered {
                     return Some(framework.clone());
@@ -1187,6 +1261,75 @@ mod tests {
             count_by_framework(&offers),
             BTreeMap::from([("A".into(), 1), ("B".into(), 1)])
         );
+    }
+
+    #[test]
+    fn a_cycle_of_changes_visits_only_slaves_that_got_resources_back() {
+        let mut allocator = cluster(4, &[("A", "*")]);
+        // Demand grew (a framework was added): the first cycle of changes is a full one.
+        let offers = allocator.allocate_changed(secs(0));
+        assert_eq!(offers.len(), 4);
+        assert!(allocator.allocate_changed(secs(0)).is_empty());
+        // Resources of S2 come back unfiltered: only S2 is offered.
+        let s2 = offers.iter().find(|o| o.slave == s("S2")).unwrap();
+        allocator
+            .recover_resources(&f("A"), &s("S2"), &s2.resources, None, secs(1))
+            .unwrap();
+        let again = allocator.allocate_changed(secs(1));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].slave, s("S2"));
+        // Declined with a filter: the cycle of changes finds no taker, and the slave waits
+        // for the full cycle after the filter expires.
+        allocator
+            .recover_resources(&f("A"), &s("S2"), &s2.resources, Some(secs(5)), secs(1))
+            .unwrap();
+        assert!(allocator.allocate_changed(secs(2)).is_empty());
+        assert!(
+            allocator.allocate_changed(secs(7)).is_empty(),
+            "not changed"
+        );
+        let full = allocator.allocate(secs(7));
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].slave, s("S2"));
+        // A revive makes the next cycle of changes a full one.
+        allocator
+            .recover_resources(&f("A"), &s("S1"), &r(SLAVE), Some(secs(100)), secs(8))
+            .unwrap();
+        assert!(allocator.allocate_changed(secs(9)).is_empty());
+        allocator.revive(&f("A")).unwrap();
+        let revived = allocator.allocate_changed(secs(9));
+        assert_eq!(revived.len(), 1);
+        assert_eq!(revived[0].slave, s("S1"));
+    }
+
+    #[test]
+    fn filters_follow_their_slave_when_slots_move() {
+        let mut allocator = cluster(3, &[("A", "*")]);
+        let offers = allocator.allocate(secs(0));
+        for offer in &offers {
+            allocator
+                .recover_resources(
+                    &f("A"),
+                    &offer.slave,
+                    &offer.resources,
+                    Some(secs(10)),
+                    secs(0),
+                )
+                .unwrap();
+        }
+        // S0 leaves: the last slot (S2) moves into its place, with its filter.
+        allocator.remove_slave(&s("S0")).unwrap();
+        assert!(allocator.is_filtered(&f("A"), &s("S2"), secs(5)));
+        assert!(allocator.is_filtered(&f("A"), &s("S1"), secs(5)));
+        assert!(allocator.allocate(secs(5)).is_empty());
+        // A new slave in the freed slot is not filtered.
+        allocator.add_slave(s("S3"), r(SLAVE), vec![]).unwrap();
+        assert!(!allocator.is_filtered(&f("A"), &s("S3"), secs(5)));
+        let offers = allocator.allocate(secs(5));
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].slave, s("S3"));
+        assert_eq!(allocator.allocate(secs(11)).len(), 2, "filters expired");
+        allocator.check_invariants().unwrap();
     }
 
     #[test]

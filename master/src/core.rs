@@ -14,9 +14,10 @@
 //!
 //! Timers are the host's: it calls [`MasterCore::handle_tick`] every
 //! [`MasterConfig::tick_interval`] (agent-loss scan, O(slaves), and failover deadlines),
-//! [`MasterCore::handle_allocation`] every [`MasterConfig::allocation_interval`], and again
-//! when the core asks with [`Action::AllocateAfter`] (batched, soon after resources or demand
-//! were added).
+//! [`MasterCore::handle_allocation`] (a round over every slave) every
+//! [`MasterConfig::allocation_interval`], and [`MasterCore::handle_batched_allocation`] (a
+//! round over the slaves that changed) when the core asks with [`Action::AllocateAfter`]
+//! (batched, soon after resources or demand were added).
 //!
 //! ```
 //! use std::time::Duration;
@@ -49,8 +50,8 @@ use crate::allocator::{Allocator, AllocatorConfig};
 use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 use crate::limits::{
     COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX, FAILOVER_TIMEOUT_MAX, OFFERS_MAX,
-    OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX, SLAVE_TASKS_MAX,
-    STATUSES_PER_TASK_MAX, TASKS_MAX, TASKS_PER_LAUNCH_MAX,
+    OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX, RUN_TASK_RESEND_INTERVAL_MAX,
+    SLAVE_TASKS_MAX, STATUSES_PER_TASK_MAX, TASKS_MAX, TASKS_PER_LAUNCH_MAX,
 };
 use crate::messages::*;
 use crate::registry::{RegisteredFramework, RegisteredSlave, RegistryOp, RegistryState};
@@ -77,6 +78,20 @@ pub struct MasterConfig {
     pub seed: u64,
     /// Host name shown in `/master/state`.
     pub hostname: String,
+    /// A task still TASK_STAGING this long after its RunTaskMessage was sent (no status from
+    /// its slave yet) gets its RunTaskMessage sent again, then after twice as long, up to
+    /// [`RUN_TASK_RESEND_INTERVAL_MAX`] (default 5 s). The network may lose the message; the
+    /// slave ignores a RunTask for a task it already has, and its own retried status updates
+    /// end the resends. Mesos has no such flag: it relies on TCP and reconciliation.
+    pub run_task_resend_timeout: Duration,
+    /// Outstanding offers older than this are rescinded and their resources recovered
+    /// (Mesos `--offer_timeout`; default none, as Mesos). Guards against frameworks that hold
+    /// offers forever, or whose accept or decline was lost.
+    pub offer_timeout: Option<Duration>,
+    /// Slaves recovered from the registry after a master restart that have not re-registered
+    /// this long after the master's first tick are marked unreachable (Mesos
+    /// `--agent_reregister_timeout`; default 10 min, as Mesos).
+    pub agent_reregister_timeout: Duration,
 }
 
 impl Default for MasterConfig {
@@ -90,6 +105,9 @@ impl Default for MasterConfig {
             role_weights: BTreeMap::new(),
             seed: 0,
             hostname: String::new(),
+            run_task_resend_timeout: Duration::from_secs(5),
+            offer_timeout: None,
+            agent_reregister_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -291,6 +309,24 @@ pub struct MasterCounters {
     pub allocation_runs: u64,
     /// Messages ignored as invalid or from an unexpected sender.
     pub dropped_messages: u64,
+    /// RunTaskMessages sent again for tasks their slave had not confirmed.
+    pub run_task_resends: u64,
+    /// Tasks of a launch ignored as a duplicate of a launch already carried out.
+    pub duplicate_launch_tasks: u64,
+    /// Offers rescinded because they were outstanding longer than the offer timeout.
+    pub offers_expired: u64,
+    /// Recovered slaves marked unreachable because they did not re-register in time.
+    pub slaves_reregister_timed_out: u64,
+}
+
+/// A task staged on a slave that has not confirmed it yet: when its RunTaskMessage is sent
+/// again.
+#[derive(Debug, Clone, Copy)]
+struct StagingResend {
+    /// When to resend if still unconfirmed (monotonic).
+    due: Duration,
+    /// The wait that led to `due`; doubled at each resend.
+    interval: Duration,
 }
 
 /// The master's pure core. See the [module docs](self).
@@ -312,6 +348,16 @@ pub struct MasterCore {
     next_framework_number: u64,
     next_offer_number: u64,
     allocation_pending: bool,
+    /// Tasks whose slave has not confirmed them (no status yet), with their resend deadline.
+    /// Scanned at each tick: O(tasks in flight). Entries of tasks that left TASK_STAGING by
+    /// another path are dropped at the next scan.
+    staging: BTreeMap<(FrameworkId, TaskId), StagingResend>,
+    /// Offers in creation order with their expiry (only with an offer timeout); entries of
+    /// offers already gone are skipped when they come due.
+    offer_expiry: VecDeque<(Duration, OfferId)>,
+    /// When slaves recovered from the registry and not re-registered yet are marked
+    /// unreachable (set at the first tick).
+    recovered_slaves_deadline: Option<Duration>,
     counters: MasterCounters,
     actions: Vec<Action>,
 }
@@ -423,6 +469,9 @@ impl MasterCore {
             next_framework_number: registry.next_framework_number,
             next_offer_number: 0,
             allocation_pending: false,
+            staging: BTreeMap::new(),
+            offer_expiry: VecDeque::new(),
+            recovered_slaves_deadline: None,
             counters: MasterCounters::default(),
             actions,
         }
@@ -856,7 +905,7 @@ impl MasterCore {
         let mut used: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
         let mut shutdown: BTreeSet<FrameworkId> = BTreeSet::new();
         let mut kept: Vec<((FrameworkId, TaskId), SlaveTask)> = Vec::new();
-        let mut terminal: Vec<((FrameworkId, TaskId), TaskState)> = Vec::new();
+        let mut terminal: Vec<((FrameworkId, TaskId), TaskState, TaskInfo)> = Vec::new();
         for (key, task) in reported {
             let known = self.frameworks.contains_key(&key.0);
             if !known {
@@ -866,7 +915,7 @@ impl MasterCore {
                 // Its terminal update is still to be acknowledged; the slave resends it and
                 // the master forwards it. Out of the active books now (its resources are not
                 // counted as used below).
-                terminal.push((key, task.state));
+                terminal.push((key, task.state, task.task.clone()));
                 continue;
             }
             *used.entry(key.0.clone()).or_default() += &task.task.resources;
@@ -874,7 +923,27 @@ impl MasterCore {
             // their resources are not offered while they are being killed.
             kept.push((key, task));
         }
-        for (key, state) in terminal {
+        for (key, state, info) in terminal {
+            let known_before = self.tasks.contains_key(&key);
+            if !known_before {
+                // Ended while this master did not know it (it restarted since): kept among
+                // the completed tasks, so that reconciliation answers its terminal state.
+                if let Some(f) = self.frameworks.get_mut(&key.0) {
+                    if !f.completed_tasks.iter().any(|t| t.info.task_id == key.1) {
+                        if f.completed_tasks.len() >= COMPLETED_TASKS_PER_FRAMEWORK_MAX {
+                            f.completed_tasks.pop_front();
+                        }
+                        f.completed_tasks.push_back(Task {
+                            info,
+                            framework_id: key.0.clone(),
+                            slave_id: id.clone(),
+                            state,
+                            statuses: VecDeque::new(),
+                        });
+                    }
+                }
+                continue;
+            }
             if let Some(mut task) = self.tasks.remove(&key) {
                 if !task.state.is_terminal() {
                     self.count_terminal(state);
@@ -1157,21 +1226,124 @@ impl MasterCore {
         self.tell_frameworks_slave_lost(id);
     }
 
+    /// A slave recovered from the registry that did not re-register within the agent
+    /// re-registration timeout: marked unreachable in the registry, frameworks told. It has no
+    /// tasks or offers at the master, and is not in the allocator; if it comes back, its
+    /// heartbeat is answered with a re-registration request as for any unreachable slave.
+    fn mark_recovered_unreachable(&mut self, now: Duration, id: &SlaveId) {
+        let wall = self.wall_secs(now);
+        let slave = self.slaves.get_mut(id).expect("caller checked");
+        debug_assert_eq!(slave.status, SlaveStatus::Recovered);
+        slave.status = SlaveStatus::Unreachable;
+        slave.unreachable_time = Some(wall);
+        self.persist(RegistryOp::MarkSlaveUnreachable(id.clone()));
+        self.counters.slave_unreachable_completed += 1;
+        self.counters.slaves_reregister_timed_out += 1;
+        self.tell_frameworks_slave_lost(id);
+    }
+
+    /// Sends the RunTaskMessage again for tasks still TASK_STAGING past their resend deadline
+    /// (see [`MasterConfig::run_task_resend_timeout`]): the first may have been lost. The
+    /// slave ignores a RunTask for a task it already has, and its status updates (retried
+    /// until acknowledged) end the resends, so resending is safe. Only while the slave is
+    /// connected: a disconnected slave re-registers and reports its tasks, which settles them.
+    /// O(tasks not confirmed yet).
+    fn resend_unconfirmed_run_tasks(&mut self, now: Duration) {
+        if self.staging.is_empty() {
+            return;
+        }
+        let mut due: Vec<(FrameworkId, TaskId)> = Vec::new();
+        let tasks = &self.tasks;
+        self.staging.retain(|key, entry| {
+            let staging = tasks
+                .get(key)
+                .is_some_and(|t| t.state == TaskState::Staging);
+            if staging && entry.due <= now {
+                due.push(key.clone());
+            }
+            staging
+        });
+        for key in due {
+            let task = &self.tasks[&key];
+            let slave_pid = self
+                .slaves
+                .get(&task.slave_id)
+                .filter(|s| s.status == SlaveStatus::Connected)
+                .and_then(|s| s.pid.clone());
+            let framework = self
+                .frameworks
+                .get(&key.0)
+                .and_then(|f| Some((f.pid.clone()?, f.info.clone())));
+            let entry = self.staging.get_mut(&key).expect("kept above");
+            match (slave_pid, framework) {
+                (Some(slave_pid), Some((framework_pid, framework))) => {
+                    entry.interval = (entry.interval * 2).min(RUN_TASK_RESEND_INTERVAL_MAX);
+                    entry.due = now + entry.interval;
+                    let message = RunTaskMessage {
+                        framework_id: key.0.clone(),
+                        framework,
+                        framework_pid,
+                        task: task.info.clone(),
+                    };
+                    tracing::info!(task = %key.1, slave = %task.slave_id, "task not confirmed by its slave: RunTask sent again");
+                    self.counters.run_task_resends += 1;
+                    self.send(&slave_pid, Outgoing::RunTask(Box::new(message)));
+                }
+                _ => entry.due = now + entry.interval,
+            }
+        }
+    }
+
+    /// Rescinds offers outstanding longer than the offer timeout, recovering their resources
+    /// (Mesos `--offer_timeout`). Amortized O(1) per offer: the queue is in creation order.
+    fn expire_offers(&mut self, now: Duration) {
+        if self.config.offer_timeout.is_none() {
+            return;
+        }
+        while let Some((due, _)) = self.offer_expiry.front() {
+            if *due > now {
+                break;
+            }
+            let (_, id) = self.offer_expiry.pop_front().expect("peeked");
+            if self.offers.contains_key(&id) {
+                tracing::info!(offer = %id, "offer timed out: rescinded");
+                self.counters.offers_expired += 1;
+                self.rescind_offer(now, &id, true);
+            }
+        }
+    }
+
     /// Periodic check (every [`MasterConfig::tick_interval`]): slaves silent for the agent
-    /// timeout become unreachable (an O(slaves) scan), disconnected frameworks past their
-    /// failover deadline are removed.
+    /// timeout become unreachable (an O(slaves) scan), as do slaves recovered from the
+    /// registry that did not re-register within the agent re-registration timeout; tasks not
+    /// confirmed by their slave get their RunTask sent again; offers past the offer timeout
+    /// are rescinded; disconnected frameworks past their failover deadline are removed.
     pub fn handle_tick(&mut self, now: Duration) {
         let timeout = self.config.agent_timeout;
-        let silent: Vec<SlaveId> = self
-            .slaves
-            .values()
-            .filter(|s| s.is_in_allocator() && now.saturating_sub(s.last_heard) >= timeout)
-            .map(|s| s.id.clone())
-            .collect();
+        // Slaves recovered from the registry get the re-registration timeout counted from the
+        // master's first tick (Mesos `--agent_reregister_timeout`).
+        let reregister_deadline = *self
+            .recovered_slaves_deadline
+            .get_or_insert(now + self.config.agent_reregister_timeout);
+        let mut silent: Vec<SlaveId> = Vec::new();
+        let mut not_back: Vec<SlaveId> = Vec::new();
+        for s in self.slaves.values() {
+            if s.is_in_allocator() && now.saturating_sub(s.last_heard) >= timeout {
+                silent.push(s.id.clone());
+            } else if s.status == SlaveStatus::Recovered && now >= reregister_deadline {
+                not_back.push(s.id.clone());
+            }
+        }
         for id in silent {
             tracing::info!(slave = %id, "slave unreachable: nothing heard for the agent timeout");
             self.mark_unreachable(now, &id);
         }
+        for id in not_back {
+            tracing::info!(slave = %id, "recovered slave unreachable: it did not re-register in time");
+            self.mark_recovered_unreachable(now, &id);
+        }
+        self.resend_unconfirmed_run_tasks(now);
+        self.expire_offers(now);
         // Frameworks recovered from the registry after a master restart get their failover
         // timeout counted from the master's first tick: a framework that never comes back is
         // removed (and its tasks killed) as if it had disconnected at the restart.
@@ -1248,6 +1420,10 @@ impl MasterCore {
             if task.slave_id == slave_id {
                 let was_terminal = task.state.is_terminal();
                 task.push_status(status.clone());
+                if status.state != TaskState::Staging && !self.staging.is_empty() {
+                    // The slave has the task: no more resends.
+                    self.staging.remove(&key);
+                }
                 if status.state.is_terminal() {
                     finished = true;
                     if !was_terminal {
@@ -1670,12 +1846,27 @@ impl MasterCore {
 
     // ----- offers and launches -------------------------------------------------------------
 
-    /// Runs one allocation round: each allocation becomes an offer; one
-    /// `ResourceOffersMessage` per framework.
+    /// Runs one allocation round over every slave (the periodic one): each allocation
+    /// becomes an offer; one `ResourceOffersMessage` per framework.
     pub fn handle_allocation(&mut self, now: Duration) {
         self.allocation_pending = false;
         self.counters.allocation_runs += 1;
         let allocations = self.allocator.allocate(now);
+        self.make_offers(now, allocations);
+    }
+
+    /// Runs the batched round asked for with [`Action::AllocateAfter`]: only slaves whose
+    /// resources came back since the last round are visited (all of them when demand grew),
+    /// so a round costs O(changes), not O(slaves) — Mesos batches event-triggered allocations
+    /// the same way. What it leaves (resources nobody took) waits for the periodic round.
+    pub fn handle_batched_allocation(&mut self, now: Duration) {
+        self.allocation_pending = false;
+        self.counters.allocation_runs += 1;
+        let allocations = self.allocator.allocate_changed(now);
+        self.make_offers(now, allocations);
+    }
+
+    fn make_offers(&mut self, now: Duration, allocations: Vec<crate::allocator::Allocation>) {
         let mut by_framework: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for allocation in allocations {
             let slave = &self.slaves[&allocation.slave];
@@ -1714,6 +1905,9 @@ impl MasterCore {
                 .expect("checked")
                 .offers
                 .insert(id.clone());
+            if let Some(timeout) = self.config.offer_timeout {
+                self.offer_expiry.push_back((now + timeout, id.clone()));
+            }
             self.offers.insert(
                 id,
                 OfferEntry {
@@ -1724,6 +1918,12 @@ impl MasterCore {
                 .entry(allocation.framework)
                 .or_default()
                 .push(offer);
+        }
+        // Entries of offers used or declined long before their expiry would pile up with a
+        // long timeout: keep the queue within a constant factor of the outstanding offers.
+        if self.offer_expiry.len() > 2 * self.offers.len() + 1024 {
+            let offers = &self.offers;
+            self.offer_expiry.retain(|(_, id)| offers.contains_key(id));
         }
         for (framework, offers) in by_framework {
             let pid = self.frameworks[&framework]
@@ -1784,6 +1984,9 @@ impl MasterCore {
                 },
             }
         }
+        // A launch naming only offers that are gone may be a copy of one already carried out
+        // (the network duplicated it, or the scheduler retried): see below.
+        let offers_all_gone = msg.offer_ids.iter().all(|o| !self.offers.contains_key(o));
         // Take this framework's valid offers out; their resources are either used or recovered.
         let mut offered_by_slave: BTreeMap<SlaveId, Resources> = BTreeMap::new();
         for offer_id in seen {
@@ -1804,6 +2007,13 @@ impl MasterCore {
         }
         if let Some(problem) = problem {
             for task in msg.tasks.iter().take(TASKS_PER_LAUNCH_MAX) {
+                if offers_all_gone && self.is_launched(&framework_id, task) {
+                    // A duplicate of a launch already accepted: the task lives (or lived) as
+                    // launched, and a TASK_ERROR would contradict its real state.
+                    self.counters.duplicate_launch_tasks += 1;
+                    tracing::debug!(task = %task.task_id, "duplicate launch of a task ignored");
+                    continue;
+                }
                 self.task_error(now, &framework_id, task, Reason::InvalidOffers, &problem);
             }
             for (slave, resources) in offered_by_slave {
@@ -1817,10 +2027,12 @@ impl MasterCore {
         let offered = offered_by_slave.remove(&slave_id).unwrap_or_default();
         debug_assert!(offered_by_slave.is_empty());
         if msg.tasks.is_empty() {
+            // A decline: everything goes back, filtered.
             self.counters.offers_declined += msg.offer_ids.len() as u64;
-        } else {
-            self.counters.offers_accepted += msg.offer_ids.len() as u64;
+            self.recover(now, &framework_id, &slave_id, &offered, Some(refuse));
+            return;
         }
+        self.counters.offers_accepted += msg.offer_ids.len() as u64;
 
         let (slave_pid, framework_info) = {
             let slave = &self.slaves[&slave_id];
@@ -1906,6 +2118,16 @@ impl MasterCore {
             };
             entry.push_status(status);
             self.tasks.insert(key.clone(), entry);
+            let resend = self.config.run_task_resend_timeout;
+            if !resend.is_zero() {
+                self.staging.insert(
+                    key.clone(),
+                    StagingResend {
+                        due: now + resend,
+                        interval: resend,
+                    },
+                );
+            }
             self.slaves
                 .get_mut(&slave_id)
                 .expect("present")
@@ -1930,6 +2152,21 @@ impl MasterCore {
             .checked_sub(&used)
             .expect("used is contained in offered");
         self.recover(now, &framework_id, &slave_id, &rest, Some(refuse));
+    }
+
+    /// True when `task`, exactly as given, was launched by `framework` before: it is active,
+    /// or among the framework's latest completed tasks.
+    fn is_launched(&self, framework: &FrameworkId, task: &TaskInfo) -> bool {
+        let key = (framework.clone(), task.task_id.clone());
+        if let Some(known) = self.tasks.get(&key) {
+            return known.info == *task;
+        }
+        self.frameworks.get(framework).is_some_and(|f| {
+            f.completed_tasks
+                .iter()
+                .rev()
+                .any(|t| t.info.task_id == task.task_id && t.info == *task)
+        })
     }
 
     fn task_error(
@@ -2008,14 +2245,31 @@ impl MasterCore {
         } else {
             for (task_id, slave_hint) in msg.tasks.into_iter().take(RECONCILE_TASKS_MAX) {
                 let key = (framework_id.clone(), task_id.clone());
-                let status = match self.tasks.get(&key) {
+                // A task that ended is still known: its terminal state, not "unknown" (which a
+                // framework reads as "the launch never arrived" and may launch it again, while
+                // the terminal update itself may still be on its way, unacknowledged).
+                let completed = || {
+                    self.frameworks.get(&framework_id).and_then(|f| {
+                        f.completed_tasks
+                            .iter()
+                            .rev()
+                            .find(|t| t.info.task_id == task_id)
+                    })
+                };
+                let status = match self.tasks.get(&key).or_else(completed) {
                     Some(task) => self.reconcile_status(now, task),
                     None => {
-                        let hint_unreachable = slave_hint.as_ref().is_some_and(|s| {
-                            self.slaves
-                                .get(s)
-                                .is_some_and(|s| s.status == SlaveStatus::Unreachable)
-                        });
+                        let hint = slave_hint.as_ref().and_then(|s| self.slaves.get(s));
+                        // As Mesos: a task on a slave known from the registry but not
+                        // re-registered yet gets no answer (the framework asks again); the
+                        // slave reports its tasks when it re-registers. "Unknown" now would
+                        // read as "the launch never arrived" while the task may run or have
+                        // ended with its terminal update still unacknowledged.
+                        if hint.is_some_and(|s| s.status == SlaveStatus::Recovered) {
+                            continue;
+                        }
+                        let hint_unreachable =
+                            hint.is_some_and(|s| s.status == SlaveStatus::Unreachable);
                         let state = if hint_unreachable {
                             TaskState::Unreachable
                         } else {

@@ -72,3 +72,7 @@ pub const OFFERS_MAX: usize = 1_000_000;
 
 /// Longest framework failover timeout honoured (longer ones are clamped): ten years.
 pub const FAILOVER_TIMEOUT_MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Longest interval between two resends of a RunTaskMessage for a task its slave has not
+/// confirmed (see `MasterConfig::run_task_resend_timeout`, which doubles up to this).
+pub const RUN_TASK_RESEND_INTERVAL_MAX: Duration = Duration::from_secs(60);

@@ -3,10 +3,12 @@
 //!
 //! It feeds the core every protocol message, every `exited` of a linked slave or scheduler,
 //! and three timers of its own: the agent-loss tick ([`MasterConfig::tick_interval`]), the
-//! periodic allocation ([`MasterConfig::allocation_interval`]) and the batched allocation the
-//! core asks for ([`Action::AllocateAfter`]). Actions are carried out in order through the
-//! [`Context`]; consecutive [`Action::Persist`] changes are committed to the [`Registry`] in
-//! one batch *before* any later action, so no reply leaves before its change is durable.
+//! periodic allocation over every slave ([`MasterConfig::allocation_interval`]) and the
+//! batched allocation the core asks for ([`Action::AllocateAfter`]), over the slaves that
+//! changed ([`MasterCore::handle_batched_allocation`]). Actions are carried out in order
+//! through the [`Context`]; consecutive [`Action::Persist`] changes are committed to the
+//! [`Registry`] in one batch *before* any later action, so no reply leaves before its change
+//! is durable.
 //!
 //! A registry that cannot be written is fatal, as in Mesos: the process logs the error,
 //! carries out nothing more and terminates (a supervisor restarts the master, which recovers
@@ -191,7 +193,10 @@ impl MasterProcess {
             return;
         }
         let now = Self::now(ctx);
-        self.core.as_mut().expect("running").handle_allocation(now);
+        self.core
+            .as_mut()
+            .expect("running")
+            .handle_batched_allocation(now);
         self.carry_out(ctx);
     }
 }

@@ -572,7 +572,7 @@ impl Sim {
             return;
         }
         if !self.is_up(&src)
-            || self.blocked.contains(&(src.clone(), dst.clone()))
+            || (!self.blocked.is_empty() && self.blocked.contains(&(src.clone(), dst.clone())))
             || self.net_rng.chance(self.faults.loss)
         {
             self.stats.dropped += 1;
@@ -592,24 +592,39 @@ impl Sim {
         } else {
             1
         };
-        for _ in 0..copies {
+        let name = msg.name();
+        let mut key = Some((src, dst));
+        for copy in 0..copies {
             let span = self.faults.latency_max - self.faults.latency_min;
             let latency = self.faults.latency_min
                 + Duration::from_nanos(self.net_rng.between(0, span.as_nanos() as u64));
-            let key = (src.clone(), dst.clone());
             let earliest = self.now + latency;
-            let at = match self.last_arrival.get(&key) {
-                Some(last) if *last > earliest => *last,
-                _ => earliest,
+            // Updated in place: the key (two host names) is cloned only for a new link.
+            let link = key.as_ref().expect("kept until the last copy");
+            let at = match self.last_arrival.get_mut(link) {
+                Some(last) => {
+                    if *last < earliest {
+                        *last = earliest;
+                    }
+                    *last
+                }
+                None => {
+                    let link = if copy + 1 == copies {
+                        key.take().expect("present")
+                    } else {
+                        link.clone()
+                    };
+                    self.last_arrival.insert(link, earliest);
+                    earliest
+                }
             };
-            self.last_arrival.insert(key, at);
             self.schedule(
                 at,
                 Event::Deliver {
                     from: from.clone(),
                     to: to.clone(),
                     payload: Payload::Encoded {
-                        name: msg.name().to_string(),
+                        name: name.to_string(),
                         body: body.clone(),
                     },
                     to_incarnation,
@@ -693,12 +708,13 @@ impl Sim {
                 remote,
             } => {
                 let node = to.node();
-                let alive = self
-                    .nodes
-                    .get(&node)
-                    .is_some_and(|n| n.up && n.incarnation == to_incarnation);
-                let cut = remote && self.blocked.contains(&(from.node(), node));
-                if !alive || cut || !self.is_running(&to) {
+                let alive = self.nodes.get(&node).is_some_and(|n| {
+                    n.up && n.incarnation == to_incarnation && n.processes.contains_key(&to.name)
+                });
+                let cut = remote
+                    && !self.blocked.is_empty()
+                    && self.blocked.contains(&(from.node(), node));
+                if !alive || cut {
                     self.stats.dropped += 1;
                     return true;
                 }
@@ -706,8 +722,7 @@ impl Sim {
                     Payload::Encoded { body, .. } => Some(body.clone()),
                     Payload::Local(_) => None,
                 };
-                let name = payload.name().to_string();
-                self.record(0, &from, &to, &name, body.as_deref());
+                self.record(0, &from, &to, payload.name(), body.as_deref());
                 self.stats.delivered += 1;
                 let mut result = Ok(());
                 self.with_process(&to, |hosted, ctx| {

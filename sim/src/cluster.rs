@@ -4,13 +4,15 @@
 //! Addresses: the master is `master@10.0.0.1:5050`; slave `i` is `slave(1)@10.<a>.<b>.<c>:5051`
 //! (`i + 1` spread over the last three bytes, `a` from 1), with the attribute `rack:r<k>`
 //! (`k = i mod racks`, 25 slaves per rack, at least 2 racks); framework `j` is
-//! `keeper@10.250.<j/256>.<j%256>:8080`.
+//! `keeper@10.250.<j/256>.<j%256>:8080`; after the Keeper frameworks come, when asked for,
+//! one real Marathon (`marathon@...:8080`, [`crate::marathon`]) and one real Chronos
+//! (`chronos@...:4400`, [`crate::chronos`]), numbered on.
 //!
 //! Each node's disk lives here, outside its processes, so a crash (which drops the process
 //! and everything in flight to it) followed by a restart recovers what was written:
 //! the master's [`MemoryRegistry`], each slave's [`MemoryCheckpoint`] (and its [`SimMachine`],
 //! whose tasks keep running while the slave is down, as real tasks do), each framework's
-//! [`KeeperDisk`].
+//! [`KeeperDisk`], Marathon's and Chronos' in-memory stores.
 //!
 //! The disk model is simple on purpose: every write is synced when it returns. The real
 //! stores are redb files whose every commit is durable before it returns (the master's
@@ -32,13 +34,22 @@ use plateau_slave::health::{ProbeScript, ScriptedProber};
 use plateau_slave::process::{MailboxSlot, SlaveEffects, SlaveProcessConfig};
 use plateau_slave::{SlaveProcess, SLAVE_PROCESS_NAME};
 
+use crate::chronos::{ChronosNodeConfig, ChronosWitness, CHRONOS_PROCESS_NAME};
 use crate::error::SimError;
 use crate::keeper::{AppSpec, Keeper, KeeperConfig, KeeperDisk, Workload};
-use crate::limits::{APPS_MAX, FRAMEWORKS_MAX, INSTANCES_PER_APP_MAX, SLAVES_MAX};
+use crate::limits::{
+    APPS_MAX, CHRONOS_JOBS_MAX, FRAMEWORKS_MAX, INSTANCES_PER_APP_MAX, MARATHON_APPS_MAX,
+    SLAVES_MAX,
+};
+use crate::marathon::{MarathonNodeConfig, MARATHON_PROCESS_NAME};
 use crate::observe::{InjectedBug, Ledger, Observed, ObservedCheckpoint, ObservedContainerizer};
 
 /// Slaves per rack.
 pub const SLAVES_PER_RACK: usize = 25;
+
+/// The master's offer timeout in simulated clusters (Mesos `--offer_timeout`; none by
+/// default): an offer whose message, accept or decline the network lost is rescinded after it.
+pub const OFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Process name of a Keeper framework's scheduler.
 pub const KEEPER_PROCESS_NAME: &str = "keeper";
@@ -72,6 +83,10 @@ pub struct ClusterConfig {
     pub network: NetworkFaults,
     /// A bug to inject (tests only).
     pub bug: Option<InjectedBug>,
+    /// Apps of the real Marathon (0: no Marathon node).
+    pub marathon_apps: usize,
+    /// Jobs of the real Chronos (0: no Chronos node).
+    pub chronos_jobs: usize,
 }
 
 impl ClusterConfig {
@@ -93,6 +108,8 @@ impl ClusterConfig {
             workload: Workload::forever(),
             network: NetworkFaults::none(),
             bug: None,
+            marathon_apps: 0,
+            chronos_jobs: 0,
         }
     }
 
@@ -120,6 +137,12 @@ impl ClusterConfig {
         }
         if self.instances > INSTANCES_PER_APP_MAX {
             return bad(format!("instances must be at most {INSTANCES_PER_APP_MAX}"));
+        }
+        if self.marathon_apps > MARATHON_APPS_MAX {
+            return bad(format!("marathon apps must be at most {MARATHON_APPS_MAX}"));
+        }
+        if self.chronos_jobs > CHRONOS_JOBS_MAX {
+            return bad(format!("chronos jobs must be at most {CHRONOS_JOBS_MAX}"));
         }
         Ok(())
     }
@@ -150,12 +173,16 @@ pub struct SlaveNode {
     pub up: bool,
 }
 
-/// Which framework runs on a framework node. Keeper only for now; Marathon plugs in here (its
-/// spawn, restart and convergence check are the three places that match on it).
+/// Which framework runs on a framework node (its spawn, restart and convergence check are the
+/// places that match on it).
 #[derive(Debug, Clone)]
 pub enum FrameworkKind {
     /// A [`Keeper`] with its configuration.
     Keeper(KeeperConfig),
+    /// The real Marathon, its apps and its store.
+    Marathon(MarathonNodeConfig),
+    /// The real Chronos, its jobs and its store.
+    Chronos(ChronosNodeConfig),
 }
 
 /// A framework node and its disk.
@@ -167,7 +194,7 @@ pub struct FrameworkNode {
     pub addr: NodeAddr,
     /// Its scheduler process.
     pub upid: Upid,
-    /// Its disk.
+    /// Its disk, for a Keeper (Marathon's and Chronos' stores are in their [`FrameworkKind`]).
     pub disk: KeeperDisk,
     /// True while its node is up.
     pub up: bool,
@@ -202,6 +229,8 @@ pub struct Cluster {
     pub frameworks: Vec<FrameworkNode>,
     /// What the observation points saw.
     pub ledger: Ledger,
+    /// The exactly-once witness of Chronos tasks, when a Chronos node runs.
+    pub chronos_witness: Option<ChronosWitness>,
     racks: usize,
 }
 
@@ -230,6 +259,9 @@ impl Cluster {
             config: MasterConfig {
                 seed: config.seed,
                 hostname: "10.0.0.1".into(),
+                // The network loses offers, accepts and declines: without a timeout, resources
+                // in a lost offer would be held until the framework or master restarts.
+                offer_timeout: Some(OFFER_TIMEOUT),
                 ..MasterConfig::default()
             },
             up: true,
@@ -297,6 +329,53 @@ impl Cluster {
                 up: true,
             });
         }
+        let next_addr =
+            |j: usize, port: u16| NodeAddr::new(format!("10.250.{}.{}", j / 256, j % 256), port);
+        if config.marathon_apps > 0 {
+            let addr = next_addr(frameworks.len(), 8080);
+            sim.add_node(addr.clone());
+            let apps = crate::marathon::draw_apps(
+                config.seed,
+                config.marathon_apps,
+                config.slaves,
+                racks,
+                config.bug,
+            );
+            frameworks.push(FrameworkNode {
+                kind: FrameworkKind::Marathon(MarathonNodeConfig {
+                    name: "marathon".into(),
+                    apps,
+                    store: plateau_marathon::store::MemoryStore::new(),
+                }),
+                upid: Upid::new(MARATHON_PROCESS_NAME, &addr),
+                addr,
+                disk: KeeperDisk::new(),
+                up: true,
+            });
+        }
+        let mut chronos_witness = None;
+        if config.chronos_jobs > 0 {
+            let addr = next_addr(frameworks.len(), 4400);
+            sim.add_node(addr.clone());
+            let jobs =
+                crate::chronos::draw_jobs(config.seed, config.chronos_jobs, sim.wall_clock());
+            frameworks.push(FrameworkNode {
+                kind: FrameworkKind::Chronos(ChronosNodeConfig {
+                    name: "chronos".into(),
+                    jobs,
+                    store: plateau_chronos::store::MemoryStore::new(),
+                }),
+                upid: Upid::new(CHRONOS_PROCESS_NAME, &addr),
+                addr,
+                disk: KeeperDisk::new(),
+                up: true,
+            });
+            let witness = ChronosWitness::new(ledger.clone());
+            for (i, s) in slaves.iter().enumerate() {
+                witness.add_machine(i, s.machine.clone());
+            }
+            chronos_witness = Some(witness);
+        }
         let mut cluster = Cluster {
             sim,
             config,
@@ -304,6 +383,7 @@ impl Cluster {
             slaves,
             frameworks,
             ledger,
+            chronos_witness,
             racks,
         };
         cluster.spawn_master()?;
@@ -313,6 +393,7 @@ impl Cluster {
         for j in 0..cluster.frameworks.len() {
             cluster.spawn_framework(j);
         }
+        cluster.post_workloads();
         Ok(cluster)
     }
 
@@ -329,12 +410,21 @@ impl Cluster {
     fn spawn_slave(&mut self, i: usize) -> Result<(), SimError> {
         let node = &self.slaves[i];
         let slot = MailboxSlot::new();
-        let containerizer = ObservedContainerizer::new(
+        let on_termination = match &self.chronos_witness {
+            Some(w) => w.termination_callback(slot.termination_callback()),
+            None => slot.termination_callback(),
+        };
+        let observed = ObservedContainerizer::new(
             node.machine.clone(),
             i,
             self.ledger.clone(),
-            slot.termination_callback(),
+            on_termination,
         );
+        let containerizer: Box<dyn plateau_slave::containerizer::Containerizer> =
+            match &self.chronos_witness {
+                Some(w) => Box::new(w.containerizer(Box::new(observed), i)),
+                None => Box::new(observed),
+            };
         let prober = ScriptedProber::new(node.probes.clone(), slot.probe_callback());
         let checkpoint = ObservedCheckpoint::new(node.checkpoint.clone(), self.ledger.clone(), i);
         let config = SlaveProcessConfig {
@@ -346,7 +436,7 @@ impl Cluster {
             attributes: node.attributes.clone(),
         };
         let effects = SlaveEffects {
-            containerizer: Box::new(containerizer),
+            containerizer,
             prober: Box::new(prober),
             checkpoint: Box::new(checkpoint),
         };
@@ -370,6 +460,56 @@ impl Cluster {
                 let addr = node.addr.clone();
                 self.sim.spawn(&addr, KEEPER_PROCESS_NAME, driver);
             }
+            FrameworkKind::Marathon(config) => {
+                let process = crate::marathon::process(
+                    config,
+                    &node.addr.host,
+                    &self.master.upid,
+                    &self.ledger,
+                    self.config.bug,
+                );
+                let addr = node.addr.clone();
+                self.sim.spawn(&addr, MARATHON_PROCESS_NAME, process);
+            }
+            FrameworkKind::Chronos(config) => {
+                let process = crate::chronos::process(
+                    config,
+                    &node.addr.host,
+                    &self.master.upid,
+                    &self.ledger,
+                    self.config.bug,
+                );
+                let addr = node.addr.clone();
+                self.sim.spawn(&addr, CHRONOS_PROCESS_NAME, process);
+            }
+        }
+    }
+
+    /// Posts Marathon's apps and Chronos' jobs through their APIs (once, at the start; they
+    /// are on the frameworks' disks from then on) and records which were acknowledged.
+    fn post_workloads(&mut self) {
+        for j in 0..self.frameworks.len() {
+            let upid = self.frameworks[j].upid.clone();
+            let bug = self.config.bug;
+            let mut kind = self.frameworks[j].kind.clone();
+            match &mut kind {
+                FrameworkKind::Keeper(_) => {}
+                FrameworkKind::Marathon(config) => {
+                    for app in &mut config.apps {
+                        app.acknowledged =
+                            crate::marathon::post_app(&mut self.sim, &upid, app, bug);
+                    }
+                }
+                FrameworkKind::Chronos(config) => {
+                    for job in &mut config.jobs {
+                        job.acknowledged = crate::chronos::post_job(&mut self.sim, &upid, job);
+                    }
+                    if let Some(w) = &self.chronos_witness {
+                        w.set_jobs(&config.jobs);
+                    }
+                }
+            }
+            self.frameworks[j].kind = kind;
         }
     }
 
@@ -399,6 +539,8 @@ impl Cluster {
     pub fn framework_name(&self, j: usize) -> String {
         match &self.frameworks[j].kind {
             FrameworkKind::Keeper(c) => c.name.clone(),
+            FrameworkKind::Marathon(c) => c.name.clone(),
+            FrameworkKind::Chronos(c) => c.name.clone(),
         }
     }
 
@@ -533,6 +675,8 @@ impl Cluster {
         for j in 0..self.frameworks.len() {
             match &mut self.frameworks[j].kind {
                 FrameworkKind::Keeper(config) => config.workload = workload.clone(),
+                // Marathon's apps run until killed; Chronos' jobs keep their drawn commands.
+                FrameworkKind::Marathon(_) | FrameworkKind::Chronos(_) => continue,
             }
             let upid = self.frameworks[j].upid.clone();
             self.sim

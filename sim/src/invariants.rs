@@ -10,7 +10,8 @@
 //!   a task in the order the slave created them, without gaps (duplicates allowed);
 //! - **no status update is lost once acknowledged** — when the slave drops an update as
 //!   acknowledged, its framework received it;
-//! - **a task's status never goes from terminal back to live** as seen by its framework;
+//! - **a task's status never goes from terminal back to live** as seen by its framework (a
+//!   reconciliation answer, a snapshot that may overtake the ordered stream, ends nothing);
 //! - **status update uuids are unique** per task.
 //!
 //! Checked every few simulated seconds ([`check_periodic`]) and at the end:
@@ -21,7 +22,13 @@
 //!
 //! Checked after the final "heal, restart, converge" phase ([`check_converged`]), within a
 //! bound: every Keeper app has its instance count running with its per-host constraint
-//! holding, and what the master reports running equals what the machines run, slave by slave.
+//! holding, every acknowledged Marathon app its instance count with its constraint holding
+//! ([`crate::marathon::check_converged`]), every instant of every Chronos job due before the
+//! faults stopped ran ([`crate::chronos::ChronosWitness::check_converged`]), and what the
+//! master reports running equals what the machines run, slave by slave.
+//!
+//! Chronos' exactly-once (never two runs of one scheduled instant) is checked at every launch
+//! by [`crate::chronos::ChronosWitness`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,6 +82,8 @@ pub fn check_converged(cluster: &mut Cluster) -> Result<(), Failure> {
                     );
                 }
             }
+            // Checked below, with their own rules.
+            FrameworkKind::Marathon(_) | FrameworkKind::Chronos(_) => {}
         }
     }
     let running = cluster.ledger.running();
@@ -118,6 +127,19 @@ pub fn check_converged(cluster: &mut Cluster) -> Result<(), Failure> {
                 ));
             }
         }
+    }
+    for f in &cluster.frameworks {
+        if let FrameworkKind::Marathon(config) = &f.kind {
+            crate::marathon::check_converged(
+                &config.apps,
+                &running,
+                |m| cluster.slaves[m].addr.host.clone(),
+                |m| cluster.slaves[m].rack,
+            )?;
+        }
+    }
+    if let Some(witness) = &cluster.chronos_witness {
+        witness.check_converged()?;
     }
     let host_index: BTreeMap<String, usize> = cluster
         .slaves

@@ -13,6 +13,15 @@
 //! - [`faults`]: the fault plan drawn per run, and the injector.
 //! - [`invariants`] and [`observe`]: what is checked, and where the harness watches.
 //! - [`keeper`]: the simulated workload, a small Marathon-like framework.
+//! - [`marathon`] and [`chronos`]: the real Marathon and Chronos as workloads
+//!   (`--marathon-apps N`, `--chronos-jobs N`), with their own invariants (Marathon apps
+//!   converge with their constraints; exactly one Chronos run per scheduled instant).
+//!
+//! Workload mix: `--frameworks F --apps A` are Keeper frameworks, as before; `--marathon-apps M`
+//! adds one real Marathon with `M` apps and `--chronos-jobs C` one real Chronos with `C` jobs
+//! (both 0 by default, so a plain run is what it was). `--frameworks 0` without `--apps` runs
+//! no Keeper at all, e.g. `plateau sim --frameworks 0 --marathon-apps 20 --chronos-jobs 20`.
+//! Every framework node, Keeper, Marathon or Chronos, crashes and restarts at the plan's rate.
 //!
 //! Pure of I/O except [`run`]'s wall-clock measurement and peak-memory reading, the seed
 //! drawn from the OS when none is given ([`cli_main`]), and [`check_determinism_in_children`].
@@ -38,12 +47,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod chronos;
 pub mod cluster;
 pub mod error;
 pub mod faults;
 pub mod invariants;
 pub mod keeper;
 pub mod limits;
+pub mod marathon;
 pub mod observe;
 
 use std::time::Duration;
@@ -83,6 +94,10 @@ pub struct SimOptions {
     pub skip_convergence: bool,
     /// A bug to inject (tests of the harness only).
     pub bug: Option<InjectedBug>,
+    /// Apps of one real Marathon framework (0: no Marathon), besides the Keeper frameworks.
+    pub marathon_apps: usize,
+    /// Jobs of one real Chronos framework (0: no Chronos), besides the Keeper frameworks.
+    pub chronos_jobs: usize,
 }
 
 impl Default for SimOptions {
@@ -99,6 +114,8 @@ impl Default for SimOptions {
             converge_within: Duration::from_secs(300),
             skip_convergence: false,
             bug: None,
+            marathon_apps: 0,
+            chronos_jobs: 0,
         }
     }
 }
@@ -116,6 +133,14 @@ pub struct SimReport {
     pub apps: usize,
     /// Instances per app.
     pub instances: u32,
+    /// Apps of the real Marathon.
+    pub marathon_apps: usize,
+    /// Jobs of the real Chronos.
+    pub chronos_jobs: usize,
+    /// Chronos tasks launched on machines (attempts of runs).
+    pub chronos_launches: u64,
+    /// Scheduled Chronos instants that ran (at least one attempt).
+    pub chronos_instants_run: usize,
     /// Fingerprint of every delivery (same seed, same hash).
     pub trace_hash: u64,
     /// Simulated seconds (faults and convergence).
@@ -260,6 +285,10 @@ fn failed_report(options: &SimOptions, plan: FaultPlan, error: String) -> SimRep
         frameworks: options.frameworks,
         apps: options.apps,
         instances: options.instances,
+        marathon_apps: options.marathon_apps,
+        chronos_jobs: options.chronos_jobs,
+        chronos_launches: 0,
+        chronos_instants_run: 0,
         trace_hash: 0,
         sim_seconds: 0.0,
         wall_seconds: 0.0,
@@ -292,6 +321,8 @@ pub fn cluster_config(options: &SimOptions) -> (ClusterConfig, FaultPlan) {
     config.workload = plan.workload();
     config.network = plan.network();
     config.bug = options.bug;
+    config.marathon_apps = options.marathon_apps;
+    config.chronos_jobs = options.chronos_jobs;
     (config, plan)
 }
 
@@ -312,11 +343,12 @@ pub fn run(options: SimOptions) -> SimReport {
         Ok(c) => c,
         Err(e) => return failed_report(&options, plan, e.to_string()),
     };
+    // Every framework node crashes at the plan's rate: Keepers, Marathon and Chronos.
     let injector = FaultInjector::new(
         plan.clone(),
         options.seed,
         options.slaves,
-        options.frameworks,
+        cluster.framework_count(),
     );
     let mut runner = Runner {
         cluster,
@@ -353,6 +385,9 @@ pub fn run(options: SimOptions) -> SimReport {
     if ok && !options.skip_convergence {
         let now = runner.now();
         runner.injector.stop(now);
+        if let Some(witness) = &runner.cluster.chronos_witness {
+            witness.set_fault_end(runner.cluster.sim.wall_clock());
+        }
         let latency = NetworkFaults {
             loss: 0.0,
             duplicate: 0.0,
@@ -401,12 +436,21 @@ pub fn run(options: SimOptions) -> SimReport {
     let wall_seconds = wall_start.elapsed().as_secs_f64(); // determinism-ok: measurement only
     let sim_seconds = runner.now().as_secs_f64();
     let tasks_launched = runner.cluster.ledger.tasks_launched();
+    let (chronos_launches, chronos_instants_run) = runner
+        .cluster
+        .chronos_witness
+        .as_ref()
+        .map_or((0, 0), |w| (w.launches(), w.scheduled_runs()));
     SimReport {
         seed: options.seed,
         slaves: options.slaves,
         frameworks: options.frameworks,
         apps: options.apps,
         instances: options.instances,
+        marathon_apps: options.marathon_apps,
+        chronos_jobs: options.chronos_jobs,
+        chronos_launches,
+        chronos_instants_run,
         trace_hash: runner.cluster.sim.trace_hash(),
         sim_seconds,
         wall_seconds,
@@ -675,7 +719,7 @@ pub enum DeterminismMode {
 }
 
 const USAGE: &str = "usage: plateau sim [--seed S] [--slaves N] [--frameworks F] [--apps A] \
-[--instances K] [--duration 10m] [--faults none|default|heavy] [--check-every 10s] \
+[--instances K] [--marathon-apps M] [--chronos-jobs C] [--duration 10m] [--faults none|default|heavy] [--check-every 10s] \
 [--converge-within 5m] [--no-converge] [--json] [--check-determinism[=child]] [--measure-failover]";
 
 /// Parses the flags of `plateau sim` (without the subcommand name).
@@ -688,6 +732,7 @@ pub fn parse_args(args: &[String]) -> Result<CliArgs, String> {
         measure_failover: false,
     };
     let mut instances_given = false;
+    let mut apps_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = |name: &str| {
@@ -709,7 +754,16 @@ pub fn parse_args(args: &[String]) -> Result<CliArgs, String> {
             "--frameworks" => {
                 o.frameworks = number("--frameworks", value("--frameworks")?)? as usize
             }
-            "--apps" => o.apps = number("--apps", value("--apps")?)? as usize,
+            "--apps" => {
+                apps_given = true;
+                o.apps = number("--apps", value("--apps")?)? as usize
+            }
+            "--marathon-apps" => {
+                o.marathon_apps = number("--marathon-apps", value("--marathon-apps")?)? as usize
+            }
+            "--chronos-jobs" => {
+                o.chronos_jobs = number("--chronos-jobs", value("--chronos-jobs")?)? as usize
+            }
             "--instances" => {
                 instances_given = true;
                 o.instances = number("--instances", value("--instances")?)?
@@ -730,6 +784,10 @@ pub fn parse_args(args: &[String]) -> Result<CliArgs, String> {
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown flag '{other}'\n{USAGE}")),
         }
+    }
+    if cli.options.frameworks == 0 && !apps_given {
+        // `--frameworks 0` (e.g. only Marathon and Chronos): no Keeper apps either.
+        cli.options.apps = 0;
     }
     if cli.options.check_every.is_zero() {
         return Err("--check-every must be positive".into());
@@ -762,6 +820,16 @@ fn print_human(report: &SimReport) {
         "seed {}: {} slaves, {} frameworks, {} apps x {} instances",
         report.seed, report.slaves, report.frameworks, report.apps, report.instances
     );
+    if report.marathon_apps > 0 || report.chronos_jobs > 0 {
+        println!(
+            "real frameworks: Marathon with {} apps, Chronos with {} jobs ({} Chronos tasks \
+             launched, {} scheduled instants ran)",
+            report.marathon_apps,
+            report.chronos_jobs,
+            report.chronos_launches,
+            report.chronos_instants_run
+        );
+    }
     let p = &report.fault_plan;
     println!(
         "fault plan ({:?}): loss {:.4}, duplicate {:.4}, latency {}-{} us, partitions {:.1}/h (<= {} s), \

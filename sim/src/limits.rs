@@ -29,3 +29,9 @@ pub const KEEPER_TASKS_PER_OFFER_MAX: usize = 256;
 
 /// Task ids a Keeper names in one explicit reconciliation.
 pub const KEEPER_RECONCILE_BATCH_MAX: usize = 10_000;
+
+/// Most apps of the simulated Marathon.
+pub const MARATHON_APPS_MAX: usize = 10_000;
+
+/// Most jobs of the simulated Chronos.
+pub const CHRONOS_JOBS_MAX: usize = 10_000;

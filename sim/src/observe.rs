@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use plateau_master::ids::{FrameworkId, TaskId};
-use plateau_master::messages::{TaskState, TaskStatus};
+use plateau_master::messages::{Reason, TaskState, TaskStatus};
 use plateau_master::resources::{Ranges, Resources};
-use plateau_runtime::Handlers;
+use plateau_runtime::{Handlers, Upid};
 use plateau_sdk::{Driver, Offer, OfferId, Scheduler, SchedulerDriver, SlaveId};
 use plateau_slave::checkpoint::{
     Checkpoint, CheckpointStore, FrameworkRecord, MemoryCheckpoint, SlaveRecord, TaskRecord,
@@ -49,6 +49,13 @@ pub enum InjectedBug {
     ReorderStatusUpdates,
     /// One slave advertises twice the resources its machine has, so it gets over-committed.
     SlaveOvercommit,
+    /// Marathon is given its apps without their constraints (the harness still checks them);
+    /// app 0 is made UNIQUE hostname with at least 2 instances so that it shows.
+    MarathonIgnoresConstraints,
+    /// Chronos' store forgets that a run was launched (its launched and running records are
+    /// dropped), so the intent on disk stays "pending": a restarted Chronos launches the run
+    /// again.
+    ChronosForgetsIntent,
 }
 
 /// A broken invariant.
@@ -388,7 +395,11 @@ impl Ledger {
                     ),
                 ));
             }
-        } else if status.state.is_terminal() {
+        } else if status.state.is_terminal() && status.reason != Some(Reason::Reconciliation) {
+            // A reconciliation answer is a snapshot of the latest state the master knows (a
+            // re-registered slave reports its tasks' current states), and may overtake the
+            // slave's ordered stream of updates still being retried: only the stream's own
+            // terminal states (and the master's) end a task as the framework sees it.
             let why = format!(
                 "{}, {}: {}",
                 status.source.as_str(),
@@ -550,7 +561,7 @@ impl Containerizer for ObservedContainerizer {
 // ---- framework wrapper --------------------------------------------------------------------
 
 /// A scheduler the harness can host inside [`Observed`]: it installs its own handlers (timers)
-/// on the observed driver. Keeper implements it; Marathon will.
+/// on the observed driver. Keeper, Marathon and Chronos implement it.
 pub trait SimScheduler: Scheduler + Sized {
     /// Install the scheduler's own handlers; reach the scheduler with
     /// `driver.scheduler_and_driver(ctx).0.inner_mut()`.
@@ -632,6 +643,12 @@ impl<S: SimScheduler> Scheduler for Observed<S> {
     }
     fn error(&mut self, driver: &mut Driver<'_, '_>, message: &str) {
         self.inner.error(driver, message)
+    }
+    fn exited(&mut self, driver: &mut Driver<'_, '_>, upid: &Upid) {
+        self.inner.exited(driver, upid)
+    }
+    fn acknowledges_explicitly(&self) -> bool {
+        self.inner.acknowledges_explicitly()
     }
     fn install(handlers: &mut Handlers<SchedulerDriver<Self>>) {
         S::install_observed(handlers)

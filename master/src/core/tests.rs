@@ -1201,3 +1201,273 @@ fn registered_with_failover(failover_secs: f64) -> (Harness, FrameworkId) {
     h.take();
     (h, framework)
 }
+
+fn run_tasks(h: &mut Harness) -> Vec<RunTaskMessage> {
+    let mut out = Vec::new();
+    h.sent.retain(|(_, m)| match m {
+        Outgoing::RunTask(r) => {
+            out.push((**r).clone());
+            false
+        }
+        _ => true,
+    });
+    out
+}
+
+#[test]
+fn a_duplicated_launch_is_ignored_for_its_tasks_before_and_after_they_end() {
+    let (mut h, slave, framework, offer) = offered();
+    let t1 = task("t1", &slave, "cpus:1;mem:512");
+    h.launch(secs(0.1), &framework, F1, &[&offer.id], vec![t1.clone()]);
+    assert_eq!(run_tasks(&mut h).len(), 1);
+    h.take();
+    // The network delivers the same launch again: nothing for the live task.
+    h.launch(secs(0.11), &framework, F1, &[&offer.id], vec![t1.clone()]);
+    assert!(h.statuses().is_empty(), "no TASK_ERROR for a live task");
+    assert!(run_tasks(&mut h).is_empty());
+    let key = (framework.clone(), TaskId::new("t1"));
+    assert_eq!(h.core.tasks()[&key].state, TaskState::Staging);
+    assert_eq!(h.core.counters().duplicate_launch_tasks, 1);
+    // A task not in the original launch, naming the used offer, is still an error.
+    h.launch(
+        secs(0.12),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![task("t2", &slave, "cpus:1")],
+    );
+    expect_errors(&mut h, &[("t2", Reason::InvalidOffers)]);
+    // A task with the same id but another body is not a duplicate either.
+    let mut other = t1.clone();
+    other.command = CommandInfo::shell("sleep 1");
+    h.launch(secs(0.13), &framework, F1, &[&offer.id], vec![other]);
+    expect_errors(&mut h, &[("t1", Reason::InvalidOffers)]);
+    // Once the task finished, a late copy is still ignored.
+    h.status_update(
+        secs(0.2),
+        S1,
+        &framework,
+        slave_status("t1", &slave, TaskState::Finished, 1),
+    );
+    h.take();
+    h.launch(secs(0.3), &framework, F1, &[&offer.id], vec![t1]);
+    assert!(h.statuses().is_empty());
+    assert!(h.core.tasks().is_empty());
+    assert_eq!(h.core.counters().duplicate_launch_tasks, 2);
+}
+
+#[test]
+fn a_task_its_slave_never_confirmed_gets_its_run_task_resent_with_backoff() {
+    let (mut h, slave, framework, offer) = offered();
+    let t1 = task("t1", &slave, "cpus:1;mem:512");
+    h.launch(secs(0.1), &framework, F1, &[&offer.id], vec![t1.clone()]);
+    assert_eq!(run_tasks(&mut h).len(), 1);
+    h.take();
+    // The RunTask was lost. Within the resend timeout (5 s) nothing happens.
+    let tick = |h: &mut Harness, at: f64| -> Vec<RunTaskMessage> {
+        h.heartbeat(secs(at), S1, &slave);
+        h.core.handle_tick(secs(at));
+        h.flush();
+        let runs = run_tasks(h);
+        h.take();
+        runs
+    };
+    assert!(tick(&mut h, 3.0).is_empty());
+    let resent = tick(&mut h, 5.2);
+    assert_eq!(resent.len(), 1, "resent after the timeout");
+    assert_eq!(resent[0].task, t1);
+    assert_eq!(resent[0].framework_id, framework);
+    assert_eq!(resent[0].framework_pid, upid(F1));
+    // Then after twice as long (10 s), not before.
+    assert!(tick(&mut h, 14.0).is_empty());
+    assert_eq!(tick(&mut h, 15.3).len(), 1);
+    assert_eq!(h.core.counters().run_task_resends, 2);
+    // While the slave is disconnected, nothing is sent; the deadline moves on.
+    h.core.handle_exited(secs(16.0), &upid(S1));
+    h.flush();
+    h.take();
+    h.core.handle_tick(secs(36.0));
+    h.flush();
+    assert!(run_tasks(&mut h).is_empty());
+    h.take();
+    // The slave re-registers with the task still staging: it has it, resends are harmless
+    // but still due; its first update ends them.
+    h.core.handle_reregister_slave(
+        secs(37.0),
+        &upid(S1),
+        ReregisterSlaveMessage {
+            slave_id: slave.clone(),
+            slave: slave_info(S1, BIG),
+            tasks: vec![SlaveTask {
+                framework_id: framework.clone(),
+                task: t1,
+                state: TaskState::Staging,
+            }],
+            frameworks: vec![(framework.clone(), upid(F1))],
+        },
+    );
+    h.flush();
+    h.take();
+    h.status_update(
+        secs(37.5),
+        S1,
+        &framework,
+        slave_status("t1", &slave, TaskState::Starting, 1),
+    );
+    h.take();
+    for at in [40.0, 60.0, 100.0, 200.0] {
+        assert!(tick(&mut h, at).is_empty(), "no resend once confirmed");
+    }
+    assert_eq!(h.core.counters().run_task_resends, 2);
+}
+
+#[test]
+fn resends_can_be_disabled_and_stop_for_tasks_that_left_staging_otherwise() {
+    let config = MasterConfig {
+        run_task_resend_timeout: Duration::ZERO,
+        ..MasterConfig::default()
+    };
+    let mut h = Harness::with(config, RegistryState::default());
+    let slave = h.register_slave(Duration::ZERO, S1, BIG);
+    let framework = h.register_framework(Duration::ZERO, F1, 60.0);
+    let offers = h.allocate(secs(0.01));
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offers[0].id],
+        vec![task("t1", &slave, "cpus:1")],
+    );
+    h.take();
+    for at in [2.0, 4.0, 6.0, 8.0, 10.0, 12.0] {
+        h.heartbeat(secs(at), S1, &slave);
+        h.core.handle_tick(secs(at));
+        h.flush();
+        assert!(run_tasks(&mut h).is_empty());
+    }
+    // With resends on, a task killed with its framework stops being resent.
+    let (mut h, slave, framework, offer) = offered();
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![task("t1", &slave, "cpus:1")],
+    );
+    h.core.handle_unregister_framework(
+        secs(0.2),
+        &upid(F1),
+        UnregisterFrameworkMessage {
+            framework_id: framework,
+        },
+    );
+    h.flush();
+    h.take();
+    for at in [2.0, 4.0, 6.0, 8.0, 10.0, 12.0] {
+        h.heartbeat(secs(at), S1, &slave);
+        h.core.handle_tick(secs(at));
+        h.flush();
+        assert!(run_tasks(&mut h).is_empty());
+    }
+}
+
+#[test]
+fn offers_outstanding_past_the_offer_timeout_are_rescinded_and_offered_again() {
+    let config = MasterConfig {
+        offer_timeout: Some(Duration::from_secs(30)),
+        ..MasterConfig::default()
+    };
+    let mut h = Harness::with(config, RegistryState::default());
+    let slave = h.register_slave(Duration::ZERO, S1, BIG);
+    let framework = h.register_framework(Duration::ZERO, F1, 60.0);
+    let offers = h.allocate(secs(0.01));
+    assert_eq!(offers.len(), 1);
+    // The framework never answers (its decline was lost).
+    for at in [10.0, 20.0, 29.9] {
+        h.heartbeat(secs(at), S1, &slave);
+        h.core.handle_tick(secs(at));
+        h.flush();
+        assert_eq!(h.core.offers().len(), 1, "kept within the timeout");
+    }
+    assert!(h.allocate(secs(29.95)).is_empty());
+    h.heartbeat(secs(30.1), S1, &slave);
+    h.core.handle_tick(secs(30.1));
+    h.flush();
+    assert!(h.core.offers().is_empty());
+    assert_eq!(h.core.counters().offers_expired, 1);
+    assert!(h.take().iter().any(|(to, m)| *to == upid(F1)
+        && matches!(m, Outgoing::RescindResourceOffer(r) if r.offer_id == offers[0].id)));
+    // Its resources are free again, without a filter.
+    let again = h.allocate(secs(30.2));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].resources, offers[0].resources);
+    assert_eq!(again[0].framework_id, framework);
+    // A used offer does not expire later.
+    h.launch(
+        secs(31.0),
+        &framework,
+        F1,
+        &[&again[0].id],
+        vec![task("t1", &slave, "cpus:1")],
+    );
+    h.take();
+    h.heartbeat(secs(61.0), S1, &slave);
+    h.core.handle_tick(secs(61.0));
+    h.flush();
+    assert_eq!(h.core.counters().offers_expired, 1);
+}
+
+#[test]
+fn without_an_offer_timeout_offers_are_held() {
+    let (mut h, slave, _framework, _offer) = offered();
+    for at in [100.0, 1000.0, 5000.0] {
+        h.heartbeat(secs(at), S1, &slave);
+        h.core.handle_tick(secs(at));
+        h.flush();
+    }
+    assert_eq!(h.core.offers().len(), 1);
+    assert_eq!(h.core.counters().offers_expired, 0);
+}
+
+#[test]
+fn a_recovered_slave_that_does_not_reregister_in_time_becomes_unreachable() {
+    let mut h = Harness::new();
+    let gone = h.register_slave(Duration::ZERO, S1, BIG);
+    let back = h.register_slave(Duration::ZERO, S2, BIG);
+    let registry = h.registry.clone();
+    let mut h = Harness::with(MasterConfig::default(), registry);
+    h.core.handle_tick(secs(50.0));
+    h.core.handle_reregister_slave(
+        secs(60.0),
+        &upid(S2),
+        ReregisterSlaveMessage {
+            slave_id: back.clone(),
+            slave: slave_info(S2, BIG),
+            tasks: vec![],
+            frameworks: vec![],
+        },
+    );
+    h.flush();
+    // Mesos' default --agent_reregister_timeout: 10 minutes from the first tick.
+    for at in [100.0, 600.0, 649.0] {
+        h.heartbeat(secs(at), S2, &back);
+        h.core.handle_tick(secs(at));
+        h.flush();
+        assert_eq!(h.core.slaves()[&gone].status, SlaveStatus::Recovered);
+    }
+    h.heartbeat(secs(650.0), S2, &back);
+    h.core.handle_tick(secs(650.0));
+    h.flush();
+    assert_eq!(h.core.slaves()[&gone].status, SlaveStatus::Unreachable);
+    assert!(h.registry.slaves[&gone].unreachable);
+    assert!(!h.registry.slaves[&back].unreachable);
+    assert_eq!(h.core.slaves()[&back].status, SlaveStatus::Connected);
+    assert_eq!(h.core.counters().slaves_reregister_timed_out, 1);
+    // If it comes back after all, it is asked to re-register.
+    h.take();
+    h.heartbeat(secs(700.0), S1, &gone);
+    assert!(matches!(
+        &h.take()[..],
+        [(_, Outgoing::ReregisterRequest(_))]
+    ));
+}
