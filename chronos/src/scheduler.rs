@@ -21,8 +21,9 @@
 //!    defaults, and its `constraints`), the run is written *launched* with its slave, then the
 //!    task is launched. The task id is derived from (job, instant, attempt)
 //!    (`ct:<ms>:<attempt>:<job>:`), so a restarted scheduler finds a launched run's task by
-//!    asking the master about that exact id (explicit reconciliation after (re)registration)
-//!    instead of launching a new one. If the master does not know the task (`TASK_UNKNOWN`: the
+//!    asking the master about that exact id (explicit reconciliation after (re)registration,
+//!    and for a launch not heard of for [`ChronosConfig::launch_reconcile_after`], again while
+//!    the answer is only `TASK_UNREACHABLE`) instead of launching a new one. If the master does not know the task (`TASK_UNKNOWN`: the
 //!    launch never reached it), the run goes back to pending with the **same** attempt and task
 //!    id; the master refuses a task id already in use, so one attempt never runs twice.
 //! 3. **Running**, with its start time (for the duration).
@@ -165,6 +166,10 @@ pub struct ChronosConfig {
     /// Interval between repeated explicit reconciliations of tasks the master has not answered
     /// for yet.
     pub reconcile_retry: Duration,
+    /// A launched task with no status at all after this long is reconciled explicitly: if the
+    /// launch was lost on its way, the master answers that it does not know the task, and the
+    /// run is launched again (instead of waiting for it forever).
+    pub launch_reconcile_after: Duration,
 }
 
 impl Default for ChronosConfig {
@@ -183,6 +188,7 @@ impl Default for ChronosConfig {
             decline_refuse_secs: 5.0,
             idle_refuse_secs: 30.0,
             reconcile_retry: Duration::from_secs(10),
+            launch_reconcile_after: Duration::from_secs(60),
         }
     }
 }
@@ -255,6 +261,8 @@ pub struct ChronosScheduler {
     /// Task ids asked about in the last explicit reconciliation and not answered yet.
     unreconciled: BTreeSet<String>,
     last_reconcile: Option<Instant>,
+    /// Launched tasks that have not had any status yet, with when they were launched.
+    awaiting_status: BTreeMap<String, Instant>,
     last_revive: Option<Instant>,
     connected: bool,
     counters: Counters,
@@ -287,6 +295,7 @@ impl ChronosScheduler {
             timer: None,
             unreconciled: BTreeSet::new(),
             last_reconcile: None,
+            awaiting_status: BTreeMap::new(),
             last_revive: None,
             connected: false,
             counters: Counters::default(),
@@ -766,6 +775,20 @@ impl ChronosScheduler {
             return;
         }
         let now = driver.ctx().now();
+        // Launches that were never heard of again: ask the master about them.
+        let silent: Vec<String> = self
+            .awaiting_status
+            .iter()
+            .filter(|(_, at)| {
+                now.saturating_duration_since(**at) >= self.config.launch_reconcile_after
+            })
+            .map(|(task, _)| task.clone())
+            .collect();
+        for task in silent {
+            self.awaiting_status.remove(&task);
+            tracing::info!(%task, "no status since the launch: reconciling it");
+            self.unreconciled.insert(task);
+        }
         if self.connected && !self.unreconciled.is_empty() {
             let due = self
                 .last_reconcile
@@ -1072,8 +1095,11 @@ impl ChronosScheduler {
             return;
         }
         let mut tasks = Vec::with_capacity(chosen.len());
+        let launched_at = driver.ctx().now();
         for (run, task) in chosen {
             tracing::debug!(run = %run.id, task = %task.task_id, "launching");
+            self.awaiting_status
+                .insert(task.task_id.as_str().to_string(), launched_at);
             self.runs.insert(run.id.clone(), run);
             tasks.push(task);
         }
@@ -1089,6 +1115,7 @@ impl ChronosScheduler {
         let now = wall(driver.ctx());
         let task_id = status.task_id.as_str();
         self.unreconciled.remove(task_id);
+        self.awaiting_status.remove(task_id);
         let Some(parsed) = parse_task_id(task_id) else {
             tracing::warn!(task = %task_id, "status of a task Chronos did not launch; ignored");
             return true;
@@ -1141,7 +1168,15 @@ impl ChronosScheduler {
                 }
                 ok
             }
-            TaskState::Unreachable => true,
+            TaskState::Unreachable => {
+                if run.state == RunState::Launched {
+                    // No sign that the launch arrived: ask again later (once the slave is
+                    // back, a task the master never got is "unknown" and launched again).
+                    self.awaiting_status
+                        .insert(task_id.to_string(), driver.ctx().now());
+                }
+                true
+            }
             TaskState::Unknown => {
                 if run.state == RunState::Running {
                     // It ran, and the master lost it: a failed attempt.
