@@ -37,6 +37,9 @@ use plateau_sdk::SchedulerDriver;
 use serde_json::{json, Value};
 
 use crate::invariants::Failure;
+
+/// Marathon's reconciliation interval in the simulator (`--reconciliation_interval`).
+pub const RECONCILIATION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 use crate::observe::{InjectedBug, Ledger, Observed, SimScheduler};
 
 /// Process name of Marathon's scheduler.
@@ -181,6 +184,10 @@ pub fn process(
         framework_name: config.name.clone(),
         hostname: hostname.to_string(),
         master: format!("{}:{}", master.host, master.port),
+        // Master-generated updates (a re-registered slave's tasks) are not retried, so a lost
+        // one leaves a surplus task unnoticed until the next reconciliation: Marathon's 600 s
+        // default is longer than the convergence bound.
+        reconciliation_interval: RECONCILIATION_INTERVAL,
         ..MarathonConfig::default()
     };
     let scheduler = MarathonScheduler::new(marathon_config, Box::new(config.store.clone()))
