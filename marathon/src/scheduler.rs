@@ -742,12 +742,17 @@ impl MarathonScheduler {
         instance.is_alive() && !instance.is_killing() && !self.is_inactive(instance, Some(app))
     }
 
-    fn is_restarting(&self, app_id: &str) -> bool {
+    /// True when a deployment's current step has an action on `app_id` that `matches`.
+    fn has_current_action(&self, app_id: &str, matches: impl Fn(ActionKind) -> bool) -> bool {
         self.deployments.values().any(|d| {
             d.current_actions()
                 .iter()
-                .any(|a| a.app == app_id && a.action == ActionKind::RestartApplication)
+                .any(|a| a.app == app_id && matches(a.action))
         })
+    }
+
+    fn is_restarting(&self, app_id: &str) -> bool {
+        self.has_current_action(app_id, |a| a == ActionKind::RestartApplication)
     }
 
     fn kill_candidates(instances: &[&Instance]) -> Vec<KillCandidate> {
@@ -1208,11 +1213,7 @@ impl MarathonScheduler {
     /// ready"); replacements outside deployments do not.
     fn readiness_for_launch(&self, app: &AppDefinition) -> Option<ReadinessRecord> {
         let check = app.readiness_checks.first()?;
-        let deploying = self.deployments.values().any(|d| {
-            d.current_actions()
-                .iter()
-                .any(|a| a.app == app.id && a.action != ActionKind::StopApplication)
-        });
+        let deploying = self.has_current_action(&app.id, |a| a != ActionKind::StopApplication);
         deploying.then(|| ReadinessRecord {
             name: check.name.clone(),
             ready: false,

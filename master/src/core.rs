@@ -1456,6 +1456,14 @@ impl MasterCore {
         }
     }
 
+    /// The pid of a slave that is admitted and reachable (in the allocator), if any.
+    fn reachable_slave_pid(&self, slave_id: &SlaveId) -> Option<Upid> {
+        self.slaves
+            .get(slave_id)
+            .filter(|s| s.is_in_allocator())
+            .and_then(|s| s.pid.clone())
+    }
+
     /// A framework acknowledged an update: forwarded to the slave (protocol 4).
     pub fn handle_status_update_acknowledgement(
         &mut self,
@@ -1466,11 +1474,7 @@ impl MasterCore {
         if !self.framework_of(&msg.framework_id, from, "acknowledgement") {
             return;
         }
-        let pid = self
-            .slaves
-            .get(&msg.slave_id)
-            .filter(|s| s.is_in_allocator())
-            .and_then(|s| s.pid.clone());
+        let pid = self.reachable_slave_pid(&msg.slave_id);
         match pid {
             Some(pid) => self.send(&pid, Outgoing::StatusUpdateAcknowledgement(msg)),
             None => {
@@ -2208,11 +2212,7 @@ impl MasterCore {
             self.send_status(&msg.framework_id, status);
             return;
         };
-        let pid = self
-            .slaves
-            .get(&task.slave_id)
-            .filter(|s| s.is_in_allocator())
-            .and_then(|s| s.pid.clone());
+        let pid = self.reachable_slave_pid(&task.slave_id);
         match pid {
             Some(pid) => self.send(&pid, Outgoing::KillTask(msg)),
             None => {
