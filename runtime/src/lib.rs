@@ -55,6 +55,7 @@ pub mod node;
 pub mod process;
 pub mod rng;
 pub mod sim;
+mod sim_queue;
 pub mod simnet;
 pub mod tls;
 pub mod transport;

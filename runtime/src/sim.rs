@@ -46,8 +46,7 @@
 //! assert_eq!(sim.inspect(&upid, |c: &Counter| c.ticks), Some(5));
 //! ```
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -61,6 +60,7 @@ use crate::process::{
     Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
 use crate::rng::{stable_hash, stable_hash_extend, Rng, STABLE_HASH_START};
+use crate::sim_queue::RadixQueue;
 use crate::upid::{NodeAddr, Upid};
 
 /// The network's behaviour; may be changed during a run ([`Sim::set_faults`]).
@@ -162,26 +162,13 @@ enum Event {
 
 struct Scheduled {
     at: Instant,
-    seq: u64,
-    event: Event,
+    /// Boxed: queued entries move between the queue's buckets, an event is large.
+    event: Box<Event>,
 }
 
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap, the earliest event must come out first.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
+/// The queue key: time, then scheduling order (FIFO among events at the same time).
+fn queue_key(at: Instant, seq: u64) -> u128 {
+    (u128::from(at.as_nanos()) << 64) | u128::from(seq)
 }
 
 struct SimProcess {
@@ -210,7 +197,7 @@ pub struct Sim {
     faults: NetworkFaults,
     now: Instant,
     seq: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: RadixQueue<Scheduled>,
     nodes: BTreeMap<NodeAddr, SimNode>,
     net_rng: Rng,
     /// One-way cuts: messages from the first node to the second are dropped.
@@ -237,7 +224,7 @@ impl Sim {
             config,
             now: Instant::ZERO,
             seq: 0,
-            queue: BinaryHeap::new(),
+            queue: RadixQueue::new(),
             nodes: BTreeMap::new(),
             net_rng,
             blocked: BTreeSet::new(),
@@ -643,7 +630,13 @@ impl Sim {
         );
         let seq = self.seq;
         self.seq += 1;
-        self.queue.push(Scheduled { at, seq, event });
+        self.queue.push(
+            queue_key(at, seq),
+            Scheduled {
+                at,
+                event: Box::new(event),
+            },
+        );
     }
 
     fn mix(&mut self, bytes: &[u8]) {
@@ -686,16 +679,18 @@ impl Sim {
     }
 
     /// Time of the next event, if any.
-    pub fn next_event_at(&self) -> Option<Instant> {
-        self.queue.peek().map(|s| s.at)
+    pub fn next_event_at(&mut self) -> Option<Instant> {
+        let key = self.queue.peek_key()?;
+        Some(Instant::ZERO + Duration::from_nanos((key >> 64) as u64))
     }
 
     /// Handle the next event. False when none is left.
     pub fn step(&mut self) -> bool {
         self.drain_posted();
-        let Some(Scheduled { at, event, .. }) = self.queue.pop() else {
+        let Some((_, Scheduled { at, event })) = self.queue.pop() else {
             return false;
         };
+        let event = *event;
         debug_assert!(at >= self.now, "time never goes back");
         self.now = at;
         self.stats.events += 1;

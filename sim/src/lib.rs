@@ -159,6 +159,9 @@ pub struct SimReport {
     pub fill_sim_seconds: Option<f64>,
     /// Wall seconds until then.
     pub fill_wall_seconds: Option<f64>,
+    /// Placements per wall second while the cluster filled (the wanted instances over
+    /// `fill_wall_seconds`): the rate of placing, without the quiet time after it.
+    pub fill_placements_per_wall_s: Option<f64>,
     /// Simulated seconds the convergence phase took, if it converged.
     pub converged_after_secs: Option<f64>,
     /// The fault plan drawn for the run.
@@ -298,6 +301,7 @@ fn failed_report(options: &SimOptions, plan: FaultPlan, error: String) -> SimRep
         speed_vs_real_time: 0.0,
         fill_sim_seconds: None,
         fill_wall_seconds: None,
+        fill_placements_per_wall_s: None,
         converged_after_secs: None,
         fault_plan: plan,
         faults_injected: FaultLog::default(),
@@ -460,6 +464,7 @@ pub fn run(options: SimOptions) -> SimReport {
         speed_vs_real_time: sim_seconds / wall_seconds.max(1e-9),
         fill_sim_seconds: runner.fill.map(|f| f.0),
         fill_wall_seconds: runner.fill.map(|f| f.1),
+        fill_placements_per_wall_s: runner.fill.map(|f| wanted as f64 / f.1.max(1e-9)),
         converged_after_secs,
         fault_plan: plan,
         faults_injected: runner.injector.log().clone(),

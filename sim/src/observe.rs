@@ -30,7 +30,7 @@ use plateau_master::resources::{Ranges, Resources};
 use plateau_runtime::{Handlers, Upid};
 use plateau_sdk::{Driver, Offer, OfferId, Scheduler, SchedulerDriver, SlaveId};
 use plateau_slave::checkpoint::{
-    Checkpoint, CheckpointStore, FrameworkRecord, MemoryCheckpoint, SlaveRecord, TaskRecord,
+    Checkpoint, CheckpointStore, FrameworkRecord, MemoryCheckpoint, SlaveRecord, TaskRecordRef,
 };
 use plateau_slave::containerizer::{
     Containerizer, ContainerizerError, LaunchInfo, RecoverInfo, RecoveredTask, SimContainerizer,
@@ -221,13 +221,15 @@ impl Ledger {
 
     // ---- slave side: checkpoint ----
 
-    fn on_put_task(&self, machine: usize, record: &TaskRecord) {
+    fn on_put_task(&self, machine: usize, record: &TaskRecordRef<'_>) {
         let mut guard = self.lock();
         let s = &mut *guard;
         let id = record.info.task_id.clone();
-        s.machines[machine]
-            .booked
-            .insert(id.as_str().to_string(), record.info.resources.clone());
+        // A task's resources never change: only its first write books them.
+        let booked = &mut s.machines[machine].booked;
+        if !booked.contains_key(id.as_str()) {
+            booked.insert(id.as_str().to_string(), record.info.resources.clone());
+        }
         let trail = s.trails.entry(id.clone()).or_default();
         let new_pending: Vec<[u8; 16]> = record
             .pending_updates
@@ -487,7 +489,7 @@ impl CheckpointStore for ObservedCheckpoint {
     fn remove_framework(&mut self, id: &FrameworkId) -> Result<(), SlaveError> {
         self.inner.remove_framework(id)
     }
-    fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError> {
+    fn put_task(&mut self, record: &TaskRecordRef<'_>) -> Result<(), SlaveError> {
         self.inner.put_task(record)?;
         self.ledger.on_put_task(self.machine, record);
         Ok(())

@@ -65,6 +65,79 @@ pub struct TaskRecord {
     pub pending_updates: Vec<TaskStatus>,
 }
 
+impl TaskRecord {
+    /// The record as a borrowed view, to write it.
+    pub fn borrowed(&self) -> TaskRecordRef<'_> {
+        TaskRecordRef {
+            framework_id: &self.framework_id,
+            info: &self.info,
+            state: self.state,
+            sandbox: &self.sandbox,
+            launch: self.launch.as_ref(),
+            kill: self.kill,
+            pending_updates: PendingUpdates(&self.pending_updates, &[]),
+        }
+    }
+}
+
+/// A [`TaskRecord`] borrowed from the slave's books: what a write takes, so that writing a
+/// task clones nothing. It encodes exactly as the [`TaskRecord`] it stands for.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TaskRecordRef<'a> {
+    /// Its framework.
+    pub framework_id: &'a FrameworkId,
+    /// The task.
+    pub info: &'a TaskInfo,
+    /// The state of its latest update.
+    pub state: TaskState,
+    /// Its sandbox.
+    pub sandbox: &'a Path,
+    /// What the containerizer launched.
+    pub launch: Option<&'a LaunchInfo>,
+    /// A kill asked of the containerizer, and why.
+    pub kill: Option<KillCause>,
+    /// Updates not acknowledged yet, oldest first.
+    pub pending_updates: PendingUpdates<'a>,
+}
+
+impl TaskRecordRef<'_> {
+    /// An owned copy.
+    pub fn to_record(&self) -> TaskRecord {
+        TaskRecord {
+            framework_id: self.framework_id.clone(),
+            info: self.info.clone(),
+            state: self.state,
+            sandbox: self.sandbox.to_path_buf(),
+            launch: self.launch.cloned(),
+            kill: self.kill,
+            pending_updates: self.pending_updates.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Unacknowledged updates as the two halves of a ring buffer (`VecDeque::as_slices`),
+/// encoded as one sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingUpdates<'a>(pub &'a [TaskStatus], pub &'a [TaskStatus]);
+
+impl<'a> PendingUpdates<'a> {
+    /// The updates, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &'a TaskStatus> + 'a {
+        self.0.iter().chain(self.1.iter())
+    }
+}
+
+impl Serialize for PendingUpdates<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len() + self.1.len()))?;
+        for update in self.iter() {
+            seq.serialize_element(update)?;
+        }
+        seq.end()
+    }
+}
+
 /// Everything checkpointed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
@@ -87,9 +160,9 @@ pub trait CheckpointStore: Send {
     /// Forgets a framework.
     fn remove_framework(&mut self, id: &FrameworkId) -> Result<(), SlaveError>;
     /// Records (or replaces) a task.
-    fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError>;
+    fn put_task(&mut self, record: &TaskRecordRef<'_>) -> Result<(), SlaveError>;
     /// Records (or replaces) several tasks at once: one commit for all (group commit).
-    fn put_tasks(&mut self, records: &[TaskRecord]) -> Result<(), SlaveError> {
+    fn put_tasks(&mut self, records: &[TaskRecordRef<'_>]) -> Result<(), SlaveError> {
         records.iter().try_for_each(|r| self.put_task(r))
     }
     /// Forgets a task.
@@ -137,35 +210,42 @@ impl CheckpointStore for MemoryCheckpoint {
         self.lock().frameworks.remove(id);
         Ok(())
     }
-    fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError> {
+    fn put_task(&mut self, record: &TaskRecordRef<'_>) -> Result<(), SlaveError> {
         let mut checkpoint = self.lock();
         match checkpoint.tasks.get_mut(&record.info.task_id) {
             // A task is rewritten at each of its updates and acknowledgements, mostly with
             // its state and pending updates changed: update in place, cloning only what
             // differs (the simulator writes millions of these).
             Some(stored) => {
-                if stored.framework_id != record.framework_id {
-                    stored.framework_id.clone_from(&record.framework_id);
+                if &stored.framework_id != record.framework_id {
+                    stored.framework_id.clone_from(record.framework_id);
                 }
-                if stored.info != record.info {
-                    stored.info.clone_from(&record.info);
+                if &stored.info != record.info {
+                    stored.info.clone_from(record.info);
                 }
                 stored.state = record.state;
                 if stored.sandbox != record.sandbox {
-                    stored.sandbox.clone_from(&record.sandbox);
+                    stored.sandbox = record.sandbox.to_path_buf();
                 }
-                if stored.launch != record.launch {
-                    stored.launch.clone_from(&record.launch);
+                if stored.launch.as_ref() != record.launch {
+                    stored.launch = record.launch.cloned();
                 }
                 stored.kill = record.kill;
-                if stored.pending_updates != record.pending_updates {
-                    stored.pending_updates.clone_from(&record.pending_updates);
+                if !stored
+                    .pending_updates
+                    .iter()
+                    .eq(record.pending_updates.iter())
+                {
+                    stored.pending_updates.clear();
+                    stored
+                        .pending_updates
+                        .extend(record.pending_updates.iter().cloned());
                 }
             }
             None => {
                 checkpoint
                     .tasks
-                    .insert(record.info.task_id.clone(), record.clone());
+                    .insert(record.info.task_id.clone(), record.to_record());
             }
         }
         Ok(())
@@ -333,12 +413,12 @@ impl CheckpointStore for RedbCheckpoint {
         self.remove(FRAMEWORKS, id.as_str())
     }
 
-    fn put_task(&mut self, record: &TaskRecord) -> Result<(), SlaveError> {
+    fn put_task(&mut self, record: &TaskRecordRef<'_>) -> Result<(), SlaveError> {
         let bytes = self.encode(record)?;
         self.put(TASKS, record.info.task_id.as_str(), &bytes)
     }
 
-    fn put_tasks(&mut self, records: &[TaskRecord]) -> Result<(), SlaveError> {
+    fn put_tasks(&mut self, records: &[TaskRecordRef<'_>]) -> Result<(), SlaveError> {
         let encoded = records
             .iter()
             .map(|r| Ok((r.info.task_id.as_str(), self.encode(r)?)))
@@ -429,8 +509,8 @@ mod tests {
             })
             .unwrap();
         store.remove_framework(&FrameworkId::new("gone")).unwrap();
-        store.put_task(&record("a")).unwrap();
-        store.put_task(&record("b")).unwrap();
+        store.put_task(&record("a").borrowed()).unwrap();
+        store.put_task(&record("b").borrowed()).unwrap();
         store.remove_task(&TaskId::new("b")).unwrap();
         let loaded = store.load().unwrap();
         assert_eq!(loaded.slave, Some(slave));
@@ -439,6 +519,36 @@ mod tests {
         assert_eq!(loaded.tasks.len(), 1);
         assert_eq!(loaded.tasks[&TaskId::new("a")], record("a"));
         loaded
+    }
+
+    #[test]
+    fn a_borrowed_record_encodes_and_stores_as_its_owned_record() {
+        let mut owned = record("a");
+        let second = TaskStatus {
+            state: TaskState::Finished,
+            uuid: Some([8; 16]),
+            ..owned.pending_updates[0].clone()
+        };
+        owned.pending_updates.push(second);
+        // A ring buffer that wrapped around: the updates sit in two slices.
+        let mut ring = std::collections::VecDeque::with_capacity(2);
+        ring.push_back(owned.pending_updates[1].clone());
+        ring.push_front(owned.pending_updates[0].clone());
+        let (front, back) = ring.as_slices();
+        let view = TaskRecordRef {
+            pending_updates: PendingUpdates(front, back),
+            ..owned.borrowed()
+        };
+        let bytes = postcard::to_stdvec(&view).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&owned).unwrap());
+        let decoded: TaskRecord = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, owned);
+        assert_eq!(view.to_record(), owned);
+        // Rewriting a stored task in place gives the same record as writing it afresh.
+        let mut store = MemoryCheckpoint::new();
+        store.put_task(&record("a").borrowed()).unwrap();
+        store.put_task(&view).unwrap();
+        assert_eq!(store.load().unwrap().tasks[&TaskId::new("a")], owned);
     }
 
     #[test]

@@ -438,6 +438,20 @@ impl TaskEntry {
         self.updates.pending.iter()
     }
 
+    /// The task as a checkpoint record, borrowed.
+    pub fn record(&self) -> crate::checkpoint::TaskRecordRef<'_> {
+        let (front, back) = self.updates.pending.as_slices();
+        crate::checkpoint::TaskRecordRef {
+            framework_id: &self.framework_id,
+            info: &self.info,
+            state: self.state,
+            sandbox: &self.sandbox,
+            launch: self.launch.as_ref(),
+            kill: self.kill,
+            pending_updates: crate::checkpoint::PendingUpdates(front, back),
+        }
+    }
+
     /// True when the task's process may still run (launched or launching, no terminal update
     /// generated yet).
     pub fn is_live(&self) -> bool {
@@ -563,6 +577,26 @@ pub struct SlaveCore {
     tasks: BTreeMap<TaskId, TaskEntry>,
     /// Kills that arrived before their task (bounded, oldest forgotten first).
     kills_before_launch: VecDeque<(FrameworkId, TaskId)>,
+    /// No task's update is due before this (`None`: no update is queued). A lower bound kept
+    /// on every change and made exact by [`SlaveCore::poll_updates`]: a slave's heartbeats and
+    /// timer ticks then cost nothing per task.
+    updates_due: Option<Duration>,
+    /// The same for health probes ([`SlaveCore::poll_health`]).
+    probes_due: Option<Duration>,
+    /// How many tasks are live (kept on every change, read on every message).
+    live: usize,
+}
+
+/// Lowers a due-time bound to `at`.
+fn lower(bound: &mut Option<Duration>, at: Option<Duration>) {
+    if let Some(at) = at {
+        *bound = Some(bound.map_or(at, |b| b.min(at)));
+    }
+}
+
+/// True when a bound says something may be due at `now`.
+fn may_be_due(bound: Option<Duration>, now: Duration) -> bool {
+    bound.is_some_and(|b| b <= now)
 }
 
 impl SlaveCore {
@@ -574,6 +608,9 @@ impl SlaveCore {
             frameworks: BTreeMap::new(),
             tasks: BTreeMap::new(),
             kills_before_launch: VecDeque::new(),
+            updates_due: None,
+            probes_due: None,
+            live: 0,
         }
     }
 
@@ -595,6 +632,16 @@ impl SlaveCore {
     /// The tasks in the books.
     pub fn tasks(&self) -> &BTreeMap<TaskId, TaskEntry> {
         &self.tasks
+    }
+
+    /// How many tasks are live (not terminal).
+    pub fn live_task_count(&self) -> usize {
+        debug_assert_eq!(
+            self.live,
+            self.tasks.values().filter(|t| t.is_live()).count(),
+            "the live count follows every change"
+        );
+        self.live
     }
 
     /// One task.
@@ -649,6 +696,7 @@ impl SlaveCore {
         if self.tasks.len() >= limits::SLAVE_TASKS_MAX {
             return Err(AddTaskError::TooManyTasks(limits::SLAVE_TASKS_MAX));
         }
+        self.live += 1;
         self.tasks.insert(
             info.task_id.clone(),
             TaskEntry {
@@ -672,20 +720,22 @@ impl SlaveCore {
         updates.pending = entry.pending_updates.into();
         if !updates.pending.is_empty() {
             updates.send_at = Some(Duration::ZERO);
+            lower(&mut self.updates_due, updates.send_at);
         }
-        self.tasks.insert(
-            entry.info.task_id.clone(),
-            TaskEntry {
-                framework_id: entry.framework_id,
-                info: entry.info,
-                state: entry.state,
-                sandbox: entry.sandbox,
-                launch: entry.launch,
-                kill: entry.kill,
-                health: None,
-                updates,
-            },
-        );
+        let task = TaskEntry {
+            framework_id: entry.framework_id,
+            info: entry.info,
+            state: entry.state,
+            sandbox: entry.sandbox,
+            launch: entry.launch,
+            kill: entry.kill,
+            health: None,
+            updates,
+        };
+        self.live += usize::from(task.is_live());
+        if let Some(old) = self.tasks.insert(task.info.task_id.clone(), task) {
+            self.live -= usize::from(old.is_live());
+        }
     }
 
     /// Remembers a kill for a task not (yet) in the books.
@@ -730,13 +780,15 @@ impl SlaveCore {
         {
             return false;
         }
-        task.state = status.state;
         if status.state.is_terminal() {
             task.health = None;
+            self.live -= usize::from(task.is_live());
         }
+        task.state = status.state;
         if task.updates.pending.is_empty() {
             task.updates.send_at = Some(now);
             task.updates.backoff.reset();
+            lower(&mut self.updates_due, Some(now));
         }
         task.updates.pending.push_back(status);
         true
@@ -744,26 +796,30 @@ impl SlaveCore {
 
     /// The updates to send now: each task's head, when due. Nothing while unregistered.
     pub fn poll_updates(&mut self, now: Duration) -> Vec<OutgoingUpdate> {
-        if !self.registration.is_registered() {
+        if !self.registration.is_registered() || !may_be_due(self.updates_due, now) {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let mut next = None;
         for task in self.tasks.values_mut() {
             let stream = &mut task.updates;
             let (Some(head), Some(at)) = (stream.pending.front(), stream.send_at) else {
                 continue;
             };
             if now < at {
+                lower(&mut next, Some(at));
                 continue;
             }
             let retry = stream.backoff.current != stream.backoff.initial;
             stream.send_at = Some(now + stream.backoff.next_delay());
+            lower(&mut next, stream.send_at);
             out.push(OutgoingUpdate {
                 framework_id: task.framework_id.clone(),
                 status: head.clone(),
                 retry,
             });
         }
+        self.updates_due = next;
         out
     }
 
@@ -773,6 +829,7 @@ impl SlaveCore {
             if !task.updates.pending.is_empty() {
                 task.updates.send_at = Some(now);
                 task.updates.backoff.reset();
+                lower(&mut self.updates_due, Some(now));
             }
         }
     }
@@ -793,6 +850,7 @@ impl SlaveCore {
         } else {
             Some(now)
         };
+        lower(&mut self.updates_due, stream.send_at);
         if acked.state.is_terminal() {
             debug_assert!(stream.pending.is_empty(), "the terminal update is the last");
             let task = self.tasks.remove(task_id).expect("task present");
@@ -810,7 +868,9 @@ impl SlaveCore {
         if let Some(task) = self.tasks.get_mut(task_id) {
             if let Some(check) = task.info.health_check.clone() {
                 if task.is_live() {
-                    task.health = Some(HealthState::new(check, now));
+                    let health = HealthState::new(check, now);
+                    lower(&mut self.probes_due, health.next_deadline());
+                    task.health = Some(health);
                 }
             }
         }
@@ -818,7 +878,11 @@ impl SlaveCore {
 
     /// Health probes to start now.
     pub fn poll_health(&mut self, now: Duration) -> Vec<DueProbe> {
+        if !may_be_due(self.probes_due, now) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
+        let mut next = None;
         for (task_id, task) in &mut self.tasks {
             if task.kill.is_some() {
                 continue;
@@ -834,7 +898,9 @@ impl SlaveCore {
                     timeout: health.timeout(),
                 });
             }
+            lower(&mut next, health.next_deadline());
         }
+        self.probes_due = next;
         out
     }
 
@@ -852,27 +918,23 @@ impl SlaveCore {
             .filter(|t| t.kill.is_none())
             .and_then(|t| t.health.as_mut())
         {
-            Some(health) => health.handle_result(now, probe_id, healthy),
+            Some(health) => {
+                let outcome = health.handle_result(now, probe_id, healthy);
+                lower(&mut self.probes_due, health.next_deadline());
+                outcome
+            }
             None => HealthOutcome::Unchanged,
         }
     }
 
     /// When the core next wants to act (registration attempt, heartbeat, update retry, probe).
     pub fn next_deadline(&self) -> Option<Duration> {
+        // The bounds may be early (a spurious wake-up makes them exact), never late.
         let mut next = self.registration.next_deadline();
-        let mut consider = |d: Option<Duration>| {
-            if let Some(d) = d {
-                next = Some(next.map_or(d, |n| n.min(d)));
-            }
-        };
-        for task in self.tasks.values() {
-            if self.registration.is_registered() && !task.updates.pending.is_empty() {
-                consider(task.updates.send_at);
-            }
-            if task.kill.is_none() {
-                consider(task.health.as_ref().and_then(HealthState::next_deadline));
-            }
+        if self.registration.is_registered() {
+            lower(&mut next, self.updates_due);
         }
+        lower(&mut next, self.probes_due);
         next
     }
 }
@@ -1118,6 +1180,11 @@ mod tests {
         }
         assert!(core.tasks().is_empty());
         assert!(core.frameworks().is_empty());
+        // The removed task's retry time may linger as an early wake-up, which sends nothing
+        // and leaves only the heartbeat.
+        let early = core.next_deadline().expect("the heartbeat at least");
+        assert!(early <= s(1000.0));
+        assert!(core.poll_updates(early).is_empty());
         assert_eq!(
             core.next_deadline(),
             Some(s(1000.0)),

@@ -50,7 +50,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, CheckpointStore, FrameworkRecord, SlaveRecord, TaskRecord};
+use crate::checkpoint::{Checkpoint, CheckpointStore, FrameworkRecord, SlaveRecord};
 use crate::containerizer::{
     task_dir_name, CommandSpec, Containerizer, ContainerizerError, LaunchCallback, LaunchInfo,
     LaunchStart, RecoveredTask, TaskSpec, Termination, TerminationCallback,
@@ -538,20 +538,15 @@ impl SlaveProcess {
     /// then sends the updates.
     fn flush(&mut self, ctx: &mut Context<'_>) {
         self.flush_scheduled = false;
-        let records: Vec<TaskRecord> = std::mem::take(&mut self.dirty)
+        let dirty = std::mem::take(&mut self.dirty);
+        let records: Vec<_> = dirty
             .iter()
             .filter_map(|id| self.core.task(id))
-            .map(|task| TaskRecord {
-                framework_id: task.framework_id.clone(),
-                info: task.info.clone(),
-                state: task.state,
-                sandbox: task.sandbox.clone(),
-                launch: task.launch.clone(),
-                kill: task.kill,
-                pending_updates: task.pending_updates().cloned().collect(),
-            })
+            .map(crate::core::TaskEntry::record)
             .collect();
-        let written = match self.checkpoint.put_tasks(&records) {
+        let result = self.checkpoint.put_tasks(&records);
+        drop(records);
+        let written = match result {
             Ok(()) => true,
             Err(e) => {
                 self.checkpoint_error("task write", e);
@@ -790,7 +785,7 @@ impl SlaveProcess {
         self.metrics.registered.set(i64::from(self.is_registered()));
         self.metrics
             .tasks_live
-            .set(self.core.tasks().values().filter(|t| t.is_live()).count() as i64);
+            .set(self.core.live_task_count() as i64);
         if self.timer.map(|(_, at)| at) != next {
             if let Some((id, _)) = self.timer.take() {
                 ctx.cancel(id);

@@ -3,7 +3,7 @@
 //! termination callback when [`Containerizer::poll`] reaches their end. Deterministic: no
 //! thread, no clock of its own, no randomness.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -97,6 +97,14 @@ struct SimTask {
 }
 
 impl SimTask {
+    /// When it ends, if that is known.
+    fn end_at(&self) -> Option<Duration> {
+        match (self.ends_at, self.killed_at) {
+            (Some(n), Some((k, _))) => Some(n.min(k)),
+            (n, k) => n.or(k.map(|(at, _)| at)),
+        }
+    }
+
     fn end(&self) -> Option<(Duration, Termination)> {
         let natural = self.ends_at.map(|at| {
             let termination = if self.behaviour.oom {
@@ -139,6 +147,12 @@ struct MachineState {
     tasks: BTreeMap<TaskId, SimTask>,
     next_pid: u32,
     now: Duration,
+    /// Tasks launched or asked to die since the last poll: the poll gives them their end.
+    fresh: Vec<TaskId>,
+    /// When tasks end, earliest first. An entry whose task is gone or ends at another time
+    /// (a kill that came first) is stale and skipped: a poll costs the tasks that end, not
+    /// every task on the machine.
+    ends: BTreeSet<(Duration, TaskId)>,
 }
 
 /// The simulated machine a slave runs on: its tasks survive a crash of the simulated slave
@@ -225,6 +239,7 @@ impl Containerizer for SimContainerizer {
             sandbox: spec.sandbox.clone(),
             run_dir: PathBuf::new(),
         };
+        state.fresh.push(spec.task_id.clone());
         state.tasks.insert(
             spec.task_id.clone(),
             SimTask {
@@ -248,6 +263,7 @@ impl Containerizer for SimContainerizer {
             .ok_or_else(|| ContainerizerError::UnknownTask(task_id.to_string()))?;
         if task.killed_at.is_none() {
             task.kill_requested = Some(task.kill_requested.map_or(grace, |g| g.min(grace)));
+            state.fresh.push(task_id.to_string());
         }
         Ok(())
     }
@@ -295,7 +311,12 @@ impl Containerizer for SimContainerizer {
     fn forget(&mut self, _task_id: &str) {}
 
     fn destroy_all(&mut self) {
-        let tasks = std::mem::take(&mut self.machine.lock().tasks);
+        let tasks = {
+            let mut state = self.machine.lock();
+            state.fresh.clear();
+            state.ends.clear();
+            std::mem::take(&mut state.tasks)
+        };
         for (id, _) in tasks {
             (self.on_termination)(
                 id,
@@ -312,9 +333,13 @@ impl Containerizer for SimContainerizer {
     fn poll(&mut self, now: Duration) -> Option<Duration> {
         let mut ended = Vec::new();
         let next = {
-            let mut state = self.machine.lock();
+            let mut guard = self.machine.lock();
+            let state = &mut *guard;
             state.now = now;
-            for task in state.tasks.values_mut() {
+            for id in std::mem::take(&mut state.fresh) {
+                let Some(task) = state.tasks.get_mut(&id) else {
+                    continue;
+                };
                 if task.ends_at.is_none() {
                     task.ends_at = match (task.behaviour.run_for, task.behaviour.oom) {
                         (Some(d), _) => Some(now + d),
@@ -329,22 +354,25 @@ impl Containerizer for SimContainerizer {
                         (now, libc::SIGTERM)
                     });
                 }
+                if let Some(at) = task.end_at() {
+                    state.ends.insert((at, id));
+                }
             }
-            let done: Vec<TaskId> = state
-                .tasks
-                .iter()
-                .filter(|(_, t)| t.end().is_some_and(|(at, _)| at <= now))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in done {
-                let task = state.tasks.remove(&id).expect("listed above");
+            // Due ends in time order, then stale entries off the front.
+            while let Some((at, id)) = state.ends.first().cloned() {
+                let current = state.tasks.get(&id).and_then(SimTask::end_at);
+                if current != Some(at) {
+                    state.ends.pop_first();
+                    continue;
+                }
+                if at > now {
+                    break;
+                }
+                state.ends.pop_first();
+                let task = state.tasks.remove(&id).expect("checked above");
                 ended.push((id, task.end().expect("has an end").1));
             }
-            state
-                .tasks
-                .values()
-                .filter_map(|t| t.end().map(|(at, _)| at))
-                .min()
+            state.ends.first().map(|(at, _)| *at)
         };
         for (id, termination) in ended {
             (self.on_termination)(id, termination);
