@@ -324,6 +324,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_timer(LogTime)
         .init();
     let cli = Cli::parse();
     match run(cli) {
@@ -331,6 +332,19 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Log stamps: the simulated time inside `plateau sim` (so that a trace reads in the
+/// simulation's time), the wall clock everywhere else.
+struct LogTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for LogTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match plateau_runtime::sim::thread_sim_time() {
+            Some(t) => write!(w, "sim+{:.6}s", t.as_nanos() as f64 / 1e9),
+            None => tracing_subscriber::fmt::time::SystemTime.format_time(w),
         }
     }
 }

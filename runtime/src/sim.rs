@@ -166,6 +166,17 @@ struct Scheduled {
     event: Box<Event>,
 }
 
+thread_local! {
+    /// The simulated time of the event being handled on this thread, for log stamps.
+    static THREAD_SIM_TIME: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// The simulated time of the simulation stepping on this thread, if one is: a log formatter
+/// stamps simulator logs with it instead of the wall clock.
+pub fn thread_sim_time() -> Option<Instant> {
+    THREAD_SIM_TIME.with(std::cell::Cell::get)
+}
+
 /// The queue key: time, then scheduling order (FIFO among events at the same time).
 fn queue_key(at: Instant, seq: u64) -> u128 {
     (u128::from(at.as_nanos()) << 64) | u128::from(seq)
@@ -219,6 +230,7 @@ impl Sim {
     /// An empty simulation.
     pub fn new(config: SimConfig) -> Self {
         let net_rng = Rng::derive(config.seed, "sim.network");
+        THREAD_SIM_TIME.with(|t| t.set(Some(Instant::ZERO)));
         Sim {
             faults: config.faults.clone(),
             config,
@@ -639,6 +651,11 @@ impl Sim {
         );
     }
 
+    fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        THREAD_SIM_TIME.with(|t| t.set(Some(now)));
+    }
+
     fn mix(&mut self, bytes: &[u8]) {
         self.trace = stable_hash_extend(self.trace, bytes);
     }
@@ -692,7 +709,7 @@ impl Sim {
         };
         let event = *event;
         debug_assert!(at >= self.now, "time never goes back");
-        self.now = at;
+        self.set_now(at);
         self.stats.events += 1;
         match event {
             Event::Deliver {
@@ -785,7 +802,7 @@ impl Sim {
             }
         }
         if until > self.now {
-            self.now = until;
+            self.set_now(until);
         }
     }
 
@@ -813,7 +830,7 @@ impl Sim {
                     self.step();
                 }
                 _ => {
-                    self.now = self.now.max(until);
+                    self.set_now(self.now.max(until));
                     return done(self);
                 }
             }

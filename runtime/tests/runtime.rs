@@ -883,3 +883,18 @@ fn sim_a_quickly_restarted_node_is_seen_dead_before_its_new_life_speaks() {
         "exactly once"
     );
 }
+
+#[test]
+fn log_stamps_follow_the_simulated_clock_of_the_thread() {
+    let (_, mut sim, _) = chatter_scenario(3);
+    assert_eq!(plateau_runtime::sim::thread_sim_time(), Some(sim.now()));
+    sim.run_for(Duration::from_millis(1500));
+    let now = sim.now();
+    assert!(now.as_nanos() >= 9_500_000_000, "{now:?}");
+    assert_eq!(plateau_runtime::sim::thread_sim_time(), Some(now));
+    // Another thread runs no simulation: it has no simulated time.
+    let other = std::thread::spawn(plateau_runtime::sim::thread_sim_time)
+        .join()
+        .unwrap();
+    assert_eq!(other, None);
+}
