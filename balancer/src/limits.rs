@@ -31,6 +31,9 @@ pub const PROBLEMS_MAX: usize = 1_000;
 /// clients wait in the listen backlog (HAProxy's `maxconn`).
 pub const CONNECTIONS_MAX: usize = 50_000;
 
+/// Listen backlog of each HTTP thread's listener (tokio's default for its listeners).
+pub const HTTP_LISTEN_BACKLOG: u32 = 1024;
+
 /// Most connections the admin listener serves at once.
 pub const ADMIN_CONNECTIONS_MAX: usize = 64;
 
@@ -39,6 +42,10 @@ pub const TCP_CONNECT_ATTEMPTS_MAX: usize = 3;
 
 /// Most backends one HTTP request tries when connecting fails (the first try included).
 pub const HTTP_ATTEMPTS_MAX: usize = 3;
+
+/// Most times a connection or request reads the table again because every backend of the
+/// table it read was retired (drained or removed) by a newer one meanwhile.
+pub const PICK_TABLE_REREADS_MAX: usize = 3;
 
 /// How long connecting to a backend may take (HAProxy's `timeout connect`).
 pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,13 +73,13 @@ pub const CHUNK_LINE_LEN_MAX: usize = 4096;
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Backend connections one client connection keeps idle for its next requests (one per
-/// backend it used last); older ones go to the shared pool.
+/// backend it used last); older ones go to its HTTP thread's pool.
 pub const CLIENT_BACKEND_CONNECTIONS_MAX: usize = 4;
 
-/// Most backends the shared idle pool holds connections for.
+/// Most backends the idle pool of one HTTP thread holds connections for.
 pub const POOL_BACKENDS_MAX: usize = 10_000;
 
-/// Idle pooled connections kept per backend.
+/// Idle pooled connections kept per backend, per HTTP thread.
 pub const POOL_IDLE_PER_BACKEND_MAX: usize = 64;
 
 /// How long an idle pooled backend connection is kept.

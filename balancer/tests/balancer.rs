@@ -1170,6 +1170,53 @@ async fn keep_alive_get(s: &mut TcpStream, host: &str) -> Result<(u16, String)> 
     Ok((status, String::from_utf8_lossy(&body).to_string()))
 }
 
+/// Each HTTP thread has its own listener (`SO_REUSEPORT`) and runtime: many clients are
+/// all served, and a shutdown closes every listener and every client connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_threads_serve_every_client_and_stop_on_shutdown() -> Result<()> {
+    let web = http_backend("web").await;
+    let dp = DataPlane::start(DataPlaneConfig {
+        worker_threads: 3,
+        ..DataPlaneConfig::loopback()
+    })?;
+    dp.publish(table(
+        1,
+        vec![app(
+            "/web",
+            0,
+            &[("HAPROXY_0_VHOST", "web")],
+            vec![backend("web", web.port)],
+        )],
+    ));
+    let at = dp.http_addr().context("http address")?;
+    let mut clients = Vec::new();
+    for _ in 0..24 {
+        let mut s = TcpStream::connect(at).await?;
+        let (status, body) = keep_alive_get(&mut s, "web").await?;
+        assert_eq!((status, first_line(&body)), (200, "web"));
+        clients.push(s);
+    }
+    for s in &mut clients {
+        assert_eq!(keep_alive_get(s, "web").await?.0, 200, "kept alive");
+    }
+    dp.shutdown();
+    for mut s in clients {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(DEADLINE, s.read(&mut byte)).await? {
+            Ok(0) | Err(_) => {}
+            Ok(_) => bail!("a byte after shutdown"),
+        }
+    }
+    let start = tokio::time::Instant::now(); // determinism-ok: real-socket test
+    while TcpStream::connect(at).await.is_ok() {
+        if start.elapsed() > DEADLINE {
+            bail!("still accepting after shutdown");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_backend_connections_are_kept_alive_and_replaced_when_closed() -> Result<()> {
     let (steady, steady_conns, _a) =

@@ -31,11 +31,17 @@
 //!   or de-chunked for an HTTP/1.0 client), or until the backend closes.
 //! - A client's `Expect: 100-continue` is answered by the proxy (the backend never sees it).
 //! - Backend connections idle in the client's task (at most
-//!   [`CLIENT_BACKEND_CONNECTIONS_MAX`]); when the client leaves they go to a shared idle
+//!   [`CLIENT_BACKEND_CONNECTIONS_MAX`]); when the client leaves they go to its thread's idle
 //!   pool ([`POOL_IDLE_PER_BACKEND_MAX`] per backend, [`POOL_IDLE_TIMEOUT`]). A pooled
 //!   connection is checked for a close from the backend before it is used (no system call
-//!   when nothing arrived). A draining backend is never picked for new requests, so its idle
+//!   when nothing arrived). A draining backend is never picked for new requests — not even
+//!   by a request that read the table just before the drain: picking counts the request in
+//!   flight first, then checks that no newer table retired the backend — so its idle
 //!   connections are just never used again; its requests in flight finish on theirs.
+//! - Each HTTP thread runs its own listener, runtime and pool (see [the data
+//!   plane](super)); a client connection and its backend connections stay on one thread.
+//! - Timeouts per request cost no timer operation: each client connection has one timer per
+//!   kind of wait, moved lazily (`LazyDeadline`).
 //! - One task per client connection: a hung backend holds only the requests of the clients
 //!   waiting on it. A client connection idle for
 //!   [`CLIENT_HEADER_READ_TIMEOUT`](crate::limits::CLIENT_HEADER_READ_TIMEOUT) is closed.
@@ -51,9 +57,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BytesMut};
@@ -61,12 +69,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::stats::ErrorClass;
-use super::{LiveRoute, LiveTable, Shared};
+use super::stats::{ActiveGuard, ErrorClass};
+use super::{LiveRoute, LiveTable, Pick, Shared};
 use crate::limits::{
     BODY_IDLE_TIMEOUT, CHUNK_LINE_LEN_MAX, CLIENT_BACKEND_CONNECTIONS_MAX,
-    CLIENT_HEADER_READ_TIMEOUT, HEADERS_MAX, HEAD_LEN_MAX, HTTP_ATTEMPTS_MAX, POOL_BACKENDS_MAX,
-    POOL_IDLE_PER_BACKEND_MAX, POOL_IDLE_TIMEOUT,
+    CLIENT_HEADER_READ_TIMEOUT, HEADERS_MAX, HEAD_LEN_MAX, HTTP_ATTEMPTS_MAX,
+    PICK_TABLE_REREADS_MAX, POOL_BACKENDS_MAX, POOL_IDLE_PER_BACKEND_MAX, POOL_IDLE_TIMEOUT,
 };
 
 /// Read buffer growth step.
@@ -92,7 +100,7 @@ const FORWARDED: [&str; 4] = [
     "x-forwarded-port",
 ];
 
-/// The HTTP proxy: routing, backend connections, retries.
+/// The HTTP proxy of one HTTP thread: routing, backend connections, retries.
 #[derive(Clone)]
 pub(crate) struct Proxy {
     shared: Arc<Shared>,
@@ -138,7 +146,61 @@ impl Conn {
     }
 }
 
-/// Idle backend connections shared by every client connection.
+/// A deadline that moves later at no cost: one [`tokio::time::Sleep`], re-armed only when it
+/// fires before the deadline it enforces by then.
+///
+/// Why: a `tokio::time::timeout` per request registers and removes a timer entry each time,
+/// and registering one earlier than the runtime's next planned wake-up writes to its eventfd
+/// (profiled: one `write` system call every few requests). Keep-alive connections move their
+/// deadlines later on every request, so here a request costs a clock read and a store; the
+/// timer is touched about once per timeout period.
+struct LazyDeadline {
+    at: Instant,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl LazyDeadline {
+    fn new() -> Self {
+        let at = Instant::now() + CLIENT_HEADER_READ_TIMEOUT; // determinism-ok: I/O shell, timeouts
+        LazyDeadline {
+            at,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+        }
+    }
+
+    /// Enforce `at` from now on. Later than the armed timer: nothing to do until it fires.
+    fn set(&mut self, at: Instant) {
+        self.at = at;
+        if at < self.sleep.deadline() {
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    /// Completes once the deadline has passed.
+    async fn passed(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let now = Instant::now(); // determinism-ok: I/O shell, timeouts
+            if now >= self.at {
+                return;
+            }
+            let at = self.at;
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    /// `f`'s output, or `None` when the deadline passes first.
+    async fn within<T>(&mut self, f: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            r = f => Some(r),
+            () = self.passed() => None,
+        }
+    }
+}
+
+/// Idle backend connections shared by the client connections of one HTTP thread (each
+/// thread has its own: no lock is ever contended, no connection moves between threads).
 #[derive(Default)]
 struct Pool {
     idle: Mutex<PoolState>,
@@ -707,6 +769,14 @@ fn is_reset(e: &io::Error) -> bool {
     )
 }
 
+/// What [`Session::route_and_forward`] did.
+enum Routed {
+    /// Answered (or failed): what [`Session::one_request`] returns.
+    Done(Result<bool, Failure>),
+    /// The table was stale for this request; nothing was consumed.
+    Stale,
+}
+
 /// One client connection: its buffer, its backend connections, its view of the table.
 struct Session {
     proxy: Proxy,
@@ -716,18 +786,23 @@ struct Session {
     /// Backend connections this client used, by backend address, most recent last.
     backends: Vec<(String, Conn)>,
     table_version: u64,
-    table: Arc<LiveTable>,
+    /// The table requests are routed on (`None` only while a request holds it).
+    table: Option<Arc<LiveTable>>,
+    /// For the client's next request head.
+    head_deadline: LazyDeadline,
+    /// For the backend's response head.
+    response_deadline: LazyDeadline,
 }
 
 impl Session {
-    fn table(&mut self) -> Arc<LiveTable> {
-        // One relaxed load per request; the lock only when the table changed.
+    /// Make `self.table` the current table: one relaxed load per request, the lock only
+    /// when the table changed (or when `force`d).
+    fn refresh_table(&mut self, force: bool) {
         let v = self.proxy.shared.version.load(Relaxed);
-        if v != self.table_version {
-            self.table = self.proxy.shared.live();
+        if force || v != self.table_version || self.table.is_none() {
+            self.table = Some(self.proxy.shared.live());
             self.table_version = v;
         }
-        self.table.clone()
     }
 
     fn take_backend(&mut self, address: &str) -> Option<Conn> {
@@ -750,15 +825,16 @@ impl Session {
 
     async fn run(mut self) {
         loop {
-            match tokio::time::timeout(
-                CLIENT_HEADER_READ_TIMEOUT,
-                read_request_head(&mut self.client),
-            )
-            .await
+            let now = Instant::now(); // determinism-ok: I/O shell, timeouts
+            self.head_deadline.set(now + CLIENT_HEADER_READ_TIMEOUT);
+            match self
+                .head_deadline
+                .within(read_request_head(&mut self.client))
+                .await
             {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) | Ok(Err(Failure::Client)) | Err(_) => break,
-                Ok(Err(Failure::Answer(a))) => {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) | Some(Err(Failure::Client)) | None => break,
+                Some(Err(Failure::Answer(a))) => {
                     let _ = self.client.stream.write_all(&a.bytes(true)).await;
                     break;
                 }
@@ -781,43 +857,69 @@ impl Session {
 
     /// Route and forward the buffered request; `Ok(true)` when the client connection stays.
     async fn one_request(&mut self) -> Result<bool, Failure> {
-        let table = self.table();
-        let (request, route) = {
-            let parsed = parse_request(&self.client.buf, &self.client_ip, self.listen_port)
-                .map_err(Failure::Answer)?;
-            let route = table.http_route(parsed.host, parsed.path).cloned();
-            let route = match route {
-                Some(r) => r,
-                None => {
-                    self.proxy.shared.stats.no_route.fetch_add(1, Relaxed);
-                    let answer = Answer::new(
-                        404,
-                        "Not Found",
-                        format!(
-                            "no route for host '{}' and path '{}'",
-                            parsed.host, parsed.path
-                        ),
-                    );
-                    let (len, request) = (parsed.len, parsed.request);
-                    self.client.buf.advance(len);
-                    return self.answer_locally(&request, answer).await;
-                }
+        let mut rereads = 0;
+        loop {
+            self.refresh_table(rereads > 0);
+            // Moved out for the request and put back after, rather than cloned: the
+            // reference count of a table is shared by every thread, so each clone and drop
+            // would move its cache line between cores.
+            let table = self.table.take().expect("refreshed above");
+            let routed = self
+                .route_and_forward(&table, rereads < PICK_TABLE_REREADS_MAX)
+                .await;
+            self.table = Some(table);
+            match routed {
+                Routed::Done(result) => return result,
+                // Nothing consumed: route the same request again on the current table.
+                Routed::Stale => rereads += 1,
+            }
+        }
+    }
+
+    /// Route the buffered request on `table` and forward it. `Routed::Stale` (only when
+    /// `may_reread`, and with the request left in the buffer) when every backend of its
+    /// route was retired by a newer table since `table` was read.
+    async fn route_and_forward(&mut self, table: &LiveTable, may_reread: bool) -> Routed {
+        let (request, route, first) = {
+            let parsed = match parse_request(&self.client.buf, &self.client_ip, self.listen_port) {
+                Ok(p) => p,
+                Err(answer) => return Routed::Done(Err(Failure::Answer(answer))),
+            };
+            // The first backend is picked here, while host and path are at hand.
+            let Some(route) = table.http_route(parsed.host, parsed.path) else {
+                self.proxy.shared.stats.no_route.fetch_add(1, Relaxed);
+                let answer = Answer::new(
+                    404,
+                    "Not Found",
+                    format!(
+                        "no route for host '{}' and path '{}'",
+                        parsed.host, parsed.path
+                    ),
+                );
+                let (len, request) = (parsed.len, parsed.request);
+                self.client.buf.advance(len);
+                return Routed::Done(self.answer_locally(&request, answer).await);
+            };
+            let first = match route.pick(&[]) {
+                Pick::Chosen(i, guard) => Some((i, guard)),
+                Pick::Nothing { stale: true } if may_reread => return Routed::Stale,
+                Pick::Nothing { .. } => None,
             };
             let len = parsed.len;
             let request = parsed.request;
             self.client.buf.advance(len);
-            (request, route)
+            (request, route, first)
         };
-        if route.backends.is_empty() {
+        let Some(first) = first else {
             route.app.no_backend.fetch_add(1, Relaxed);
             let answer = Answer::new(
                 503,
                 "Service Unavailable",
                 format!("no healthy backend for app {}", route.app_id),
             );
-            return self.answer_locally(&request, answer).await;
-        }
-        self.forward(request, &route).await
+            return Routed::Done(self.answer_locally(&request, answer).await);
+        };
+        Routed::Done(self.forward(request, route, first).await)
     }
 
     /// Answer without a backend. The connection stays only if the request had no body (an
@@ -832,15 +934,27 @@ impl Session {
         Ok(keep)
     }
 
-    async fn forward(&mut self, request: Request, route: &LiveRoute) -> Result<bool, Failure> {
+    /// Send `request` to `first` (picked by the caller), then to other backends of `route`
+    /// as the retry rules allow.
+    async fn forward(
+        &mut self,
+        request: Request,
+        route: &LiveRoute,
+        first: (usize, ActiveGuard),
+    ) -> Result<bool, Failure> {
         let replayable = request.idempotent && request.body == Framing::Empty;
         let mut tried: [usize; HTTP_ATTEMPTS_MAX] = [usize::MAX; HTTP_ATTEMPTS_MAX];
         let mut attempts = 0;
         let mut last_connect_error = String::new();
         let mut continue_sent = false;
+        let mut next = Some(first);
         while attempts < HTTP_ATTEMPTS_MAX {
-            let Some((i, active)) = route.pick(&tried[..attempts]) else {
-                break;
+            let (i, active) = match next.take() {
+                Some(picked) => picked,
+                None => match route.pick(&tried[..attempts]) {
+                    Pick::Chosen(i, active) => (i, active),
+                    Pick::Nothing { .. } => break,
+                },
             };
             tried[attempts] = i;
             attempts += 1;
@@ -926,10 +1040,19 @@ impl Session {
                     Err(Side::Dst) => return Err(bad("connection lost sending the body".into())),
                 }
                 let timeout = self.proxy.shared.config.response_header_timeout;
+                // Counted from the end of the request (its body may have taken a while).
+                let sent = if request.body == Framing::Empty {
+                    started
+                } else {
+                    Instant::now() // determinism-ok: I/O shell, timeouts
+                };
+                self.response_deadline.set(sent + timeout);
                 let response = loop {
-                    let head =
-                        tokio::time::timeout(timeout, read_response_head(&mut conn, &request))
-                            .await;
+                    let head = self
+                        .response_deadline
+                        .within(read_response_head(&mut conn, &request))
+                        .await
+                        .ok_or(());
                     match head {
                         Ok(Ok(r)) if r.status == 101 => {
                             return Err(bad("switching protocols was not asked for".into()))
@@ -1023,6 +1146,73 @@ impl Session {
     }
 }
 
+/// A client connection moved to another HTTP thread, with its connection permit.
+pub(crate) type HandedOff = (
+    std::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+/// What the HTTP threads know of each other: their client connection counts, and where to
+/// hand a connection to each.
+///
+/// Why: `SO_REUSEPORT` spreads connections by a hash of their addresses, so 64 connections
+/// over 2 threads split unevenly (by ±4 typically), and the clients of the busier thread wait
+/// longer (a worse p99). A thread that accepts a connection while another thread has fewer hands it
+/// over (a system call and a wake-up per connection, nothing per request), as HAProxy's
+/// listeners give each connection to their least loaded thread.
+pub(crate) struct HttpThreads {
+    /// Client connections being served, per thread.
+    load: Vec<AtomicUsize>,
+    /// Connections handed to each thread. Unbounded, but each entry holds one of the
+    /// [`CONNECTIONS_MAX`](crate::limits::CONNECTIONS_MAX) connection permits.
+    handoff: Vec<tokio::sync::mpsc::UnboundedSender<HandedOff>>,
+}
+
+impl HttpThreads {
+    /// Threads for `n` listeners, and the receiving end of each one's hand-off queue.
+    pub(crate) fn new(
+        n: usize,
+    ) -> (
+        Arc<HttpThreads>,
+        Vec<tokio::sync::mpsc::UnboundedReceiver<HandedOff>>,
+    ) {
+        let (senders, receivers) = (0..n)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
+        let threads = HttpThreads {
+            load: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            handoff: senders,
+        };
+        (Arc::new(threads), receivers)
+    }
+
+    /// The thread that should serve a connection accepted by `me`: `me` unless another
+    /// thread serves fewer connections. Counts the connection on that thread.
+    fn assign(&self, me: usize) -> usize {
+        let mine = self.load[me].load(Relaxed);
+        let (other, least) = self
+            .load
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i, l.load(Relaxed)))
+            .min_by_key(|(_, l)| *l)
+            .unwrap_or((me, mine));
+        let chosen = if least < mine { other } else { me };
+        self.load[chosen].fetch_add(1, Relaxed);
+        chosen
+    }
+}
+
+/// Uncounts one client connection of a thread when its session ends.
+struct LoadGuard(Arc<HttpThreads>, usize);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.load[self.1].fetch_sub(1, Relaxed);
+    }
+}
+
 impl Proxy {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Proxy {
@@ -1031,34 +1221,74 @@ impl Proxy {
         }
     }
 
-    /// Accept clients until the runtime stops.
-    pub(crate) async fn serve(self, listener: tokio::net::TcpListener) {
+    /// Accept clients (and take those other threads hand over) until the runtime stops.
+    /// `me`: this thread's index in `threads`.
+    pub(crate) async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        threads: Arc<HttpThreads>,
+        me: usize,
+        mut handed: tokio::sync::mpsc::UnboundedReceiver<HandedOff>,
+    ) {
         let listen_port = listener.local_addr().map_or(0, |a| a.port());
+        let accept = || async {
+            let permit = self.shared.connections.clone().acquire_owned().await.ok()?;
+            Some((listener.accept().await, permit))
+        };
         loop {
-            let Ok(permit) = self.shared.connections.clone().acquire_owned().await else {
-                return;
-            };
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
+            // Both branches are cancel-safe: a permit acquired for an accept that lost the
+            // race is just released.
+            let (stream, peer, permit) = tokio::select! {
+                biased;
+                Some((stream, peer, permit)) = handed.recv() => {
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => (stream, peer, permit),
+                        Err(e) => {
+                            threads.load[me].fetch_sub(1, Relaxed);
+                            tracing::warn!(error = %e, "HTTP connection handed over unusable");
+                            continue;
+                        }
+                    }
                 }
+                accepted = accept() => match accepted {
+                    None => return,
+                    Some((Ok((stream, peer)), permit)) => {
+                        let to = threads.assign(me);
+                        if to == me {
+                            (stream, peer, permit)
+                        } else {
+                            let moved = stream.into_std().map(|s| (s, peer, permit));
+                            if let Err(e) = moved.map(|m| threads.handoff[to].send(m)) {
+                                threads.load[to].fetch_sub(1, Relaxed);
+                                tracing::warn!(error = %e, "HTTP connection not handed over");
+                            }
+                            continue;
+                        }
+                    }
+                    Some((Err(e), _)) => {
+                        tracing::warn!(error = %e, "HTTP accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
             };
+            let load = LoadGuard(threads.clone(), me);
             let _ = stream.set_nodelay(true);
             let table_version = self.shared.version.load(Relaxed);
             let session = Session {
-                table: self.shared.live(),
+                table: Some(self.shared.live()),
                 table_version,
                 proxy: self.clone(),
                 client: Conn::new(stream),
                 client_ip: client_ip(peer),
                 listen_port,
                 backends: Vec::new(),
+                head_deadline: LazyDeadline::new(),
+                response_deadline: LazyDeadline::new(),
             };
             tokio::spawn(async move {
                 session.run().await;
+                drop(load);
                 drop(permit);
             });
         }
@@ -1077,6 +1307,65 @@ fn client_ip(peer: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn connections_go_to_the_least_loaded_thread() {
+        let (threads, _handed) = HttpThreads::new(3);
+        let loads = || -> Vec<usize> { threads.load.iter().map(|l| l.load(Relaxed)).collect() };
+        // Ties stay on the accepting thread.
+        assert_eq!(threads.assign(1), 1);
+        // Thread 1 now serves more than 0 and 2: its next accepts go to them.
+        assert_eq!(threads.assign(1), 0);
+        assert_eq!(threads.assign(1), 2);
+        assert_eq!(loads(), vec![1, 1, 1]);
+        // However they arrive, connections stay spread within one of each other.
+        for i in 0..30 {
+            threads.assign(i % 2);
+        }
+        let l = loads();
+        assert!(
+            l.iter().max().unwrap() - l.iter().min().unwrap() <= 1,
+            "{l:?}"
+        );
+        assert_eq!(l.iter().sum::<usize>(), 33);
+        // A session ending uncounts its connection.
+        drop(LoadGuard(threads.clone(), 0));
+        assert_eq!(loads().iter().sum::<usize>(), 32);
+    }
+
+    /// On tokio's paused clock: a deadline moved later fires at the later time (not at the
+    /// one the timer was armed for), one moved earlier fires early, and a future that
+    /// finishes first wins.
+    #[tokio::test(start_paused = true)]
+    async fn lazy_deadline_enforces_its_latest_setting() {
+        let secs = Duration::from_secs;
+        let never = std::future::pending::<()>;
+        let now = Instant::now; // determinism-ok: tokio's paused test clock
+        let mut d = LazyDeadline::new();
+        let t0 = now();
+        d.set(t0 + secs(10));
+        d.set(t0 + secs(20));
+        assert!(d.within(never()).await.is_none());
+        assert_eq!(now() - t0, secs(20));
+        let t1 = now();
+        d.set(t1 + secs(100));
+        d.set(t1 + secs(1));
+        assert!(d.within(never()).await.is_none());
+        assert_eq!(now() - t1, secs(1));
+        let t2 = now();
+        d.set(t2 + secs(5));
+        let quick = async {
+            tokio::time::sleep(secs(1)).await;
+            7
+        };
+        assert_eq!(d.within(quick).await, Some(7));
+        assert_eq!(now() - t2, secs(1));
+        // Moved later again after an early wake-up of its timer: still not passed at 5 s.
+        d.set(t2 + secs(30));
+        assert!(d.within(never()).await.is_none());
+        assert_eq!(now() - t2, secs(30));
+    }
 
     fn parse(raw: &str) -> Result<(String, String, Request), Answer> {
         let p = parse_request(raw.as_bytes(), "10.0.0.9", 80)?;

@@ -2,7 +2,9 @@
 //! and `/metrics` (Prometheus text, through a [`prometheus_client`] collector).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::SeqCst,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,6 +107,10 @@ pub struct BackendStats {
     pub responses: [AtomicU64; 5],
     /// Time to connect (TCP) or to the response headers (HTTP).
     pub latency: Histogram,
+    /// Not in the current table's routes (draining or removed): no new connection or request
+    /// may go to it, even from a table read before it was retired. See
+    /// [`BackendStats::begin_unless_retired`].
+    pub(crate) retired: AtomicBool,
 }
 
 impl BackendStats {
@@ -125,10 +131,31 @@ impl BackendStats {
         }
     }
 
-    /// Mark one connection or request active until the guard is dropped.
-    pub fn begin(self: &Arc<Self>) -> ActiveGuard {
-        self.active.fetch_add(1, Relaxed);
-        ActiveGuard(self.clone())
+    /// Mark one connection or request active until the guard is dropped; `None` (and nothing
+    /// counted) when the backend is retired.
+    ///
+    /// Why the order matters: whoever waits for a drained backend publishes the table that
+    /// retires it, then waits for `active == 0`. Publishing stores `retired` (SeqCst) before
+    /// reading `active` (SeqCst); here `active` is raised (SeqCst) before `retired` is read
+    /// (SeqCst). In the single total order of those four operations either this read sees
+    /// the backend retired (and the count is undone), or the waiter's read sees the count —
+    /// so a request picked from a stale table can never slip past a drain.
+    pub(crate) fn begin_unless_retired(self: &Arc<Self>) -> Option<ActiveGuard> {
+        // Acquire: whoever then reads the table again sees the one that retired it.
+        if self.retired.load(Acquire) {
+            return None;
+        }
+        self.active.fetch_add(1, SeqCst);
+        let guard = ActiveGuard(self.clone());
+        if self.retired.load(SeqCst) {
+            return None; // The guard's drop undoes the count.
+        }
+        Some(guard)
+    }
+
+    /// Whether a table published since retired this backend.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Acquire)
     }
 }
 
@@ -138,7 +165,8 @@ pub struct ActiveGuard(Arc<BackendStats>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Relaxed);
+        // SeqCst (not Relaxed): whoever reads 0 must see the request's work done.
+        self.0.active.fetch_sub(1, SeqCst);
     }
 }
 
@@ -273,7 +301,7 @@ impl Stats {
                 task_id: task.clone(),
                 address: addr.clone(),
                 in_table: in_table(app, task, addr),
-                active: b.active.load(Relaxed),
+                active: b.active.load(SeqCst),
                 connections: b.connections.load(Relaxed),
                 requests: b.requests.load(Relaxed),
                 errors_connect: b.errors_connect.load(Relaxed),

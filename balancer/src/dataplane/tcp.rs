@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::stats::ErrorClass;
-use super::Shared;
-use crate::limits::{LISTENER_REBIND_INTERVAL, TCP_CONNECT_ATTEMPTS_MAX};
+use super::{Pick, Shared};
+use crate::limits::{LISTENER_REBIND_INTERVAL, PICK_TABLE_REREADS_MAX, TCP_CONNECT_ATTEMPTS_MAX};
 
 /// Keep one listener per service port of the current table: bind the new ones, close the
 /// removed ones (their established connections are separate tasks and stay open), retry
@@ -117,14 +117,28 @@ async fn accept_loop(shared: Arc<Shared>, port: u16, listener: TcpListener) {
 
 /// Connect `client` to a backend of the port's route and splice until either side closes.
 async fn forward(shared: &Shared, port: u16, mut client: TcpStream) {
-    let Some(route) = shared.live().tcp.get(&port).cloned() else {
+    let Some(mut route) = shared.live().tcp.get(&port).cloned() else {
         return; // The port was just removed: close.
     };
     let _ = client.set_nodelay(true);
     let mut tried = Vec::with_capacity(TCP_CONNECT_ATTEMPTS_MAX);
+    let mut rereads = 0;
     while tried.len() < TCP_CONNECT_ATTEMPTS_MAX {
-        let Some((i, active)) = route.pick(&tried) else {
-            break;
+        let (i, active) = match route.pick(&tried) {
+            Pick::Chosen(i, active) => (i, active),
+            // Every backend of the table read was retired since: read it again, once the
+            // table that retired them is in place (a fresh start, nothing was tried there).
+            Pick::Nothing { stale: true }
+                if tried.is_empty() && rereads < PICK_TABLE_REREADS_MAX =>
+            {
+                rereads += 1;
+                let Some(r) = shared.live().tcp.get(&port).cloned() else {
+                    return;
+                };
+                route = r;
+                continue;
+            }
+            Pick::Nothing { .. } => break,
         };
         tried.push(i);
         let backend = &route.backends[i];
