@@ -336,6 +336,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// mimalloc rather than glibc malloc: the simulator (`plateau sim`) allocates a lot and spends
+/// 40 % less CPU with it (see the #4 notes); the long-running nodes gain a steadier heap.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Log stamps: the simulated time inside `plateau sim` (so that a trace reads in the
 /// simulation's time), the wall clock everywhere else.
 struct LogTime;

@@ -11,3 +11,7 @@ fn main() {
     };
     std::process::exit(plateau_sim::cli_main(&args));
 }
+
+/// mimalloc: allocation-heavy simulations run markedly faster than on glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
