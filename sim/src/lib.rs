@@ -98,6 +98,9 @@ pub struct SimOptions {
     pub marathon_apps: usize,
     /// Jobs of one real Chronos framework (0: no Chronos), besides the Keeper frameworks.
     pub chronos_jobs: usize,
+    /// Leave the cluster allocated at the end instead of freeing it: for a process that exits
+    /// right after the run (freeing a million simulated tasks takes seconds).
+    pub leak_at_end: bool,
 }
 
 impl Default for SimOptions {
@@ -116,6 +119,7 @@ impl Default for SimOptions {
             bug: None,
             marathon_apps: 0,
             chronos_jobs: 0,
+            leak_at_end: false,
         }
     }
 }
@@ -439,13 +443,14 @@ pub fn run(options: SimOptions) -> SimReport {
     }
     let wall_seconds = wall_start.elapsed().as_secs_f64(); // determinism-ok: measurement only
     let sim_seconds = runner.now().as_secs_f64();
+    let leak = options.leak_at_end;
     let tasks_launched = runner.cluster.ledger.tasks_launched();
     let (chronos_launches, chronos_instants_run) = runner
         .cluster
         .chronos_witness
         .as_ref()
         .map_or((0, 0), |w| (w.launches(), w.scheduled_runs()));
-    SimReport {
+    let report = SimReport {
         seed: options.seed,
         slaves: options.slaves,
         frameworks: options.frameworks,
@@ -468,11 +473,15 @@ pub fn run(options: SimOptions) -> SimReport {
         converged_after_secs,
         fault_plan: plan,
         faults_injected: runner.injector.log().clone(),
-        invariant_violations: runner.violations,
-        warnings: runner.warnings,
+        invariant_violations: std::mem::take(&mut runner.violations),
+        warnings: std::mem::take(&mut runner.warnings),
         error: None,
         peak_rss_bytes: peak_rss_bytes(),
+    };
+    if leak {
+        std::mem::forget(runner);
     }
+    report
 }
 
 /// Runs `options` twice in this process and compares the trace hashes: the first report when
@@ -935,7 +944,10 @@ pub fn cli_main(args: &[String]) -> i32 {
         };
     }
     let report = match cli.check_determinism {
-        None => run(o),
+        None => run(SimOptions {
+            leak_at_end: true,
+            ..o
+        }),
         Some(DeterminismMode::InProcess) => match check_determinism(o) {
             Ok(r) => r,
             Err(e) => {
