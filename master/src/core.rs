@@ -547,26 +547,24 @@ impl MasterCore {
 
     /// Resources used by active tasks on `slave` (counted while the task is not terminal).
     pub fn slave_used(&self, slave: &Slave) -> Resources {
-        let mut used = Resources::empty();
-        for key in &slave.tasks {
-            if let Some(task) = self.tasks.get(key) {
-                if !task.state.is_terminal() {
-                    used += &task.info.resources;
-                }
-            }
-        }
-        used
+        Resources::sum(
+            slave
+                .tasks
+                .iter()
+                .filter_map(|key| self.tasks.get(key))
+                .filter(|task| !task.state.is_terminal())
+                .map(|task| &task.info.resources),
+        )
     }
 
     /// Resources in outstanding offers of `offers`.
     pub fn offered(&self, offers: &BTreeSet<OfferId>) -> Resources {
-        let mut sum = Resources::empty();
-        for id in offers {
-            if let Some(entry) = self.offers.get(id) {
-                sum += &entry.offer.resources;
-            }
-        }
-        sum
+        Resources::sum(
+            offers
+                .iter()
+                .filter_map(|id| self.offers.get(id))
+                .map(|entry| &entry.offer.resources),
+        )
     }
 
     // ----- helpers -------------------------------------------------------------------------
@@ -2319,6 +2317,9 @@ impl MasterCore {
     /// its framework's list, every offer on its slave's and framework's, and the allocator's
     /// invariants hold.
     pub fn check_invariants(&self) -> Result<(), String> {
+        // What each slave's live tasks use, gathered in the same pass (one lookup per task
+        // rather than one per task again for each slave).
+        let mut used: BTreeMap<&SlaveId, Vec<&Resources>> = BTreeMap::new();
         for (key, task) in &self.tasks {
             let slave = self
                 .slaves
@@ -2326,6 +2327,11 @@ impl MasterCore {
                 .ok_or_else(|| format!("task {key:?} on unknown slave"))?;
             if !slave.tasks.contains(key) {
                 return Err(format!("task {key:?} missing from its slave"));
+            }
+            if !task.state.is_terminal() {
+                used.entry(&task.slave_id)
+                    .or_default()
+                    .push(&task.info.resources);
             }
             if let Some(f) = self.frameworks.get(&key.0) {
                 if !f.tasks.contains(&key.1) {
@@ -2350,7 +2356,15 @@ impl MasterCore {
                     .allocator
                     .slave_total(&slave.id)
                     .ok_or_else(|| format!("slave {} not in the allocator", slave.id))?;
-                let committed = self.slave_used(slave) + self.offered(&slave.offers);
+                let committed = Resources::sum(
+                    used.get(&slave.id).into_iter().flatten().copied().chain(
+                        slave
+                            .offers
+                            .iter()
+                            .filter_map(|id| self.offers.get(id))
+                            .map(|entry| &entry.offer.resources),
+                    ),
+                );
                 if !total.contains(&committed) {
                     return Err(format!(
                         "slave {} over-committed: {committed} of {total}",

@@ -446,6 +446,31 @@ impl Resources {
         Self::default()
     }
 
+    /// The sum of many, as adding them one by one would give, but with the ports united in
+    /// one sort instead of one union per item (a slave with a hundred tasks).
+    pub fn sum<'a>(items: impl IntoIterator<Item = &'a Resources>) -> Resources {
+        let mut out = Resources::empty();
+        let mut ranges: Vec<(u16, u16)> = Vec::new();
+        for r in items {
+            out.cpus_milli += r.cpus_milli;
+            out.mem_milli += r.mem_milli;
+            out.disk_milli += r.disk_milli;
+            ranges.extend_from_slice(&r.ports.0);
+        }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+        for next in ranges {
+            match merged.last_mut() {
+                Some(prev) if u32::from(next.0) <= u32::from(prev.1) + 1 => {
+                    prev.1 = prev.1.max(next.1)
+                }
+                _ => merged.push(next),
+            }
+        }
+        out.ports = Ranges(merged);
+        out
+    }
+
     /// Scalar resources from user-facing numbers (rounded to thousandths), no ports.
     /// Negative, non-finite or too large values are errors.
     pub fn new(cpus: f64, mem_mb: f64, disk_mb: f64) -> Result<Self, MasterError> {
@@ -1075,6 +1100,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_sum_equals_adding_one_by_one(items in proptest::collection::vec(arb_resources(), 0..12)) {
+            let mut added = Resources::empty();
+            for r in &items {
+                added += r;
+            }
+            prop_assert_eq!(Resources::sum(&items), added);
+        }
+
         #[test]
         fn range_ops_match_set_ops(a in arb_ranges(), b in arb_ranges()) {
             let (sa, sb) = (set_of(&a), set_of(&b));
