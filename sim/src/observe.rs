@@ -224,13 +224,16 @@ impl Ledger {
     fn on_put_task(&self, machine: usize, record: &TaskRecordRef<'_>) {
         let mut guard = self.lock();
         let s = &mut *guard;
-        let id = record.info.task_id.clone();
+        let id = &record.info.task_id;
         // A task's resources never change: only its first write books them.
         let booked = &mut s.machines[machine].booked;
         if !booked.contains_key(id.as_str()) {
             booked.insert(id.as_str().to_string(), record.info.resources.clone());
         }
-        let trail = s.trails.entry(id.clone()).or_default();
+        if !s.trails.contains_key(id) {
+            s.trails.insert(id.clone(), UpdateTrail::default());
+        }
+        let trail = s.trails.get_mut(id).expect("inserted above");
         let new_pending: Vec<[u8; 16]> = record
             .pending_updates
             .iter()

@@ -231,15 +231,13 @@ impl CheckpointStore for MemoryCheckpoint {
                     stored.launch = record.launch.cloned();
                 }
                 stored.kill = record.kill;
-                if !stored
-                    .pending_updates
-                    .iter()
-                    .eq(record.pending_updates.iter())
+                let pending = record.pending_updates;
+                // Mostly one update more or one less: a different count needs no comparing.
+                if stored.pending_updates.len() != pending.0.len() + pending.1.len()
+                    || !stored.pending_updates.iter().eq(pending.iter())
                 {
                     stored.pending_updates.clear();
-                    stored
-                        .pending_updates
-                        .extend(record.pending_updates.iter().cloned());
+                    stored.pending_updates.extend(pending.iter().cloned());
                 }
             }
             None => {
