@@ -784,6 +784,75 @@ async fn http_hanging_backend_is_504_and_stalls_nobody_else() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_backend_that_stops_reading_a_request_body_is_504() -> Result<()> {
+    let good = http_backend("good").await;
+    let (hang_port, _hang) = hanging_backend().await;
+    let idle = Duration::from_secs(2);
+    let dp = DataPlane::start(DataPlaneConfig {
+        body_idle_timeout: idle,
+        ..DataPlaneConfig::loopback()
+    })?;
+    dp.publish(table(
+        1,
+        vec![
+            app(
+                "/sink",
+                0,
+                &[("HAPROXY_0_VHOST", "sink")],
+                vec![backend("hang", hang_port)],
+            ),
+            app(
+                "/fast",
+                0,
+                &[("HAPROXY_0_VHOST", "fast")],
+                vec![backend("good", good.port)],
+            ),
+        ],
+    ));
+    let at = dp.http_addr().unwrap();
+    // 64 MiB: more than the loopback socket buffers hold between the proxy and a backend that
+    // reads nothing, so the proxy's writes stall.
+    let len: usize = 64 << 20;
+    let (mut rd, mut wr) = TcpStream::connect(at).await?.into_split();
+    let writer = tokio::spawn(async move {
+        let head = format!("POST /upload HTTP/1.1\r\nHost: sink\r\nContent-Length: {len}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..64 {
+            wr.write_all(&chunk).await?;
+        }
+        anyhow::Ok(())
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(
+        read.is_ok(),
+        "the proxy neither answered nor closed: {answer:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains("read none of the request body"), "{answer}");
+    assert!(answer.contains("/sink"), "{answer}");
+    // The client's upload was cut short, not completed.
+    writer.abort();
+    // Nobody else was held up.
+    let (status, body) = get(&client(), at, "fast", "/", &[]).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_garbage_from_backend_is_502() -> Result<()> {
     let (port, _task) = garbage_backend().await;
     let dp = data_plane(Duration::from_secs(5));

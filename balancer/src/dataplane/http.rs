@@ -7,6 +7,7 @@
 //! | the app has no backend taking requests | 503, body naming the app |
 //! | connecting fails on every backend tried | 503, body naming the app and the last error |
 //! | connecting or the response headers take too long | 504, body naming the backend |
+//! | the backend reads none of the request body for the body idle timeout | 504, body naming the backend |
 //! | the backend answers something that is not HTTP, or resets | 502, body naming the backend |
 //! | the request head is not HTTP/1.x, too large, or ambiguously framed | 400 or 431, then close |
 //!
@@ -63,6 +64,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,9 +74,9 @@ use tokio::time::Instant;
 use super::stats::{ActiveGuard, ErrorClass};
 use super::{LiveRoute, LiveTable, Pick, Shared};
 use crate::limits::{
-    BODY_IDLE_TIMEOUT, CHUNK_LINE_LEN_MAX, CLIENT_BACKEND_CONNECTIONS_MAX,
-    CLIENT_HEADER_READ_TIMEOUT, HEADERS_MAX, HEAD_LEN_MAX, HTTP_ATTEMPTS_MAX,
-    PICK_TABLE_REREADS_MAX, POOL_BACKENDS_MAX, POOL_IDLE_PER_BACKEND_MAX, POOL_IDLE_TIMEOUT,
+    CHUNK_LINE_LEN_MAX, CLIENT_BACKEND_CONNECTIONS_MAX, CLIENT_HEADER_READ_TIMEOUT, HEADERS_MAX,
+    HEAD_LEN_MAX, HTTP_ATTEMPTS_MAX, PICK_TABLE_REREADS_MAX, POOL_BACKENDS_MAX,
+    POOL_IDLE_PER_BACKEND_MAX, POOL_IDLE_TIMEOUT,
 };
 
 /// Read buffer growth step.
@@ -111,13 +113,17 @@ pub(crate) struct Proxy {
 struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    /// How long a body relayed from this connection may go without progress, reading it or
+    /// writing it on ([`DataPlaneConfig::body_idle_timeout`](super::DataPlaneConfig)).
+    idle: Duration,
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: TcpStream, idle: Duration) -> Self {
         Conn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            idle,
         }
     }
 
@@ -129,9 +135,9 @@ impl Conn {
         self.stream.read_buf(&mut self.buf).await
     }
 
-    /// [`Conn::fill`] that gives up after [`BODY_IDLE_TIMEOUT`] without a byte.
+    /// [`Conn::fill`] that gives up after the idle timeout without a byte.
     async fn fill_body(&mut self) -> io::Result<usize> {
-        match tokio::time::timeout(BODY_IDLE_TIMEOUT, self.fill()).await {
+        match tokio::time::timeout(self.idle, self.fill()).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "body stalled")),
         }
@@ -595,6 +601,27 @@ impl std::fmt::Write for HeadWriter<'_> {
     }
 }
 
+/// `write_all` that gives up when `dst` takes no byte for `idle` (a peer that stopped
+/// reading). A timer is armed only when the socket's send buffer is full: the common write
+/// costs no timer operation.
+async fn write_idle(dst: &mut TcpStream, mut buf: &[u8], idle: Duration) -> Result<(), Side> {
+    while !buf.is_empty() {
+        match dst.try_write(buf) {
+            Ok(0) => return Err(Side::Dst),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(idle, dst.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(Side::Dst),
+                    Err(_) => return Err(Side::DstStalled),
+                }
+            }
+            Err(_) => return Err(Side::Dst),
+        }
+    }
+    Ok(())
+}
+
 /// Copy `n` body bytes from `src` (its buffer first) to `dst`.
 async fn relay_length(src: &mut Conn, dst: &mut TcpStream, mut n: u64) -> Result<(), Side> {
     while n > 0 {
@@ -602,9 +629,7 @@ async fn relay_length(src: &mut Conn, dst: &mut TcpStream, mut n: u64) -> Result
             return Err(Side::Src);
         }
         let take = (src.buf.len() as u64).min(n) as usize;
-        dst.write_all(&src.buf[..take])
-            .await
-            .map_err(|_| Side::Dst)?;
+        write_idle(dst, &src.buf[..take], src.idle).await?;
         src.buf.advance(take);
         n -= take as u64;
     }
@@ -615,7 +640,7 @@ async fn relay_length(src: &mut Conn, dst: &mut TcpStream, mut n: u64) -> Result
 async fn relay_until_close(src: &mut Conn, dst: &mut TcpStream) -> Result<(), Side> {
     loop {
         if !src.buf.is_empty() {
-            dst.write_all(&src.buf).await.map_err(|_| Side::Dst)?;
+            write_idle(dst, &src.buf, src.idle).await?;
             src.buf.clear();
         }
         if src.fill_body().await.map_err(|_| Side::Src)? == 0 {
@@ -648,9 +673,7 @@ async fn relay_chunked(src: &mut Conn, dst: &mut TcpStream, dechunk: bool) -> Re
             u64::from_str_radix(digits, 16).map_err(|_| Side::Src)?
         };
         if !dechunk {
-            dst.write_all(&src.buf[..line_len])
-                .await
-                .map_err(|_| Side::Dst)?;
+            write_idle(dst, &src.buf[..line_len], src.idle).await?;
         }
         src.buf.advance(line_len);
         if size == 0 {
@@ -659,7 +682,7 @@ async fn relay_chunked(src: &mut Conn, dst: &mut TcpStream, dechunk: bool) -> Re
                 let n = chunk_line(src).await?;
                 let last = src.buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n');
                 if !dechunk {
-                    dst.write_all(&src.buf[..n]).await.map_err(|_| Side::Dst)?;
+                    write_idle(dst, &src.buf[..n], src.idle).await?;
                 }
                 src.buf.advance(n);
                 if last {
@@ -683,6 +706,8 @@ async fn relay_chunked(src: &mut Conn, dst: &mut TcpStream, dechunk: bool) -> Re
 enum Side {
     Src,
     Dst,
+    /// The destination took no byte for the idle timeout.
+    DstStalled,
 }
 
 async fn relay_body(
@@ -983,7 +1008,7 @@ impl Session {
                         {
                             Ok(Ok(s)) => {
                                 let _ = s.set_nodelay(true);
-                                Conn::new(s)
+                                Conn::new(s, self.proxy.shared.config.body_idle_timeout)
                             }
                             Ok(Err(e)) => {
                                 backend.stats.error(ErrorClass::Connect);
@@ -1038,6 +1063,17 @@ impl Session {
                     Ok(()) => {}
                     Err(Side::Src) => return Err(Failure::Client),
                     Err(Side::Dst) => return Err(bad("connection lost sending the body".into())),
+                    Err(Side::DstStalled) => {
+                        backend.stats.error(ErrorClass::Timeout);
+                        return Err(Failure::Answer(Answer::new(
+                            504,
+                            "Gateway Timeout",
+                            format!(
+                                "backend {} of app {} read none of the request body for {:?}",
+                                backend.address, route.app_id, self.client.idle
+                            ),
+                        )));
+                    }
                 }
                 let timeout = self.proxy.shared.config.response_header_timeout;
                 // Counted from the end of the request (its body may have taken a while).
@@ -1122,7 +1158,8 @@ impl Session {
                         backend.stats.error(ErrorClass::BadResponse);
                         return Err(Failure::Client);
                     }
-                    Err(Side::Dst) => return Err(Failure::Client),
+                    // The client left or stopped reading: close it.
+                    Err(Side::Dst | Side::DstStalled) => return Err(Failure::Client),
                 }
                 drop(active);
                 if response.backend_keep_alive && conn.buf.is_empty() {
@@ -1279,7 +1316,7 @@ impl Proxy {
                 table: Some(self.shared.live()),
                 table_version,
                 proxy: self.clone(),
-                client: Conn::new(stream),
+                client: Conn::new(stream, self.shared.config.body_idle_timeout),
                 client_ip: client_ip(peer),
                 listen_port,
                 backends: Vec::new(),

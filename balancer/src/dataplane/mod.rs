@@ -64,6 +64,11 @@ pub struct DataPlaneConfig {
     /// draining; then it is closed. Default
     /// [`TCP_DRAIN_TIMEOUT_DEFAULT`](crate::limits::TCP_DRAIN_TIMEOUT_DEFAULT) (30 s).
     pub tcp_drain_timeout: Duration,
+    /// How long a body being relayed (request or response) may go without progress, read or
+    /// written, before the exchange is dropped: HAProxy's `timeout client`/`timeout server`
+    /// while data flows. A backend that stops reading a request body gets the client a 504.
+    /// Default [`BODY_IDLE_TIMEOUT`](crate::limits::BODY_IDLE_TIMEOUT) (60 s).
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for DataPlaneConfig {
@@ -77,6 +82,7 @@ impl Default for DataPlaneConfig {
             connect_timeout: crate::limits::BACKEND_CONNECT_TIMEOUT,
             worker_threads: 2,
             tcp_drain_timeout: crate::limits::TCP_DRAIN_TIMEOUT_DEFAULT,
+            body_idle_timeout: crate::limits::BODY_IDLE_TIMEOUT,
         }
     }
 }
