@@ -315,6 +315,9 @@ pub struct SlaveProcess {
     deferred_launches: Vec<(TaskId, TaskSpec)>,
     flush_scheduled: bool,
     metrics: SlaveMetrics,
+    /// The gauges' values as last set (registered, live tasks): set again only on a change,
+    /// since every message drives the slave and the gauges are shared atomics.
+    gauges_shown: Option<(bool, usize)>,
 }
 
 /// A task as `/state` and the HTTP layer see it.
@@ -401,6 +404,7 @@ impl SlaveProcess {
             deferred_launches: Vec::new(),
             flush_scheduled: false,
             metrics: SlaveMetrics::new(),
+            gauges_shown: None,
         })
     }
 
@@ -782,10 +786,12 @@ impl SlaveProcess {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.metrics.registered.set(i64::from(self.is_registered()));
-        self.metrics
-            .tasks_live
-            .set(self.core.live_task_count() as i64);
+        let gauges = (self.is_registered(), self.core.live_task_count());
+        if self.gauges_shown != Some(gauges) {
+            self.gauges_shown = Some(gauges);
+            self.metrics.registered.set(i64::from(gauges.0));
+            self.metrics.tasks_live.set(gauges.1 as i64);
+        }
         if self.timer.map(|(_, at)| at) != next {
             if let Some((id, _)) = self.timer.take() {
                 ctx.cancel(id);
