@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use plateau_master::ids::{FrameworkId, TaskId};
 use plateau_master::messages::{Reason, TaskState, TaskStatus};
-use plateau_master::resources::{Ranges, Resources};
+use plateau_master::resources::Resources;
 use plateau_runtime::{Handlers, Upid};
 use plateau_sdk::{Driver, Offer, OfferId, Scheduler, SchedulerDriver, SlaveId};
 use plateau_slave::checkpoint::{
@@ -184,18 +184,24 @@ impl Ledger {
     pub fn check_machines(&self) -> Result<(), String> {
         let s = self.lock();
         for (i, m) in s.machines.iter().enumerate() {
-            let mut sum = Resources::empty();
-            let mut ports = Ranges::empty();
+            // Every task's port ranges, sorted: two tasks share a port exactly when a range
+            // starts before the previous one (in this order) ends.
+            let mut ranges: Vec<(u16, u16, &str)> = Vec::new();
             for (id, r) in &m.running {
-                if !ports.is_disjoint(r.ports()) {
-                    return Err(format!("machine {i}: task {id} shares a port"));
-                }
-                ports = ports.union(r.ports());
-                sum += r;
+                ranges.extend(r.ports().iter().map(|(a, b)| (a, b, id.as_str())));
                 if s.running_on.get(id) != Some(&i) {
                     return Err(format!("machine {i}: task {id} is not indexed here"));
                 }
             }
+            ranges.sort_unstable();
+            for pair in ranges.windows(2) {
+                let ((_, last, a), (first, _, b)) = (pair[0], pair[1]);
+                if first <= last {
+                    let (a, b) = if a <= b { (a, b) } else { (b, a) };
+                    return Err(format!("machine {i}: tasks {a} and {b} share a port"));
+                }
+            }
+            let sum = Resources::sum(m.running.values());
             if !m.capacity.contains(&sum) {
                 return Err(format!(
                     "machine {i} runs {sum}, more than its {}",
@@ -660,5 +666,48 @@ impl<S: SimScheduler> Scheduler for Observed<S> {
     }
     fn initialize(&mut self, driver: &mut Driver<'_, '_>) {
         self.inner.initialize(driver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(text: &str) -> Resources {
+        Resources::parse(text).unwrap()
+    }
+
+    fn run(ledger: &Ledger, id: &str, resources: &str) {
+        let mut s = ledger.lock();
+        s.machines[0].running.insert(id.into(), res(resources));
+        s.running_on.insert(id.into(), 0);
+    }
+
+    #[test]
+    fn check_machines_names_two_tasks_that_share_a_port() {
+        let ledger = Ledger::new();
+        ledger.add_machine(0, res("cpus:8;mem:8192;ports:[31000-32000]"));
+        run(&ledger, "a", "cpus:1;mem:10;ports:[31000-31009]");
+        run(&ledger, "b", "cpus:1;mem:10;ports:[31020-31020]");
+        assert_eq!(ledger.check_machines(), Ok(()));
+        // Inside a's range, not next to it in port order.
+        run(
+            &ledger,
+            "c",
+            "cpus:1;mem:10;ports:[31005-31005,31030-31030]",
+        );
+        let err = ledger.check_machines().unwrap_err();
+        assert!(err.contains("tasks a and c share a port"), "{err}");
+    }
+
+    #[test]
+    fn check_machines_finds_a_machine_running_more_than_its_capacity() {
+        let ledger = Ledger::new();
+        ledger.add_machine(0, res("cpus:2;mem:100"));
+        run(&ledger, "a", "cpus:1.5;mem:10");
+        assert_eq!(ledger.check_machines(), Ok(()));
+        run(&ledger, "b", "cpus:1;mem:10");
+        let err = ledger.check_machines().unwrap_err();
+        assert!(err.contains("more than its"), "{err}");
     }
 }
