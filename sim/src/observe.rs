@@ -249,7 +249,7 @@ impl Ledger {
         let mut warnings = Vec::new();
         for uuid in &trail.pending {
             if !new_pending.contains(uuid) {
-                problems.extend(Self::acknowledged(trail, &id, uuid));
+                problems.extend(Self::acknowledged(trail, id, uuid));
             }
         }
         for uuid in &new_pending {
