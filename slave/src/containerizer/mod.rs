@@ -102,7 +102,9 @@ pub enum LaunchStart {
 /// How to start the task's process (Mesos `CommandInfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandSpec {
-    /// `true`: run `value` with `/bin/sh -c value` (`arguments` are ignored).
+    /// `true`: run `value` with `/bin/sh -c value` (`arguments` are ignored). A simple
+    /// command (plain words, the first an executable found in `PATH`, not a shell builtin) is
+    /// executed directly, as the shell would, without the shell process in between.
     /// `false`: execute the program `value` (looked up in `PATH` if it has no `/`) with
     /// `arguments` as its whole argv, `arguments[0]` included, as Mesos does; empty `arguments`
     /// mean argv `[value]`.

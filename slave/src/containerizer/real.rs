@@ -454,12 +454,11 @@ impl Shared {
     /// handshake) and returns what to watch; the caller inserts it into the state. Runs on the
     /// slave's thread or on a launcher thread.
     fn launch(&self, spec: &TaskSpec) -> Result<(LaunchInfo, Entry), ContainerizerError> {
-        fs::create_dir_all(&spec.sandbox)
-            .map_err(Self::io_error("create sandbox", &spec.sandbox))?;
+        create_task_dir(&spec.sandbox).map_err(Self::io_error("create sandbox", &spec.sandbox))?;
         let run_dir = self.run_dir_of(&spec.task_id);
         // A run directory left by an earlier task of the same id (already reported): start clean.
         let _ = fs::remove_dir_all(&run_dir);
-        fs::create_dir_all(&run_dir).map_err(Self::io_error("create run directory", &run_dir))?;
+        create_task_dir(&run_dir).map_err(Self::io_error("create run directory", &run_dir))?;
         let cgroup = self.cgroup_of(&spec.task_id);
         let limits = Limits::new(spec.cpus, spec.mem_mb, self.config.pids_max);
         let created = cgroups::create(&cgroup, limits);
@@ -482,12 +481,16 @@ impl Shared {
     ) -> Result<(LaunchInfo, Entry), ContainerizerError> {
         let sandbox = fs::canonicalize(&spec.sandbox)
             .map_err(Self::io_error("resolve sandbox", &spec.sandbox))?;
+        let env = self.environment(spec, &sandbox);
         let (program, argv0, args) = if spec.command.shell {
-            (
-                "/bin/sh".to_string(),
-                None,
-                vec!["-c".to_string(), spec.command.value.clone()],
-            )
+            match simple_command(&spec.command.value, &env, &sandbox) {
+                Some((program, argv0, args)) => (program, Some(argv0), args),
+                None => (
+                    "/bin/sh".to_string(),
+                    None,
+                    vec!["-c".to_string(), spec.command.value.clone()],
+                ),
+            }
         } else {
             match spec.command.arguments.split_first() {
                 Some((first, rest)) => (
@@ -503,7 +506,7 @@ impl Shared {
             program,
             argv0,
             args,
-            env: self.environment(spec, &sandbox),
+            env,
             sandbox: sandbox.clone(),
             cgroup: dirs.clone(),
         };
@@ -563,6 +566,103 @@ impl Shared {
         }
         Some(pidfd)
     }
+}
+
+/// Shell builtins (dash's and POSIX's) that also exist as programs or could be mistaken for
+/// them: a command starting with one of these goes through the shell, whose builtin may behave
+/// differently from the program (`echo -e`, `kill %1`...).
+const SHELL_BUILTINS: &[&str] = &[
+    "alias", "bg", "break", "cd", "chdir", "command", "continue", "echo", "eval", "exec", "exit",
+    "export", "false", "fc", "fg", "getopts", "hash", "jobs", "kill", "local", "printf", "pwd",
+    "read", "readonly", "return", "set", "shift", "test", "times", "trap", "true", "type",
+    "ulimit", "umask", "unalias", "unset", "wait",
+];
+
+/// A shell command that needs no shell: words of plain characters (no quoting, expansion,
+/// redirection, operator, comment or assignment), the first naming an executable file found as
+/// `/bin/sh` would find it (through `PATH` of `env`, or relative to `cwd`), that is a binary or
+/// has a `#!` line. Returns the program's path, its argv\[0\] (the word as written) and the
+/// other arguments: what `/bin/sh -c command` would execute, without the shell process in
+/// between (dash forks the command rather than replacing itself). A launch then costs one
+/// fork and exec fewer, a good part of it on virtual machines where every exec's CPU feature
+/// probing traps to the hypervisor.
+fn simple_command(
+    command: &str,
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+) -> Option<(String, String, Vec<String>)> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:,+-=@".contains(c);
+    if !command.chars().all(|c| c == ' ' || c == '\t' || plain(c)) {
+        return None;
+    }
+    let mut words = command.split([' ', '\t']).filter(|w| !w.is_empty());
+    let first = words.next()?;
+    if first.contains('=') || SHELL_BUILTINS.contains(&first) {
+        return None;
+    }
+    let program = if first.contains('/') {
+        let path = cwd.join(first);
+        is_executable(&path).then_some(path)?
+    } else {
+        // An empty or relative PATH entry means a directory relative to the working
+        // directory: left to the shell.
+        let path = env.get("PATH")?;
+        let mut found = None;
+        for dir in path.split(':') {
+            if !dir.starts_with('/') {
+                return None;
+            }
+            let candidate = Path::new(dir).join(first);
+            if candidate.exists() {
+                found = is_executable(&candidate).then_some(candidate);
+                break;
+            }
+        }
+        found?
+    };
+    Some((
+        program.to_str()?.to_string(),
+        first.to_string(),
+        words.map(str::to_string).collect(),
+    ))
+}
+
+/// Whether `path` is a regular file, executable by someone, that `execve` runs by itself (an ELF
+/// binary or a `#!` script; a shell runs other files as shell scripts).
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return false;
+    }
+    let mut magic = [0u8; 4];
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == *b"\x7fELF" || magic.starts_with(b"#!"))
+}
+
+/// Creates `dir` and its missing parents, after marking the deepest existing ancestor as the
+/// top of a directory hierarchy ([`sys::mark_topdir`]), so that ext4 puts the new directories
+/// (and the files later created in them) in a lightly used block group.
+///
+/// Why: on ext4 without a journal, creating an inode first scans past every inode of its block
+/// group freed in the last 30 s (`recently_deleted`), one inode-table lookup each; and a new
+/// directory goes to its parent's group, where the sandboxes of the previous tasks were just
+/// removed. Measured on this project's machines: 1.4 to 3.4 ms for the five inodes of a task's
+/// sandbox, 0.2 ms spread, most of a launch's cost.
+fn create_task_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(existing) = dir.ancestors().skip(1).find(|a| a.is_dir()) {
+        if let Err(e) = sys::mark_topdir(existing) {
+            // Not ext2/3/4 (tmpfs...): nothing to spread.
+            tracing::trace!(dir = %existing.display(), error = %e, "cannot mark a top directory");
+        }
+    }
+    fs::create_dir_all(dir)
 }
 
 /// A launcher thread: takes queued launches one at a time, runs them and reports each outcome
@@ -997,5 +1097,116 @@ impl Drop for CgroupsContainerizer {
         if let Some(watcher) = self.watcher.take() {
             let _ = watcher.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory removed on drop, even when the test fails.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("plateau-real-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn env_with_path(path: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("PATH".to_string(), path.to_string())])
+    }
+
+    fn write_program(path: &Path, contents: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::write(path, contents).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn simple_commands_skip_the_shell() {
+        let dir = Scratch::new("simple");
+        let bin = dir.0.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        write_program(&bin.join("prog"), b"#!/bin/sh\nexit 0\n");
+        let env = env_with_path(&format!("/nonexistent-plateau:{}", bin.display()));
+        let (program, argv0, args) =
+            simple_command("  prog a=1\t-x ./b:c,d@e+f ", &env, &dir.0).expect("simple");
+        assert_eq!(program, bin.join("prog").to_str().unwrap());
+        assert_eq!(argv0, "prog");
+        assert_eq!(args, ["a=1", "-x", "./b:c,d@e+f"]);
+        // Relative to the working directory.
+        let (program, argv0, args) = simple_command("bin/prog", &env, &dir.0).expect("relative");
+        assert_eq!(program, bin.join("prog").to_str().unwrap());
+        assert_eq!(argv0, "bin/prog");
+        assert!(args.is_empty());
+    }
+
+    #[test]
+    fn commands_needing_a_shell_keep_it() {
+        let dir = Scratch::new("shell");
+        let bin = dir.0.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        write_program(&bin.join("prog"), b"#!/bin/sh\nexit 0\n");
+        // No `#!`: a shell runs it as a script, execve would not.
+        write_program(&bin.join("script"), b"exit 0\n");
+        fs::write(bin.join("plain"), b"#!/bin/sh\n").unwrap();
+        fs::create_dir_all(bin.join("dir")).unwrap();
+        let env = env_with_path(&bin.to_string_lossy());
+        for command in [
+            "prog > out",
+            "prog | prog",
+            "prog; prog",
+            "prog && prog",
+            "prog $HOME",
+            "prog 'a b'",
+            "prog \"a\"",
+            "prog *",
+            "prog ~",
+            "prog # comment",
+            "prog \\x",
+            "prog\nprog",
+            "prog &",
+            "(prog)",
+            "A=1 prog",
+            "echo hi",
+            "exec prog",
+            "cd /",
+            "missing-program",
+            "script",
+            "plain",
+            "dir",
+            "",
+            "   ",
+        ] {
+            assert_eq!(simple_command(command, &env, &dir.0), None, "{command:?}");
+        }
+        // No PATH, or a relative PATH entry before the program: left to the shell.
+        assert_eq!(simple_command("prog", &BTreeMap::new(), &dir.0), None);
+        let relative = env_with_path(&format!("bin:{}", bin.display()));
+        assert_eq!(simple_command("prog", &relative, &dir.0), None);
+    }
+
+    #[test]
+    fn task_dirs_are_created_with_their_parents() {
+        let dir = Scratch::new("taskdir");
+        let deep = dir.0.join("a/b/c");
+        create_task_dir(&deep).unwrap();
+        assert!(deep.is_dir());
+        // Idempotent.
+        create_task_dir(&deep).unwrap();
+        let file = dir.0.join("file");
+        fs::write(&file, b"x").unwrap();
+        assert!(create_task_dir(&file.join("below")).is_err());
     }
 }

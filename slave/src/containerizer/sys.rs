@@ -210,6 +210,31 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// `FS_TOPDIR_FL` of `linux/fs.h` (`chattr +T`): the directory is the top of a hierarchy.
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Marks the directory `dir` as the top of a directory hierarchy (`chattr +T`), unless it is
+/// already: ext4's Orlov allocator then places each new subdirectory in a lightly used block
+/// group instead of its parent's, and the files created in it follow. Fails on file systems
+/// without the flag (tmpfs answers ENOTTY); callers ignore that.
+pub(crate) fn mark_topdir(dir: &Path) -> io::Result<()> {
+    let file = fs::File::open(dir)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which is valid.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & FS_TOPDIR_FL != 0 {
+        return Ok(());
+    }
+    flags |= FS_TOPDIR_FL;
+    // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which is valid.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Puts `fd` in non-blocking mode.
 pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor the caller owns; no pointers involved.
