@@ -1398,5 +1398,88 @@ mod tests {
             }
             proptest::prop_assert_eq!(core.tasks().is_empty(), acked == updates.len());
         }
+
+        /// The due-time bounds are never late: whatever happens to the tasks (updates, acks,
+        /// polls, health results, resends), `next_deadline` is at or before the exact next
+        /// deadline computed by walking every task, and a poll at the bound makes it exact.
+        #[test]
+        fn due_time_bounds_are_never_late(ops in proptest::collection::vec((0u8..7, 0u8..3, 0u64..4000), 1..150)) {
+            let mut r = rng();
+            let mut core = core_with_task("t0", Some(check(3.0, 2)));
+            for id in ["t1", "t2"] {
+                core.add_task(FrameworkId::new("fw"), task_info(id, Some(check(0.0, 1))), PathBuf::from("/sandbox"))
+                    .unwrap();
+            }
+            let exact = |core: &SlaveCore| {
+                let mut next = core.registration.next_deadline();
+                for task in core.tasks.values() {
+                    if core.registration.is_registered() && !task.updates.pending.is_empty() {
+                        lower(&mut next, task.updates.send_at);
+                    }
+                    if task.kill.is_none() {
+                        lower(&mut next, task.health.as_ref().and_then(HealthState::next_deadline));
+                    }
+                }
+                next
+            };
+            let mut now = Duration::ZERO;
+            let mut in_flight: Vec<(TaskId, u64)> = Vec::new();
+            for (op, which, advance_ms) in ops {
+                let id = TaskId::new(format!("t{which}"));
+                match op {
+                    0 => {
+                        let live = core.task(&id).is_some_and(|t| !t.state.is_terminal());
+                        if live {
+                            let state = if advance_ms % 5 == 0 { TaskState::Finished } else { TaskState::Running };
+                            core.record_update(now, status(id.as_str(), state, &mut r));
+                        }
+                    }
+                    1 => {
+                        let head = core.task(&id).and_then(|t| t.pending_updates().next().and_then(|u| u.uuid));
+                        if let Some(uuid) = head {
+                            core.acknowledge(now, &id, uuid);
+                        }
+                    }
+                    2 => core.start_health_check(now, &id),
+                    3 => {
+                        if let Some(i) = in_flight.iter().position(|(t, _)| *t == id) {
+                            let (task, probe) = in_flight.remove(i);
+                            core.handle_probe_result(now, &task, probe, advance_ms % 2 == 0);
+                        }
+                    }
+                    4 => core.resend_all_updates(now),
+                    _ => {
+                        now += Duration::from_millis(advance_ms);
+                        core.poll_updates(now);
+                        for due in core.poll_health(now) {
+                            in_flight.push((due.task_id, due.probe_id));
+                        }
+                    }
+                }
+                let (bound, truth) = (core.next_deadline(), exact(&core));
+                proptest::prop_assert!(
+                    match (bound, truth) {
+                        (Some(b), Some(t)) => b <= t,
+                        (_, None) => true,
+                        (None, Some(_)) => false,
+                    },
+                    "bound {:?} is later than the next deadline {:?}", bound, truth
+                );
+                // Waking up at the bound and polling makes it exact within one wake-up per
+                // kind of bound (updates, probes): spurious wake-ups are few.
+                for _ in 0..2 {
+                    let Some(b) = core.next_deadline() else { break };
+                    if Some(b) == exact(&core) {
+                        break;
+                    }
+                    now = now.max(b);
+                    core.poll_updates(now);
+                    for due in core.poll_health(now) {
+                        in_flight.push((due.task_id, due.probe_id));
+                    }
+                }
+                proptest::prop_assert_eq!(core.next_deadline(), exact(&core));
+            }
+        }
     }
 }
