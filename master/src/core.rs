@@ -2356,15 +2356,8 @@ impl MasterCore {
                     .allocator
                     .slave_total(&slave.id)
                     .ok_or_else(|| format!("slave {} not in the allocator", slave.id))?;
-                let committed = Resources::sum(
-                    used.get(&slave.id).into_iter().flatten().copied().chain(
-                        slave
-                            .offers
-                            .iter()
-                            .filter_map(|id| self.offers.get(id))
-                            .map(|entry| &entry.offer.resources),
-                    ),
-                );
+                let committed = Resources::sum(used.get(&slave.id).into_iter().flatten().copied())
+                    + &self.offered(&slave.offers);
                 if !total.contains(&committed) {
                     return Err(format!(
                         "slave {} over-committed: {committed} of {total}",

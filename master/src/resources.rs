@@ -50,6 +50,15 @@ use crate::limits::{
 #[serde(try_from = "Vec<(u16, u16)>", into = "Vec<(u16, u16)>")]
 pub struct Ranges(Vec<(u16, u16)>);
 
+/// Appends `next` to ranges sorted by start, uniting it with the last one when they overlap
+/// or touch (the merge step of [`Ranges::union`] and [`Resources::sum`]).
+fn push_united(out: &mut Vec<(u16, u16)>, next: (u16, u16)) {
+    match out.last_mut() {
+        Some(prev) if u32::from(next.0) <= u32::from(prev.1) + 1 => prev.1 = prev.1.max(next.1),
+        _ => out.push(next),
+    }
+}
+
 impl Ranges {
     /// No values.
     pub fn empty() -> Self {
@@ -230,12 +239,7 @@ impl Ranges {
                 j += 1;
                 other.0[j - 1]
             };
-            match out.last_mut() {
-                Some(prev) if u32::from(next.0) <= u32::from(prev.1) + 1 => {
-                    prev.1 = prev.1.max(next.1)
-                }
-                _ => out.push(next),
-            }
+            push_united(&mut out, next);
         }
         Ranges(out)
     }
@@ -460,12 +464,7 @@ impl Resources {
         ranges.sort_unstable();
         let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
         for next in ranges {
-            match merged.last_mut() {
-                Some(prev) if u32::from(next.0) <= u32::from(prev.1) + 1 => {
-                    prev.1 = prev.1.max(next.1)
-                }
-                _ => merged.push(next),
-            }
+            push_united(&mut merged, next);
         }
         out.ports = Ranges(merged);
         out

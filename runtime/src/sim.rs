@@ -160,12 +160,6 @@ enum Event {
     },
 }
 
-struct Scheduled {
-    at: Instant,
-    /// Boxed: queued entries move between the queue's buckets, an event is large.
-    event: Box<Event>,
-}
-
 thread_local! {
     /// The simulated time of the event being handled on this thread, for log stamps.
     static THREAD_SIM_TIME: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
@@ -180,6 +174,11 @@ pub fn thread_sim_time() -> Option<Instant> {
 /// The queue key: time, then scheduling order (FIFO among events at the same time).
 fn queue_key(at: Instant, seq: u64) -> u128 {
     (u128::from(at.as_nanos()) << 64) | u128::from(seq)
+}
+
+/// The time of a queue key.
+fn key_time(key: u128) -> Instant {
+    Instant::ZERO + Duration::from_nanos((key >> 64) as u64)
 }
 
 struct SimProcess {
@@ -208,7 +207,9 @@ pub struct Sim {
     faults: NetworkFaults,
     now: Instant,
     seq: u64,
-    queue: RadixQueue<Scheduled>,
+    /// Events by [`queue_key`]; boxed, as queued entries move between the queue's buckets and
+    /// an event is large.
+    queue: RadixQueue<Box<Event>>,
     nodes: BTreeMap<NodeAddr, SimNode>,
     net_rng: Rng,
     /// One-way cuts: messages from the first node to the second are dropped.
@@ -642,13 +643,7 @@ impl Sim {
         );
         let seq = self.seq;
         self.seq += 1;
-        self.queue.push(
-            queue_key(at, seq),
-            Scheduled {
-                at,
-                event: Box::new(event),
-            },
-        );
+        self.queue.push(queue_key(at, seq), Box::new(event));
     }
 
     fn set_now(&mut self, now: Instant) {
@@ -697,17 +692,16 @@ impl Sim {
 
     /// Time of the next event, if any.
     pub fn next_event_at(&mut self) -> Option<Instant> {
-        let key = self.queue.peek_key()?;
-        Some(Instant::ZERO + Duration::from_nanos((key >> 64) as u64))
+        self.queue.peek_key().map(key_time)
     }
 
     /// Handle the next event. False when none is left.
     pub fn step(&mut self) -> bool {
         self.drain_posted();
-        let Some((_, Scheduled { at, event })) = self.queue.pop() else {
+        let Some((key, event)) = self.queue.pop() else {
             return false;
         };
-        let event = *event;
+        let (at, event) = (key_time(key), *event);
         debug_assert!(at >= self.now, "time never goes back");
         self.set_now(at);
         self.stats.events += 1;

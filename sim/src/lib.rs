@@ -883,10 +883,13 @@ fn print_human(report: &SimReport) {
         report.trace_hash,
         report.peak_rss_bytes >> 20
     );
-    if let (Some(s), Some(w)) = (report.fill_sim_seconds, report.fill_wall_seconds) {
+    if let (Some(s), Some(w), Some(rate)) = (
+        report.fill_sim_seconds,
+        report.fill_wall_seconds,
+        report.fill_placements_per_wall_s,
+    ) {
         println!(
-            "every instance ran after {s:.1} simulated s ({w:.2} wall s, {:.0} placements/wall s)",
-            (report.apps as f64 * f64::from(report.instances)) / w.max(1e-9)
+            "every instance ran after {s:.1} simulated s ({w:.2} wall s, {rate:.0} placements/wall s)"
         );
     }
     if let Some(c) = report.converged_after_secs {

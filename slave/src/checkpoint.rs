@@ -125,12 +125,22 @@ impl<'a> PendingUpdates<'a> {
     pub fn iter(&self) -> impl Iterator<Item = &'a TaskStatus> + 'a {
         self.0.iter().chain(self.1.iter())
     }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len() + self.1.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Serialize for PendingUpdates<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        let mut seq = serializer.serialize_seq(Some(self.0.len() + self.1.len()))?;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
         for update in self.iter() {
             seq.serialize_element(update)?;
         }
@@ -233,7 +243,7 @@ impl CheckpointStore for MemoryCheckpoint {
                 stored.kill = record.kill;
                 let pending = record.pending_updates;
                 // Mostly one update more or one less: a different count needs no comparing.
-                if stored.pending_updates.len() != pending.0.len() + pending.1.len()
+                if stored.pending_updates.len() != pending.len()
                     || !stored.pending_updates.iter().eq(pending.iter())
                 {
                     stored.pending_updates.clear();

@@ -105,39 +105,28 @@ impl SimTask {
         }
     }
 
-    fn end(&self) -> Option<(Duration, Termination)> {
-        let natural = self.ends_at.map(|at| {
-            let termination = if self.behaviour.oom {
-                Termination {
-                    exit_code: None,
-                    signal: Some(libc::SIGKILL),
-                    oom_killed: true,
-                    message: "Memory limit exceeded (simulated)".into(),
-                }
-            } else {
-                Termination {
-                    exit_code: Some(self.behaviour.exit_code),
-                    signal: None,
-                    oom_killed: false,
-                    message: format!("exited with status {}", self.behaviour.exit_code),
-                }
-            };
-            (at, termination)
-        });
-        let killed = self.killed_at.map(|(at, signal)| {
-            (
-                at,
-                Termination {
-                    exit_code: None,
-                    signal: Some(signal),
-                    oom_killed: false,
-                    message: "killed on request (simulated)".into(),
-                },
-            )
-        });
-        match (natural, killed) {
-            (Some(n), Some(k)) => Some(if k.0 < n.0 { k } else { n }),
-            (n, k) => n.or(k),
+    /// How it ends, once [`SimTask::end_at`] is known: killed if the kill comes first, else
+    /// by itself (OOM or its exit code).
+    fn termination(&self) -> Termination {
+        match self.killed_at {
+            Some((at, signal)) if self.ends_at.is_none_or(|natural| at < natural) => Termination {
+                exit_code: None,
+                signal: Some(signal),
+                oom_killed: false,
+                message: "killed on request (simulated)".into(),
+            },
+            _ if self.behaviour.oom => Termination {
+                exit_code: None,
+                signal: Some(libc::SIGKILL),
+                oom_killed: true,
+                message: "Memory limit exceeded (simulated)".into(),
+            },
+            _ => Termination {
+                exit_code: Some(self.behaviour.exit_code),
+                signal: None,
+                oom_killed: false,
+                message: format!("exited with status {}", self.behaviour.exit_code),
+            },
         }
     }
 }
@@ -370,7 +359,7 @@ impl Containerizer for SimContainerizer {
                 }
                 state.ends.pop_first();
                 let task = state.tasks.remove(&id).expect("checked above");
-                ended.push((id, task.end().expect("has an end").1));
+                ended.push((id, task.termination()));
             }
             state.ends.first().map(|(at, _)| *at)
         };
