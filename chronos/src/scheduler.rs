@@ -73,8 +73,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use plateau_runtime::{Context, Handlers, Instant, Message, TimerId, Upid};
 use plateau_sdk::{
-    CommandInfo, Driver, Filters, FrameworkId, FrameworkInfo, Offer, Resources, Scheduler,
-    SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
+    CommandInfo, Declines, Driver, Filters, FrameworkId, FrameworkInfo, Offer, Resources,
+    Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -1034,7 +1034,13 @@ impl ChronosScheduler {
         task
     }
 
-    fn launch_on_offer(&mut self, driver: &mut Driver<'_, '_>, offer: &Offer, now: DateTime<Utc>) {
+    fn launch_on_offer(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        offer: &Offer,
+        now: DateTime<Utc>,
+        declines: &mut Declines,
+    ) {
         let mut left = offer.resources.clone();
         let mut busy: BTreeSet<String> = self
             .runs
@@ -1086,7 +1092,7 @@ impl ChronosScheduler {
             } else {
                 self.config.idle_refuse_secs
             };
-            driver.decline_offer(&offer.id, Filters { refuse_seconds });
+            declines.add(offer.id.clone(), Filters { refuse_seconds });
             return;
         }
         let writes: Vec<Write> = chosen.iter().map(|(r, _)| Write::Run(r.clone())).collect();
@@ -1493,12 +1499,14 @@ impl Scheduler for ChronosScheduler {
             return;
         }
         let now = wall(driver.ctx());
+        let mut declines = Declines::new();
         for offer in offers {
-            self.launch_on_offer(driver, &offer, now);
+            self.launch_on_offer(driver, &offer, now, &mut declines);
             if self.stopped.is_some() {
-                return;
+                break;
             }
         }
+        declines.send(driver);
     }
 
     fn status_update(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus) {

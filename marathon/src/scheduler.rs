@@ -1025,9 +1025,10 @@ impl MarathonScheduler {
             refuse_seconds: self.config.decline_offer_duration.as_secs_f64(),
         };
         if self.failed.is_some() {
-            for offer in &offers {
-                d.decline_offer(&offer.id, Filters::default());
-            }
+            d.decline_offers(
+                offers.iter().map(|o| o.id.clone()).collect(),
+                Filters::default(),
+            );
             return;
         }
         for offer in &offers {
@@ -1050,6 +1051,8 @@ impl MarathonScheduler {
             return;
         }
         let mut launchable = self.launchable();
+        let mut declined = Vec::new();
+        let mut persisted = true;
         for offer in offers {
             let mut remaining = offer.resources.clone();
             let mut tasks = Vec::new();
@@ -1086,12 +1089,13 @@ impl MarathonScheduler {
             }
             launchable.retain(|_, n| *n > 0);
             if tasks.is_empty() {
-                d.decline_offer(&offer.id, decline);
+                declined.push(offer.id.clone());
                 continue;
             }
             // Recorded as STAGING before the launch leaves: a crash now cannot launch twice.
             if !self.persist(d, &ops) {
-                return;
+                persisted = false;
+                break;
             }
             self.launched_total += tasks.len() as u64;
             for task in &tasks {
@@ -1102,7 +1106,10 @@ impl MarathonScheduler {
             }
             d.launch_tasks(std::slice::from_ref(&offer.id), tasks, Filters::default());
         }
-        self.converge(d);
+        d.decline_offers(declined, decline);
+        if persisted {
+            self.converge(d);
+        }
     }
 
     fn try_place(

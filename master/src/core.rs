@@ -50,8 +50,9 @@ use crate::allocator::{Allocator, AllocatorConfig};
 use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 use crate::limits::{
     COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX, FAILOVER_TIMEOUT_MAX, OFFERS_MAX,
-    OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX, RUN_TASK_RESEND_INTERVAL_MAX,
-    SLAVE_TASKS_MAX, STATUSES_PER_TASK_MAX, TASKS_MAX, TASKS_PER_LAUNCH_MAX,
+    OFFERS_PER_DECLINE_MAX, OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX,
+    RUN_TASK_RESEND_INTERVAL_MAX, SLAVE_TASKS_MAX, STATUSES_PER_TASK_MAX, TASKS_MAX,
+    TASKS_PER_LAUNCH_MAX,
 };
 use crate::messages::*;
 use crate::registry::{RegisteredFramework, RegisteredSlave, RegistryOp, RegistryState};
@@ -862,12 +863,18 @@ impl MasterCore {
             reported.insert((task.framework_id.clone(), task.task.task_id.clone()), task);
         }
 
-        // Tasks the master had on this slave that it no longer reports are gone.
+        // Tasks the master had on this slave that it no longer reports are gone, except those
+        // still staging: their RunTask may be on its way (delayed, or a resend), and a slave
+        // that gets it after this would run a task its framework was told is gone. They stay
+        // staging, and their RunTask is sent again at the next tick (the slave ignores a
+        // RunTask for a task it already has).
         let previous: Vec<(FrameworkId, TaskId)> = self
             .slaves
             .get(&id)
             .map(|s| s.tasks.iter().cloned().collect())
             .unwrap_or_default();
+        let mut still_staging: Vec<(FrameworkId, TaskId)> = Vec::new();
+        let mut used: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
         for key in previous {
             if reported.contains_key(&key) {
                 continue;
@@ -875,6 +882,14 @@ impl MasterCore {
             let Some(task) = self.tasks.get_mut(&key) else {
                 continue;
             };
+            if task.state == TaskState::Staging {
+                if let Some(resend) = self.staging.get_mut(&key) {
+                    resend.due = now;
+                    *used.entry(key.0.clone()).or_default() += &task.info.resources;
+                    still_staging.push(key);
+                    continue;
+                }
+            }
             let status = TaskStatus {
                 task_id: key.1.clone(),
                 state: TaskState::Gone,
@@ -900,7 +915,6 @@ impl MasterCore {
         }
 
         // Decide, per reported task, whether to keep it; count what live ones use.
-        let mut used: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
         let mut shutdown: BTreeSet<FrameworkId> = BTreeSet::new();
         let mut kept: Vec<((FrameworkId, TaskId), SlaveTask)> = Vec::new();
         let mut terminal: Vec<((FrameworkId, TaskId), TaskState, TaskInfo)> = Vec::new();
@@ -1001,6 +1015,7 @@ impl MasterCore {
         slave.reregistered_time = Some(wall);
         slave.unreachable_time = None;
         slave.tasks.clear();
+        slave.tasks.extend(still_staging);
         self.slave_by_pid.insert(from.clone(), id.clone());
         self.counters.slave_reregistrations += 1;
 
@@ -1244,7 +1259,8 @@ impl MasterCore {
     /// (see [`MasterConfig::run_task_resend_timeout`]): the first may have been lost. The
     /// slave ignores a RunTask for a task it already has, and its status updates (retried
     /// until acknowledged) end the resends, so resending is safe. Only while the slave is
-    /// connected: a disconnected slave re-registers and reports its tasks, which settles them.
+    /// connected: a disconnected slave re-registers and reports its tasks, which settles them
+    /// (those it does not report but are still staging are resent at once).
     /// O(tasks not confirmed yet).
     fn resend_unconfirmed_run_tasks(&mut self, now: Duration) {
         if self.staging.is_empty() {
@@ -1940,6 +1956,35 @@ impl MasterCore {
         }
     }
 
+    /// Offers declined, on any slaves: each still valid offer of this framework goes back to
+    /// the allocator filtered for `refuse_seconds`. Ids no longer valid are ignored (the offer
+    /// was rescinded, or this is a duplicate).
+    pub fn handle_decline_offers(&mut self, now: Duration, from: &Upid, msg: DeclineOffersMessage) {
+        let framework_id = msg.framework_id;
+        if !self.framework_of(&framework_id, from, "decline") {
+            return;
+        }
+        let refuse = refuse_duration(&msg.filters, self.config.default_refuse);
+        for offer_id in msg.offer_ids.iter().take(OFFERS_PER_DECLINE_MAX) {
+            let mine = self
+                .offers
+                .get(offer_id)
+                .is_some_and(|e| e.offer.framework_id == framework_id);
+            if !mine {
+                continue;
+            }
+            let offer = self.take_offer(offer_id).expect("present");
+            self.counters.offers_declined += 1;
+            self.recover(
+                now,
+                &framework_id,
+                &offer.slave_id,
+                &offer.resources,
+                Some(refuse),
+            );
+        }
+    }
+
     /// A framework uses offers (protocol 5): validates the offers and each task; valid tasks
     /// go TASK_STAGING to the slave, invalid ones get TASK_ERROR; the rest of the offers goes
     /// back to the allocator with the refuse filter. No tasks = a decline.
@@ -2317,28 +2362,57 @@ impl MasterCore {
     /// its framework's list, every offer on its slave's and framework's, and the allocator's
     /// invariants hold.
     pub fn check_invariants(&self) -> Result<(), String> {
-        // What each slave's live tasks use, gathered in the same pass (one lookup per task
-        // rather than one per task again for each slave).
-        let mut used: BTreeMap<&SlaveId, Vec<&Resources>> = BTreeMap::new();
+        // One pass over the tasks in key order. A slave's and a framework's lists are in the
+        // same order, so each is walked alongside (a step, not a search, per task); a slave's
+        // entry also gathers what its live tasks use.
+        struct SlaveWalk<'a> {
+            listed:
+                std::iter::Peekable<std::collections::btree_set::Iter<'a, (FrameworkId, TaskId)>>,
+            used: Vec<&'a Resources>,
+        }
+        let mut slaves: BTreeMap<&SlaveId, SlaveWalk<'_>> = self
+            .slaves
+            .iter()
+            .map(|(id, slave)| {
+                let walk = SlaveWalk {
+                    listed: slave.tasks.iter().peekable(),
+                    used: Vec::new(),
+                };
+                (id, walk)
+            })
+            .collect();
+        // The framework of the current run of tasks (tasks are sorted by framework first).
+        type FrameworkWalk<'a> = std::iter::Peekable<std::collections::btree_set::Iter<'a, TaskId>>;
+        let mut framework: Option<(&FrameworkId, Option<FrameworkWalk<'_>>)> = None;
         for (key, task) in &self.tasks {
-            let slave = self
-                .slaves
-                .get(&task.slave_id)
+            let walk = slaves
+                .get_mut(&task.slave_id)
                 .ok_or_else(|| format!("task {key:?} on unknown slave"))?;
-            if !slave.tasks.contains(key) {
+            while walk.listed.next_if(|listed| *listed < key).is_some() {}
+            if walk.listed.next_if(|listed| *listed == key).is_none() {
                 return Err(format!("task {key:?} missing from its slave"));
             }
             if !task.state.is_terminal() {
-                used.entry(&task.slave_id)
-                    .or_default()
-                    .push(&task.info.resources);
+                walk.used.push(&task.info.resources);
             }
-            if let Some(f) = self.frameworks.get(&key.0) {
-                if !f.tasks.contains(&key.1) {
+            if framework.as_ref().is_none_or(|(id, _)| **id != key.0) {
+                let listed = self
+                    .frameworks
+                    .get(&key.0)
+                    .map(|f| f.tasks.iter().peekable());
+                framework = Some((&key.0, listed));
+            }
+            if let Some((_, Some(listed))) = framework.as_mut() {
+                while listed.next_if(|listed| *listed < &key.1).is_some() {}
+                if listed.next_if(|listed| *listed == &key.1).is_none() {
                     return Err(format!("task {key:?} missing from its framework"));
                 }
             }
         }
+        let used: BTreeMap<&SlaveId, Vec<&Resources>> = slaves
+            .into_iter()
+            .map(|(id, walk)| (id, walk.used))
+            .collect();
         for (id, entry) in &self.offers {
             if !self.slaves[&entry.offer.slave_id].offers.contains(id) {
                 return Err(format!("offer {id} missing from its slave"));

@@ -52,6 +52,9 @@ pub const TASKS_PER_LAUNCH_MAX: usize = 4_096;
 /// Most offers in one `LaunchTasksMessage`; more make the offers invalid.
 pub const OFFERS_PER_LAUNCH_MAX: usize = 1_024;
 
+/// Most offers in one `DeclineOffersMessage`; the rest are ignored (they stay outstanding).
+pub const OFFERS_PER_DECLINE_MAX: usize = 100_000;
+
 /// Most tasks named in one explicit `ReconcileTasksMessage`; the rest are ignored.
 pub const RECONCILE_TASKS_MAX: usize = 100_000;
 

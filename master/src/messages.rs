@@ -591,6 +591,19 @@ pub struct LaunchTasksMessage {
     pub filters: Filters,
 }
 
+/// Decline offers, on any slaves: their resources are not offered to this framework again for
+/// `filters.refuse_seconds` (the v1 API's DECLINE with several `offer_ids`). One message for
+/// what a framework leaves of a whole round of offers, rather than one launch each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeclineOffersMessage {
+    /// The framework.
+    pub framework_id: FrameworkId,
+    /// Offers declined; ids no longer valid (or another framework's) are ignored.
+    pub offer_ids: Vec<OfferId>,
+    /// Filters for the declined resources.
+    pub filters: Filters,
+}
+
 /// Ask for the state of tasks; empty `tasks` asks for all (implicit reconciliation).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReconcileTasksMessage {
@@ -649,6 +662,7 @@ wire! {
     ResourceOffersMessage => "mesos.ResourceOffersMessage",
     RescindResourceOfferMessage => "mesos.RescindResourceOfferMessage",
     LaunchTasksMessage => "mesos.LaunchTasksMessage",
+    DeclineOffersMessage => "plateau.master.DeclineOffersMessage",
     ReconcileTasksMessage => "mesos.ReconcileTasksMessage",
     ReviveOffersMessage => "mesos.ReviveOffersMessage",
     SuppressOffersMessage => "mesos.SuppressOffersMessage",

@@ -228,6 +228,7 @@ feed! {
     on_reregister_framework: ReregisterFrameworkMessage => handle_reregister_framework,
     on_unregister_framework: UnregisterFrameworkMessage => handle_unregister_framework,
     on_launch_tasks: LaunchTasksMessage => handle_launch_tasks,
+    on_decline_offers: DeclineOffersMessage => handle_decline_offers,
     on_kill_task: KillTaskMessage => handle_kill_task,
     on_reconcile_tasks: ReconcileTasksMessage => handle_reconcile_tasks,
     on_revive_offers: ReviveOffersMessage => handle_revive_offers,
@@ -294,6 +295,7 @@ impl Process for MasterProcess {
             .on(Self::on_reregister_framework)
             .on(Self::on_unregister_framework)
             .on(Self::on_launch_tasks)
+            .on(Self::on_decline_offers)
             .on(Self::on_kill_task)
             .on(Self::on_reconcile_tasks)
             .on(Self::on_revive_offers)

@@ -53,11 +53,12 @@ pub use plateau_master::messages::{
     TaskInfo, TaskState, TaskStatus,
 };
 use plateau_master::messages::{
-    FrameworkErrorMessage, FrameworkRegisteredMessage, FrameworkReregisteredMessage,
-    KillTaskMessage, LaunchTasksMessage, LostSlaveMessage, ReconcileTasksMessage,
-    RegisterFrameworkMessage, ReregisterFrameworkMessage, RescindResourceOfferMessage,
-    ResourceOffersMessage, ReviveOffersMessage, StatusUpdateAcknowledgementMessage,
-    StatusUpdateMessage, SuppressOffersMessage, UnregisterFrameworkMessage,
+    DeclineOffersMessage, FrameworkErrorMessage, FrameworkRegisteredMessage,
+    FrameworkReregisteredMessage, KillTaskMessage, LaunchTasksMessage, LostSlaveMessage,
+    ReconcileTasksMessage, RegisterFrameworkMessage, ReregisterFrameworkMessage,
+    RescindResourceOfferMessage, ResourceOffersMessage, ReviveOffersMessage,
+    StatusUpdateAcknowledgementMessage, StatusUpdateMessage, SuppressOffersMessage,
+    UnregisterFrameworkMessage,
 };
 pub use plateau_master::resources::{Attributes, Ranges, Resources};
 use plateau_runtime::{Context, Handlers, Message, Process, Upid};
@@ -144,6 +145,45 @@ pub struct Driver<'a, 'c> {
     ctx: &'a mut Context<'c>,
 }
 
+/// Offers to decline, gathered while a round of offers is gone through and sent at its end:
+/// one message per distinct filter instead of one per offer.
+#[derive(Debug, Default)]
+pub struct Declines {
+    by_filter: Vec<(Filters, Vec<OfferId>)>,
+}
+
+impl Declines {
+    /// Nothing to decline yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decline `offer` with `filters` when sent.
+    pub fn add(&mut self, offer: OfferId, filters: Filters) {
+        match self.by_filter.iter_mut().find(|(f, _)| *f == filters) {
+            Some((_, ids)) => ids.push(offer),
+            None => self.by_filter.push((filters, vec![offer])),
+        }
+    }
+
+    /// How many offers are gathered.
+    pub fn len(&self) -> usize {
+        self.by_filter.iter().map(|(_, ids)| ids.len()).sum()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.by_filter.is_empty()
+    }
+
+    /// Sends the declines, in the order their filters were first used.
+    pub fn send(self, driver: &mut Driver<'_, '_>) {
+        for (filters, ids) in self.by_filter {
+            driver.decline_offers(ids, filters);
+        }
+    }
+}
+
 impl<'a, 'c> Driver<'a, 'c> {
     /// The framework id, once registered.
     pub fn framework_id(&self) -> Option<&FrameworkId> {
@@ -192,6 +232,20 @@ impl<'a, 'c> Driver<'a, 'c> {
     /// `filters.refuse_seconds`.
     pub fn decline_offer(&mut self, offer_id: &OfferId, filters: Filters) {
         self.launch_tasks(std::slice::from_ref(offer_id), Vec::new(), filters);
+    }
+
+    /// Decline offers, of any slaves, in one message: their resources are not offered to this
+    /// framework again for `filters.refuse_seconds`.
+    pub fn decline_offers(&mut self, offer_ids: Vec<OfferId>, filters: Filters) {
+        if offer_ids.is_empty() {
+            return;
+        }
+        let msg = DeclineOffersMessage {
+            framework_id: self.id(),
+            offer_ids,
+            filters,
+        };
+        self.send_master(msg);
     }
 
     /// Kill a task: SIGTERM, then SIGKILL after its grace period.

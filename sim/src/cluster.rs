@@ -19,6 +19,7 @@
 //! registry and the slave's checkpoint both commit per change), so there is no write cache a
 //! crash could cut short; a crash only loses what the process had not written yet.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use plateau_master::core::MasterCore;
@@ -685,6 +686,28 @@ impl Cluster {
                     s.inner_mut().set_workload(workload.clone())
                 });
         }
+    }
+
+    /// The tasks of Keeper apps no longer end by themselves (nor get OOM-killed): they run
+    /// until killed. With [`Cluster::set_workload`] to [`Workload::forever`](crate::keeper::Workload::forever),
+    /// the end of the faults for the Keepers' tasks. Returns how many tasks changed.
+    pub fn keeper_tasks_run_until_killed(&mut self) -> usize {
+        let apps: BTreeSet<String> = self
+            .frameworks
+            .iter()
+            .filter_map(|f| match &f.kind {
+                FrameworkKind::Keeper(config) => Some(config.apps.iter().map(|a| a.id.clone())),
+                FrameworkKind::Marathon(_) | FrameworkKind::Chronos(_) => None,
+            })
+            .flatten()
+            .collect();
+        self.slaves
+            .iter()
+            .map(|s| {
+                s.machine
+                    .run_until_killed(|id| apps.contains(crate::observe::app_of(id)))
+            })
+            .sum()
     }
 
     /// Restarts every node that is down.

@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use plateau_master::core::SlaveStatus;
 
 use crate::cluster::{Cluster, FrameworkKind};
+use crate::observe::app_of;
 
 /// A failed check: (invariant, detail).
 pub type Failure = (String, String);
@@ -86,14 +87,8 @@ pub fn check_converged(cluster: &mut Cluster) -> Result<(), Failure> {
             FrameworkKind::Marathon(_) | FrameworkKind::Chronos(_) => {}
         }
     }
-    let running = cluster.ledger.running();
-    let mut count: BTreeMap<&str, u32> = BTreeMap::new();
-    let mut per_host: BTreeMap<(&str, usize), u32> = BTreeMap::new();
-    for (task, machine) in &running {
-        let app = task.rsplit_once('.').map_or(task.as_str(), |(a, _)| a);
-        *count.entry(app).or_default() += 1;
-        *per_host.entry((app, *machine)).or_default() += 1;
-    }
+    // Counts first: checked every simulated second while converging, and cheap.
+    let count = cluster.ledger.running_per_app();
     for (app, goal) in &goals {
         let n = count.get(app.as_str()).copied().unwrap_or(0);
         if n != goal.instances {
@@ -114,6 +109,11 @@ pub fn check_converged(cluster: &mut Cluster) -> Result<(), Failure> {
                 ),
             ));
         }
+    }
+    let running = cluster.ledger.running();
+    let mut per_host: BTreeMap<(&str, usize), u32> = BTreeMap::new();
+    for (task, machine) in &running {
+        *per_host.entry((app_of(task), *machine)).or_default() += 1;
     }
     for ((app, machine), n) in &per_host {
         if let Some(goal) = goals.get(*app) {

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use plateau_runtime::{Context, Handlers, Message, Upid};
 use plateau_sdk::{
-    CommandInfo, Driver, Filters, FrameworkId, Offer, OfferId, Resources, Scheduler,
+    CommandInfo, Declines, Driver, Filters, FrameworkId, Offer, OfferId, Resources, Scheduler,
     SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
@@ -58,8 +58,9 @@ pub const KEEPER_REVIVE_INTERVAL: Duration = Duration::from_secs(5);
 pub const KEEPER_DECLINE_SATISFIED_SECS: f64 = 60.0;
 /// Refuse filter of an offer that fits nothing missing (constraints, size), seconds.
 pub const KEEPER_DECLINE_UNFIT_SECS: f64 = 30.0;
-/// Period of the implicit reconciliation.
-pub const KEEPER_RECONCILE_INTERVAL: Duration = Duration::from_secs(120);
+/// Period of the implicit reconciliation: 10 minutes, Marathon's `--reconciliation_interval`
+/// (each one answers every task of the framework, one status update each).
+pub const KEEPER_RECONCILE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// One app: `instances` copies of a task.
 #[derive(Debug, Clone, PartialEq)]
@@ -640,6 +641,7 @@ impl Scheduler for Keeper {
 
     fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>) {
         self.last_offer = Self::now(driver);
+        let mut declines = Declines::new();
         for offer in offers {
             let tasks = if self.short.is_empty() {
                 Vec::new()
@@ -653,7 +655,7 @@ impl Scheduler for Keeper {
                 } else {
                     KEEPER_DECLINE_UNFIT_SECS
                 };
-                driver.decline_offer(&offer.id, Filters { refuse_seconds });
+                declines.add(offer.id.clone(), Filters { refuse_seconds });
             } else {
                 self.counters.launched += tasks.len() as u64;
                 driver.launch_tasks(
@@ -665,6 +667,7 @@ impl Scheduler for Keeper {
                 );
             }
         }
+        declines.send(driver);
         self.wants_offers(driver);
     }
 

@@ -404,9 +404,12 @@ pub fn run(options: SimOptions) -> SimReport {
         runner.cluster.sim.set_faults(latency);
         runner.cluster.heal();
         runner.cluster.restart_all();
-        // Task failures are faults too: from now on tasks run until killed. Tasks launched
-        // before still end when their run is over, so the bound covers the longest run.
+        // Task failures and ends are faults too: from now on the Keepers' tasks, launched
+        // before or after, run until killed (a cluster still churning through the last runs
+        // would only converge by luck, at an instant when no replacement is on its way).
+        // Chronos' runs still end, so the bound covers the longest run.
         runner.cluster.set_workload(&keeper::Workload::forever());
+        runner.cluster.keeper_tasks_run_until_killed();
         let start = runner.now();
         let deadline = start
             + options.converge_within
@@ -424,7 +427,15 @@ pub fn run(options: SimOptions) -> SimReport {
                     last = None;
                     break;
                 }
-                Err(failure) => last = Some(failure),
+                Err(failure) => {
+                    if std::env::var_os("PLATEAU_SIM_DEBUG_CONVERGE").is_some() {
+                        eprintln!(
+                            "t={:.0} not converged: {failure:?}",
+                            runner.now().as_secs_f64()
+                        );
+                    }
+                    last = Some(failure)
+                }
             }
         }
         if ok {

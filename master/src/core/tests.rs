@@ -565,6 +565,122 @@ fn empty_launch_declines_with_the_filter_and_revive_clears_it() {
 }
 
 #[test]
+fn decline_offers_takes_offers_of_several_slaves_in_one_message() {
+    let mut h = Harness::new();
+    h.register_slave(Duration::ZERO, S1, BIG);
+    h.register_slave(Duration::ZERO, S2, BIG);
+    let f1 = h.register_framework(Duration::ZERO, F1, 60.0);
+    let offers = h.allocate(secs(0.01));
+    assert_eq!(offers.len(), 2, "one offer per slave");
+    let f2 = h.register_framework(secs(0.02), F2, 60.0);
+    // Another framework's decline of them, and unknown ids, change nothing.
+    h.core.handle_decline_offers(
+        secs(0.05),
+        &upid(F2),
+        DeclineOffersMessage {
+            framework_id: f2.clone(),
+            offer_ids: offers.iter().map(|o| o.id.clone()).collect(),
+            filters: Filters::default(),
+        },
+    );
+    h.flush();
+    assert_eq!(h.core.offers().len(), 2);
+    let mut ids: Vec<OfferId> = offers.iter().map(|o| o.id.clone()).collect();
+    ids.push(OfferId::new("no-such-offer"));
+    h.core.handle_decline_offers(
+        secs(0.1),
+        &upid(F1),
+        DeclineOffersMessage {
+            framework_id: f1.clone(),
+            offer_ids: ids,
+            filters: Filters {
+                refuse_seconds: 30.0,
+            },
+        },
+    );
+    h.flush();
+    assert!(h.core.offers().is_empty(), "both offers declined");
+    let again = h.allocate(secs(10.0));
+    assert_eq!(again.len(), 2, "both slaves offered to the other framework");
+    assert!(
+        again.iter().all(|o| o.framework_id == f2),
+        "declined by the first for 30 s: {again:?}"
+    );
+    h.core.handle_decline_offers(
+        secs(10.0),
+        &upid(F2),
+        DeclineOffersMessage {
+            framework_id: f2.clone(),
+            offer_ids: again.iter().map(|o| o.id.clone()).collect(),
+            filters: Filters {
+                refuse_seconds: 60.0,
+            },
+        },
+    );
+    h.flush();
+    assert!(h.allocate(secs(10.005)).is_empty(), "both filtered");
+    h.core.handle_revive_offers(
+        secs(10.01),
+        &upid(F1),
+        ReviveOffersMessage {
+            framework_id: f1.clone(),
+        },
+    );
+    h.flush();
+    let revived = h.allocate(secs(10.02));
+    assert_eq!(
+        revived.len(),
+        2,
+        "revive clears the first framework's filters"
+    );
+    assert!(revived.iter().all(|o| o.framework_id == f1));
+}
+
+#[test]
+fn the_invariant_check_finds_a_task_missing_from_its_slave_or_framework() {
+    let mut h = Harness::new();
+    let s1 = h.register_slave(Duration::ZERO, S1, BIG);
+    let s2 = h.register_slave(Duration::ZERO, S2, BIG);
+    let f1 = h.register_framework(Duration::ZERO, F1, 60.0);
+    let offers = h.allocate(secs(0.01));
+    for (i, offer) in offers.iter().enumerate() {
+        let tasks = (0..4)
+            .map(|n| task(&format!("t{n}.{i}"), &offer.slave_id, "cpus:0.1;mem:16"))
+            .collect();
+        h.launch(secs(0.1), &f1, F1, &[&offer.id], tasks);
+    }
+    h.core.check_invariants().unwrap();
+    assert_eq!(h.core.tasks().len(), 8);
+    // Each task in turn: off its slave's list, then off its framework's.
+    let keys: Vec<(FrameworkId, TaskId)> = h.core.tasks().keys().cloned().collect();
+    for key in &keys {
+        let slave_id = h.core.tasks()[key].slave_id.clone();
+        assert!(slave_id == s1 || slave_id == s2);
+        let slave = h.core.slaves.get_mut(&slave_id).unwrap();
+        assert!(slave.tasks.remove(key));
+        let err = h.core.check_invariants().unwrap_err();
+        assert!(err.contains("missing from its slave"), "{err}");
+        h.core
+            .slaves
+            .get_mut(&slave_id)
+            .unwrap()
+            .tasks
+            .insert(key.clone());
+        let framework = h.core.frameworks.get_mut(&key.0).unwrap();
+        assert!(framework.tasks.remove(&key.1));
+        let err = h.core.check_invariants().unwrap_err();
+        assert!(err.contains("missing from its framework"), "{err}");
+        h.core
+            .frameworks
+            .get_mut(&key.0)
+            .unwrap()
+            .tasks
+            .insert(key.1.clone());
+        h.core.check_invariants().unwrap();
+    }
+}
+
+#[test]
 fn launches_never_over_commit_a_slave() {
     // Two frameworks race for one slave with many small launches; at every step the
     // invariant check (run by flush) proves used + offered fits in the slave.
@@ -873,6 +989,78 @@ fn reregistration_kills_tasks_of_unknown_frameworks_and_forgets_unreported_tasks
     assert!(h.core.tasks().is_empty());
     let offers = h.allocate(secs(3.0));
     assert_eq!(offers[0].resources.cpus(), 4.0);
+}
+
+/// A task still staging (no word of it from its slave yet) is not declared gone when its slave
+/// re-registers without it: its RunTask may still arrive (delayed or duplicated by the
+/// network), and its framework would then hear it start after being told it was gone. It is
+/// sent again instead, and its resources stay taken.
+#[test]
+fn reregistration_without_a_staging_task_resends_it_instead_of_declaring_it_gone() {
+    let (mut h, slave, framework, offer) = offered();
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![task("t1", &slave, "cpus:1;mem:512")],
+    );
+    let sent = h.take();
+    assert!(sent.iter().any(|(_, m)| matches!(m, Outgoing::RunTask(_))));
+    h.core.handle_reregister_slave(
+        secs(1.0),
+        &upid(S1),
+        ReregisterSlaveMessage {
+            slave_id: slave.clone(),
+            slave: slave_info(S1, BIG),
+            tasks: vec![],
+            frameworks: vec![],
+        },
+    );
+    h.flush();
+    let sent = h.take();
+    assert!(
+        !sent
+            .iter()
+            .any(|(_, m)| matches!(m, Outgoing::StatusUpdate(_))),
+        "no status for the staging task: {sent:?}"
+    );
+    let key = (framework.clone(), TaskId::new("t1"));
+    assert_eq!(h.core.tasks()[&key].state, TaskState::Staging);
+    assert_eq!(h.core.slave_used(&h.core.slaves()[&slave]).cpus(), 1.0);
+    h.core.handle_tick(secs(1.5));
+    h.flush();
+    let sent = h.take();
+    assert!(
+        sent.iter().any(|(to, m)| *to == upid(S1)
+            && matches!(m, Outgoing::RunTask(r) if r.task.task_id.as_str() == "t1")),
+        "RunTask sent again: {sent:?}"
+    );
+    // Once the slave has spoken of it, a re-registration without it means it is gone.
+    h.status_update(
+        secs(2.0),
+        S1,
+        &framework,
+        slave_status("t1", &slave, TaskState::Running, 1),
+    );
+    h.take();
+    h.core.handle_reregister_slave(
+        secs(3.0),
+        &upid(S1),
+        ReregisterSlaveMessage {
+            slave_id: slave.clone(),
+            slave: slave_info(S1, BIG),
+            tasks: vec![],
+            frameworks: vec![],
+        },
+    );
+    h.flush();
+    let gone = h.take().into_iter().find_map(|(_, m)| match m {
+        Outgoing::StatusUpdate(u) if u.status.task_id.as_str() == "t1" => Some(u.status.state),
+        _ => None,
+    });
+    assert_eq!(gone, Some(TaskState::Gone));
+    assert!(h.core.tasks().is_empty());
 }
 
 #[test]

@@ -170,6 +170,29 @@ impl SimMachine {
     pub fn is_running(&self, task_id: &str) -> bool {
         self.lock().tasks.contains_key(task_id)
     }
+
+    /// The running tasks `which` selects no longer end by themselves (nor get OOM-killed):
+    /// they run until killed. A kill already asked still ends them. Returns how many changed.
+    pub fn run_until_killed(&self, which: impl Fn(&str) -> bool) -> usize {
+        let mut guard = self.lock();
+        let MachineState { tasks, ends, .. } = &mut *guard;
+        let mut changed = 0;
+        for (id, task) in tasks.iter_mut() {
+            if !which(id) || (task.behaviour.run_for.is_none() && !task.behaviour.oom) {
+                continue;
+            }
+            task.behaviour.run_for = None;
+            task.behaviour.oom = false;
+            // Its entry in the ends set is stale now (dropped when it comes due); a kill seen
+            // already still needs one.
+            task.ends_at = None;
+            if let Some(at) = task.end_at() {
+                ends.insert((at, id.clone()));
+            }
+            changed += 1;
+        }
+        changed
+    }
 }
 
 /// The simulator's containerizer (see the [module docs](self)).
@@ -347,17 +370,13 @@ impl Containerizer for SimContainerizer {
                     state.ends.insert((at, id));
                 }
             }
-            // Due ends in time order, then stale entries off the front.
-            while let Some((at, id)) = state.ends.first().cloned() {
-                let current = state.tasks.get(&id).and_then(SimTask::end_at);
-                if current != Some(at) {
-                    state.ends.pop_first();
+            // Due ends in time order; a stale entry is dropped when it comes due (until then
+            // it may only make the next deadline early: one wake-up that finds nothing).
+            while state.ends.first().is_some_and(|(at, _)| *at <= now) {
+                let (at, id) = state.ends.pop_first().expect("checked above");
+                if state.tasks.get(&id).and_then(SimTask::end_at) != Some(at) {
                     continue;
                 }
-                if at > now {
-                    break;
-                }
-                state.ends.pop_first();
                 let task = state.tasks.remove(&id).expect("checked above");
                 ended.push((id, task.termination()));
             }
@@ -460,6 +479,49 @@ mod tests {
         assert_eq!(log.lock().unwrap()[2].0, "stubborn");
         assert_eq!(log.lock().unwrap()[2].1.signal, Some(libc::SIGKILL));
         assert!(machine.task_ids().is_empty());
+    }
+
+    #[test]
+    fn tasks_made_to_run_until_killed_end_only_when_killed() {
+        let machine = SimMachine::new();
+        let (mut c, log) = containerizer(&machine);
+        c.launch(spec("a.1", "sim:run=10s")).unwrap();
+        c.launch(spec("a.2", "sim:run=10s")).unwrap();
+        c.launch(spec("b.1", "sim:run=10s")).unwrap();
+        c.launch(spec("a.3", "sim:run=30s;ignore-term")).unwrap();
+        assert_eq!(c.poll(s(1)), Some(s(11)));
+        c.kill("a.3", s(5)).unwrap();
+        assert_eq!(c.poll(s(2)), Some(s(7)), "a.3's kill comes first");
+        // Not yet polled: made to run until killed before its end is known.
+        c.launch(spec("a.4", "sim:oom")).unwrap();
+        assert_eq!(machine.run_until_killed(|id| id.starts_with("a.")), 4);
+        assert_eq!(machine.run_until_killed(|id| id.starts_with("a.")), 0);
+        c.poll(s(3));
+        c.poll(s(7));
+        let ended: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert_eq!(ended, ["a.3"], "the kill still ends it");
+        c.poll(s(11));
+        let ended: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert_eq!(
+            ended,
+            ["a.3", "b.1"],
+            "only the task not selected ends by itself"
+        );
+        assert_eq!(c.poll(s(1000)), None);
+        assert_eq!(machine.task_ids(), ["a.1", "a.2", "a.4"]);
+        c.kill("a.1", s(5)).unwrap();
+        c.poll(s(1001));
+        assert_eq!(log.lock().unwrap().len(), 3);
     }
 
     #[test]
