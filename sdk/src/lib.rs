@@ -562,3 +562,27 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declines_are_grouped_by_filter_in_first_use_order() {
+        let mut declines = Declines::new();
+        assert!(declines.is_empty());
+        let long = Filters {
+            refuse_seconds: 60.0,
+        };
+        declines.add(OfferId::new("o1"), long);
+        declines.add(OfferId::new("o2"), Filters::default());
+        declines.add(OfferId::new("o3"), long);
+        assert_eq!(declines.len(), 3);
+        let groups: Vec<(f64, Vec<&str>)> = declines
+            .by_filter
+            .iter()
+            .map(|(f, ids)| (f.refuse_seconds, ids.iter().map(OfferId::as_str).collect()))
+            .collect();
+        assert_eq!(groups, [(60.0, vec!["o1", "o3"]), (5.0, vec!["o2"])]);
+    }
+}
