@@ -315,6 +315,18 @@ impl FakeMaster {
         }
     }
 
+    fn on_decline(&mut self, ctx: &mut Context<'_>, _from: &Upid, m: DeclineOffersMessage) {
+        let now = ctx.now().since_origin();
+        let refuse = Duration::from_secs_f64(m.filters.refuse_seconds.max(0.0));
+        for id in &m.offer_ids {
+            if let Some((slave, _)) = self.offers.remove(id) {
+                let slave = self.slave_mut(&slave);
+                slave.offer = None;
+                slave.refused_until = now + refuse;
+            }
+        }
+    }
+
     fn on_launch(&mut self, ctx: &mut Context<'_>, _from: &Upid, m: LaunchTasksMessage) {
         let mut total = Resources::empty();
         let mut slave_id = None;
@@ -540,6 +552,7 @@ impl Process for FakeMaster {
             .on(Self::on_register)
             .on(Self::on_reregister)
             .on(Self::on_launch)
+            .on(Self::on_decline)
             .on(Self::on_task_done)
             .on(Self::on_kill)
             .on(Self::on_reconcile)

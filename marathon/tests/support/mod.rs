@@ -227,6 +227,15 @@ impl FakeMaster {
         self.registered(ctx, from, id, true);
     }
 
+    fn handle_decline(&mut self, ctx: &mut Context<'_>, _from: &Upid, m: DeclineOffersMessage) {
+        let until = ctx.now().since_origin() + Duration::from_secs_f64(m.filters.refuse_seconds);
+        for offer in &m.offer_ids {
+            if let Some(slave) = self.offers.remove(offer) {
+                self.filtered_until.insert(slave, until);
+            }
+        }
+    }
+
     fn handle_launch(&mut self, ctx: &mut Context<'_>, _from: &Upid, m: LaunchTasksMessage) {
         let now = ctx.now().since_origin();
         let mut slave = None;
@@ -423,6 +432,7 @@ impl Process for FakeMaster {
         h.on(Self::handle_register)
             .on(Self::handle_reregister)
             .on(Self::handle_launch)
+            .on(Self::handle_decline)
             .on(Self::handle_progress)
             .on(Self::handle_kill)
             .on(Self::handle_reconcile)
