@@ -2409,10 +2409,6 @@ impl MasterCore {
                 }
             }
         }
-        let used: BTreeMap<&SlaveId, Vec<&Resources>> = slaves
-            .into_iter()
-            .map(|(id, walk)| (id, walk.used))
-            .collect();
         for (id, entry) in &self.offers {
             if !self.slaves[&entry.offer.slave_id].offers.contains(id) {
                 return Err(format!("offer {id} missing from its slave"));
@@ -2430,8 +2426,9 @@ impl MasterCore {
                     .allocator
                     .slave_total(&slave.id)
                     .ok_or_else(|| format!("slave {} not in the allocator", slave.id))?;
-                let committed = Resources::sum(used.get(&slave.id).into_iter().flatten().copied())
-                    + &self.offered(&slave.offers);
+                let used = slaves.get(&slave.id).map(|walk| walk.used.iter().copied());
+                let committed =
+                    Resources::sum(used.into_iter().flatten()) + &self.offered(&slave.offers);
                 if !total.contains(&committed) {
                     return Err(format!(
                         "slave {} over-committed: {committed} of {total}",

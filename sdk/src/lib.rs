@@ -231,7 +231,7 @@ impl<'a, 'c> Driver<'a, 'c> {
     /// Decline an offer: its resources are not offered to this framework again for
     /// `filters.refuse_seconds`.
     pub fn decline_offer(&mut self, offer_id: &OfferId, filters: Filters) {
-        self.launch_tasks(std::slice::from_ref(offer_id), Vec::new(), filters);
+        self.decline_offers(vec![offer_id.clone()], filters);
     }
 
     /// Decline offers, of any slaves, in one message: their resources are not offered to this

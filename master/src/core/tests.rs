@@ -170,6 +170,49 @@ impl Harness {
         self.flush();
     }
 
+    /// The slave at `pid` re-registers as `id` (resources `BIG`) with these tasks.
+    fn reregister_slave(
+        &mut self,
+        now: Duration,
+        pid: &str,
+        id: &SlaveId,
+        tasks: Vec<SlaveTask>,
+        frameworks: Vec<(FrameworkId, Upid)>,
+    ) {
+        self.core.handle_reregister_slave(
+            now,
+            &upid(pid),
+            ReregisterSlaveMessage {
+                slave_id: id.clone(),
+                slave: slave_info(pid, BIG),
+                tasks,
+                frameworks,
+            },
+        );
+        self.flush();
+    }
+
+    /// The scheduler at `pid` declines offers, refused for `refuse_seconds`.
+    fn decline_offers(
+        &mut self,
+        now: Duration,
+        pid: &str,
+        framework: &FrameworkId,
+        offer_ids: Vec<OfferId>,
+        refuse_seconds: f64,
+    ) {
+        self.core.handle_decline_offers(
+            now,
+            &upid(pid),
+            DeclineOffersMessage {
+                framework_id: framework.clone(),
+                offer_ids,
+                filters: Filters { refuse_seconds },
+            },
+        );
+        self.flush();
+    }
+
     fn heartbeat(&mut self, now: Duration, slave_pid: &str, id: &SlaveId) {
         self.core.handle_slave_heartbeat(
             now,
@@ -574,31 +617,17 @@ fn decline_offers_takes_offers_of_several_slaves_in_one_message() {
     assert_eq!(offers.len(), 2, "one offer per slave");
     let f2 = h.register_framework(secs(0.02), F2, 60.0);
     // Another framework's decline of them, and unknown ids, change nothing.
-    h.core.handle_decline_offers(
+    h.decline_offers(
         secs(0.05),
-        &upid(F2),
-        DeclineOffersMessage {
-            framework_id: f2.clone(),
-            offer_ids: offers.iter().map(|o| o.id.clone()).collect(),
-            filters: Filters::default(),
-        },
+        F2,
+        &f2,
+        offers.iter().map(|o| o.id.clone()).collect(),
+        5.0,
     );
-    h.flush();
     assert_eq!(h.core.offers().len(), 2);
     let mut ids: Vec<OfferId> = offers.iter().map(|o| o.id.clone()).collect();
     ids.push(OfferId::new("no-such-offer"));
-    h.core.handle_decline_offers(
-        secs(0.1),
-        &upid(F1),
-        DeclineOffersMessage {
-            framework_id: f1.clone(),
-            offer_ids: ids,
-            filters: Filters {
-                refuse_seconds: 30.0,
-            },
-        },
-    );
-    h.flush();
+    h.decline_offers(secs(0.1), F1, &f1, ids, 30.0);
     assert!(h.core.offers().is_empty(), "both offers declined");
     let again = h.allocate(secs(10.0));
     assert_eq!(again.len(), 2, "both slaves offered to the other framework");
@@ -606,18 +635,13 @@ fn decline_offers_takes_offers_of_several_slaves_in_one_message() {
         again.iter().all(|o| o.framework_id == f2),
         "declined by the first for 30 s: {again:?}"
     );
-    h.core.handle_decline_offers(
+    h.decline_offers(
         secs(10.0),
-        &upid(F2),
-        DeclineOffersMessage {
-            framework_id: f2.clone(),
-            offer_ids: again.iter().map(|o| o.id.clone()).collect(),
-            filters: Filters {
-                refuse_seconds: 60.0,
-            },
-        },
+        F2,
+        &f2,
+        again.iter().map(|o| o.id.clone()).collect(),
+        60.0,
     );
-    h.flush();
     assert!(h.allocate(secs(10.005)).is_empty(), "both filtered");
     h.core.handle_revive_offers(
         secs(10.01),
@@ -905,21 +929,17 @@ fn silent_slave_goes_unreachable_within_the_timeout_and_reregistration_reconcile
     let t1 = h.core.tasks()[&(framework.clone(), TaskId::new("t1"))]
         .info
         .clone();
-    h.core.handle_reregister_slave(
+    h.reregister_slave(
         now + secs(1.1),
-        &upid(S1),
-        ReregisterSlaveMessage {
-            slave_id: slave.clone(),
-            slave: slave_info(S1, BIG),
-            tasks: vec![SlaveTask {
-                framework_id: framework.clone(),
-                task: t1.clone(),
-                state: TaskState::Running,
-            }],
-            frameworks: vec![(framework.clone(), upid(F1))],
-        },
+        S1,
+        &slave,
+        vec![SlaveTask {
+            framework_id: framework.clone(),
+            task: t1.clone(),
+            state: TaskState::Running,
+        }],
+        vec![(framework.clone(), upid(F1))],
     );
-    h.flush();
     let sent = h.take();
     assert!(sent
         .iter()
@@ -949,21 +969,17 @@ fn reregistration_kills_tasks_of_unknown_frameworks_and_forgets_unreported_tasks
         .info
         .clone();
     let stranger = FrameworkId::new("someone-else");
-    h.core.handle_reregister_slave(
+    h.reregister_slave(
         secs(1.0),
-        &upid(S1),
-        ReregisterSlaveMessage {
-            slave_id: slave.clone(),
-            slave: slave_info(S1, BIG),
-            tasks: vec![SlaveTask {
-                framework_id: stranger.clone(),
-                task: task("x", &slave, "cpus:1"),
-                state: TaskState::Running,
-            }],
-            frameworks: vec![],
-        },
+        S1,
+        &slave,
+        vec![SlaveTask {
+            framework_id: stranger.clone(),
+            task: task("x", &slave, "cpus:1"),
+            state: TaskState::Running,
+        }],
+        vec![],
     );
-    h.flush();
     let sent = h.take();
     assert!(sent.iter().any(
         |(to, m)| matches!(m, Outgoing::ShutdownFramework(s) if s.framework_id == stranger)
@@ -1007,17 +1023,7 @@ fn reregistration_without_a_staging_task_resends_it_instead_of_declaring_it_gone
     );
     let sent = h.take();
     assert!(sent.iter().any(|(_, m)| matches!(m, Outgoing::RunTask(_))));
-    h.core.handle_reregister_slave(
-        secs(1.0),
-        &upid(S1),
-        ReregisterSlaveMessage {
-            slave_id: slave.clone(),
-            slave: slave_info(S1, BIG),
-            tasks: vec![],
-            frameworks: vec![],
-        },
-    );
-    h.flush();
+    h.reregister_slave(secs(1.0), S1, &slave, vec![], vec![]);
     let sent = h.take();
     assert!(
         !sent
@@ -1044,17 +1050,7 @@ fn reregistration_without_a_staging_task_resends_it_instead_of_declaring_it_gone
         slave_status("t1", &slave, TaskState::Running, 1),
     );
     h.take();
-    h.core.handle_reregister_slave(
-        secs(3.0),
-        &upid(S1),
-        ReregisterSlaveMessage {
-            slave_id: slave.clone(),
-            slave: slave_info(S1, BIG),
-            tasks: vec![],
-            frameworks: vec![],
-        },
-    );
-    h.flush();
+    h.reregister_slave(secs(3.0), S1, &slave, vec![], vec![]);
     let gone = h.take().into_iter().find_map(|(_, m)| match m {
         Outgoing::StatusUpdate(u) if u.status.task_id.as_str() == "t1" => Some(u.status.state),
         _ => None,
@@ -1252,21 +1248,17 @@ fn restarted_master_recovers_slaves_and_frameworks_from_the_registry() {
         &h.take()[..],
         [(_, Outgoing::ReregisterRequest(_))]
     ));
-    h.core.handle_reregister_slave(
+    h.reregister_slave(
         secs(1.1),
-        &upid(S1),
-        ReregisterSlaveMessage {
-            slave_id: slave.clone(),
-            slave: slave_info(S1, BIG),
-            tasks: vec![SlaveTask {
-                framework_id: framework.clone(),
-                task: t1,
-                state: TaskState::Running,
-            }],
-            frameworks: vec![(framework.clone(), upid(F1))],
-        },
+        S1,
+        &slave,
+        vec![SlaveTask {
+            framework_id: framework.clone(),
+            task: t1,
+            state: TaskState::Running,
+        }],
+        vec![(framework.clone(), upid(F1))],
     );
-    h.flush();
     // The framework is known (recovered): its task is kept, nothing is shut down.
     assert!(!h
         .take()
@@ -1480,21 +1472,17 @@ fn a_task_its_slave_never_confirmed_gets_its_run_task_resent_with_backoff() {
     h.take();
     // The slave re-registers with the task still staging: it has it, resends are harmless
     // but still due; its first update ends them.
-    h.core.handle_reregister_slave(
+    h.reregister_slave(
         secs(37.0),
-        &upid(S1),
-        ReregisterSlaveMessage {
-            slave_id: slave.clone(),
-            slave: slave_info(S1, BIG),
-            tasks: vec![SlaveTask {
-                framework_id: framework.clone(),
-                task: t1,
-                state: TaskState::Staging,
-            }],
-            frameworks: vec![(framework.clone(), upid(F1))],
-        },
+        S1,
+        &slave,
+        vec![SlaveTask {
+            framework_id: framework.clone(),
+            task: t1,
+            state: TaskState::Staging,
+        }],
+        vec![(framework.clone(), upid(F1))],
     );
-    h.flush();
     h.take();
     h.status_update(
         secs(37.5),
@@ -1625,17 +1613,7 @@ fn a_recovered_slave_that_does_not_reregister_in_time_becomes_unreachable() {
     let registry = h.registry.clone();
     let mut h = Harness::with(MasterConfig::default(), registry);
     h.core.handle_tick(secs(50.0));
-    h.core.handle_reregister_slave(
-        secs(60.0),
-        &upid(S2),
-        ReregisterSlaveMessage {
-            slave_id: back.clone(),
-            slave: slave_info(S2, BIG),
-            tasks: vec![],
-            frameworks: vec![],
-        },
-    );
-    h.flush();
+    h.reregister_slave(secs(60.0), S2, &back, vec![], vec![]);
     // Mesos' default --agent_reregister_timeout: 10 minutes from the first tick.
     for at in [100.0, 600.0, 649.0] {
         h.heartbeat(secs(at), S2, &back);

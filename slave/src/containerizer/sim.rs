@@ -498,22 +498,17 @@ mod tests {
         assert_eq!(machine.run_until_killed(|id| id.starts_with("a.")), 0);
         c.poll(s(3));
         c.poll(s(7));
-        let ended: Vec<String> = log
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(id, _)| id.clone())
-            .collect();
-        assert_eq!(ended, ["a.3"], "the kill still ends it");
+        let ended = || -> Vec<String> {
+            log.lock()
+                .unwrap()
+                .iter()
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        assert_eq!(ended(), ["a.3"], "the kill still ends it");
         c.poll(s(11));
-        let ended: Vec<String> = log
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(id, _)| id.clone())
-            .collect();
         assert_eq!(
-            ended,
+            ended(),
             ["a.3", "b.1"],
             "only the task not selected ends by itself"
         );
@@ -521,7 +516,7 @@ mod tests {
         assert_eq!(machine.task_ids(), ["a.1", "a.2", "a.4"]);
         c.kill("a.1", s(5)).unwrap();
         c.poll(s(1001));
-        assert_eq!(log.lock().unwrap().len(), 3);
+        assert_eq!(ended().len(), 3);
     }
 
     #[test]
