@@ -23,9 +23,11 @@
 //!    (`ct:<ms>:<attempt>:<job>:`), so a restarted scheduler finds a launched run's task by
 //!    asking the master about that exact id (explicit reconciliation after (re)registration,
 //!    and for a launch not heard of for [`ChronosConfig::launch_reconcile_after`], again while
-//!    the answer is only `TASK_UNREACHABLE`) instead of launching a new one. If the master does not know the task (`TASK_UNKNOWN`: the
-//!    launch never reached it), the run goes back to pending with the **same** attempt and task
-//!    id; the master refuses a task id already in use, so one attempt never runs twice.
+//!    the answer is only `TASK_UNREACHABLE`) instead of launching a new one. If the master does
+//!    not know the task (`TASK_UNKNOWN`: the launch never reached it), the run goes back to
+//!    pending with the **same** attempt and task id; the master refuses a task id already in
+//!    use, so one attempt never runs twice. Only the answer to a question still outstanding
+//!    counts: a late duplicate of it, arriving after the relaunch, is ignored.
 //! 3. **Running**, with its start time (for the duration).
 //! 4. **Finished.** Status updates are acknowledged explicitly, *after* their effect is
 //!    committed: an update whose effect was lost in a crash is sent again by the slave. A success
@@ -1104,6 +1106,8 @@ impl ChronosScheduler {
         let launched_at = driver.ctx().now();
         for (run, task) in chosen {
             tracing::debug!(run = %run.id, task = %task.task_id, "launching");
+            // A question about an earlier launch of this task id is moot now.
+            self.unreconciled.remove(task.task_id.as_str());
             self.awaiting_status
                 .insert(task.task_id.as_str().to_string(), launched_at);
             self.runs.insert(run.id.clone(), run);
@@ -1120,7 +1124,7 @@ impl ChronosScheduler {
     fn handle_status(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus) -> bool {
         let now = wall(driver.ctx());
         let task_id = status.task_id.as_str();
-        self.unreconciled.remove(task_id);
+        let asked = self.unreconciled.remove(task_id);
         self.awaiting_status.remove(task_id);
         let Some(parsed) = parse_task_id(task_id) else {
             tracing::warn!(task = %task_id, "status of a task Chronos did not launch; ignored");
@@ -1183,6 +1187,11 @@ impl ChronosScheduler {
                 }
                 true
             }
+            // The master answers "unknown" only to an explicit reconciliation. An answer to no
+            // question outstanding (a duplicate, or one about a launch since made again) says
+            // nothing about the current launch: acting on it would launch the same task id a
+            // second time, which the master refuses while the first one runs.
+            TaskState::Unknown if !asked => true,
             TaskState::Unknown => {
                 if run.state == RunState::Running {
                     // It ran, and the master lost it: a failed attempt.

@@ -166,6 +166,38 @@ fn ten_second_job_runs_on_time_for_an_hour_once_per_instant() {
     );
 }
 
+/// A launch lost on its way: Chronos asks the master, hears "unknown" and launches the same
+/// attempt again, once. The duplicated answer (found by a simulator seed) must not launch it a
+/// second time: the master would refuse the task id, in use by the relaunched task.
+#[test]
+fn a_duplicated_unknown_answer_relaunches_a_lost_launch_once() {
+    let mut h = Harness::new(1, None, test_config());
+    h.sim.call::<FakeMaster, _>(&h.master.clone(), |m, _| {
+        m.launches_to_lose = 1;
+        m.duplicate_reconcile_answers = true;
+    });
+    h.post(
+        scheduled("once", "R1/2026-01-01T00:00:10Z/PT1H", "sleep 2"),
+        PostKind::Iso8601,
+    );
+    h.sim.run_for(Duration::from_secs(300));
+    assert!(h.master(|m| m.explicit_reconciliations) >= 1);
+    assert_eq!(
+        h.master(|m| m.duplicate_launches.clone()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        h.master(|m| m.events_of("once", TaskState::Staging).len()),
+        1
+    );
+    assert_eq!(
+        h.successes("once").values().copied().collect::<Vec<_>>(),
+        vec![1]
+    );
+    let job = h.job("once");
+    assert_eq!((job.success_count, job.error_count), (1, 0));
+}
+
 #[test]
 fn dependent_jobs_run_after_their_parents() {
     let mut h = Harness::new(2, None, test_config());

@@ -16,7 +16,8 @@
 //! 2. within a role, frameworks are ordered by their own dominant share.
 //!
 //! For each active slave with allocatable resources, all its available resources go to the
-//! first framework in that order that is active, not suppressed and not filtered on that slave.
+//! first framework in that order that is active, not suppressed and not filtered on that slave
+//! (a refusal filter holds while the slave has no more available than was refused).
 //! Allocated resources count toward the shares immediately, so the next slave goes to whoever
 //! is now the poorest. Ties are broken by role name, then framework id. Shares are computed
 //! against the total of all registered slaves.
@@ -161,11 +162,10 @@ struct FrameworkEntry {
     allocated: Scalars,
     /// Slaves where it holds something (keys of `SlaveEntry::allocated`).
     slaves: BTreeSet<SlaveId>,
-    /// Refusal filters: not offered that slave (by its slot in `Allocator::slaves`) before
-    /// the given time. Keyed by slot, not id: a cycle looks filters up for every slave and
-    /// framework, and slave ids share a long prefix (the master's run id), so comparing
-    /// them dominated the cycle.
-    filters: BTreeMap<u32, Duration>,
+    /// Refusal filters by slave (its slot in `Allocator::slaves`). Keyed by slot, not id: a
+    /// cycle looks filters up for every slave and framework, and slave ids share a long
+    /// prefix (the master's run id), so comparing them dominated the cycle.
+    filters: BTreeMap<u32, RefusalFilter>,
     /// Its key in its role's sorter while it is eligible (active and not suppressed).
     key: Option<ShareKey>,
 }
@@ -173,6 +173,30 @@ struct FrameworkEntry {
 impl FrameworkEntry {
     fn is_eligible(&self) -> bool {
         self.active && !self.suppressed
+    }
+
+    /// True if a filter refuses `available` of slave `slot` at `now`.
+    fn refuses(&self, slot: u32, available: &Resources, now: Duration) -> bool {
+        self.filters
+            .get(&slot)
+            .is_some_and(|filter| filter.refuses(available, now))
+    }
+}
+
+/// A framework declined `refused` of a slave (Mesos' `RefusedOfferFilter`): until `until`,
+/// it is not offered that slave while what the slave has available is within `refused`.
+/// Once more comes back (a task ended, resources were freed), the slave is offered again
+/// before the filter expires: that is how a framework hears of freed resources without
+/// reviving.
+#[derive(Debug)]
+struct RefusalFilter {
+    until: Duration,
+    refused: Resources,
+}
+
+impl RefusalFilter {
+    fn refuses(&self, available: &Resources, now: Duration) -> bool {
+        self.until > now && self.refused.contains(available)
     }
 }
 
@@ -218,6 +242,44 @@ pub struct Allocator {
     /// Every slave must be visited at the next cycle: demand grew (a framework added,
     /// activated or revived, a weight changed) or slots moved (a slave removed).
     all_changed: bool,
+    /// When refusal filters expire: (until, slot) → how many frameworks' filters, for the
+    /// filters not expired at `expired_up_to`. A slave nobody took is visited again when a
+    /// filter on it expires, not at every cycle.
+    expiries: BTreeMap<(Duration, u32), u32>,
+    /// The `now` of the last [`Allocator::allocate`]: filters until then are out of
+    /// `expiries`.
+    expired_up_to: Duration,
+}
+
+/// Counts a filter until `until` on `slot` in `expiries` (if not expired at `expired_up_to`).
+fn index_expiry(
+    expiries: &mut BTreeMap<(Duration, u32), u32>,
+    expired_up_to: Duration,
+    until: Duration,
+    slot: u32,
+) {
+    if until > expired_up_to {
+        *expiries.entry((until, slot)).or_insert(0) += 1;
+    }
+}
+
+/// Uncounts a filter counted by [`index_expiry`].
+fn unindex_expiry(
+    expiries: &mut BTreeMap<(Duration, u32), u32>,
+    expired_up_to: Duration,
+    until: Duration,
+    slot: u32,
+) {
+    if until <= expired_up_to {
+        return;
+    }
+    let count = expiries
+        .get_mut(&(until, slot))
+        .expect("every filter not expired is indexed");
+    *count -= 1;
+    if *count == 0 {
+        expiries.remove(&(until, slot));
+    }
 }
 
 /// SplitMix64: tiny, and stable forever (unlike `rand`'s `SmallRng`), so a seed replays the
@@ -281,6 +343,8 @@ impl Allocator {
             order: Vec::new(),
             changed: Vec::new(),
             all_changed: false,
+            expiries: BTreeMap::new(),
+            expired_up_to: Duration::ZERO,
         }
     }
 
@@ -422,10 +486,15 @@ impl Allocator {
         }
         // The last slot moved into `index`: its filters move with it.
         let moved_from = self.slaves.len() as u32;
+        let (expiries, up_to) = (&mut self.expiries, self.expired_up_to);
         for fw in self.frameworks.values_mut() {
-            fw.filters.remove(&(index as u32));
-            if let Some(until) = fw.filters.remove(&moved_from) {
-                fw.filters.insert(index as u32, until);
+            if let Some(filter) = fw.filters.remove(&(index as u32)) {
+                unindex_expiry(expiries, up_to, filter.until, index as u32);
+            }
+            if let Some(filter) = fw.filters.remove(&moved_from) {
+                unindex_expiry(expiries, up_to, filter.until, moved_from);
+                index_expiry(expiries, up_to, filter.until, index as u32);
+                fw.filters.insert(index as u32, filter);
             }
         }
         self.total.sub(Scalars::of(&entry.total));
@@ -530,6 +599,9 @@ impl Allocator {
         let Some(entry) = self.frameworks.remove(framework) else {
             return;
         };
+        for (&slot, filter) in &entry.filters {
+            unindex_expiry(&mut self.expiries, self.expired_up_to, filter.until, slot);
+        }
         if let Some(key) = entry.key {
             let role = self.roles.get_mut(&entry.role).expect("role registered");
             let removed = role.sorter.remove(&(key, framework.clone()));
@@ -585,9 +657,16 @@ impl Allocator {
 
     /// The framework wants offers again; its refusal filters are cleared (Mesos' `REVIVE`).
     pub fn revive(&mut self, framework: &FrameworkId) -> Result<(), MasterError> {
-        let entry = self.framework_mut(framework)?;
+        let entry =
+            self.frameworks
+                .get_mut(framework)
+                .ok_or_else(|| MasterError::UnknownFramework {
+                    framework: framework.clone(),
+                })?;
         entry.suppressed = false;
-        entry.filters.clear();
+        for (slot, filter) in std::mem::take(&mut entry.filters) {
+            unindex_expiry(&mut self.expiries, self.expired_up_to, filter.until, slot);
+        }
         self.refresh_framework(framework);
         self.all_changed = true;
         Ok(())
@@ -619,7 +698,10 @@ impl Allocator {
     /// Resources held by `framework` on `slave` come back: an offer declined or rescinded, a
     /// task finished. With `refuse` (Mesos' `refuse_seconds`, at most
     /// [`REFUSE_DURATION_MAX`]), the framework is not offered this slave again before
-    /// `now + refuse`. The master applies the 5 s default, not this core.
+    /// `now + refuse` unless the slave then has more available than `resources` (Mesos'
+    /// refusal filters: a filter refuses only what was refused). A new filter on the same
+    /// slave replaces the framework's previous one. The master applies the 5 s default, not
+    /// this core.
     pub fn recover_resources(
         &mut self,
         framework: &FrameworkId,
@@ -669,7 +751,14 @@ impl Allocator {
                     .sub(scalars);
                 if let Some(refuse) = refuse.filter(|d| !d.is_zero()) {
                     let until = now + refuse.min(REFUSE_DURATION_MAX);
-                    entry.filters.insert(index as u32, until);
+                    let refused = resources.clone();
+                    let slot = index as u32;
+                    let (expiries, up_to) = (&mut self.expiries, self.expired_up_to);
+                    index_expiry(expiries, up_to, until, slot);
+                    if let Some(old) = entry.filters.insert(slot, RefusalFilter { until, refused })
+                    {
+                        unindex_expiry(expiries, up_to, old.until, slot);
+                    }
                 }
                 self.refresh_framework(framework);
             }
@@ -692,22 +781,33 @@ impl Allocator {
     /// (at least the configured minimum cpus or mem) is offered, whole, to the framework
     /// chosen by hierarchical DRF among the active, unsuppressed frameworks not filtered on it.
     /// Slaves are visited in an order shuffled anew each cycle from the configured seed.
-    /// Expired refusal filters are dropped.
+    ///
+    /// Only slaves where that can have changed are visited: those that got resources back
+    /// or became active, those where a filter expired, and all of them when demand grew. A
+    /// slave left untaken by the last cycle stays untaken until one of these happens, so a
+    /// cycle costs O(changes), not O(slaves · frameworks). An expired filter is dropped when
+    /// its framework declines that slave again, revives, or leaves.
     pub fn allocate(&mut self, now: Duration) -> Vec<Allocation> {
-        for entry in self.frameworks.values_mut() {
-            if !entry.filters.is_empty() {
-                entry.filters.retain(|_, until| *until > now);
+        while let Some(entry) = self.expiries.first_entry() {
+            let (until, slot) = *entry.key();
+            if until > now {
+                break;
+            }
+            entry.remove();
+            if (slot as usize) < self.slaves.len() {
+                self.mark_changed(slot as usize);
             }
         }
-        self.cycle(now, true)
+        self.expired_up_to = self.expired_up_to.max(now);
+        let full = self.all_changed;
+        self.cycle(now, full)
     }
 
     /// Runs an allocation cycle over what changed since the last cycle (as Mesos' batched
     /// event-triggered allocations do): only slaves that got resources back or became active
     /// are visited — every slave when demand grew (a framework added, activated or revived, a
-    /// weight changed). A slave whose resources found no taker (filtered, no eligible
-    /// framework) waits for the next full [`Allocator::allocate`], which the master runs on
-    /// its allocation interval: that is when expired filters are noticed too. O(changes).
+    /// weight changed). Unlike [`Allocator::allocate`], which the master runs on its
+    /// allocation interval, it does not look for expired filters. O(changes).
     pub fn allocate_changed(&mut self, now: Duration) -> Vec<Allocation> {
         let full = self.all_changed;
         self.cycle(now, full)
@@ -828,15 +928,14 @@ impl Allocator {
         self.weights.get(role).copied().unwrap_or(1.0)
     }
 
-    /// True if `framework` is refused `slave` at `now` by a filter.
+    /// True if a filter of `framework` refuses what `slave` has available at `now`.
     pub fn is_filtered(&self, framework: &FrameworkId, slave: &SlaveId, now: Duration) -> bool {
         let Some(&index) = self.slave_index.get(slave) else {
             return false;
         };
         self.frameworks
             .get(framework)
-            .and_then(|entry| entry.filters.get(&(index as u32)))
-            .is_some_and(|until| *until > now)
+            .is_some_and(|entry| entry.refuses(index as u32, &self.slaves[index].available, now))
     }
 
     /// Checks every bookkeeping invariant, in O(everything); for tests and debug builds
@@ -888,7 +987,14 @@ impl Allocator {
         }
         let mut by_role: BTreeMap<&str, (Scalars, usize)> = BTreeMap::new();
         let mut eligible = 0;
+        let mut expiries: BTreeMap<(Duration, u32), u32> = BTreeMap::new();
         for (id, entry) in &self.frameworks {
+            for (&slot, filter) in &entry.filters {
+                if slot as usize >= self.slaves.len() {
+                    return Err(format!("framework {id} has a filter on slot {slot}"));
+                }
+                index_expiry(&mut expiries, self.expired_up_to, filter.until, slot);
+            }
             let held = by_framework.get(id).copied().unwrap_or_default();
             if held != entry.allocated {
                 return Err(format!("framework {id}: allocated sum is off"));
@@ -918,6 +1024,9 @@ impl Allocator {
             if !self.shares_stale && entry.key.is_some_and(|key| key != fresh) {
                 return Err(format!("framework {id}: sort key is stale"));
             }
+        }
+        if expiries != self.expiries {
+            return Err("the filter expiry index does not match the filters".into());
         }
         let sorted: usize = self.roles.values().map(|role| role.sorter.len()).sum();
         if sorted != eligible {
@@ -1019,13 +1128,10 @@ impl Allocator {
 
     /// The poorest eligible framework of the poorest role that is not filtered on `slave`.
     fn pick_framework(&self, slave: u32, now: Duration) -> Option<FrameworkId> {
+        let available = &self.slaves[slave as usize].available;
         for (_, role) in &self.role_sorter {
             for (_, framework) in &self.roles[role].sorter {
-                let filtered = self.frameworks[framework]
-                    .filters
-                    .get(&slave)
-                    .is_some_and(|until| *until > now);
-                if !filtered {
+                if !self.frameworks[framework].refuses(slave, available, now) {
                     return Some(framework.clone());
                 }
             }
@@ -1367,6 +1473,39 @@ mod tests {
         allocator.revive(&f("A")).unwrap();
         assert!(!allocator.is_filtered(&f("A"), &s("S0"), secs(6)));
         assert_eq!(allocator.allocate(secs(6)).pop().unwrap().framework, f("A"));
+    }
+
+    #[test]
+    fn a_filter_refuses_only_what_was_refused() {
+        let mut allocator = cluster(1, &[("A", "*")]);
+        let offer = allocator.allocate(secs(0)).pop().unwrap();
+        // A keeps part of the slave (a task) and declines the rest for 60 s.
+        let task = r("cpus:1;mem:256;ports:[31000-31000]");
+        let rest = offer.resources.checked_sub(&task).unwrap();
+        allocator
+            .recover_resources(&f("A"), &s("S0"), &rest, Some(secs(60)), secs(0))
+            .unwrap();
+        assert!(allocator.is_filtered(&f("A"), &s("S0"), secs(1)));
+        assert!(
+            allocator.allocate(secs(1)).is_empty(),
+            "only the refused is left"
+        );
+        // The task ends: the slave has more than A refused, so A is offered it again,
+        // filter or not, in the next cycle of changes.
+        allocator
+            .recover_resources(&f("A"), &s("S0"), &task, None, secs(2))
+            .unwrap();
+        assert!(!allocator.is_filtered(&f("A"), &s("S0"), secs(2)));
+        let again = allocator.allocate_changed(secs(2));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].resources, r(SLAVE));
+        // Declining the whole slave replaces the filter: now everything is refused.
+        allocator
+            .recover_resources(&f("A"), &s("S0"), &r(SLAVE), Some(secs(60)), secs(2))
+            .unwrap();
+        assert!(allocator.allocate(secs(3)).is_empty());
+        assert_eq!(allocator.allocate(secs(62)).len(), 1, "expired at 2 + 60 s");
+        allocator.check_invariants().unwrap();
     }
 
     #[test]
@@ -1732,7 +1871,9 @@ mod tests {
                             prop_assert!(active_fw[&offer.framework], "offer to inactive framework");
                             prop_assert!(!suppressed.contains(&offer.framework), "offer to suppressed framework");
                             prop_assert!(active_slave[&offer.slave], "offer of inactive slave");
-                            prop_assert!(!allocator.is_filtered(&offer.framework, &offer.slave, now));
+                            // No filter of its framework refused what it was offered.
+                            let slot = allocator.slave_index[&offer.slave] as u32;
+                            prop_assert!(!allocator.frameworks[&offer.framework].refuses(slot, &offer.resources, now));
                             // Nothing allocated twice: the offer is disjoint from all held ports.
                             for (_, slave, resources) in &held {
                                 if *slave == offer.slave {

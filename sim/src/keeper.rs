@@ -5,10 +5,13 @@
 //! plain [`Scheduler`] over the SDK, as Marathon is, and behaves like a tiny Marathon:
 //!
 //! - it launches on offers while an app has fewer live instances than wanted, respecting the
-//!   per-host limit; it suppresses offers after a quiet spell with nothing missing and revives
-//!   when something is missing (revive clears every filter, so it is rate-limited; while
-//!   instances come and go it stays unsuppressed and declines with a long filter instead, and
-//!   the resources a finished task frees come back as fresh offers);
+//!   per-host limit; it suppresses offers after a quiet spell with nothing missing. While
+//!   instances come and go it stays unsuppressed and declines with a long filter: a filter
+//!   refuses only what was declined, so the resources a finished task frees come back as
+//!   fresh offers without a revive. It revives when something is missing while it is
+//!   suppressed, or when something has been missing for a while with no launch (the offers
+//!   it declined are held back until their filters expire); a revive clears every filter
+//!   and makes the master offer every free slave again, so it is rare;
 //! - it forgets a task when its status is terminal (or unknown to the master), so the next
 //!   offers replace it;
 //! - a task whose slave is unreachable still counts for a grace period, then is given up
@@ -54,6 +57,9 @@ pub const KEEPER_KILL_RETRY: Duration = Duration::from_secs(15);
 pub const KEEPER_SUPPRESS_AFTER: Duration = Duration::from_secs(60);
 /// At most one revive per this long (a revive makes the master offer every free slave again).
 pub const KEEPER_REVIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Something missing for this long, with no launch and no revive meanwhile: revive although
+/// offers are not suppressed (what this framework declined is held back by its filters).
+pub const KEEPER_STARVED_AFTER: Duration = Duration::from_secs(10);
 /// Refuse filter of an offer declined while nothing is missing, seconds.
 pub const KEEPER_DECLINE_SATISFIED_SECS: f64 = 60.0;
 /// Refuse filter of an offer that fits nothing missing (constraints, size), seconds.
@@ -239,8 +245,12 @@ pub struct Keeper {
     suppressed: bool,
     last_offer: Duration,
     last_revive: Option<Duration>,
+    /// When the last task was launched.
+    last_launch: Duration,
     /// Since when nothing is missing.
     satisfied_since: Option<Duration>,
+    /// Since when something is missing.
+    short_since: Option<Duration>,
     last_reconcile: Duration,
     cursor: usize,
     counters: KeeperCounters,
@@ -262,7 +272,9 @@ impl Keeper {
             suppressed: false,
             last_offer: Duration::ZERO,
             last_revive: None,
+            last_launch: Duration::ZERO,
             satisfied_since: None,
+            short_since: None,
             last_reconcile: Duration::ZERO,
             cursor: 0,
             counters: KeeperCounters::default(),
@@ -393,17 +405,23 @@ impl Keeper {
         driver.ctx().now().since_origin()
     }
 
-    /// Revives if something is missing (rate-limited; the tick retries): the resources this
-    /// framework declined are held back by filters, and the replacement should not wait for
-    /// them to expire.
-    fn wants_offers(&mut self, driver: &mut Driver<'_, '_>) {
-        let now = Self::now(driver);
+    /// Notes since when something is missing or nothing is, and revives if something is
+    /// missing and offers are suppressed, or nothing was launched for
+    /// [`KEEPER_STARVED_AFTER`] (rate-limited; the tick retries).
+    fn wants_offers(&mut self, driver: &mut Driver<'_, '_>, now: Duration) {
         if self.short.is_empty() {
             self.satisfied_since.get_or_insert(now);
+            self.short_since = None;
             return;
         }
         self.satisfied_since = None;
-        self.revive(driver, now);
+        let short_since = *self.short_since.get_or_insert(now);
+        let progress = short_since
+            .max(self.last_launch)
+            .max(self.last_revive.unwrap_or_default());
+        if self.suppressed || now >= progress + KEEPER_STARVED_AFTER {
+            self.revive(driver, now);
+        }
     }
 
     fn revive(&mut self, driver: &mut Driver<'_, '_>, now: Duration) {
@@ -580,15 +598,12 @@ impl Keeper {
         }
         self.kill_extras(driver, now);
         if driver.is_connected() {
-            if self.short.is_empty() {
-                let since = *self.satisfied_since.get_or_insert(now);
+            self.wants_offers(driver, now);
+            if let Some(since) = self.satisfied_since {
                 if !self.suppressed && now >= since + KEEPER_SUPPRESS_AFTER {
                     self.suppressed = true;
                     driver.suppress_offers();
                 }
-            } else {
-                self.satisfied_since = None;
-                self.revive(driver, now);
             }
         }
         driver.ctx().delay(KEEPER_TICK, KeeperTick);
@@ -640,7 +655,8 @@ impl Scheduler for Keeper {
     }
 
     fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>) {
-        self.last_offer = Self::now(driver);
+        let now = Self::now(driver);
+        self.last_offer = now;
         let mut declines = Declines::new();
         for offer in offers {
             let tasks = if self.short.is_empty() {
@@ -658,6 +674,7 @@ impl Scheduler for Keeper {
                 declines.add(offer.id.clone(), Filters { refuse_seconds });
             } else {
                 self.counters.launched += tasks.len() as u64;
+                self.last_launch = now;
                 driver.launch_tasks(
                     std::slice::from_ref(&offer.id),
                     tasks,
@@ -668,7 +685,7 @@ impl Scheduler for Keeper {
             }
         }
         declines.send(driver);
-        self.wants_offers(driver);
+        self.wants_offers(driver, now);
     }
 
     fn offer_rescinded(&mut self, _driver: &mut Driver<'_, '_>, _offer_id: &OfferId) {}
@@ -689,7 +706,7 @@ impl Scheduler for Keeper {
             let app = t.app;
             self.forget(id);
             self.refresh_app(app);
-            self.wants_offers(driver);
+            self.wants_offers(driver, now);
             return;
         }
         if t.state != state {
@@ -711,7 +728,7 @@ impl Scheduler for Keeper {
             }
         }
         self.recount(id);
-        self.wants_offers(driver);
+        self.wants_offers(driver, now);
     }
 
     fn initialize(&mut self, driver: &mut Driver<'_, '_>) {

@@ -78,6 +78,14 @@ pub struct FakeMaster {
     pub events: Vec<Event>,
     /// Task ids refused as duplicates.
     pub duplicate_launches: Vec<String>,
+    /// Launches with tasks to lose (as if lost on the way), before any is accepted.
+    pub launches_to_lose: u32,
+    /// Every answer to an explicit reconciliation is sent again right after the next accepted
+    /// launch (a duplicated message that arrives late).
+    pub duplicate_reconcile_answers: bool,
+    late_answers: Vec<TaskStatus>,
+    /// Explicit reconciliations received.
+    pub explicit_reconciliations: u32,
     pub registrations: u32,
 }
 
@@ -342,6 +350,10 @@ impl FakeMaster {
             }
         }
         let now = ctx.now().since_origin();
+        if !m.tasks.is_empty() && self.launches_to_lose > 0 {
+            self.launches_to_lose -= 1;
+            return;
+        }
         if m.tasks.is_empty() {
             if let Some(slave) = &slave_id {
                 let refuse = Duration::from_secs_f64(m.filters.refuse_seconds.max(0.0));
@@ -403,6 +415,9 @@ impl FakeMaster {
             );
             self.queue_update(ctx, &task.task_id, status);
             ctx.delay(run_for, TaskDone(task.task_id.to_string()));
+        }
+        for status in std::mem::take(&mut self.late_answers) {
+            self.send_status(ctx, status);
         }
     }
 
@@ -484,9 +499,11 @@ impl FakeMaster {
     }
 
     fn on_reconcile(&mut self, ctx: &mut Context<'_>, _from: &Upid, m: ReconcileTasksMessage) {
+        let explicit = !m.tasks.is_empty();
         let ids: Vec<TaskId> = if m.tasks.is_empty() {
             self.tasks.keys().cloned().collect()
         } else {
+            self.explicit_reconciliations += 1;
             m.tasks.into_iter().map(|(id, _)| id).collect()
         };
         for id in ids {
@@ -503,6 +520,9 @@ impl FakeMaster {
                 None,
                 false,
             );
+            if explicit && self.duplicate_reconcile_answers {
+                self.late_answers.push(status.clone());
+            }
             self.send_status(ctx, status);
         }
     }
