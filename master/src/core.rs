@@ -246,7 +246,7 @@ pub struct Framework {
     /// Its outstanding offers.
     pub offers: BTreeSet<OfferId>,
     /// Its latest terminal tasks, oldest first (bounded).
-    pub completed_tasks: VecDeque<Task>,
+    pub completed_tasks: VecDeque<Box<Task>>,
     /// True when it is registered in the allocator (active or disconnected).
     pub in_allocator: bool,
     /// True when it asked for no offers.
@@ -342,7 +342,8 @@ pub struct MasterCore {
     slave_by_pid: BTreeMap<Upid, SlaveId>,
     frameworks: BTreeMap<FrameworkId, Framework>,
     framework_by_pid: BTreeMap<Upid, FrameworkId>,
-    tasks: BTreeMap<(FrameworkId, TaskId), Task>,
+    /// Boxed: a task is large, and a B-tree moves its values on every insert and removal.
+    tasks: BTreeMap<(FrameworkId, TaskId), Box<Task>>,
     offers: BTreeMap<OfferId, OfferEntry>,
     completed_frameworks: VecDeque<Framework>,
     next_slave_number: u64,
@@ -527,7 +528,7 @@ impl MasterCore {
 
     /// Active tasks (non-terminal, or terminal but reported by a re-registering slave), by
     /// framework and task id. Tasks of unknown frameworks (orphans) are here too.
-    pub fn tasks(&self) -> &BTreeMap<(FrameworkId, TaskId), Task> {
+    pub fn tasks(&self) -> &BTreeMap<(FrameworkId, TaskId), Box<Task>> {
         &self.tasks
     }
 
@@ -945,13 +946,13 @@ impl MasterCore {
                         if f.completed_tasks.len() >= COMPLETED_TASKS_PER_FRAMEWORK_MAX {
                             f.completed_tasks.pop_front();
                         }
-                        f.completed_tasks.push_back(Task {
+                        f.completed_tasks.push_back(Box::new(Task {
                             info,
                             framework_id: key.0.clone(),
                             slave_id: id.clone(),
                             state,
                             statuses: VecDeque::new(),
-                        });
+                        }));
                     }
                 }
                 continue;
@@ -1031,12 +1032,14 @@ impl MasterCore {
                 timestamp: wall,
                 uuid: None,
             };
-            let task = self.tasks.entry(key.clone()).or_insert_with(|| Task {
-                info: reported.task.clone(),
-                framework_id: key.0.clone(),
-                slave_id: id.clone(),
-                state: reported.state,
-                statuses: VecDeque::new(),
+            let task = self.tasks.entry(key.clone()).or_insert_with(|| {
+                Box::new(Task {
+                    info: reported.task.clone(),
+                    framework_id: key.0.clone(),
+                    slave_id: id.clone(),
+                    state: reported.state,
+                    statuses: VecDeque::new(),
+                })
             });
             if let Some(last) = task.statuses.back() {
                 status.healthy = last.healthy;
@@ -2164,7 +2167,7 @@ impl MasterCore {
                 statuses: VecDeque::new(),
             };
             entry.push_status(status);
-            self.tasks.insert(key.clone(), entry);
+            self.tasks.insert(key.clone(), Box::new(entry));
             let resend = self.config.run_task_resend_timeout;
             if !resend.is_zero() {
                 self.staging.insert(

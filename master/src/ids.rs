@@ -1,61 +1,172 @@
 //! Identifiers of the things the master tracks: slaves, frameworks, offers and tasks.
 //!
-//! Each is a newtype over `String` so that a slave id can never be passed where a framework id
-//! is expected. They serialize as plain strings (`serde(transparent)`), order by their text
+//! Each is a newtype over the id's text so that a slave id can never be passed where a
+//! framework id is expected. They serialize as plain strings (`serde(transparent)`), order by their text
 //! (which is what makes every map keyed by them iterate deterministically) and display as the
 //! bare id.
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Ids up to this many bytes are kept inline (every id the master makes is shorter).
+const INLINE_MAX: usize = 46;
+
+/// The text of an id: inline when short, on the heap otherwise.
+///
+/// Ids are the keys of nearly every map in the master, the slaves and the frameworks, and a
+/// B-tree compares keys at every level of a search. Inline, the text sits in the tree node
+/// next to the key: comparing it follows no pointer (the ids of one master share a 37-byte
+/// prefix, the master's run id). It orders, compares and hashes as its text.
+#[derive(Clone)]
+enum IdText {
+    Inline { len: u8, bytes: [u8; INLINE_MAX] },
+    Heap(Box<str>),
+}
+
+impl IdText {
+    fn new(text: &str) -> Self {
+        if text.len() <= INLINE_MAX {
+            let mut bytes = [0u8; INLINE_MAX];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            IdText::Inline {
+                len: text.len() as u8,
+                bytes,
+            }
+        } else {
+            IdText::Heap(text.into())
+        }
+    }
+
+    /// The text's bytes, without the UTF-8 check of [`IdText::as_str`]: UTF-8 orders and
+    /// compares as its bytes.
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            IdText::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            IdText::Heap(text) => text.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            IdText::Inline { len, bytes } => {
+                // Made from a `&str` by `new`: valid UTF-8 up to `len`.
+                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("ids are UTF-8")
+            }
+            IdText::Heap(text) => text,
+        }
+    }
+}
+
+impl Default for IdText {
+    fn default() -> Self {
+        IdText::new("")
+    }
+}
+
+impl PartialEq for IdText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for IdText {}
+
+impl PartialOrd for IdText {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for IdText {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for IdText {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for IdText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for IdText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = IdText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an id string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<IdText, E> {
+                Ok(IdText::new(text))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(IdText);
 
         impl $name {
             /// Wraps an id given as text.
             pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
+                Self(IdText::new(&id.into()))
             }
 
             /// The id as text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
 
             /// The id as an owned `String`.
             pub fn into_inner(self) -> String {
-                self.0
+                self.0.as_str().to_owned()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl From<&str> for $name {
             fn from(id: &str) -> Self {
-                Self(id.to_owned())
+                Self(IdText::new(id))
             }
         }
 
         impl From<String> for $name {
             fn from(id: String) -> Self {
-                Self(id)
+                Self(IdText::new(&id))
             }
         }
 
-        // Sound because the derived Eq/Ord/Hash of the newtype are those of the inner String.
+        // Sound because the Eq/Ord/Hash of the newtype are those of its text.
         impl Borrow<str> for $name {
             fn borrow(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
     };
@@ -95,5 +206,41 @@ mod tests {
         let mut map = BTreeMap::new();
         map.insert(TaskId::new("t"), 1);
         assert_eq!(map.get("t"), Some(&1));
+    }
+
+    #[test]
+    fn short_and_long_ids_order_compare_and_round_trip_as_their_text() {
+        let texts = [
+            String::new(),
+            "a".to_string(),
+            "x".repeat(INLINE_MAX),
+            "x".repeat(INLINE_MAX + 1),
+            format!("{}-0001", "f".repeat(36)),
+            "é-ünïcode".to_string(),
+            "x".repeat(INLINE_MAX - 1) + "é",
+        ];
+        for a in &texts {
+            let id = TaskId::new(a.clone());
+            assert_eq!(id.as_str(), a);
+            assert_eq!(id.clone().into_inner(), *a);
+            let back: TaskId = postcard::from_bytes(&postcard::to_stdvec(&id).unwrap()).unwrap();
+            assert_eq!(back, id);
+            let json: TaskId = serde_json::from_str(&serde_json::to_string(&id).unwrap()).unwrap();
+            assert_eq!(json, id);
+            for b in &texts {
+                let other = TaskId::from(b.as_str());
+                assert_eq!(id.cmp(&other), a.cmp(b), "{a:?} vs {b:?}");
+                assert_eq!(id == other, a == b);
+            }
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        TaskId::new("t1").hash(&mut hasher);
+        let mut by_str = std::collections::hash_map::DefaultHasher::new();
+        "t1".hash(&mut by_str);
+        assert_eq!(
+            hasher.finish(),
+            by_str.finish(),
+            "hashes as its text (Borrow<str>)"
+        );
     }
 }

@@ -155,8 +155,8 @@ pub struct Checkpoint {
     pub slave: Option<SlaveRecord>,
     /// Frameworks by id.
     pub frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
-    /// Tasks by id.
-    pub tasks: BTreeMap<TaskId, TaskRecord>,
+    /// Tasks by id (boxed: a record is large, and a B-tree moves its values on every insert).
+    pub tasks: BTreeMap<TaskId, Box<TaskRecord>>,
 }
 
 /// Durable storage of the [`Checkpoint`]. Each method returns once the change is durable.
@@ -253,7 +253,7 @@ impl CheckpointStore for MemoryCheckpoint {
             None => {
                 checkpoint
                     .tasks
-                    .insert(record.info.task_id.clone(), record.to_record());
+                    .insert(record.info.task_id.clone(), Box::new(record.to_record()));
             }
         }
         Ok(())
@@ -402,7 +402,9 @@ impl CheckpointStore for RedbCheckpoint {
             let (key, value) = row.map_err(|e| err(&e))?;
             let record: TaskRecord = postcard::from_bytes(value.value())
                 .map_err(|e| err(&format!("task {}: {e}", key.value())))?;
-            checkpoint.tasks.insert(record.info.task_id.clone(), record);
+            checkpoint
+                .tasks
+                .insert(record.info.task_id.clone(), Box::new(record));
         }
         Ok(checkpoint)
     }
@@ -525,7 +527,7 @@ mod tests {
         assert_eq!(loaded.frameworks.len(), 1);
         assert_eq!(loaded.frameworks[&FrameworkId::new("fw")], framework);
         assert_eq!(loaded.tasks.len(), 1);
-        assert_eq!(loaded.tasks[&TaskId::new("a")], record("a"));
+        assert_eq!(*loaded.tasks[&TaskId::new("a")], record("a"));
         loaded
     }
 
@@ -556,7 +558,7 @@ mod tests {
         let mut store = MemoryCheckpoint::new();
         store.put_task(&record("a").borrowed()).unwrap();
         store.put_task(&view).unwrap();
-        assert_eq!(store.load().unwrap().tasks[&TaskId::new("a")], owned);
+        assert_eq!(*store.load().unwrap().tasks[&TaskId::new("a")], owned);
     }
 
     #[test]

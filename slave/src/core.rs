@@ -574,7 +574,9 @@ pub struct SlaveCore {
     pub registration: Registration,
     slave_id: Option<SlaveId>,
     frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
-    tasks: BTreeMap<TaskId, TaskEntry>,
+    /// Boxed: a task entry is large, and a B-tree moves its values on every insert and
+    /// removal.
+    tasks: BTreeMap<TaskId, Box<TaskEntry>>,
     /// Kills that arrived before their task (bounded, oldest forgotten first).
     kills_before_launch: VecDeque<(FrameworkId, TaskId)>,
     /// No task's update is due before this (`None`: no update is queued). A lower bound kept
@@ -585,6 +587,15 @@ pub struct SlaveCore {
     probes_due: Option<Duration>,
     /// How many tasks are live (kept on every change, read on every message).
     live: usize,
+    /// How many tasks have updates not acknowledged: at none, no update can be due, whatever
+    /// `updates_due` says (an acknowledged update leaves its retry time behind).
+    streams_pending: usize,
+    /// Tasks whose queue got a new head, due at once: [`SlaveCore::poll_updates`] sends
+    /// these without looking at every task.
+    fresh_heads: Vec<TaskId>,
+    /// A lower bound of when a head already sent is due again (a retry): only then does
+    /// [`SlaveCore::poll_updates`] look at every task.
+    retries_due: Option<Duration>,
 }
 
 /// Lowers a due-time bound to `at`.
@@ -611,6 +622,9 @@ impl SlaveCore {
             updates_due: None,
             probes_due: None,
             live: 0,
+            streams_pending: 0,
+            fresh_heads: Vec::new(),
+            retries_due: None,
         }
     }
 
@@ -630,7 +644,7 @@ impl SlaveCore {
     }
 
     /// The tasks in the books.
-    pub fn tasks(&self) -> &BTreeMap<TaskId, TaskEntry> {
+    pub fn tasks(&self) -> &BTreeMap<TaskId, Box<TaskEntry>> {
         &self.tasks
     }
 
@@ -641,12 +655,12 @@ impl SlaveCore {
 
     /// One task.
     pub fn task(&self, task_id: &TaskId) -> Option<&TaskEntry> {
-        self.tasks.get(task_id)
+        self.tasks.get(task_id).map(|t| &**t)
     }
 
     /// One task, to change it (launch info, kill cause).
     pub fn task_mut(&mut self, task_id: &TaskId) -> Option<&mut TaskEntry> {
-        self.tasks.get_mut(task_id)
+        self.tasks.get_mut(task_id).map(|t| &mut **t)
     }
 
     /// Adds or updates a framework (its scheduler may have moved).
@@ -694,7 +708,7 @@ impl SlaveCore {
         self.live += 1;
         self.tasks.insert(
             info.task_id.clone(),
-            TaskEntry {
+            Box::new(TaskEntry {
                 framework_id,
                 info,
                 state: TaskState::Staging,
@@ -703,7 +717,7 @@ impl SlaveCore {
                 kill: None,
                 health: None,
                 updates: UpdateStream::new(),
-            },
+            }),
         );
         Ok(())
     }
@@ -716,8 +730,9 @@ impl SlaveCore {
         if !updates.pending.is_empty() {
             updates.send_at = Some(Duration::ZERO);
             lower(&mut self.updates_due, updates.send_at);
+            self.fresh_heads.push(entry.info.task_id.clone());
         }
-        let task = TaskEntry {
+        let task = Box::new(TaskEntry {
             framework_id: entry.framework_id,
             info: entry.info,
             state: entry.state,
@@ -726,10 +741,12 @@ impl SlaveCore {
             kill: entry.kill,
             health: None,
             updates,
-        };
+        });
         self.live += usize::from(task.is_live());
+        self.streams_pending += usize::from(!task.updates.pending.is_empty());
         if let Some(old) = self.tasks.insert(task.info.task_id.clone(), task) {
             self.live -= usize::from(old.is_live());
+            self.streams_pending -= usize::from(!old.updates.pending.is_empty());
         }
     }
 
@@ -784,6 +801,8 @@ impl SlaveCore {
             task.updates.send_at = Some(now);
             task.updates.backoff.reset();
             lower(&mut self.updates_due, Some(now));
+            self.streams_pending += 1;
+            self.fresh_heads.push(status.task_id.clone());
         }
         task.updates.pending.push_back(status);
         true
@@ -791,40 +810,74 @@ impl SlaveCore {
 
     /// The updates to send now: each task's head, when due. Nothing while unregistered.
     pub fn poll_updates(&mut self, now: Duration) -> Vec<OutgoingUpdate> {
+        debug_assert_eq!(
+            self.streams_pending,
+            self.tasks
+                .values()
+                .filter(|t| !t.updates.pending.is_empty())
+                .count()
+        );
+        if self.streams_pending == 0 {
+            self.fresh_heads.clear();
+            self.updates_due = None;
+            self.retries_due = None;
+        }
         if !self.registration.is_registered() || !may_be_due(self.updates_due, now) {
             return Vec::new();
         }
         let mut out = Vec::new();
-        let mut next = None;
-        for task in self.tasks.values_mut() {
-            let stream = &mut task.updates;
-            let (Some(head), Some(at)) = (stream.pending.front(), stream.send_at) else {
-                continue;
-            };
-            if now < at {
-                lower(&mut next, Some(at));
-                continue;
+        // New heads first (a task may be listed twice: once sent, it is not due).
+        for task_id in std::mem::take(&mut self.fresh_heads) {
+            if let Some(task) = self.tasks.get_mut(&task_id) {
+                if let Some(update) = Self::send_head_if_due(task, now) {
+                    lower(&mut self.retries_due, task.updates.send_at);
+                    out.push(update);
+                }
             }
-            let retry = stream.backoff.current != stream.backoff.initial;
-            stream.send_at = Some(now + stream.backoff.next_delay());
-            lower(&mut next, stream.send_at);
-            out.push(OutgoingUpdate {
-                framework_id: task.framework_id.clone(),
-                status: head.clone(),
-                retry,
-            });
         }
-        self.updates_due = next;
+        // Then retries, when one may be due: every task is looked at.
+        if may_be_due(self.retries_due, now) {
+            let mut next = None;
+            for task in self.tasks.values_mut() {
+                if let Some(update) = Self::send_head_if_due(task, now) {
+                    out.push(update);
+                }
+                if !task.updates.pending.is_empty() {
+                    lower(&mut next, task.updates.send_at);
+                }
+            }
+            self.retries_due = next;
+        }
+        self.updates_due = self.retries_due;
         out
+    }
+
+    /// The head of `task`'s queue if it is due at `now`; its next retry is then set.
+    fn send_head_if_due(task: &mut TaskEntry, now: Duration) -> Option<OutgoingUpdate> {
+        let stream = &mut task.updates;
+        let (Some(head), Some(at)) = (stream.pending.front(), stream.send_at) else {
+            return None;
+        };
+        if now < at {
+            return None;
+        }
+        let retry = stream.backoff.current != stream.backoff.initial;
+        stream.send_at = Some(now + stream.backoff.next_delay());
+        Some(OutgoingUpdate {
+            framework_id: task.framework_id.clone(),
+            status: head.clone(),
+            retry,
+        })
     }
 
     /// Makes every queue's head due now with a fresh backoff (after (re-)registration).
     pub fn resend_all_updates(&mut self, now: Duration) {
-        for task in self.tasks.values_mut() {
+        for (task_id, task) in &mut self.tasks {
             if !task.updates.pending.is_empty() {
                 task.updates.send_at = Some(now);
                 task.updates.backoff.reset();
                 lower(&mut self.updates_due, Some(now));
+                self.fresh_heads.push(task_id.clone());
             }
         }
     }
@@ -841,17 +894,24 @@ impl SlaveCore {
         let acked = stream.pending.pop_front().expect("head checked above");
         stream.backoff.reset();
         stream.send_at = if stream.pending.is_empty() {
+            self.streams_pending -= 1;
             None
         } else {
+            self.fresh_heads.push(task_id.clone());
             Some(now)
         };
         lower(&mut self.updates_due, stream.send_at);
+        if self.streams_pending == 0 {
+            self.fresh_heads.clear();
+            self.updates_due = None;
+            self.retries_due = None;
+        }
         if acked.state.is_terminal() {
             debug_assert!(stream.pending.is_empty(), "the terminal update is the last");
             let task = self.tasks.remove(task_id).expect("task present");
             let framework_removed = self.remove_framework_if_idle(&task.framework_id);
             return AckOutcome::Removed {
-                task: Box::new(task),
+                task,
                 framework_removed,
             };
         }

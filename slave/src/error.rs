@@ -16,8 +16,8 @@ pub enum SlaveError {
     Resources {
         /// `resources` or `attributes`.
         what: &'static str,
-        /// The parser's error.
-        source: plateau_master::MasterError,
+        /// The parser's error (boxed: it is large, and this error is returned everywhere).
+        source: Box<plateau_master::MasterError>,
     },
     /// Reading or writing the checkpoint failed.
     #[error("checkpoint {path}: {reason}")]

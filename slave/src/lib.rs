@@ -137,14 +137,14 @@ pub fn resolve_resources(config: &SlaveConfig) -> Result<(Resources, Attributes)
     let resources = match &config.resources {
         Some(text) => Resources::parse(text).map_err(|source| SlaveError::Resources {
             what: "resources",
-            source,
+            source: Box::new(source),
         })?,
         None => host::discover(&config.work_dir, config.reserve)?,
     };
     let attributes = match &config.attributes {
         Some(text) => Attributes::parse(text).map_err(|source| SlaveError::Resources {
             what: "attributes",
-            source,
+            source: Box::new(source),
         })?,
         None => Attributes::default(),
     };
