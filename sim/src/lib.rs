@@ -57,6 +57,9 @@ pub mod limits;
 pub mod marathon;
 pub mod observe;
 
+// Linked for `keep_freed_memory`, whichever binary or test uses this crate.
+extern crate mimalloc;
+
 use std::time::Duration;
 
 use plateau_runtime::sim::NetworkFaults;
@@ -940,9 +943,29 @@ fn print_human(report: &SimReport) {
     }
 }
 
+/// Tells mimalloc (the global allocator of `plateau` and `plateau-sim`) never to give freed
+/// memory back to the OS. A simulation frees and reallocates the same memory all the time;
+/// giving it back made the kernel fault in and zero the same pages again and again (20
+/// simulated minutes of 1,000 slaves: 1.3 s of system time instead of 0.5 s, and 10 % more
+/// user time). The process lives for one run, so nothing is held for long. Harmless when
+/// another allocator is the global one.
+pub fn keep_freed_memory() {
+    use std::ffi::{c_int, c_long};
+    /// `mi_option_purge_delay` in the mimalloc v3 that libmimalloc-sys 0.1 builds
+    /// (`include/mimalloc.h`); -1 means never purge.
+    const MI_OPTION_PURGE_DELAY: c_int = 15;
+    extern "C" {
+        fn mi_option_set(option: c_int, value: c_long);
+    }
+    // SAFETY: sets one entry of mimalloc's option table; callable at any time, from any
+    // thread, with any option and value.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 /// `plateau sim`: parses `args` (the flags after the subcommand), runs, prints, and returns
 /// the process exit code (0 passed, 1 an invariant failed or runs differed, 2 bad usage).
 pub fn cli_main(args: &[String]) -> i32 {
+    keep_freed_memory();
     let mut cli = match parse_args(args) {
         Ok(c) => c,
         Err(e) => {
