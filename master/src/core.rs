@@ -274,6 +274,11 @@ impl Task {
             self.statuses.pop_front();
         }
         self.state = status.state;
+        if self.statuses.len() == self.statuses.capacity() {
+            // Grown one at a time: most tasks see three statuses (starting, running, their
+            // end), and the default growth doubles from four (the master holds every task).
+            self.statuses.reserve_exact(1);
+        }
         self.statuses.push_back(status);
     }
 }

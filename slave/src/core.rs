@@ -804,6 +804,11 @@ impl SlaveCore {
             self.streams_pending += 1;
             self.fresh_heads.push(status.task_id.clone());
         }
+        if task.updates.pending.len() == task.updates.pending.capacity() {
+            // Grown one at a time: a queue mostly holds one update (the default growth
+            // starts at four, on every task of the slave).
+            task.updates.pending.reserve_exact(1);
+        }
         task.updates.pending.push_back(status);
         true
     }
