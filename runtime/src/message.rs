@@ -13,6 +13,7 @@
 //! is buffered, and a header that does not decode is an error, never a panic.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -75,8 +76,8 @@ pub enum Payload {
     Local(Box<dyn AnyMessage>),
     /// Bytes received from another node (or from the simulated network).
     Encoded {
-        /// The wire name.
-        name: String,
+        /// The wire name (borrowed when the sender's type gave it).
+        name: Cow<'static, str>,
         /// The postcard-encoded body.
         body: Bytes,
     },

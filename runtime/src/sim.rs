@@ -59,9 +59,10 @@ use crate::message::{AnyMessage, Message, Payload};
 use crate::process::{
     Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
-use crate::rng::{stable_hash, stable_hash_extend, Rng, STABLE_HASH_START};
+use crate::rng::{stable_hash_extend, Rng, STABLE_HASH_START};
 use crate::sim_queue::RadixQueue;
 use crate::upid::{NodeAddr, Upid};
+use std::borrow::Cow;
 
 /// The network's behaviour; may be changed during a run ([`Sim::set_faults`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -624,7 +625,7 @@ impl Sim {
                     from: from.clone(),
                     to: to.clone(),
                     payload: Payload::Encoded {
-                        name: name.to_string(),
+                        name: Cow::Borrowed(name),
                         body: body.clone(),
                     },
                     to_incarnation,
@@ -667,7 +668,7 @@ impl Sim {
         self.mix(&to.port.to_le_bytes());
         self.mix(name.as_bytes());
         if let Some(b) = body {
-            let h = stable_hash(b).to_le_bytes();
+            let h = body_hash(b).to_le_bytes();
             self.mix(&h);
         }
     }
@@ -945,4 +946,18 @@ impl Sim {
     pub fn is_cut(&self, from: &NodeAddr, to: &NodeAddr) -> bool {
         self.blocked.contains(&(from.clone(), to.clone()))
     }
+}
+
+/// The trace's fingerprint of a message body: FNV-1a's multiply over eight bytes at a time
+/// (a byte at a time was 2.5 % of a 1,000-slave run). Stable: little-endian words, the
+/// length mixed in, no platform or release dependence.
+fn body_hash(bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = STABLE_HASH_START ^ (bytes.len() as u64);
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().expect("chunks of eight"));
+        h = (h ^ w).wrapping_mul(PRIME).rotate_left(29);
+    }
+    stable_hash_extend(h, words.remainder())
 }
