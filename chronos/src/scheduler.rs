@@ -1125,6 +1125,11 @@ impl ChronosScheduler {
         let now = wall(driver.ctx());
         let task_id = status.task_id.as_str();
         let asked = self.unreconciled.remove(task_id);
+        if status.state == TaskState::Unknown && !asked {
+            // An answer to no question outstanding (see below): it says nothing about the
+            // current launch, which is still awaited.
+            return true;
+        }
         self.awaiting_status.remove(task_id);
         let Some(parsed) = parse_task_id(task_id) else {
             tracing::warn!(task = %task_id, "status of a task Chronos did not launch; ignored");
@@ -1188,10 +1193,9 @@ impl ChronosScheduler {
                 true
             }
             // The master answers "unknown" only to an explicit reconciliation. An answer to no
-            // question outstanding (a duplicate, or one about a launch since made again) says
-            // nothing about the current launch: acting on it would launch the same task id a
-            // second time, which the master refuses while the first one runs.
-            TaskState::Unknown if !asked => true,
+            // question outstanding (a duplicate, or one about a launch since made again) was
+            // ignored above: acting on it would launch the same task id a second time, which
+            // the master refuses while the first one runs.
             TaskState::Unknown => {
                 if run.state == RunState::Running {
                     // It ran, and the master lost it: a failed attempt.

@@ -80,8 +80,8 @@ pub struct FakeMaster {
     pub duplicate_launches: Vec<String>,
     /// Launches with tasks to lose (as if lost on the way), before any is accepted.
     pub launches_to_lose: u32,
-    /// Every answer to an explicit reconciliation is sent again right after the next accepted
-    /// launch (a duplicated message that arrives late).
+    /// Every answer to an explicit reconciliation is sent again when the next launch arrives,
+    /// lost or not (a duplicated message that arrives late).
     pub duplicate_reconcile_answers: bool,
     late_answers: Vec<TaskStatus>,
     /// Explicit reconciliations received.
@@ -350,6 +350,11 @@ impl FakeMaster {
             }
         }
         let now = ctx.now().since_origin();
+        if !m.tasks.is_empty() {
+            for status in std::mem::take(&mut self.late_answers) {
+                self.send_status(ctx, status);
+            }
+        }
         if !m.tasks.is_empty() && self.launches_to_lose > 0 {
             self.launches_to_lose -= 1;
             return;
@@ -415,9 +420,6 @@ impl FakeMaster {
             );
             self.queue_update(ctx, &task.task_id, status);
             ctx.delay(run_for, TaskDone(task.task_id.to_string()));
-        }
-        for status in std::mem::take(&mut self.late_answers) {
-            self.send_status(ctx, status);
         }
     }
 
