@@ -26,8 +26,11 @@
 //!
 //! Roles and frameworks sit in ordered sets keyed by `(share, id)` that are updated
 //! incrementally (remove and re-insert the one key that changed), so one cycle is
-//! O(slaves · log frameworks) when filters are rare, plus O(frameworks · log frameworks) after
-//! the cluster total changed (every share changes then, and the sets are rebuilt once).
+//! O(visited slaves · log frameworks) when filters are rare, plus O(frameworks · log
+//! frameworks) after the cluster total changed (every share changes then, and the sets are
+//! rebuilt once). A cycle visits only the slaves where the outcome can differ from the last
+//! one: those that got resources back or became active, those where a refusal filter expired
+//! (an index of expiry times), and every slave when demand grew.
 //!
 //! # Example
 //!
