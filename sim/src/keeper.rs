@@ -225,6 +225,8 @@ pub struct KeeperCounters {
     pub kills: u64,
     /// Offers declined.
     pub declined: u64,
+    /// Revives sent (each makes the master offer every free slave again).
+    pub revives: u64,
 }
 
 /// The Keeper scheduler (see the [module docs](self)).
@@ -433,6 +435,7 @@ impl Keeper {
         }
         self.last_revive = Some(now);
         self.suppressed = false;
+        self.counters.revives += 1;
         driver.revive_offers();
     }
 

@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
+use plateau_sim::keeper::Workload;
 use plateau_sim::{
     check_determinism, check_determinism_in_children, measure_failover, parse_args, parse_duration,
-    run, FaultLevel, InjectedBug, SimOptions,
+    run, Cluster, ClusterConfig, FaultLevel, InjectedBug, SimOptions,
 };
 
 fn small(seed: u64) -> SimOptions {
@@ -485,4 +486,34 @@ fn marathon_and_chronos_heavy_fault_regression_seeds_pass() {
         );
         assert!(report.chronos_instants_run > 100, "{report:?}");
     }
+}
+
+/// Tasks end all the time and are replaced without revives: a refusal filter refuses only
+/// what was declined, so the resources a task frees reach its framework as a fresh offer.
+/// (Before, every Keeper revived every 5 s while instances came and went, and each revive
+/// made the master offer every free slave again.)
+#[test]
+fn freed_resources_are_offered_again_without_revives() {
+    let mut config = ClusterConfig::new(7, 20, 1, 2, 20);
+    config.workload = Workload {
+        run_secs_min: 10,
+        run_secs_max: 30,
+        fail_probability: 0.0,
+        oom_probability: 0.0,
+    };
+    let mut cluster = Cluster::new(config).unwrap();
+    cluster.sim.run_for(Duration::from_secs(600));
+    let (counters, live) = cluster
+        .with_keeper(0, |k| {
+            (
+                k.counters().clone(),
+                (0..2).map(|app| k.live_instances(app)).collect::<Vec<_>>(),
+            )
+        })
+        .unwrap();
+    // 40 instances of 10–30 s for 10 minutes: hundreds of replacements.
+    assert!(counters.launched > 500, "{counters:?}");
+    assert_eq!(live, vec![20, 20], "{counters:?}");
+    // The first registration's revive, and at most a couple more.
+    assert!(counters.revives <= 3, "{counters:?}");
 }
