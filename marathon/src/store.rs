@@ -227,9 +227,7 @@ impl Store for RedbStore {
         }
         let meta = txn.open_table(META).map_err(|e| self.err(&e))?;
         if let Some(v) = meta.get(META_FRAMEWORK_ID).map_err(|e| self.err(&e))? {
-            state.framework_id = Some(FrameworkId::new(
-                String::from_utf8_lossy(v.value()).into_owned(),
-            ));
+            state.framework_id = Some(FrameworkId::new(String::from_utf8_lossy(v.value())));
         }
         Ok(state)
     }

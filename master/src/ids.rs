@@ -130,8 +130,8 @@ macro_rules! id_type {
 
         impl $name {
             /// Wraps an id given as text.
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(IdText::new(&id.into()))
+            pub fn new(id: impl AsRef<str>) -> Self {
+                Self(IdText::new(id.as_ref()))
             }
 
             /// The id as text.

@@ -815,18 +815,7 @@ impl SlaveCore {
 
     /// The updates to send now: each task's head, when due. Nothing while unregistered.
     pub fn poll_updates(&mut self, now: Duration) -> Vec<OutgoingUpdate> {
-        debug_assert_eq!(
-            self.streams_pending,
-            self.tasks
-                .values()
-                .filter(|t| !t.updates.pending.is_empty())
-                .count()
-        );
-        if self.streams_pending == 0 {
-            self.fresh_heads.clear();
-            self.updates_due = None;
-            self.retries_due = None;
-        }
+        self.forget_due_times_if_nothing_pending();
         if !self.registration.is_registered() || !may_be_due(self.updates_due, now) {
             return Vec::new();
         }
@@ -855,6 +844,15 @@ impl SlaveCore {
         }
         self.updates_due = self.retries_due;
         out
+    }
+
+    /// With no update pending, no update is due, whatever times were left behind.
+    fn forget_due_times_if_nothing_pending(&mut self) {
+        if self.streams_pending == 0 {
+            self.fresh_heads.clear();
+            self.updates_due = None;
+            self.retries_due = None;
+        }
     }
 
     /// The head of `task`'s queue if it is due at `now`; its next retry is then set.
@@ -906,13 +904,12 @@ impl SlaveCore {
             Some(now)
         };
         lower(&mut self.updates_due, stream.send_at);
-        if self.streams_pending == 0 {
-            self.fresh_heads.clear();
-            self.updates_due = None;
-            self.retries_due = None;
-        }
+        debug_assert!(
+            !acked.state.is_terminal() || stream.pending.is_empty(),
+            "the terminal update is the last"
+        );
+        self.forget_due_times_if_nothing_pending();
         if acked.state.is_terminal() {
-            debug_assert!(stream.pending.is_empty(), "the terminal update is the last");
             let task = self.tasks.remove(task_id).expect("task present");
             let framework_removed = self.remove_framework_if_idle(&task.framework_id);
             return AckOutcome::Removed {
@@ -1520,6 +1517,11 @@ mod tests {
                     core.live_task_count(),
                     core.tasks.values().filter(|t| t.is_live()).count(),
                     "the live count follows every change"
+                );
+                proptest::prop_assert_eq!(
+                    core.streams_pending,
+                    core.tasks.values().filter(|t| !t.updates.pending.is_empty()).count(),
+                    "the count of pending queues follows every change"
                 );
                 let (bound, truth) = (core.next_deadline(), exact(&core));
                 proptest::prop_assert!(
