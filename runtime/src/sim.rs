@@ -47,10 +47,12 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use rand_core::RngCore;
 
 use crate::clock::Instant;
@@ -133,10 +135,21 @@ pub struct SimStats {
     pub undeliverable: u64,
 }
 
+/// A node's index in `Sim::nodes`: nodes are never removed, so it stays valid for the run.
+type NodeIx = u32;
+
+/// No node: the sender of a message posted by a driver from outside any node, or the receiver
+/// of one posted to an address no node has.
+const NO_NODE: NodeIx = NodeIx::MAX;
+
 enum Event {
     Deliver {
         from: Upid,
         to: Upid,
+        /// The nodes of `from` and `to` ([`NO_NODE`] when none), found when the message was
+        /// sent.
+        from_node: NodeIx,
+        to_node: NodeIx,
         payload: Payload,
         /// Incarnation of the receiving node when sent: a restarted node does not get messages
         /// sent to its previous life.
@@ -145,6 +158,7 @@ enum Event {
     },
     Timer {
         to: Upid,
+        node: NodeIx,
         instance: u64,
         id: TimerId,
         msg: Box<dyn AnyMessage>,
@@ -156,7 +170,7 @@ enum Event {
     },
     /// The link timeout after a crash elapsed: deliver the crash's pending `exited`s.
     LinkBreak {
-        lost: NodeAddr,
+        lost: NodeIx,
         incarnation: u64,
     },
 }
@@ -191,6 +205,7 @@ struct SimProcess {
 }
 
 struct SimNode {
+    addr: NodeAddr,
     up: bool,
     incarnation: u64,
     seed: u64,
@@ -211,17 +226,26 @@ pub struct Sim {
     /// Events by [`queue_key`]; boxed, as queued entries move between the queue's buckets and
     /// an event is large.
     queue: RadixQueue<Box<Event>>,
-    nodes: BTreeMap<NodeAddr, SimNode>,
+    /// The nodes, in the order they were added.
+    nodes: Vec<SimNode>,
+    /// `nodes` by address, hashed with [`node_hash`]: the engine finds a message's nodes from
+    /// its `Upid`s without building a key. (A B-tree keyed by address cost a walk over the
+    /// host names for each of the four or five lookups a message made.)
+    node_index: HashTable<NodeIx>,
+    /// `nodes` in address order, for everything that walks them: a walk's order is part of
+    /// the trace.
+    node_order: BTreeMap<NodeAddr, NodeIx>,
     net_rng: Rng,
     /// One-way cuts: messages from the first node to the second are dropped.
-    blocked: BTreeSet<(NodeAddr, NodeAddr)>,
-    /// Last scheduled arrival per directed link, to keep per-link FIFO order.
-    last_arrival: HashMap<(NodeAddr, NodeAddr), Instant>,
+    blocked: BTreeSet<(NodeIx, NodeIx)>,
+    /// Last scheduled arrival per directed link, to keep per-link FIFO order. Only looked
+    /// up, never walked, so its order cannot leak into the run.
+    last_arrival: HashMap<(NodeIx, NodeIx), Instant, BuildHasherDefault<LinkHasher>>,
     next_instance: u64,
     /// `exited`s owed because a node crashed, delivered at the link timeout — or at once when
     /// the node restarts earlier, so that the news of its previous life's death always arrives
     /// before anything from its new life. Keyed by the crashed node: (its incarnation, owed).
-    pending_breaks: BTreeMap<NodeAddr, (u64, Vec<OwedExit>)>,
+    pending_breaks: BTreeMap<NodeIx, (u64, Vec<OwedExit>)>,
     trace: u64,
     stats: SimStats,
     effects: Vec<Effect>,
@@ -239,10 +263,12 @@ impl Sim {
             now: Instant::ZERO,
             seq: 0,
             queue: RadixQueue::new(),
-            nodes: BTreeMap::new(),
+            nodes: Vec::new(),
+            node_index: HashTable::new(),
+            node_order: BTreeMap::new(),
             net_rng,
             blocked: BTreeSet::new(),
-            last_arrival: HashMap::new(),
+            last_arrival: HashMap::default(),
             next_instance: 1,
             pending_breaks: BTreeMap::new(),
             trace: STABLE_HASH_START,
@@ -301,34 +327,66 @@ impl Sim {
     /// Add a node (up, without processes). Its per-node seed derives from the run's seed and
     /// its address.
     pub fn add_node(&mut self, addr: NodeAddr) {
+        assert!(self.node_at(&addr).is_none(), "node added twice");
         let seed = Rng::derive(self.config.seed, &addr.to_string()).next_u64();
-        let previous = self.nodes.insert(
+        let ix = NodeIx::try_from(self.nodes.len())
+            .ok()
+            .filter(|ix| *ix != NO_NODE)
+            .expect("fewer than 2^32 - 1 nodes");
+        let hash = node_hash(&addr.host, addr.port);
+        self.node_order.insert(addr.clone(), ix);
+        self.nodes.push(SimNode {
             addr,
-            SimNode {
-                up: true,
-                incarnation: 1,
-                seed,
-                processes: BTreeMap::new(),
-            },
-        );
-        assert!(previous.is_none(), "node added twice");
+            up: true,
+            incarnation: 1,
+            seed,
+            processes: BTreeMap::new(),
+        });
+        let nodes = &self.nodes;
+        self.node_index.insert_unique(hash, ix, |&i| {
+            let a = &nodes[i as usize].addr;
+            node_hash(&a.host, a.port)
+        });
     }
 
-    /// Addresses of all nodes.
+    /// The index of the node at `host:port`, if there is one.
+    fn node_ix(&self, host: &str, port: u16) -> Option<NodeIx> {
+        let nodes = &self.nodes;
+        self.node_index
+            .find(node_hash(host, port), |&i| {
+                let a = &nodes[i as usize].addr;
+                a.port == port && a.host == host
+            })
+            .copied()
+    }
+
+    /// The index of the node at `addr`, if there is one.
+    fn node_at(&self, addr: &NodeAddr) -> Option<NodeIx> {
+        self.node_ix(&addr.host, addr.port)
+    }
+
+    /// The index of the node `upid` lives on, if there is one.
+    fn node_of(&self, upid: &Upid) -> Option<NodeIx> {
+        self.node_ix(&upid.host, upid.port)
+    }
+
+    /// Addresses of all nodes, in order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeAddr> {
-        self.nodes.keys()
+        self.node_order.keys()
     }
 
     /// True when the node exists and is up.
     pub fn is_up(&self, addr: &NodeAddr) -> bool {
-        self.nodes.get(addr).is_some_and(|n| n.up)
+        self.node_at(addr)
+            .is_some_and(|ix| self.nodes[ix as usize].up)
     }
 
     /// True when the process exists (its node up).
     pub fn is_running(&self, upid: &Upid) -> bool {
-        self.nodes
-            .get(&upid.node())
-            .is_some_and(|n| n.up && n.processes.contains_key(&upid.name))
+        self.node_of(upid).is_some_and(|ix| {
+            let n = &self.nodes[ix as usize];
+            n.up && n.processes.contains_key(&upid.name)
+        })
     }
 
     /// Start `process` as `name` on `node`; its `initialize` runs now.
@@ -356,7 +414,8 @@ impl Sim {
                     .push((from, target.clone(), msg))
             }),
         );
-        let n = self.nodes.get_mut(node).expect("spawn on an unknown node");
+        let ix = self.node_at(node).expect("spawn on an unknown node");
+        let n = &mut self.nodes[ix as usize];
         assert!(n.up, "spawn on a crashed node {node}");
         assert!(
             !n.processes.contains_key(name),
@@ -376,16 +435,22 @@ impl Sim {
                 links: BTreeSet::new(),
             },
         );
-        self.with_process(&upid, |hosted, ctx| hosted.initialize(ctx));
+        self.with_process_at(ix, &upid, |hosted, ctx| hosted.initialize(ctx));
         upid
     }
 
     fn process_mut(&mut self, upid: &Upid) -> Option<&mut SimProcess> {
-        let n = self.nodes.get_mut(&upid.node())?;
+        let ix = self.node_of(upid)?;
+        self.process_at(ix, &upid.name)
+    }
+
+    /// The process `name` of node `ix`, if that node is up and runs it.
+    fn process_at(&mut self, ix: NodeIx, name: &str) -> Option<&mut SimProcess> {
+        let n = self.nodes.get_mut(ix as usize)?;
         if !n.up {
             return None;
         }
-        n.processes.get_mut(&upid.name)
+        n.processes.get_mut(name)
     }
 
     /// Read a process's state (for tests and invariant checks).
@@ -422,10 +487,23 @@ impl Sim {
         upid: &Upid,
         f: impl FnOnce(&mut dyn ErasedProcess, &mut Context<'_>),
     ) -> bool {
+        match self.node_of(upid) {
+            Some(ix) => self.with_process_at(ix, upid, f),
+            None => false,
+        }
+    }
+
+    /// [`Sim::with_process`] for a process of node `ix`.
+    fn with_process_at(
+        &mut self,
+        ix: NodeIx,
+        upid: &Upid,
+        f: impl FnOnce(&mut dyn ErasedProcess, &mut Context<'_>),
+    ) -> bool {
         let now = self.now;
         let wall = self.wall_clock();
         let mut effects = std::mem::take(&mut self.effects);
-        let Some(p) = self.process_mut(upid) else {
+        let Some(p) = self.process_at(ix, &upid.name) else {
             self.effects = effects;
             return false;
         };
@@ -435,19 +513,19 @@ impl Sim {
             let mut ctx = Context::new(&mut p.state, time, &mut effects);
             f(p.hosted.as_mut(), &mut ctx);
         }
-        self.apply(upid, instance, &mut effects);
+        self.apply(ix, upid, instance, &mut effects);
         effects.clear();
         self.effects = effects;
         true
     }
 
-    fn apply(&mut self, upid: &Upid, instance: u64, effects: &mut Vec<Effect>) {
+    fn apply(&mut self, ix: NodeIx, upid: &Upid, instance: u64, effects: &mut Vec<Effect>) {
         let mut terminate = false;
         for effect in effects.drain(..) {
             match effect {
-                Effect::Send { to, msg } => self.route(upid.clone(), to, msg),
+                Effect::Send { to, msg } => self.route_from(Some(ix), upid.clone(), to, msg),
                 Effect::Delay { id, after, msg } => {
-                    if let Some(p) = self.process_mut(upid) {
+                    if let Some(p) = self.process_at(ix, &upid.name) {
                         p.timers.insert(id);
                     }
                     let at = self.now + after;
@@ -455,6 +533,7 @@ impl Sim {
                         at,
                         Event::Timer {
                             to: upid.clone(),
+                            node: ix,
                             instance,
                             id,
                             msg,
@@ -462,19 +541,19 @@ impl Sim {
                     );
                 }
                 Effect::Cancel(id) => {
-                    if let Some(p) = self.process_mut(upid) {
+                    if let Some(p) = self.process_at(ix, &upid.name) {
                         p.timers.remove(&id);
                     }
                 }
-                Effect::Link(other) => self.link(upid, instance, other),
+                Effect::Link(other) => self.link(ix, upid, instance, other),
                 Effect::Unlink(other) => {
-                    if let Some(p) = self.process_mut(upid) {
+                    if let Some(p) = self.process_at(ix, &upid.name) {
                         p.links.remove(&other);
                     }
                 }
                 Effect::Spawn { name, process } => {
-                    let node = upid.node();
-                    if self.is_up(&node) {
+                    if self.nodes[ix as usize].up {
+                        let node = self.nodes[ix as usize].addr.clone();
                         self.spawn_erased(&node, &name, process);
                     }
                 }
@@ -486,22 +565,23 @@ impl Sim {
         }
     }
 
-    fn link(&mut self, upid: &Upid, instance: u64, other: Upid) {
-        let here = upid.node();
-        let there = other.node();
-        let reachable = if here == there {
-            self.is_running(&other)
-        } else {
-            self.is_up(&there)
-                && !self.blocked.contains(&(here.clone(), there.clone()))
-                && !self.blocked.contains(&(there.clone(), here.clone()))
+    fn link(&mut self, here: NodeIx, upid: &Upid, instance: u64, other: Upid) {
+        let there = self.node_of(&other);
+        let reachable = match there {
+            Some(there) if there == here => self.is_running(&other),
+            Some(there) => {
+                self.nodes[there as usize].up
+                    && !self.blocked.contains(&(here, there))
+                    && !self.blocked.contains(&(there, here))
+            }
+            None => false,
         };
         if reachable {
             if let Some(p) = self.process_mut(upid) {
                 p.links.insert(other);
             }
         } else {
-            let delay = if here == there {
+            let delay = if there == Some(here) {
                 Duration::ZERO
             } else {
                 self.config.link_timeout
@@ -520,10 +600,10 @@ impl Sim {
 
     /// Terminate a process in an orderly way: `finalize` runs, local linkers are told.
     pub fn terminate(&mut self, upid: &Upid) {
-        let node = upid.node();
-        let Some(n) = self.nodes.get_mut(&node) else {
+        let Some(ix) = self.node_of(upid) else {
             return;
         };
+        let n = &mut self.nodes[ix as usize];
         let Some(mut p) = n.processes.remove(&upid.name) else {
             return;
         };
@@ -551,20 +631,26 @@ impl Sim {
     }
 
     fn route(&mut self, from: Upid, to: Upid, msg: Box<dyn AnyMessage>) {
-        let src = from.node();
-        let dst = to.node();
-        let Some(dst_node) = self.nodes.get(&dst) else {
+        let src = self.node_of(&from);
+        self.route_from(src, from, to, msg);
+    }
+
+    /// Send `msg` from `from`, a process of node `src` (`None`: of no node).
+    fn route_from(&mut self, src: Option<NodeIx>, from: Upid, to: Upid, msg: Box<dyn AnyMessage>) {
+        let Some(dst) = self.node_of(&to) else {
             self.stats.dropped += 1;
             return;
         };
-        let to_incarnation = dst_node.incarnation;
-        if src == dst {
+        let to_incarnation = self.nodes[dst as usize].incarnation;
+        if src == Some(dst) {
             let now = self.now;
             self.schedule(
                 now,
                 Event::Deliver {
                     from,
                     to,
+                    from_node: dst,
+                    to_node: dst,
                     payload: Payload::Local(msg),
                     to_incarnation,
                     remote: false,
@@ -572,8 +658,11 @@ impl Sim {
             );
             return;
         }
-        if !self.is_up(&src)
-            || (!self.blocked.is_empty() && self.blocked.contains(&(src.clone(), dst.clone())))
+        let Some(src) = src.filter(|s| self.nodes[*s as usize].up) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if (!self.blocked.is_empty() && self.blocked.contains(&(src, dst)))
             || self.net_rng.chance(self.faults.loss)
         {
             self.stats.dropped += 1;
@@ -594,36 +683,23 @@ impl Sim {
             1
         };
         let name = msg.name();
-        let mut key = Some((src, dst));
-        for copy in 0..copies {
+        for _ in 0..copies {
             let span = self.faults.latency_max - self.faults.latency_min;
             let latency = self.faults.latency_min
                 + Duration::from_nanos(self.net_rng.between(0, span.as_nanos() as u64));
             let earliest = self.now + latency;
-            // Updated in place: the key (two host names) is cloned only for a new link.
-            let link = key.as_ref().expect("kept until the last copy");
-            let at = match self.last_arrival.get_mut(link) {
-                Some(last) => {
-                    if *last < earliest {
-                        *last = earliest;
-                    }
-                    *last
-                }
-                None => {
-                    let link = if copy + 1 == copies {
-                        key.take().expect("present")
-                    } else {
-                        link.clone()
-                    };
-                    self.last_arrival.insert(link, earliest);
-                    earliest
-                }
-            };
+            let last = self.last_arrival.entry((src, dst)).or_insert(earliest);
+            if *last < earliest {
+                *last = earliest;
+            }
+            let at = *last;
             self.schedule(
                 at,
                 Event::Deliver {
                     from: from.clone(),
                     to: to.clone(),
+                    from_node: src,
+                    to_node: dst,
                     payload: Payload::Encoded {
                         name: Cow::Borrowed(name),
                         body: body.clone(),
@@ -677,12 +753,19 @@ impl Sim {
         let posted: Vec<_> = std::mem::take(&mut *self.posted.lock().expect("sim mailbox lock"));
         for (from, to, msg) in posted {
             let now = self.now;
-            let to_incarnation = self.nodes.get(&to.node()).map_or(0, |n| n.incarnation);
+            let to_node = self.node_of(&to).unwrap_or(NO_NODE);
+            let from_node = self.node_of(&from).unwrap_or(NO_NODE);
+            let to_incarnation = self
+                .nodes
+                .get(to_node as usize)
+                .map_or(0, |n| n.incarnation);
             self.schedule(
                 now,
                 Event::Deliver {
                     from,
                     to,
+                    from_node,
+                    to_node,
                     payload: Payload::Local(msg),
                     to_incarnation,
                     remote: false,
@@ -710,17 +793,18 @@ impl Sim {
             Event::Deliver {
                 from,
                 to,
+                from_node,
+                to_node,
                 payload,
                 to_incarnation,
                 remote,
             } => {
-                let node = to.node();
-                let alive = self.nodes.get(&node).is_some_and(|n| {
+                let alive = self.nodes.get(to_node as usize).is_some_and(|n| {
                     n.up && n.incarnation == to_incarnation && n.processes.contains_key(&to.name)
                 });
                 let cut = remote
                     && !self.blocked.is_empty()
-                    && self.blocked.contains(&(from.node(), node));
+                    && self.blocked.contains(&(from_node, to_node));
                 if !alive || cut {
                     self.stats.dropped += 1;
                     return true;
@@ -732,7 +816,7 @@ impl Sim {
                 self.record(0, &from, &to, payload.name(), body.as_deref());
                 self.stats.delivered += 1;
                 let mut result = Ok(());
-                self.with_process(&to, |hosted, ctx| {
+                self.with_process_at(to_node, &to, |hosted, ctx| {
                     result = hosted.deliver(ctx, &from, payload);
                 });
                 if let Err(e) = result {
@@ -742,12 +826,13 @@ impl Sim {
             }
             Event::Timer {
                 to,
+                node,
                 instance,
                 id,
                 msg,
             } => {
                 let live = self
-                    .process_mut(&to)
+                    .process_at(node, &to.name)
                     .is_some_and(|p| p.instance == instance && p.timers.remove(&id));
                 if !live {
                     return true;
@@ -755,7 +840,7 @@ impl Sim {
                 self.record(1, &to, &to, msg.name(), None);
                 self.stats.timers_fired += 1;
                 let from = to.clone();
-                self.with_process(&to, |hosted, ctx| {
+                self.with_process_at(node, &to, |hosted, ctx| {
                     if let Err(e) = hosted.deliver(ctx, &from, Payload::Local(msg)) {
                         tracing::debug!(error = %e, "timer message not delivered");
                     }
@@ -767,7 +852,7 @@ impl Sim {
                     .get(&lost)
                     .is_some_and(|(i, _)| *i == incarnation)
                 {
-                    self.deliver_pending_breaks(&lost);
+                    self.deliver_pending_breaks(lost);
                 }
             }
             Event::Exited { to, instance, who } => {
@@ -834,15 +919,13 @@ impl Sim {
 
     /// Schedule `exited` for every process linked across the (now broken) connection between
     /// nodes `a` and `b`, after the link timeout.
-    fn break_links(&mut self, a: &NodeAddr, b: &NodeAddr) {
+    fn break_links(&mut self, a: NodeIx, b: NodeIx) {
         let at = self.now + self.config.link_timeout;
         let mut exits = Vec::new();
-        for (addr, far) in [(a, b), (b, a)] {
-            let Some(n) = self.nodes.get_mut(addr) else {
-                continue;
-            };
-            for p in n.processes.values_mut() {
-                let gone: Vec<Upid> = p.links.iter().filter(|u| u.is_on(far)).cloned().collect();
+        for (here, far) in [(a, b), (b, a)] {
+            let far = self.nodes[far as usize].addr.clone();
+            for p in self.nodes[here as usize].processes.values_mut() {
+                let gone: Vec<Upid> = p.links.iter().filter(|u| u.is_on(&far)).cloned().collect();
                 for who in gone {
                     p.links.remove(&who);
                     exits.push((p.state.upid.clone(), p.instance, who));
@@ -854,13 +937,20 @@ impl Sim {
         }
     }
 
+    /// The index of the node at `addr`, which must exist.
+    fn known(&self, addr: &NodeAddr) -> NodeIx {
+        self.node_at(addr)
+            .unwrap_or_else(|| panic!("{addr} is not a node of this simulation"))
+    }
+
     /// Crash a node: its processes vanish without `finalize`, its timers die, messages in
     /// flight to it are lost, and processes elsewhere linked to it learn after the link
     /// timeout. What it keeps on disk is the caller's business.
     pub fn crash(&mut self, addr: &NodeAddr) {
-        let Some(n) = self.nodes.get_mut(addr) else {
+        let Some(ix) = self.node_at(addr) else {
             return;
         };
+        let n = &mut self.nodes[ix as usize];
         if !n.up {
             return;
         }
@@ -869,11 +959,11 @@ impl Sim {
         let incarnation = n.incarnation;
         n.processes.clear();
         let mut owed = Vec::new();
-        for (other, node) in self.nodes.iter_mut() {
-            if other == addr {
+        for &other in self.node_order.values() {
+            if other == ix {
                 continue;
             }
-            for p in node.processes.values_mut() {
+            for p in self.nodes[other as usize].processes.values_mut() {
                 let gone: Vec<Upid> = p.links.iter().filter(|u| u.is_on(addr)).cloned().collect();
                 for who in gone {
                     p.links.remove(&who);
@@ -881,20 +971,19 @@ impl Sim {
                 }
             }
         }
-        self.pending_breaks
-            .insert(addr.clone(), (incarnation, owed));
+        self.pending_breaks.insert(ix, (incarnation, owed));
         let at = self.now + self.config.link_timeout;
         self.schedule(
             at,
             Event::LinkBreak {
-                lost: addr.clone(),
+                lost: ix,
                 incarnation,
             },
         );
     }
 
-    fn deliver_pending_breaks(&mut self, lost: &NodeAddr) {
-        if let Some((_, owed)) = self.pending_breaks.remove(lost) {
+    fn deliver_pending_breaks(&mut self, lost: NodeIx) {
+        if let Some((_, owed)) = self.pending_breaks.remove(&lost) {
             let now = self.now;
             for (to, instance, who) in owed {
                 self.schedule(now, Event::Exited { to, instance, who });
@@ -904,21 +993,25 @@ impl Sim {
 
     /// Bring a crashed node back, empty: spawn its processes again with [`Sim::spawn`].
     pub fn restart(&mut self, addr: &NodeAddr) {
-        let n = self
-            .nodes
-            .get_mut(addr)
-            .expect("restart of an unknown node");
+        let ix = self.node_at(addr).expect("restart of an unknown node");
+        let n = &mut self.nodes[ix as usize];
         if !n.up {
             n.up = true;
             n.incarnation += 1;
         }
-        self.deliver_pending_breaks(addr);
+        self.deliver_pending_breaks(ix);
     }
 
     /// Cut messages from `from` to `to` (one way). Links between them break either way, as a
-    /// real connection cannot survive losing one direction.
+    /// real connection cannot survive losing one direction. Both must be nodes of the
+    /// simulation.
     pub fn cut_one_way(&mut self, from: &NodeAddr, to: &NodeAddr) {
-        if self.blocked.insert((from.clone(), to.clone())) {
+        let (from, to) = (self.known(from), self.known(to));
+        self.cut_between(from, to);
+    }
+
+    fn cut_between(&mut self, from: NodeIx, to: NodeIx) {
+        if self.blocked.insert((from, to)) {
             self.break_links(from, to);
         }
     }
@@ -931,9 +1024,16 @@ impl Sim {
 
     /// Cut `node` off from every other node.
     pub fn isolate(&mut self, node: &NodeAddr) {
-        let others: Vec<NodeAddr> = self.nodes.keys().filter(|k| *k != node).cloned().collect();
+        let ix = self.known(node);
+        let others: Vec<NodeIx> = self
+            .node_order
+            .values()
+            .copied()
+            .filter(|o| *o != ix)
+            .collect();
         for other in others {
-            self.partition(node, &other);
+            self.cut_between(ix, other);
+            self.cut_between(other, ix);
         }
     }
 
@@ -944,7 +1044,38 @@ impl Sim {
 
     /// True when messages from `from` to `to` are currently cut.
     pub fn is_cut(&self, from: &NodeAddr, to: &NodeAddr) -> bool {
-        self.blocked.contains(&(from.clone(), to.clone()))
+        match (self.node_at(from), self.node_at(to)) {
+            (Some(from), Some(to)) => self.blocked.contains(&(from, to)),
+            _ => false,
+        }
+    }
+}
+
+/// The hash of a node's address in the node index: [`trace_extend`] over the host, seeded
+/// with the port, then spread into the high bits, where the table takes its tag from.
+fn node_hash(host: &str, port: u16) -> u64 {
+    let h = trace_extend(STABLE_HASH_START ^ u64::from(port), host.as_bytes());
+    (h ^ (h >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Hashes a directed link (two node indices): one multiply.
+#[derive(Default)]
+struct LinkHasher(u64);
+
+impl Hasher for LinkHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(32) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

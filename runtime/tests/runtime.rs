@@ -653,6 +653,68 @@ fn sim_one_way_cut_blocks_one_direction_only() {
 }
 
 #[test]
+fn sim_finds_each_of_many_nodes_by_address_and_drops_for_unknown_ones() {
+    let mut sim = Sim::new(SimConfig::new(5));
+    // Hosts that share a port, ports that share a host, a host name and an IPv6 host: every
+    // address must reach its own node and no other.
+    let mut addrs: Vec<NodeAddr> = (0..600)
+        .map(|i| NodeAddr::new(format!("10.0.{}.{}", i / 250, i % 250), 5051))
+        .collect();
+    addrs.extend((0..300).map(|i| NodeAddr::new("10.9.9.9", 6000 + i)));
+    addrs.push(NodeAddr::new("node-a.example", 5051));
+    addrs.push(NodeAddr::new("fd00::1", 5051));
+    for a in &addrs {
+        sim.add_node(a.clone());
+    }
+    let upids: Vec<Upid> = addrs
+        .iter()
+        .map(|a| sim.spawn(a, "r", Recorder::default()))
+        .collect();
+    let unknown = [
+        Upid::new("r", &NodeAddr::new("10.0.0.0", 5052)),
+        Upid::new("r", &NodeAddr::new("10.9.9.9", 5051)),
+        Upid::new("r", &NodeAddr::new("10.0.3.0", 5051)),
+    ];
+    for (i, u) in upids.iter().enumerate() {
+        // Each node sends its index to the next node, and to an address no node has.
+        let next = &upids[(i + 1) % upids.len()];
+        sim.post(
+            u,
+            u,
+            SendMany {
+                to: next.clone(),
+                count: 1,
+            },
+        );
+        sim.post(
+            u,
+            u,
+            SendMany {
+                to: unknown[i % unknown.len()].clone(),
+                count: 1,
+            },
+        );
+    }
+    let dropped_before = sim.stats().dropped;
+    sim.run_for(Duration::from_secs(1));
+    for (i, u) in upids.iter().enumerate() {
+        let prev = &upids[(i + upids.len() - 1) % upids.len()];
+        let nums = sim.inspect(u, |r: &Recorder| r.nums.clone()).unwrap();
+        assert_eq!(nums, vec![(prev.clone(), 0)], "at {u}");
+    }
+    assert_eq!(sim.stats().dropped - dropped_before, upids.len() as u64);
+    assert!(
+        sim.nodes()
+            .cloned()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .all(|w| w[0] < w[1]),
+        "nodes in address order"
+    );
+    assert!(!sim.is_up(&unknown[1].node()) && sim.is_up(&addrs[700]));
+}
+
+#[test]
 fn sim_same_seed_same_trace_in_process() {
     let (h1, ..) = chatter_scenario(11);
     let (h2, ..) = chatter_scenario(11);
