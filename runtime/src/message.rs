@@ -47,6 +47,9 @@ pub trait AnyMessage: Send {
     fn encode(&self) -> Result<Vec<u8>, postcard::Error>;
     /// Encode the body with postcard at the end of `out`.
     fn encode_into(&self, out: &mut BytesMut) -> Result<(), postcard::Error>;
+    /// Encode the body with postcard at the end of `out`, a buffer kept between messages
+    /// (the simulator then copies out exactly the bytes it keeps). On error `out` is empty.
+    fn encode_append(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error>;
     /// Turn into `Box<dyn Any>` for downcasting to the concrete type.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
@@ -63,6 +66,11 @@ impl<M: Message> AnyMessage for M {
     fn encode_into(&self, out: &mut BytesMut) -> Result<(), postcard::Error> {
         let writer = out.writer();
         postcard::to_io(self, writer).map(|_| ())
+    }
+
+    fn encode_append(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+        *out = postcard::to_extend(self, std::mem::take(out))?;
+        Ok(())
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {

@@ -247,6 +247,9 @@ impl CheckpointStore for MemoryCheckpoint {
                     || !stored.pending_updates.iter().eq(pending.iter())
                 {
                     stored.pending_updates.clear();
+                    // Exactly: a first growth would make room for four 152-byte statuses,
+                    // and a task mostly has one or two pending.
+                    stored.pending_updates.reserve_exact(pending.len());
                     stored.pending_updates.extend(pending.iter().cloned());
                 }
             }
