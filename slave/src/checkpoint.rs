@@ -51,8 +51,8 @@ pub struct FrameworkRecord {
 pub struct TaskRecord {
     /// Its framework.
     pub framework_id: FrameworkId,
-    /// The task.
-    pub info: TaskInfo,
+    /// The task (shared with the slave's books while it runs).
+    pub info: Arc<TaskInfo>,
     /// The state of its latest update (Staging before the launch).
     pub state: TaskState,
     /// Its sandbox.
@@ -87,7 +87,7 @@ pub struct TaskRecordRef<'a> {
     /// Its framework.
     pub framework_id: &'a FrameworkId,
     /// The task.
-    pub info: &'a TaskInfo,
+    pub info: &'a Arc<TaskInfo>,
     /// The state of its latest update.
     pub state: TaskState,
     /// Its sandbox.
@@ -230,8 +230,10 @@ impl CheckpointStore for MemoryCheckpoint {
                 if &stored.framework_id != record.framework_id {
                     stored.framework_id.clone_from(record.framework_id);
                 }
-                if &stored.info != record.info {
-                    stored.info.clone_from(record.info);
+                // The record shares the slave's description of the task, which never changes
+                // while the task is in the books: the same pointer, nothing to compare.
+                if !Arc::ptr_eq(&stored.info, record.info) {
+                    stored.info = Arc::clone(record.info);
                 }
                 stored.state = record.state;
                 if stored.sandbox != record.sandbox {
@@ -462,7 +464,7 @@ mod tests {
     fn record(id: &str) -> TaskRecord {
         TaskRecord {
             framework_id: FrameworkId::new("fw"),
-            info: TaskInfo {
+            info: Arc::new(TaskInfo {
                 name: id.into(),
                 task_id: TaskId::new(id),
                 slave_id: SlaveId::new("S1"),
@@ -471,7 +473,7 @@ mod tests {
                 health_check: None,
                 labels: BTreeMap::new(),
                 kill_grace_period_secs: Some(1.5),
-            },
+            }),
             state: TaskState::Running,
             sandbox: PathBuf::from("/tmp/sandbox"),
             launch: Some(LaunchInfo {

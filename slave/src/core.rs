@@ -38,6 +38,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use plateau_master::ids::{FrameworkId, SlaveId, TaskId};
@@ -417,8 +418,9 @@ impl UpdateStream {
 pub struct TaskEntry {
     /// Its framework.
     pub framework_id: FrameworkId,
-    /// The task as the framework described it.
-    pub info: TaskInfo,
+    /// The task as the framework described it; shared with its checkpoint record, which
+    /// holds the same description (a slave holds a million of them in the simulator).
+    pub info: Arc<TaskInfo>,
     /// The state of the latest update generated for it (Staging before any).
     pub state: TaskState,
     /// Its sandbox directory.
@@ -710,7 +712,7 @@ impl SlaveCore {
             info.task_id.clone(),
             Box::new(TaskEntry {
                 framework_id,
-                info,
+                info: Arc::new(info),
                 state: TaskState::Staging,
                 sandbox,
                 launch: None,
@@ -1002,7 +1004,7 @@ pub struct RestoredTask {
     /// Its framework.
     pub framework_id: FrameworkId,
     /// The task.
-    pub info: TaskInfo,
+    pub info: Arc<TaskInfo>,
     /// Latest state.
     pub state: TaskState,
     /// Sandbox.

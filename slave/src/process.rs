@@ -695,7 +695,7 @@ impl SlaveProcess {
                 .values()
                 .map(|t| SlaveTask {
                     framework_id: t.framework_id.clone(),
-                    task: t.info.clone(),
+                    task: TaskInfo::clone(&t.info),
                     state: t.state,
                 })
                 .collect(),
