@@ -67,9 +67,40 @@ impl Default for IdText {
     }
 }
 
+/// Orders two zero-padded inline texts as their padding-free bytes would, up to a tie that
+/// the lengths break: eight bytes at a time, inline (a B-tree search compares ids sharing a
+/// 37-byte prefix at every level; a `memcmp` call per compare was a tenth of a simulation).
+/// Padding orders as the text would: where one text ends and the other goes on, the other
+/// either has a non-zero byte there (and is the greater, as the longer of two texts one
+/// prefix of the other) or the rest is zeros on both sides, left to the lengths.
+fn cmp_padded(x: &[u8; INLINE_MAX], y: &[u8; INLINE_MAX]) -> Ordering {
+    let word = |bytes: &[u8; INLINE_MAX], at: usize| {
+        let mut w = [0u8; 8];
+        let end = (at + 8).min(INLINE_MAX);
+        w[..end - at].copy_from_slice(&bytes[at..end]);
+        // Big-endian: words order as their bytes.
+        u64::from_be_bytes(w)
+    };
+    let mut at = 0;
+    while at < INLINE_MAX {
+        let (a, b) = (word(x, at), word(y, at));
+        if a != b {
+            return a.cmp(&b);
+        }
+        at += 8;
+    }
+    Ordering::Equal
+}
+
 impl PartialEq for IdText {
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        match (self, other) {
+            // A fixed-size compare (padding is always zero), which the compiler inlines.
+            (IdText::Inline { len: a, bytes: x }, IdText::Inline { len: b, bytes: y }) => {
+                a == b && x == y
+            }
+            _ => self.as_bytes() == other.as_bytes(),
+        }
     }
 }
 
@@ -83,7 +114,12 @@ impl PartialOrd for IdText {
 
 impl Ord for IdText {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+        match (self, other) {
+            (IdText::Inline { len: a, bytes: x }, IdText::Inline { len: b, bytes: y }) => {
+                cmp_padded(x, y).then(a.cmp(b))
+            }
+            _ => self.as_bytes().cmp(other.as_bytes()),
+        }
     }
 }
 
@@ -206,6 +242,25 @@ mod tests {
         let mut map = BTreeMap::new();
         map.insert(TaskId::new("t"), 1);
         assert_eq!(map.get("t"), Some(&1));
+    }
+
+    proptest::proptest! {
+        /// Texts over a few characters, NUL among them, at lengths around the inline limit:
+        /// prefixes of one another, texts that differ only in trailing NULs, inline against
+        /// heap.
+        #[test]
+        fn ids_order_and_compare_as_their_text(
+            a in "[a\\x00b]{0,50}",
+            b in "[a\\x00b]{0,50}",
+            cut in 0usize..50,
+        ) {
+            let prefix: String = a.chars().take(cut).collect();
+            for (x, y) in [(&a, &b), (&a, &prefix), (&prefix, &a), (&a, &a)] {
+                let (i, j) = (TaskId::new(x.as_str()), TaskId::new(y.as_str()));
+                proptest::prop_assert_eq!(i.cmp(&j), x.cmp(y), "{:?} vs {:?}", x, y);
+                proptest::prop_assert_eq!(i == j, x == y);
+            }
+        }
     }
 
     #[test]
