@@ -2287,11 +2287,15 @@ impl MasterCore {
         let framework_id = msg.framework_id;
         let mut statuses = Vec::new();
         if msg.tasks.is_empty() {
-            let f = &self.frameworks[&framework_id];
-            for task_id in &f.tasks {
-                if let Some(task) = self.tasks.get(&(framework_id.clone(), task_id.clone())) {
-                    statuses.push(self.reconcile_status(now, task));
-                }
+            // The framework's tasks are one run of the task map, keyed by framework first: a
+            // range walk, not a search per task.
+            let start = (framework_id.clone(), TaskId::default());
+            for (_, task) in self
+                .tasks
+                .range(start..)
+                .take_while(|((f, _), _)| *f == framework_id)
+            {
+                statuses.push(self.reconcile_status(now, task));
             }
         } else {
             for (task_id, slave_hint) in msg.tasks.into_iter().take(RECONCILE_TASKS_MAX) {

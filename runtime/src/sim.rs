@@ -48,6 +48,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -200,7 +201,7 @@ struct SimProcess {
     hosted: Box<dyn ErasedProcess>,
     state: ProcessState,
     instance: u64,
-    timers: HashSet<TimerId>,
+    timers: HashSet<TimerId, BuildHasherDefault<LinkHasher>>,
     links: BTreeSet<Upid>,
 }
 
@@ -215,7 +216,18 @@ struct SimNode {
 /// An `exited` owed to a process: (watcher, its instance, the process gone).
 type OwedExit = (Upid, u64, Upid);
 
-type Posted = Arc<Mutex<Vec<(Upid, Upid, Box<dyn AnyMessage>)>>>;
+/// A message posted from outside a handler: (from, to, message).
+type PostedMessage = (Upid, Upid, Box<dyn AnyMessage>);
+
+/// Messages posted to processes from outside their handlers (a side effect's callback), with
+/// a count of them that the engine reads without taking the lock at every event.
+#[derive(Default)]
+struct PostedQueue {
+    messages: Mutex<Vec<PostedMessage>>,
+    count: AtomicUsize,
+}
+
+type Posted = Arc<PostedQueue>;
 
 /// A simulated cluster: nodes, their processes, the network and the virtual clock.
 pub struct Sim {
@@ -277,7 +289,7 @@ impl Sim {
             stats: SimStats::default(),
             effects: Vec::new(),
             encoded: Vec::new(),
-            posted: Arc::new(Mutex::new(Vec::new())),
+            posted: Arc::default(),
         }
     }
 
@@ -411,10 +423,9 @@ impl Sim {
         let mailbox = Mailbox::new(
             upid.clone(),
             Arc::new(move |from, msg| {
-                posted
-                    .lock()
-                    .expect("sim mailbox lock")
-                    .push((from, target.clone(), msg))
+                let mut messages = posted.messages.lock().expect("sim mailbox lock");
+                messages.push((from, target.clone(), msg));
+                posted.count.store(messages.len(), Ordering::Relaxed);
             }),
         );
         let ix = self.node_at(node).expect("spawn on an unknown node");
@@ -434,7 +445,7 @@ impl Sim {
                 hosted,
                 state,
                 instance,
-                timers: HashSet::new(),
+                timers: HashSet::default(),
                 links: BTreeSet::new(),
             },
         );
@@ -690,7 +701,8 @@ impl Sim {
             1
         };
         let name = msg.name();
-        for _ in 0..copies {
+        let mut ends = Some((from, to));
+        for copy in 0..copies {
             let span = self.faults.latency_max - self.faults.latency_min;
             let latency = self.faults.latency_min
                 + Duration::from_nanos(self.net_rng.between(0, span.as_nanos() as u64));
@@ -700,11 +712,17 @@ impl Sim {
                 *last = earliest;
             }
             let at = *last;
+            // The last copy takes the two ids; a duplicate before it clones them.
+            let (from, to) = if copy + 1 == copies {
+                ends.take().expect("taken by the last copy only")
+            } else {
+                ends.clone().expect("kept until the last copy")
+            };
             self.schedule(
                 at,
                 Event::Deliver {
-                    from: from.clone(),
-                    to: to.clone(),
+                    from,
+                    to,
                     from_node: src,
                     to_node: dst,
                     payload: Payload::Encoded {
@@ -757,7 +775,15 @@ impl Sim {
     }
 
     fn drain_posted(&mut self) {
-        let posted: Vec<_> = std::mem::take(&mut *self.posted.lock().expect("sim mailbox lock"));
+        // The simulation runs on one thread: the count is exact when it is read.
+        if self.posted.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let posted: Vec<_> = {
+            let mut messages = self.posted.messages.lock().expect("sim mailbox lock");
+            self.posted.count.store(0, Ordering::Relaxed);
+            std::mem::take(&mut *messages)
+        };
         for (from, to, msg) in posted {
             let now = self.now;
             let to_node = self.node_of(&to).unwrap_or(NO_NODE);
