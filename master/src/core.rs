@@ -41,13 +41,14 @@
 //!     Action::Send { message: Outgoing::SlaveRegistered(m), .. } if m.slave_id.as_str() == "run-S0")));
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::time::Duration;
 
 use plateau_runtime::Upid;
 
 use crate::allocator::{Allocator, AllocatorConfig};
-use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
+use crate::ids::{FrameworkId, IdHasher, OfferId, SlaveId, TaskId};
 use crate::limits::{
     COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX, FAILOVER_TIMEOUT_MAX, OFFERS_MAX,
     OFFERS_PER_DECLINE_MAX, OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX,
@@ -2382,7 +2383,9 @@ impl MasterCore {
                 std::iter::Peekable<std::collections::btree_set::Iter<'a, (FrameworkId, TaskId)>>,
             used: Vec<&'a Resources>,
         }
-        let mut slaves: BTreeMap<&SlaveId, SlaveWalk<'_>> = self
+        // Only looked up (each task finds its slave's walk), so hashed: a search of the
+        // slaves' B-tree per task was most of this check.
+        let mut slaves: HashMap<&SlaveId, SlaveWalk<'_>, BuildHasherDefault<IdHasher>> = self
             .slaves
             .iter()
             .map(|(id, slave)| {
