@@ -20,11 +20,12 @@
 //! real code carries none.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use plateau_master::ids::{FrameworkId, TaskId};
+use plateau_master::ids::{FrameworkId, IdHasher, TaskId};
 use plateau_master::messages::{Reason, TaskState, TaskStatus};
 use plateau_master::resources::Resources;
 use plateau_runtime::{Handlers, Upid};
@@ -87,20 +88,24 @@ struct UpdateTrail {
 struct MachineBooks {
     capacity: Resources,
     /// Resources of each task, from the slave's checkpoint (written before the launch).
-    booked: HashMap<String, Resources>,
+    booked: Lookup<String, Resources>,
     /// What runs on the machine.
     running: BTreeMap<String, Resources>,
     used: Resources,
 }
 
+/// The ledger's maps by task id: looked up at every event, and walked only into ordered
+/// collections, so a fixed, fast hash (ids hash as their text).
+type Lookup<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct LedgerState {
     machines: Vec<MachineBooks>,
     /// Task id -> machine index, for every task running somewhere.
-    running_on: HashMap<String, usize>,
+    running_on: Lookup<String, usize>,
     /// Task ids that ran and ended.
-    ended: HashSet<String>,
-    trails: HashMap<TaskId, UpdateTrail>,
+    ended: HashSet<String, BuildHasherDefault<IdHasher>>,
+    trails: Lookup<TaskId, UpdateTrail>,
     violations: Vec<(String, String)>,
     warnings: Vec<(String, String)>,
     tasks_launched: u64,
@@ -255,10 +260,7 @@ impl Ledger {
         if !booked.contains_key(id.as_str()) {
             booked.insert(id.as_str().to_string(), record.info.resources.clone());
         }
-        if !s.trails.contains_key(id) {
-            s.trails.insert(id.clone(), UpdateTrail::default());
-        }
-        let trail = s.trails.get_mut(id).expect("inserted above");
+        let trail = s.trails.entry(id.clone()).or_default();
         let new_pending: Vec<[u8; 16]> = record
             .pending_updates
             .iter()
