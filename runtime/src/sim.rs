@@ -235,9 +235,14 @@ pub struct Sim {
     faults: NetworkFaults,
     now: Instant,
     seq: u64,
-    /// Events by [`queue_key`]; boxed, as queued entries move between the queue's buckets and
-    /// an event is large.
-    queue: RadixQueue<Box<Event>>,
+    /// Events by [`queue_key`], as their slots in `events`: entries move between the
+    /// queue's buckets, and an event is large.
+    queue: RadixQueue<u32>,
+    /// The pending events; a slot is reused once its event is taken (no allocation per
+    /// event, and the slot reused is the one last freed, still in cache).
+    events: Vec<Option<Event>>,
+    /// Slots of `events` free for reuse.
+    free_slots: Vec<u32>,
     /// The nodes, in the order they were added.
     nodes: Vec<SimNode>,
     /// `nodes` by address, hashed with [`node_hash`]: the engine finds a message's nodes from
@@ -277,6 +282,8 @@ impl Sim {
             now: Instant::ZERO,
             seq: 0,
             queue: RadixQueue::new(),
+            events: Vec::new(),
+            free_slots: Vec::new(),
             nodes: Vec::new(),
             node_index: HashTable::new(),
             node_order: BTreeMap::new(),
@@ -745,7 +752,17 @@ impl Sim {
         );
         let seq = self.seq;
         self.seq += 1;
-        self.queue.push(queue_key(at, seq), Box::new(event));
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.events[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.events.push(Some(event));
+                u32::try_from(self.events.len() - 1).expect("pending events are bounded")
+            }
+        };
+        self.queue.push(queue_key(at, seq), slot);
     }
 
     fn set_now(&mut self, now: Instant) {
@@ -815,10 +832,14 @@ impl Sim {
     /// Handle the next event. False when none is left.
     pub fn step(&mut self) -> bool {
         self.drain_posted();
-        let Some((key, event)) = self.queue.pop() else {
+        let Some((key, slot)) = self.queue.pop() else {
             return false;
         };
-        let (at, event) = (key_time(key), *event);
+        let event = self.events[slot as usize]
+            .take()
+            .expect("a queued slot holds its event");
+        self.free_slots.push(slot);
+        let at = key_time(key);
         debug_assert!(at >= self.now, "time never goes back");
         self.set_now(at);
         self.stats.events += 1;
