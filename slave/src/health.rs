@@ -384,13 +384,42 @@ mod tests {
         assert_eq!(bad, Err("HTTP 503".into()));
     }
 
+    /// A TCP port bound on 127.0.0.1 but not listening, held until the socket is dropped: a
+    /// connection to it is refused, and no other test can take the port meanwhile (a port
+    /// freed by closing a listener could be taken by a test running alongside).
+    struct ClosedPort(std::os::fd::OwnedFd, u16);
+
+    fn closed_port() -> ClosedPort {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a socket this function owns; the address structures
+        // are fully initialized and their sizes passed.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, std::ptr::addr_of!(addr).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut bound: libc::sockaddr_in = std::mem::zeroed();
+            let mut bound_len = len;
+            let rc = libc::getsockname(fd, std::ptr::addr_of_mut!(bound).cast(), &mut bound_len);
+            assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+            ClosedPort(owned, u16::from_be(bound.sin_port))
+        }
+    }
+
     #[test]
     fn tcp_probes_connect() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         assert!(run_probe(&request(HealthCheckKind::Tcp { port })).is_ok());
         drop(listener);
-        assert!(run_probe(&request(HealthCheckKind::Tcp { port })).is_err());
+        let closed = closed_port();
+        assert!(run_probe(&request(HealthCheckKind::Tcp { port: closed.1 })).is_err());
+        drop(closed.0);
     }
 
     #[test]
