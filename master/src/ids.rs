@@ -137,16 +137,10 @@ impl Hasher for IdHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let mut h = self.0 ^ 0xcbf2_9ce4_8422_2325;
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let w = u64::from_le_bytes(word.try_into().expect("chunks of eight"));
-            h = (h ^ w).wrapping_mul(PRIME).rotate_left(29);
-        }
-        for b in words.remainder() {
-            h = (h ^ u64::from(*b)).wrapping_mul(PRIME);
-        }
+        let h = plateau_runtime::rng::stable_hash_words(
+            self.0 ^ plateau_runtime::rng::STABLE_HASH_START,
+            bytes,
+        );
         // The table takes its tag from the high bits: spread the low ones up.
         self.0 = (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }

@@ -349,19 +349,12 @@ impl Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // A name is hashed at each delivery.
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let mut h = if self.0 == 0 {
+        let h = if self.0 == 0 {
             crate::rng::STABLE_HASH_START
         } else {
             self.0
         };
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let w = u64::from_le_bytes(word.try_into().expect("chunks of eight"));
-            h = (h ^ w).wrapping_mul(PRIME).rotate_left(29);
-        }
-        self.0 = crate::rng::stable_hash_extend(h, words.remainder());
+        self.0 = crate::rng::stable_hash_words(h, bytes);
     }
 }
 

@@ -62,7 +62,7 @@ use crate::message::{AnyMessage, Message, Payload};
 use crate::process::{
     Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
-use crate::rng::{stable_hash_extend, Rng, STABLE_HASH_START};
+use crate::rng::{stable_hash_words, Rng, STABLE_HASH_START};
 use crate::sim_queue::RadixQueue;
 use crate::upid::{NodeAddr, Upid};
 use std::borrow::Cow;
@@ -1142,12 +1142,5 @@ fn body_hash(bytes: &[u8]) -> u64 {
 /// byte at a time was 4 % of a 1,000-slave run). Stable: little-endian words, the length
 /// mixed in, no platform or release dependence.
 fn trace_extend(h: u64, bytes: &[u8]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = h ^ (bytes.len() as u64);
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let w = u64::from_le_bytes(word.try_into().expect("chunks of eight"));
-        h = (h ^ w).wrapping_mul(PRIME).rotate_left(29);
-    }
-    stable_hash_extend(h, words.remainder())
+    stable_hash_words(h ^ (bytes.len() as u64), bytes)
 }
