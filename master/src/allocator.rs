@@ -1478,16 +1478,26 @@ mod tests {
         assert_eq!(allocator.allocate(secs(6)).pop().unwrap().framework, f("A"));
     }
 
-    #[test]
-    fn a_filter_refuses_only_what_was_refused() {
-        let mut allocator = cluster(1, &[("A", "*")]);
+    /// Framework A, offered slave S0 at 0 s, keeps a task's share of it (returned first) and
+    /// gives back the rest (returned second), refusing it for `refuse`.
+    fn keep_a_task_return_the_rest(
+        allocator: &mut Allocator,
+        refuse: Option<Duration>,
+    ) -> (Resources, Resources) {
         let offer = allocator.allocate(secs(0)).pop().unwrap();
-        // A keeps part of the slave (a task) and declines the rest for 60 s.
         let task = r("cpus:1;mem:256;ports:[31000-31000]");
         let rest = offer.resources.checked_sub(&task).unwrap();
         allocator
-            .recover_resources(&f("A"), &s("S0"), &rest, Some(secs(60)), secs(0))
+            .recover_resources(&f("A"), &s("S0"), &rest, refuse, secs(0))
             .unwrap();
+        (task, rest)
+    }
+
+    #[test]
+    fn a_filter_refuses_only_what_was_refused() {
+        let mut allocator = cluster(1, &[("A", "*")]);
+        // A keeps part of the slave (a task) and declines the rest for 60 s.
+        let (task, _) = keep_a_task_return_the_rest(&mut allocator, Some(secs(60)));
         assert!(allocator.is_filtered(&f("A"), &s("S0"), secs(1)));
         assert!(
             allocator.allocate(secs(1)).is_empty(),
@@ -1545,13 +1555,8 @@ mod tests {
     #[test]
     fn partial_recovery_and_minimum_allocatable() {
         let mut allocator = cluster(1, &[("A", "*")]);
-        let offer = allocator.allocate(secs(0)).pop().unwrap();
         // The framework launches a task on part of it and declines the rest.
-        let task = r("cpus:1;mem:256;ports:[31000-31000]");
-        let rest = offer.resources.checked_sub(&task).unwrap();
-        allocator
-            .recover_resources(&f("A"), &s("S0"), &rest, None, secs(0))
-            .unwrap();
+        let (task, rest) = keep_a_task_return_the_rest(&mut allocator, None);
         assert_eq!(allocator.allocation(&f("A"), &s("S0")), Some(&task));
         assert_eq!(allocator.slave_available(&s("S0")), Some(&rest));
         // Recovering more than it holds is an error and changes nothing.

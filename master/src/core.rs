@@ -45,10 +45,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::time::Duration;
 
+use plateau_runtime::rng::LookupHasher;
 use plateau_runtime::Upid;
 
 use crate::allocator::{Allocator, AllocatorConfig};
-use crate::ids::{FrameworkId, IdHasher, OfferId, SlaveId, TaskId};
+use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 use crate::limits::{
     COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX, FAILOVER_TIMEOUT_MAX, OFFERS_MAX,
     OFFERS_PER_DECLINE_MAX, OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX,
@@ -2385,7 +2386,7 @@ impl MasterCore {
         }
         // Only looked up (each task finds its slave's walk), so hashed: a search of the
         // slaves' B-tree per task was most of this check.
-        let mut slaves: HashMap<&SlaveId, SlaveWalk<'_>, BuildHasherDefault<IdHasher>> = self
+        let mut slaves: HashMap<&SlaveId, SlaveWalk<'_>, BuildHasherDefault<LookupHasher>> = self
             .slaves
             .iter()
             .map(|(id, slave)| {

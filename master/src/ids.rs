@@ -127,25 +127,6 @@ impl Hash for IdText {
     }
 }
 
-/// A hasher for maps keyed by ids that are only looked up, never walked (a walk's order would
-/// depend on the hash): FNV's multiply, eight bytes at a time. An id hashes as its text.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let h = plateau_runtime::rng::stable_hash_words(
-            self.0 ^ plateau_runtime::rng::STABLE_HASH_START,
-            bytes,
-        );
-        // The table takes its tag from the high bits: spread the low ones up.
-        self.0 = (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 impl fmt::Debug for IdText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)

@@ -34,13 +34,13 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Instant, RealClock};
 use crate::message::{AnyMessage, Message, Payload};
-use crate::rng::Rng;
+use crate::rng::{LookupHasher, Rng};
 use crate::upid::Upid;
 
 /// A component of Plateau: a struct with typed handlers.
@@ -335,27 +335,8 @@ struct Entry<P> {
 
 /// The typed handlers of a process, keyed by message name.
 pub struct Handlers<P> {
-    entries: HashMap<&'static str, Entry<P>, BuildHasherDefault<Fnv>>,
-}
-
-/// FNV's multiply, eight bytes at a time, for the handler table: message names are short, and
-/// SipHash's DoS resistance buys nothing for a table whose keys are fixed at start. Only looked
-/// up, never walked: its order cannot leak into a run.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let h = if self.0 == 0 {
-            crate::rng::STABLE_HASH_START
-        } else {
-            self.0
-        };
-        self.0 = crate::rng::stable_hash_words(h, bytes);
-    }
+    /// Keyed by name, looked up at each delivery, never walked.
+    entries: HashMap<&'static str, Entry<P>, BuildHasherDefault<LookupHasher>>,
 }
 
 impl<P: 'static> Handlers<P> {

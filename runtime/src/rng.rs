@@ -51,6 +51,40 @@ pub fn stable_hash_words(mut h: u64, bytes: &[u8]) -> u64 {
     stable_hash_extend(h, words.remainder())
 }
 
+/// A fast, fixed hasher for tables that are only looked up, never walked (a walk's order would
+/// depend on the hash, and a run must not): process names, message names, ids, node and link
+/// indices. Bytes go through [`stable_hash_words`], integers through one multiply each;
+/// `finish` spreads the low bits up, where a hash table takes its tag from. SipHash's
+/// resistance to chosen keys buys nothing here.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LookupHasher(u64);
+
+impl std::hash::Hasher for LookupHasher {
+    fn finish(&self) -> u64 {
+        (self.0 ^ (self.0 >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = stable_hash_words(self.0 ^ STABLE_HASH_START, bytes);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(29);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
 impl Rng {
     /// A generator from a 64-bit seed.
     pub fn seed_from_u64(seed: u64) -> Self {

@@ -62,7 +62,7 @@ use crate::message::{AnyMessage, Message, Payload};
 use crate::process::{
     Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
-use crate::rng::{stable_hash_words, Rng, STABLE_HASH_START};
+use crate::rng::{stable_hash_words, LookupHasher, Rng, STABLE_HASH_START};
 use crate::sim_queue::RadixQueue;
 use crate::upid::{NodeAddr, Upid};
 use std::borrow::Cow;
@@ -201,7 +201,7 @@ struct SimProcess {
     hosted: Box<dyn ErasedProcess>,
     state: ProcessState,
     instance: u64,
-    timers: HashSet<TimerId, BuildHasherDefault<LinkHasher>>,
+    timers: HashSet<TimerId, BuildHasherDefault<LookupHasher>>,
     links: BTreeSet<Upid>,
 }
 
@@ -257,7 +257,7 @@ pub struct Sim {
     blocked: BTreeSet<(NodeIx, NodeIx)>,
     /// Last scheduled arrival per directed link, to keep per-link FIFO order. Only looked
     /// up, never walked, so its order cannot leak into the run.
-    last_arrival: HashMap<(NodeIx, NodeIx), Instant, BuildHasherDefault<LinkHasher>>,
+    last_arrival: HashMap<(NodeIx, NodeIx), Instant, BuildHasherDefault<LookupHasher>>,
     next_instance: u64,
     /// `exited`s owed because a node crashed, delivered at the link timeout — or at once when
     /// the node restarts earlier, so that the news of its previous life's death always arrives
@@ -1105,32 +1105,12 @@ impl Sim {
     }
 }
 
-/// The hash of a node's address in the node index: [`trace_extend`] over the host, seeded
-/// with the port, then spread into the high bits, where the table takes its tag from.
+/// The hash of a node's address in the node index.
 fn node_hash(host: &str, port: u16) -> u64 {
-    let h = trace_extend(STABLE_HASH_START ^ u64::from(port), host.as_bytes());
-    (h ^ (h >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// Hashes a directed link (two node indices): one multiply.
-#[derive(Default)]
-struct LinkHasher(u64);
-
-impl Hasher for LinkHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(32) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
+    let mut h = LookupHasher::default();
+    h.write(host.as_bytes());
+    h.write_u16(port);
+    h.finish()
 }
 
 /// The trace's fingerprint of a message body (see [`trace_extend`]).

@@ -25,9 +25,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use plateau_master::ids::{FrameworkId, IdHasher, TaskId};
+use plateau_master::ids::{FrameworkId, TaskId};
 use plateau_master::messages::{Reason, TaskState, TaskStatus};
 use plateau_master::resources::Resources;
+use plateau_runtime::rng::LookupHasher;
 use plateau_runtime::{Handlers, Upid};
 use plateau_sdk::{Driver, Offer, OfferId, Scheduler, SchedulerDriver, SlaveId};
 use plateau_slave::checkpoint::{
@@ -96,7 +97,7 @@ struct MachineBooks {
 
 /// The ledger's maps by task id: looked up at every event, and walked only into ordered
 /// collections, so a fixed, fast hash (ids hash as their text).
-type Lookup<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+type Lookup<K, V> = HashMap<K, V, BuildHasherDefault<LookupHasher>>;
 
 #[derive(Debug, Default)]
 struct LedgerState {
@@ -104,7 +105,7 @@ struct LedgerState {
     /// Task id -> machine index, for every task running somewhere.
     running_on: Lookup<String, usize>,
     /// Task ids that ran and ended.
-    ended: HashSet<String, BuildHasherDefault<IdHasher>>,
+    ended: HashSet<String, BuildHasherDefault<LookupHasher>>,
     trails: Lookup<TaskId, UpdateTrail>,
     violations: Vec<(String, String)>,
     warnings: Vec<(String, String)>,
