@@ -28,7 +28,8 @@
 //!
 //! One timer at a time: after every handler the process asks the core (and the containerizer,
 //! whose simulated version keeps virtual time) when it next wants to act, and arms a single
-//! [`Tick`] for that moment.
+//! [`Tick`] for that moment. The containerizer is asked again only when something may have
+//! changed its answer (see [`Polled`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -290,11 +291,54 @@ impl SlaveMetrics {
 
 // ---- the process --------------------------------------------------------------------------
 
+/// The containerizer and the answer of its last [`Containerizer::poll`]: it is polled again
+/// when the time it named comes, after the slave called it, or after an event it posted (a
+/// launch finished, a task ended); not after every handler. A slave's heartbeat tick then
+/// costs no look at the containerizer's books.
+struct Polled {
+    inner: Box<dyn Containerizer>,
+    /// The last poll's answer; None when something may have changed it.
+    next: Option<Option<Duration>>,
+}
+
+impl Polled {
+    fn new(inner: Box<dyn Containerizer>) -> Self {
+        Polled { inner, next: None }
+    }
+
+    fn get(&self) -> &dyn Containerizer {
+        self.inner.as_ref()
+    }
+
+    /// The containerizer, to call: it is polled again after this.
+    fn get_mut(&mut self) -> &mut dyn Containerizer {
+        self.next = None;
+        self.inner.as_mut()
+    }
+
+    /// What the containerizer has due may have changed without a call of the slave's.
+    fn changed(&mut self) {
+        self.next = None;
+    }
+
+    /// When the containerizer next wants to be polled, polling it if that is now (or unknown).
+    fn poll(&mut self, now: Duration) -> Option<Duration> {
+        match self.next {
+            Some(next) if next.is_none_or(|at| at > now) => next,
+            _ => {
+                let next = self.inner.poll(now);
+                self.next = Some(next);
+                next
+            }
+        }
+    }
+}
+
 /// The slave process (see the [module docs](self)).
 pub struct SlaveProcess {
     config: SlaveProcessConfig,
     info: SlaveInfo,
-    containerizer: Box<dyn Containerizer>,
+    containerizer: Polled,
     prober: Box<dyn HealthProber>,
     checkpoint: Box<dyn CheckpointStore>,
     slot: MailboxSlot,
@@ -391,7 +435,7 @@ impl SlaveProcess {
         Ok(SlaveProcess {
             config,
             info,
-            containerizer: effects.containerizer,
+            containerizer: Polled::new(effects.containerizer),
             prober: effects.prober,
             checkpoint: effects.checkpoint,
             slot,
@@ -427,7 +471,7 @@ impl SlaveProcess {
     /// where the whole cluster goes away. A production slave never does this on shutdown —
     /// its tasks outlive it.
     pub fn destroy_all_tasks(&mut self) {
-        self.containerizer.destroy_all();
+        self.containerizer.get_mut().destroy_all();
     }
 
     /// Tasks whose launch is under way in the background.
@@ -437,7 +481,7 @@ impl SlaveProcess {
 
     /// The containerizer (for usage statistics).
     pub fn containerizer(&self) -> &dyn Containerizer {
-        self.containerizer.as_ref()
+        self.containerizer.get()
     }
 
     /// This process's address, once started.
@@ -578,7 +622,7 @@ impl SlaveProcess {
                 );
                 continue;
             }
-            match self.containerizer.start_launch(spec) {
+            match self.containerizer.get_mut().start_launch(spec) {
                 LaunchStart::Done(result) => {
                     self.launch_over(ctx, &task_id, result.map_err(|e| e.to_string()))
                 }
@@ -886,7 +930,7 @@ impl SlaveProcess {
             return;
         }
         let result = if launched {
-            self.containerizer.kill(task_id.as_str(), grace)
+            self.containerizer.get_mut().kill(task_id.as_str(), grace)
         } else {
             Err(ContainerizerError::UnknownTask(
                 task_id.as_str().to_string(),
@@ -944,7 +988,7 @@ impl SlaveProcess {
             });
             let _ = task_id;
         }
-        let recovered = self.containerizer.recover(known);
+        let recovered = self.containerizer.get_mut().recover(known);
         tracing::info!(
             tasks = self.core.tasks().len(),
             recovered = recovered.len(),
@@ -1031,7 +1075,7 @@ impl SlaveProcess {
         tracing::info!(%task_id, state = state.as_str(), %message, "task terminated");
         self.update(ctx, task_id, state, reason, Some(message), None);
         // The termination is durable now: the containerizer may drop its own record.
-        self.containerizer.forget(task_id.as_str());
+        self.containerizer.get_mut().forget(task_id.as_str());
     }
 
     // ---- handlers ----
@@ -1221,7 +1265,10 @@ impl SlaveProcess {
             // which waits for the launch); a task launched for nobody must not run on.
             tracing::error!(%task_id, "launch outcome of a task not in the books");
             if result.is_ok() {
-                let _ = self.containerizer.kill(task_id.as_str(), Duration::ZERO);
+                let _ = self
+                    .containerizer
+                    .get_mut()
+                    .kill(task_id.as_str(), Duration::ZERO);
             }
             return;
         };
@@ -1347,7 +1394,7 @@ impl SlaveProcess {
                         self.checkpoint_error("framework removal", e);
                     }
                 }
-                self.containerizer.forget(msg.task_id.as_str());
+                self.containerizer.get_mut().forget(msg.task_id.as_str());
             }
         }
         self.drive(ctx);
@@ -1358,6 +1405,8 @@ impl SlaveProcess {
             tracing::warn!(%from, "TaskTerminated from outside: ignored");
             return;
         }
+        // Posted by the containerizer: what it has due may have changed.
+        self.containerizer.changed();
         self.handle_termination(ctx, &TaskId::new(msg.task_id), msg.termination);
         self.drive(ctx);
     }
@@ -1367,6 +1416,8 @@ impl SlaveProcess {
             tracing::warn!(%from, "LaunchFinished from outside: ignored");
             return;
         }
+        // Posted by the containerizer: what it has due may have changed.
+        self.containerizer.changed();
         let task_id = TaskId::new(msg.task_id);
         if !self.launching.remove(&task_id) {
             tracing::error!(%task_id, "outcome of a launch this slave did not start: ignored");

@@ -330,8 +330,10 @@ pub trait Containerizer: Send {
     /// Lets a containerizer that keeps its own (virtual) time advance to `now` (time since the
     /// slave process's clock origin): the simulated containerizer ends tasks whose run time
     /// is over here, through the callback. Returns when it next wants to be polled. The slave
-    /// calls it after every handler. The real containerizer watches on its own thread and
-    /// needs no polling (the default).
+    /// polls at that time, after any handler that called another `&mut self` method, and
+    /// after handling an event the containerizer posted (a launch finished, a task ended);
+    /// it may poll more often. The real containerizer watches on its own thread and needs no
+    /// polling (the default).
     fn poll(&mut self, _now: Duration) -> Option<Duration> {
         None
     }

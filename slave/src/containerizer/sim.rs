@@ -135,7 +135,6 @@ impl SimTask {
 struct MachineState {
     tasks: BTreeMap<TaskId, SimTask>,
     next_pid: u32,
-    now: Duration,
     /// Tasks launched or asked to die since the last poll: the poll gives them their end.
     fresh: Vec<TaskId>,
     /// When tasks end, earliest first. An entry whose task is gone or ends at another time
@@ -347,7 +346,6 @@ impl Containerizer for SimContainerizer {
         let next = {
             let mut guard = self.machine.lock();
             let state = &mut *guard;
-            state.now = now;
             for id in std::mem::take(&mut state.fresh) {
                 let Some(task) = state.tasks.get_mut(&id) else {
                     continue;

@@ -811,3 +811,92 @@ fn a_launch_cut_short_by_a_slave_restart_ends_in_a_terminal_update() {
     );
     assert!(w.launches().pending_ids().is_empty());
 }
+
+/// A simulated containerizer that counts its polls.
+struct CountingPolls {
+    inner: SimContainerizer,
+    polls: Arc<Mutex<u32>>,
+}
+
+impl Containerizer for CountingPolls {
+    fn launch(&mut self, spec: TaskSpec) -> Result<LaunchInfo, ContainerizerError> {
+        self.inner.launch(spec)
+    }
+    fn kill(&mut self, task_id: &str, grace: Duration) -> Result<(), ContainerizerError> {
+        self.inner.kill(task_id, grace)
+    }
+    fn usage(&self, task_id: &str) -> Result<Usage, ContainerizerError> {
+        self.inner.usage(task_id)
+    }
+    fn recover(&mut self, known: Vec<RecoverInfo>) -> Vec<RecoveredTask> {
+        self.inner.recover(known)
+    }
+    fn forget(&mut self, task_id: &str) {
+        self.inner.forget(task_id)
+    }
+    fn destroy_all(&mut self) {
+        self.inner.destroy_all()
+    }
+    fn poll(&mut self, now: Duration) -> Option<Duration> {
+        *self.polls.lock().unwrap() += 1;
+        self.inner.poll(now)
+    }
+}
+
+#[test]
+fn the_containerizer_is_polled_when_its_answer_may_have_changed_and_only_then() {
+    let machine = SimMachine::new();
+    let ended: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&ended);
+    let polls = Arc::new(Mutex::new(0));
+    let mut polled = Polled::new(Box::new(CountingPolls {
+        inner: SimContainerizer::new(
+            machine.clone(),
+            Arc::new(move |id, _| sink.lock().unwrap().push(id)),
+        ),
+        polls: Arc::clone(&polls),
+    }));
+    let count = || *polls.lock().unwrap();
+
+    // Nothing known yet: polled; nothing runs, so nothing is due and it is not polled again.
+    assert_eq!(polled.poll(s(0.0)), None);
+    assert_eq!(polled.poll(s(5.0)), None);
+    assert_eq!(count(), 1);
+
+    // A launch: polled after it, and the end it names is the task's.
+    let spec = TaskSpec {
+        task_id: "t1".into(),
+        command: crate::containerizer::CommandSpec {
+            shell: true,
+            value: "sim:run=10s".into(),
+            arguments: vec![],
+        },
+        env: BTreeMap::new(),
+        cpus: 1.0,
+        mem_mb: 64.0,
+        ports: vec![],
+        sandbox: PathBuf::from("/sandbox"),
+        hostname: "h".into(),
+    };
+    polled.get_mut().launch(spec).expect("launched");
+    assert_eq!(polled.poll(s(5.0)), Some(s(15.0)));
+    assert_eq!(count(), 2);
+
+    // Before that time: the answer stands, no poll (reading it changes nothing either).
+    assert_eq!(polled.poll(s(14.9)), Some(s(15.0)));
+    assert!(polled.get().usage("t1").is_ok());
+    assert_eq!(polled.poll(s(14.95)), Some(s(15.0)));
+    assert_eq!(count(), 2);
+    assert!(ended.lock().unwrap().is_empty());
+
+    // An event the containerizer posted: polled again.
+    polled.changed();
+    assert_eq!(polled.poll(s(14.95)), Some(s(15.0)));
+    assert_eq!(count(), 3);
+
+    // The time comes: polled, and the task ends.
+    assert_eq!(polled.poll(s(15.0)), None);
+    assert_eq!(count(), 4);
+    assert_eq!(*ended.lock().unwrap(), vec!["t1".to_string()]);
+    assert!(!machine.is_running("t1"));
+}
