@@ -51,10 +51,10 @@ use plateau_runtime::Upid;
 use crate::allocator::{Allocator, AllocatorConfig};
 use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 use crate::limits::{
-    COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX, FAILOVER_TIMEOUT_MAX, OFFERS_MAX,
-    OFFERS_PER_DECLINE_MAX, OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX,
-    RUN_TASK_RESEND_INTERVAL_MAX, SLAVE_TASKS_MAX, STATUSES_PER_TASK_MAX, TASKS_MAX,
-    TASKS_PER_LAUNCH_MAX,
+    ACTIONS_RECYCLED_CAPACITY_MAX, COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX,
+    FAILOVER_TIMEOUT_MAX, OFFERS_MAX, OFFERS_PER_DECLINE_MAX, OFFERS_PER_LAUNCH_MAX,
+    RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX, RUN_TASK_RESEND_INTERVAL_MAX, SLAVE_TASKS_MAX,
+    STATUSES_PER_TASK_MAX, TASKS_MAX, TASKS_PER_LAUNCH_MAX,
 };
 use crate::messages::*;
 use crate::registry::{RegisteredFramework, RegisteredSlave, RegistryOp, RegistryState};
@@ -491,6 +491,16 @@ impl MasterCore {
     /// Takes the actions decided so far, in the order they must be carried out.
     pub fn drain_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
+    }
+
+    /// Gives back a vector [`MasterCore::drain_actions`] returned, once carried out: the next
+    /// actions go into it instead of a fresh allocation (a small one only, so that one large
+    /// burst does not stay allocated).
+    pub fn recycle_actions(&mut self, mut spent: Vec<Action>) {
+        spent.clear();
+        if self.actions.capacity() == 0 && spent.capacity() <= ACTIONS_RECYCLED_CAPACITY_MAX {
+            self.actions = spent;
+        }
     }
 
     /// The settings.

@@ -79,3 +79,7 @@ pub const FAILOVER_TIMEOUT_MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3
 /// Longest interval between two resends of a RunTaskMessage for a task its slave has not
 /// confirmed (see `MasterConfig::run_task_resend_timeout`, which doubles up to this).
 pub const RUN_TASK_RESEND_INTERVAL_MAX: Duration = Duration::from_secs(60);
+
+/// Largest action vector (in actions) the master keeps for reuse between two messages; a
+/// larger one (a reconciliation's burst) is freed.
+pub const ACTIONS_RECYCLED_CAPACITY_MAX: usize = 64;

@@ -117,9 +117,9 @@ impl MasterProcess {
         let Some(core) = self.core.as_mut() else {
             return;
         };
-        let actions = core.drain_actions();
+        let mut actions = core.drain_actions();
         let mut batch: Vec<RegistryOp> = Vec::new();
-        for action in actions {
+        for action in actions.drain(..) {
             if let Action::Persist(op) = action {
                 batch.push(op);
                 continue;
@@ -137,7 +137,11 @@ impl MasterProcess {
                 }
             }
         }
-        self.commit(ctx, &mut batch);
+        if self.commit(ctx, &mut batch) {
+            if let Some(core) = self.core.as_mut() {
+                core.recycle_actions(actions);
+            }
+        }
     }
 
     /// Commits `batch`; false (and the process terminating) if the registry failed.

@@ -708,7 +708,8 @@ impl Sim {
             1
         };
         let name = msg.name();
-        let mut ends = Some((from, to));
+        // The last copy takes the ids and the body; a duplicate before it clones them.
+        let mut ends = Some((from, to, body));
         for copy in 0..copies {
             let span = self.faults.latency_max - self.faults.latency_min;
             let latency = self.faults.latency_min
@@ -719,8 +720,7 @@ impl Sim {
                 *last = earliest;
             }
             let at = *last;
-            // The last copy takes the two ids; a duplicate before it clones them.
-            let (from, to) = if copy + 1 == copies {
+            let (from, to, body) = if copy + 1 == copies {
                 ends.take().expect("taken by the last copy only")
             } else {
                 ends.clone().expect("kept until the last copy")
@@ -734,7 +734,7 @@ impl Sim {
                     to_node: dst,
                     payload: Payload::Encoded {
                         name: Cow::Borrowed(name),
-                        body: body.clone(),
+                        body,
                     },
                     to_incarnation,
                     remote: true,
