@@ -56,7 +56,7 @@ pub struct TaskRecord {
     /// The state of its latest update (Staging before the launch).
     pub state: TaskState,
     /// Its sandbox.
-    pub sandbox: PathBuf,
+    pub sandbox: Arc<Path>,
     /// What the containerizer launched; None until the launch returned.
     pub launch: Option<LaunchInfo>,
     /// A kill asked of the containerizer, and why.
@@ -91,7 +91,7 @@ pub struct TaskRecordRef<'a> {
     /// The state of its latest update.
     pub state: TaskState,
     /// Its sandbox.
-    pub sandbox: &'a Path,
+    pub sandbox: &'a Arc<Path>,
     /// What the containerizer launched.
     pub launch: Option<&'a LaunchInfo>,
     /// A kill asked of the containerizer, and why.
@@ -107,7 +107,7 @@ impl TaskRecordRef<'_> {
             framework_id: self.framework_id.clone(),
             info: self.info.clone(),
             state: self.state,
-            sandbox: self.sandbox.to_path_buf(),
+            sandbox: Arc::clone(self.sandbox),
             launch: self.launch.cloned(),
             kill: self.kill,
             pending_updates: self.pending_updates.iter().cloned().collect(),
@@ -236,8 +236,8 @@ impl CheckpointStore for MemoryCheckpoint {
                     stored.info = Arc::clone(record.info);
                 }
                 stored.state = record.state;
-                if stored.sandbox != record.sandbox {
-                    stored.sandbox = record.sandbox.to_path_buf();
+                if !Arc::ptr_eq(&stored.sandbox, record.sandbox) {
+                    stored.sandbox = Arc::clone(record.sandbox);
                 }
                 if stored.launch.as_ref() != record.launch {
                     stored.launch = record.launch.cloned();
@@ -475,14 +475,14 @@ mod tests {
                 kill_grace_period_secs: Some(1.5),
             }),
             state: TaskState::Running,
-            sandbox: PathBuf::from("/tmp/sandbox"),
+            sandbox: Path::new("/tmp/sandbox").into(),
             launch: Some(LaunchInfo {
                 task_id: id.into(),
                 pid: 10,
                 supervisor_pid: 9,
                 supervisor_start_time: 1234,
                 cgroup: "plateau/s/t".into(),
-                sandbox: PathBuf::from("/tmp/sandbox"),
+                sandbox: Path::new("/tmp/sandbox").into(),
                 run_dir: PathBuf::from("/tmp/run"),
             }),
             kill: Some(KillCause::Requested),

@@ -37,7 +37,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -428,7 +428,7 @@ pub struct TaskEntry {
     /// The state of the latest update generated for it (Staging before any).
     pub state: TaskState,
     /// Its sandbox directory.
-    pub sandbox: PathBuf,
+    pub sandbox: Arc<Path>,
     /// What the containerizer launched (None before the launch, or if it failed).
     pub launch: Option<LaunchInfo>,
     /// Set once a kill was asked of the containerizer.
@@ -700,7 +700,7 @@ impl SlaveCore {
         &mut self,
         framework_id: FrameworkId,
         info: TaskInfo,
-        sandbox: PathBuf,
+        sandbox: Arc<Path>,
     ) -> Result<(), AddTaskError> {
         assert!(
             self.frameworks.contains_key(&framework_id),
@@ -1042,7 +1042,7 @@ pub struct RestoredTask {
     /// Latest state.
     pub state: TaskState,
     /// Sandbox.
-    pub sandbox: PathBuf,
+    pub sandbox: Arc<Path>,
     /// What the containerizer launched.
     pub launch: Option<LaunchInfo>,
     /// A kill asked before the restart.
@@ -1122,7 +1122,7 @@ mod tests {
             },
         )
         .unwrap();
-        core.add_task(fw, task_info(id, health), PathBuf::from("/sandbox"))
+        core.add_task(fw, task_info(id, health), Path::new("/sandbox").into())
             .unwrap();
         core
     }
@@ -1500,7 +1500,7 @@ mod tests {
             let mut r = rng();
             let mut core = core_with_task("t0", Some(check(3.0, 2)));
             for id in ["t1", "t2"] {
-                core.add_task(FrameworkId::new("fw"), task_info(id, Some(check(0.0, 1))), PathBuf::from("/sandbox"))
+                core.add_task(FrameworkId::new("fw"), task_info(id, Some(check(0.0, 1))), Path::new("/sandbox").into())
                     .unwrap();
             }
             let exact = |core: &SlaveCore| {

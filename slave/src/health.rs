@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,7 @@ pub struct ProbeRequest {
     /// How long the probe may take; past it, it failed.
     pub timeout: Duration,
     /// The task's sandbox (working directory of COMMAND probes).
-    pub sandbox: PathBuf,
+    pub sandbox: Arc<Path>,
     /// The task's environment (for COMMAND probes).
     pub env: BTreeMap<String, String>,
 }
@@ -348,7 +348,7 @@ mod tests {
             kind,
             host: "127.0.0.1".into(),
             timeout: Duration::from_secs(10),
-            sandbox: std::env::temp_dir(),
+            sandbox: std::env::temp_dir().into(),
             env: BTreeMap::from([("MARKER".to_string(), "yes".to_string())]),
         }
     }

@@ -11,6 +11,7 @@
 //! slave does not tell what lies outside).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use plateau_runtime::ProcessRef;
@@ -184,10 +185,10 @@ pub struct ReadQuery {
 }
 
 /// The sandbox `path` is in, and the path relative to it.
-fn locate(sandboxes: &[PathBuf], path: &Path) -> Option<(PathBuf, String)> {
+fn locate(sandboxes: &[Arc<Path>], path: &Path) -> Option<(PathBuf, String)> {
     sandboxes.iter().find_map(|root| {
         let relative = path.strip_prefix(root).ok()?;
-        Some((root.clone(), relative.to_string_lossy().into_owned()))
+        Some((root.to_path_buf(), relative.to_string_lossy().into_owned()))
     })
 }
 
@@ -265,14 +266,17 @@ mod tests {
 
     #[test]
     fn paths_are_located_in_their_sandbox() {
-        let roots = vec![PathBuf::from("/w/a/runs/latest"), PathBuf::from("/w/b")];
+        let roots: Vec<Arc<Path>> = vec![
+            Path::new("/w/a/runs/latest").into(),
+            Path::new("/w/b").into(),
+        ];
         assert_eq!(
             locate(&roots, Path::new("/w/a/runs/latest/stdout")),
-            Some((roots[0].clone(), "stdout".into()))
+            Some((roots[0].to_path_buf(), "stdout".into()))
         );
         assert_eq!(
             locate(&roots, Path::new("/w/b/sub/file")),
-            Some((roots[1].clone(), "sub/file".into()))
+            Some((roots[1].to_path_buf(), "sub/file".into()))
         );
         assert_eq!(locate(&roots, Path::new("/w/c/stdout")), None);
         // `..` passes the prefix test but sandbox::read refuses it.

@@ -376,7 +376,7 @@ pub struct TaskView {
     /// Latest state.
     pub state: TaskState,
     /// Its sandbox (as launched, canonical when known).
-    pub sandbox: PathBuf,
+    pub sandbox: Arc<Path>,
     /// Last health verdict.
     pub healthy: Option<bool>,
 }
@@ -491,7 +491,7 @@ impl SlaveProcess {
 
     /// The sandbox directories of the tasks in the books (as configured and, once launched,
     /// as the containerizer resolved them), with their task ids.
-    pub fn sandboxes(&self) -> Vec<(TaskId, PathBuf)> {
+    pub fn sandboxes(&self) -> Vec<(TaskId, Arc<Path>)> {
         let mut out = Vec::new();
         for (id, task) in self.core.tasks() {
             out.push((id.clone(), task.sandbox.clone()));
@@ -535,7 +535,7 @@ impl SlaveProcess {
 
     /// The sandbox directory of a task of `framework_id`:
     /// `<work_dir>/slaves/<slave-id>/frameworks/<fid>/executors/<task-id>/runs/latest`.
-    pub fn sandbox_path(&self, framework_id: &FrameworkId, task_id: &TaskId) -> PathBuf {
+    pub fn sandbox_path(&self, framework_id: &FrameworkId, task_id: &TaskId) -> Arc<Path> {
         let slave = self.core.slave_id().map_or("unregistered", |s| s.as_str());
         self.config
             .work_dir
@@ -547,6 +547,7 @@ impl SlaveProcess {
             .join(task_dir_name(task_id.as_str()))
             .join("runs")
             .join("latest")
+            .into()
     }
 
     /// The Prometheus text of the slave's metrics.
@@ -867,7 +868,7 @@ impl SlaveProcess {
         env
     }
 
-    fn task_spec(&self, info: &TaskInfo, sandbox: &Path) -> TaskSpec {
+    fn task_spec(&self, info: &TaskInfo, sandbox: &Arc<Path>) -> TaskSpec {
         let command = &info.command;
         let arguments = if command.shell {
             Vec::new()
@@ -892,7 +893,7 @@ impl SlaveProcess {
                 .mem_mb()
                 .max((limits::TASK_MEMORY_LIMIT_MIN_BYTES >> 20) as f64),
             ports: task_ports(&info.resources),
-            sandbox: sandbox.to_path_buf(),
+            sandbox: Arc::clone(sandbox),
             hostname: self.config.hostname.clone(),
         }
     }

@@ -137,7 +137,7 @@ impl Harness {
             cpus: 0.5,
             mem_mb: 64.0,
             ports: Vec::new(),
-            sandbox: self.sandbox(task_id),
+            sandbox: self.sandbox(task_id).into(),
             hostname: "test-host".to_string(),
         }
     }
@@ -451,7 +451,7 @@ fn cgroup_limits_are_applied() {
     }
     assert_eq!(
         info.cgroup,
-        format!("{}/{}/limited", h.cgroup_root, h.slave_name)
+        format!("{}/{}/limited", h.cgroup_root, h.slave_name).into()
     );
     h.c().kill("limited", Duration::from_secs(10)).unwrap();
     let termination = h.wait_termination("limited");

@@ -61,7 +61,7 @@ mod supervisor;
 mod sys;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,7 +133,8 @@ pub struct TaskSpec {
     /// Host ports assigned to the task, exported as `PORT0`.. in this order.
     pub ports: Vec<u16>,
     /// Working directory of the task (created if missing); `stdout` and `stderr` go there.
-    pub sandbox: PathBuf,
+    /// Shared with the slave's books and the launch record.
+    pub sandbox: Arc<Path>,
     /// This slave's hostname, exported as `HOST`.
     pub hostname: String,
 }
@@ -152,9 +153,10 @@ pub struct LaunchInfo {
     /// with the pid, identifies the supervisor across pid reuse.
     pub supervisor_start_time: u64,
     /// The task's cgroup, relative to the root of each hierarchy.
-    pub cgroup: String,
-    /// The task's sandbox.
-    pub sandbox: PathBuf,
+    pub cgroup: Arc<str>,
+    /// The task's sandbox (one path shared by the slave's books, its checkpoint record and
+    /// the containerizer: the simulator holds a million of them).
+    pub sandbox: Arc<Path>,
     /// The task's run directory (status, kill request and supervisor log of the containerizer).
     pub run_dir: PathBuf,
 }

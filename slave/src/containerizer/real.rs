@@ -522,8 +522,8 @@ impl Shared {
             pid,
             supervisor_pid,
             supervisor_start_time,
-            cgroup: self.cgroup_of(&spec.task_id),
-            sandbox,
+            cgroup: self.cgroup_of(&spec.task_id).into(),
+            sandbox: sandbox.into(),
             run_dir: run_dir.to_path_buf(),
         };
         tracing::info!(task_id = %spec.task_id, pid, supervisor_pid, "task launched");
@@ -961,7 +961,7 @@ impl Containerizer for CgroupsContainerizer {
             keep.insert(name);
             // Paths come from our configuration, not from the checkpoint: a stale or corrupt
             // checkpoint must not make us kill or delete anything outside this slave's space.
-            info.cgroup = self.cgroup_of(&info.task_id);
+            info.cgroup = self.cgroup_of(&info.task_id).into();
             info.run_dir = self.run_dir_of(&info.task_id);
             let mut state = self.shared.lock();
             if let Some(entry) = state.tasks.get(&info.task_id) {

@@ -246,7 +246,7 @@ impl Containerizer for SimContainerizer {
             pid,
             supervisor_pid: pid - 1,
             supervisor_start_time: 0,
-            cgroup: format!("sim/{}", super::task_dir_name(&spec.task_id)),
+            cgroup: format!("sim/{}", super::task_dir_name(&spec.task_id)).into(),
             sandbox: spec.sandbox.clone(),
             run_dir: PathBuf::new(),
         };
@@ -403,7 +403,7 @@ mod tests {
             cpus: 1.0,
             mem_mb: 128.0,
             ports: vec![],
-            sandbox: PathBuf::from("/sandbox"),
+            sandbox: std::path::Path::new("/sandbox").into(),
             hostname: "h".into(),
         }
     }

@@ -875,7 +875,7 @@ fn the_containerizer_is_polled_when_its_answer_may_have_changed_and_only_then() 
         cpus: 1.0,
         mem_mb: 64.0,
         ports: vec![],
-        sandbox: PathBuf::from("/sandbox"),
+        sandbox: Path::new("/sandbox").into(),
         hostname: "h".into(),
     };
     polled.get_mut().launch(spec).expect("launched");
