@@ -33,19 +33,17 @@ use plateau_slave::process::{
 /// Launches seen by the slave's containerizer: (task id, virtual time since the sim's origin).
 type Launches = Arc<Mutex<Vec<(String, Duration)>>>;
 
-/// A [`SimContainerizer`] that records every launch.
+/// A [`SimContainerizer`] that records every launch. The slave polls its containerizer in the
+/// same handler as a launch, on the same virtual time: the poll stamps the launches before it.
 struct Witness {
     inner: SimContainerizer,
     launches: Launches,
-    now: Duration,
+    unstamped: Vec<String>,
 }
 
 impl Containerizer for Witness {
     fn launch(&mut self, spec: TaskSpec) -> Result<LaunchInfo, ContainerizerError> {
-        self.launches
-            .lock()
-            .unwrap()
-            .push((spec.task_id.to_string(), self.now));
+        self.unstamped.push(spec.task_id.to_string());
         self.inner.launch(spec)
     }
     fn kill(&mut self, task_id: &str, grace: Duration) -> Result<(), ContainerizerError> {
@@ -64,7 +62,9 @@ impl Containerizer for Witness {
         self.inner.destroy_all()
     }
     fn poll(&mut self, now: Duration) -> Option<Duration> {
-        self.now = now;
+        let mut launches = self.launches.lock().unwrap();
+        launches.extend(self.unstamped.drain(..).map(|id| (id, now)));
+        drop(launches);
         self.inner.poll(now)
     }
 }
@@ -112,7 +112,7 @@ impl World {
             containerizer: Box::new(Witness {
                 inner: SimContainerizer::new(SimMachine::new(), slot.termination_callback()),
                 launches: launches.clone(),
-                now: Duration::ZERO,
+                unstamped: Vec::new(),
             }),
             prober: Box::new(ScriptedProber::new(
                 ProbeScript::new(true),
