@@ -450,7 +450,7 @@ pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
     let store = RedbStore::open_in(&config.work_dir)?;
     let mut scheduler_config = config.scheduler;
     if scheduler_config.hostname.is_empty() {
-        scheduler_config.hostname = node.addr().host.clone();
+        scheduler_config.hostname = node.addr().host.to_string();
     }
     let scheduler = ChronosScheduler::new(scheduler_config, Box::new(store))?;
     let handle = node.spawn(&config.process_name, scheduler.into_driver(config.master))?;

@@ -347,7 +347,7 @@ pub fn state_json(core: &MasterCore, started_at: Duration, now: Duration) -> Val
         .collect();
     let pid = core.upid().to_string();
     let hostname = if core.config().hostname.is_empty() {
-        core.upid().host.clone()
+        core.upid().host.to_string()
     } else {
         core.config().hostname.clone()
     };

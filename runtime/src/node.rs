@@ -98,7 +98,7 @@ impl NodeConfig {
         wall_origin: SystemTime,
     ) -> Self {
         NodeConfig {
-            host: addr.host.clone(),
+            host: addr.host.to_string(),
             port: addr.port,
             transport: TransportConfig::Sim(network),
             wall_origin: Some(wall_origin),
@@ -327,7 +327,7 @@ impl Node {
                 .registry
                 .read()
                 .expect("registry lock")
-                .get(&to.name)
+                .get(&*to.name)
                 .cloned();
             match target {
                 Some(addr) => addr.do_send(Deliver {
@@ -355,7 +355,7 @@ impl Node {
             .registry
             .read()
             .expect("registry lock")
-            .get(&header.to.name)
+            .get(&*header.to.name)
             .cloned();
         match target {
             Some(addr) => addr.do_send(DeliverEncoded {
@@ -395,15 +395,15 @@ impl Node {
                 .registry
                 .read()
                 .expect("registry lock")
-                .contains_key(&watched.name);
+                .contains_key(&*watched.name);
             if exists {
                 self.shared
                     .local_links
                     .lock()
                     .expect("links lock")
-                    .entry(watched.name.clone())
+                    .entry(watched.name.to_string())
                     .or_default()
-                    .insert(watcher.name.clone());
+                    .insert(watcher.name.to_string());
             } else {
                 self.notify_exited(&watcher.name, watched);
             }
@@ -420,7 +420,7 @@ impl Node {
             .expect("links lock")
             .entry(node.clone())
             .or_default()
-            .insert((watcher.name.clone(), watched));
+            .insert((watcher.name.to_string(), watched));
         if let Some(t) = &self.shared.transport {
             t.connect(&node);
         } else if let Some((network, _)) = &self.shared.simnet {
@@ -435,9 +435,9 @@ impl Node {
                 .local_links
                 .lock()
                 .expect("links lock")
-                .get_mut(&watched.name)
+                .get_mut(&*watched.name)
             {
-                w.remove(&watcher.name);
+                w.remove(&*watcher.name);
             }
         } else if let Some(set) = self
             .shared
@@ -446,7 +446,7 @@ impl Node {
             .expect("links lock")
             .get_mut(&watched.node())
         {
-            set.remove(&(watcher.name.clone(), watched.clone()));
+            set.remove(&(watcher.name.to_string(), watched.clone()));
         }
     }
 

@@ -305,7 +305,7 @@ impl<'a> Context<'a> {
     /// Start `process` as `name` on this node; returns its address.
     pub fn spawn<P: Process>(&mut self, name: &str, process: P) -> Upid {
         let upid = Upid {
-            name: name.to_string(),
+            name: name.into(),
             host: self.state.upid.host.clone(),
             port: self.state.upid.port,
         };

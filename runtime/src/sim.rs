@@ -377,7 +377,7 @@ impl Sim {
         self.node_index
             .find(node_hash(host, port), |&i| {
                 let a = &nodes[i as usize].addr;
-                a.port == port && a.host == host
+                a.port == port && *a.host == *host
             })
             .copied()
     }
@@ -407,7 +407,7 @@ impl Sim {
     pub fn is_running(&self, upid: &Upid) -> bool {
         self.node_of(upid).is_some_and(|ix| {
             let n = &self.nodes[ix as usize];
-            n.up && n.processes.contains_key(&upid.name)
+            n.up && n.processes.contains_key(&*upid.name)
         })
     }
 
@@ -625,7 +625,7 @@ impl Sim {
             return;
         };
         let n = &mut self.nodes[ix as usize];
-        let Some(mut p) = n.processes.remove(&upid.name) else {
+        let Some(mut p) = n.processes.remove(&*upid.name) else {
             return;
         };
         p.hosted.finalize();
@@ -854,7 +854,7 @@ impl Sim {
                 remote,
             } => {
                 let alive = self.nodes.get(to_node as usize).is_some_and(|n| {
-                    n.up && n.incarnation == to_incarnation && n.processes.contains_key(&to.name)
+                    n.up && n.incarnation == to_incarnation && n.processes.contains_key(&*to.name)
                 });
                 let cut = remote
                     && !self.blocked.is_empty()

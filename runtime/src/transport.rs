@@ -351,7 +351,7 @@ async fn resolve(node: &NodeAddr) -> Option<SocketAddr> {
     if let Ok(ip) = node.host.parse::<std::net::IpAddr>() {
         return Some(SocketAddr::new(ip, node.port));
     }
-    tokio::net::lookup_host((node.host.as_str(), node.port))
+    tokio::net::lookup_host((&*node.host, node.port))
         .await
         .ok()?
         .next()

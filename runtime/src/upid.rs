@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,17 +12,18 @@ use crate::limits::UPID_NAME_LEN_MAX;
 /// listens on. Every process of a node shares it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeAddr {
-    /// IP address or host name, without brackets for IPv6.
-    pub host: String,
+    /// IP address or host name, without brackets for IPv6 (shared with the ids of the node's
+    /// processes).
+    pub host: Arc<str>,
     /// UDP port of the node's transport (the same number as its HTTP TCP port by convention).
     pub port: u16,
 }
 
 impl NodeAddr {
     /// A node address from its parts.
-    pub fn new(host: impl Into<String>, port: u16) -> Self {
+    pub fn new(host: impl AsRef<str>, port: u16) -> Self {
         NodeAddr {
-            host: host.into(),
+            host: host.as_ref().into(),
             port,
         }
     }
@@ -50,26 +52,27 @@ impl FromStr for NodeAddr {
 /// ```
 /// use plateau_runtime::Upid;
 /// let upid: Upid = "master@127.0.0.1:5050".parse().unwrap();
-/// assert_eq!(upid.name, "master");
+/// assert_eq!(&*upid.name, "master");
 /// assert_eq!(upid.node().port, 5050);
 /// assert_eq!(upid.to_string(), "master@127.0.0.1:5050");
 /// assert!("master@127.0.0.1".parse::<Upid>().is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Upid {
-    /// The process name, unique within its node.
-    pub name: String,
-    /// The node's host.
-    pub host: String,
+    /// The process name, unique within its node. Shared: a message carries the ids of its
+    /// sender and receiver, and copying them must not allocate.
+    pub name: Arc<str>,
+    /// The node's host (shared like the name).
+    pub host: Arc<str>,
     /// The node's port.
     pub port: u16,
 }
 
 impl Upid {
     /// A process id from a name and the address of its node.
-    pub fn new(name: impl Into<String>, node: &NodeAddr) -> Self {
+    pub fn new(name: impl AsRef<str>, node: &NodeAddr) -> Self {
         Upid {
-            name: name.into(),
+            name: name.as_ref().into(),
             host: node.host.clone(),
             port: node.port,
         }
@@ -175,12 +178,12 @@ mod tests {
     #[test]
     fn parses_and_displays() {
         let u: Upid = "slave(1)@10.0.0.2:5051".parse().unwrap();
-        assert_eq!(u.name, "slave(1)");
-        assert_eq!(u.host, "10.0.0.2");
+        assert_eq!(&*u.name, "slave(1)");
+        assert_eq!(&*u.host, "10.0.0.2");
         assert_eq!(u.port, 5051);
         assert_eq!(u.to_string(), "slave(1)@10.0.0.2:5051");
         let v6: Upid = "m@[::1]:5050".parse().unwrap();
-        assert_eq!(v6.host, "::1");
+        assert_eq!(&*v6.host, "::1");
         assert_eq!(v6.to_string(), "m@[::1]:5050");
         let h: Upid = "marathon@node-1.example:8080".parse().unwrap();
         assert_eq!(h.node(), NodeAddr::new("node-1.example", 8080));

@@ -431,7 +431,7 @@ impl Cluster {
         let config = SlaveProcessConfig {
             master: self.master.upid.clone(),
             work_dir: PathBuf::from(format!("/sim/{}", node.addr.host)),
-            hostname: node.addr.host.clone(),
+            hostname: node.addr.host.to_string(),
             port: node.addr.port,
             resources: node.advertised.clone(),
             attributes: node.attributes.clone(),

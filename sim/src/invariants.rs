@@ -133,7 +133,7 @@ pub fn check_converged(cluster: &mut Cluster) -> Result<(), Failure> {
             crate::marathon::check_converged(
                 &config.apps,
                 &running,
-                |m| cluster.slaves[m].addr.host.clone(),
+                |m| cluster.slaves[m].addr.host.to_string(),
                 |m| cluster.slaves[m].rack,
             )?;
         }
@@ -141,7 +141,7 @@ pub fn check_converged(cluster: &mut Cluster) -> Result<(), Failure> {
     if let Some(witness) = &cluster.chronos_witness {
         witness.check_converged()?;
     }
-    let host_index: BTreeMap<String, usize> = cluster
+    let host_index: BTreeMap<std::sync::Arc<str>, usize> = cluster
         .slaves
         .iter()
         .enumerate()
@@ -156,7 +156,7 @@ pub fn check_converged(cluster: &mut Cluster) -> Result<(), Failure> {
             let machine = core
                 .slaves()
                 .get(&task.slave_id)
-                .and_then(|s| host_index.get(&s.info.hostname).copied());
+                .and_then(|s| host_index.get(s.info.hostname.as_str()).copied());
             tasks.insert(
                 task.info.task_id.as_str().to_string(),
                 (machine, task.state.as_str()),

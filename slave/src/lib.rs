@@ -190,7 +190,7 @@ pub fn start(node: &Node, config: SlaveConfig) -> Result<ProcessRef<SlaveProcess
         hostname: config
             .hostname
             .clone()
-            .unwrap_or_else(|| node.addr().host.clone()),
+            .unwrap_or_else(|| node.addr().host.to_string()),
         port: node.addr().port,
         resources,
         attributes,

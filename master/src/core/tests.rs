@@ -228,7 +228,7 @@ impl Harness {
 fn slave_info(pid: &str, resources: &str) -> SlaveInfo {
     let pid = upid(pid);
     SlaveInfo {
-        hostname: pid.host.clone(),
+        hostname: pid.host.to_string(),
         port: pid.port,
         resources: Resources::parse(resources).unwrap(),
         attributes: Attributes::default(),

@@ -41,7 +41,7 @@ impl FakeSlave {
         FakeSlave {
             master,
             info: SlaveInfo {
-                hostname: node.host.clone(),
+                hostname: node.host.to_string(),
                 port: node.port,
                 resources: Resources::parse("cpus:4;mem:4096;ports:[31000-31100]").unwrap(),
                 attributes: Attributes::default(),
