@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Add, AddAssign};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -766,9 +767,10 @@ impl fmt::Display for AttributeValue {
     }
 }
 
-/// Slave attributes (`rack:r1;zone:a;level:3`): name -> value, ordered by name.
+/// Slave attributes (`rack:r1;zone:a;level:3`): name -> value, ordered by name. Never changed
+/// once parsed, so shared: every offer of a slave carries its attributes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Attributes(BTreeMap<String, AttributeValue>);
+pub struct Attributes(Arc<BTreeMap<String, AttributeValue>>);
 
 impl Attributes {
     /// Parses `name:value;name:value`. Names are unique; a value that parses as a finite
@@ -821,7 +823,7 @@ impl Attributes {
                 });
             }
         }
-        Ok(Self(map))
+        Ok(Self(Arc::new(map)))
     }
 
     /// The value of attribute `name`.
