@@ -59,8 +59,11 @@
 //! # Ok::<(), plateau_master::MasterError>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 use std::time::Duration;
+
+use plateau_runtime::rng::LookupHasher;
 
 use crate::error::MasterError;
 use crate::ids::{FrameworkId, SlaveId};
@@ -222,7 +225,8 @@ pub struct Allocator {
     min_mem_milli: u64,
     /// Dense so a cycle can visit them in a shuffled order; `slave_index` maps ids to slots.
     slaves: Vec<SlaveEntry>,
-    slave_index: BTreeMap<SlaveId, usize>,
+    /// Only looked up, never walked, so hashed (fixed hasher).
+    slave_index: HashMap<SlaveId, usize, BuildHasherDefault<LookupHasher>>,
     frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     /// Roles with at least one registered framework.
     roles: BTreeMap<String, RoleEntry>,
@@ -334,7 +338,7 @@ impl Allocator {
             min_cpus_milli: to_milli(config.min_allocatable_cpus),
             min_mem_milli: to_milli(config.min_allocatable_mem_mb),
             slaves: Vec::new(),
-            slave_index: BTreeMap::new(),
+            slave_index: HashMap::default(),
             frameworks: BTreeMap::new(),
             roles: BTreeMap::new(),
             role_sorter: BTreeSet::new(),
