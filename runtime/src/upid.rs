@@ -80,7 +80,10 @@ impl Upid {
 
     /// The address of the node this process lives on.
     pub fn node(&self) -> NodeAddr {
-        NodeAddr::new(self.host.clone(), self.port)
+        NodeAddr {
+            host: Arc::clone(&self.host),
+            port: self.port,
+        }
     }
 
     /// True when this process lives on `node`.
