@@ -113,6 +113,8 @@ struct Deferred {
     inner: Arc<Mutex<SimContainerizer>>,
     pending: Arc<Mutex<Vec<TaskSpec>>>,
     on_launch: LaunchCallback,
+    /// How many times the slave polled.
+    polls: Arc<Mutex<u32>>,
 }
 
 impl Deferred {
@@ -163,6 +165,7 @@ impl Containerizer for DeferredContainerizer {
         self.0.inner.lock().unwrap().destroy_all()
     }
     fn poll(&mut self, now: Duration) -> Option<Duration> {
+        *self.0.polls.lock().unwrap() += 1;
         self.0.inner.lock().unwrap().poll(now)
     }
 }
@@ -234,6 +237,7 @@ impl World {
                 inner: Arc::new(Mutex::new(sim_containerizer)),
                 pending: Arc::default(),
                 on_launch: slot.launch_callback(),
+                polls: Arc::default(),
             };
             self.deferred = Some(deferred.clone());
             Box::new(DeferredContainerizer(deferred))
@@ -812,50 +816,21 @@ fn a_launch_cut_short_by_a_slave_restart_ends_in_a_terminal_update() {
     assert!(w.launches().pending_ids().is_empty());
 }
 
-/// A simulated containerizer that counts its polls.
-struct CountingPolls {
-    inner: SimContainerizer,
-    polls: Arc<Mutex<u32>>,
-}
-
-impl Containerizer for CountingPolls {
-    fn launch(&mut self, spec: TaskSpec) -> Result<LaunchInfo, ContainerizerError> {
-        self.inner.launch(spec)
-    }
-    fn kill(&mut self, task_id: &str, grace: Duration) -> Result<(), ContainerizerError> {
-        self.inner.kill(task_id, grace)
-    }
-    fn usage(&self, task_id: &str) -> Result<Usage, ContainerizerError> {
-        self.inner.usage(task_id)
-    }
-    fn recover(&mut self, known: Vec<RecoverInfo>) -> Vec<RecoveredTask> {
-        self.inner.recover(known)
-    }
-    fn forget(&mut self, task_id: &str) {
-        self.inner.forget(task_id)
-    }
-    fn destroy_all(&mut self) {
-        self.inner.destroy_all()
-    }
-    fn poll(&mut self, now: Duration) -> Option<Duration> {
-        *self.polls.lock().unwrap() += 1;
-        self.inner.poll(now)
-    }
-}
-
 #[test]
 fn the_containerizer_is_polled_when_its_answer_may_have_changed_and_only_then() {
     let machine = SimMachine::new();
     let ended: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = Arc::clone(&ended);
     let polls = Arc::new(Mutex::new(0));
-    let mut polled = Polled::new(Box::new(CountingPolls {
-        inner: SimContainerizer::new(
+    let mut polled = Polled::new(Box::new(DeferredContainerizer(Deferred {
+        inner: Arc::new(Mutex::new(SimContainerizer::new(
             machine.clone(),
             Arc::new(move |id, _| sink.lock().unwrap().push(id)),
-        ),
+        ))),
+        pending: Arc::default(),
+        on_launch: Arc::new(|_, _| {}),
         polls: Arc::clone(&polls),
-    }));
+    })));
     let count = || *polls.lock().unwrap();
 
     // Nothing known yet: polled; nothing runs, so nothing is due and it is not polled again.
