@@ -59,11 +59,10 @@
 //! # Ok::<(), plateau_master::MasterError>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::BuildHasherDefault;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use plateau_runtime::rng::LookupHasher;
+use plateau_runtime::rng::LookupMap;
 
 use crate::error::MasterError;
 use crate::ids::{FrameworkId, SlaveId};
@@ -226,7 +225,7 @@ pub struct Allocator {
     /// Dense so a cycle can visit them in a shuffled order; `slave_index` maps ids to slots.
     slaves: Vec<SlaveEntry>,
     /// Only looked up, never walked, so hashed (fixed hasher).
-    slave_index: HashMap<SlaveId, usize, BuildHasherDefault<LookupHasher>>,
+    slave_index: LookupMap<SlaveId, usize>,
     frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     /// Roles with at least one registered framework.
     roles: BTreeMap<String, RoleEntry>,
@@ -338,7 +337,7 @@ impl Allocator {
             min_cpus_milli: to_milli(config.min_allocatable_cpus),
             min_mem_milli: to_milli(config.min_allocatable_mem_mb),
             slaves: Vec::new(),
-            slave_index: HashMap::default(),
+            slave_index: LookupMap::default(),
             frameworks: BTreeMap::new(),
             roles: BTreeMap::new(),
             role_sorter: BTreeSet::new(),

@@ -41,11 +41,10 @@
 //!     Action::Send { message: Outgoing::SlaveRegistered(m), .. } if m.slave_id.as_str() == "run-S0")));
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use plateau_runtime::rng::LookupHasher;
+use plateau_runtime::rng::LookupMap;
 use plateau_runtime::Upid;
 
 use crate::allocator::{Allocator, AllocatorConfig};
@@ -2396,7 +2395,7 @@ impl MasterCore {
         }
         // Only looked up (each task finds its slave's walk), so hashed: a search of the
         // slaves' B-tree per task was most of this check.
-        let mut slaves: HashMap<&SlaveId, SlaveWalk<'_>, BuildHasherDefault<LookupHasher>> = self
+        let mut slaves: LookupMap<&SlaveId, SlaveWalk<'_>> = self
             .slaves
             .iter()
             .map(|(id, slave)| {

@@ -33,14 +33,12 @@
 //! ```
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Instant, RealClock};
 use crate::message::{AnyMessage, Message, Payload};
-use crate::rng::{LookupHasher, Rng};
+use crate::rng::{LookupMap, Rng};
 use crate::upid::Upid;
 
 /// A component of Plateau: a struct with typed handlers.
@@ -336,13 +334,13 @@ struct Entry<P> {
 /// The typed handlers of a process, keyed by message name.
 pub struct Handlers<P> {
     /// Keyed by name, looked up at each delivery, never walked.
-    entries: HashMap<&'static str, Entry<P>, BuildHasherDefault<LookupHasher>>,
+    entries: LookupMap<&'static str, Entry<P>>,
 }
 
 impl<P: 'static> Handlers<P> {
     fn new() -> Self {
         Handlers {
-            entries: HashMap::default(),
+            entries: LookupMap::default(),
         }
     }
 

@@ -51,6 +51,14 @@ pub fn stable_hash_words(mut h: u64, bytes: &[u8]) -> u64 {
     stable_hash_extend(h, words.remainder())
 }
 
+/// A map hashed by [`LookupHasher`]: only looked up, or walked only into an ordered collection
+/// (its own order depends on the hash, and a run must not).
+pub type LookupMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<LookupHasher>>;
+
+/// A set hashed by [`LookupHasher`], used as [`LookupMap`] is.
+pub type LookupSet<T> = std::collections::HashSet<T, std::hash::BuildHasherDefault<LookupHasher>>;
+
 /// A fast, fixed hasher for tables that are only looked up, never walked (a walk's order would
 /// depend on the hash, and a run must not): process names, message names, ids, node and link
 /// indices. Bytes go through [`stable_hash_words`], integers through one multiply each;

@@ -46,8 +46,8 @@
 //! assert_eq!(sim.inspect(&upid, |c: &Counter| c.ticks), Some(5));
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -62,7 +62,7 @@ use crate::message::{AnyMessage, Message, Payload};
 use crate::process::{
     Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
-use crate::rng::{stable_hash_words, LookupHasher, Rng, STABLE_HASH_START};
+use crate::rng::{stable_hash_words, LookupHasher, LookupMap, LookupSet, Rng, STABLE_HASH_START};
 use crate::sim_queue::RadixQueue;
 use crate::upid::{NodeAddr, Upid};
 use std::borrow::Cow;
@@ -201,7 +201,7 @@ struct SimProcess {
     hosted: Box<dyn ErasedProcess>,
     state: ProcessState,
     instance: u64,
-    timers: HashSet<TimerId, BuildHasherDefault<LookupHasher>>,
+    timers: LookupSet<TimerId>,
     links: BTreeSet<Upid>,
 }
 
@@ -257,7 +257,7 @@ pub struct Sim {
     blocked: BTreeSet<(NodeIx, NodeIx)>,
     /// Last scheduled arrival per directed link, to keep per-link FIFO order. Only looked
     /// up, never walked, so its order cannot leak into the run.
-    last_arrival: HashMap<(NodeIx, NodeIx), Instant, BuildHasherDefault<LookupHasher>>,
+    last_arrival: LookupMap<(NodeIx, NodeIx), Instant>,
     next_instance: u64,
     /// `exited`s owed because a node crashed, delivered at the link timeout — or at once when
     /// the node restarts earlier, so that the news of its previous life's death always arrives
@@ -289,7 +289,7 @@ impl Sim {
             node_order: BTreeMap::new(),
             net_rng,
             blocked: BTreeSet::new(),
-            last_arrival: HashMap::default(),
+            last_arrival: LookupMap::default(),
             next_instance: 1,
             pending_breaks: BTreeMap::new(),
             trace: STABLE_HASH_START,
@@ -452,7 +452,7 @@ impl Sim {
                 hosted,
                 state,
                 instance,
-                timers: HashSet::default(),
+                timers: LookupSet::default(),
                 links: BTreeSet::new(),
             },
         );

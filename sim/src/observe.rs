@@ -19,8 +19,7 @@
 //! The wrappers can also *inject* a bug ([`InjectedBug`]), only when a test asks for it: the
 //! real code carries none.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasherDefault;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -28,7 +27,7 @@ use std::time::Duration;
 use plateau_master::ids::{FrameworkId, TaskId};
 use plateau_master::messages::{Reason, TaskState, TaskStatus};
 use plateau_master::resources::Resources;
-use plateau_runtime::rng::LookupHasher;
+use plateau_runtime::rng::{LookupMap, LookupSet};
 use plateau_runtime::{Handlers, Upid};
 use plateau_sdk::{Driver, Offer, OfferId, Scheduler, SchedulerDriver, SlaveId};
 use plateau_slave::checkpoint::{
@@ -89,24 +88,20 @@ struct UpdateTrail {
 struct MachineBooks {
     capacity: Resources,
     /// Resources of each task, from the slave's checkpoint (written before the launch).
-    booked: Lookup<String, Resources>,
+    booked: LookupMap<String, Resources>,
     /// What runs on the machine.
     running: BTreeMap<String, Resources>,
     used: Resources,
 }
 
-/// The ledger's maps by task id: looked up at every event, and walked only into ordered
-/// collections, so a fixed, fast hash (ids hash as their text).
-type Lookup<K, V> = HashMap<K, V, BuildHasherDefault<LookupHasher>>;
-
 #[derive(Debug, Default)]
 struct LedgerState {
     machines: Vec<MachineBooks>,
     /// Task id -> machine index, for every task running somewhere.
-    running_on: Lookup<String, usize>,
+    running_on: LookupMap<String, usize>,
     /// Task ids that ran and ended.
-    ended: HashSet<String, BuildHasherDefault<LookupHasher>>,
-    trails: Lookup<TaskId, UpdateTrail>,
+    ended: LookupSet<String>,
+    trails: LookupMap<TaskId, UpdateTrail>,
     violations: Vec<(String, String)>,
     warnings: Vec<(String, String)>,
     tasks_launched: u64,
