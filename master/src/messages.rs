@@ -404,6 +404,28 @@ pub struct SlaveTask {
     pub state: TaskState,
 }
 
+// ---- finding the leading master ------------------------------------------------------------
+
+/// Asks a master which master of its group leads (slaves, schedulers and tools send it to
+/// any master of their `--master A,B,C` list). Answered with [`NewMasterDetectedMessage`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LeaderQueryMessage {}
+
+/// Who leads the masters, as far as the sender knows (Mesos' `NewMasterDetectedMessage`).
+///
+/// Sent (1) as the answer to a [`LeaderQueryMessage`]; (2) by a newly elected leader to every
+/// slave and framework its registry knows, so they follow it without waiting for a lost link;
+/// (3) by a master that does not lead, in answer to a protocol message it will not handle (a
+/// redirect). A receiver follows `leader` only if `term` is at least the term of the leader it
+/// follows: a deposed master's stale news never wins over a newer election.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMasterDetectedMessage {
+    /// The leading master process (`master@host:port`), if one is known.
+    pub leader: Option<Upid>,
+    /// The election term of that leader (0 for a master that runs alone).
+    pub term: u64,
+}
+
 // ---- slave <-> master ---------------------------------------------------------------------
 
 /// A new slave asks to join.
@@ -642,6 +664,8 @@ pub struct FrameworkErrorMessage {
 }
 
 wire! {
+    LeaderQueryMessage => "plateau.master.LeaderQueryMessage",
+    NewMasterDetectedMessage => "mesos.NewMasterDetectedMessage",
     RegisterSlaveMessage => "mesos.RegisterSlaveMessage",
     ReregisterSlaveMessage => "mesos.ReregisterSlaveMessage",
     SlaveRegisteredMessage => "mesos.SlaveRegisteredMessage",

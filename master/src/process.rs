@@ -192,6 +192,12 @@ impl MasterProcess {
         ctx.delay(self.config.allocation_interval, AllocationTimer);
     }
 
+    /// Any process may ask who leads; a master that runs alone always does (term 0).
+    fn on_leader_query(&mut self, ctx: &mut Context<'_>, from: &Upid, _: LeaderQueryMessage) {
+        let leader = self.is_running().then(|| ctx.self_upid().clone());
+        ctx.send(from, NewMasterDetectedMessage { leader, term: 0 });
+    }
+
     fn on_allocate_soon(&mut self, ctx: &mut Context<'_>, from: &Upid, _: AllocateSoonTimer) {
         if from != ctx.self_upid() || !self.is_running() {
             return;
@@ -289,6 +295,7 @@ impl Process for MasterProcess {
         h.on(Self::on_tick)
             .on(Self::on_allocation)
             .on(Self::on_allocate_soon)
+            .on(Self::on_leader_query)
             .on(Self::on_register_slave)
             .on(Self::on_reregister_slave)
             .on(Self::on_slave_heartbeat)
