@@ -808,6 +808,7 @@ impl MasterCore {
             id: id.clone(),
             info: msg.slave.clone(),
             unreachable: false,
+            pid: Some(from.clone()),
         }));
         self.slaves.insert(
             id.clone(),
@@ -1010,6 +1011,7 @@ impl MasterCore {
             id: id.clone(),
             info: msg.slave.clone(),
             unreachable: false,
+            pid: Some(from.clone()),
         }));
         let wall = self.wall_secs(now);
         let slave = self.slaves.entry(id.clone()).or_insert_with(|| Slave {
@@ -1563,6 +1565,7 @@ impl MasterCore {
         self.persist(RegistryOp::PutFramework(RegisteredFramework {
             id: id.clone(),
             info: info.clone(),
+            pid: Some(from.clone()),
         }));
         self.frameworks.insert(
             id.clone(),
@@ -1704,6 +1707,7 @@ impl MasterCore {
         self.persist(RegistryOp::PutFramework(RegisteredFramework {
             id: id.clone(),
             info: info.clone(),
+            pid: Some(from.clone()),
         }));
         let f = self.frameworks.get_mut(&id).expect("known or inserted");
         f.info = info;

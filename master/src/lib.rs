@@ -58,6 +58,7 @@ pub mod limits;
 pub mod messages;
 pub mod process;
 pub mod registry;
+pub mod replicated;
 pub mod resources;
 
 pub use error::MasterError;

@@ -6,19 +6,32 @@
 //! periodic allocation over every slave ([`MasterConfig::allocation_interval`]) and the
 //! batched allocation the core asks for ([`Action::AllocateAfter`]), over the slaves that
 //! changed ([`MasterCore::handle_batched_allocation`]). Actions are carried out in order
-//! through the [`Context`]; consecutive [`Action::Persist`] changes are committed to the
-//! [`Registry`] in one batch *before* any later action, so no reply leaves before its change
-//! is durable.
+//! through the [`Context`]; consecutive [`Action::Persist`] changes are committed in one batch
+//! *before* any later action, so no reply leaves before its change is durable.
 //!
-//! A registry that cannot be written is fatal, as in Mesos: the process logs the error,
-//! carries out nothing more and terminates (a supervisor restarts the master, which recovers
-//! from what was committed).
+//! Two ways to keep the registry:
+//!
+//! - **Alone** ([`MasterProcess::new`]): a [`Registry`] (redb on disk), written synchronously.
+//!   A registry that cannot be written is fatal, as in Mesos: the process logs the error,
+//!   carries out nothing more and terminates (a supervisor restarts the master, which
+//!   recovers from what was committed).
+//! - **In a group** ([`MasterProcess::replicated`]): a [`Replica`] of the masters' replicated
+//!   log. Only the leader runs a core, and only while it holds its lease
+//!   ([`Replica::is_leader_with_lease`], checked before every input it feeds the core). A
+//!   newly elected leader commits [`MasterCommand::Elected`], builds its core from the
+//!   replicated registry, and tells every slave and framework the registry knows
+//!   ([`NewMasterDetectedMessage`]). A batch of registry changes is *proposed*, and the
+//!   actions after it wait in a pipeline until it commits; a refused proposal or a lost lease
+//!   drops the core and everything waiting (nothing uncommitted was told to anyone). A master
+//!   that does not lead answers protocol messages with the leader it knows.
 //!
 //! It names no actix type: the same code runs on a [`plateau_runtime::Node`] and in
 //! [`plateau_runtime::sim::Sim`].
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
+use plateau_replica::{HostsReplica, ProposeError, Replica, Role, Ticket};
 use plateau_runtime::{Context, Handlers, Message, Process, Upid};
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
@@ -28,6 +41,7 @@ use crate::core::{Action, MasterCore, Outgoing};
 use crate::error::MasterError;
 use crate::messages::*;
 use crate::registry::{Registry, RegistryOp, RegistryState};
+use crate::replicated::{MasterCommand, MasterState};
 
 /// Timer: agent-loss scan and failover deadlines.
 #[derive(Debug, Serialize, Deserialize)]
@@ -49,16 +63,42 @@ impl Message for AllocateSoonTimer {
     const NAME: &'static str = "plateau.master.AllocateSoonTimer";
 }
 
+/// Where the registry lives.
+enum Store {
+    /// A master alone: written synchronously.
+    Local(Box<dyn Registry>),
+    /// A member of a group: proposed to the replicated log.
+    Group(Box<Group>),
+}
+
+/// A group member's leadership bookkeeping.
+struct Group {
+    replica: Replica<MasterState>,
+    /// The `Elected` proposal of the term this master leads, until it commits.
+    election: Option<(Ticket, u64)>,
+    /// The term whose core this master runs.
+    acting_term: Option<u64>,
+}
+
+/// Registry changes proposed, and the actions that must wait for them.
+struct Stage {
+    ticket: Ticket,
+    committed: bool,
+    actions: Vec<Action>,
+}
+
 /// The master process (named `master` on its node).
 pub struct MasterProcess {
     config: MasterConfig,
-    registry: Box<dyn Registry>,
-    /// What the registry held at start, until `initialize` builds the core from it.
+    store: Store,
+    /// What the registry held at start, until `initialize` builds the core from it (alone).
     recovered: Option<RegistryState>,
     core: Option<MasterCore>,
     started_at: Duration,
     failed: Option<MasterError>,
     prometheus: crate::http::PrometheusMetrics,
+    /// Proposed registry changes not yet committed, oldest first (group only).
+    pipeline: VecDeque<Stage>,
 }
 
 impl std::fmt::Debug for MasterProcess {
@@ -71,28 +111,48 @@ impl std::fmt::Debug for MasterProcess {
 }
 
 impl MasterProcess {
-    /// A master on `registry`, which is read now (so a broken registry fails here, before the
-    /// process is spawned).
+    /// A master alone on `registry`, which is read now (so a broken registry fails here,
+    /// before the process is spawned).
     pub fn new(config: MasterConfig, registry: Box<dyn Registry>) -> Result<Self, MasterError> {
         let recovered = registry.load()?;
         Ok(MasterProcess {
             config,
-            registry,
+            store: Store::Local(registry),
             recovered: Some(recovered),
             core: None,
             started_at: Duration::ZERO,
             failed: None,
             prometheus: crate::http::PrometheusMetrics::new(),
+            pipeline: VecDeque::new(),
         })
     }
 
-    /// The core (for HTTP handlers and tests). Panics before `initialize` ran, which the hosts
-    /// guarantee never happens for messages and calls.
+    /// A member of a group of masters on `replica` (opened on its disk; given the group's
+    /// members with [`Replica::bootstrap`] when the group is new). It leads only when elected.
+    pub fn replicated(config: MasterConfig, replica: Replica<MasterState>) -> Self {
+        MasterProcess {
+            config,
+            store: Store::Group(Box::new(Group {
+                replica,
+                election: None,
+                acting_term: None,
+            })),
+            recovered: None,
+            core: None,
+            started_at: Duration::ZERO,
+            failed: None,
+            prometheus: crate::http::PrometheusMetrics::new(),
+            pipeline: VecDeque::new(),
+        }
+    }
+
+    /// The core (for HTTP handlers and tests). Panics when the master does not run one.
     pub fn core(&self) -> &MasterCore {
         self.core.as_ref().expect("master initialized")
     }
 
-    /// The core, or `None` before `initialize` or after a registry failure stopped it.
+    /// The core, or `None` when this master does not act (before `initialize`, after a
+    /// registry failure, or while it does not lead its group).
     pub fn try_core(&self) -> Option<&MasterCore> {
         self.core.as_ref()
     }
@@ -112,6 +172,40 @@ impl MasterProcess {
         &mut self.prometheus
     }
 
+    /// The replica, for a member of a group.
+    pub fn replica(&self) -> Option<&Replica<MasterState>> {
+        match &self.store {
+            Store::Group(g) => Some(&g.replica),
+            Store::Local(_) => None,
+        }
+    }
+
+    /// True when this master acts as the leading master (always, for a master alone that
+    /// runs).
+    pub fn is_elected(&self) -> bool {
+        self.core.is_some()
+    }
+
+    /// The leading master as this one knows it: itself when it acts, else the leader its
+    /// replica follows (None while there is none, or while it is itself still taking office).
+    pub fn leading_master(&self, me: &Upid) -> Option<Upid> {
+        if self.core.is_some() {
+            return Some(me.clone());
+        }
+        match &self.store {
+            Store::Group(g) => g.replica.status().leader.clone().filter(|l| l != me),
+            Store::Local(_) => None,
+        }
+    }
+
+    /// The election term of the leader this master knows (0 alone).
+    pub fn term(&self) -> u64 {
+        match &self.store {
+            Store::Group(g) => g.replica.status().term,
+            Store::Local(_) => 0,
+        }
+    }
+
     /// Carries out the core's actions in order; persists before anything that follows.
     fn carry_out(&mut self, ctx: &mut Context<'_>) {
         let Some(core) = self.core.as_mut() else {
@@ -127,14 +221,9 @@ impl MasterProcess {
             if !self.commit(ctx, &mut batch) {
                 return;
             }
-            match action {
-                Action::Persist(_) => unreachable!("handled above"),
-                Action::Send { to, message } => send_outgoing(ctx, &to, message),
-                Action::Link(upid) => ctx.link(&upid),
-                Action::Unlink(upid) => ctx.unlink(&upid),
-                Action::AllocateAfter(after) => {
-                    ctx.delay(after, AllocateSoonTimer);
-                }
+            match self.pipeline.back_mut() {
+                Some(stage) => stage.actions.push(action),
+                None => perform(ctx, action),
             }
         }
         if self.commit(ctx, &mut batch) {
@@ -144,22 +233,35 @@ impl MasterProcess {
         }
     }
 
-    /// Commits `batch`; false (and the process terminating) if the registry failed.
+    /// Commits `batch` (alone) or proposes it, the actions after it waiting in the pipeline
+    /// (group); false (and the core dropped) if that failed.
     fn commit(&mut self, ctx: &mut Context<'_>, batch: &mut Vec<RegistryOp>) -> bool {
         if batch.is_empty() {
             return true;
         }
-        match self.registry.apply(batch) {
-            Ok(()) => {
-                batch.clear();
+        match &mut self.store {
+            Store::Local(registry) => match registry.apply(batch) {
+                Ok(()) => {
+                    batch.clear();
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "registry write failed; the master stops");
+                    self.failed = Some(e);
+                    self.core = None;
+                    ctx.terminate();
+                    false
+                }
+            },
+            Store::Group(group) => {
+                let command = MasterCommand::Registry(std::mem::take(batch)).encode();
+                let ticket = group.replica.propose(ctx, command);
+                self.pipeline.push_back(Stage {
+                    ticket,
+                    committed: false,
+                    actions: Vec::new(),
+                });
                 true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "registry write failed; the master stops");
-                self.failed = Some(e);
-                self.core = None;
-                ctx.terminate();
-                false
             }
         }
     }
@@ -168,46 +270,261 @@ impl MasterProcess {
         ctx.now().since_origin()
     }
 
-    fn is_running(&self) -> bool {
-        self.core.is_some()
+    /// True when the core may act now. A group member whose lease lapsed (no majority heard
+    /// within the election timeout: partitioned, or paused and woken) steps down here, before
+    /// acting on anything.
+    fn is_acting(&mut self, ctx: &mut Context<'_>) -> bool {
+        if self.core.is_none() {
+            return false;
+        }
+        if let Store::Group(group) = &self.store {
+            let status = group.replica.status();
+            let holds = group.replica.is_leader_with_lease(Self::now(ctx))
+                && Some(status.term) == group.acting_term;
+            if !holds {
+                self.step_down("the lease lapsed or another term began");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Stops acting as leader: the core and everything waiting for a commit are dropped.
+    fn step_down(&mut self, why: &str) {
+        if let Store::Group(group) = &mut self.store {
+            if self.core.is_some() {
+                tracing::warn!(term = ?group.acting_term, why, "master no longer leads");
+            }
+            group.acting_term = None;
+            group.election = None;
+        }
+        self.core = None;
+        self.pipeline.clear();
+    }
+
+    /// After the replica handled something: take outcomes, follow leadership.
+    fn settle(&mut self, ctx: &mut Context<'_>) {
+        loop {
+            let Store::Group(group) = &mut self.store else {
+                return;
+            };
+            let done = group.replica.drain_completions();
+            if done.is_empty() {
+                break;
+            }
+            for (ticket, outcome) in done {
+                self.handle_outcome(ctx, ticket, outcome);
+            }
+        }
+        self.follow_leadership(ctx);
+    }
+
+    fn handle_outcome(
+        &mut self,
+        ctx: &mut Context<'_>,
+        ticket: Ticket,
+        outcome: Result<plateau_replica::Committed, ProposeError>,
+    ) {
+        let Store::Group(group) = &mut self.store else {
+            return;
+        };
+        if let Some((election, term)) = group.election {
+            if election == ticket {
+                group.election = None;
+                match outcome {
+                    Ok(_) => self.take_office(ctx, term),
+                    Err(e) => tracing::info!(error = %e, "election not committed"),
+                }
+                return;
+            }
+        }
+        let Some(stage) = self.pipeline.iter_mut().find(|s| s.ticket == ticket) else {
+            return; // a stage dropped by a step-down
+        };
+        match outcome {
+            Ok(_) => stage.committed = true,
+            Err(e) => {
+                self.step_down(&format!("a registry change did not commit: {e}"));
+                return;
+            }
+        }
+        while self.pipeline.front().is_some_and(|s| s.committed) {
+            let stage = self.pipeline.pop_front().expect("front");
+            for action in stage.actions {
+                perform(ctx, action);
+            }
+        }
+    }
+
+    /// Starts an election commit when this replica leads with a lease and runs no core; steps
+    /// down when it no longer leads.
+    fn follow_leadership(&mut self, ctx: &mut Context<'_>) {
+        let now = Self::now(ctx);
+        let Store::Group(group) = &mut self.store else {
+            return;
+        };
+        let status = group.replica.status();
+        let leads = group.replica.is_leader_with_lease(now);
+        if self.core.is_some() {
+            if !leads || Some(status.term) != group.acting_term {
+                self.step_down("the lease lapsed or another term began");
+            }
+            return;
+        }
+        if status.role != Role::Leader {
+            group.election = None;
+            return;
+        }
+        if leads && group.election.is_none_or(|(_, term)| term != status.term) {
+            let term = status.term;
+            let command = MasterCommand::Elected {
+                leader: ctx.self_upid().clone(),
+                term,
+            }
+            .encode();
+            let ticket = group.replica.propose(ctx, command);
+            group.election = Some((ticket, term));
+            tracing::info!(term, "elected: committing the election before acting");
+        }
+    }
+
+    /// The election committed: every earlier change is applied; build the core from the
+    /// replicated registry and tell every known slave and framework.
+    fn take_office(&mut self, ctx: &mut Context<'_>, term: u64) {
+        let now = Self::now(ctx);
+        let Store::Group(group) = &mut self.store else {
+            return;
+        };
+        if !group.replica.is_leader_with_lease(now) || group.replica.status().term != term {
+            return;
+        }
+        group.acting_term = Some(term);
+        let registry = group.replica.with_state(|s| s.registry.clone());
+        let pids: Vec<Upid> = registry
+            .slaves
+            .values()
+            .filter_map(|s| s.pid.clone())
+            .chain(registry.frameworks.values().filter_map(|f| f.pid.clone()))
+            .collect();
+        tracing::info!(
+            term,
+            slaves = registry.slaves.len(),
+            frameworks = registry.frameworks.len(),
+            "leading the masters"
+        );
+        self.start_core(ctx, registry);
+        let me = ctx.self_upid().clone();
+        for pid in pids {
+            ctx.send(
+                &pid,
+                NewMasterDetectedMessage {
+                    leader: Some(me.clone()),
+                    term,
+                },
+            );
+        }
+    }
+
+    fn start_core(&mut self, ctx: &mut Context<'_>, registry: RegistryState) {
+        let now = Self::now(ctx);
+        let wall = ctx
+            .wall_clock()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let run_id = run_id(ctx);
+        tracing::info!(%run_id, slaves = registry.slaves.len(), frameworks = registry.frameworks.len(), "master starting");
+        self.core = Some(MasterCore::new(
+            self.config.clone(),
+            registry,
+            run_id,
+            ctx.self_upid().clone(),
+            wall - now.as_secs_f64(),
+        ));
+        self.carry_out(ctx);
+    }
+
+    /// A protocol message reached a master that does not act: say who leads (a redirect),
+    /// unless this master is itself taking office.
+    fn redirect(&mut self, ctx: &mut Context<'_>, from: &Upid) {
+        if let Store::Group(group) = &self.store {
+            let status = group.replica.status();
+            if status.role == Role::Leader {
+                return;
+            }
+            ctx.send(
+                from,
+                NewMasterDetectedMessage {
+                    leader: status.leader.clone(),
+                    term: status.term,
+                },
+            );
+        }
+    }
+
+    /// True while the timers must keep firing: a master alone that has not failed, or any
+    /// member of a group (it may lead later).
+    fn keeps_timers(&self) -> bool {
+        match self.store {
+            Store::Local(_) => self.core.is_some(),
+            Store::Group(_) => true,
+        }
     }
 
     fn on_tick(&mut self, ctx: &mut Context<'_>, from: &Upid, _: TickTimer) {
-        if from != ctx.self_upid() || !self.is_running() {
+        if from != ctx.self_upid() || !self.keeps_timers() {
+            return;
+        }
+        ctx.delay(self.config.tick_interval(), TickTimer);
+        // A group member also checks its leadership here: a lease can lapse with no message.
+        self.follow_leadership(ctx);
+        if !self.is_acting(ctx) {
             return;
         }
         let now = Self::now(ctx);
-        self.core.as_mut().expect("running").handle_tick(now);
+        self.core.as_mut().expect("acting").handle_tick(now);
         self.carry_out(ctx);
-        ctx.delay(self.config.tick_interval(), TickTimer);
+        self.settle(ctx);
     }
 
     fn on_allocation(&mut self, ctx: &mut Context<'_>, from: &Upid, _: AllocationTimer) {
-        if from != ctx.self_upid() || !self.is_running() {
+        if from != ctx.self_upid() || !self.keeps_timers() {
+            return;
+        }
+        ctx.delay(self.config.allocation_interval, AllocationTimer);
+        if !self.is_acting(ctx) {
             return;
         }
         let now = Self::now(ctx);
-        self.core.as_mut().expect("running").handle_allocation(now);
+        self.core.as_mut().expect("acting").handle_allocation(now);
         self.carry_out(ctx);
-        ctx.delay(self.config.allocation_interval, AllocationTimer);
+        self.settle(ctx);
     }
 
-    /// Any process may ask who leads; a master that runs alone always does (term 0).
+    /// Any process may ask who leads: a master alone always does (term 0); a group member
+    /// names itself only while it acts.
     fn on_leader_query(&mut self, ctx: &mut Context<'_>, from: &Upid, _: LeaderQueryMessage) {
-        let leader = self.is_running().then(|| ctx.self_upid().clone());
-        ctx.send(from, NewMasterDetectedMessage { leader, term: 0 });
+        let me = ctx.self_upid().clone();
+        let leader = if self.is_acting(ctx) {
+            Some(me)
+        } else {
+            self.leading_master(&me)
+        };
+        let term = self.term();
+        ctx.send(from, NewMasterDetectedMessage { leader, term });
     }
 
     fn on_allocate_soon(&mut self, ctx: &mut Context<'_>, from: &Upid, _: AllocateSoonTimer) {
-        if from != ctx.self_upid() || !self.is_running() {
+        if from != ctx.self_upid() || !self.is_acting(ctx) {
             return;
         }
         let now = Self::now(ctx);
         self.core
             .as_mut()
-            .expect("running")
+            .expect("acting")
             .handle_batched_allocation(now);
         self.carry_out(ctx);
+        self.settle(ctx);
     }
 }
 
@@ -217,10 +534,15 @@ macro_rules! feed {
         impl MasterProcess {
             $(
                 fn $fn_name(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: $msg) {
+                    if !self.is_acting(ctx) {
+                        self.redirect(ctx, from);
+                        return;
+                    }
                     let now = Self::now(ctx);
-                    let Some(core) = self.core.as_mut() else { return };
+                    let core = self.core.as_mut().expect("acting");
                     core.$handle(now, from, msg);
                     self.carry_out(ctx);
+                    self.settle(ctx);
                 }
             )*
         }
@@ -243,6 +565,18 @@ feed! {
     on_reconcile_tasks: ReconcileTasksMessage => handle_reconcile_tasks,
     on_revive_offers: ReviveOffersMessage => handle_revive_offers,
     on_suppress_offers: SuppressOffersMessage => handle_suppress_offers,
+}
+
+fn perform(ctx: &mut Context<'_>, action: Action) {
+    match action {
+        Action::Persist(_) => unreachable!("persisted by carry_out"),
+        Action::Send { to, message } => send_outgoing(ctx, &to, message),
+        Action::Link(upid) => ctx.link(&upid),
+        Action::Unlink(upid) => ctx.unlink(&upid),
+        Action::AllocateAfter(after) => {
+            ctx.delay(after, AllocateSoonTimer);
+        }
+    }
 }
 
 fn send_outgoing(ctx: &mut Context<'_>, to: &Upid, message: Outgoing) {
@@ -292,6 +626,7 @@ fn run_id(ctx: &mut Context<'_>) -> String {
 
 impl Process for MasterProcess {
     fn install(h: &mut Handlers<Self>) {
+        plateau_replica::install(h);
         h.on(Self::on_tick)
             .on(Self::on_allocation)
             .on(Self::on_allocate_soon)
@@ -314,36 +649,47 @@ impl Process for MasterProcess {
     }
 
     fn initialize(&mut self, ctx: &mut Context<'_>) {
-        let now = Self::now(ctx);
-        let wall = ctx
-            .wall_clock()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let run_id = run_id(ctx);
-        let registry = self.recovered.take().unwrap_or_default();
-        tracing::info!(%run_id, slaves = registry.slaves.len(), frameworks = registry.frameworks.len(), "master starting");
-        self.started_at = now;
-        self.core = Some(MasterCore::new(
-            self.config.clone(),
-            registry,
-            run_id,
-            ctx.self_upid().clone(),
-            wall - now.as_secs_f64(),
-        ));
-        self.carry_out(ctx);
-        if self.is_running() {
-            ctx.delay(self.config.tick_interval(), TickTimer);
-            ctx.delay(self.config.allocation_interval, AllocationTimer);
+        self.started_at = Self::now(ctx);
+        match &mut self.store {
+            Store::Local(_) => {
+                let registry = self.recovered.take().unwrap_or_default();
+                self.start_core(ctx, registry);
+                if self.core.is_none() {
+                    return;
+                }
+            }
+            Store::Group(group) => {
+                tracing::info!(members = ?group.replica.status().voters, "master joining its group");
+                group.replica.start(ctx);
+            }
         }
+        ctx.delay(self.config.tick_interval(), TickTimer);
+        ctx.delay(self.config.allocation_interval, AllocationTimer);
+        self.settle(ctx);
     }
 
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {
-        let now = Self::now(ctx);
-        let Some(core) = self.core.as_mut() else {
+        if !self.is_acting(ctx) {
             return;
-        };
-        core.handle_exited(now, upid);
+        }
+        let now = Self::now(ctx);
+        self.core.as_mut().expect("acting").handle_exited(now, upid);
         self.carry_out(ctx);
+        self.settle(ctx);
+    }
+}
+
+impl HostsReplica for MasterProcess {
+    type State = MasterState;
+
+    fn replica(&mut self) -> Option<&mut Replica<MasterState>> {
+        match &mut self.store {
+            Store::Group(g) => Some(&mut g.replica),
+            Store::Local(_) => None,
+        }
+    }
+
+    fn replica_changed(&mut self, ctx: &mut Context<'_>) {
+        self.settle(ctx);
     }
 }

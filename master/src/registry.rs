@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::MasterError;
 use crate::ids::{FrameworkId, SlaveId};
 use crate::messages::{FrameworkInfo, SlaveInfo};
+use plateau_runtime::Upid;
 
 /// A slave the master admitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +46,8 @@ pub struct RegisteredSlave {
     pub info: SlaveInfo,
     /// True while it is out of touch (it may re-register).
     pub unreachable: bool,
+    /// Its process when it last (re-)registered: a newly elected master tells it so.
+    pub pid: Option<Upid>,
 }
 
 /// A framework the master registered.
@@ -54,10 +57,27 @@ pub struct RegisteredFramework {
     pub id: FrameworkId,
     /// Its info as last (re-)registered; `info.failover_timeout_secs` is its failover timeout.
     pub info: FrameworkInfo,
+    /// Its scheduler when it last (re-)registered: a newly elected master tells it so.
+    pub pid: Option<Upid>,
+}
+
+/// The stored layout of format 1, before slaves and frameworks kept their pid.
+#[derive(Serialize, Deserialize)]
+struct RegisteredSlaveV1 {
+    id: SlaveId,
+    info: SlaveInfo,
+    unreachable: bool,
+}
+
+/// The stored layout of format 1, before slaves and frameworks kept their pid.
+#[derive(Serialize, Deserialize)]
+struct RegisteredFrameworkV1 {
+    id: FrameworkId,
+    info: FrameworkInfo,
 }
 
 /// Everything in the registry.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegistryState {
     /// The run id of the master that wrote last, if any.
     pub master_run_id: Option<String>,
@@ -106,7 +126,7 @@ impl RegistryState {
 }
 
 /// One change to the registry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RegistryOp {
     /// Record the current master's run id.
     SetMasterRunId(String),
@@ -181,7 +201,8 @@ const META_RUN_ID: &str = "master_run_id";
 const META_NEXT_SLAVE: &str = "next_slave_number";
 const META_NEXT_FRAMEWORK: &str = "next_framework_number";
 /// Version of the stored layout; bump it with a migration when a stored type changes.
-const FORMAT_VERSION: u64 = 1;
+/// 2: slaves and frameworks keep their pid (format 1 is migrated at open).
+const FORMAT_VERSION: u64 = 2;
 
 /// The registry in a redb file. Values are postcard-encoded [`RegisteredSlave`] and
 /// [`RegisteredFramework`] records keyed by id.
@@ -248,6 +269,12 @@ impl RedbRegistry {
                         .map_err(|e| err(&e))?;
                 }
                 Some(Some(FORMAT_VERSION)) => {}
+                Some(Some(1)) => {
+                    Self::migrate_from_1(&txn).map_err(|e| err(&e))?;
+                    meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())
+                        .map_err(|e| err(&e))?;
+                    tracing::info!(path = %self.path.display(), "registry migrated from format 1 to {FORMAT_VERSION}");
+                }
                 Some(other) => {
                     return Err(storage_error(
                         &self.path,
@@ -258,6 +285,56 @@ impl RedbRegistry {
             }
         }
         txn.commit().map_err(|e| err(&e))
+    }
+}
+
+impl RedbRegistry {
+    /// Format 1 → 2: every slave and framework record gains an unknown pid.
+    fn migrate_from_1(txn: &redb::WriteTransaction) -> Result<(), String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let mut slaves = txn.open_table(SLAVES).map_err(|x| e(&x))?;
+        let mut rows = Vec::new();
+        for row in slaves.iter().map_err(|x| e(&x))? {
+            let (key, value) = row.map_err(|x| e(&x))?;
+            let old: RegisteredSlaveV1 = postcard::from_bytes(value.value()).map_err(|x| e(&x))?;
+            let new = RegisteredSlave {
+                id: old.id,
+                info: old.info,
+                unreachable: old.unreachable,
+                pid: None,
+            };
+            rows.push((
+                key.value().to_string(),
+                postcard::to_allocvec(&new).map_err(|x| e(&x))?,
+            ));
+        }
+        for (key, bytes) in rows {
+            slaves
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(|x| e(&x))?;
+        }
+        let mut frameworks = txn.open_table(FRAMEWORKS).map_err(|x| e(&x))?;
+        let mut rows = Vec::new();
+        for row in frameworks.iter().map_err(|x| e(&x))? {
+            let (key, value) = row.map_err(|x| e(&x))?;
+            let old: RegisteredFrameworkV1 =
+                postcard::from_bytes(value.value()).map_err(|x| e(&x))?;
+            let new = RegisteredFramework {
+                id: old.id,
+                info: old.info,
+                pid: None,
+            };
+            rows.push((
+                key.value().to_string(),
+                postcard::to_allocvec(&new).map_err(|x| e(&x))?,
+            ));
+        }
+        for (key, bytes) in rows {
+            frameworks
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(|x| e(&x))?;
+        }
+        Ok(())
     }
 }
 
@@ -416,11 +493,13 @@ mod tests {
                 id: SlaveId::new("run-1-S0"),
                 info: info.clone(),
                 unreachable: false,
+                pid: Some("slave(1)@h1:5051".parse().unwrap()),
             }),
             RegistryOp::AdmitSlave(RegisteredSlave {
                 id: SlaveId::new("run-1-S1"),
                 info,
                 unreachable: false,
+                pid: None,
             }),
             RegistryOp::MarkSlaveUnreachable(SlaveId::new("run-1-S1")),
             RegistryOp::PutFramework(RegisteredFramework {
@@ -429,10 +508,12 @@ mod tests {
                     failover_timeout_secs: 60.0,
                     ..FrameworkInfo::new("marathon")
                 },
+                pid: Some("marathon@h2:8080".parse().unwrap()),
             }),
             RegistryOp::PutFramework(RegisteredFramework {
                 id: FrameworkId::new("run-1-0001"),
                 info: FrameworkInfo::new("gone"),
+                pid: None,
             }),
             RegistryOp::RemoveFramework(FrameworkId::new("run-1-0001")),
             RegistryOp::SetWeight {
@@ -478,6 +559,65 @@ mod tests {
         assert!(RedbRegistry::path_in(&dir.0).exists());
         let registry = RedbRegistry::open_in(&dir.0).unwrap();
         assert_eq!(registry.load().unwrap(), expected());
+    }
+
+    #[test]
+    fn a_format_1_registry_is_migrated_with_unknown_pids() {
+        let dir = TempDir::new("registry-migrate");
+        let path = RedbRegistry::path_in(&dir.0);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let state = expected();
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut slaves = txn.open_table(SLAVES).unwrap();
+                for s in state.slaves.values() {
+                    let v1 = RegisteredSlaveV1 {
+                        id: s.id.clone(),
+                        info: s.info.clone(),
+                        unreachable: s.unreachable,
+                    };
+                    slaves
+                        .insert(
+                            s.id.as_str(),
+                            postcard::to_allocvec(&v1).unwrap().as_slice(),
+                        )
+                        .unwrap();
+                }
+                let mut frameworks = txn.open_table(FRAMEWORKS).unwrap();
+                for f in state.frameworks.values() {
+                    let v1 = RegisteredFrameworkV1 {
+                        id: f.id.clone(),
+                        info: f.info.clone(),
+                    };
+                    frameworks
+                        .insert(
+                            f.id.as_str(),
+                            postcard::to_allocvec(&v1).unwrap().as_slice(),
+                        )
+                        .unwrap();
+                }
+                txn.open_table(WEIGHTS).unwrap();
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(META_FORMAT, 1u64.to_le_bytes().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let registry = RedbRegistry::open_in(&dir.0).unwrap();
+        let loaded = registry.load().unwrap();
+        assert_eq!(loaded.slaves.len(), state.slaves.len());
+        assert!(loaded.slaves.values().all(|s| s.pid.is_none()));
+        assert_eq!(loaded.frameworks.len(), state.frameworks.len());
+        assert!(loaded.frameworks.values().all(|f| f.pid.is_none()));
+        assert_eq!(
+            loaded.slaves.keys().collect::<Vec<_>>(),
+            state.slaves.keys().collect::<Vec<_>>()
+        );
+        drop(registry);
+        // Migrated once: it opens as the current format from now on.
+        RedbRegistry::open_in(&dir.0).unwrap();
     }
 
     /// A write acknowledged by `apply` is on disk: a child process commits and then is killed

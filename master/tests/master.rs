@@ -2,6 +2,7 @@
 
 mod master {
     mod bench_allocator;
+    mod group;
     mod http_master;
     mod sim_master;
 }

@@ -47,7 +47,7 @@
 //! struct Member { replica: Replica<Counter>, peers: Vec<Upid> }
 //! impl HostsReplica for Member {
 //!     type State = Counter;
-//!     fn replica(&mut self) -> &mut Replica<Counter> { &mut self.replica }
+//!     fn replica(&mut self) -> Option<&mut Replica<Counter>> { Some(&mut self.replica) }
 //!     fn replica_changed(&mut self, ctx: &mut Context<'_>) {
 //!         if self.replica.is_leader_with_lease(ctx.now().since_origin())
 //!             && self.replica.status().last_applied.is_some()
@@ -680,8 +680,8 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, ReplicaNode>>) -> Propose
 pub trait HostsReplica: Sized + 'static {
     /// The application state.
     type State: ReplicatedState;
-    /// The replica.
-    fn replica(&mut self) -> &mut Replica<Self::State>;
+    /// The replica (None when this process runs without one: its messages are ignored).
+    fn replica(&mut self) -> Option<&mut Replica<Self::State>>;
     /// Called after every message the replica handled: look at the status, drain outcomes.
     fn replica_changed(&mut self, ctx: &mut Context<'_>);
 }
@@ -692,8 +692,10 @@ fn on_request<P: HostsReplica>(
     from: &Upid,
     m: ReplicaRequestMessage,
 ) {
-    p.replica().handle_request(ctx, from, m);
-    p.replica_changed(ctx);
+    if let Some(replica) = p.replica() {
+        replica.handle_request(ctx, from, m);
+        p.replica_changed(ctx);
+    }
 }
 
 fn on_response<P: HostsReplica>(
@@ -702,16 +704,20 @@ fn on_response<P: HostsReplica>(
     from: &Upid,
     m: ReplicaResponseMessage,
 ) {
-    p.replica().handle_response(ctx, from, m);
-    p.replica_changed(ctx);
+    if let Some(replica) = p.replica() {
+        replica.handle_response(ctx, from, m);
+        p.replica_changed(ctx);
+    }
 }
 
 fn on_wake<P: HostsReplica>(p: &mut P, ctx: &mut Context<'_>, from: &Upid, _: ReplicaWakeTimer) {
     if from != ctx.self_upid() {
         return;
     }
-    p.replica().handle_wake(ctx);
-    p.replica_changed(ctx);
+    if let Some(replica) = p.replica() {
+        replica.handle_wake(ctx);
+        p.replica_changed(ctx);
+    }
 }
 
 /// Installs the handlers of the replica's messages in a process that hosts one.

@@ -19,15 +19,15 @@ pub const RPC_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 1024 * 1024;
 
 /// Default leader heartbeat interval.
-pub const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_millis(150);
+pub const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
 
 /// Default least election timeout: a follower that heard nothing from a leader this long may
 /// stand for election, and a leader that heard no majority this long stops acting.
-pub const ELECTION_TIMEOUT_MIN_DEFAULT: Duration = Duration::from_millis(750);
+pub const ELECTION_TIMEOUT_MIN_DEFAULT: Duration = Duration::from_millis(500);
 
 /// Default greatest election timeout: followers refuse to vote for this long after they last
 /// heard from a leader (openraft's leader lease).
-pub const ELECTION_TIMEOUT_MAX_DEFAULT: Duration = Duration::from_millis(1500);
+pub const ELECTION_TIMEOUT_MAX_DEFAULT: Duration = Duration::from_millis(800);
 
 /// Default number of entries applied since the last snapshot that triggers a new one.
 pub const SNAPSHOT_AFTER_ENTRIES_DEFAULT: u64 = 5_000;

@@ -73,8 +73,8 @@ impl Member {
 
 impl HostsReplica for Member {
     type State = Journal;
-    fn replica(&mut self) -> &mut Replica<Journal> {
-        &mut self.replica
+    fn replica(&mut self) -> Option<&mut Replica<Journal>> {
+        Some(&mut self.replica)
     }
     fn replica_changed(&mut self, _ctx: &mut Context<'_>) {
         for (ticket, outcome) in self.replica.drain_completions() {
