@@ -90,6 +90,13 @@ struct MasterArgs {
     /// this long is marked unreachable (Mesos' `--agent_reregister_timeout`).
     #[arg(long, alias = "agent_reregister_timeout", default_value = "10m", value_parser = parse_duration)]
     agent_reregister_timeout: Duration,
+    /// The masters of a group (3 or 5), HOST:PORT,... this one included: the registry is a
+    /// replicated log and one master leads. Without it the master runs alone.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Join the running group of `--peers` (a new or replacement master) instead of forming one.
+    #[arg(long, requires = "peers")]
+    join: bool,
 }
 
 #[derive(clap::Args)]
@@ -367,7 +374,20 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     };
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.listen, &host, &args.tls_dir, "master")?;
-        let master = plateau_master::start(&node, config, &args.work_dir).await?;
+        let master = if args.peers.is_empty() {
+            plateau_master::start(&node, config, &args.work_dir).await?
+        } else {
+            let peers = args
+                .peers
+                .iter()
+                .map(|p| master_upid(p.trim()))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let group = plateau_master::GroupMembership {
+                peers,
+                join: args.join,
+            };
+            plateau_master::start_group(&node, config, &args.work_dir, group).await?
+        };
         let handle = serve::http_server(args.listen, move |c| {
             plateau_master::http::configure(c, master.clone())
         })?;

@@ -7,6 +7,15 @@
 //! | `/metrics` | the same values in Prometheus text format |
 //! | `/health`, `/master/health` | 200, empty |
 //! | `/version` | `{"version": "1.11.0", "build_date": ..., ...}` |
+//! | `/master/redirect`, `/redirect` | 307 to the leading master |
+//! | `GET /master/members` | a group's voters, learners, leader and term |
+//! | `DELETE /master/members/{host:port}` | the leader removes that master from the voters (202) |
+//!
+//! In a group of masters only the leader answers `/master/state`; the others answer it (and
+//! `/state`) with a 307 redirect to the same path on the leader, as Mesos does, or 503 while no
+//! leader is known. `/metrics/snapshot` answers everywhere: a master that does not lead reports
+//! `master/elected` 0 and little else. A leader's HTTP is on its actor port, so its address is
+//! `host:port` of its `Upid`.
 //!
 //! Handlers reach the master through [`ProcessRef::call`]: the JSON is built inside the
 //! process, between two of its messages, so it is a consistent snapshot. Mount the routes with
@@ -41,6 +50,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, master: ProcessRef<MasterProcess>
         .route("/master/state.json", web::get().to(state))
         .route("/metrics/snapshot", web::get().to(snapshot))
         .route("/metrics", web::get().to(prometheus))
+        .route("/master/redirect", web::get().to(redirect))
+        .route("/master/members", web::get().to(members))
+        .route("/master/members/{member}", web::delete().to(remove_member))
+        .route("/redirect", web::get().to(redirect))
         .route("/master/health", web::get().to(health))
         .route("/health", web::get().to(health))
         .route("/version", web::get().to(version));
@@ -52,17 +65,130 @@ fn unavailable(message: String) -> HttpResponse {
     HttpResponse::ServiceUnavailable().json(json!({ "message": message }))
 }
 
-async fn state(master: Master) -> HttpResponse {
+/// What a master that does not lead answers: a redirect to the same path on the leader, or
+/// 503 while none is known.
+enum NotLeading {
+    Redirect(String),
+    NoLeader,
+}
+
+impl NotLeading {
+    fn of(p: &MasterProcess, me: &plateau_runtime::Upid) -> Self {
+        match p.leading_master(me) {
+            Some(leader) => NotLeading::Redirect(format!("{}:{}", leader.host, leader.port)),
+            None => NotLeading::NoLeader,
+        }
+    }
+
+    fn answer(self, path: &str) -> HttpResponse {
+        match self {
+            NotLeading::Redirect(leader) => HttpResponse::TemporaryRedirect()
+                .insert_header(("Location", format!("http://{leader}{path}")))
+                .finish(),
+            NotLeading::NoLeader => unavailable("no leading master is known yet".into()),
+        }
+    }
+}
+
+async fn state(master: Master, request: actix_web::HttpRequest) -> HttpResponse {
     let answer = master
         .call(|p, ctx| {
             let now = ctx.now().since_origin();
-            p.try_core()
-                .map(|core| state_json(core, p.started_at(), now))
+            match p.try_core() {
+                Some(core) => Ok(state_json(core, p.started_at(), now)),
+                None if p.replica().is_some() => Err(Some(NotLeading::of(p, ctx.self_upid()))),
+                None => Err(None),
+            }
+        })
+        .await;
+    match answer {
+        Ok(Ok(body)) => HttpResponse::Ok().json(body),
+        Ok(Err(Some(not_leading))) => not_leading.answer(request.path()),
+        Ok(Err(None)) => unavailable("the master stopped after a registry failure".into()),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+/// `/master/redirect`: 307 to the leading master's root (itself when it leads).
+async fn redirect(master: Master) -> HttpResponse {
+    let answer = master
+        .call(|p, ctx| match p.leading_master(ctx.self_upid()) {
+            Some(leader) => NotLeading::Redirect(format!("{}:{}", leader.host, leader.port)),
+            None => NotLeading::NoLeader,
+        })
+        .await;
+    match answer {
+        Ok(not_leading) => not_leading.answer(""),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+/// `GET /master/members`.
+async fn members(master: Master) -> HttpResponse {
+    let answer = master
+        .call(|p, ctx| {
+            let replica = p.replica()?;
+            let status = replica.status();
+            let names = |v: &[plateau_runtime::Upid]| -> Vec<String> {
+                v.iter().map(|u| format!("{}:{}", u.host, u.port)).collect()
+            };
+            Some(json!({
+                "self": format!("{}:{}", ctx.self_upid().host, ctx.self_upid().port),
+                "leader": p.leading_master(ctx.self_upid()).map(|l| format!("{}:{}", l.host, l.port)),
+                "elected": p.is_elected(),
+                "term": status.term,
+                "voters": names(&status.voters),
+                "learners": names(&status.learners),
+                "last_applied": status.last_applied,
+                "log_entries": replica.log_len(),
+            }))
         })
         .await;
     match answer {
         Ok(Some(body)) => HttpResponse::Ok().json(body),
-        Ok(None) => unavailable("the master stopped after a registry failure".into()),
+        Ok(None) => HttpResponse::NotFound()
+            .json(json!({ "message": "this master runs alone (no --peers)" })),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+/// `DELETE /master/members/{host:port}`: the leader removes a master from the voters.
+async fn remove_member(
+    master: Master,
+    path: web::Path<String>,
+    request: actix_web::HttpRequest,
+) -> HttpResponse {
+    let member = path.into_inner();
+    let Ok(target) = format!("master@{member}").parse::<plateau_runtime::Upid>() else {
+        return HttpResponse::BadRequest()
+            .json(json!({ "message": "member must be HOST:PORT", "field": "member" }));
+    };
+    let answer = master
+        .call(move |p, ctx| {
+            let Some(replica) = p.replica() else {
+                return Err(None);
+            };
+            let voters = replica.status().voters.clone();
+            if !voters.contains(&target) {
+                return Ok(Err(format!("{member} is not a voting member")));
+            }
+            if !p.is_elected() {
+                return Err(Some(NotLeading::of(p, ctx.self_upid())));
+            }
+            let rest: Vec<_> = voters.into_iter().filter(|v| *v != target).collect();
+            if p.change_members(ctx, None, rest) {
+                Ok(Ok(()))
+            } else {
+                Ok(Err("another membership change is under way".to_string()))
+            }
+        })
+        .await;
+    match answer {
+        Ok(Ok(Ok(()))) => HttpResponse::Accepted().json(json!({ "message": "removing" })),
+        Ok(Ok(Err(message))) => HttpResponse::Conflict().json(json!({ "message": message })),
+        Ok(Err(Some(not_leading))) => not_leading.answer(request.path()),
+        Ok(Err(None)) => HttpResponse::NotFound()
+            .json(json!({ "message": "this master runs alone (no --peers)" })),
         Err(e) => unavailable(e.to_string()),
     }
 }
@@ -71,8 +197,11 @@ async fn snapshot(master: Master) -> HttpResponse {
     let answer = master
         .call(|p, ctx| {
             let now = ctx.now().since_origin();
-            p.try_core()
-                .map(|core| metrics_snapshot(core, p.started_at(), now))
+            match p.try_core() {
+                Some(core) => Some(metrics_snapshot(core, p.started_at(), now)),
+                None if p.replica().is_some() => Some(standby_metrics(p, now)),
+                None => None,
+            }
         })
         .await;
     match answer {
@@ -82,13 +211,34 @@ async fn snapshot(master: Master) -> HttpResponse {
     }
 }
 
+/// The metrics of a group member that does not lead.
+pub fn standby_metrics(p: &MasterProcess, now: Duration) -> BTreeMap<String, f64> {
+    let mut map = BTreeMap::new();
+    map.insert("master/elected".to_string(), 0.0);
+    map.insert(
+        "master/uptime_secs".to_string(),
+        now.saturating_sub(p.started_at()).as_secs_f64(),
+    );
+    if let Some(replica) = p.replica() {
+        let status = replica.status();
+        map.insert("replica/term".to_string(), status.term as f64);
+        map.insert(
+            "replica/last_applied".to_string(),
+            status.last_applied.unwrap_or(0) as f64,
+        );
+    }
+    map
+}
+
 async fn prometheus(master: Master) -> HttpResponse {
     let answer = master
         .call(|p, ctx| {
             let now = ctx.now().since_origin();
-            let map = p
-                .try_core()
-                .map(|core| metrics_snapshot(core, p.started_at(), now))?;
+            let map = match p.try_core() {
+                Some(core) => metrics_snapshot(core, p.started_at(), now),
+                None if p.replica().is_some() => standby_metrics(p, now),
+                None => return None,
+            };
             Some(p.prometheus_mut().encode(&map))
         })
         .await;

@@ -9,6 +9,7 @@
 //! - [`bench`](mod@bench): the allocator benchmark, with a JSON-serializable report for the CLI.
 //! - [`core`]: the master as a pure core — slaves, frameworks, tasks, offers, the protocol.
 //! - [`registry`]: the durable registry (redb on disk, or in memory) behind one trait.
+//! - [`replicated`]: what a group of masters replicates through its log (the registry).
 //! - [`process`]: [`MasterProcess`], the runtime process that drives the core.
 //! - [`http`]: `/master/state`, `/metrics/snapshot`, `/metrics`, `/health`, `/version`.
 //! - [`messages`]: the wire protocol between master, slaves and frameworks.
@@ -80,6 +81,57 @@ pub async fn start(
 ) -> Result<ProcessRef<MasterProcess>, MasterError> {
     let registry = registry::RedbRegistry::open_in(work_dir)?;
     let process = MasterProcess::new(config, Box::new(registry))?;
+    node.spawn("master", process)
+        .map_err(|e| MasterError::Start {
+            message: e.to_string(),
+        })
+}
+
+/// How a master takes part in a group of masters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMembership {
+    /// The group's masters (`master@host:port`), this one included unless it joins.
+    pub peers: Vec<plateau_runtime::Upid>,
+    /// True to ask the running group to add this master, instead of forming a new group.
+    pub join: bool,
+}
+
+/// Opens the replicated log at `<work_dir>/master/replica.redb` and spawns a member of a group
+/// of masters as process `master` on `node`. A new group forms from `peers` (every member
+/// given the same list); a master with `join` asks the running group to add it. Must be
+/// called on the node's actix system thread.
+pub async fn start_group(
+    node: &Node,
+    config: MasterConfig,
+    work_dir: &Path,
+    group: GroupMembership,
+) -> Result<ProcessRef<MasterProcess>, MasterError> {
+    let me = node.upid("master");
+    if !group.join && !group.peers.contains(&me) {
+        return Err(MasterError::Start {
+            message: format!("--peers must name this master ({me}) unless it joins with --join"),
+        });
+    }
+    let disk =
+        plateau_replica::storage::RedbDisk::open(&work_dir.join("master").join("replica.redb"))
+            .map_err(|e| MasterError::Start {
+                message: e.to_string(),
+            })?;
+    let mut replica = plateau_replica::Replica::open(
+        plateau_replica::ReplicaConfig::new(me),
+        Box::new(disk),
+        replicated::MasterState::default(),
+        config.seed,
+    )
+    .map_err(|e| MasterError::Start {
+        message: e.to_string(),
+    })?;
+    let process = if group.join {
+        MasterProcess::replicated(config, replica).joining(group.peers)
+    } else {
+        replica.bootstrap(&group.peers);
+        MasterProcess::replicated(config, replica)
+    };
     node.spawn("master", process)
         .map_err(|e| MasterError::Start {
             message: e.to_string(),

@@ -426,6 +426,11 @@ pub struct NewMasterDetectedMessage {
     pub term: u64,
 }
 
+/// A master started with `--join` asks the group to add it (sent to every master it was
+/// given until it is a voting member; the leader adds it, the others redirect).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JoinMastersMessage {}
+
 // ---- slave <-> master ---------------------------------------------------------------------
 
 /// A new slave asks to join.
@@ -666,6 +671,7 @@ pub struct FrameworkErrorMessage {
 wire! {
     LeaderQueryMessage => "plateau.master.LeaderQueryMessage",
     NewMasterDetectedMessage => "mesos.NewMasterDetectedMessage",
+    JoinMastersMessage => "plateau.master.JoinMastersMessage",
     RegisterSlaveMessage => "mesos.RegisterSlaveMessage",
     ReregisterSlaveMessage => "mesos.ReregisterSlaveMessage",
     SlaveRegisteredMessage => "mesos.SlaveRegisteredMessage",

@@ -78,6 +78,10 @@ struct Group {
     election: Option<(Ticket, u64)>,
     /// The term whose core this master runs.
     acting_term: Option<u64>,
+    /// A membership change this master (as leader) started, until it is decided.
+    membership_change: Option<Ticket>,
+    /// Masters to ask to be added by, until this one is a voter (`--join`).
+    join_via: Vec<Upid>,
 }
 
 /// Registry changes proposed, and the actions that must wait for them.
@@ -136,6 +140,8 @@ impl MasterProcess {
                 replica,
                 election: None,
                 acting_term: None,
+                membership_change: None,
+                join_via: Vec::new(),
             })),
             recovered: None,
             core: None,
@@ -144,6 +150,39 @@ impl MasterProcess {
             prometheus: crate::http::PrometheusMetrics::new(),
             pipeline: VecDeque::new(),
         }
+    }
+
+    /// A group member that is not yet part of its group asks `via` (the group's masters)
+    /// to add it, until it is a voter (`plateau master --join`).
+    pub fn joining(mut self, via: Vec<Upid>) -> Self {
+        if let Store::Group(group) = &mut self.store {
+            group.join_via = via;
+        }
+        self
+    }
+
+    /// As leader, replaces the voting members with `voters`, adding `add` (as a learner that
+    /// catches up first) if given. Refused (false) when this master does not lead with a lease
+    /// or another change is under way. The outcome shows in the replica's status.
+    pub fn change_members(
+        &mut self,
+        ctx: &mut Context<'_>,
+        add: Option<Upid>,
+        voters: Vec<Upid>,
+    ) -> bool {
+        if !self.is_acting(ctx) {
+            return false;
+        }
+        let Store::Group(group) = &mut self.store else {
+            return false;
+        };
+        if group.membership_change.is_some() || voters.is_empty() {
+            return false;
+        }
+        tracing::info!(?add, ?voters, "changing the masters' membership");
+        group.membership_change = Some(group.replica.change_membership(ctx, add, &voters));
+        self.settle(ctx);
+        true
     }
 
     /// The core (for HTTP handlers and tests). Panics when the master does not run one.
@@ -297,6 +336,7 @@ impl MasterProcess {
             }
             group.acting_term = None;
             group.election = None;
+            group.membership_change = None;
         }
         self.core = None;
         self.pipeline.clear();
@@ -328,6 +368,16 @@ impl MasterProcess {
         let Store::Group(group) = &mut self.store else {
             return;
         };
+        if group.membership_change == Some(ticket) {
+            group.membership_change = None;
+            match outcome {
+                Ok(_) => {
+                    tracing::info!(voters = ?group.replica.status().voters, "membership changed")
+                }
+                Err(e) => tracing::warn!(error = %e, "membership change failed"),
+            }
+            return;
+        }
         if let Some((election, term)) = group.election {
             if election == ticket {
                 group.election = None;
@@ -478,6 +528,7 @@ impl MasterProcess {
         ctx.delay(self.config.tick_interval(), TickTimer);
         // A group member also checks its leadership here: a lease can lapse with no message.
         self.follow_leadership(ctx);
+        self.ask_to_join(ctx);
         if !self.is_acting(ctx) {
             return;
         }
@@ -499,6 +550,47 @@ impl MasterProcess {
         self.core.as_mut().expect("acting").handle_allocation(now);
         self.carry_out(ctx);
         self.settle(ctx);
+    }
+
+    /// A master asks to join the group: the leader adds it to the voters.
+    fn on_join(&mut self, ctx: &mut Context<'_>, from: &Upid, _: JoinMastersMessage) {
+        if from.name != ctx.self_upid().name {
+            return;
+        }
+        if !self.is_acting(ctx) {
+            self.redirect(ctx, from);
+            return;
+        }
+        let Store::Group(group) = &self.store else {
+            return;
+        };
+        let mut voters = group.replica.status().voters.clone();
+        if voters.contains(from) {
+            return;
+        }
+        voters.push(from.clone());
+        self.change_members(ctx, Some(from.clone()), voters);
+    }
+
+    /// A joining master asks again until it is a voter.
+    fn ask_to_join(&mut self, ctx: &mut Context<'_>) {
+        let me = ctx.self_upid().clone();
+        let Store::Group(group) = &mut self.store else {
+            return;
+        };
+        if group.join_via.is_empty() {
+            return;
+        }
+        if group.replica.status().voters.contains(&me) {
+            tracing::info!("joined the masters' group as a voter");
+            group.join_via.clear();
+            return;
+        }
+        for m in &group.join_via {
+            if *m != me {
+                ctx.send(m, JoinMastersMessage {});
+            }
+        }
     }
 
     /// Any process may ask who leads: a master alone always does (term 0); a group member
@@ -631,6 +723,7 @@ impl Process for MasterProcess {
             .on(Self::on_allocation)
             .on(Self::on_allocate_soon)
             .on(Self::on_leader_query)
+            .on(Self::on_join)
             .on(Self::on_register_slave)
             .on(Self::on_reregister_slave)
             .on(Self::on_slave_heartbeat)
