@@ -10,6 +10,8 @@
 //! - [`core`]: the master as a pure core — slaves, frameworks, tasks, offers, the protocol.
 //! - [`registry`]: the durable registry (redb on disk, or in memory) behind one trait.
 //! - [`process`]: [`MasterProcess`], the runtime process that drives the core.
+//! - [`coord`]: the coordination store frameworks use instead of ZooKeeper (keys with
+//!   compare-and-set, leases, watches, fencing epochs) — pure parts, for the replicated log.
 //! - [`http`]: `/master/state`, `/metrics/snapshot`, `/metrics`, `/health`, `/version`.
 //! - [`messages`]: the wire protocol between master, slaves and frameworks.
 //! - [`limits`]: named maxima; [`error`]: the crate's error type.
@@ -50,6 +52,7 @@
 
 pub mod allocator;
 pub mod bench;
+pub mod coord;
 pub mod core;
 pub mod error;
 pub mod http;
