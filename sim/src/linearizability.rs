@@ -439,7 +439,9 @@ pub fn check_coord_history(
 /// The revision an answered operation was applied at.
 fn revision_of(op: &CoordOperation) -> Option<u64> {
     match &op.result {
-        Some(Returned { output: Ok(reply), .. }) => Some(reply.revision()),
+        Some(Returned {
+            output: Ok(reply), ..
+        }) => Some(reply.revision()),
         _ => None,
     }
 }
@@ -757,7 +759,9 @@ fn project(key: &str, op: &CoordOperation, values: &mut Values) -> Operation<Key
             Err(CoordError::ExpectationFailed { current }) => {
                 KeyOutput::ExpectationFailed { current: *current }
             }
-            Err(CoordError::UnknownLease { .. }) if matches!(op.input, CoordOp::RevokeLease { .. }) => {
+            Err(CoordError::UnknownLease { .. })
+                if matches!(op.input, CoordOp::RevokeLease { .. }) =>
+            {
                 KeyOutput::LeasesEnded {
                     revision: None,
                     ended: Vec::new(),
@@ -903,9 +907,10 @@ impl Model for KeyModel {
                 });
                 created && holds && advance(&mut next, *revision)
             }
-            (KeyInput::Put { expect, .. } | KeyInput::Delete { expect }, Some(KeyOutput::ExpectationFailed { current })) => {
-                expect_failed(&mut next.entry, *expect, *current)
-            }
+            (
+                KeyInput::Put { expect, .. } | KeyInput::Delete { expect },
+                Some(KeyOutput::ExpectationFailed { current }),
+            ) => expect_failed(&mut next.entry, *expect, *current),
             (KeyInput::Delete { expect }, None) => {
                 if expect_holds(&mut next.entry, *expect) {
                     next.entry = None;
@@ -936,13 +941,19 @@ impl Model for KeyModel {
                 same && advance(&mut next, *revision)
             }
             (KeyInput::EndLeases { leases }, None) => {
-                if next.entry.is_some_and(|e| e.lease.is_some_and(|l| leases.contains(&l))) {
+                if next
+                    .entry
+                    .is_some_and(|e| e.lease.is_some_and(|l| leases.contains(&l)))
+                {
                     next.entry = None;
                 }
                 true
             }
             (KeyInput::EndLeases { leases }, Some(KeyOutput::LeasesEnded { revision, ended })) => {
-                let on = next.entry.and_then(|e| e.lease).filter(|l| leases.contains(l));
+                let on = next
+                    .entry
+                    .and_then(|e| e.lease)
+                    .filter(|l| leases.contains(l));
                 // A key on a named lease means the lease was live: it must have ended.
                 let consistent = on.is_none_or(|l| ended.contains(&l));
                 if on.is_some() {

@@ -114,7 +114,11 @@ impl LeaseClock {
 
     /// A keep-alive of `lease` at `now`: it now runs until `now + ttl`. Answers its ttl, or
     /// why it cannot be kept alive.
-    pub fn handle_keep_alive(&mut self, now: Duration, lease: LeaseId) -> Result<Duration, CoordError> {
+    pub fn handle_keep_alive(
+        &mut self,
+        now: Duration,
+        lease: LeaseId,
+    ) -> Result<Duration, CoordError> {
         let Some(entry) = self.leases.get(&lease).copied() else {
             return Err(CoordError::UnknownLease { lease });
         };

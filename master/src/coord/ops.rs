@@ -516,7 +516,10 @@ impl fmt::Display for CoordError {
                 write!(f, "expectation failed: the key does not exist")
             }
             CoordError::ExpectationFailed { current: Some(r) } => {
-                write!(f, "expectation failed: the key was last modified at revision {r}")
+                write!(
+                    f,
+                    "expectation failed: the key was last modified at revision {r}"
+                )
             }
             CoordError::UnknownLease { lease } => write!(f, "unknown {lease}"),
             CoordError::LimitExceeded { limit, max } => {
@@ -527,10 +530,7 @@ impl fmt::Display for CoordError {
                 ttl_ms,
                 min_ms,
                 max_ms,
-            } => write!(
-                f,
-                "lease ttl {ttl_ms} ms is outside {min_ms}..={max_ms} ms"
-            ),
+            } => write!(f, "lease ttl {ttl_ms} ms is outside {min_ms}..={max_ms} ms"),
             CoordError::UnknownClient { client } => {
                 write!(f, "unknown {client}: register again (request not applied)")
             }

@@ -438,7 +438,8 @@ impl CoordStore {
                 break;
             }
             let size = key.len() + entry.value.len();
-            if entries.len() >= limit || (!entries.is_empty() && bytes + size > COORD_RANGE_BYTES_MAX)
+            if entries.len() >= limit
+                || (!entries.is_empty() && bytes + size > COORD_RANGE_BYTES_MAX)
             {
                 more = true;
                 break;
@@ -586,7 +587,10 @@ impl CoordStore {
         }
         for (id, lease) in &self.leases {
             if id.0 > self.revision {
-                return Err(format!("{id} is after the store's revision {}", self.revision));
+                return Err(format!(
+                    "{id} is after the store's revision {}",
+                    self.revision
+                ));
             }
             if lease.keys.len() > COORD_KEYS_PER_LEASE_MAX {
                 return Err(format!("{id} has {} keys", lease.keys.len()));
@@ -602,7 +606,11 @@ impl CoordStore {
                 return Err(format!("{id} last used at {}", client.last_used));
             }
             if client.answers.len() > COORD_ANSWERS_PER_CLIENT_MAX
-                || client.answers.keys().next().is_some_and(|r| *r < client.floor)
+                || client
+                    .answers
+                    .keys()
+                    .next()
+                    .is_some_and(|r| *r < client.floor)
             {
                 return Err(format!("{id} keeps answers it must not"));
             }
@@ -725,7 +733,15 @@ mod tests {
     #[test]
     fn a_snapshot_breaking_an_invariant_is_refused() {
         let mut store = CoordStore::new();
-        store.apply(1, &CoordOp::GrantLease { ttl_ms: 5_000, session: "s".into() }).unwrap();
+        store
+            .apply(
+                1,
+                &CoordOp::GrantLease {
+                    ttl_ms: 5_000,
+                    session: "s".into(),
+                },
+            )
+            .unwrap();
         store
             .apply(
                 2,

@@ -129,7 +129,7 @@ fn put_records_mod_and_create_revisions() {
 fn compare_and_set_on_the_modification_revision() {
     let mut log = Log::new();
     log.apply(put("k", "v1", Expect::Any, None)).unwrap(); // revision 1
-    // A stale version fails and names the current one; nothing changes.
+                                                           // A stale version fails and names the current one; nothing changes.
     assert_eq!(
         log.apply(put("k", "v2", Expect::Version(7), None)),
         Err(CoordError::ExpectationFailed { current: Some(1) })
@@ -260,19 +260,18 @@ fn range_pages_through_a_prefix() {
     for key in ["a/1", "a/2", "a/3", "ab", "b/1"] {
         log.apply(put(key, key, Expect::Any, None)).unwrap();
     }
-    let range = |log: &mut Log, prefix: &str, after: Option<&str>, limit| match log.apply(
-        CoordOp::Range {
+    let range =
+        |log: &mut Log, prefix: &str, after: Option<&str>, limit| match log.apply(CoordOp::Range {
             prefix: prefix.into(),
             after: after.map(str::to_string),
             limit,
-        },
-    ) {
-        Ok(CoordReply::Range { entries, more, .. }) => (
-            entries.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            more,
-        ),
-        other => panic!("{other:?}"),
-    };
+        }) {
+            Ok(CoordReply::Range { entries, more, .. }) => (
+                entries.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                more,
+            ),
+            other => panic!("{other:?}"),
+        };
     assert_eq!(
         range(&mut log, "a/", None, 2),
         (vec!["a/1".to_string(), "a/2".to_string()], true)
@@ -283,7 +282,10 @@ fn range_pages_through_a_prefix() {
     );
     assert_eq!(range(&mut log, "", None, 0).0.len(), 5);
     // `after` before the prefix starts at the prefix.
-    assert_eq!(range(&mut log, "b", Some("a"), 0).0, vec!["b/1".to_string()]);
+    assert_eq!(
+        range(&mut log, "b", Some("a"), 0).0,
+        vec!["b/1".to_string()]
+    );
     assert_eq!(range(&mut log, "c", None, 0), (vec![], false));
 }
 
@@ -378,7 +380,10 @@ fn keys_per_lease_and_leases_are_bounded() {
     let lease = log.lease(10);
     for i in 0..COORD_KEYS_PER_LEASE_MAX {
         log.store
-            .apply(log.next, &put(&format!("k{i}"), "", Expect::Any, Some(lease)))
+            .apply(
+                log.next,
+                &put(&format!("k{i}"), "", Expect::Any, Some(lease)),
+            )
             .unwrap();
         log.next += 1;
     }
@@ -415,7 +420,10 @@ fn fencing_admits_only_the_current_holders_epoch() {
     let fencing = log.store.fencing();
     assert_eq!(fencing.check(key, epoch1), Ok(()));
     let holder = fencing.holder(key).unwrap();
-    assert_eq!((holder.epoch, holder.lease, holder.value), (epoch1, Some(lease1), &b"m1"[..]));
+    assert_eq!(
+        (holder.epoch, holder.lease, holder.value),
+        (epoch1, Some(lease1), &b"m1"[..])
+    );
 
     // The holder rewrites its value: the epoch stays.
     log.apply(put(key, "m1'", Expect::Version(epoch1), Some(lease1)))
@@ -424,7 +432,9 @@ fn fencing_admits_only_the_current_holders_epoch() {
 
     // A second candidate cannot take a held key.
     let lease2 = log.lease(10);
-    assert!(log.apply(put(key, "m2", Expect::Absent, Some(lease2))).is_err());
+    assert!(log
+        .apply(put(key, "m2", Expect::Absent, Some(lease2)))
+        .is_err());
 
     // The first lease expires: nobody holds the key, the old epoch is refused.
     log.apply(CoordOp::ExpireLeases {
@@ -436,8 +446,9 @@ fn fencing_admits_only_the_current_holders_epoch() {
     assert!(!err.is_ahead());
 
     // The second candidate wins with a later epoch; the first is fenced off.
-    let Ok(CoordReply::Put { revision: epoch2, .. }) =
-        log.apply(put(key, "m2", Expect::Absent, Some(lease2)))
+    let Ok(CoordReply::Put {
+        revision: epoch2, ..
+    }) = log.apply(put(key, "m2", Expect::Absent, Some(lease2)))
     else {
         panic!()
     };
@@ -450,7 +461,11 @@ fn fencing_admits_only_the_current_holders_epoch() {
         format!("stale epoch {epoch1} for '{key}': the current holder's epoch is {epoch2}")
     );
     // An epoch this master has not applied yet: refused, but flagged as "retry".
-    let ahead = log.store.fencing().check(key, log.store.revision() + 5).unwrap_err();
+    let ahead = log
+        .store
+        .fencing()
+        .check(key, log.store.revision() + 5)
+        .unwrap_err();
     assert!(ahead.is_ahead());
 }
 
@@ -468,9 +483,7 @@ fn stamped(client: ClientId, request_id: u64, first_unanswered: u64, op: CoordOp
 }
 
 fn register(log: &mut Log) -> ClientId {
-    match log.apply(CoordOp::RegisterClient {
-        label: "c".into(),
-    }) {
+    match log.apply(CoordOp::RegisterClient { label: "c".into() }) {
         Ok(CoordReply::ClientRegistered { client }) => client,
         other => panic!("{other:?}"),
     }
@@ -539,7 +552,12 @@ fn reads_are_not_remembered() {
 fn unknown_clients_and_unacknowledged_answers_are_refused() {
     let mut log = Log::new();
     assert_eq!(
-        log.command(&stamped(ClientId(99), 1, 1, put("k", "v", Expect::Any, None))),
+        log.command(&stamped(
+            ClientId(99),
+            1,
+            1,
+            put("k", "v", Expect::Any, None)
+        )),
         Err(CoordError::UnknownClient {
             client: ClientId(99)
         })
@@ -557,7 +575,12 @@ fn unknown_clients_and_unacknowledged_answers_are_refused() {
     );
     // Acknowledging frees room.
     assert!(log
-        .command(&stamped(client, next, next, put("k", "v", Expect::Any, None)))
+        .command(&stamped(
+            client,
+            next,
+            next,
+            put("k", "v", Expect::Any, None)
+        ))
         .is_ok());
 }
 
@@ -570,12 +593,7 @@ fn the_least_recently_used_client_is_forgotten_when_the_table_is_full() {
     log.command(&stamped(first, 1, 1, get("k"))).unwrap();
     for _ in 2..COORD_CLIENTS_MAX {
         log.store
-            .apply(
-                log.next,
-                &CoordOp::RegisterClient {
-                    label: "c".into(),
-                },
-            )
+            .apply(log.next, &CoordOp::RegisterClient { label: "c".into() })
             .unwrap();
         log.next += 1;
     }
@@ -626,7 +644,10 @@ fn event_queue_overflow_drops_whole_old_revisions_and_says_so() {
     let n = crate::limits::COORD_EVENTS_QUEUED_MAX + 10;
     for i in 0..n {
         log.store
-            .apply(log.next, &put(&format!("k{}", i % 100), "v", Expect::Any, None))
+            .apply(
+                log.next,
+                &put(&format!("k{}", i % 100), "v", Expect::Any, None),
+            )
             .unwrap();
         log.next += 1;
     }
@@ -817,7 +838,11 @@ fn a_watch_from_a_past_revision_replays_the_history() {
     let mut hub: WatchHub<&str> = WatchHub::new(10);
     assert_eq!(hub.oldest_revision(), 11);
     hub.handle_applied(
-        drained(vec![put_event(11, "a"), put_event(12, "b"), put_event(13, "a")]),
+        drained(vec![
+            put_event(11, "a"),
+            put_event(12, "b"),
+            put_event(13, "a"),
+        ]),
         14,
     );
     let out = hub
@@ -863,7 +888,9 @@ fn the_history_is_bounded_by_whole_revisions() {
             WatchOutput::Ended { .. } => 0,
         })
         .collect();
-    assert!(sizes.iter().all(|n| *n <= COORD_WATCH_EVENTS_PER_MESSAGE_MAX));
+    assert!(sizes
+        .iter()
+        .all(|n| *n <= COORD_WATCH_EVENTS_PER_MESSAGE_MAX));
     assert_eq!(sizes.iter().sum::<usize>(), COORD_WATCH_HISTORY_EVENTS_MAX);
 }
 
@@ -943,7 +970,10 @@ fn wire_messages_round_trip_through_postcard() {
         op: put("k", "v", Expect::Version(4), Some(LeaseId(2))),
     };
     let bytes = postcard::to_stdvec(&request).unwrap();
-    assert_eq!(postcard::from_bytes::<CoordRequestMessage>(&bytes).unwrap(), request);
+    assert_eq!(
+        postcard::from_bytes::<CoordRequestMessage>(&bytes).unwrap(),
+        request
+    );
     let response = CoordResponseMessage {
         request_id: 7,
         outcome: CoordOutcome::Done(Err(CoordError::ExpectationFailed { current: Some(9) })),
@@ -1052,7 +1082,11 @@ impl Reference {
                     .filter(|(k, _)| k.starts_with(prefix.as_str()))
                     .map(|(k, e)| (k.clone(), e.clone()))
                     .collect();
-                let limit = if *limit == 0 { usize::MAX } else { *limit as usize };
+                let limit = if *limit == 0 {
+                    usize::MAX
+                } else {
+                    *limit as usize
+                };
                 Ok(CoordReply::Range {
                     revision,
                     more: all.len() > limit,

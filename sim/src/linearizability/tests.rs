@@ -42,11 +42,17 @@ fn reg(call: u64, ret: Option<u64>, input: Option<u8>, output: u8) -> Operation<
 #[test]
 fn register_histories() {
     // Empty.
-    assert_eq!(check_operations(&Register, &[]).unwrap(), Outcome::Linearizable);
+    assert_eq!(
+        check_operations(&Register, &[]).unwrap(),
+        Outcome::Linearizable
+    );
     // A read overlapping a write may see either value.
     for seen in [0, 1] {
         let h = [reg(0, Some(10), Some(1), 0), reg(5, Some(15), None, seen)];
-        assert_eq!(check_operations(&Register, &h).unwrap(), Outcome::Linearizable);
+        assert_eq!(
+            check_operations(&Register, &h).unwrap(),
+            Outcome::Linearizable
+        );
     }
     // After the write returned, the old value is gone.
     let h = [reg(0, Some(10), Some(1), 0), reg(11, Some(15), None, 0)];
@@ -56,16 +62,25 @@ fn register_histories() {
     ));
     // Equal times are concurrent.
     let h = [reg(0, Some(10), Some(1), 0), reg(10, Some(15), None, 0)];
-    assert_eq!(check_operations(&Register, &h).unwrap(), Outcome::Linearizable);
+    assert_eq!(
+        check_operations(&Register, &h).unwrap(),
+        Outcome::Linearizable
+    );
     // A write whose answer never came may take effect late, or never.
     let h = [
         reg(0, None, Some(1), 0),
         reg(5, Some(6), None, 0),
         reg(7, Some(8), None, 1),
     ];
-    assert_eq!(check_operations(&Register, &h).unwrap(), Outcome::Linearizable);
+    assert_eq!(
+        check_operations(&Register, &h).unwrap(),
+        Outcome::Linearizable
+    );
     let h = [reg(0, None, Some(1), 0), reg(50, Some(60), None, 0)];
-    assert_eq!(check_operations(&Register, &h).unwrap(), Outcome::Linearizable);
+    assert_eq!(
+        check_operations(&Register, &h).unwrap(),
+        Outcome::Linearizable
+    );
     // ... but only once.
     let h = [
         reg(0, None, Some(1), 0),
@@ -110,7 +125,10 @@ fn many_concurrent_writes_are_decided_quickly_thanks_to_memoization() {
         h.push(reg(0, Some(100), Some(v + 1), 0));
     }
     h.push(reg(200, Some(210), None, 12));
-    assert_eq!(check_operations(&Register, &h).unwrap(), Outcome::Linearizable);
+    assert_eq!(
+        check_operations(&Register, &h).unwrap(),
+        Outcome::Linearizable
+    );
     h.push(reg(220, Some(230), None, 3));
     assert!(matches!(
         check_operations(&Register, &h).unwrap(),
@@ -219,14 +237,34 @@ fn a_read_cannot_see_a_value_at_a_revision_before_it_was_written() {
 fn two_concurrent_creates_cannot_both_win() {
     // Each create alone is plausible: the key was absent when each began.
     let h = [
-        op(0, 10, put("leader", "a", Expect::Absent, None), put_ok(5, 5)),
-        op(1, 11, put("leader", "b", Expect::Absent, None), put_ok(6, 6)),
+        op(
+            0,
+            10,
+            put("leader", "a", Expect::Absent, None),
+            put_ok(5, 5),
+        ),
+        op(
+            1,
+            11,
+            put("leader", "b", Expect::Absent, None),
+            put_ok(6, 6),
+        ),
     ];
     assert_violation(&h, Some("leader"));
     // One wins, the other fails seeing it.
     let h = [
-        op(0, 10, put("leader", "a", Expect::Absent, None), put_ok(5, 5)),
-        op(1, 11, put("leader", "b", Expect::Absent, None), failed(Some(5))),
+        op(
+            0,
+            10,
+            put("leader", "a", Expect::Absent, None),
+            put_ok(5, 5),
+        ),
+        op(
+            1,
+            11,
+            put("leader", "b", Expect::Absent, None),
+            failed(Some(5)),
+        ),
     ];
     assert_eq!(check(&h), Verdict::Linearizable);
 }
@@ -237,21 +275,46 @@ fn compare_and_set_answers_must_agree_with_the_versions() {
     // Two CAS on version 3 racing: both cannot succeed (each alone could).
     let h = [
         base.clone(),
-        op(10, 20, put("k", "a", Expect::Version(3), None), put_ok(7, 3)),
-        op(11, 21, put("k", "b", Expect::Version(3), None), put_ok(8, 3)),
+        op(
+            10,
+            20,
+            put("k", "a", Expect::Version(3), None),
+            put_ok(7, 3),
+        ),
+        op(
+            11,
+            21,
+            put("k", "b", Expect::Version(3), None),
+            put_ok(8, 3),
+        ),
     ];
     assert_violation(&h, Some("k"));
     // A CAS on the current version cannot fail naming that same version.
     let h = [
         base.clone(),
-        op(10, 20, put("k", "a", Expect::Version(3), None), failed(Some(3))),
+        op(
+            10,
+            20,
+            put("k", "a", Expect::Version(3), None),
+            failed(Some(3)),
+        ),
     ];
     assert_violation(&h, Some("k"));
     // A CAS failing because the other one won is fine.
     let h = [
         base,
-        op(10, 20, put("k", "a", Expect::Version(3), None), put_ok(7, 3)),
-        op(11, 21, put("k", "b", Expect::Version(3), None), failed(Some(7))),
+        op(
+            10,
+            20,
+            put("k", "a", Expect::Version(3), None),
+            put_ok(7, 3),
+        ),
+        op(
+            11,
+            21,
+            put("k", "b", Expect::Version(3), None),
+            failed(Some(7)),
+        ),
     ];
     assert_eq!(check(&h), Verdict::Linearizable);
 }
@@ -263,7 +326,12 @@ fn a_timed_out_put_may_take_effect_but_only_once() {
     let h = [
         timed_out(0, put("k", "v", Expect::Any, None)),
         op(10, 20, get("k"), seen(6, Some(("v", 4, 4, None)))),
-        op(30, 40, put("k", "w", Expect::Version(4), None), put_ok(9, 4)),
+        op(
+            30,
+            40,
+            put("k", "w", Expect::Version(4), None),
+            put_ok(9, 4),
+        ),
     ];
     assert_eq!(check(&h), Verdict::Linearizable);
     // Seen, then unseen with nothing deleting it.
@@ -391,7 +459,11 @@ fn range_reads_are_checked_key_by_key() {
     let a = op(0, 1, put("apps/a", "1", Expect::Any, None), put_ok(2, 2));
     let b = op(2, 3, put("apps/b", "1", Expect::Any, None), put_ok(3, 3));
     // A page of one that stops before "apps/b" says nothing about it.
-    let h = [a.clone(), b.clone(), range(10, 20, 5, vec![("apps/a", "1", 2)], true)];
+    let h = [
+        a.clone(),
+        b.clone(),
+        range(10, 20, 5, vec![("apps/a", "1", 2)], true),
+    ];
     assert_eq!(check(&h), Verdict::Linearizable);
     // A complete read without "apps/b" after it was written: a violation on that key.
     let h = [a, b, range(10, 20, 5, vec![("apps/a", "1", 2)], false)];
@@ -530,10 +602,7 @@ fn arb_fate() -> impl Strategy<Value = Fate> {
 
 /// Applies `ops` one at a time to a real store, at instants 10 apart, each invoked up to
 /// `before` earlier and answered up to `after` later, so that up to nine overlap.
-fn sequential_history(
-    ops: &[CoordOp],
-    timing: &[(u64, u64, u8, Fate)],
-) -> Vec<CoordOperation> {
+fn sequential_history(ops: &[CoordOp], timing: &[(u64, u64, u8, Fate)]) -> Vec<CoordOperation> {
     let mut store = CoordStore::new();
     let mut revision = 0;
     let mut history = Vec::new();
