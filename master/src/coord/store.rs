@@ -162,6 +162,10 @@ impl CoordStore {
         let Some(stamp) = command.stamp else {
             return self.execute(revision, &command.op);
         };
+        if command.op.is_leader_only() {
+            // The host refuses these before the log; a replica does not depend on it.
+            return Err(CoordError::LeaderOnly);
+        }
         let Some(record) = self.clients.get_mut(&stamp.client) else {
             return Err(CoordError::UnknownClient {
                 client: stamp.client,

@@ -536,6 +536,25 @@ fn acknowledged_requests_are_forgotten_and_never_applied_late() {
 }
 
 #[test]
+fn a_client_cannot_expire_leases() {
+    let mut log = Log::new();
+    let client = register(&mut log);
+    let lease = log.lease(10);
+    assert_eq!(
+        log.command(&stamped(
+            client,
+            1,
+            1,
+            CoordOp::ExpireLeases {
+                leases: vec![lease]
+            }
+        )),
+        Err(CoordError::LeaderOnly)
+    );
+    assert!(log.store.lease(lease).is_some());
+}
+
+#[test]
 fn reads_are_not_remembered() {
     let mut log = Log::new();
     let client = register(&mut log);
