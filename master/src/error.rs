@@ -182,4 +182,10 @@ pub enum MasterError {
         /// Why.
         message: String,
     },
+    /// A coordination store snapshot that does not decode or breaks an invariant.
+    #[error("bad coordination store snapshot: {message}")]
+    CoordSnapshot {
+        /// What is wrong with it.
+        message: String,
+    },
 }

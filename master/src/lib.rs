@@ -11,6 +11,8 @@
 //! - [`registry`]: the durable registry (redb on disk, or in memory) behind one trait.
 //! - [`replicated`]: what a group of masters replicates through its log (the registry).
 //! - [`process`]: [`MasterProcess`], the runtime process that drives the core.
+//! - [`coord`]: the coordination store frameworks use instead of ZooKeeper (keys with
+//!   compare-and-set, leases, watches, fencing epochs) — pure parts, for the replicated log.
 //! - [`http`]: `/master/state`, `/metrics/snapshot`, `/metrics`, `/health`, `/version`.
 //! - [`messages`]: the wire protocol between master, slaves and frameworks.
 //! - [`limits`]: named maxima; [`error`]: the crate's error type.
@@ -51,6 +53,7 @@
 
 pub mod allocator;
 pub mod bench;
+pub mod coord;
 pub mod core;
 pub mod error;
 pub mod http;

@@ -83,3 +83,85 @@ pub const RUN_TASK_RESEND_INTERVAL_MAX: Duration = Duration::from_secs(60);
 /// Largest action vector (in actions) the master keeps for reuse between two messages; a
 /// larger one (a reconciliation's burst) is freed.
 pub const ACTIONS_RECYCLED_CAPACITY_MAX: usize = 64;
+
+// ---- coordination store (`crate::coord`) -----------------------------------------------------
+
+/// Longest key of the coordination store, in bytes (ZooKeeper paths and etcd keys are short;
+/// a key is a name, not data).
+pub const COORD_KEY_BYTES_MAX: usize = 1024;
+
+/// Largest value of one key, in bytes. Every put is one entry of the replicated log and is
+/// sent to every master, so values stay small; ZooKeeper's default cap is 1 MiB, and
+/// Marathon's largest nodes (a group of apps) are far below this.
+pub const COORD_VALUE_BYTES_MAX: usize = 256 * 1024;
+
+/// Most keys in the coordination store.
+pub const COORD_KEYS_MAX: usize = 100_000;
+
+/// Most bytes of keys and values stored in all (each key counts its key and value bytes):
+/// the whole store is in every master's memory and in every raft snapshot.
+pub const COORD_STORED_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// Most live leases.
+pub const COORD_LEASES_MAX: usize = 10_000;
+
+/// Most keys attached to one lease (revoking a lease deletes them in one log entry).
+pub const COORD_KEYS_PER_LEASE_MAX: usize = 1_000;
+
+/// Shortest lease time-to-live accepted: below it a holder cannot keep its lease alive across
+/// a network hiccup.
+pub const COORD_LEASE_TTL_MIN: Duration = Duration::from_secs(1);
+
+/// Longest lease time-to-live accepted: a crashed holder keeps its keys at most this long.
+pub const COORD_LEASE_TTL_MAX: Duration = Duration::from_secs(3600);
+
+/// Longest session label of a lease or client, in bytes.
+pub const COORD_LABEL_BYTES_MAX: usize = 256;
+
+/// Most keys one range read returns (it says `more` and the client pages on).
+pub const COORD_RANGE_KEYS_MAX: usize = 10_000;
+
+/// Most key and value bytes one range read returns (at least one key is always returned).
+pub const COORD_RANGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Most leases one expire operation names (the leader proposes more operations for more).
+pub const COORD_EXPIRE_LEASES_PER_OP_MAX: usize = 1_000;
+
+/// Most registered clients in the deduplication table; registering one more forgets the
+/// client unused for longest (its next request is refused as from an unknown client, never
+/// applied twice).
+pub const COORD_CLIENTS_MAX: usize = 10_000;
+
+/// Most answers kept per client for retried requests (answers the client has not yet
+/// acknowledged with `first_unanswered`); a client with this many unacknowledged writes gets
+/// its further writes refused until it acknowledges some.
+pub const COORD_ANSWERS_PER_CLIENT_MAX: usize = 64;
+
+/// Most watch events the store queues for its host between two drains; beyond it the oldest
+/// are dropped and the drain says so (watchers are then cancelled and re-read).
+pub const COORD_EVENTS_QUEUED_MAX: usize = 100_000;
+
+/// Most key and value bytes in the store's queued watch events (see
+/// [`COORD_EVENTS_QUEUED_MAX`]).
+pub const COORD_EVENT_BYTES_QUEUED_MAX: usize = 64 * 1024 * 1024;
+
+/// Most recent watch events a master keeps to replay to a watch that starts at a past
+/// revision (older starts are refused as compacted).
+pub const COORD_WATCH_HISTORY_EVENTS_MAX: usize = 10_000;
+
+/// Most key and value bytes in the watch history (see [`COORD_WATCH_HISTORY_EVENTS_MAX`]).
+pub const COORD_WATCH_HISTORY_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Most watches of one session.
+pub const COORD_WATCHES_PER_SESSION_MAX: usize = 256;
+
+/// Most sessions with watches at once.
+pub const COORD_WATCH_SESSIONS_MAX: usize = 10_000;
+
+/// Most events in one watch notification (more are sent as several notifications).
+pub const COORD_WATCH_EVENTS_PER_MESSAGE_MAX: usize = 1_000;
+
+/// How long the leader waits for an expire operation it proposed to be applied before it
+/// proposes the expiry of those leases again (the proposal may have been lost with a
+/// leadership change or a full log queue).
+pub const COORD_EXPIRE_RETRY_INTERVAL: Duration = Duration::from_secs(1);

@@ -25,4 +25,7 @@ pub enum SimError {
     /// A child run failed or printed no report.
     #[error("child simulation run failed: {0}")]
     Child(String),
+    /// A history given to the linearizability checker is malformed or too large.
+    #[error("bad history: {0}")]
+    History(String),
 }

@@ -13,6 +13,8 @@
 //! - [`faults`]: the fault plan drawn per run, and the injector.
 //! - [`invariants`] and [`observe`]: what is checked, and where the harness watches.
 //! - [`keeper`]: the simulated workload, a small Marathon-like framework.
+//! - [`linearizability`]: a linearizability checker for recorded histories (Wing & Gong with
+//!   Lowe's memoization), with the model of the masters' coordination store.
 //! - [`marathon`] and [`chronos`]: the real Marathon and Chronos as workloads
 //!   (`--marathon-apps N`, `--chronos-jobs N`), with their own invariants (Marathon apps
 //!   converge with their constraints; exactly one Chronos run per scheduled instant).
@@ -54,6 +56,7 @@ pub mod faults;
 pub mod invariants;
 pub mod keeper;
 pub mod limits;
+pub mod linearizability;
 pub mod marathon;
 pub mod observe;
 

@@ -35,3 +35,18 @@ pub const MARATHON_APPS_MAX: usize = 10_000;
 
 /// Most jobs of the simulated Chronos.
 pub const CHRONOS_JOBS_MAX: usize = 10_000;
+
+/// Most operations in one history given to the linearizability checker
+/// ([`crate::linearizability`]); a recorder stops recording beyond it.
+pub const LINEARIZABILITY_OPS_MAX: usize = 100_000;
+
+/// Most operations in one partition (the history of one key) the checker searches.
+pub const LINEARIZABILITY_PARTITION_OPS_MAX: usize = 4_096;
+
+/// Most search steps for one partition; beyond it the check is undecided (the search is
+/// exponential in the number of concurrent operations in the worst case).
+pub const LINEARIZABILITY_STEPS_MAX: u64 = 10_000_000;
+
+/// Most memoized (linearized set, state) pairs for one partition; beyond it the check is
+/// undecided (bounds the checker's memory).
+pub const LINEARIZABILITY_CACHE_ENTRIES_MAX: usize = 1_000_000;
