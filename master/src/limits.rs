@@ -165,3 +165,8 @@ pub const COORD_WATCH_EVENTS_PER_MESSAGE_MAX: usize = 1_000;
 /// proposes the expiry of those leases again (the proposal may have been lost with a
 /// leadership change or a full log queue).
 pub const COORD_EXPIRE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a newly elected leader keeps every coordination lease alive before it may expire
+/// one: longer than an election plus a client's keep-alive interval, so that a master failover
+/// does not depose a healthy framework leader whose keep-alives went to the old master.
+pub const COORD_LEASE_GRACE: Duration = Duration::from_secs(5);

@@ -36,12 +36,20 @@ use plateau_runtime::{Context, Handlers, Message, Process, Upid};
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::coord::{
+    CoordOutcome, CoordRequestMessage, CoordResponseMessage, KeepAliveOutcome, LeaderHint,
+    LeaseKeepAliveMessage, LeaseKeepAliveResponseMessage, UnwatchMessage, WatchEnd,
+    WatchEndedMessage, WatchMessage,
+};
 pub use crate::core::MasterConfig;
 use crate::core::{Action, MasterCore, Outgoing};
 use crate::error::MasterError;
 use crate::messages::*;
 use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::replicated::{MasterCommand, MasterState};
+
+mod coordination;
+use coordination::{CoordServer, LeaseExpiryTimer};
 
 /// Timer: agent-loss scan and failover deadlines.
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,6 +90,8 @@ struct Group {
     membership_change: Option<Ticket>,
     /// Masters to ask to be added by, until this one is a voter (`--join`).
     join_via: Vec<Upid>,
+    /// The coordination service (served while leading).
+    coord: CoordServer,
 }
 
 /// Registry changes proposed, and the actions that must wait for them.
@@ -142,6 +152,7 @@ impl MasterProcess {
                 acting_term: None,
                 membership_change: None,
                 join_via: Vec::new(),
+                coord: CoordServer::new(),
             })),
             recovered: None,
             core: None,
@@ -321,7 +332,7 @@ impl MasterProcess {
             let holds = group.replica.is_leader_with_lease(Self::now(ctx))
                 && Some(status.term) == group.acting_term;
             if !holds {
-                self.step_down("the lease lapsed or another term began");
+                self.step_down(ctx, "the lease lapsed or another term began");
                 return false;
             }
         }
@@ -329,8 +340,10 @@ impl MasterProcess {
     }
 
     /// Stops acting as leader: the core and everything waiting for a commit are dropped.
-    fn step_down(&mut self, why: &str) {
+    fn step_down(&mut self, ctx: &mut Context<'_>, why: &str) {
+        let hint = self.hint(ctx);
         if let Store::Group(group) = &mut self.store {
+            group.coord.step_down(ctx, hint);
             if self.core.is_some() {
                 tracing::warn!(term = ?group.acting_term, why, "master no longer leads");
             }
@@ -348,6 +361,7 @@ impl MasterProcess {
             let Store::Group(group) = &mut self.store else {
                 return;
             };
+            group.coord.after_apply(ctx, &group.replica);
             let done = group.replica.drain_completions();
             if done.is_empty() {
                 break;
@@ -359,6 +373,113 @@ impl MasterProcess {
         self.follow_leadership(ctx);
     }
 
+    /// What a master that does not act tells a client: the leader it knows. None when acting.
+    fn hint(&mut self, ctx: &mut Context<'_>) -> LeaderHint {
+        let me = ctx.self_upid().clone();
+        LeaderHint {
+            leader: self
+                .leading_master(&me)
+                .filter(|l| *l != me || self.core.is_some()),
+            term: self.term(),
+        }
+    }
+
+    /// The hint to answer a coordination client with, or None when this master serves it.
+    fn coord_hint(&mut self, ctx: &mut Context<'_>) -> Option<LeaderHint> {
+        if self.is_acting(ctx) {
+            None
+        } else {
+            let mut hint = self.hint(ctx);
+            if hint.leader.as_ref() == Some(ctx.self_upid()) {
+                hint.leader = None;
+            }
+            Some(hint)
+        }
+    }
+
+    fn on_coord_request(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: CoordRequestMessage) {
+        let hint = self.coord_hint(ctx);
+        match &mut self.store {
+            Store::Group(group) => {
+                group
+                    .coord
+                    .handle_request(ctx, &mut group.replica, hint, from, msg)
+            }
+            Store::Local(_) => ctx.send(
+                from,
+                CoordResponseMessage {
+                    request_id: msg.request_id,
+                    outcome: CoordOutcome::NotLeader(LeaderHint {
+                        leader: None,
+                        term: 0,
+                    }),
+                },
+            ),
+        }
+        self.settle(ctx);
+    }
+
+    fn on_keep_alive(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: LeaseKeepAliveMessage) {
+        let hint = self.coord_hint(ctx);
+        match &mut self.store {
+            Store::Group(group) => group.coord.handle_keep_alive(ctx, hint, from, msg),
+            Store::Local(_) => ctx.send(
+                from,
+                LeaseKeepAliveResponseMessage {
+                    lease: msg.lease,
+                    outcome: KeepAliveOutcome::NotLeader(LeaderHint {
+                        leader: None,
+                        term: 0,
+                    }),
+                },
+            ),
+        }
+    }
+
+    fn on_watch(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: WatchMessage) {
+        let hint = self.coord_hint(ctx);
+        match &mut self.store {
+            Store::Group(group) => group.coord.handle_watch(ctx, hint, from, msg),
+            Store::Local(_) => ctx.send(
+                from,
+                WatchEndedMessage {
+                    watch_id: msg.watch_id,
+                    reason: WatchEnd::NotLeader(LeaderHint {
+                        leader: None,
+                        term: 0,
+                    }),
+                },
+            ),
+        }
+    }
+
+    fn on_unwatch(&mut self, _ctx: &mut Context<'_>, from: &Upid, msg: UnwatchMessage) {
+        if let Store::Group(group) = &mut self.store {
+            group.coord.handle_unwatch(from, msg);
+        }
+    }
+
+    fn on_lease_expiry(&mut self, ctx: &mut Context<'_>, from: &Upid, _: LeaseExpiryTimer) {
+        if from != ctx.self_upid() {
+            return;
+        }
+        if !self.is_acting(ctx) {
+            return;
+        }
+        if let Store::Group(group) = &mut self.store {
+            group.coord.handle_timer(ctx, &mut group.replica);
+        }
+        self.settle(ctx);
+    }
+
+    /// Live coordination watches served by this master.
+    pub fn coordination_watches(&self) -> usize {
+        match &self.store {
+            Store::Group(group) => group.coord.watches(),
+            Store::Local(_) => 0,
+        }
+    }
+
     fn handle_outcome(
         &mut self,
         ctx: &mut Context<'_>,
@@ -368,6 +489,9 @@ impl MasterProcess {
         let Store::Group(group) = &mut self.store else {
             return;
         };
+        if group.coord.handle_outcome(ctx, ticket, &outcome) {
+            return;
+        }
         if group.membership_change == Some(ticket) {
             group.membership_change = None;
             match outcome {
@@ -394,7 +518,7 @@ impl MasterProcess {
         match outcome {
             Ok(_) => stage.committed = true,
             Err(e) => {
-                self.step_down(&format!("a registry change did not commit: {e}"));
+                self.step_down(ctx, &format!("a registry change did not commit: {e}"));
                 return;
             }
         }
@@ -417,7 +541,7 @@ impl MasterProcess {
         let leads = group.replica.is_leader_with_lease(now);
         if self.core.is_some() {
             if !leads || Some(status.term) != group.acting_term {
-                self.step_down("the lease lapsed or another term began");
+                self.step_down(ctx, "the lease lapsed or another term began");
             }
             return;
         }
@@ -462,6 +586,7 @@ impl MasterProcess {
             frameworks = registry.frameworks.len(),
             "leading the masters"
         );
+        group.coord.become_leader(ctx, &group.replica);
         self.start_core(ctx, registry);
         let me = ctx.self_upid().clone();
         for pid in pids {
@@ -724,6 +849,11 @@ impl Process for MasterProcess {
             .on(Self::on_allocate_soon)
             .on(Self::on_leader_query)
             .on(Self::on_join)
+            .on(Self::on_coord_request)
+            .on(Self::on_keep_alive)
+            .on(Self::on_watch)
+            .on(Self::on_unwatch)
+            .on(Self::on_lease_expiry)
             .on(Self::on_register_slave)
             .on(Self::on_reregister_slave)
             .on(Self::on_slave_heartbeat)

@@ -1,5 +1,6 @@
 //! The state a group of masters replicates: the registry (what a single master keeps in
-//! [`crate::registry::RedbRegistry`]), changed only by committed [`MasterCommand`]s.
+//! [`crate::registry::RedbRegistry`]) and the frameworks' coordination store
+//! ([`crate::coord`]), changed only by committed [`MasterCommand`]s.
 //!
 //! Every master of the group applies the same commands in the same order
 //! ([`plateau_replica::ReplicatedState`]); only the leader decides them. A newly elected
@@ -11,6 +12,7 @@ use plateau_replica::ReplicatedState;
 use plateau_runtime::Upid;
 use serde::{Deserialize, Serialize};
 
+use crate::coord::{CoordCommand, CoordStore};
 use crate::registry::{RegistryOp, RegistryState};
 
 /// A command in the masters' replicated log.
@@ -25,6 +27,9 @@ pub enum MasterCommand {
     },
     /// The registry changes of one decision of the leader, applied together.
     Registry(Vec<RegistryOp>),
+    /// An operation on the coordination store; its answer is the postcard-encoded
+    /// [`crate::coord::CoordResponse`].
+    Coord(CoordCommand),
 }
 
 impl MasterCommand {
@@ -44,16 +49,26 @@ pub struct MasterState {
     /// Commands that did not decode (a newer master's log read by an older one); counted,
     /// never applied.
     pub undecodable: u64,
+    /// The frameworks' coordination store.
+    pub coord: CoordStore,
+    /// Not replicated: how many snapshots this copy installed (a host's watch history of the
+    /// store is void after one).
+    #[serde(skip)]
+    pub restores: u64,
 }
 
 impl ReplicatedState for MasterState {
-    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
         match postcard::from_bytes::<MasterCommand>(command) {
             Ok(MasterCommand::Elected { leader, term }) => self.elected = Some((leader, term)),
             Ok(MasterCommand::Registry(ops)) => {
                 for op in &ops {
                     self.registry.apply(op);
                 }
+            }
+            Ok(MasterCommand::Coord(command)) => {
+                let answer = self.coord.apply_command(index, &command);
+                return postcard::to_allocvec(&answer).expect("coordination answers encode");
             }
             Err(e) => {
                 // Every replica reads the same bytes the same way: they stay identical.
@@ -69,7 +84,11 @@ impl ReplicatedState for MasterState {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        *self = postcard::from_bytes(snapshot).map_err(|e| e.to_string())?;
+        let restored: MasterState = postcard::from_bytes(snapshot).map_err(|e| e.to_string())?;
+        restored.coord.check_invariants()?;
+        let restores = self.restores + 1;
+        *self = restored;
+        self.restores = restores;
         Ok(())
     }
 }
@@ -105,6 +124,8 @@ mod tests {
         assert_eq!(state.undecodable, 1);
         let mut copy = MasterState::default();
         copy.restore(&state.snapshot()).unwrap();
+        assert_eq!(copy.restores, 1);
+        copy.restores = 0;
         assert_eq!(copy, state);
     }
 }
