@@ -12,6 +12,8 @@
 //! - [`process`]: [`MasterProcess`], the runtime process that drives the core.
 //! - [`http`]: `/master/state`, `/metrics/snapshot`, `/metrics`, `/health`, `/version`.
 //! - [`messages`]: the wire protocol between master, slaves and frameworks.
+//! - [`detector`]: [`detector::MasterDetector`], with which slaves and frameworks find and
+//!   follow the leading master of a group (pure).
 //! - [`limits`]: named maxima; [`error`]: the crate's error type.
 //!
 //! # Pure and impure
@@ -51,6 +53,7 @@
 pub mod allocator;
 pub mod bench;
 pub mod core;
+pub mod detector;
 pub mod error;
 pub mod http;
 pub mod ids;

@@ -83,3 +83,16 @@ pub const RUN_TASK_RESEND_INTERVAL_MAX: Duration = Duration::from_secs(60);
 /// Largest action vector (in actions) the master keeps for reuse between two messages; a
 /// larger one (a reconciliation's burst) is freed.
 pub const ACTIONS_RECYCLED_CAPACITY_MAX: usize = 64;
+
+/// Most masters a slave or framework may be given to follow (`--master A,B,C`): a group is 3
+/// or 5; the rest is slack.
+pub const MASTERS_MAX: usize = 16;
+
+/// First interval between two rounds of leader queries (a [`crate::messages::LeaderQueryMessage`]
+/// to every master) while no leading master is known; it doubles up to
+/// [`LEADER_QUERY_INTERVAL_MAX`] until a leader is found.
+pub const LEADER_QUERY_INTERVAL_MIN: Duration = Duration::from_millis(500);
+
+/// Longest interval between two rounds of leader queries (an election that takes long is not
+/// hammered by every slave and framework of the cluster).
+pub const LEADER_QUERY_INTERVAL_MAX: Duration = Duration::from_secs(8);
