@@ -105,7 +105,11 @@ pub fn start_marathon(
     listen: SocketAddr,
 ) -> anyhow::Result<plateau_marathon::http::MarathonServer> {
     let masters = masters.into();
-    let as_given: Vec<String> = masters.as_slice().iter().map(|m| m.node().to_string()).collect();
+    let as_given: Vec<String> = masters
+        .as_slice()
+        .iter()
+        .map(|m| m.node().to_string())
+        .collect();
     let config = plateau_marathon::http::StartConfig {
         marathon: plateau_marathon::scheduler::MarathonConfig {
             master: as_given.join(","),

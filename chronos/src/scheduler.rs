@@ -75,8 +75,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use plateau_runtime::{Context, Handlers, Instant, Message, TimerId, Upid};
 use plateau_sdk::{
-    CommandInfo, Declines, Driver, Filters, FrameworkId, FrameworkInfo, Masters, Offer,
-    Resources, Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
+    CommandInfo, Declines, Driver, Filters, FrameworkId, FrameworkInfo, Masters, Offer, Resources,
+    Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 

@@ -70,8 +70,7 @@ use plateau_master::resources::{Ranges, Resources};
 use plateau_runtime::{Context, Handlers, Message, Upid};
 use plateau_sdk::{
     CommandInfo, Driver, Filters, FrameworkId, FrameworkInfo, HealthCheck as WireHealthCheck,
-    HealthCheckKind, Masters, Offer, Reason, Scheduler, SchedulerDriver, SlaveId, TaskId,
-    TaskInfo,
+    HealthCheckKind, Masters, Offer, Reason, Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo,
     TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};

@@ -405,7 +405,10 @@ impl MasterDetector {
 
     /// No leader any more: query at once, from the shortest interval.
     fn forget(&mut self, now: Duration) {
-        debug_assert!(!self.masters.is_single(), "a single master is never forgotten");
+        debug_assert!(
+            !self.masters.is_single(),
+            "a single master is never forgotten"
+        );
         self.leader = None;
         self.query_at = Some(now);
         self.query_interval = LEADER_QUERY_INTERVAL_MIN;
@@ -457,7 +460,10 @@ mod tests {
         let mut rng = Rng::seed_from_u64(1);
         assert_eq!(d.leader(), Some(&a));
         assert_eq!(d.term(), 0);
-        assert!(d.poll_change().is_none(), "the host knows the leader already");
+        assert!(
+            d.poll_change().is_none(),
+            "the host knows the leader already"
+        );
         assert!(d.poll_queries(ms(0), &mut rng).is_empty());
         assert_eq!(d.next_deadline(), None);
         // A lost link is the host's to handle: the master stays the leader.
@@ -508,7 +514,10 @@ mod tests {
         assert!(jittered(LEADER_QUERY_INTERVAL_MIN).contains(&waits[0]));
         assert!(jittered(LEADER_QUERY_INTERVAL_MIN * 2).contains(&waits[1]));
         for wait in &waits[6..] {
-            assert!(jittered(LEADER_QUERY_INTERVAL_MAX).contains(wait), "{wait:?}");
+            assert!(
+                jittered(LEADER_QUERY_INTERVAL_MAX).contains(wait),
+                "{wait:?}"
+            );
         }
         assert!(d.poll_change().is_none(), "still no leader");
         // An answer naming a leader ends the querying.
@@ -519,7 +528,9 @@ mod tests {
         );
         assert!(!d.is_querying());
         assert_eq!(d.next_deadline(), None);
-        assert!(d.poll_queries(now + Duration::from_secs(60), &mut rng).is_empty());
+        assert!(d
+            .poll_queries(now + Duration::from_secs(60), &mut rng)
+            .is_empty());
     }
 
     #[test]
@@ -759,7 +770,13 @@ mod tests {
         assert!(Masters::parse("10.0.0.1:5050,10.0.0.1:5050")
             .unwrap()
             .is_single());
-        for bad in ["", "10.0.0.1:5050,", ",10.0.0.1:5050", "10.0.0.1", "a@b@c:1"] {
+        for bad in [
+            "",
+            "10.0.0.1:5050,",
+            ",10.0.0.1:5050",
+            "10.0.0.1",
+            "a@b@c:1",
+        ] {
             assert!(
                 matches!(Masters::parse(bad), Err(MasterError::BadMasters { .. })),
                 "{bad:?} accepted"
@@ -771,7 +788,10 @@ mod tests {
             .join(",");
         assert!(matches!(
             Masters::parse(&many),
-            Err(MasterError::TooMany { what: "masters", .. })
+            Err(MasterError::TooMany {
+                what: "masters",
+                ..
+            })
         ));
         assert!(matches!(
             Masters::new(Vec::new()),

@@ -55,8 +55,8 @@
 
 use std::time::Duration;
 
-pub use plateau_master::detector::Masters;
 use plateau_master::detector::MasterDetector;
+pub use plateau_master::detector::Masters;
 pub use plateau_master::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 pub use plateau_master::messages::{
     CommandInfo, Filters, FrameworkInfo, HealthCheck, HealthCheckKind, Offer, Reason, StatusSource,
@@ -65,10 +65,10 @@ pub use plateau_master::messages::{
 use plateau_master::messages::{
     DeclineOffersMessage, FrameworkErrorMessage, FrameworkRegisteredMessage,
     FrameworkReregisteredMessage, KillTaskMessage, LaunchTasksMessage, LeaderQueryMessage,
-    LostSlaveMessage, NewMasterDetectedMessage, ReconcileTasksMessage, RegisterFrameworkMessage, ReregisterFrameworkMessage,
-    RescindResourceOfferMessage, ResourceOffersMessage, ReviveOffersMessage,
-    StatusUpdateAcknowledgementMessage, StatusUpdateMessage, SuppressOffersMessage,
-    UnregisterFrameworkMessage,
+    LostSlaveMessage, NewMasterDetectedMessage, ReconcileTasksMessage, RegisterFrameworkMessage,
+    ReregisterFrameworkMessage, RescindResourceOfferMessage, ResourceOffersMessage,
+    ReviveOffersMessage, StatusUpdateAcknowledgementMessage, StatusUpdateMessage,
+    SuppressOffersMessage, UnregisterFrameworkMessage,
 };
 pub use plateau_master::resources::{Attributes, Ranges, Resources};
 use plateau_runtime::{Context, Handlers, Message, Process, TimerId, Upid};
@@ -548,7 +548,10 @@ impl<S: Scheduler> SchedulerDriver<S> {
             return;
         }
         let now = ctx.now().since_origin();
-        let news = self.state.detector.handle_new_master_detected(now, from, &m);
+        let news = self
+            .state
+            .detector
+            .handle_new_master_detected(now, from, &m);
         let leader = m.leader.as_ref().map(Upid::to_string);
         tracing::debug!(%from, ?leader, term = m.term, ?news, "news of the leading master");
         self.follow_leader(ctx);

@@ -46,10 +46,10 @@ use plateau_master::detector::{MasterDetector, Masters};
 use plateau_master::ids::{FrameworkId, SlaveId, TaskId};
 use plateau_master::messages::{
     FrameworkInfo, KillTaskMessage, LeaderQueryMessage, NewMasterDetectedMessage, Reason,
-    RegisterSlaveMessage, ReregisterRequestMessage,
-    ReregisterSlaveMessage, RunTaskMessage, ShutdownFrameworkMessage, SlaveHeartbeatMessage,
-    SlaveInfo, SlaveRegisteredMessage, SlaveReregisteredMessage, SlaveTask,
-    StatusUpdateAcknowledgementMessage, StatusUpdateMessage, TaskInfo, TaskState, TaskStatus,
+    RegisterSlaveMessage, ReregisterRequestMessage, ReregisterSlaveMessage, RunTaskMessage,
+    ShutdownFrameworkMessage, SlaveHeartbeatMessage, SlaveInfo, SlaveRegisteredMessage,
+    SlaveReregisteredMessage, SlaveTask, StatusUpdateAcknowledgementMessage, StatusUpdateMessage,
+    TaskInfo, TaskState, TaskStatus,
 };
 use plateau_master::resources::{Attributes, Resources};
 use plateau_runtime::{Context, Handlers, Mailbox, Message, Process, TimerId, Upid};
