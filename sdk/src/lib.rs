@@ -4,10 +4,11 @@
 //! A framework receives resource offers from the master and decides what to run on them. The
 //! driver is a runtime process that does the talking: it finds the leading master of its list
 //! (a [`MasterDetector`]; one master is the leader at once), registers with it (and
-//! re-registers after a lost master, with backoff, or at once with a new leader), turns the master's messages into [`Scheduler`] callbacks, and
-//! acknowledges status updates after the callback returns (so an update is never lost: if the
-//! scheduler dies inside the callback, the slave sends it again). The driver is pure of I/O
-//! like every process, so the same framework runs on a real cluster and in the simulator.
+//! re-registers after a lost master, with backoff, or at once with a new leader), turns the
+//! master's messages into [`Scheduler`] callbacks, and acknowledges status updates after the
+//! callback returns (so an update is never lost: if the scheduler dies inside the callback, the
+//! slave sends it again). The driver is pure of I/O like every process, so the same framework
+//! runs on a real cluster and in the simulator.
 //!
 //! # Guide for framework developers
 //!
@@ -47,8 +48,10 @@
 //! );
 //! # let _ = driver;
 //! // The same framework following a group of three masters.
-//! let masters = plateau_sdk::Masters::parse("10.0.0.1:5050,10.0.0.2:5050,10.0.0.3:5050").unwrap();
-//! let driver = plateau_sdk::SchedulerDriver::with_masters(FrameworkInfo::new("idle"), masters, Idle);
+//! let group = "10.0.0.1:5050,10.0.0.2:5050,10.0.0.3:5050";
+//! let masters = plateau_sdk::Masters::parse(group).unwrap();
+//! let info = FrameworkInfo::new("idle");
+//! let driver = plateau_sdk::SchedulerDriver::with_masters(info, masters, Idle);
 //! assert_eq!(driver.state().master(), None, "not found yet");
 //! ```
 #![deny(missing_docs)]

@@ -1,10 +1,10 @@
 //! Plateau slave: runs tasks as real processes under cgroups and reports their status reliably.
 //!
 //! The slave registers with the master (`master@HOST:PORT`; of a group of masters, the one that
-//! leads, found and followed by [`plateau_master::detector::MasterDetector`]), heartbeats, launches the tasks the
-//! master sends it, reports every change of their state as a status update that it retries
-//! until the framework acknowledges it, runs their health checks, and survives its own restart
-//! (even `kill -9`): its tasks keep running and it re-registers with them.
+//! leads, found and followed by [`plateau_master::detector::MasterDetector`]), heartbeats, launches
+//! the tasks the master sends it, reports every change of their state as a status update that it
+//! retries until the framework acknowledges it, runs their health checks, and survives its own
+//! restart (even `kill -9`): its tasks keep running and it re-registers with them.
 //!
 //! - [`core`]: pure — registration state machine, heartbeat schedule, task books, the status
 //!   update manager, health-check bookkeeping. Time comes in as `now`.
@@ -24,7 +24,8 @@
 //! use plateau_slave::{start, SlaveConfig};
 //! use plateau_master::detector::Masters;
 //! let masters = Masters::parse("10.0.0.1:5050,10.0.0.2:5050,10.0.0.3:5050").unwrap();
-//! let mut config = SlaveConfig::new(masters, "/var/lib/plateau", std::env::current_exe().unwrap());
+//! let supervisor = std::env::current_exe().unwrap();
+//! let mut config = SlaveConfig::new(masters, "/var/lib/plateau", supervisor);
 //! config.supervisor_args = vec!["supervise".into()];
 //! config.resources = Some("cpus:4;mem:8192;disk:20000;ports:[31000-32000]".into());
 //! let slave = start(node, config)?;

@@ -1,10 +1,10 @@
-//! [`SlaveProcess`]: the slave as a Plateau process (`slave(1)`), talking to the leading master
-//! of its `--master` list as `protocol.md` says. It owns the pure [`SlaveCore`] and carries out its decisions through
-//! three side-effect traits: a [`Containerizer`] (tasks), a [`HealthProber`] (health checks)
-//! and a [`CheckpointStore`] (durable state). Real implementations run real processes and a
-//! redb file; the simulator plugs in [`crate::containerizer::SimContainerizer`],
-//! [`crate::health::ScriptedProber`] and [`crate::checkpoint::MemoryCheckpoint`] and runs this
-//! very code on its virtual clock.
+//! [`SlaveProcess`]: the slave as a Plateau process (`slave(1)`), talking to the leading master of
+//! its `--master` list as `protocol.md` says. It owns the pure [`SlaveCore`] and carries out its
+//! decisions through three side-effect traits: a [`Containerizer`] (tasks), a [`HealthProber`]
+//! (health checks) and a [`CheckpointStore`] (durable state). Real implementations run real
+//! processes and a redb file; the simulator plugs in [`crate::containerizer::SimContainerizer`],
+//! [`crate::health::ScriptedProber`] and [`crate::checkpoint::MemoryCheckpoint`] and runs this very
+//! code on its virtual clock.
 //!
 //! Life of a task: RunTaskMessage → the task is checkpointed with TASK_STARTING queued → launched
 //! → TASK_RUNNING is queued (updates are checkpointed, then sent one at a time until
@@ -860,7 +860,8 @@ impl SlaveProcess {
                 self.core.registration.handle_new_master(now, has_id);
             }
             None => {
-                tracing::warn!(previous = ?change.previous.as_ref().map(Upid::to_string), "no leading master known: looking for one");
+                let previous = change.previous.as_ref().map(Upid::to_string);
+                tracing::warn!(?previous, "no leading master known: looking for one");
                 self.core.registration.handle_master_unknown(has_id);
             }
         }
