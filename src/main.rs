@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use plateau_master::detector::Masters;
 
 #[derive(Parser)]
 #[command(
@@ -92,8 +93,8 @@ struct MasterArgs {
     agent_reregister_timeout: Duration,
     /// The masters of a group (3 or 5), HOST:PORT,... this one included: the registry is a
     /// replicated log and one master leads. Without it the master runs alone.
-    #[arg(long, value_delimiter = ',')]
-    peers: Vec<String>,
+    #[arg(long, value_parser = parse_masters)]
+    peers: Option<Masters>,
     /// Join the running group of `--peers` (a new or replacement master) instead of forming one.
     #[arg(long, requires = "peers")]
     join: bool,
@@ -101,9 +102,10 @@ struct MasterArgs {
 
 #[derive(clap::Args)]
 struct SlaveArgs {
-    /// The master, HOST:PORT.
-    #[arg(long)]
-    master: String,
+    /// The master, HOST:PORT, or the masters of a group, HOST:PORT,HOST:PORT,... (the slave
+    /// follows the one that leads).
+    #[arg(long, value_parser = parse_masters)]
+    master: Masters,
     /// Address to listen on (TCP for HTTP, UDP for QUIC, same port).
     #[arg(long, default_value = "127.0.0.1:5051")]
     listen: SocketAddr,
@@ -127,9 +129,10 @@ struct SlaveArgs {
 
 #[derive(clap::Args)]
 struct FrameworkArgs {
-    /// The master, HOST:PORT.
-    #[arg(long)]
-    master: String,
+    /// The master, HOST:PORT, or the masters of a group, HOST:PORT,HOST:PORT,... (the
+    /// framework follows the one that leads).
+    #[arg(long, value_parser = parse_masters)]
+    master: Masters,
     /// Address to listen on (TCP for HTTP, UDP for QUIC, same port); Marathon's default port
     /// is 8080, Chronos' 4400.
     #[arg(long)]
@@ -191,6 +194,11 @@ struct DevArgs {
     /// Work directory (default: a `plateau-dev` folder in the system's temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+}
+
+/// `--master`: one HOST:PORT, or a comma-separated group of them.
+fn parse_masters(text: &str) -> Result<Masters, String> {
+    Masters::parse(text).map_err(|e| e.to_string())
 }
 
 /// A Mesos resource string, checked (a bad one is a usage error: exit code 2).
@@ -374,19 +382,15 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     };
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.listen, &host, &args.tls_dir, "master")?;
-        let master = if args.peers.is_empty() {
-            plateau_master::start(&node, config, &args.work_dir).await?
-        } else {
-            let peers = args
-                .peers
-                .iter()
-                .map(|p| master_upid(p.trim()))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let group = plateau_master::GroupMembership {
-                peers,
-                join: args.join,
-            };
-            plateau_master::start_group(&node, config, &args.work_dir, group).await?
+        let master = match args.peers {
+            None => plateau_master::start(&node, config, &args.work_dir).await?,
+            Some(peers) => {
+                let group = plateau_master::GroupMembership {
+                    peers: peers.as_slice().to_vec(),
+                    join: args.join,
+                };
+                plateau_master::start_group(&node, config, &args.work_dir, group).await?
+            }
         };
         let handle = serve::http_server(args.listen, move |c| {
             plateau_master::http::configure(c, master.clone())
@@ -404,11 +408,8 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
 
 fn run_slave(args: SlaveArgs) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
-    let master: plateau_runtime::Upid = format!("master@{}", args.master)
-        .parse()
-        .with_context(|| format!("--master {}", args.master))?;
     let (supervisor, supervisor_args) = serve::supervisor()?;
-    let mut config = plateau_slave::SlaveConfig::new(master, &args.work_dir, supervisor);
+    let mut config = plateau_slave::SlaveConfig::new(args.master, &args.work_dir, supervisor);
     config.supervisor_args = supervisor_args;
     config.resources = args.resources;
     config.attributes = args.attributes;
@@ -432,12 +433,6 @@ fn run_slave(args: SlaveArgs) -> anyhow::Result<()> {
     })
 }
 
-fn master_upid(master: &str) -> anyhow::Result<plateau_runtime::Upid> {
-    format!("master@{master}")
-        .parse()
-        .with_context(|| format!("--master {master}"))
-}
-
 /// Run a framework on its own node: HTTP and QUIC on `--listen`, until Ctrl-C. `start`
 /// spawns it and returns its HTTP server and address.
 fn run_framework(
@@ -446,17 +441,16 @@ fn run_framework(
     api_path: &'static str,
     start: impl FnOnce(
             &plateau_runtime::Node,
-            plateau_runtime::Upid,
+            Masters,
             &std::path::Path,
             SocketAddr,
         ) -> anyhow::Result<(actix_web::dev::ServerHandle, SocketAddr)>
         + 'static,
 ) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
-    let master = master_upid(&args.master)?;
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.listen, &host, &args.tls_dir, name)?;
-        let (http, addr) = start(&node, master, &args.work_dir, args.listen)?;
+        let (http, addr) = start(&node, args.master, &args.work_dir, args.listen)?;
         println!(
             "{name}@{host}:{} running: http://{addr}{api_path}",
             node.addr().port

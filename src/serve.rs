@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use plateau_master::detector::Masters;
 use plateau_runtime::tls::{ClusterCa, NodeIdentity, CA_CERT_FILE};
 use plateau_runtime::{Node, NodeConfig};
 
@@ -96,16 +97,25 @@ where
     Ok(handle)
 }
 
-/// Start Marathon on `node` with its HTTP API on `listen`.
+/// Start Marathon on `node` with its HTTP API on `listen`, following the leader of `masters`.
 pub fn start_marathon(
     node: &Node,
-    master: plateau_runtime::Upid,
+    masters: impl Into<Masters>,
     work_dir: &Path,
     listen: SocketAddr,
 ) -> anyhow::Result<plateau_marathon::http::MarathonServer> {
+    let masters = masters.into();
+    let as_given: Vec<String> = masters
+        .as_slice()
+        .iter()
+        .map(|m| m.node().to_string())
+        .collect();
     let config = plateau_marathon::http::StartConfig {
-        marathon: Default::default(),
-        master,
+        marathon: plateau_marathon::scheduler::MarathonConfig {
+            master: as_given.join(","),
+            ..Default::default()
+        },
+        masters,
         work_dir: Some(work_dir.to_path_buf()),
         http_listen: listen,
         http_workers: 2,
@@ -136,15 +146,15 @@ pub fn start_balancer(
     plateau_balancer::start(node, config).context("starting the balancer")
 }
 
-/// Start Chronos on `node` with its HTTP API on `listen`.
+/// Start Chronos on `node` with its HTTP API on `listen`, following the leader of `masters`.
 pub fn start_chronos(
     node: &Node,
-    master: plateau_runtime::Upid,
+    masters: impl Into<Masters>,
     work_dir: &Path,
     listen: SocketAddr,
     scheduler: plateau_chronos::scheduler::ChronosConfig,
 ) -> anyhow::Result<plateau_chronos::http::Started> {
-    let mut config = plateau_chronos::http::StartConfig::new(work_dir.to_path_buf(), master);
+    let mut config = plateau_chronos::http::StartConfig::new(work_dir.to_path_buf(), masters);
     config.http_listen = listen;
     config.scheduler = scheduler;
     plateau_chronos::http::start(node, config).context("starting Chronos")

@@ -29,7 +29,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use plateau_runtime::node::NodeError;
-use plateau_runtime::{Node, ProcessRef, Upid};
+use plateau_runtime::{Node, ProcessRef};
+use plateau_sdk::Masters;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -412,8 +413,8 @@ pub struct StartConfig {
     pub scheduler: ChronosConfig,
     /// The node's work directory: the state is in `<work_dir>/chronos/state.redb`.
     pub work_dir: PathBuf,
-    /// The master (`master@host:5050`).
-    pub master: Upid,
+    /// The masters (`master@host:5050` each): Chronos follows the one that leads.
+    pub masters: Masters,
     /// HTTP address (Chronos' port is 4400; port 0 picks a free one).
     pub http_listen: SocketAddr,
     /// The scheduler process's name on the node (`chronos`).
@@ -421,12 +422,13 @@ pub struct StartConfig {
 }
 
 impl StartConfig {
-    /// Defaults: `chronos` on 0.0.0.0:4400.
-    pub fn new(work_dir: PathBuf, master: Upid) -> StartConfig {
+    /// Defaults: `chronos` on 0.0.0.0:4400. `masters` is one master (a `Upid`) or a
+    /// [`Masters`] group.
+    pub fn new(work_dir: PathBuf, masters: impl Into<Masters>) -> StartConfig {
         StartConfig {
             scheduler: ChronosConfig::default(),
             work_dir,
-            master,
+            masters: masters.into(),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 4400)),
             process_name: "chronos".to_string(),
         }
@@ -453,7 +455,7 @@ pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
         scheduler_config.hostname = node.addr().host.to_string();
     }
     let scheduler = ChronosScheduler::new(scheduler_config, Box::new(store))?;
-    let handle = node.spawn(&config.process_name, scheduler.into_driver(config.master))?;
+    let handle = node.spawn(&config.process_name, scheduler.into_driver(config.masters))?;
     let bind_error = |source| StartError::Bind {
         addr: config.http_listen,
         source,

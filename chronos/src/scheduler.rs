@@ -75,7 +75,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use plateau_runtime::{Context, Handlers, Instant, Message, TimerId, Upid};
 use plateau_sdk::{
-    CommandInfo, Declines, Driver, Filters, FrameworkId, FrameworkInfo, Offer, Resources,
+    CommandInfo, Declines, Driver, Filters, FrameworkId, FrameworkInfo, Masters, Offer, Resources,
     Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
@@ -374,11 +374,12 @@ impl ChronosScheduler {
         info
     }
 
-    /// The driver process hosting this scheduler, registering with `master`. Status updates are
-    /// acknowledged explicitly, after their effect is stored.
-    pub fn into_driver(self, master: Upid) -> ChronosProcess {
+    /// The driver process hosting this scheduler, registering with the leader of `masters`
+    /// (one master, a `Upid`, or a [`Masters`] group). Status updates are acknowledged
+    /// explicitly, after their effect is stored.
+    pub fn into_driver(self, masters: impl Into<Masters>) -> ChronosProcess {
         let info = self.framework_info();
-        SchedulerDriver::new(info, master, self).with_explicit_acknowledgements()
+        SchedulerDriver::with_masters(info, masters.into(), self).with_explicit_acknowledgements()
     }
 
     // ---- reading ------------------------------------------------------------------------

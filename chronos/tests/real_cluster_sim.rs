@@ -121,7 +121,7 @@ impl World {
             checkpoint: Box::new(MemoryCheckpoint::new()),
         };
         let slave_config = SlaveProcessConfig {
-            master: master.clone(),
+            masters: master.clone().into(),
             work_dir: "/var/lib/plateau".into(),
             hostname: "10.0.0.2".into(),
             port: 5051,

@@ -32,8 +32,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
-use plateau_runtime::{Node, ProcessRef, Upid};
-use plateau_sdk::{Driver, SchedulerDriver};
+use plateau_runtime::{Node, ProcessRef};
+use plateau_sdk::{Driver, Masters, SchedulerDriver};
 use serde_json::{json, Value};
 
 use crate::error::Error;
@@ -451,8 +451,8 @@ pub fn serve(
 pub struct StartConfig {
     /// Marathon's settings.
     pub marathon: MarathonConfig,
-    /// The master's scheduler-facing address (`master@host:5050`).
-    pub master: Upid,
+    /// The masters (`master@host:5050` each): Marathon follows the one that leads.
+    pub masters: Masters,
     /// Work dir: the state goes to `<work_dir>/marathon/state.redb`; `None` keeps it in memory.
     pub work_dir: Option<PathBuf>,
     /// Where the HTTP API listens (default port 8080).
@@ -480,7 +480,7 @@ pub fn start(node: &Node, config: StartConfig) -> Result<MarathonServer, Error> 
         Some(dir) => Box::new(RedbStore::open_in(dir)?),
         None => Box::new(MemoryStore::new()),
     };
-    let driver = MarathonScheduler::driver(config.marathon, store, config.master)?;
+    let driver = MarathonScheduler::driver(config.marathon, store, config.masters)?;
     let process = node
         .spawn(&config.process_name, driver)
         .map_err(|e| Error::Spawn(e.to_string()))?;

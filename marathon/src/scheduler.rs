@@ -70,7 +70,7 @@ use plateau_master::resources::{Ranges, Resources};
 use plateau_runtime::{Context, Handlers, Message, Upid};
 use plateau_sdk::{
     CommandInfo, Driver, Filters, FrameworkId, FrameworkInfo, HealthCheck as WireHealthCheck,
-    HealthCheckKind, Offer, Reason, Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo,
+    HealthCheckKind, Masters, Offer, Reason, Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo,
     TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
@@ -107,7 +107,8 @@ pub struct MarathonConfig {
     pub hostname: String,
     /// HTTP port (`--http_port`, default 8080).
     pub http_port: u16,
-    /// The master's address as given (for `/v2/info`).
+    /// The master's address as given, `HOST:PORT` (a group: `HOST:PORT,HOST:PORT,...`), for
+    /// `/v2/info`.
     pub master: String,
     /// How long declined offers are filtered (`--decline_offer_duration`, default 120 s).
     pub decline_offer_duration: Duration,
@@ -485,16 +486,17 @@ impl MarathonScheduler {
         info
     }
 
-    /// A driver hosting a scheduler on `store`, registering with `master`.
+    /// A driver hosting a scheduler on `store`, registering with the leader of `masters` (one
+    /// master, a `Upid`, or a [`Masters`] group).
     pub fn driver(
         config: MarathonConfig,
         store: Box<dyn Store>,
-        master: Upid,
+        masters: impl Into<Masters>,
     ) -> Result<SchedulerDriver<MarathonScheduler>, Error> {
         let scheduler = MarathonScheduler::new(config, store)?;
-        Ok(SchedulerDriver::new(
+        Ok(SchedulerDriver::with_masters(
             scheduler.framework_info(),
-            master,
+            masters.into(),
             scheduler,
         ))
     }

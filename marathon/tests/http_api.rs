@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 fn config(work_dir: Option<std::path::PathBuf>) -> StartConfig {
     StartConfig {
         marathon: MarathonConfig::default(),
-        master: "master@127.0.0.1:5050".parse().unwrap(),
+        masters: plateau_sdk::Masters::parse("127.0.0.1:5050").unwrap(),
         work_dir,
         http_listen: "127.0.0.1:0".parse().unwrap(),
         http_workers: 1,

@@ -66,7 +66,7 @@ impl World {
                 checkpoint: Box::new(MemoryCheckpoint::new()),
             };
             let config = SlaveProcessConfig {
-                master: master.clone(),
+                masters: master.clone().into(),
                 work_dir: "/var/lib/plateau".into(),
                 hostname: host.clone(),
                 port: 5051,

@@ -176,6 +176,14 @@ pub enum MasterError {
         /// What failed, naming the file.
         message: String,
     },
+    /// A list of masters to follow (`--master A,B,C`) that is empty or names a bad address.
+    #[error("bad master list '{list}': {reason}")]
+    BadMasters {
+        /// The list (or the entry) as given.
+        list: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The master process could not be started on its node.
     #[error("cannot start the master process: {message}")]
     Start {

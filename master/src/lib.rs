@@ -15,6 +15,8 @@
 //!   compare-and-set, leases, watches, fencing epochs) — pure parts, for the replicated log.
 //! - [`http`]: `/master/state`, `/metrics/snapshot`, `/metrics`, `/health`, `/version`.
 //! - [`messages`]: the wire protocol between master, slaves and frameworks.
+//! - [`detector`]: [`detector::MasterDetector`], with which slaves and frameworks find and
+//!   follow the leading master of a group (pure).
 //! - [`limits`]: named maxima; [`error`]: the crate's error type.
 //!
 //! # Pure and impure
@@ -55,6 +57,7 @@ pub mod allocator;
 pub mod bench;
 pub mod coord;
 pub mod core;
+pub mod detector;
 pub mod error;
 pub mod http;
 pub mod ids;

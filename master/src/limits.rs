@@ -170,3 +170,16 @@ pub const COORD_EXPIRE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// one: longer than an election plus a client's keep-alive interval, so that a master failover
 /// does not depose a healthy framework leader whose keep-alives went to the old master.
 pub const COORD_LEASE_GRACE: Duration = Duration::from_secs(5);
+
+/// Most masters a slave or framework may be given to follow (`--master A,B,C`): a group is 3
+/// or 5; the rest is slack.
+pub const MASTERS_MAX: usize = 16;
+
+/// First interval between two rounds of leader queries (a [`crate::messages::LeaderQueryMessage`]
+/// to every master) while no leading master is known; it doubles up to
+/// [`LEADER_QUERY_INTERVAL_MAX`] until a leader is found.
+pub const LEADER_QUERY_INTERVAL_MIN: Duration = Duration::from_millis(500);
+
+/// Longest interval between two rounds of leader queries (an election that takes long is not
+/// hammered by every slave and framework of the cluster).
+pub const LEADER_QUERY_INTERVAL_MAX: Duration = Duration::from_secs(8);

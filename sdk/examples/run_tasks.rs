@@ -1,5 +1,6 @@
 //! A whole framework: runs N short tasks on whatever the master offers, then exits.
 //! `cargo run --example run_tasks -- --master 127.0.0.1:5050 --tls-dir DIR --tasks 5`
+//! (`--master` takes a group too, `HOST:PORT,HOST:PORT,HOST:PORT`: the leader is followed).
 use std::collections::BTreeSet;
 
 use clap::Parser;
@@ -8,6 +9,7 @@ use plateau_sdk::*;
 
 #[derive(Parser)]
 struct Args {
+    /// The master, HOST:PORT, or the masters of a group, HOST:PORT,HOST:PORT,...
     #[arg(long)]
     master: String,
     #[arg(long)]
@@ -63,7 +65,7 @@ impl Scheduler for RunTasks {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let identity = NodeIdentity::from_dir(&args.tls_dir, "run-tasks")?;
-    let master = format!("master@{}", args.master).parse()?;
+    let masters = Masters::parse(&args.master)?;
     let scheduler = RunTasks {
         command: CommandInfo::shell(&args.command),
         per_task: Resources::parse(&args.resources)?,
@@ -74,7 +76,10 @@ fn main() -> anyhow::Result<()> {
     let info = FrameworkInfo::new("run-tasks");
     actix_rt::System::new().block_on(async move {
         let node = Node::start(NodeConfig::quic(args.listen, identity, 1))?;
-        node.spawn("run-tasks", SchedulerDriver::new(info, master, scheduler))?;
+        node.spawn(
+            "run-tasks",
+            SchedulerDriver::with_masters(info, masters, scheduler),
+        )?;
         std::future::pending::<anyhow::Result<()>>().await
     })
 }

@@ -2,11 +2,13 @@
 //! [`SchedulerDriver`].
 //!
 //! A framework receives resource offers from the master and decides what to run on them. The
-//! driver is a runtime process that does the talking: it registers (and re-registers after a
-//! lost master, with backoff), turns the master's messages into [`Scheduler`] callbacks, and
-//! acknowledges status updates after the callback returns (so an update is never lost: if the
-//! scheduler dies inside the callback, the slave sends it again). The driver is pure of I/O
-//! like every process, so the same framework runs on a real cluster and in the simulator.
+//! driver is a runtime process that does the talking: it finds the leading master of its list
+//! (a [`MasterDetector`]; one master is the leader at once), registers with it (and
+//! re-registers after a lost master, with backoff, or at once with a new leader), turns the
+//! master's messages into [`Scheduler`] callbacks, and acknowledges status updates after the
+//! callback returns (so an update is never lost: if the scheduler dies inside the callback, the
+//! slave sends it again). The driver is pure of I/O like every process, so the same framework
+//! runs on a real cluster and in the simulator.
 //!
 //! # Guide for framework developers
 //!
@@ -16,7 +18,10 @@
 //! 2. Implement [`Scheduler`]: at least `resource_offers` (launch tasks with
 //!    [`Driver::launch_tasks`], or [`Driver::decline_offer`]) and `status_update`.
 //! 3. Spawn `SchedulerDriver::new(info, master_upid, your_scheduler)` on a node: a real
-//!    [`plateau_runtime::Node`] with a QUIC transport, or a simulated node.
+//!    [`plateau_runtime::Node`] with a QUIC transport, or a simulated node. With a group of
+//!    masters, `SchedulerDriver::with_masters(info, Masters::parse("h1:5050,h2:5050,h3:5050")?,
+//!    your_scheduler)`: the driver follows whichever leads. Protocol messages are accepted
+//!    from the leader only.
 //! 4. Remember what you launched: after a failover, call [`Driver::reconcile_tasks`] in
 //!    `registered`/`reregistered` to learn the state of your tasks.
 //!
@@ -42,11 +47,19 @@
 //!     Idle,
 //! );
 //! # let _ = driver;
+//! // The same framework following a group of three masters.
+//! let group = "10.0.0.1:5050,10.0.0.2:5050,10.0.0.3:5050";
+//! let masters = plateau_sdk::Masters::parse(group).unwrap();
+//! let info = FrameworkInfo::new("idle");
+//! let driver = plateau_sdk::SchedulerDriver::with_masters(info, masters, Idle);
+//! assert_eq!(driver.state().master(), None, "not found yet");
 //! ```
 #![deny(missing_docs)]
 
 use std::time::Duration;
 
+use plateau_master::detector::MasterDetector;
+pub use plateau_master::detector::Masters;
 pub use plateau_master::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 pub use plateau_master::messages::{
     CommandInfo, Filters, FrameworkInfo, HealthCheck, HealthCheckKind, Offer, Reason, StatusSource,
@@ -54,14 +67,14 @@ pub use plateau_master::messages::{
 };
 use plateau_master::messages::{
     DeclineOffersMessage, FrameworkErrorMessage, FrameworkRegisteredMessage,
-    FrameworkReregisteredMessage, KillTaskMessage, LaunchTasksMessage, LostSlaveMessage,
-    ReconcileTasksMessage, RegisterFrameworkMessage, ReregisterFrameworkMessage,
-    RescindResourceOfferMessage, ResourceOffersMessage, ReviveOffersMessage,
-    StatusUpdateAcknowledgementMessage, StatusUpdateMessage, SuppressOffersMessage,
-    UnregisterFrameworkMessage,
+    FrameworkReregisteredMessage, KillTaskMessage, LaunchTasksMessage, LeaderQueryMessage,
+    LostSlaveMessage, NewMasterDetectedMessage, ReconcileTasksMessage, RegisterFrameworkMessage,
+    ReregisterFrameworkMessage, RescindResourceOfferMessage, ResourceOffersMessage,
+    ReviveOffersMessage, StatusUpdateAcknowledgementMessage, StatusUpdateMessage,
+    SuppressOffersMessage, UnregisterFrameworkMessage,
 };
 pub use plateau_master::resources::{Attributes, Ranges, Resources};
-use plateau_runtime::{Context, Handlers, Message, Process, Upid};
+use plateau_runtime::{Context, Handlers, Message, Process, TimerId, Upid};
 use serde::{Deserialize, Serialize};
 
 /// First delay between registration attempts.
@@ -83,9 +96,10 @@ pub trait Scheduler: 'static {
     fn status_update(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus);
     /// A slave was lost.
     fn slave_lost(&mut self, _driver: &mut Driver<'_, '_>, _slave_id: &SlaveId) {}
-    /// The link to the master broke; the driver re-registers by itself.
+    /// The driver lost its master: the link broke, or another master leads now (or none is
+    /// known). It re-registers by itself.
     fn disconnected(&mut self, _driver: &mut Driver<'_, '_>) {}
-    /// A process other than the master that the scheduler linked to (with
+    /// A process other than a master that the scheduler linked to (with
     /// `driver.ctx().link(..)`) may be gone; see [`plateau_runtime::Process::exited`].
     fn exited(&mut self, _driver: &mut Driver<'_, '_>, _upid: &Upid) {}
     /// The master refused the framework; the driver stops.
@@ -112,7 +126,10 @@ pub trait Scheduler: 'static {
 #[derive(Debug)]
 pub struct DriverState {
     info: FrameworkInfo,
-    master: Upid,
+    /// Which master leads: the one registered with and listened to.
+    detector: MasterDetector,
+    /// The armed wake-up for the detector's next round of queries, and when it is for.
+    detector_timer: Option<(TimerId, Duration)>,
     framework_id: Option<FrameworkId>,
     connected: bool,
     stopped: bool,
@@ -133,9 +150,14 @@ impl DriverState {
         self.connected
     }
 
-    /// The master's address.
-    pub fn master(&self) -> &Upid {
-        &self.master
+    /// The leading master followed (registered with, or to register with), if one is known.
+    pub fn master(&self) -> Option<&Upid> {
+        self.detector.leader()
+    }
+
+    /// The masters the driver may follow.
+    pub fn masters(&self) -> &Masters {
+        self.detector.masters()
     }
 }
 
@@ -200,9 +222,16 @@ impl<'a, 'c> Driver<'a, 'c> {
         self.ctx
     }
 
+    /// Sends `msg` to the leading master; dropped (as Mesos' driver does while disconnected)
+    /// when none is known.
     fn send_master<M: Message>(&mut self, msg: M) {
-        let master = self.state.master.clone();
-        self.ctx.send(&master, msg);
+        match self.state.detector.leader() {
+            Some(master) => self.ctx.send(master, msg),
+            None => tracing::warn!(
+                message = M::NAME,
+                "no leading master known: message dropped"
+            ),
+        }
     }
 
     fn id(&self) -> FrameworkId {
@@ -307,8 +336,9 @@ impl<'a, 'c> Driver<'a, 'c> {
         }
         self.state.stopped = true;
         self.state.connected = false;
-        let master = self.state.master.clone();
-        self.ctx.unlink(&master);
+        if let Some(master) = self.state.detector.leader() {
+            self.ctx.unlink(master);
+        }
         self.ctx.terminate();
     }
 }
@@ -317,6 +347,13 @@ impl<'a, 'c> Driver<'a, 'c> {
 struct RetryRegistration;
 impl Message for RetryRegistration {
     const NAME: &'static str = "sdk.RetryRegistration";
+}
+
+/// To self: the detector's next round of leader queries is due.
+#[derive(Serialize, Deserialize)]
+struct DetectLeader;
+impl Message for DetectLeader {
+    const NAME: &'static str = "sdk.DetectLeader";
 }
 
 /// The scheduler driver: a process that hosts a [`Scheduler`].
@@ -329,11 +366,18 @@ impl<S: Scheduler> SchedulerDriver<S> {
     /// A driver for `scheduler`, registering `info` with the master at `master`. With
     /// `info.id` set it re-registers as that framework (scheduler failover).
     pub fn new(info: FrameworkInfo, master: Upid, scheduler: S) -> Self {
+        Self::with_masters(info, Masters::one(master), scheduler)
+    }
+
+    /// A driver for `scheduler`, registering `info` with whichever of `masters` leads, and
+    /// following the leadership as it moves (one master: that one, as [`Self::new`]).
+    pub fn with_masters(info: FrameworkInfo, masters: Masters, scheduler: S) -> Self {
         SchedulerDriver {
             state: DriverState {
                 framework_id: info.id.clone(),
                 info,
-                master,
+                detector: MasterDetector::new(masters),
+                detector_timer: None,
                 connected: false,
                 stopped: false,
                 backoff: REGISTRATION_BACKOFF_MIN,
@@ -390,7 +434,10 @@ impl<S: Scheduler> SchedulerDriver<S> {
         if self.state.stopped || self.state.connected {
             return;
         }
-        let master = self.state.master.clone();
+        // No leader known: the detector's answer starts registration again.
+        let Some(master) = self.state.detector.leader().cloned() else {
+            return;
+        };
         ctx.link(&master);
         match &self.state.framework_id {
             Some(id) => {
@@ -431,12 +478,86 @@ impl<S: Scheduler> SchedulerDriver<S> {
         self.state.backoff = (self.state.backoff * 2).min(REGISTRATION_BACKOFF_MAX);
     }
 
+    /// True when `from` is the leading master followed (the whole `name@host:port`).
     fn is_from_master(&self, from: &Upid) -> bool {
-        let ok = *from == self.state.master;
+        let ok = self.state.detector.is_leader(from);
         if !ok {
-            tracing::warn!(%from, master = %self.state.master, "message from a process that is not the master; ignored");
+            let leader = self.state.detector.leader().map(Upid::to_string);
+            tracing::warn!(%from, ?leader, "message from a process that is not the leading master; ignored");
         }
         ok
+    }
+
+    /// Sends the detector's due queries, follows a change of leader (the scheduler is told
+    /// it is disconnected; registration with a new leader goes out at once) and arms the
+    /// wake-up for the next round of queries.
+    fn follow_leader(&mut self, ctx: &mut Context<'_>) {
+        if self.state.stopped {
+            return;
+        }
+        let now = ctx.now().since_origin();
+        for master in self.state.detector.poll_queries(now, ctx.rng()) {
+            ctx.send(&master, LeaderQueryMessage {});
+        }
+        if let Some(change) = self.state.detector.poll_change() {
+            if let Some(previous) = &change.previous {
+                if change.leader.as_ref() != Some(previous) {
+                    ctx.unlink(previous);
+                }
+            }
+            let was_connected = self.state.connected;
+            self.state.connected = false;
+            if was_connected {
+                self.with(ctx, |s, d| s.disconnected(d));
+            }
+            match &change.leader {
+                Some(leader) => {
+                    tracing::info!(%leader, term = change.term, "following a new leading master");
+                    self.state.backoff = REGISTRATION_BACKOFF_MIN;
+                    self.register(ctx);
+                }
+                None => tracing::warn!("no leading master known: looking for one"),
+            }
+        }
+        let next = self.state.detector.next_deadline();
+        if self.state.detector_timer.map(|(_, at)| at) != next {
+            if let Some((id, _)) = self.state.detector_timer.take() {
+                ctx.cancel(id);
+            }
+            if let Some(at) = next {
+                let id = ctx.delay(at.saturating_sub(now), DetectLeader);
+                self.state.detector_timer = Some((id, at));
+            }
+        }
+    }
+
+    fn handle_detect_leader(&mut self, ctx: &mut Context<'_>, from: &Upid, _m: DetectLeader) {
+        if from != ctx.self_upid() {
+            return;
+        }
+        self.state.detector_timer = None;
+        self.follow_leader(ctx);
+    }
+
+    /// Who leads the masters: an answer to a query, a new leader's announcement, or a
+    /// redirect from a master that does not lead.
+    fn handle_new_master_detected(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        m: NewMasterDetectedMessage,
+    ) {
+        if self.state.stopped {
+            return;
+        }
+        let now = ctx.now().since_origin();
+        let news = self
+            .state
+            .detector
+            .handle_new_master_detected(now, from, &m);
+        let leader = m.leader.as_ref().map(Upid::to_string);
+        tracing::debug!(%from, ?leader, term = m.term, ?news, "news of the leading master");
+        self.follow_leader(ctx);
     }
 
     fn handle_retry(&mut self, ctx: &mut Context<'_>, _from: &Upid, _m: RetryRegistration) {
@@ -526,6 +647,8 @@ impl<S: Scheduler> SchedulerDriver<S> {
 impl<S: Scheduler> Process for SchedulerDriver<S> {
     fn install(h: &mut Handlers<Self>) {
         h.on(Self::handle_retry)
+            .on(Self::handle_detect_leader)
+            .on(Self::handle_new_master_detected)
             .on(Self::handle_registered)
             .on(Self::handle_reregistered)
             .on(Self::handle_offers)
@@ -538,15 +661,22 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
 
     fn initialize(&mut self, ctx: &mut Context<'_>) {
         self.with(ctx, |s, d| s.initialize(d));
+        // One master: registers at once. Several: the first queries go out.
         self.register(ctx);
+        self.follow_leader(ctx);
     }
 
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {
         if self.state.stopped {
             return;
         }
-        if *upid != self.state.master {
-            self.with(ctx, |s, d| s.exited(d, upid));
+        let now = ctx.now().since_origin();
+        if !self.state.detector.handle_exited(now, upid) {
+            // A master followed before (its link was dropped when it stopped leading) is no
+            // news for the scheduler.
+            if !self.state.detector.masters().contains(upid) {
+                self.with(ctx, |s, d| s.exited(d, upid));
+            }
             return;
         }
         let was_connected = self.state.connected;
@@ -555,11 +685,14 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
             self.with(ctx, |s, d| s.disconnected(d));
             // The first attempt after losing a registered master goes out at once; a link
             // that breaks while registering (master unreachable) waits for the backoff.
+            // With several masters the detector forgot it: registration waits for the next
+            // leader (`follow_leader`).
             self.state.backoff = REGISTRATION_BACKOFF_MIN;
             self.register(ctx);
         } else {
             self.schedule_retry(ctx);
         }
+        self.follow_leader(ctx);
     }
 }
 

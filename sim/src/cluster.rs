@@ -429,7 +429,7 @@ impl Cluster {
         let prober = ScriptedProber::new(node.probes.clone(), slot.probe_callback());
         let checkpoint = ObservedCheckpoint::new(node.checkpoint.clone(), self.ledger.clone(), i);
         let config = SlaveProcessConfig {
-            master: self.master.upid.clone(),
+            masters: self.master.upid.clone().into(),
             work_dir: PathBuf::from(format!("/sim/{}", node.addr.host)),
             hostname: node.addr.host.to_string(),
             port: node.addr.port,

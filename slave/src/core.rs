@@ -19,7 +19,10 @@
 //! [`Registration`] is `Registering` (no slave id yet), `Reregistering` (an id, but not
 //! currently admitted) or `Registered`. Attempts go out at once, then after 1 s, 2 s, 4 s...
 //! (at most 10 s, plus up to 10% jitter) until the master answers. A registered slave
-//! heartbeats every interval the master gave.
+//! heartbeats every interval the master gave. The master is the leader the slave's
+//! [`plateau_master::detector::MasterDetector`] follows: when another one leads, the slave
+//! re-registers with it at once ([`Registration::handle_new_master`]); while none is known it
+//! makes no attempt ([`Registration::handle_master_unknown`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -211,6 +214,32 @@ impl Registration {
         if self.attempt_at.is_none() {
             self.attempt_at = Some(now);
         }
+    }
+
+    /// Another master leads now (or the same one, elected again): its predecessor's
+    /// admission does not count with it. Re-register (register, without an id) at once, with
+    /// a fresh backoff.
+    pub fn handle_new_master(&mut self, now: Duration, has_slave_id: bool) {
+        self.state = if has_slave_id {
+            RegistrationState::Reregistering
+        } else {
+            RegistrationState::Registering
+        };
+        self.heartbeat_at = None;
+        self.backoff.reset();
+        self.attempt_at = Some(now);
+    }
+
+    /// No master is known to lead: not admitted, and no attempt until
+    /// [`Self::handle_new_master`] names one.
+    pub fn handle_master_unknown(&mut self, has_slave_id: bool) {
+        self.state = if has_slave_id {
+            RegistrationState::Reregistering
+        } else {
+            RegistrationState::Registering
+        };
+        self.heartbeat_at = None;
+        self.attempt_at = None;
     }
 
     /// The master asked for re-registration (it lost track of this slave): attempt at once.
@@ -1209,6 +1238,43 @@ mod tests {
         // The master asking resets it.
         reg.handle_reregister_request(s(6.5));
         assert!(reg.poll_attempt(s(6.5), &mut r).is_some());
+    }
+
+    #[test]
+    fn a_new_master_is_reregistered_with_at_once_and_an_unknown_one_is_waited_for() {
+        let mut r = rng();
+        let mut reg = Registration::new(true, Duration::ZERO);
+        reg.handle_registered(Duration::ZERO, s(1.0));
+        // No master known to lead: not admitted, no attempt, no heartbeat, no deadline.
+        reg.handle_master_unknown(true);
+        assert_eq!(reg.state(), RegistrationState::Reregistering);
+        assert_eq!(reg.poll_attempt(s(60.0), &mut r), None);
+        assert!(!reg.poll_heartbeat(s(60.0)));
+        assert_eq!(reg.next_deadline(), None);
+        // One is found: re-register at once.
+        reg.handle_new_master(s(61.0), true);
+        assert_eq!(
+            reg.poll_attempt(s(61.0), &mut r),
+            Some(RegistrationAction::Reregister)
+        );
+        assert!(reg.poll_attempt(s(61.5), &mut r).is_none());
+        // Another takes over while trying: at once again, from the shortest backoff.
+        reg.handle_new_master(s(61.6), true);
+        assert!(reg.poll_attempt(s(61.6), &mut r).is_some());
+        assert!(reg.next_deadline().unwrap() <= s(62.7));
+        // Admitted, then another leader: no longer admitted, re-register at once.
+        reg.handle_registered(s(62.0), s(1.0));
+        reg.handle_new_master(s(63.0), true);
+        assert!(!reg.is_registered());
+        assert!(!reg.poll_heartbeat(s(64.0)));
+        // Without an id, it registers.
+        let mut fresh = Registration::new(false, Duration::ZERO);
+        fresh.handle_master_unknown(false);
+        fresh.handle_new_master(s(1.0), false);
+        assert_eq!(
+            fresh.poll_attempt(s(1.0), &mut r),
+            Some(RegistrationAction::Register)
+        );
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn state_json(p: &SlaveProcess) -> Value {
         "port": info.port,
         "resources": info.resources.to_json(),
         "attributes": info.attributes.to_json(),
-        "master_hostname": p.config().master.host,
+        "master_hostname": p.leader().map(|m| m.host.to_string()),
         "registered": p.is_registered(),
         "frameworks": frameworks,
         "completed_frameworks": [],

@@ -1,9 +1,10 @@
 //! Plateau slave: runs tasks as real processes under cgroups and reports their status reliably.
 //!
-//! The slave registers with the master (`master@HOST:PORT`), heartbeats, launches the tasks the
-//! master sends it, reports every change of their state as a status update that it retries
-//! until the framework acknowledges it, runs their health checks, and survives its own restart
-//! (even `kill -9`): its tasks keep running and it re-registers with them.
+//! The slave registers with the master (`master@HOST:PORT`; of a group of masters, the one that
+//! leads, found and followed by [`plateau_master::detector::MasterDetector`]), heartbeats, launches
+//! the tasks the master sends it, reports every change of their state as a status update that it
+//! retries until the framework acknowledges it, runs their health checks, and survives its own
+//! restart (even `kill -9`): its tasks keep running and it re-registers with them.
 //!
 //! - [`core`]: pure — registration state machine, heartbeat schedule, task books, the status
 //!   update manager, health-check bookkeeping. Time comes in as `now`.
@@ -21,8 +22,10 @@
 //! ```no_run
 //! # fn demo(node: &plateau_runtime::Node) -> Result<(), plateau_slave::SlaveError> {
 //! use plateau_slave::{start, SlaveConfig};
-//! let master = "master@10.0.0.1:5050".parse().unwrap();
-//! let mut config = SlaveConfig::new(master, "/var/lib/plateau", std::env::current_exe().unwrap());
+//! use plateau_master::detector::Masters;
+//! let masters = Masters::parse("10.0.0.1:5050,10.0.0.2:5050,10.0.0.3:5050").unwrap();
+//! let supervisor = std::env::current_exe().unwrap();
+//! let mut config = SlaveConfig::new(masters, "/var/lib/plateau", supervisor);
 //! config.supervisor_args = vec!["supervise".into()];
 //! config.resources = Some("cpus:4;mem:8192;disk:20000;ports:[31000-32000]".into());
 //! let slave = start(node, config)?;
@@ -45,8 +48,9 @@ pub mod sandbox;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use plateau_master::detector::Masters;
 use plateau_master::resources::{Attributes, Resources};
-use plateau_runtime::{Node, ProcessRef, Upid};
+use plateau_runtime::{Node, ProcessRef};
 
 pub use error::SlaveError;
 pub use process::{SlaveProcess, SLAVE_PROCESS_NAME};
@@ -59,8 +63,8 @@ use process::{MailboxSlot, SlaveEffects, SlaveProcessConfig};
 /// How to start a real slave.
 #[derive(Debug, Clone)]
 pub struct SlaveConfig {
-    /// The master (`master@HOST:PORT`).
-    pub master: Upid,
+    /// The masters (`master@HOST:PORT` each); the slave follows the one that leads.
+    pub masters: Masters,
     /// The work directory: checkpoint (`slave/checkpoint.redb`), supervisor run directories
     /// (`slave/run`), sandboxes (`slaves/...`).
     pub work_dir: PathBuf,
@@ -85,13 +89,14 @@ pub struct SlaveConfig {
 
 impl SlaveConfig {
     /// A configuration with defaults: discovered resources, no attributes, the node's host.
+    /// `masters` is one master (a `Upid`) or a [`Masters`] list.
     pub fn new(
-        master: Upid,
+        masters: impl Into<Masters>,
         work_dir: impl Into<PathBuf>,
         supervisor_program: impl Into<PathBuf>,
     ) -> Self {
         SlaveConfig {
-            master,
+            masters: masters.into(),
             work_dir: work_dir.into(),
             resources: None,
             attributes: None,
@@ -185,7 +190,7 @@ pub fn start(node: &Node, config: SlaveConfig) -> Result<ProcessRef<SlaveProcess
     let prober = ThreadProber::new(slot.probe_callback())
         .map_err(|e| SlaveError::Config(format!("cannot start health prober threads: {e}")))?;
     let process_config = SlaveProcessConfig {
-        master: config.master.clone(),
+        masters: config.masters.clone(),
         work_dir,
         hostname: config
             .hostname

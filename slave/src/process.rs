@@ -1,10 +1,10 @@
-//! [`SlaveProcess`]: the slave as a Plateau process (`slave(1)`), talking to `master@HOST:PORT`
-//! as `protocol.md` says. It owns the pure [`SlaveCore`] and carries out its decisions through
-//! three side-effect traits: a [`Containerizer`] (tasks), a [`HealthProber`] (health checks)
-//! and a [`CheckpointStore`] (durable state). Real implementations run real processes and a
-//! redb file; the simulator plugs in [`crate::containerizer::SimContainerizer`],
-//! [`crate::health::ScriptedProber`] and [`crate::checkpoint::MemoryCheckpoint`] and runs this
-//! very code on its virtual clock.
+//! [`SlaveProcess`]: the slave as a Plateau process (`slave(1)`), talking to the leading master of
+//! its `--master` list as `protocol.md` says. It owns the pure [`SlaveCore`] and carries out its
+//! decisions through three side-effect traits: a [`Containerizer`] (tasks), a [`HealthProber`]
+//! (health checks) and a [`CheckpointStore`] (durable state). Real implementations run real
+//! processes and a redb file; the simulator plugs in [`crate::containerizer::SimContainerizer`],
+//! [`crate::health::ScriptedProber`] and [`crate::checkpoint::MemoryCheckpoint`] and runs this very
+//! code on its virtual clock.
 //!
 //! Life of a task: RunTaskMessage → the task is checkpointed with TASK_STARTING queued → launched
 //! → TASK_RUNNING is queued (updates are checkpointed, then sent one at a time until
@@ -26,6 +26,12 @@
 //! containerizer and the prober are built from it before the process exists, and post into
 //! the process's mailbox once it runs.
 //!
+//! The leading master is found and followed by a [`MasterDetector`] (one master: that one, at
+//! once). Registration, heartbeats and status updates go to the leader it follows, and the
+//! master's messages are accepted from that leader only (the whole `name@host:port`). When
+//! another master leads, the slave re-registers with it at once, with its tasks, as after a
+//! lost master; while none is known it sends nothing but the detector's queries.
+//!
 //! One timer at a time: after every handler the process asks the core (and the containerizer,
 //! whose simulated version keeps virtual time) when it next wants to act, and arms a single
 //! [`Tick`] for that moment. The containerizer is asked again only when something may have
@@ -36,12 +42,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
+use plateau_master::detector::{MasterDetector, Masters};
 use plateau_master::ids::{FrameworkId, SlaveId, TaskId};
 use plateau_master::messages::{
-    FrameworkInfo, KillTaskMessage, Reason, RegisterSlaveMessage, ReregisterRequestMessage,
-    ReregisterSlaveMessage, RunTaskMessage, ShutdownFrameworkMessage, SlaveHeartbeatMessage,
-    SlaveInfo, SlaveRegisteredMessage, SlaveReregisteredMessage, SlaveTask,
-    StatusUpdateAcknowledgementMessage, StatusUpdateMessage, TaskInfo, TaskState, TaskStatus,
+    FrameworkInfo, KillTaskMessage, LeaderQueryMessage, NewMasterDetectedMessage, Reason,
+    RegisterSlaveMessage, ReregisterRequestMessage, ReregisterSlaveMessage, RunTaskMessage,
+    ShutdownFrameworkMessage, SlaveHeartbeatMessage, SlaveInfo, SlaveRegisteredMessage,
+    SlaveReregisteredMessage, SlaveTask, StatusUpdateAcknowledgementMessage, StatusUpdateMessage,
+    TaskInfo, TaskState, TaskStatus,
 };
 use plateau_master::resources::{Attributes, Resources};
 use plateau_runtime::{Context, Handlers, Mailbox, Message, Process, TimerId, Upid};
@@ -173,8 +181,8 @@ impl MailboxSlot {
 /// What the slave process needs to know about itself.
 #[derive(Debug, Clone)]
 pub struct SlaveProcessConfig {
-    /// The master's address (`master@HOST:PORT`).
-    pub master: Upid,
+    /// The masters (`master@HOST:PORT` each); the slave follows the one that leads.
+    pub masters: Masters,
     /// The work directory: sandboxes live under `<work_dir>/slaves/<slave-id>/...`.
     pub work_dir: PathBuf,
     /// The hostname reported to the master and given to tasks as `HOST`.
@@ -345,6 +353,8 @@ pub struct SlaveProcess {
     /// The checkpoint read at construction, consumed by `initialize`.
     recovered: Option<Checkpoint>,
     core: SlaveCore,
+    /// Which master leads: the one registered with, heartbeaten and listened to.
+    detector: MasterDetector,
     upid: Option<Upid>,
     /// The armed [`Tick`] and the deadline it is for.
     timer: Option<(TimerId, Duration)>,
@@ -432,6 +442,7 @@ impl SlaveProcess {
             attributes: config.attributes.clone(),
         };
         let slave_id = recovered.slave.as_ref().map(|s| s.slave_id.clone());
+        let detector = MasterDetector::new(config.masters.clone());
         Ok(SlaveProcess {
             config,
             info,
@@ -441,6 +452,7 @@ impl SlaveProcess {
             slot,
             recovered: Some(recovered),
             core: SlaveCore::new(slave_id, Duration::ZERO),
+            detector,
             upid: None,
             timer: None,
             launching: BTreeSet::new(),
@@ -504,6 +516,11 @@ impl SlaveProcess {
         out
     }
 
+    /// The leading master the slave follows, if one is known.
+    pub fn leader(&self) -> Option<&Upid> {
+        self.detector.leader()
+    }
+
     /// The id the master gave, if registered once.
     pub fn slave_id(&self) -> Option<&SlaveId> {
         self.core.slave_id()
@@ -562,10 +579,12 @@ impl SlaveProcess {
 
     // ---- helpers ----
 
+    /// True when `from` is the leading master followed (the whole `name@host:port`).
     fn is_from_master(&self, from: &Upid) -> bool {
-        let ok = from.name == self.config.master.name;
+        let ok = self.detector.is_leader(from);
         if !ok {
-            tracing::warn!(%from, master = %self.config.master, "message not from the master: ignored");
+            let leader = self.detector.leader().map(Upid::to_string);
+            tracing::warn!(%from, ?leader, "message not from the leading master: ignored");
         }
         ok
     }
@@ -722,7 +741,10 @@ impl SlaveProcess {
             status,
             slave_pid: self.upid.clone(),
         };
-        ctx.send(&self.config.master, msg);
+        match self.detector.leader() {
+            Some(leader) => ctx.send(leader, msg),
+            None => tracing::warn!(%task_id, "no leading master known: update dropped"),
+        }
     }
 
     fn reregister_message(&self) -> ReregisterSlaveMessage {
@@ -764,47 +786,11 @@ impl SlaveProcess {
             }
         }
         let now = now_of(ctx);
-        if let Some(action) = self.core.registration.poll_attempt(now, ctx.rng()) {
-            self.metrics.registration_attempts.inc();
-            // A link per attempt: its `exited` is how a lost master is noticed.
-            ctx.link(&self.config.master);
-            match action {
-                RegistrationAction::Register => {
-                    tracing::info!(master = %self.config.master, "registering");
-                    let msg = RegisterSlaveMessage {
-                        slave: self.info.clone(),
-                    };
-                    ctx.send(&self.config.master, msg);
-                }
-                RegistrationAction::Reregister => {
-                    let msg = self.reregister_message();
-                    tracing::info!(master = %self.config.master, tasks = msg.tasks.len(), "re-registering");
-                    ctx.send(&self.config.master, msg);
-                }
-            }
-        }
-        if self.core.registration.poll_heartbeat(now) {
-            if let Some(slave_id) = self.core.slave_id().cloned() {
-                ctx.send(&self.config.master, SlaveHeartbeatMessage { slave_id });
-            }
-        }
-        let updates = if self.dirty.is_empty() {
-            self.core.poll_updates(now)
-        } else {
-            Vec::new()
-        };
-        for update in updates {
-            tracing::debug!(task_id = %update.status.task_id, state = update.status.state.as_str(), retry = update.retry, "sending a status update");
-            self.metrics.status_updates_sent.inc();
-            if update.retry {
-                self.metrics.status_update_retries.inc();
-            }
-            let msg = StatusUpdateMessage {
-                framework_id: update.framework_id,
-                status: update.status,
-                slave_pid: self.upid.clone(),
-            };
-            ctx.send(&self.config.master, msg);
+        self.follow_leader(ctx, now);
+        // While no leader is known nothing is due for a master: the registration waits for
+        // one, and updates are sent only while registered. Tasks and their health checks go on.
+        if let Some(master) = self.detector.leader().cloned() {
+            self.talk_to_master(ctx, now, &master);
         }
         for due in self.core.poll_health(now) {
             let Some(task) = self.core.task(&due.task_id) else {
@@ -827,10 +813,14 @@ impl SlaveProcess {
             });
         }
         let containerizer_next = self.containerizer.poll(now);
-        let next = match (self.core.next_deadline(), containerizer_next) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            self.core.next_deadline(),
+            containerizer_next,
+            self.detector.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let gauges = (self.is_registered(), self.core.live_task_count());
         if self.gauges_shown != Some(gauges) {
             self.gauges_shown = Some(gauges);
@@ -845,6 +835,81 @@ impl SlaveProcess {
                 let id = ctx.delay(at.saturating_sub(now), Tick);
                 self.timer = Some((id, at));
             }
+        }
+    }
+
+    /// Sends the detector's due queries, and follows a change of leader: re-registration at
+    /// once with a new leader (as after a lost master, the tasks kept), none while no leader
+    /// is known.
+    fn follow_leader(&mut self, ctx: &mut Context<'_>, now: Duration) {
+        for master in self.detector.poll_queries(now, ctx.rng()) {
+            ctx.send(&master, LeaderQueryMessage {});
+        }
+        let Some(change) = self.detector.poll_change() else {
+            return;
+        };
+        if let Some(previous) = &change.previous {
+            if change.leader.as_ref() != Some(previous) {
+                ctx.unlink(previous);
+            }
+        }
+        let has_id = self.core.slave_id().is_some();
+        match &change.leader {
+            Some(leader) => {
+                tracing::info!(%leader, term = change.term, "following a new leading master");
+                self.core.registration.handle_new_master(now, has_id);
+            }
+            None => {
+                let previous = change.previous.as_ref().map(Upid::to_string);
+                tracing::warn!(?previous, "no leading master known: looking for one");
+                self.core.registration.handle_master_unknown(has_id);
+            }
+        }
+    }
+
+    /// What is due for the leading master: a registration attempt, a heartbeat, updates.
+    fn talk_to_master(&mut self, ctx: &mut Context<'_>, now: Duration, master: &Upid) {
+        if let Some(action) = self.core.registration.poll_attempt(now, ctx.rng()) {
+            self.metrics.registration_attempts.inc();
+            // A link per attempt: its `exited` is how a lost master is noticed.
+            ctx.link(master);
+            match action {
+                RegistrationAction::Register => {
+                    tracing::info!(%master, "registering");
+                    let msg = RegisterSlaveMessage {
+                        slave: self.info.clone(),
+                    };
+                    ctx.send(master, msg);
+                }
+                RegistrationAction::Reregister => {
+                    let msg = self.reregister_message();
+                    tracing::info!(%master, tasks = msg.tasks.len(), "re-registering");
+                    ctx.send(master, msg);
+                }
+            }
+        }
+        if self.core.registration.poll_heartbeat(now) {
+            if let Some(slave_id) = self.core.slave_id().cloned() {
+                ctx.send(master, SlaveHeartbeatMessage { slave_id });
+            }
+        }
+        let updates = if self.dirty.is_empty() {
+            self.core.poll_updates(now)
+        } else {
+            Vec::new()
+        };
+        for update in updates {
+            tracing::debug!(task_id = %update.status.task_id, state = update.status.state.as_str(), retry = update.retry, "sending a status update");
+            self.metrics.status_updates_sent.inc();
+            if update.retry {
+                self.metrics.status_update_retries.inc();
+            }
+            let msg = StatusUpdateMessage {
+                framework_id: update.framework_id,
+                status: update.status,
+                slave_pid: self.upid.clone(),
+            };
+            ctx.send(master, msg);
         }
     }
 
@@ -967,7 +1032,7 @@ impl SlaveProcess {
                 // impossible, the framework is written first; but be lenient).
                 let placeholder = FrameworkEntry {
                     info: FrameworkInfo::new("unknown"),
-                    pid: self.config.master.clone(),
+                    pid: self.config.masters.first().clone(),
                 };
                 let _ = self
                     .core
@@ -1083,6 +1148,22 @@ impl SlaveProcess {
 
     fn handle_tick(&mut self, ctx: &mut Context<'_>, _from: &Upid, _tick: Tick) {
         self.timer = None;
+        self.drive(ctx);
+    }
+
+    /// Who leads the masters: an answer to a query, a new leader's announcement, or a
+    /// redirect from a master that does not lead. The detector judges it; `drive` follows.
+    fn handle_new_master_detected(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        msg: NewMasterDetectedMessage,
+    ) {
+        let news = self
+            .detector
+            .handle_new_master_detected(now_of(ctx), from, &msg);
+        let leader = msg.leader.as_ref().map(Upid::to_string);
+        tracing::debug!(%from, ?leader, term = msg.term, ?news, "news of the leading master");
         self.drive(ctx);
     }
 
@@ -1469,6 +1550,7 @@ impl SlaveProcess {
 impl Process for SlaveProcess {
     fn install(h: &mut Handlers<Self>) {
         h.on(Self::handle_tick)
+            .on(Self::handle_new_master_detected)
             .on(Self::handle_slave_registered)
             .on(Self::handle_slave_reregistered)
             .on(Self::handle_reregister_request)
@@ -1487,18 +1569,24 @@ impl Process for SlaveProcess {
         self.slot.set(ctx.mailbox());
         let checkpoint = self.recovered.take().unwrap_or_default();
         self.recover(ctx, checkpoint);
+        if self.detector.leader().is_none() {
+            // Several masters: registration waits until one is found to lead.
+            let has_id = self.core.slave_id().is_some();
+            self.core.registration.handle_master_unknown(has_id);
+        }
         self.drive(ctx);
     }
 
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {
-        if upid.name != self.config.master.name {
+        let now = now_of(ctx);
+        if !self.detector.handle_exited(now, upid) {
             return;
         }
-        tracing::warn!(master = %upid, "lost the master: re-registering");
+        tracing::warn!(master = %upid, "lost the leading master: re-registering");
         let has_id = self.core.slave_id().is_some();
-        self.core
-            .registration
-            .handle_master_lost(now_of(ctx), has_id);
+        self.core.registration.handle_master_lost(now, has_id);
+        // With several masters the detector forgot it: `drive` makes the registration wait
+        // for the next leader.
         self.drive(ctx);
     }
 }

@@ -5,6 +5,9 @@
 //!
 //! A [`Cleanup`] guard kills and removes every process, cgroup and directory the test created,
 //! even when it fails.
+//!
+//! In `slave_process/leader.rs`, in the simulator: a slave and a framework's scheduler driver
+//! following the leader of a group of three (fake) masters.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,6 +28,10 @@ use plateau_master::resources::Resources;
 use plateau_runtime::tls::{ClusterCa, NodeIdentity};
 use plateau_runtime::{Context, Handlers, Node, NodeConfig, Process, Upid};
 use plateau_slave::{start, SlaveConfig};
+
+mod slave_process {
+    mod leader;
+}
 
 const CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "freezer"];
 /// Generous: the machine is small and shared.

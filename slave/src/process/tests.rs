@@ -253,7 +253,7 @@ impl World {
             checkpoint: Box::new(self.checkpoint.clone()),
         };
         let config = SlaveProcessConfig {
-            master: self.master.clone(),
+            masters: self.master.clone().into(),
             work_dir: "/var/lib/plateau".into(),
             hostname: "10.0.0.2".into(),
             port: 5051,
