@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use plateau_runtime::{Message, Upid};
 use serde::{Deserialize, Serialize};
 
+pub use crate::coord::FencingToken;
 use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 use crate::resources::{Attributes, Resources};
 
@@ -514,6 +515,8 @@ pub struct KillTaskMessage {
     pub framework_id: FrameworkId,
     /// The task.
     pub task_id: TaskId,
+    /// The epoch of the framework's leadership (see [`RegisterFrameworkMessage::fencing`]).
+    pub fencing_epoch: Option<u64>,
 }
 
 /// A status update (slave → master → framework).
@@ -554,6 +557,11 @@ pub struct ShutdownFrameworkMessage {
 pub struct RegisterFrameworkMessage {
     /// Its data.
     pub framework: FrameworkInfo,
+    /// For a framework run as several instances of which one leads (elected through the
+    /// masters' coordination store): its election key and the epoch it won it at. A group of
+    /// masters then refuses this registration, and every launch and kill of the framework,
+    /// unless that epoch is the key's current one — a deposed leader that wakes up cannot act.
+    pub fencing: Option<FencingToken>,
 }
 
 /// A scheduler registers again as an existing framework (failover, lost link).
@@ -563,6 +571,8 @@ pub struct ReregisterFrameworkMessage {
     pub framework: FrameworkInfo,
     /// True when this is a new scheduler instance taking over (Mesos' failover flag).
     pub failover: bool,
+    /// See [`RegisterFrameworkMessage::fencing`].
+    pub fencing: Option<FencingToken>,
 }
 
 /// The master registered a framework.
@@ -616,6 +626,8 @@ pub struct LaunchTasksMessage {
     pub tasks: Vec<TaskInfo>,
     /// Filters for the unused remainder.
     pub filters: Filters,
+    /// The epoch of the framework's leadership (see [`RegisterFrameworkMessage::fencing`]).
+    pub fencing_epoch: Option<u64>,
 }
 
 /// Decline offers, on any slaves: their resources are not offered to this framework again for

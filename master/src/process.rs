@@ -44,6 +44,7 @@ use crate::coord::{
 pub use crate::core::MasterConfig;
 use crate::core::{Action, MasterCore, Outgoing};
 use crate::error::MasterError;
+use crate::ids::FrameworkId;
 use crate::messages::*;
 use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::replicated::{MasterCommand, MasterState};
@@ -92,6 +93,11 @@ struct Group {
     join_via: Vec<Upid>,
     /// The coordination service (served while leading).
     coord: CoordServer,
+    /// Frameworks that registered with a fencing token, and their election key: their
+    /// launches and kills must carry the key's current epoch.
+    fenced: std::collections::BTreeMap<FrameworkId, String>,
+    /// Framework calls refused for a stale epoch.
+    stale_epoch_refusals: u64,
 }
 
 /// Registry changes proposed, and the actions that must wait for them.
@@ -153,6 +159,8 @@ impl MasterProcess {
                 membership_change: None,
                 join_via: Vec::new(),
                 coord: CoordServer::new(),
+                fenced: std::collections::BTreeMap::new(),
+                stale_epoch_refusals: 0,
             })),
             recovered: None,
             core: None,
@@ -350,6 +358,7 @@ impl MasterProcess {
             group.acting_term = None;
             group.election = None;
             group.membership_change = None;
+            group.fenced.clear();
         }
         self.core = None;
         self.pipeline.clear();
@@ -677,6 +686,133 @@ impl MasterProcess {
         self.settle(ctx);
     }
 
+    // ----- fencing: a deposed framework leader cannot act ----------------------------------
+
+    /// Why a call stamped `epoch` under election key `key` must be refused, if it must. Only a
+    /// group keeps the coordination store: a master alone accepts every call.
+    fn stale_epoch(&mut self, key: &str, epoch: Option<u64>) -> Option<String> {
+        let Store::Group(group) = &mut self.store else {
+            return None;
+        };
+        let refusal = match epoch {
+            None => Some(format!("no leadership epoch given for election key {key}")),
+            Some(epoch) => group
+                .replica
+                .with_state(|s| s.coord.fencing().check(key, epoch))
+                .err()
+                .map(|e| e.to_string()),
+        };
+        if refusal.is_some() {
+            group.stale_epoch_refusals += 1;
+        }
+        refusal
+    }
+
+    /// The election key a framework registered with, if any.
+    fn fenced_key(&self, framework: &FrameworkId) -> Option<String> {
+        match &self.store {
+            Store::Group(group) => group.fenced.get(framework).cloned(),
+            Store::Local(_) => None,
+        }
+    }
+
+    /// Framework calls refused for a stale epoch since this master started.
+    pub fn stale_epoch_refusals(&self) -> u64 {
+        match &self.store {
+            Store::Group(group) => group.stale_epoch_refusals,
+            Store::Local(_) => 0,
+        }
+    }
+
+    fn pin(&mut self, framework: Option<FrameworkId>, key: String) {
+        if let (Store::Group(group), Some(framework)) = (&mut self.store, framework) {
+            group.fenced.insert(framework, key);
+        }
+    }
+
+    fn on_register_framework(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        msg: RegisterFrameworkMessage,
+    ) {
+        let token = msg.fencing.clone();
+        if let (true, Some(token)) = (self.is_acting(ctx), &token) {
+            if let Some(why) = self.stale_epoch(&token.key, Some(token.epoch)) {
+                tracing::warn!(%from, why, "framework registration refused: stale epoch");
+                ctx.send(
+                    from,
+                    FrameworkErrorMessage {
+                        message: format!("stale leadership epoch: {why}"),
+                    },
+                );
+                return;
+            }
+        }
+        self.feed_register_framework(ctx, from, msg);
+        if let Some(token) = token {
+            let id = self.core.as_ref().and_then(|core| {
+                core.frameworks()
+                    .values()
+                    .find(|f| f.pid.as_ref() == Some(from))
+                    .map(|f| f.id.clone())
+            });
+            self.pin(id, token.key);
+        }
+    }
+
+    fn on_reregister_framework(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        msg: ReregisterFrameworkMessage,
+    ) {
+        let token = msg.fencing.clone();
+        let id = msg.framework.id.clone();
+        if self.is_acting(ctx) {
+            let key = token
+                .as_ref()
+                .map(|t| t.key.clone())
+                .or_else(|| id.as_ref().and_then(|id| self.fenced_key(id)));
+            if let Some(key) = key {
+                if let Some(why) = self.stale_epoch(&key, token.as_ref().map(|t| t.epoch)) {
+                    tracing::warn!(%from, why, "framework re-registration refused: stale epoch");
+                    ctx.send(
+                        from,
+                        FrameworkErrorMessage {
+                            message: format!("stale leadership epoch: {why}"),
+                        },
+                    );
+                    return;
+                }
+            }
+        }
+        self.feed_reregister_framework(ctx, from, msg);
+        if let Some(token) = token {
+            self.pin(id, token.key);
+        }
+    }
+
+    fn on_launch_tasks(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: LaunchTasksMessage) {
+        if let Some(key) = self.fenced_key(&msg.framework_id) {
+            if let Some(why) = self.stale_epoch(&key, msg.fencing_epoch) {
+                tracing::warn!(%from, framework = %msg.framework_id, why, "launch refused: stale epoch");
+                return;
+            }
+        }
+        self.feed_launch_tasks(ctx, from, msg);
+    }
+
+    fn on_kill_task(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: KillTaskMessage) {
+        if let Some(key) = self.fenced_key(&msg.framework_id) {
+            if let Some(why) = self.stale_epoch(&key, msg.fencing_epoch) {
+                tracing::warn!(%from, framework = %msg.framework_id, why, "kill refused: stale epoch");
+                return;
+            }
+        }
+        self.feed_kill_task(ctx, from, msg);
+    }
+
     /// A master asks to join the group: the leader adds it to the voters.
     fn on_join(&mut self, ctx: &mut Context<'_>, from: &Upid, _: JoinMastersMessage) {
         if from.name != ctx.self_upid().name {
@@ -773,12 +909,12 @@ feed! {
     on_unregister_slave: UnregisterSlaveMessage => handle_unregister_slave,
     on_status_update: StatusUpdateMessage => handle_status_update,
     on_status_update_ack: StatusUpdateAcknowledgementMessage => handle_status_update_acknowledgement,
-    on_register_framework: RegisterFrameworkMessage => handle_register_framework,
-    on_reregister_framework: ReregisterFrameworkMessage => handle_reregister_framework,
+    feed_register_framework: RegisterFrameworkMessage => handle_register_framework,
+    feed_reregister_framework: ReregisterFrameworkMessage => handle_reregister_framework,
     on_unregister_framework: UnregisterFrameworkMessage => handle_unregister_framework,
-    on_launch_tasks: LaunchTasksMessage => handle_launch_tasks,
+    feed_launch_tasks: LaunchTasksMessage => handle_launch_tasks,
     on_decline_offers: DeclineOffersMessage => handle_decline_offers,
-    on_kill_task: KillTaskMessage => handle_kill_task,
+    feed_kill_task: KillTaskMessage => handle_kill_task,
     on_reconcile_tasks: ReconcileTasksMessage => handle_reconcile_tasks,
     on_revive_offers: ReviveOffersMessage => handle_revive_offers,
     on_suppress_offers: SuppressOffersMessage => handle_suppress_offers,

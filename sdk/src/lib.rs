@@ -248,6 +248,7 @@ impl<'a, 'c> Driver<'a, 'c> {
             offer_ids: offer_ids.to_vec(),
             tasks,
             filters,
+            fencing_epoch: None,
         };
         self.send_master(msg);
     }
@@ -282,6 +283,7 @@ impl<'a, 'c> Driver<'a, 'c> {
         let msg = KillTaskMessage {
             framework_id: self.id(),
             task_id: task_id.clone(),
+            fencing_epoch: None,
         };
         self.send_master(msg);
     }
@@ -448,6 +450,7 @@ impl<S: Scheduler> SchedulerDriver<S> {
                     ReregisterFrameworkMessage {
                         framework,
                         failover: false,
+                        fencing: None,
                     },
                 );
             }
@@ -455,6 +458,7 @@ impl<S: Scheduler> SchedulerDriver<S> {
                 &master,
                 RegisterFrameworkMessage {
                     framework: self.state.info.clone(),
+                    fencing: None,
                 },
             ),
         }

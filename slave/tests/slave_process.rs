@@ -378,6 +378,7 @@ fn real_tasks_run_finish_and_are_killed_over_quic() {
             KillTaskMessage {
                 framework_id: FrameworkId::new("fw"),
                 task_id: TaskId::new("long"),
+                fencing_epoch: None,
             },
         );
         eventually("long KILLED", || async {
@@ -531,6 +532,7 @@ fn a_restarted_slave_recovers_its_running_task() {
             KillTaskMessage {
                 framework_id: FrameworkId::new("fw"),
                 task_id: TaskId::new("survivor"),
+                fencing_epoch: None,
             },
         );
         eventually("KILLED", || async {
@@ -600,6 +602,7 @@ fn kills_and_shutdown_overtake_launches_in_flight() {
         let kill = |id: &str| KillTaskMessage {
             framework_id: FrameworkId::new("fw"),
             task_id: TaskId::new(id),
+            fencing_epoch: None,
         };
         let killed = ["k0", "k1", "k2"];
         for (i, id) in killed.iter().enumerate() {

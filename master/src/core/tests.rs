@@ -98,7 +98,10 @@ impl Harness {
         self.core.handle_register_framework(
             now,
             &upid(pid),
-            RegisterFrameworkMessage { framework: info },
+            RegisterFrameworkMessage {
+                framework: info,
+                fencing: None,
+            },
         );
         self.flush();
         self.take()
@@ -140,6 +143,7 @@ impl Harness {
                 offer_ids: offers.iter().map(|o| (*o).clone()).collect(),
                 tasks,
                 filters: Filters::default(),
+                fencing_epoch: None,
             },
         );
         self.flush();
@@ -579,6 +583,7 @@ fn empty_launch_declines_with_the_filter_and_revive_clears_it() {
             filters: Filters {
                 refuse_seconds: 30.0,
             },
+            fencing_epoch: None,
         },
     );
     h.flush();
@@ -840,6 +845,7 @@ fn kill_forwards_to_the_slave_and_answers_unknown_tasks() {
         KillTaskMessage {
             framework_id: framework.clone(),
             task_id: TaskId::new("t1"),
+            fencing_epoch: None,
         },
     );
     h.flush();
@@ -853,6 +859,7 @@ fn kill_forwards_to_the_slave_and_answers_unknown_tasks() {
         KillTaskMessage {
             framework_id: framework.clone(),
             task_id: TaskId::new("ghost"),
+            fencing_epoch: None,
         },
     );
     h.flush();
@@ -1105,6 +1112,7 @@ fn disconnected_framework_is_removed_after_its_failover_timeout() {
         ReregisterFrameworkMessage {
             framework: info,
             failover: true,
+            fencing: None,
         },
     );
     h.flush();
@@ -1126,6 +1134,7 @@ fn framework_reregistering_in_time_is_reactivated() {
         ReregisterFrameworkMessage {
             framework: info,
             failover: true,
+            fencing: None,
         },
     );
     h.flush();
@@ -1273,6 +1282,7 @@ fn restarted_master_recovers_slaves_and_frameworks_from_the_registry() {
         ReregisterFrameworkMessage {
             framework: info,
             failover: false,
+            fencing: None,
         },
     );
     h.flush();

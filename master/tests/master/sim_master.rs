@@ -228,6 +228,7 @@ impl FakeFramework {
                     offer_ids: vec![offer.id],
                     tasks,
                     filters: Filters::default(),
+                    fencing_epoch: None,
                 },
             );
         }
@@ -256,6 +257,7 @@ impl FakeFramework {
                 ReregisterFrameworkMessage {
                     framework: self.info(),
                     failover: false,
+                    fencing: None,
                 },
             );
             ctx.delay(Duration::from_secs(1), Retry);
@@ -283,6 +285,7 @@ impl Process for FakeFramework {
             &self.master,
             RegisterFrameworkMessage {
                 framework: self.info(),
+                fencing: None,
             },
         );
     }

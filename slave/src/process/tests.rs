@@ -460,6 +460,7 @@ fn kill_and_framework_shutdown_report_killed() {
         KillTaskMessage {
             framework_id: FrameworkId::new("fw"),
             task_id: TaskId::new("a"),
+            fencing_epoch: None,
         },
     );
     w.run_until(10.0, |w| w.states_of("a").contains(&TaskState::Killed));
@@ -484,6 +485,7 @@ fn kill_and_framework_shutdown_report_killed() {
         KillTaskMessage {
             framework_id: FrameworkId::new("fw"),
             task_id: TaskId::new("late"),
+            fencing_epoch: None,
         },
     );
     w.run_task(task("late", "sleep 1000"));
@@ -728,6 +730,7 @@ fn a_task_killed_during_its_launch_is_killed_once_launched() {
             KillTaskMessage {
                 framework_id: FrameworkId::new("fw"),
                 task_id: TaskId::new(id),
+                fencing_epoch: None,
             },
         );
     }
@@ -792,6 +795,7 @@ fn a_launch_cut_short_by_a_slave_restart_ends_in_a_terminal_update() {
         KillTaskMessage {
             framework_id: FrameworkId::new("fw"),
             task_id: TaskId::new("killed"),
+            fencing_epoch: None,
         },
     );
     w.sim.run_for(s(0.5));
