@@ -244,6 +244,22 @@ impl MasterProcess {
         self.core.is_some()
     }
 
+    /// True when this master may act as the leading master at `now`: it runs a core and, in a
+    /// group, still holds its lease for the term it took office in. (A paused leader keeps its
+    /// core until its next handler, which steps it down: it never acts past its lease.)
+    pub fn acts_at(&self, now: Duration) -> bool {
+        if self.core.is_none() {
+            return false;
+        }
+        match &self.store {
+            Store::Local(_) => true,
+            Store::Group(group) => {
+                group.replica.is_leader_with_lease(now)
+                    && Some(group.replica.status().term) == group.acting_term
+            }
+        }
+    }
+
     /// The leading master as this one knows it: itself when it acts, else the leader its
     /// replica follows (None while there is none, or while it is itself still taking office).
     pub fn leading_master(&self, me: &Upid) -> Option<Upid> {
@@ -530,6 +546,10 @@ impl MasterProcess {
                 self.step_down(ctx, &format!("a registry change did not commit: {e}"));
                 return;
             }
+        }
+        // Committed, but acting on it needs the lease still (it steps down otherwise).
+        if !self.is_acting(ctx) {
+            return;
         }
         while self.pipeline.front().is_some_and(|s| s.committed) {
             let stage = self.pipeline.pop_front().expect("front");

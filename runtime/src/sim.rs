@@ -211,6 +211,9 @@ struct SimNode {
     incarnation: u64,
     seed: u64,
     processes: BTreeMap<String, SimProcess>,
+    /// Stopped (as by SIGSTOP): its events wait in `held` until it resumes.
+    paused: bool,
+    held: Vec<Event>,
 }
 
 /// An `exited` owed to a process: (watcher, its instance, the process gone).
@@ -269,6 +272,8 @@ pub struct Sim {
     /// The buffer messages between nodes are encoded into.
     encoded: Vec<u8>,
     posted: Posted,
+    /// Nodes paused now (events are checked against pauses only while there is one).
+    paused_nodes: usize,
 }
 
 impl Sim {
@@ -297,6 +302,7 @@ impl Sim {
             effects: Vec::new(),
             encoded: Vec::new(),
             posted: Arc::default(),
+            paused_nodes: 0,
         }
     }
 
@@ -363,6 +369,8 @@ impl Sim {
             incarnation: 1,
             seed,
             processes: BTreeMap::new(),
+            paused: false,
+            held: Vec::new(),
         });
         let nodes = &self.nodes;
         self.node_index.insert_unique(hash, ix, |&i| {
@@ -842,6 +850,11 @@ impl Sim {
         let at = key_time(key);
         debug_assert!(at >= self.now, "time never goes back");
         self.set_now(at);
+        if let Some(node) = self.paused_target(&event) {
+            // A stopped process handles nothing: its events wait for it to resume.
+            self.nodes[node as usize].held.push(event);
+            return true;
+        }
         self.stats.events += 1;
         match event {
             Event::Deliver {
@@ -922,6 +935,69 @@ impl Sim {
             }
         }
         true
+    }
+
+    /// The paused node an event is for, if it is for one.
+    fn paused_target(&self, event: &Event) -> Option<NodeIx> {
+        if self.paused_nodes == 0 {
+            return None;
+        }
+        let node = match event {
+            Event::Deliver { to_node, .. } => *to_node,
+            Event::Timer { node, .. } => *node,
+            Event::Exited { to, .. } => self.node_at(&to.node())?,
+            Event::LinkBreak { .. } => return None,
+        };
+        self.nodes
+            .get(node as usize)
+            .is_some_and(|n| n.paused)
+            .then_some(node)
+    }
+
+    /// Stop a node as SIGSTOP would: its processes keep their state but handle nothing — no
+    /// message, no timer — until [`Sim::resume`]; what arrives meanwhile waits (as in a socket
+    /// buffer), and after the link timeout processes elsewhere linked to it learn that its
+    /// connections broke.
+    pub fn pause(&mut self, addr: &NodeAddr) {
+        let ix = self.known(addr);
+        let n = &mut self.nodes[ix as usize];
+        if !n.up || n.paused {
+            return;
+        }
+        n.paused = true;
+        self.paused_nodes += 1;
+        let others: Vec<NodeIx> = self
+            .node_order
+            .values()
+            .copied()
+            .filter(|o| *o != ix)
+            .collect();
+        for other in others {
+            self.break_links(ix, other);
+        }
+    }
+
+    /// Let a paused node run again: what waited for it is handled now, in the order it came,
+    /// timers that came due first among them.
+    pub fn resume(&mut self, addr: &NodeAddr) {
+        let ix = self.known(addr);
+        let n = &mut self.nodes[ix as usize];
+        if !n.paused {
+            return;
+        }
+        n.paused = false;
+        self.paused_nodes -= 1;
+        let held = std::mem::take(&mut n.held);
+        let now = self.now;
+        for event in held {
+            self.schedule(now, event);
+        }
+    }
+
+    /// True while `addr` is paused.
+    pub fn is_paused(&self, addr: &NodeAddr) -> bool {
+        self.node_at(addr)
+            .is_some_and(|ix| self.nodes[ix as usize].paused)
     }
 
     /// Run events up to and including time `until`, then set the clock to `until`.
@@ -1009,6 +1085,11 @@ impl Sim {
             return;
         }
         n.up = false;
+        if n.paused {
+            n.paused = false;
+            self.paused_nodes -= 1;
+        }
+        n.held.clear();
         n.incarnation += 1;
         let incarnation = n.incarnation;
         n.processes.clear();

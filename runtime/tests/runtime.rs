@@ -960,3 +960,43 @@ fn log_stamps_follow_the_simulated_clock_of_the_thread() {
         .unwrap();
     assert_eq!(other, None);
 }
+
+#[test]
+fn sim_a_paused_node_handles_nothing_until_resumed_and_its_links_break() {
+    let mut sim = Sim::new(SimConfig::new(3));
+    let (a, b) = (sim_addr(0), sim_addr(1));
+    sim.add_node(a.clone());
+    sim.add_node(b.clone());
+    let ra = sim.spawn(&a, "rec", Recorder::default());
+    let rb = sim.spawn(&b, "rec", Recorder::default());
+    sim.post(&ra, &ra, Watch(rb.clone()));
+    sim.run_for(Duration::from_millis(100));
+    sim.pause(&b);
+    assert!(sim.is_paused(&b));
+    sim.post(
+        &ra,
+        &ra,
+        SendMany {
+            to: rb.clone(),
+            count: 3,
+        },
+    );
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(sim.inspect(&rb, |r: &Recorder| r.nums.len()), Some(0));
+    // Its peers saw its connection break after the link timeout.
+    assert_eq!(
+        sim.inspect(&ra, |r: &Recorder| r.exited.clone()),
+        Some(vec![rb.clone()])
+    );
+    sim.resume(&b);
+    sim.run_for(Duration::from_millis(1));
+    assert_eq!(
+        sim.inspect(&rb, |r: &Recorder| r
+            .nums
+            .iter()
+            .map(|n| n.1)
+            .collect::<Vec<_>>()),
+        Some(vec![0, 1, 2]),
+        "what waited is handled in order on resume"
+    );
+}

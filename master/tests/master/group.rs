@@ -210,12 +210,14 @@ impl Cluster {
             .spawn(&node, "master", MasterProcess::replicated(config, replica));
     }
 
+    /// Masters that may act as leader now.
     fn elected(&mut self) -> Vec<usize> {
+        let now = self.sim.now().since_origin();
         (0..3)
             .filter(|&i| {
                 let m = self.masters[i].clone();
                 self.sim
-                    .inspect(&m, |p: &MasterProcess| p.is_elected())
+                    .inspect(&m, |p: &MasterProcess| p.acts_at(now))
                     .unwrap_or(false)
             })
             .collect()
@@ -374,8 +376,9 @@ fn an_isolated_leader_stops_acting_and_a_new_one_takes_over() {
     let second = c.await_leader_other_than(Some(first), Duration::from_secs(10));
     assert!(c.sim.now() - cut_at < Duration::from_secs(4));
     let m = c.masters[first].clone();
+    let now = c.sim.now().since_origin();
     assert_eq!(
-        c.sim.inspect(&m, |p: &MasterProcess| p.is_elected()),
+        c.sim.inspect(&m, |p: &MasterProcess| p.acts_at(now)),
         Some(false)
     );
     c.await_condition(Duration::from_secs(10), |c| c.connected_slaves(second) == 4);
@@ -397,4 +400,28 @@ fn the_same_seed_elects_the_same_way() {
         (first, second, c.sim.now(), c.sim.trace_hash())
     };
     assert_eq!(run(5), run(5));
+}
+
+#[test]
+fn a_paused_leader_wakes_up_deposed_and_does_not_act() {
+    let mut c = Cluster::new(4, 3);
+    let first = c.await_leader_other_than(None, Duration::from_secs(10));
+    c.await_condition(Duration::from_secs(10), |c| c.connected_slaves(first) == 3);
+    let node = c.masters[first].node();
+    c.sim.pause(&node);
+    let second = c.await_leader_other_than(Some(first), Duration::from_secs(10));
+    c.await_condition(Duration::from_secs(10), |c| c.connected_slaves(second) == 3);
+    c.run_checked(Duration::from_secs(3));
+    // It wakes with its old timers and messages: `run_checked` asserts it never acts beside
+    // the new leader.
+    c.sim.resume(&node);
+    c.run_checked(Duration::from_secs(3));
+    assert_eq!(c.elected(), vec![second]);
+    assert_eq!(c.connected_slaves(second), 3);
+    let m = c.masters[first].clone();
+    assert_eq!(
+        c.sim.inspect(&m, |p: &MasterProcess| p.is_elected()),
+        Some(false),
+        "the woken leader dropped its core"
+    );
 }
