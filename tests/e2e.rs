@@ -10,6 +10,7 @@ mod e2e {
     mod chronos;
     mod cluster;
     mod dev;
+    mod ha;
     mod marathon;
     pub mod support;
 }

@@ -37,6 +37,24 @@ impl Cluster {
         }
     }
 
+    /// Start `plateau ARGS` as `name` inside network namespace `netns` (`ip netns exec`, which
+    /// execs the command: the child is the `plateau` process itself).
+    pub fn spawn_in_netns(&mut self, name: &str, netns: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, PLATEAU])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        if let Some(mut old) = self.children.insert(name.to_string(), child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+    }
+
     /// Send `signal` to child `name`.
     pub fn signal(&self, name: &str, signal: i32) {
         let pid = self.children[name].id() as i32;

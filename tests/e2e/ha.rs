@@ -1,0 +1,542 @@
+//! Three masters as separate processes on a replicated log.
+//!
+//! - On loopback: two slaves and this test's framework follow the leader; the leader is
+//!   killed with kill -9; a new one is elected, every slave re-registers with it, the tasks
+//!   keep running (same processes, none launched twice), the framework launches again; the
+//!   standbys redirect `/master/state` and report `master/elected` 0; the killed master
+//!   comes back as a follower with the whole registry.
+//! - In network namespaces this test creates (a bridge in a hub namespace, one namespace per
+//!   master): the leader's link is cut; the other two elect a new leader and the old one,
+//!   asked from inside its own namespace, stops acting (`master/elected` 0).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use plateau_master::detector::Masters;
+use plateau_runtime::tls::{ClusterCa, NodeIdentity};
+use plateau_runtime::{Node, NodeConfig};
+use plateau_sdk::*;
+
+use super::support::{eventually, free_port, get_json, Cluster};
+
+/// Launches the tasks it is asked for on the first offers that fit; records statuses.
+#[derive(Default)]
+struct Launcher {
+    wanted: Arc<Mutex<Vec<(TaskId, Option<String>)>>>,
+    statuses: Arc<Mutex<Vec<TaskStatus>>>,
+}
+
+impl Scheduler for Launcher {
+    fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>) {
+        let task_resources = Resources::parse("cpus:0.1;mem:32").unwrap();
+        for offer in offers {
+            let mut left = offer.resources.clone();
+            let mut tasks = Vec::new();
+            self.wanted.lock().unwrap().retain(|(id, host)| {
+                let fits = host.as_ref().is_none_or(|h| *h == offer.hostname)
+                    && left.contains(&task_resources);
+                if fits {
+                    left = left.checked_sub(&task_resources).unwrap();
+                    tasks.push(TaskInfo::new(
+                        id.clone(),
+                        offer.slave_id.clone(),
+                        task_resources.clone(),
+                        CommandInfo::shell("sleep 600"),
+                    ));
+                }
+                !fits
+            });
+            driver.launch_tasks(
+                std::slice::from_ref(&offer.id),
+                tasks,
+                Filters {
+                    refuse_seconds: 0.2,
+                },
+            );
+        }
+    }
+
+    fn status_update(&mut self, _driver: &mut Driver<'_, '_>, status: &TaskStatus) {
+        self.statuses.lock().unwrap().push(status.clone());
+    }
+}
+
+fn running(statuses: &Arc<Mutex<Vec<TaskStatus>>>, task: &str) -> bool {
+    statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.task_id.as_str() == task && s.state == TaskState::Running)
+}
+
+fn task_states(state: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["tasks"].as_array().cloned().unwrap_or_default())
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or_default().to_string(),
+                t["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The pids in a task's cgroup.
+fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
+    let name = plateau_slave::cgroup_slave_name(slave_work);
+    let dir = Path::new("/sys/fs/cgroup/pids/plateau")
+        .join(name)
+        .join(plateau_slave::containerizer::task_dir_name(task));
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// `GET url` without following redirects: (status, Location).
+async fn get_raw(url: &str) -> Option<(u16, Option<String>)> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .ok()?;
+    let response = client.get(url).send().await.ok()?;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Some((response.status().as_u16(), location))
+}
+
+/// Poll `f` every 100 ms until it gives a value; panic naming `what` after `limit`.
+async fn await_some<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Which of `masters` (HOST:PORT) leads, as every live one of them says.
+async fn agreed_leader(masters: &[String]) -> Option<String> {
+    let mut seen = None;
+    for m in masters {
+        let members = get_json(&format!("http://{m}/master/members")).await?;
+        let leader = members["leader"].as_str()?.to_string();
+        if seen.get_or_insert_with(|| leader.clone()) != &leader {
+            return None;
+        }
+    }
+    seen
+}
+
+#[test]
+fn three_masters_survive_a_killed_leader() {
+    let mut cluster = Cluster::new("ha-kill");
+    let dir = cluster.dir.clone();
+    let tls = cluster.tls();
+    let tls_s = tls.to_str().unwrap().to_string();
+    let masters: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1")))
+        .collect();
+    let peers = masters.join(",");
+    let master_args = |i: usize| -> Vec<String> {
+        [
+            "master",
+            "--listen",
+            &masters[i],
+            "--peers",
+            &peers,
+            "--work-dir",
+            dir.join(format!("master-{i}")).to_str().unwrap(),
+            "--tls-dir",
+            &tls_s,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    for i in 0..3 {
+        let args = master_args(i);
+        cluster.spawn(
+            &format!("master-{i}"),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+    let mut slave_works = Vec::new();
+    for i in 1..=2 {
+        let ip = format!("127.0.0.{}", i + 1);
+        let (_, work) = cluster.start_slave(
+            &format!("slave-{i}"),
+            &ip,
+            &peers,
+            &format!(
+                "cpus:2;mem:1024;disk:1000;ports:[{}-{}]",
+                31000 + i * 100,
+                31099 + i * 100
+            ),
+        );
+        slave_works.push((ip, work));
+    }
+
+    actix_rt::System::new().block_on(async {
+        let leader = await_some(
+            Duration::from_secs(60),
+            "a leader all masters agree on",
+            || agreed_leader(&masters),
+        )
+        .await;
+        let state_of = |m: &str| format!("http://{m}/master/state");
+        eventually(Duration::from_secs(60), "two slaves registered", || async {
+            get_json(&state_of(&leader))
+                .await
+                .is_some_and(|s| s["activated_slaves"].as_f64() == Some(2.0))
+        })
+        .await;
+
+        // The standbys redirect and say they are not elected.
+        for m in masters.iter().filter(|m| **m != leader) {
+            let (status, location) = get_raw(&state_of(m)).await.unwrap();
+            assert_eq!(status, 307, "{m} redirects /master/state");
+            assert_eq!(
+                location.as_deref(),
+                Some(format!("http://{leader}/master/state").as_str())
+            );
+            let metrics = get_json(&format!("http://{m}/metrics/snapshot"))
+                .await
+                .unwrap();
+            assert_eq!(metrics["master/elected"].as_f64(), Some(0.0));
+        }
+        let metrics = get_json(&format!("http://{leader}/metrics/snapshot"))
+            .await
+            .unwrap();
+        assert_eq!(metrics["master/elected"].as_f64(), Some(1.0));
+
+        // This test's framework follows the masters' list.
+        let ca = ClusterCa::load(&tls).unwrap();
+        let identity = NodeIdentity::issue(&ca, "test-framework").unwrap();
+        let node = Node::start(NodeConfig::quic(
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            identity,
+            7,
+        ))
+        .unwrap();
+        let wanted = Arc::new(Mutex::new(vec![
+            (TaskId::new("a"), Some(slave_works[0].0.clone())),
+            (TaskId::new("b"), Some(slave_works[1].0.clone())),
+        ]));
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let mut info = FrameworkInfo::new("ha-test");
+        info.failover_timeout_secs = 600.0;
+        let list = Masters::parse(&peers).unwrap();
+        let driver = SchedulerDriver::with_masters(
+            info,
+            list,
+            Launcher {
+                wanted: wanted.clone(),
+                statuses: statuses.clone(),
+            },
+        );
+        let _framework = node.spawn("ha-test", driver).unwrap();
+        eventually(Duration::from_secs(60), "tasks a and b RUNNING", || async {
+            running(&statuses, "a") && running(&statuses, "b")
+        })
+        .await;
+        let pids_before: Vec<Vec<i32>> = slave_works
+            .iter()
+            .zip(["a", "b"])
+            .map(|((_, work), task)| task_pids(work, task))
+            .collect();
+        assert!(pids_before.iter().all(|p| !p.is_empty()));
+
+        // kill -9 the leader.
+        let killed = masters.iter().position(|m| *m == leader).unwrap();
+        cluster.signal(&format!("master-{killed}"), libc::SIGKILL);
+        let killed_at = std::time::Instant::now(); // determinism-ok: a test measuring wall time
+        let live: Vec<String> = masters.iter().filter(|m| **m != leader).cloned().collect();
+        let new_leader = await_some(Duration::from_secs(30), "a new leader", || async {
+            agreed_leader(&live).await.filter(|l| *l != leader)
+        })
+        .await;
+        eventually(
+            Duration::from_secs(30),
+            "both slaves re-registered with the new leader",
+            || async {
+                get_json(&state_of(&new_leader)).await.is_some_and(|s| {
+                    s["activated_slaves"].as_f64() == Some(2.0)
+                        && task_states(&s)
+                            == vec![
+                                ("a".to_string(), "TASK_RUNNING".to_string()),
+                                ("b".to_string(), "TASK_RUNNING".to_string()),
+                            ]
+                })
+            },
+        )
+        .await;
+        eprintln!(
+            "master failover (kill -9 to every slave re-registered): {:?}",
+            killed_at.elapsed()
+        );
+        // The same task processes: nothing was launched again.
+        let pids_after: Vec<Vec<i32>> = slave_works
+            .iter()
+            .zip(["a", "b"])
+            .map(|((_, work), task)| task_pids(work, task))
+            .collect();
+        assert_eq!(pids_after, pids_before);
+        // The framework follows: a new task launches through the new leader.
+        wanted.lock().unwrap().push((TaskId::new("c"), None));
+        eventually(
+            Duration::from_secs(60),
+            "task c RUNNING after the failover",
+            || async { running(&statuses, "c") },
+        )
+        .await;
+        let launched_a = statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.task_id.as_str() == "a" && s.state == TaskState::Starting)
+            .count();
+        assert!(launched_a <= 1, "task a launched once");
+
+        // The killed master comes back as a follower with the whole registry.
+        let args = master_args(killed);
+        cluster.spawn(
+            &format!("master-{killed}"),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        eventually(
+            Duration::from_secs(60),
+            "the restarted master follows",
+            || async { agreed_leader(&masters).await.as_deref() == Some(new_leader.as_str()) },
+        )
+        .await;
+        let (status, _) = get_raw(&state_of(&leader)).await.unwrap();
+        assert_eq!(status, 307);
+        node.shutdown();
+    });
+}
+
+// ----- a partition, in network namespaces ---------------------------------------------------
+
+/// Network namespaces and links this test creates, removed on drop (even when it fails).
+struct Netns {
+    hub: String,
+    members: Vec<String>,
+}
+
+fn ip(args: &[&str]) {
+    let ok = Command::new("ip").args(args).status().unwrap();
+    assert!(ok.success(), "ip {args:?} failed");
+}
+
+impl Netns {
+    /// A hub namespace with a bridge 10.77.0.254/24 and `n` member namespaces `10.77.0.i`,
+    /// each linked to the bridge by a veth whose hub end is `<tag>v<i>`.
+    fn new(tag: &str, n: usize) -> Netns {
+        let hub = format!("{tag}hub");
+        let netns = Netns {
+            hub: hub.clone(),
+            members: (1..=n).map(|i| format!("{tag}m{i}")).collect(),
+        };
+        ip(&["netns", "add", &hub]);
+        ip(&["-n", &hub, "link", "set", "lo", "up"]);
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub, "addr", "add", "10.77.0.254/24", "dev", "br0"]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        for (i, member) in netns.members.iter().enumerate() {
+            let i = i + 1;
+            let veth = format!("{tag}v{i}");
+            ip(&["netns", "add", member]);
+            ip(&["-n", member, "link", "set", "lo", "up"]);
+            ip(&[
+                "-n", &hub, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+                member,
+            ]);
+            ip(&["-n", &hub, "link", "set", &veth, "master", "br0"]);
+            ip(&["-n", &hub, "link", "set", &veth, "up"]);
+            ip(&[
+                "-n",
+                member,
+                "addr",
+                "add",
+                &format!("10.77.0.{i}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", member, "link", "set", "eth0", "up"]);
+        }
+        netns
+    }
+
+    /// Cut (or restore) member `i`'s link to the others.
+    fn set_link(&self, tag: &str, i: usize, up: bool) {
+        ip(&[
+            "-n",
+            &self.hub,
+            "link",
+            "set",
+            &format!("{tag}v{i}"),
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in self.members.iter().chain([&self.hub]) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// `GET http://addr/path` from inside network namespace `ns` (a thread that enters it):
+/// the parsed JSON body, or None.
+fn get_in_netns(ns: &str, addr: &str, path: &str) -> Option<serde_json::Value> {
+    let ns = ns.to_string();
+    let addr = addr.to_string();
+    let path = path.to_string();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let file = std::fs::File::open(format!("/var/run/netns/{ns}")).ok()?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: moves only this short-lived thread into the namespace the test created.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return None;
+        }
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2))
+                .ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let body = response.split("\r\n\r\n").nth(1)?;
+        serde_json::from_str(body).ok()
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// Poll `cond` every 200 ms until it holds; panic naming `what` after `limit`.
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit; // determinism-ok: a test's deadline
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_isolated_leader_is_replaced_and_stops_acting() {
+    let tag = format!("p{}", std::process::id() % 100_000);
+    let netns = Netns::new(&tag, 3);
+    let mut cluster = Cluster::new("ha-partition");
+    let dir = cluster.dir.clone();
+    let tls = cluster.tls();
+    let addrs: Vec<String> = (1..=3).map(|i| format!("10.77.0.{i}:5050")).collect();
+    let peers = addrs.join(",");
+    for i in 0..3 {
+        let work = dir.join(format!("master-{i}"));
+        cluster.spawn_in_netns(
+            &format!("master-{i}"),
+            &netns.members[i],
+            &[
+                "master",
+                "--listen",
+                &addrs[i],
+                "--peers",
+                &peers,
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--tls-dir",
+                tls.to_str().unwrap(),
+            ],
+        );
+    }
+    let leader_seen_from = |ns: &str, addr: &str| -> Option<String> {
+        get_in_netns(ns, addr, "/master/members")?["leader"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let mut leader = String::new();
+    wait_for(Duration::from_secs(60), "a leader", || {
+        let seen: Vec<Option<String>> = (0..3)
+            .map(|i| leader_seen_from(&netns.hub, &addrs[i]))
+            .collect();
+        match &seen[0] {
+            Some(l) if seen.iter().all(|s| s.as_ref() == Some(l)) => {
+                leader = l.clone();
+                true
+            }
+            _ => false,
+        }
+    });
+    let old = addrs.iter().position(|a| *a == leader).unwrap();
+    netns.set_link(&tag, old + 1, false);
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let mut new_leader = String::new();
+    wait_for(
+        Duration::from_secs(30),
+        "a new leader on the majority side",
+        || {
+            let seen: Vec<Option<String>> = others
+                .iter()
+                .map(|&i| leader_seen_from(&netns.hub, &addrs[i]))
+                .collect();
+            match &seen[0] {
+                Some(l) if *l != leader && seen.iter().all(|s| s.as_ref() == Some(l)) => {
+                    new_leader = l.clone();
+                    true
+                }
+                _ => false,
+            }
+        },
+    );
+    // The old leader, asked from inside its own namespace, no longer acts.
+    wait_for(
+        Duration::from_secs(10),
+        "the isolated master stops acting",
+        || {
+            get_in_netns(&netns.members[old], &addrs[old], "/metrics/snapshot")
+                .is_some_and(|m| m["master/elected"].as_f64() == Some(0.0))
+        },
+    );
+    assert!(
+        get_in_netns(&netns.members[old], &addrs[old], "/master/state")
+            .is_none_or(|s| s.get("activated_slaves").is_none())
+    );
+    // Healed, it follows the new leader.
+    netns.set_link(&tag, old + 1, true);
+    wait_for(
+        Duration::from_secs(30),
+        "the healed master follows the new leader",
+        || leader_seen_from(&netns.hub, &addrs[old]).as_deref() == Some(new_leader.as_str()),
+    );
+    drop(cluster);
+    drop(netns);
+}
