@@ -22,10 +22,13 @@ use plateau_sdk::*;
 
 use super::support::{eventually, free_port, get_json, Cluster};
 
+/// Tasks to launch, each on a given host or anywhere.
+type Wanted = Arc<Mutex<Vec<(TaskId, Option<String>)>>>;
+
 /// Launches the tasks it is asked for on the first offers that fit; records statuses.
 #[derive(Default)]
 struct Launcher {
-    wanted: Arc<Mutex<Vec<(TaskId, Option<String>)>>>,
+    wanted: Wanted,
     statuses: Arc<Mutex<Vec<TaskStatus>>>,
 }
 
@@ -460,7 +463,7 @@ fn an_isolated_leader_is_replaced_and_stops_acting() {
     let tls = cluster.tls();
     let addrs: Vec<String> = (1..=3).map(|i| format!("10.77.0.{i}:5050")).collect();
     let peers = addrs.join(",");
-    for i in 0..3 {
+    for (i, addr) in addrs.iter().enumerate() {
         let work = dir.join(format!("master-{i}"));
         cluster.spawn_in_netns(
             &format!("master-{i}"),
@@ -468,7 +471,7 @@ fn an_isolated_leader_is_replaced_and_stops_acting() {
             &[
                 "master",
                 "--listen",
-                &addrs[i],
+                addr,
                 "--peers",
                 &peers,
                 "--work-dir",
