@@ -213,7 +213,7 @@ impl Cluster {
     /// Masters that may act as leader now.
     fn elected(&mut self) -> Vec<usize> {
         let now = self.sim.now().since_origin();
-        (0..3)
+        (0..self.masters.len())
             .filter(|&i| {
                 let m = self.masters[i].clone();
                 self.sim
@@ -424,4 +424,67 @@ fn a_paused_leader_wakes_up_deposed_and_does_not_act() {
         Some(false),
         "the woken leader dropped its core"
     );
+}
+
+#[test]
+fn a_master_joins_the_running_group_and_another_is_removed() {
+    let mut c = Cluster::new(6, 2);
+    let leader = c.await_leader_other_than(None, Duration::from_secs(10));
+    c.await_condition(Duration::from_secs(10), |c| c.connected_slaves(leader) == 2);
+    // A fourth master starts with --join and the group's list.
+    let fourth = Upid::new("master", &NodeAddr::new("10.0.0.4", 5050));
+    c.sim.add_node(fourth.node());
+    c.masters.push(fourth.clone());
+    c.disks.push(MemoryDisk::new());
+    let replica = Replica::open(
+        ReplicaConfig::new(fourth.clone()),
+        Box::new(c.disks[3].clone()),
+        MasterState::default(),
+        0,
+    )
+    .unwrap();
+    let joining = MasterProcess::replicated(MasterConfig::default(), replica)
+        .joining(c.masters[..3].to_vec());
+    c.sim.spawn(&fourth.node(), "master", joining);
+    let leader_upid = c.masters[leader].clone();
+    c.await_condition(Duration::from_secs(20), |c| {
+        c.sim
+            .inspect(&leader_upid, |p: &MasterProcess| {
+                p.replica().unwrap().status().voters.len() == 4
+            })
+            .unwrap()
+    });
+    assert_eq!(
+        c.replicated_slaves(3),
+        Some(2),
+        "the new master has the registry"
+    );
+    // The leader removes one of the others.
+    let removed = (leader + 1) % 3;
+    let voters: Vec<Upid> = (0..4)
+        .filter(|&i| i != removed)
+        .map(|i| c.masters[i].clone())
+        .collect();
+    let now_voters = voters.clone();
+    let done = c
+        .sim
+        .call(&leader_upid, move |p: &mut MasterProcess, ctx| {
+            p.change_members(ctx, None, now_voters)
+        })
+        .unwrap();
+    assert!(done);
+    c.await_condition(Duration::from_secs(20), |c| {
+        c.sim
+            .inspect(&leader_upid, |p: &MasterProcess| {
+                p.replica().unwrap().status().voters.len() == 3
+            })
+            .unwrap()
+    });
+    // The new group of three survives losing its leader.
+    let node = c.masters[leader].node();
+    c.sim.crash(&node);
+    let removed_node = c.masters[removed].node();
+    c.sim.crash(&removed_node);
+    let next = c.await_leader_other_than(Some(leader), Duration::from_secs(10));
+    assert!(next != removed);
 }
