@@ -22,6 +22,19 @@
 //! is now the poorest. Ties are broken by role name, then framework id. Shares are computed
 //! against the total of all registered slaves.
 //!
+//! # Over-committed slaves
+//!
+//! A slave re-registering reports the tasks it runs, and they are accounted as used whatever
+//! they sum to (as Mesos does): a slave restarted with less than its tasks use (an operator
+//! shrank `--resources`) holds more than its total, tasks may hold ports outside it, and a
+//! confused report may name one port for two tasks. Such a slave is *over-committed*: per
+//! scalar, what is available is what its total leaves above what is held (nothing where it
+//! holds more), and its available ports are those of its total that nobody holds. Resources
+//! that come back while it is over-committed go to what is held beyond the total first, so
+//! nothing in use is offered, and it is offered again as it is freed (see
+//! [`Allocator::add_slave`]). Every other slave keeps the exact books
+//! `available + Σ allocated = total`, and the allocation cycle is the same for both.
+//!
 //! # Cost
 //!
 //! Roles and frameworks sit in ordered sets keyed by `(share, id)` that are updated
@@ -70,7 +83,7 @@ use crate::limits::{
     FRAMEWORKS_MAX, REFUSE_DURATION_MAX, ROLES_MAX, ROLE_NAME_LEN_MAX, SLAVES_MAX,
     UNKNOWN_FRAMEWORKS_MAX,
 };
-use crate::resources::{dominant_share_milli, Resources};
+use crate::resources::{dominant_share_milli, Ranges, Resources};
 
 /// Settings of an [`Allocator`].
 #[derive(Clone, Debug, PartialEq)]
@@ -148,14 +161,137 @@ fn share_key(allocated: Scalars, total: Scalars, weight: f64) -> ShareKey {
 struct SlaveEntry {
     id: SlaveId,
     total: Resources,
-    /// Not allocated to anyone. Invariant: `available + Σ allocated == total`, ports disjoint.
+    /// Not allocated to anyone. Invariant, unless over-committed: `available + Σ allocated ==
+    /// total`, ports disjoint. Over-committed: per scalar `max(0, total - Σ allocated)`, and
+    /// the ports of `total` that no framework holds.
     available: Resources,
     /// What each framework holds on this slave (offers outstanding plus running tasks),
     /// including frameworks not registered (yet), whose resources are held until recovered.
     allocated: BTreeMap<FrameworkId, Resources>,
+    /// Set while the frameworks hold more than the total (see the [module docs](self)):
+    /// boxed, as it is rare and the cycle walks the slaves.
+    overcommit: Option<Box<Overcommit>>,
     active: bool,
     /// In `Allocator::changed`.
     changed: bool,
+}
+
+/// The books of an over-committed slave beyond `SlaveEntry::allocated`.
+#[derive(Debug, Default)]
+struct Overcommit {
+    /// Ports a framework claims again while it already holds them (two of its tasks report one
+    /// port): each entry is one more claim on each of its ports, and is released before the
+    /// framework's holding, so a port stays held until its last claim goes. Invariant: each
+    /// entry is non-empty and within its framework's holding on the slave.
+    extra_claims: Vec<(FrameworkId, Ranges)>,
+}
+
+/// Per scalar `total - used` (zero where `used` is more), and the ports of `total` not in
+/// `used`: what `used` leaves of `total`.
+pub(crate) fn unused_part(total: &Resources, used: &Resources) -> Resources {
+    Resources::from_milli(
+        total.cpus_milli().saturating_sub(used.cpus_milli()),
+        total.mem_milli().saturating_sub(used.mem_milli()),
+        total.disk_milli().saturating_sub(used.disk_milli()),
+    )
+    .with_ports(total.ports().difference(used.ports()))
+}
+
+impl SlaveEntry {
+    /// Sets `available` from the total and the holdings, and whether the slave is
+    /// over-committed (with these extra claims). O(frameworks holding resources on it): run
+    /// when a slave is added with holdings and at every release while it is over-committed.
+    fn settle(&mut self, extra_claims: Vec<(FrameworkId, Ranges)>) {
+        let held = Resources::sum(self.allocated.values());
+        let ports_claimed: u32 = self.allocated.values().map(|r| r.ports().len()).sum();
+        let fits = self.total.contains(&held) && ports_claimed == held.ports().len();
+        self.available = unused_part(&self.total, &held);
+        self.overcommit = if fits && extra_claims.is_empty() {
+            None
+        } else {
+            Some(Box::new(Overcommit { extra_claims }))
+        };
+    }
+
+    /// `framework` gives back `resources` it holds here: `Some(true)` when it holds nothing
+    /// more here, `None` (and no change) when it does not hold them.
+    fn release(&mut self, framework: &FrameworkId, resources: &Resources) -> Option<bool> {
+        if self.overcommit.is_some() {
+            return self.release_overcommitted(framework, resources);
+        }
+        let held = self.allocated.get_mut(framework)?;
+        let rest = held.checked_sub(resources)?;
+        let released_all = rest.is_empty();
+        if released_all {
+            self.allocated.remove(framework);
+        } else {
+            *held = rest;
+        }
+        debug_assert!(self.available.ports().is_disjoint(resources.ports()));
+        self.available += resources;
+        Some(released_all)
+    }
+
+    /// [`SlaveEntry::release`] on an over-committed slave: the framework's extra claims on
+    /// these ports go first, then its holding; `available` is then recomputed, so a resource
+    /// becomes available only once nobody holds it and the total covers it.
+    fn release_overcommitted(
+        &mut self,
+        framework: &FrameworkId,
+        resources: &Resources,
+    ) -> Option<bool> {
+        let over = self.overcommit.as_mut().expect("over-committed");
+        let mut ports = resources.ports().clone();
+        let mut from_extra: Vec<(usize, Ranges)> = Vec::new();
+        for (i, (holder, claimed)) in over.extra_claims.iter().enumerate() {
+            if holder == framework && !ports.is_empty() {
+                let take = claimed.intersection(&ports);
+                if !take.is_empty() {
+                    ports = ports.difference(&take);
+                    from_extra.push((i, take));
+                }
+            }
+        }
+        let held = self.allocated.get_mut(framework)?;
+        let rest = held.checked_sub(&resources.clone().with_ports(ports))?;
+        // Valid: carry it out.
+        for (i, take) in from_extra.into_iter().rev() {
+            let left = over.extra_claims[i].1.difference(&take);
+            if left.is_empty() {
+                over.extra_claims.remove(i);
+            } else {
+                over.extra_claims[i].1 = left;
+            }
+        }
+        let released_all = rest.is_empty();
+        if released_all {
+            self.allocated.remove(framework);
+        } else {
+            *held = rest;
+        }
+        let extra_claims = std::mem::take(&mut over.extra_claims);
+        self.settle(extra_claims);
+        Some(released_all)
+    }
+
+    /// Everything `framework` holds here goes back (it was removed).
+    fn release_all(&mut self, framework: &FrameworkId) {
+        let held = self
+            .allocated
+            .remove(framework)
+            .expect("framework's slaves hold its resources");
+        match self.overcommit.as_mut() {
+            None => {
+                debug_assert!(self.available.ports().is_disjoint(held.ports()));
+                self.available += held;
+            }
+            Some(over) => {
+                let mut extra_claims = std::mem::take(&mut over.extra_claims);
+                extra_claims.retain(|(holder, _)| holder != framework);
+                self.settle(extra_claims);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -356,73 +492,64 @@ impl Allocator {
 
     // ----- slaves -------------------------------------------------------------------------
 
-    /// Registers a slave with its `total` resources and what frameworks already use on it (a
-    /// slave re-registering after a master failover). Used resources count toward their
+    /// Registers a slave with its `total` resources and what its tasks already use (a slave
+    /// re-registering), one entry per task or per framework. Used resources count toward their
     /// framework's share; those of frameworks not registered yet are held until the framework
     /// registers or they are recovered. The slave starts active.
+    ///
+    /// What is used is held whatever it sums to: beyond the total in any scalar, on ports
+    /// outside it, or on one port claimed by several entries. The slave is then
+    /// over-committed (see the [module docs](self) and [`Allocator::is_overcommitted`]): only
+    /// what its total leaves above the use is available, and what comes back is available
+    /// only once the use is within the total.
     pub fn add_slave(
         &mut self,
         slave: SlaveId,
         total: Resources,
-        used_by_framework: Vec<(FrameworkId, Resources)>,
+        used: Vec<(FrameworkId, Resources)>,
     ) -> Result<(), MasterError> {
         if self.slave_index.contains_key(&slave) {
             return Err(MasterError::DuplicateSlave { slave });
         }
-        if self.slaves.len() >= SLAVES_MAX {
-            return Err(MasterError::TooMany {
-                what: "slaves",
-                len: self.slaves.len() + 1,
-                max: SLAVES_MAX,
-            });
-        }
-        let mut allocated: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
-        let mut used = Resources::empty();
-        for (framework, resources) in used_by_framework {
-            if resources.is_empty() {
-                continue;
+        self.check_room_for_slave(&slave, used.iter().map(|(f, _)| f))?;
+        let mut entry = SlaveEntry {
+            id: slave,
+            available: total.clone(),
+            total,
+            allocated: BTreeMap::new(),
+            overcommit: None,
+            active: true,
+            changed: false,
+        };
+        if !used.is_empty() {
+            let mut extra_claims: Vec<(FrameworkId, Ranges)> = Vec::new();
+            for (framework, resources) in used {
+                if resources.is_empty() {
+                    continue;
+                }
+                match entry.allocated.get_mut(&framework) {
+                    Some(held) => {
+                        let again = held.ports().intersection(resources.ports());
+                        *held += &resources;
+                        if !again.is_empty() {
+                            extra_claims.push((framework, again));
+                        }
+                    }
+                    None => {
+                        entry.allocated.insert(framework, resources);
+                    }
+                }
             }
-            let overlap = used.ports().intersection(resources.ports());
-            if !overlap.is_empty() {
-                return Err(MasterError::UsedPortsOverlap {
-                    slave,
-                    ports: overlap.to_string(),
-                });
-            }
-            used += &resources;
-            if !total.contains(&used) {
-                return Err(MasterError::UsedExceedsTotal {
-                    slave,
-                    used: used.to_string(),
-                    total: total.to_string(),
-                });
-            }
-            *allocated.entry(framework).or_default() += resources;
+            entry.settle(extra_claims);
         }
-        let new_unknown = allocated
-            .keys()
-            .filter(|f| !self.frameworks.contains_key(*f) && !self.unknown.contains_key(*f))
-            .count();
-        if self.unknown.len() + new_unknown > UNKNOWN_FRAMEWORKS_MAX {
-            return Err(MasterError::TooMany {
-                what: "unregistered frameworks holding resources",
-                len: self.unknown.len() + new_unknown,
-                max: UNKNOWN_FRAMEWORKS_MAX,
-            });
-        }
-        let available = total
-            .checked_sub(&used)
-            .expect("checked above: total contains used");
-
-        for (framework, resources) in &allocated {
+        for (framework, resources) in &entry.allocated {
             match self.frameworks.get_mut(framework) {
-                Some(entry) => {
-                    entry.slaves.insert(slave.clone());
+                Some(fw) => {
+                    fw.slaves.insert(entry.id.clone());
                     let scalars = Scalars::of(resources);
-                    entry.allocated.add(scalars);
-                    let role = entry.role.clone();
+                    fw.allocated.add(scalars);
                     self.roles
-                        .get_mut(&role)
+                        .get_mut(&fw.role)
                         .expect("a framework's role is registered")
                         .allocated
                         .add(scalars);
@@ -431,22 +558,51 @@ impl Allocator {
                     self.unknown
                         .entry(framework.clone())
                         .or_default()
-                        .insert(slave.clone());
+                        .insert(entry.id.clone());
                 }
             }
         }
-        self.total.add(Scalars::of(&total));
+        self.total.add(Scalars::of(&entry.total));
         self.shares_stale = true;
-        self.slave_index.insert(slave.clone(), self.slaves.len());
-        self.slaves.push(SlaveEntry {
-            id: slave,
-            total,
-            available,
-            allocated,
-            active: true,
-            changed: false,
-        });
+        self.slave_index.insert(entry.id.clone(), self.slaves.len());
+        self.slaves.push(entry);
         self.mark_changed(self.slaves.len() - 1);
+        Ok(())
+    }
+
+    /// Errors if [`Allocator::add_slave`] of `slave` with resources used by `frameworks`
+    /// would go beyond a limit (slaves, unregistered frameworks holding resources), counting
+    /// `slave` as removed first if it is registered (as a re-registration does). Changes
+    /// nothing: the master checks before it takes a re-registering slave out.
+    pub fn check_room_for_slave<'a>(
+        &self,
+        slave: &SlaveId,
+        frameworks: impl IntoIterator<Item = &'a FrameworkId>,
+    ) -> Result<(), MasterError> {
+        let others = self.slaves.len() - usize::from(self.slave_index.contains_key(slave));
+        if others >= SLAVES_MAX {
+            return Err(MasterError::TooMany {
+                what: "slaves",
+                len: others + 1,
+                max: SLAVES_MAX,
+            });
+        }
+        // Frameworks it would add to the unregistered ones holding resources. Those only this
+        // slave holds now are counted as staying: at most one too many.
+        let mut new_unknown: BTreeSet<&FrameworkId> = BTreeSet::new();
+        for framework in frameworks {
+            if !self.frameworks.contains_key(framework) && !self.unknown.contains_key(framework) {
+                new_unknown.insert(framework);
+            }
+        }
+        let len = self.unknown.len() + new_unknown.len();
+        if len > UNKNOWN_FRAMEWORKS_MAX {
+            return Err(MasterError::TooMany {
+                what: "unregistered frameworks holding resources",
+                len,
+                max: UNKNOWN_FRAMEWORKS_MAX,
+            });
+        }
         Ok(())
     }
 
@@ -533,10 +689,13 @@ impl Allocator {
         total: Resources,
     ) -> Result<(), MasterError> {
         let entry = self.slave_mut(slave)?;
-        let allocated = entry
-            .total
-            .checked_sub(&entry.available)
-            .expect("invariant: available is part of total");
+        let allocated = match entry.overcommit {
+            None => entry
+                .total
+                .checked_sub(&entry.available)
+                .expect("invariant: available is part of total"),
+            Some(_) => Resources::sum(entry.allocated.values()),
+        };
         let Some(available) = total.checked_sub(&allocated) else {
             return Err(MasterError::TotalBelowAllocated {
                 slave: slave.clone(),
@@ -546,6 +705,11 @@ impl Allocator {
         };
         let old_total = std::mem::replace(&mut entry.total, total);
         entry.available = available;
+        if let Some(over) = entry.overcommit.as_mut() {
+            // The total now covers what is held; ports claimed twice may remain.
+            let extra_claims = std::mem::take(&mut over.extra_claims);
+            entry.settle(extra_claims);
+        }
         let new_total = Scalars::of(&entry.total);
         self.total.sub(Scalars::of(&old_total));
         self.total.add(new_total);
@@ -615,13 +779,7 @@ impl Allocator {
         }
         for slave in &entry.slaves {
             let index = self.slave_index[slave];
-            let slave_entry = &mut self.slaves[index];
-            let held = slave_entry
-                .allocated
-                .remove(framework)
-                .expect("framework's slaves hold its resources");
-            debug_assert!(slave_entry.available.ports().is_disjoint(held.ports()));
-            slave_entry.available += held;
+            self.slaves[index].release_all(framework);
             self.mark_changed(index);
         }
         let role = self.roles.get_mut(&entry.role).expect("role registered");
@@ -727,20 +885,9 @@ impl Allocator {
             .ok_or_else(|| MasterError::UnknownSlave {
                 slave: slave.clone(),
             })?;
-        let slave_entry = &mut self.slaves[index];
-        let held = slave_entry
-            .allocated
-            .get_mut(framework)
+        let released_all = self.slaves[index]
+            .release(framework, resources)
             .ok_or_else(not_allocated)?;
-        let rest = held.checked_sub(resources).ok_or_else(not_allocated)?;
-        let released_all = rest.is_empty();
-        if released_all {
-            slave_entry.allocated.remove(framework);
-        } else {
-            *held = rest;
-        }
-        debug_assert!(slave_entry.available.ports().is_disjoint(resources.ports()));
-        slave_entry.available += resources;
         self.mark_changed(index);
 
         match self.frameworks.get_mut(framework) {
@@ -902,6 +1049,14 @@ impl Allocator {
             .map(|&index| &self.slaves[index].available)
     }
 
+    /// True when `slave` is over-committed: its frameworks hold more than its total (in a
+    /// scalar, on ports outside it, or on one port twice), as reported when it was added.
+    pub fn is_overcommitted(&self, slave: &SlaveId) -> bool {
+        self.slave_index
+            .get(slave)
+            .is_some_and(|&index| self.slaves[index].overcommit.is_some())
+    }
+
     /// The total of `slave`.
     pub fn slave_total(&self, slave: &SlaveId) -> Option<&Resources> {
         self.slave_index
@@ -978,14 +1133,51 @@ impl Allocator {
                     return Err(format!("{framework} on {} is not indexed", slave.id));
                 }
             }
-            if sum != slave.total {
-                return Err(format!(
-                    "slave {}: available + allocated = {sum}, total = {}",
-                    slave.id, slave.total
-                ));
-            }
-            if port_count != slave.total.ports().len() {
-                return Err(format!("slave {}: a port is allocated twice", slave.id));
+            match &slave.overcommit {
+                None => {
+                    if sum != slave.total {
+                        return Err(format!(
+                            "slave {}: available + allocated = {sum}, total = {}",
+                            slave.id, slave.total
+                        ));
+                    }
+                    if port_count != slave.total.ports().len() {
+                        return Err(format!("slave {}: a port is allocated twice", slave.id));
+                    }
+                }
+                Some(over) => {
+                    let held_sum = Resources::sum(slave.allocated.values());
+                    let held_ports = port_count - slave.available.ports().len();
+                    let fits =
+                        slave.total.contains(&held_sum) && held_ports == held_sum.ports().len();
+                    let free = unused_part(&slave.total, &held_sum);
+                    if slave.available != free {
+                        return Err(format!(
+                            "over-committed slave {}: available {} but {free} is free of {} \
+                             with {held_sum} held",
+                            slave.id, slave.available, slave.total
+                        ));
+                    }
+                    for (framework, ports) in &over.extra_claims {
+                        let holds = slave
+                            .allocated
+                            .get(framework)
+                            .is_some_and(|held| held.ports().contains(ports));
+                        if ports.is_empty() || !holds {
+                            return Err(format!(
+                                "over-committed slave {}: extra claim of {framework} on \
+                                 {ports} it does not hold",
+                                slave.id
+                            ));
+                        }
+                    }
+                    if fits && over.extra_claims.is_empty() {
+                        return Err(format!(
+                            "slave {} is marked over-committed but its holdings fit",
+                            slave.id
+                        ));
+                    }
+                }
             }
         }
         if total != self.total {
@@ -1601,31 +1793,114 @@ mod tests {
         assert_eq!(allocator.slave_available(&s("S0")), Some(&r(SLAVE)));
     }
 
+    /// A slave whose reported tasks use more than its total (restarted with less): all of it
+    /// is held, only what the total leaves above it is offered, and what comes back is
+    /// offered only once nobody uses it and the total covers it.
+    #[test]
+    fn a_slave_reported_beyond_its_total_offers_only_what_is_free() {
+        let mut allocator = Allocator::new(AllocatorConfig::default());
+        // A: 2.5 cpus in two tasks, both on port 31000; B: 1 cpu, also on 31000, and on 31010
+        // outside the slave's ports. 3.5 cpus on 2.
+        allocator
+            .add_slave(
+                s("S0"),
+                r("cpus:2;mem:1000;ports:[31000-31003]"),
+                vec![
+                    (f("A"), r("cpus:2;mem:200;ports:[31000-31000]")),
+                    (f("B"), r("cpus:1;mem:100;ports:[31000-31000,31010-31010]")),
+                    (f("A"), r("cpus:0.5;ports:[31000-31000]")),
+                ],
+            )
+            .unwrap();
+        allocator.check_invariants().unwrap();
+        assert!(allocator.is_overcommitted(&s("S0")));
+        assert_eq!(
+            allocator.slave_available(&s("S0")),
+            Some(&r("mem:700;ports:[31001-31003]"))
+        );
+        allocator.add_framework(f("C"), "*").unwrap();
+        let offers = allocator.allocate(secs(0));
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].resources, r("mem:700;ports:[31001-31003]"));
+        let available = |allocator: &Allocator| allocator.slave_available(&s("S0")).cloned();
+        let recover = |allocator: &mut Allocator, framework: &str, what: &str| {
+            allocator
+                .recover_resources(&f(framework), &s("S0"), &r(what), None, secs(1))
+                .unwrap();
+            allocator.check_invariants().unwrap();
+        };
+        // A's second task ends: 3 cpus on 2, and port 31000 is still A's and B's.
+        recover(&mut allocator, "A", "cpus:0.5;ports:[31000-31000]");
+        assert_eq!(available(&allocator), Some(Resources::empty()));
+        assert!(allocator.is_overcommitted(&s("S0")));
+        // B's ends: 2 cpus on 2; 31000 is still A's; 31010 is not the slave's. Everything
+        // held fits again.
+        recover(
+            &mut allocator,
+            "B",
+            "cpus:1;mem:100;ports:[31000-31000,31010-31010]",
+        );
+        assert_eq!(available(&allocator), Some(r("mem:100")));
+        assert!(!allocator.is_overcommitted(&s("S0")));
+        // What B no longer holds cannot come back twice; nothing changes.
+        assert!(matches!(
+            allocator.recover_resources(&f("B"), &s("S0"), &r("cpus:1"), None, secs(1)),
+            Err(MasterError::NotAllocated { .. })
+        ));
+        allocator.check_invariants().unwrap();
+        // Part of A's task comes back: 1 cpu is free now.
+        recover(&mut allocator, "A", "cpus:1;mem:100");
+        assert_eq!(available(&allocator), Some(r("cpus:1;mem:200")));
+        recover(&mut allocator, "A", "cpus:1;mem:100;ports:[31000-31000]");
+        assert_eq!(
+            available(&allocator),
+            Some(r("cpus:2;mem:300;ports:[31000-31000]"))
+        );
+        // The slave's books are exact again: the offer to C was all the rest.
+        recover(&mut allocator, "C", "mem:700;ports:[31001-31003]");
+        assert_eq!(
+            available(&allocator),
+            Some(r("cpus:2;mem:1000;ports:[31000-31003]"))
+        );
+    }
+
+    #[test]
+    fn removing_a_framework_from_an_overcommitted_slave_frees_only_what_nobody_uses() {
+        let mut allocator = Allocator::new(AllocatorConfig::default());
+        allocator.add_framework(f("A"), "*").unwrap();
+        allocator.add_framework(f("B"), "*").unwrap();
+        allocator
+            .add_slave(
+                s("S0"),
+                r("cpus:1;mem:100;ports:[31000-31001]"),
+                vec![
+                    (f("A"), r("cpus:1;mem:50;ports:[31000-31000]")),
+                    (f("A"), r("cpus:1;ports:[31000-31000]")),
+                    (f("B"), r("cpus:0.5;mem:25;ports:[31000-31001]")),
+                ],
+            )
+            .unwrap();
+        assert_eq!(allocator.slave_available(&s("S0")), Some(&r("mem:25")));
+        assert!((allocator.framework_share(&f("A")).unwrap() - 2.0).abs() < 1e-12);
+        allocator.remove_framework(&f("A"));
+        allocator.check_invariants().unwrap();
+        // B's 0.5 cpu and both ports stay held; the slave is exact again.
+        assert!(!allocator.is_overcommitted(&s("S0")));
+        assert_eq!(
+            allocator.slave_available(&s("S0")),
+            Some(&r("cpus:0.5;mem:75"))
+        );
+        allocator.remove_framework(&f("B"));
+        allocator.check_invariants().unwrap();
+        assert_eq!(
+            allocator.slave_available(&s("S0")),
+            Some(&r("cpus:1;mem:100;ports:[31000-31001]"))
+        );
+    }
+
     #[test]
     fn bad_slave_reports_are_rejected() {
         let mut allocator = Allocator::new(AllocatorConfig::default());
-        let err = allocator
-            .add_slave(s("S0"), r("cpus:1"), vec![(f("A"), r("cpus:2"))])
-            .unwrap_err();
-        assert!(matches!(err, MasterError::UsedExceedsTotal { .. }), "{err}");
-        let err = allocator
-            .add_slave(
-                s("S0"),
-                r(SLAVE),
-                vec![
-                    (f("A"), r("ports:[31000-31002]")),
-                    (f("B"), r("ports:[31002-31003]")),
-                ],
-            )
-            .unwrap_err();
-        assert_eq!(
-            err,
-            MasterError::UsedPortsOverlap {
-                slave: s("S0"),
-                ports: "[31002-31002]".into()
-            }
-        );
-        assert_eq!(allocator.slaves_len(), 0, "rejected slaves leave no trace");
         allocator.add_slave(s("S0"), r(SLAVE), vec![]).unwrap();
         assert!(matches!(
             allocator.add_slave(s("S0"), r(SLAVE), vec![]),
@@ -1765,6 +2040,9 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         AddSlave(u8, u32),
+        /// A slave re-registering with tasks (framework, size, port offset): they may sum to
+        /// more than its total, use ports outside it, or claim one port twice.
+        AddSlaveWithTasks(u8, u32, Vec<(u8, u8, u8)>),
         RemoveSlave(u8),
         ToggleSlave(u8),
         UpdateSlave(u8, u32),
@@ -1782,6 +2060,12 @@ mod tests {
     fn arb_op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (0u8..8, 1u32..8).prop_map(|(i, size)| Op::AddSlave(i, size)),
+            (
+                0u8..8,
+                1u32..8,
+                proptest::collection::vec((0u8..3, 0u8..8, 0u8..16), 1..8)
+            )
+                .prop_map(|(i, size, tasks)| Op::AddSlaveWithTasks(i, size, tasks)),
             (0u8..8).prop_map(Op::RemoveSlave),
             (0u8..8).prop_map(Op::ToggleSlave),
             (0u8..8, 1u32..8).prop_map(|(i, size)| Op::UpdateSlave(i, size)),
@@ -1796,7 +2080,16 @@ mod tests {
             Just(Op::Allocate),
             (any::<u16>(), any::<bool>(), proptest::option::of(0u8..4))
                 .prop_map(|(n, half, refuse)| Op::Recover(n, half, refuse)),
+            (any::<u16>(), any::<bool>(), proptest::option::of(0u8..4))
+                .prop_map(|(n, half, refuse)| Op::Recover(n, half, refuse)),
         ]
+    }
+
+    /// A task of `size` halves of a cpu (and 16 MB each) on port `31000 + port`.
+    fn task_size(size: u8, port: u8) -> Resources {
+        Resources::from_milli(u64::from(size) * 500, u64::from(size) * 16_000, 0).with_ports(
+            Ranges::single(31000 + u16::from(port), 31000 + u16::from(port)),
+        )
     }
 
     fn slave_size(size: u32) -> Resources {
@@ -1817,13 +2110,28 @@ mod tests {
             let mut active_fw: BTreeMap<FrameworkId, bool> = BTreeMap::new();
             let mut active_slave: BTreeMap<SlaveId, bool> = BTreeMap::new();
             let mut suppressed: BTreeSet<FrameworkId> = BTreeSet::new();
+            let mut totals: BTreeMap<SlaveId, Resources> = BTreeMap::new();
             for (step, op) in ops.into_iter().enumerate() {
                 let now = secs(step as u64);
                 match op {
                     Op::AddSlave(i, size) => {
                         let id = s(&format!("S{i}"));
                         if allocator.add_slave(id.clone(), slave_size(size), vec![]).is_ok() {
-                            active_slave.insert(id, true);
+                            active_slave.insert(id.clone(), true);
+                            totals.insert(id, slave_size(size));
+                        }
+                    }
+                    Op::AddSlaveWithTasks(i, size, tasks) => {
+                        let id = s(&format!("S{i}"));
+                        let used: Vec<(FrameworkId, Resources)> = tasks
+                            .iter()
+                            .map(|&(fw, size, port)| (f(&format!("F{fw}")), task_size(size, port)))
+                            .filter(|(_, r)| !r.is_empty())
+                            .collect();
+                        if allocator.add_slave(id.clone(), slave_size(size), used.clone()).is_ok() {
+                            active_slave.insert(id.clone(), true);
+                            totals.insert(id.clone(), slave_size(size));
+                            held.extend(used.into_iter().map(|(fw, r)| (fw, id.clone(), r)));
                         }
                     }
                     Op::RemoveSlave(i) => {
@@ -1831,6 +2139,7 @@ mod tests {
                         if allocator.remove_slave(&id).is_ok() {
                             held.retain(|(_, slave, _)| *slave != id);
                             active_slave.remove(&id);
+                            totals.remove(&id);
                         }
                     }
                     Op::ToggleSlave(i) => {
@@ -1841,7 +2150,10 @@ mod tests {
                         }
                     }
                     Op::UpdateSlave(i, size) => {
-                        let _ = allocator.update_slave_total(&s(&format!("S{i}")), slave_size(size));
+                        let id = s(&format!("S{i}"));
+                        if allocator.update_slave_total(&id, slave_size(size)).is_ok() {
+                            totals.insert(id, slave_size(size));
+                        }
                     }
                     Op::AddFramework(i, role) => {
                         let id = f(&format!("F{i}"));
@@ -1852,8 +2164,10 @@ mod tests {
                     Op::RemoveFramework(i) => {
                         let id = f(&format!("F{i}"));
                         allocator.remove_framework(&id);
-                        held.retain(|(framework, _, _)| *framework != id);
-                        active_fw.remove(&id);
+                        // What a framework not registered holds stays held until it registers.
+                        if active_fw.remove(&id).is_some() {
+                            held.retain(|(framework, _, _)| *framework != id);
+                        }
                         suppressed.remove(&id);
                     }
                     Op::ToggleFramework(i) => {
@@ -1920,6 +2234,14 @@ mod tests {
                 // Our view of holdings matches the allocator's.
                 for (framework, slave, _) in &held {
                     prop_assert!(allocator.allocation(framework, slave).is_some());
+                }
+                // Against a simple reference: what is available on each slave is what its
+                // total leaves above everything held there (offers and tasks), whatever the
+                // tasks sum to; nothing anyone holds is available.
+                for (slave, total) in &totals {
+                    let claims = held.iter().filter(|(_, s, _)| s == slave).map(|(_, _, r)| r);
+                    let expected = unused_part(total, &Resources::sum(claims));
+                    prop_assert_eq!(allocator.slave_available(slave), Some(&expected), "after step {}", step);
                 }
             }
         }

@@ -47,7 +47,7 @@ use std::time::Duration;
 use plateau_runtime::rng::LookupMap;
 use plateau_runtime::Upid;
 
-use crate::allocator::{Allocator, AllocatorConfig};
+use crate::allocator::{unused_part, Allocator, AllocatorConfig};
 use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 use crate::limits::{
     ACTIONS_RECYCLED_CAPACITY_MAX, COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX,
@@ -267,6 +267,10 @@ pub struct Task {
     pub state: TaskState,
     /// Latest statuses, oldest first (bounded).
     pub statuses: VecDeque<TaskStatus>,
+    /// True when its slave reported it at its latest re-registration: what such tasks use is
+    /// accounted as used even beyond the slave's total. False for a task this master launched
+    /// since (see [`MasterCore::check_invariants`]).
+    pub reported_by_slave: bool,
 }
 
 impl Task {
@@ -324,6 +328,12 @@ pub struct MasterCounters {
     pub offers_expired: u64,
     /// Recovered slaves marked unreachable because they did not re-register in time.
     pub slaves_reregister_timed_out: u64,
+    /// Slaves that re-registered over-committed: with tasks using more than their resources
+    /// (e.g. restarted with less), all accounted as used.
+    pub slave_reregistrations_overcommitted: u64,
+    /// Tasks still staging (never confirmed by their slave) dropped when their slave
+    /// re-registered with no room left for them beside the tasks it reported.
+    pub staging_tasks_dropped: u64,
 }
 
 /// A task staged on a slave that has not confirmed it yet: when its RunTaskMessage is sent
@@ -841,6 +851,15 @@ impl MasterCore {
     /// A known slave re-registers with its tasks (protocol 2, 3): it is re-admitted, tasks of
     /// known frameworks are kept and their state sent to the framework, tasks of unknown or
     /// removed frameworks are killed.
+    ///
+    /// Every live task it reports is accounted as used, whatever they sum to (as Mesos does):
+    /// a slave restarted with less than its tasks use (an operator shrank `--resources`) is
+    /// re-admitted *over-committed*, with a warning, and nothing its tasks use is offered until
+    /// enough of them end. Launches of this master it does not report and that are still
+    /// staging are kept (and sent again) only as far as its report leaves room for them in its
+    /// resources; the others are dropped (TASK_DROPPED, and a kill to the slave in case the
+    /// launch still reaches it), so that what runs beyond a slave's total is only ever what
+    /// the slave itself reported.
     pub fn handle_reregister_slave(
         &mut self,
         now: Duration,
@@ -848,6 +867,26 @@ impl MasterCore {
         msg: ReregisterSlaveMessage,
     ) {
         let id = msg.slave_id.clone();
+        // Refused before anything changes if the allocator has no room for what it reports.
+        let known_frameworks = self
+            .slaves
+            .get(&id)
+            .into_iter()
+            .flat_map(|s| s.tasks.iter().map(|(f, _)| f));
+        let reported_frameworks = msg
+            .tasks
+            .iter()
+            .take(SLAVE_TASKS_MAX)
+            .filter(|t| !t.state.is_terminal())
+            .map(|t| &t.framework_id);
+        if let Err(e) = self
+            .allocator
+            .check_room_for_slave(&id, known_frameworks.chain(reported_frameworks))
+        {
+            tracing::warn!(slave = %id, %from, error = %e, "refusing slave re-registration");
+            self.counters.dropped_messages += 1;
+            return;
+        }
         // Out of the allocator first: it is re-added below with what its tasks use.
         if let Some(slave) = self.slaves.get(&id) {
             let offers: Vec<OfferId> = slave.offers.iter().cloned().collect();
@@ -884,15 +923,14 @@ impl MasterCore {
         // Tasks the master had on this slave that it no longer reports are gone, except those
         // still staging: their RunTask may be on its way (delayed, or a resend), and a slave
         // that gets it after this would run a task its framework was told is gone. They stay
-        // staging, and their RunTask is sent again at the next tick (the slave ignores a
-        // RunTask for a task it already has).
+        // staging (if the slave has room for them, decided below), and their RunTask is sent
+        // again at the next tick (the slave ignores a RunTask for a task it already has).
         let previous: Vec<(FrameworkId, TaskId)> = self
             .slaves
             .get(&id)
             .map(|s| s.tasks.iter().cloned().collect())
             .unwrap_or_default();
-        let mut still_staging: Vec<(FrameworkId, TaskId)> = Vec::new();
-        let mut used: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
+        let mut staging: Vec<(FrameworkId, TaskId)> = Vec::new();
         for key in previous {
             if reported.contains_key(&key) {
                 continue;
@@ -900,13 +938,9 @@ impl MasterCore {
             let Some(task) = self.tasks.get_mut(&key) else {
                 continue;
             };
-            if task.state == TaskState::Staging {
-                if let Some(resend) = self.staging.get_mut(&key) {
-                    resend.due = now;
-                    *used.entry(key.0.clone()).or_default() += &task.info.resources;
-                    still_staging.push(key);
-                    continue;
-                }
+            if task.state == TaskState::Staging && self.staging.contains_key(&key) {
+                staging.push(key);
+                continue;
             }
             let status = TaskStatus {
                 task_id: key.1.clone(),
@@ -932,10 +966,12 @@ impl MasterCore {
             self.send_status(&key.0, status);
         }
 
-        // Decide, per reported task, whether to keep it; count what live ones use.
+        // Decide, per reported task, whether to keep it; count what live ones use, task by
+        // task (the allocator keeps a port two tasks claim held until both end).
         let mut shutdown: BTreeSet<FrameworkId> = BTreeSet::new();
         let mut kept: Vec<((FrameworkId, TaskId), SlaveTask)> = Vec::new();
         let mut terminal: Vec<((FrameworkId, TaskId), TaskState, TaskInfo)> = Vec::new();
+        let mut used: Vec<(FrameworkId, Resources)> = Vec::new();
         for (key, task) in reported {
             let known = self.frameworks.contains_key(&key.0);
             if !known {
@@ -948,7 +984,7 @@ impl MasterCore {
                 terminal.push((key, task.state, task.task.clone()));
                 continue;
             }
-            *used.entry(key.0.clone()).or_default() += &task.task.resources;
+            used.push((key.0.clone(), task.task.resources.clone()));
             // Tasks of unknown frameworks are tracked as orphans until they end, so that
             // their resources are not offered while they are being killed.
             kept.push((key, task));
@@ -969,6 +1005,7 @@ impl MasterCore {
                             slave_id: id.clone(),
                             state,
                             statuses: VecDeque::new(),
+                            reported_by_slave: true,
                         }));
                     }
                 }
@@ -991,21 +1028,74 @@ impl MasterCore {
                 }
             }
         }
-        let used_list: Vec<(FrameworkId, Resources)> = used.into_iter().collect();
-        if let Err(e) = self
-            .allocator
-            .add_slave(id.clone(), msg.slave.resources.clone(), used_list)
-        {
-            tracing::error!(slave = %id, error = %e, "slave re-registered with inconsistent tasks; its resources are offered as if free");
-            if let Err(e) =
-                self.allocator
-                    .add_slave(id.clone(), msg.slave.resources.clone(), vec![])
-            {
-                tracing::warn!(slave = %id, error = %e, "refusing slave re-registration");
-                self.counters.dropped_messages += 1;
-                return;
+
+        // The reported tasks are used whatever they sum to. What they leave of the slave's
+        // resources is all that launches of this master may use: the staging ones that fit
+        // in it are kept, in key order; the others are dropped.
+        let total = &msg.slave.resources;
+        let reported_used = Resources::sum(used.iter().map(|(_, r)| r));
+        let overcommitted = !total.contains(&reported_used)
+            || reported_used.ports().len() < used.iter().map(|(_, r)| r.ports().len()).sum();
+        let mut room = unused_part(total, &reported_used);
+        let mut still_staging: Vec<(FrameworkId, TaskId)> = Vec::new();
+        let mut dropped: Vec<(FrameworkId, TaskId)> = Vec::new();
+        for key in staging {
+            let resources = &self.tasks[&key].info.resources;
+            match room.checked_sub(resources) {
+                Some(rest) => {
+                    room = rest;
+                    used.push((key.0.clone(), resources.clone()));
+                    self.staging.get_mut(&key).expect("checked above").due = now;
+                    still_staging.push(key);
+                }
+                None => dropped.push(key),
             }
         }
+        for key in &dropped {
+            let status = self.master_status(
+                now,
+                &key.1,
+                TaskState::Dropped,
+                Reason::SlaveRestarted,
+                format!(
+                    "slave {id} re-registered with resources its reported tasks leave no room in \
+                     for this launch"
+                ),
+                Some(id.clone()),
+            );
+            tracing::info!(task = %key.1, slave = %id, "staging task dropped: its slave re-registered without room for it");
+            let mut task = self.tasks.remove(key).expect("staging task is known");
+            task.push_status(status.clone());
+            self.staging.remove(key);
+            if let Some(slave) = self.slaves.get_mut(&id) {
+                slave.tasks.remove(key);
+            }
+            if let Some(f) = self.frameworks.get_mut(&key.0) {
+                f.tasks.remove(&key.1);
+                if f.completed_tasks.len() >= COMPLETED_TASKS_PER_FRAMEWORK_MAX {
+                    f.completed_tasks.pop_front();
+                }
+                f.completed_tasks.push_back(task);
+            }
+            self.count_terminal(TaskState::Dropped);
+            self.counters.staging_tasks_dropped += 1;
+            self.send_status(&key.0, status);
+        }
+        if overcommitted {
+            tracing::warn!(
+                slave = %id,
+                used = %reported_used,
+                total = %total,
+                "slave re-registered over-committed: the tasks it reports use more than its \
+                 resources; they are accounted as used, and nothing they use is offered until \
+                 enough of them end"
+            );
+            self.counters.slave_reregistrations_overcommitted += 1;
+        }
+        self.allocator
+            .add_slave(id.clone(), msg.slave.resources.clone(), used)
+            .expect("the allocator's room was checked above and the slave taken out");
+        debug_assert_eq!(self.allocator.is_overcommitted(&id), overcommitted);
 
         self.persist(RegistryOp::AdmitSlave(RegisteredSlave {
             id: id.clone(),
@@ -1057,6 +1147,7 @@ impl MasterCore {
                     slave_id: id.clone(),
                     state: reported.state,
                     statuses: VecDeque::new(),
+                    reported_by_slave: true,
                 })
             });
             if let Some(last) = task.statuses.back() {
@@ -1065,6 +1156,7 @@ impl MasterCore {
             let moved_from = (task.slave_id != id).then(|| task.slave_id.clone());
             task.info = reported.task;
             task.slave_id = id.clone();
+            task.reported_by_slave = true;
             task.push_status(status.clone());
             if let Some(old) = moved_from.and_then(|old| self.slaves.get_mut(&old)) {
                 old.tasks.remove(&key);
@@ -1092,6 +1184,17 @@ impl MasterCore {
             self.send(
                 from,
                 Outgoing::ShutdownFramework(ShutdownFrameworkMessage { framework_id }),
+            );
+        }
+        // The slave does not report these launches: if one still reaches it, it is refused
+        // (a kill of a task the slave does not have is remembered) or killed.
+        for (framework_id, task_id) in dropped {
+            self.send(
+                from,
+                Outgoing::KillTask(KillTaskMessage {
+                    framework_id,
+                    task_id,
+                }),
             );
         }
         self.request_allocation();
@@ -2185,6 +2288,7 @@ impl MasterCore {
                 slave_id: slave_id.clone(),
                 state: TaskState::Staging,
                 statuses: VecDeque::new(),
+                reported_by_slave: false,
             };
             entry.push_status(status);
             self.tasks.insert(key.clone(), Box::new(entry));
@@ -2385,9 +2489,18 @@ impl MasterCore {
         status
     }
 
-    /// Checks the cross-references of the books (for tests): every task is on its slave's and
-    /// its framework's list, every offer on its slave's and framework's, and the allocator's
-    /// invariants hold.
+    /// Checks the books (for tests and the simulator): every task is on its slave's and its
+    /// framework's list, every offer on its slave's and framework's, and the allocator's
+    /// invariants hold. For every slave in the allocator, with `T` its total, `R` what its
+    /// live tasks reported at its latest re-registration use, `L` what the live tasks this
+    /// master launched since use, and `O` its outstanding offers, where "what `U` leaves of
+    /// `T`" is, per scalar, `T - U` (zero where `U` is more) and the ports of `T` not in `U`:
+    /// - the master never offers resources in use: `O` is within what `R + L` leaves of `T`;
+    /// - usage above a slave's total only ever comes from what the slave itself reported,
+    ///   never from a launch the master made: `L + O` is within what `R` leaves of `T`, and no
+    ///   port is in two of these launches and offers.
+    ///
+    /// `R` alone may exceed `T` (a slave restarted with less than its tasks use).
     pub fn check_invariants(&self) -> Result<(), String> {
         // One pass over the tasks in key order. A slave's and a framework's lists are in the
         // same order, so each is walked alongside (a step, not a search, per task); a slave's
@@ -2395,7 +2508,10 @@ impl MasterCore {
         struct SlaveWalk<'a> {
             listed:
                 std::iter::Peekable<std::collections::btree_set::Iter<'a, (FrameworkId, TaskId)>>,
-            used: Vec<&'a Resources>,
+            /// Live tasks its slave reported at its latest re-registration.
+            reported: Vec<&'a Resources>,
+            /// Live tasks this master launched since.
+            launched: Vec<&'a Resources>,
         }
         // Only looked up (each task finds its slave's walk), so hashed: a search of the
         // slaves' B-tree per task was most of this check.
@@ -2405,7 +2521,8 @@ impl MasterCore {
             .map(|(id, slave)| {
                 let walk = SlaveWalk {
                     listed: slave.tasks.iter().peekable(),
-                    used: Vec::new(),
+                    reported: Vec::new(),
+                    launched: Vec::new(),
                 };
                 (id, walk)
             })
@@ -2422,7 +2539,11 @@ impl MasterCore {
                 return Err(format!("task {key:?} missing from its slave"));
             }
             if !task.state.is_terminal() {
-                walk.used.push(&task.info.resources);
+                if task.reported_by_slave {
+                    walk.reported.push(&task.info.resources);
+                } else {
+                    walk.launched.push(&task.info.resources);
+                }
             }
             if framework.as_ref().is_none_or(|(id, _)| **id != key.0) {
                 let listed = self
@@ -2450,20 +2571,44 @@ impl MasterCore {
             }
         }
         for slave in self.slaves.values() {
-            if slave.is_in_allocator() {
-                let total = self
-                    .allocator
-                    .slave_total(&slave.id)
-                    .ok_or_else(|| format!("slave {} not in the allocator", slave.id))?;
-                let used = slaves.get(&slave.id).map(|walk| walk.used.iter().copied());
-                let committed =
-                    Resources::sum(used.into_iter().flatten()) + &self.offered(&slave.offers);
-                if !total.contains(&committed) {
-                    return Err(format!(
-                        "slave {} over-committed: {committed} of {total}",
-                        slave.id
-                    ));
-                }
+            if !slave.is_in_allocator() {
+                continue;
+            }
+            let total = self
+                .allocator
+                .slave_total(&slave.id)
+                .ok_or_else(|| format!("slave {} not in the allocator", slave.id))?;
+            let walk = &slaves[&slave.id];
+            let reported = Resources::sum(walk.reported.iter().copied());
+            let offers = slave.offers.iter().filter_map(|id| self.offers.get(id));
+            let offers: Vec<&Resources> = offers.map(|entry| &entry.offer.resources).collect();
+            let launched_and_offered =
+                Resources::sum(walk.launched.iter().chain(offers.iter()).copied());
+            let offered = Resources::sum(offers.iter().copied());
+            let in_use = reported.clone() + &Resources::sum(walk.launched.iter().copied());
+            let free = unused_part(total, &in_use);
+            if !free.contains(&offered) {
+                return Err(format!(
+                    "slave {} offers resources in use: {offered} offered, {in_use} used of \
+                     {total}",
+                    slave.id
+                ));
+            }
+            let ports_claimed: u32 = walk
+                .launched
+                .iter()
+                .chain(offers.iter())
+                .map(|r| r.ports().len())
+                .sum();
+            let room = unused_part(total, &reported);
+            if !room.contains(&launched_and_offered)
+                || ports_claimed != launched_and_offered.ports().len()
+            {
+                return Err(format!(
+                    "slave {} over-committed by the master: {launched_and_offered} launched \
+                     and offered beside {reported} reported in use, of {total}",
+                    slave.id
+                ));
             }
         }
         self.allocator.check_invariants()

@@ -22,6 +22,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use serde::Serialize;
+
 use plateau_master::core::MasterCore;
 use plateau_master::registry::MemoryRegistry;
 use plateau_master::resources::{Attributes, Resources};
@@ -160,7 +162,10 @@ pub struct SlaveNode {
     pub rack: usize,
     /// What the machine really has.
     pub capacity: Resources,
-    /// What the slave advertises (the capacity, unless a bug is injected).
+    /// What the slave is configured with: the capacity, unless a bug is injected.
+    pub configured: Resources,
+    /// What the slave advertises: what it is configured with, unless a shrink fault lowered
+    /// it (see [`Cluster::set_slave_resources`]).
     pub advertised: Resources,
     /// Its attributes.
     pub attributes: Attributes,
@@ -233,6 +238,32 @@ pub struct Cluster {
     /// The exactly-once witness of Chronos tasks, when a Chronos node runs.
     pub chronos_witness: Option<ChronosWitness>,
     racks: usize,
+    /// What the masters that crashed counted (a restarted master counts from zero).
+    retired_master_counts: MasterPathCounts,
+}
+
+/// Counts of rare master paths over a run, across master restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MasterPathCounts {
+    /// Slaves that re-registered over-committed (tasks using more than their resources).
+    pub overcommitted_reregistrations: u64,
+    /// Staging tasks dropped because their re-registering slave had no room left for them.
+    pub staging_tasks_dropped: u64,
+}
+
+impl MasterPathCounts {
+    fn of(core: &MasterCore) -> Self {
+        let counters = core.counters();
+        MasterPathCounts {
+            overcommitted_reregistrations: counters.slave_reregistrations_overcommitted,
+            staging_tasks_dropped: counters.staging_tasks_dropped,
+        }
+    }
+
+    fn add(&mut self, other: MasterPathCounts) {
+        self.overcommitted_reregistrations += other.overcommitted_reregistrations;
+        self.staging_tasks_dropped += other.staging_tasks_dropped;
+    }
 }
 
 /// The address of slave `i`.
@@ -283,12 +314,13 @@ impl Cluster {
             } else {
                 capacity.clone()
             };
-            ledger.add_machine(i, capacity.clone());
+            ledger.add_machine(i, capacity.clone(), advertised.clone());
             slaves.push(SlaveNode {
                 upid: Upid::new(SLAVE_PROCESS_NAME, &addr),
                 addr,
                 rack,
                 capacity: capacity.clone(),
+                configured: advertised.clone(),
                 advertised,
                 attributes,
                 machine: SimMachine::new(),
@@ -386,6 +418,7 @@ impl Cluster {
             ledger,
             chronos_witness,
             racks,
+            retired_master_counts: MasterPathCounts::default(),
         };
         cluster.spawn_master()?;
         for i in 0..cluster.slaves.len() {
@@ -568,6 +601,15 @@ impl Cluster {
             .flatten()
     }
 
+    /// Rare master paths taken so far, by every master of the run (the running one included).
+    pub fn master_path_counts(&mut self) -> MasterPathCounts {
+        let mut counts = self.retired_master_counts;
+        if let Some(now) = self.with_master(MasterPathCounts::of) {
+            counts.add(now);
+        }
+        counts
+    }
+
     /// Runs `f` on slave `i`'s process, if it is up.
     pub fn with_slave<R>(&mut self, i: usize, f: impl FnOnce(&SlaveProcess) -> R) -> Option<R> {
         let upid = self.slaves[i].upid.clone();
@@ -599,8 +641,18 @@ impl Cluster {
             .expect("a slave that started once restarts");
     }
 
+    /// Sets what slave `i` advertises from its next start on (an operator changing its
+    /// `--resources`; the machine keeps its capacity). Restart it for the change to apply.
+    pub fn set_slave_resources(&mut self, i: usize, advertised: Resources) {
+        self.ledger.set_advertised(i, advertised.clone());
+        self.slaves[i].advertised = advertised;
+    }
+
     /// Crashes the master's node.
     pub fn crash_master(&mut self) {
+        if let Some(counts) = self.with_master(MasterPathCounts::of) {
+            self.retired_master_counts.add(counts);
+        }
         self.sim.crash(&self.master.addr);
         self.master.up = false;
     }

@@ -17,11 +17,17 @@
 //!   simulator heals all cuts at once, so overlapping partitions heal together);
 //! - crashes: a slave (restarted later, recovering its checkpoint), the master (restarted,
 //!   recovering its registry), a framework (restarted, recovering its disk);
+//! - shrinks: a slave running tasks restarted at once with less than they use, as an
+//!   operator lowering its `--resources` would do (it re-registers over-committed, and the
+//!   master must offer nothing its tasks use); its configured resources are given back by
+//!   another restart later. Drawn from a generator of their own, so the other faults of a
+//!   seed come at the same times with or without them;
 //! - tasks: failures and OOMs, through the commands Keeper launches ([`Workload`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use plateau_master::resources::{Ranges, Resources};
 use plateau_runtime::sim::NetworkFaults;
 use plateau_runtime::Rng;
 use serde::Serialize;
@@ -93,6 +99,11 @@ pub struct FaultPlan {
     pub task_fail_probability: f64,
     /// Probability that a task is OOM-killed.
     pub task_oom_probability: f64,
+    /// Slaves restarted with less than their running tasks use, per simulated hour
+    /// (cluster-wide).
+    pub slave_shrinks_per_hour: f64,
+    /// Longest time a shrunk slave keeps its lowered resources, seconds (the shortest is 10 s).
+    pub slave_shrunk_secs_max: u64,
 }
 
 fn uniform(rng: &mut Rng, low: f64, high: f64) -> f64 {
@@ -123,6 +134,8 @@ impl FaultPlan {
                 task_run_secs_max: 0,
                 task_fail_probability: 0.0,
                 task_oom_probability: 0.0,
+                slave_shrinks_per_hour: 0.0,
+                slave_shrunk_secs_max: 0,
             },
             FaultLevel::Default => FaultPlan {
                 level,
@@ -147,6 +160,9 @@ impl FaultPlan {
                 task_run_secs_max: r.between(600, 3600),
                 task_fail_probability: uniform(r, 0.0, 0.2),
                 task_oom_probability: uniform(r, 0.0, 0.05),
+                // Drawn last, so the settings above are what they were before shrinks.
+                slave_shrinks_per_hour: uniform(r, 2.0, 8.0),
+                slave_shrunk_secs_max: r.between(60, 600),
             },
             FaultLevel::Heavy => FaultPlan {
                 level,
@@ -166,6 +182,8 @@ impl FaultPlan {
                 task_run_secs_max: r.between(20, 120),
                 task_fail_probability: uniform(r, 0.1, 0.5),
                 task_oom_probability: uniform(r, 0.05, 0.2),
+                slave_shrinks_per_hour: uniform(r, 8.0, 40.0),
+                slave_shrunk_secs_max: r.between(20, 120),
             },
         }
     }
@@ -218,6 +236,10 @@ pub struct FaultCounts {
     pub framework_crash: u64,
     /// Framework restarts.
     pub framework_restart: u64,
+    /// Slaves restarted with less than their running tasks use.
+    pub slave_shrink: u64,
+    /// Shrunk slaves given their configured resources back.
+    pub slave_restore: u64,
 }
 
 impl FaultCounts {
@@ -235,6 +257,8 @@ impl FaultCounts {
             + self.master_restart
             + self.framework_crash
             + self.framework_restart
+            + self.slave_shrink
+            + self.slave_restore
     }
 }
 
@@ -266,6 +290,8 @@ enum Action {
     RestartMaster,
     CrashFramework,
     RestartFramework(usize),
+    ShrinkSlave,
+    RestoreSlave(usize),
 }
 
 /// Draws fault times and carries faults out on a cluster.
@@ -273,6 +299,9 @@ enum Action {
 pub struct FaultInjector {
     plan: FaultPlan,
     rng: Rng,
+    /// Draws the shrinks (times, slaves, sizes): apart from `rng`, so that the other faults
+    /// of a seed do not move when shrinks are added.
+    shrink_rng: Rng,
     queue: BTreeMap<(Duration, u64), Action>,
     seq: u64,
     log: FaultLog,
@@ -295,6 +324,7 @@ impl FaultInjector {
         let mut injector = FaultInjector {
             plan,
             rng: Rng::derive(seed, "sim.faults"),
+            shrink_rng: Rng::derive(seed, "sim.faults.shrink"),
             queue: BTreeMap::new(),
             seq: 0,
             log: FaultLog::default(),
@@ -305,6 +335,7 @@ impl FaultInjector {
         injector.schedule_next(now, Action::CrashSlave, slaves, frameworks);
         injector.schedule_next(now, Action::CrashMaster, slaves, frameworks);
         injector.schedule_next(now, Action::CrashFramework, slaves, frameworks);
+        injector.schedule_next(now, Action::ShrinkSlave, slaves, frameworks);
         injector
     }
 
@@ -329,9 +360,14 @@ impl FaultInjector {
             Action::CrashSlave => self.plan.slave_crashes_per_slave_hour * slaves as f64,
             Action::CrashMaster => self.plan.master_crashes_per_hour,
             Action::CrashFramework => self.plan.framework_crashes_per_hour * frameworks as f64,
+            Action::ShrinkSlave => self.plan.slave_shrinks_per_hour,
             _ => 0.0,
         };
-        if let Some(after) = exponential(&mut self.rng, rate) {
+        let rng = match action {
+            Action::ShrinkSlave => &mut self.shrink_rng,
+            _ => &mut self.rng,
+        };
+        if let Some(after) = exponential(rng, rate) {
             // At least a second apart, so a fault never lands on the instant of the previous.
             self.push(now + after.max(Duration::from_secs(1)), action);
         }
@@ -495,7 +531,79 @@ impl FaultInjector {
                     );
                 }
             }
+            Action::ShrinkSlave => {
+                self.shrink_slave(cluster, now);
+                self.schedule_next(now, Action::ShrinkSlave, slaves, frameworks);
+            }
+            Action::RestoreSlave(i) => {
+                let full = cluster.slaves[i].configured.clone();
+                if cluster.slaves[i].advertised != full {
+                    // A slave down now gets them back at its pending restart.
+                    let up = cluster.is_slave_up(i);
+                    cluster.set_slave_resources(i, full.clone());
+                    if up {
+                        cluster.crash_slave(i);
+                        cluster.restart_slave(i);
+                    }
+                    self.log.counts.slave_restore += 1;
+                    self.record(
+                        now,
+                        format!(
+                            "restart slave {} with its configured resources {full}",
+                            cluster.slave_host(i)
+                        ),
+                    );
+                }
+            }
         }
+    }
+
+    /// Restarts a slave that runs tasks (drawn among those up) at once with less than they
+    /// use: every scalar and the ports cut to a drawn fraction (a quarter to nine tenths) of
+    /// what its tasks use, so that it re-registers over-committed. Its configured resources
+    /// come back within the plan's `slave_shrunk_secs_max`.
+    fn shrink_slave(&mut self, cluster: &mut Cluster, now: Duration) {
+        let candidates: Vec<usize> = (0..cluster.slave_count())
+            .filter(|&i| cluster.is_slave_up(i) && cluster.ledger.runs_tasks(i))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let pick = self.shrink_rng.between(0, candidates.len() as u64 - 1) as usize;
+        let i = candidates[pick];
+        let used = Resources::sum(cluster.ledger.running_on(i).values());
+        let fraction = uniform(&mut self.shrink_rng, 0.25, 0.9);
+        let cut = |milli: u64| (milli as f64 * fraction) as u64;
+        let full = cluster.slaves[i].configured.clone();
+        let ports = match (full.ports().iter().next(), used.ports().iter().last()) {
+            (Some((first, _)), Some((_, last))) if last >= first => {
+                let span = f64::from(last - first) * fraction;
+                Ranges::single(first, first + span as u16)
+            }
+            _ => full.ports().clone(),
+        };
+        let shrunk = Resources::from_milli(
+            cut(used.cpus_milli()),
+            cut(used.mem_milli()),
+            cut(used.disk_milli()),
+        )
+        .with_ports(ports);
+        cluster.set_slave_resources(i, shrunk.clone());
+        cluster.crash_slave(i);
+        cluster.restart_slave(i);
+        self.log.counts.slave_shrink += 1;
+        let back_after = Duration::from_secs(
+            self.shrink_rng
+                .between(10, self.plan.slave_shrunk_secs_max.max(10)),
+        );
+        self.record(
+            now,
+            format!(
+                "restart slave {} with {shrunk}, less than its tasks use ({used}), restoring in {back_after:?}",
+                cluster.slave_host(i)
+            ),
+        );
+        self.push(now + back_after, Action::RestoreSlave(i));
     }
 
     /// Stops injecting: clears pending faults (the harness heals and restarts everything).
@@ -521,6 +629,8 @@ mod tests {
             assert_eq!(a.loss, 0.0);
             assert_eq!(a.duplicate, 0.0);
             assert!((6.0..=30.0).contains(&a.partitions_per_hour));
+            assert!((2.0..=8.0).contains(&a.slave_shrinks_per_hour));
+            assert!((60..=600).contains(&a.slave_shrunk_secs_max));
             assert!(a.latency_max_us >= a.latency_min_us);
             let h = FaultPlan::draw(FaultLevel::Heavy, seed);
             assert!(h.loss >= 0.002 && h.loss <= 0.02);
@@ -532,6 +642,7 @@ mod tests {
         );
         let none = FaultPlan::draw(FaultLevel::None, 3);
         assert_eq!(none.partitions_per_hour, 0.0);
+        assert_eq!(none.slave_shrinks_per_hour, 0.0);
         assert_eq!(none.workload(), Workload::forever());
     }
 

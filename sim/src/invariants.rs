@@ -4,6 +4,9 @@
 //! [`crate::observe`], so after every event):
 //! - **no slave is allocated more than its resources** — at each launch on a simulated
 //!   machine, per kind (cpus, mem, disk) and with no port used twice;
+//! - **a launch takes only what its slave's resources leave free** — at each launch, against
+//!   what the slave advertises to the master: a slave restarted with less than its tasks use
+//!   runs more than it advertises, but no launch may add to that;
 //! - **no task id runs twice** — at each launch: not running on another machine, never ran
 //!   before;
 //! - **status updates reach frameworks in order** — a framework receives a slave's updates of
@@ -16,8 +19,9 @@
 //!
 //! Checked every few simulated seconds ([`check_periodic`]) and at the end:
 //! - the master's own books ([`MasterCore::check_invariants`](plateau_master::core::MasterCore::check_invariants)):
-//!   cross-references, no slave over-committed in the master's view (used + offered within the
-//!   total), the allocator's invariants;
+//!   cross-references; in the master's view no offer holds resources in use, and a slave's
+//!   use goes beyond its total only through tasks the slave itself reported when it
+//!   re-registered, never through a launch of the master; the allocator's invariants;
 //! - every machine's books against its capacity, from scratch.
 //!
 //! Checked after the final "heal, restart, converge" phase ([`check_converged`]), within a

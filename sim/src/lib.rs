@@ -68,7 +68,7 @@ use std::time::Duration;
 use plateau_runtime::sim::NetworkFaults;
 use serde::Serialize;
 
-pub use cluster::{Cluster, ClusterConfig, FrameworkKind};
+pub use cluster::{Cluster, ClusterConfig, FrameworkKind, MasterPathCounts};
 pub use error::SimError;
 pub use faults::{FaultInjector, FaultLevel, FaultLog, FaultPlan};
 pub use observe::{InjectedBug, Violation};
@@ -186,6 +186,9 @@ pub struct SimReport {
     pub fault_plan: FaultPlan,
     /// What was injected.
     pub faults_injected: FaultLog,
+    /// Rare master paths the run took (e.g. slaves re-registering over-committed after a
+    /// shrink), counted over every master of the run.
+    pub master_paths: MasterPathCounts,
     /// Broken invariants (empty when the run passed).
     pub invariant_violations: Vec<Violation>,
     /// Suspicious events that break no invariant by themselves (e.g. a slave reusing a status
@@ -323,6 +326,7 @@ fn failed_report(options: &SimOptions, plan: FaultPlan, error: String) -> SimRep
         converged_after_secs: None,
         fault_plan: plan,
         faults_injected: FaultLog::default(),
+        master_paths: MasterPathCounts::default(),
         invariant_violations: Vec::new(),
         warnings: Vec::new(),
         error: Some(error),
@@ -476,6 +480,7 @@ pub fn run(options: SimOptions) -> SimReport {
     let sim_seconds = runner.now().as_secs_f64();
     let leak = options.leak_at_end;
     let tasks_launched = runner.cluster.ledger.tasks_launched();
+    let master_paths = runner.cluster.master_path_counts();
     let (chronos_launches, chronos_instants_run) = runner
         .cluster
         .chronos_witness
@@ -504,6 +509,7 @@ pub fn run(options: SimOptions) -> SimReport {
         converged_after_secs,
         fault_plan: plan,
         faults_injected: runner.injector.log().clone(),
+        master_paths,
         invariant_violations: std::mem::take(&mut runner.violations),
         warnings: std::mem::take(&mut runner.warnings),
         error: None,
@@ -879,7 +885,8 @@ fn print_human(report: &SimReport) {
     println!(
         "fault plan ({:?}): loss {:.4}, duplicate {:.4}, latency {}-{} us, partitions {:.1}/h (<= {} s), \
          slave crashes {:.2}/slave/h (down <= {} s), master crashes {:.1}/h (down <= {} s), \
-         framework crashes {:.1}/h (down <= {} s), tasks run {}-{} s, fail {:.3}, oom {:.3}",
+         framework crashes {:.1}/h (down <= {} s), tasks run {}-{} s, fail {:.3}, oom {:.3}, \
+         slave shrinks {:.1}/h (shrunk <= {} s)",
         p.level,
         p.loss,
         p.duplicate,
@@ -896,12 +903,15 @@ fn print_human(report: &SimReport) {
         p.task_run_secs_min,
         p.task_run_secs_max,
         p.task_fail_probability,
-        p.task_oom_probability
+        p.task_oom_probability,
+        p.slave_shrinks_per_hour,
+        p.slave_shrunk_secs_max
     );
     for event in &report.faults_injected.events {
         println!("  [{:>10.3} s] {}", event.at_secs, event.what);
     }
     println!("injected: {:?}", report.faults_injected.counts);
+    println!("master paths: {:?}", report.master_paths);
     println!(
         "{:.1} simulated s in {:.2} wall s ({:.0}x real time), {} events, {} tasks launched \
          ({:.0} placements/wall s), trace {:016x}, peak RSS {} MB",

@@ -9,7 +9,10 @@
 //!   were acknowledged. It also learns each task's resources before the launch.
 //! - [`ObservedContainerizer`] wraps a slave's [`SimContainerizer`]: the ledger learns what
 //!   each simulated machine really runs, and checks at each launch that the machine is not
-//!   over-committed and that the task id runs nowhere else and never ran before.
+//!   over-committed, that the task takes only what the resources its slave advertises leave
+//!   free beside what runs (a slave may run more than it advertises, restarted with less
+//!   than its tasks use, but never because of a launch), and that the task id runs nowhere
+//!   else and never ran before.
 //! - [`Observed`] wraps a framework's [`Scheduler`]: the ledger learns the statuses a framework
 //!   receives, in order, and checks them at once (order, no gap, never terminal then live).
 //!
@@ -87,6 +90,8 @@ struct UpdateTrail {
 #[derive(Debug, Default)]
 struct MachineBooks {
     capacity: Resources,
+    /// What its slave advertises to the master (it may be less than what runs).
+    advertised: Resources,
     /// Resources of each task, from the slave's checkpoint (written before the launch).
     booked: LookupMap<String, Resources>,
     /// What runs on the machine.
@@ -130,14 +135,21 @@ impl Ledger {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers machine `index` with its real capacity (indexes are given in order).
-    pub fn add_machine(&self, index: usize, capacity: Resources) {
+    /// Registers machine `index` with its real capacity and the resources its slave
+    /// advertises (indexes are given in order).
+    pub fn add_machine(&self, index: usize, capacity: Resources, advertised: Resources) {
         let mut s = self.lock();
         assert_eq!(s.machines.len(), index, "machines are added in order");
         s.machines.push(MachineBooks {
             capacity,
+            advertised,
             ..MachineBooks::default()
         });
+    }
+
+    /// Machine `index`'s slave advertises `advertised` from now on (it restarts with it).
+    pub fn set_advertised(&self, index: usize, advertised: Resources) {
+        self.lock().machines[index].advertised = advertised;
     }
 
     /// Violations found so far (cheap: no lock).
@@ -169,6 +181,11 @@ impl Ledger {
     /// What machine `index` runs: task id -> resources.
     pub fn running_on(&self, index: usize) -> BTreeMap<String, Resources> {
         self.lock().machines[index].running.clone()
+    }
+
+    /// True when machine `index` runs at least one task.
+    pub fn runs_tasks(&self, index: usize) -> bool {
+        !self.lock().machines[index].running.is_empty()
     }
 
     /// Every running task id with its machine index.
@@ -368,6 +385,15 @@ impl Ledger {
                 ),
             ));
         }
+        if !unused_part(&m.advertised, &m.used).contains(&resources) {
+            problems.push((
+                "a launch takes only what its slave's resources leave free",
+                format!(
+                    "machine {machine} launched {task_id} ({resources}) on top of {} (its slave advertises {})",
+                    m.used, m.advertised
+                ),
+            ));
+        }
         m.used = used;
         m.running.insert(task_id.to_string(), resources);
         s.running_on.insert(task_id.to_string(), machine);
@@ -461,6 +487,17 @@ impl Ledger {
             self.violation(s, invariant, detail);
         }
     }
+}
+
+/// Per scalar `total - used` (zero where `used` is more), and the ports of `total` not in
+/// `used`: what `used` leaves free of `total`.
+fn unused_part(total: &Resources, used: &Resources) -> Resources {
+    Resources::from_milli(
+        total.cpus_milli().saturating_sub(used.cpus_milli()),
+        total.mem_milli().saturating_sub(used.mem_milli()),
+        total.disk_milli().saturating_sub(used.disk_milli()),
+    )
+    .with_ports(total.ports().difference(used.ports()))
 }
 
 fn is_live(state: TaskState) -> bool {
@@ -703,7 +740,8 @@ mod tests {
     #[test]
     fn check_machines_names_two_tasks_that_share_a_port() {
         let ledger = Ledger::new();
-        ledger.add_machine(0, res("cpus:8;mem:8192;ports:[31000-32000]"));
+        let machine = res("cpus:8;mem:8192;ports:[31000-32000]");
+        ledger.add_machine(0, machine.clone(), machine);
         run(&ledger, "a", "cpus:1;mem:10;ports:[31000-31009]");
         run(&ledger, "b", "cpus:1;mem:10;ports:[31020-31020]");
         assert_eq!(ledger.check_machines(), Ok(()));
@@ -717,10 +755,44 @@ mod tests {
         assert!(err.contains("tasks a and c share a port"), "{err}");
     }
 
+    /// A slave restarted with less than its tasks use runs more than it advertises; a launch
+    /// may only take what is still free of what it advertises.
+    #[test]
+    fn a_launch_beyond_what_the_slave_advertises_as_free_is_a_violation() {
+        let ledger = Ledger::new();
+        ledger.add_machine(
+            0,
+            res("cpus:8;mem:8192;ports:[31000-32000]"),
+            res("cpus:8;mem:8192"),
+        );
+        ledger.set_advertised(0, res("cpus:1;mem:1024;ports:[31000-31001]"));
+        let launch = |id: &str, resources: &str| {
+            ledger.lock().machines[0]
+                .booked
+                .insert(id.into(), res(resources));
+            ledger.on_launch(0, id);
+        };
+        launch("a", "cpus:2;mem:100;ports:[31000-31000]");
+        assert_eq!(ledger.violation_count(), 1, "even the first task is over");
+        ledger.take_violations();
+        // Memory and a port are still free; a cpu is not.
+        launch("b", "mem:100;ports:[31001-31001]");
+        assert_eq!(ledger.violation_count(), 1);
+        launch("c", "cpus:0.1;mem:10");
+        let found = ledger.take_violations();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].0,
+            "a launch takes only what its slave's resources leave free"
+        );
+        // The machine itself is far from full.
+        assert_eq!(ledger.check_machines(), Ok(()));
+    }
+
     #[test]
     fn check_machines_finds_a_machine_running_more_than_its_capacity() {
         let ledger = Ledger::new();
-        ledger.add_machine(0, res("cpus:2;mem:100"));
+        ledger.add_machine(0, res("cpus:2;mem:100"), res("cpus:2;mem:100"));
         run(&ledger, "a", "cpus:1.5;mem:10");
         assert_eq!(ledger.check_machines(), Ok(()));
         run(&ledger, "b", "cpus:1;mem:10");

@@ -183,12 +183,25 @@ impl Harness {
         tasks: Vec<SlaveTask>,
         frameworks: Vec<(FrameworkId, Upid)>,
     ) {
+        self.reregister_slave_with(now, pid, id, BIG, tasks, frameworks);
+    }
+
+    /// The slave at `pid` re-registers as `id` with `resources` and these tasks.
+    fn reregister_slave_with(
+        &mut self,
+        now: Duration,
+        pid: &str,
+        id: &SlaveId,
+        resources: &str,
+        tasks: Vec<SlaveTask>,
+        frameworks: Vec<(FrameworkId, Upid)>,
+    ) {
         self.core.handle_reregister_slave(
             now,
             &upid(pid),
             ReregisterSlaveMessage {
                 slave_id: id.clone(),
-                slave: slave_info(pid, BIG),
+                slave: slave_info(pid, resources),
                 tasks,
                 frameworks,
             },
@@ -1646,4 +1659,305 @@ fn a_recovered_slave_that_does_not_reregister_in_time_becomes_unreachable() {
         &h.take()[..],
         [(_, Outgoing::ReregisterRequest(_))]
     ));
+}
+
+/// A slave restarted with less than its running tasks use (an operator shrank `--resources`)
+/// re-registers with them: they are all accounted as used, whatever they sum to, and nothing
+/// they use is offered until enough of them end (Mesos' accounting of a re-registering
+/// agent's tasks).
+#[test]
+fn a_slave_reregistering_with_more_tasks_than_resources_offers_nothing_they_use() {
+    let (mut h, slave, framework) = running();
+    let t1 = h.core.tasks()[&(framework.clone(), TaskId::new("t1"))]
+        .info
+        .clone();
+    let reported = |id: &str, resources: &str| SlaveTask {
+        framework_id: framework.clone(),
+        task: task(id, &slave, resources),
+        state: TaskState::Running,
+    };
+    // t1 (cpus:1;mem:512;ports:[31000-31000]) and t2, t3 unknown to the master so far: 2.5
+    // cpus on 1, 1 GB of 1 GB, and port 31020 outside the slave's ports.
+    h.reregister_slave_with(
+        secs(1.0),
+        S1,
+        &slave,
+        "cpus:1;mem:1024;disk:1000;ports:[31000-31009]",
+        vec![
+            SlaveTask {
+                framework_id: framework.clone(),
+                task: t1,
+                state: TaskState::Running,
+            },
+            reported("t2", "cpus:1;mem:256;ports:[31001-31001]"),
+            reported("t3", "cpus:0.5;mem:256;ports:[31020-31020]"),
+        ],
+        vec![(framework.clone(), upid(F1))],
+    );
+    h.take();
+    assert_eq!(h.core.tasks().len(), 3);
+    assert!(h.core.tasks().values().all(|t| t.reported_by_slave));
+    assert_eq!(h.core.counters().slave_reregistrations_overcommitted, 1);
+    assert!(h.core.allocator().is_overcommitted(&slave));
+    let used = h.core.slave_used(&h.core.slaves()[&slave]);
+    assert_eq!((used.cpus(), used.mem_mb()), (2.5, 1024.0));
+    // Every cpu and every MB is in use: only the disk and the free ports are left.
+    let available = h.core.allocator().slave_available(&slave).unwrap().clone();
+    assert_eq!(
+        available,
+        Resources::parse("disk:1000;ports:[31002-31009]").unwrap()
+    );
+    let offers = h.allocate(secs(2.0));
+    assert!(
+        offers
+            .iter()
+            .all(|o| o.resources.cpus() == 0.0 && o.resources.mem_mb() == 0.0),
+        "{offers:?}"
+    );
+    // t2 ends: 1.5 cpus on 1 are still used, none comes back; its memory and port do.
+    for o in &offers {
+        h.decline_offers(secs(2.5), F1, &framework, vec![o.id.clone()], 0.0);
+    }
+    h.status_update(
+        secs(3.0),
+        S1,
+        &framework,
+        slave_status("t2", &slave, TaskState::Finished, 2),
+    );
+    let available = h.core.allocator().slave_available(&slave).unwrap().clone();
+    assert_eq!(
+        available,
+        Resources::parse("mem:256;disk:1000;ports:[31001-31009]").unwrap()
+    );
+    // t3 ends: 1 cpu of 1 used, still none free; its port is not the slave's and stays out.
+    h.status_update(
+        secs(4.0),
+        S1,
+        &framework,
+        slave_status("t3", &slave, TaskState::Finished, 3),
+    );
+    let available = h.core.allocator().slave_available(&slave).unwrap().clone();
+    assert_eq!(
+        available,
+        Resources::parse("mem:512;disk:1000;ports:[31001-31009]").unwrap()
+    );
+    // t1 ends: the whole slave is free again, and offered.
+    h.status_update(
+        secs(5.0),
+        S1,
+        &framework,
+        slave_status("t1", &slave, TaskState::Finished, 4),
+    );
+    let offers = h.allocate(secs(6.0));
+    assert_eq!(
+        offers
+            .iter()
+            .map(|o| o.resources.clone())
+            .collect::<Vec<_>>(),
+        vec![Resources::parse("cpus:1;mem:1024;disk:1000;ports:[31000-31009]").unwrap()]
+    );
+}
+
+/// Over-commit is impossible across a master failover too: a new master knows none of the
+/// tasks, and a slave restarted with less than they use re-registers with all of them.
+#[test]
+fn after_a_master_failover_an_overcommitted_slave_is_accounted_the_same() {
+    let (h, slave, framework) = running();
+    let t1 = h.core.tasks()[&(framework.clone(), TaskId::new("t1"))]
+        .info
+        .clone();
+    let registry = h.registry.clone();
+    let mut h = Harness::with(MasterConfig::default(), registry);
+    h.core.handle_reregister_framework(
+        secs(1.0),
+        &upid(F1),
+        ReregisterFrameworkMessage {
+            framework: {
+                let mut info = FrameworkInfo::new(F1);
+                info.id = Some(framework.clone());
+                info.failover_timeout_secs = 60.0;
+                info
+            },
+            failover: false,
+        },
+    );
+    h.flush();
+    h.reregister_slave_with(
+        secs(1.1),
+        S1,
+        &slave,
+        "cpus:0.5;mem:256;ports:[31000-31009]",
+        vec![SlaveTask {
+            framework_id: framework.clone(),
+            task: t1,
+            state: TaskState::Running,
+        }],
+        vec![(framework.clone(), upid(F1))],
+    );
+    h.take();
+    assert_eq!(h.core.counters().slave_reregistrations_overcommitted, 1);
+    // 1 cpu and 512 MB used of 0.5 and 256: only the free ports are left, and no framework
+    // wants a slave with no cpus and no memory (below the minimum allocatable).
+    assert_eq!(
+        h.core.allocator().slave_available(&slave),
+        Some(&Resources::parse("ports:[31001-31009]").unwrap())
+    );
+    assert!(h.allocate(secs(2.0)).is_empty());
+}
+
+/// A launch the slave never confirmed is kept when its slave re-registers only as far as the
+/// tasks it reports leave room: the master never over-commits a slave with its own launches.
+#[test]
+fn reregistering_with_less_room_drops_staging_tasks_that_no_longer_fit() {
+    let (mut h, slave, framework, offer) = offered();
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offer.id],
+        vec![
+            task("t1", &slave, "cpus:1;mem:512;ports:[31000-31000]"),
+            task("t2", &slave, "cpus:1;mem:512;ports:[31001-31001]"),
+            task("t3", &slave, "cpus:1;mem:512;ports:[31002-31002]"),
+        ],
+    );
+    h.take();
+    // Only t1 reached the slave, which restarts with 2 cpus: t2 still fits beside t1 and is
+    // kept (and sent again); t3 does not.
+    h.reregister_slave_with(
+        secs(1.0),
+        S1,
+        &slave,
+        "cpus:2;mem:4096;disk:1000;ports:[31000-31009]",
+        vec![SlaveTask {
+            framework_id: framework.clone(),
+            task: task("t1", &slave, "cpus:1;mem:512;ports:[31000-31000]"),
+            state: TaskState::Running,
+        }],
+        vec![(framework.clone(), upid(F1))],
+    );
+    let sent = h.take();
+    let dropped: Vec<&TaskStatus> = sent
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Outgoing::StatusUpdate(u) if u.status.state == TaskState::Dropped => Some(&u.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped.len(), 1, "{sent:?}");
+    assert_eq!(dropped[0].task_id.as_str(), "t3");
+    assert_eq!(dropped[0].reason, Some(Reason::SlaveRestarted));
+    assert!(sent.iter().any(|(to, m)| *to == upid(S1)
+        && matches!(m, Outgoing::KillTask(k) if k.task_id.as_str() == "t3")));
+    assert_eq!(h.core.counters().staging_tasks_dropped, 1);
+    assert_eq!(h.core.counters().slave_reregistrations_overcommitted, 0);
+    let t2 = (framework.clone(), TaskId::new("t2"));
+    assert_eq!(h.core.tasks()[&t2].state, TaskState::Staging);
+    assert!(!h.core.tasks()[&t2].reported_by_slave);
+    assert!(!h
+        .core
+        .tasks()
+        .contains_key(&(framework.clone(), TaskId::new("t3"))));
+    // Reconciliation answers its end.
+    h.core.handle_reconcile_tasks(
+        secs(1.2),
+        &upid(F1),
+        ReconcileTasksMessage {
+            framework_id: framework.clone(),
+            tasks: vec![(TaskId::new("t3"), None)],
+        },
+    );
+    h.flush();
+    assert_eq!(h.statuses()[0].state, TaskState::Dropped);
+    h.core.handle_tick(secs(1.5));
+    h.flush();
+    let resent = run_tasks(&mut h);
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].task.task_id.as_str(), "t2");
+    // The slave is full: 2 cpus of 2.
+    assert!(h
+        .allocate(secs(2.0))
+        .iter()
+        .all(|o| o.resources.cpus() == 0.0));
+}
+
+/// The invariant check states what must hold of every slave: no offer of resources in use,
+/// and usage above the total only from what the slave itself reported.
+#[test]
+fn the_invariant_check_finds_offers_of_resources_in_use_and_launches_beyond_the_total() {
+    let (mut h, slave, framework) = running();
+    let offers = h.allocate(secs(6.0));
+    assert_eq!(offers.len(), 1);
+    let key = (framework.clone(), TaskId::new("t1"));
+    // t1 made to use 2 cpus: with the 3 offered, the offer holds resources in use.
+    h.core.tasks.get_mut(&key).unwrap().info.resources =
+        Resources::parse("cpus:2;mem:512;ports:[31000-31000]").unwrap();
+    let err = h.core.check_invariants().unwrap_err();
+    assert!(err.contains("offers resources in use"), "{err}");
+    // Reported by the slave, a task may use more than the total, but still nothing it uses
+    // may be offered.
+    h.core.tasks.get_mut(&key).unwrap().reported_by_slave = true;
+    let err = h.core.check_invariants().unwrap_err();
+    assert!(err.contains("offers resources in use"), "{err}");
+    h.core.tasks.get_mut(&key).unwrap().info.resources =
+        Resources::parse("cpus:1;mem:512;ports:[31000-31000]").unwrap();
+    h.decline_offers(secs(6.5), F1, &framework, vec![offers[0].id.clone()], 0.0);
+    h.core.tasks.get_mut(&key).unwrap().info.resources =
+        Resources::parse("cpus:8;mem:512;ports:[31000-31000]").unwrap();
+    h.core.check_invariants().unwrap();
+    // Launched by the master, it may not.
+    h.core.tasks.get_mut(&key).unwrap().reported_by_slave = false;
+    let err = h.core.check_invariants().unwrap_err();
+    assert!(err.contains("over-committed by the master"), "{err}");
+    // Nor may two of its launches share a port.
+    h.core.tasks.get_mut(&key).unwrap().info.resources =
+        Resources::parse("cpus:1;ports:[31000-31000]").unwrap();
+    let mut t2 = h.core.tasks[&key].clone();
+    t2.info.task_id = TaskId::new("t2");
+    let key2 = (framework.clone(), TaskId::new("t2"));
+    h.core.tasks.insert(key2.clone(), t2);
+    h.core
+        .slaves
+        .get_mut(&slave)
+        .unwrap()
+        .tasks
+        .insert(key2.clone());
+    h.core
+        .frameworks
+        .get_mut(&framework)
+        .unwrap()
+        .tasks
+        .insert(key2.1.clone());
+    let err = h.core.check_invariants().unwrap_err();
+    assert!(err.contains("over-committed by the master"), "{err}");
+}
+
+/// A re-registration the allocator has no room for (too many unregistered frameworks holding
+/// resources) is refused before anything changes: the slave keeps its books, and nothing it
+/// reported is offered as free.
+#[test]
+fn a_reregistration_without_room_in_the_allocator_is_refused_and_changes_nothing() {
+    let (mut h, slave, framework) = running();
+    let before = h.core.allocator().slave_available(&slave).cloned();
+    let tasks: Vec<SlaveTask> = (0..=crate::limits::UNKNOWN_FRAMEWORKS_MAX)
+        .map(|i| SlaveTask {
+            framework_id: FrameworkId::new(format!("stranger-{i}")),
+            task: task(&format!("x{i}"), &slave, "cpus:0.001"),
+            state: TaskState::Running,
+        })
+        .collect();
+    h.reregister_slave_with(
+        secs(1.0),
+        S1,
+        &slave,
+        "cpus:1;mem:64",
+        tasks,
+        vec![(framework.clone(), upid(F1))],
+    );
+    assert!(h.take().is_empty());
+    assert_eq!(h.core.counters().dropped_messages, 1);
+    assert_eq!(h.core.counters().slave_reregistrations, 0);
+    assert_eq!(h.core.slaves()[&slave].status, SlaveStatus::Connected);
+    assert_eq!(h.core.tasks().len(), 1);
+    assert_eq!(h.core.allocator().slave_available(&slave).cloned(), before);
 }
