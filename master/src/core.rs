@@ -1194,6 +1194,7 @@ impl MasterCore {
                 Outgoing::KillTask(KillTaskMessage {
                     framework_id,
                     task_id,
+                    fencing_epoch: None,
                 }),
             );
         }

@@ -1779,6 +1779,7 @@ fn after_a_master_failover_an_overcommitted_slave_is_accounted_the_same() {
                 info
             },
             failover: false,
+            fencing: None,
         },
     );
     h.flush();
