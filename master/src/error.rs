@@ -130,24 +130,6 @@ pub enum MasterError {
         /// The weight as given.
         weight: f64,
     },
-    /// A slave reported more resources in use than it has.
-    #[error("slave {slave} reports resources in use ({used}) that exceed its total ({total})")]
-    UsedExceedsTotal {
-        /// The slave.
-        slave: SlaveId,
-        /// Sum of the resources reported in use.
-        used: String,
-        /// The slave's total.
-        total: String,
-    },
-    /// A slave reported the same port in use by two frameworks.
-    #[error("slave {slave} reports ports in use twice: {ports}")]
-    UsedPortsOverlap {
-        /// The slave.
-        slave: SlaveId,
-        /// The ports claimed twice.
-        ports: String,
-    },
     /// Resources recovered that are not allocated to that framework on that slave.
     #[error("resources {resources} are not allocated to framework {framework} on slave {slave}")]
     NotAllocated {
