@@ -56,6 +56,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod coord;
+pub mod limits;
+
 use std::time::Duration;
 
 use plateau_master::detector::MasterDetector;
@@ -77,10 +80,7 @@ pub use plateau_master::resources::{Attributes, Ranges, Resources};
 use plateau_runtime::{Context, Handlers, Message, Process, TimerId, Upid};
 use serde::{Deserialize, Serialize};
 
-/// First delay between registration attempts.
-pub const REGISTRATION_BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest delay between registration attempts.
-pub const REGISTRATION_BACKOFF_MAX: Duration = Duration::from_secs(10);
+pub use limits::{REGISTRATION_BACKOFF_MAX, REGISTRATION_BACKOFF_MIN};
 
 /// What a framework does. Every callback gets a [`Driver`] to act with.
 pub trait Scheduler: 'static {
