@@ -79,11 +79,11 @@
 //! # let _ = write;
 //! ```
 
-mod client;
-mod coordination;
-mod election;
+pub mod client;
+pub mod coordination;
+pub mod election;
 pub mod host;
-mod state;
+pub mod state;
 
 #[cfg(test)]
 mod tests;

@@ -393,6 +393,8 @@ pub struct CoordClient {
     watches: BTreeMap<u64, Watch>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
+    /// Requests sent, retries and resends included.
+    sends: u64,
 }
 
 impl CoordClient {
@@ -419,6 +421,7 @@ impl CoordClient {
             watches: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            sends: 0,
         }
     }
 
@@ -534,6 +537,11 @@ impl CoordClient {
     /// Watches.
     pub fn watches(&self) -> usize {
         self.watches.len()
+    }
+
+    /// Requests sent so far, retries and resends included.
+    pub fn requests_sent(&self) -> u64 {
+        self.sends
     }
 
     // ---- inputs ---------------------------------------------------------------------------
@@ -939,6 +947,7 @@ impl CoordClient {
                 continue;
             }
             pending.attempts += 1;
+            self.sends += 1;
             pending.first_sent.get_or_insert(now);
             pending.current = Some((leader.clone(), now + pending.timeout));
             if stamp.is_some() {

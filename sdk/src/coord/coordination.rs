@@ -201,6 +201,11 @@ impl Coordination {
         self.events.pop_front()
     }
 
+    /// Whether events wait for [`Self::poll_event`].
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Hands the client's events to the election and the state, and follows the recipe on
     /// theirs, until nothing is left.
     fn route(&mut self, now: Duration) {

@@ -476,7 +476,7 @@ impl Election {
 
     fn elect(&mut self, client: &mut CoordClient, now: Duration, epoch: u64) {
         let until = self.leader_until(client);
-        if !until.is_some_and(|until| now < until) {
+        if until.is_none_or(|until| now >= until) {
             // Won, but the session may not outlive the margin: let the key go with it.
             tracing::info!(key = %self.config.key, epoch, "won an election too late to lead; campaigning again");
             client.end_session(now);

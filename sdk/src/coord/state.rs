@@ -37,6 +37,9 @@ use plateau_master::limits::{
 use super::client::{ClientEvent, CoordClient, RequestError, RequestId};
 use crate::limits::{STATE_LOAD_PAGE_KEYS, STATE_WRITES_QUEUED_MAX};
 
+/// Merged changes, by full key: `Some(value)` a put, `None` a delete.
+type Changes = BTreeMap<String, Option<Vec<u8>>>;
+
 /// A write of the state: the order writes commit in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WriteId(pub u64);
@@ -206,8 +209,7 @@ enum Phase {
 struct InFlight {
     request: RequestId,
     writes: Vec<WriteId>,
-    /// Full keys: `Some(value)` put, `None` delete.
-    changes: BTreeMap<String, Option<Vec<u8>>>,
+    changes: Changes,
 }
 
 /// A framework's replicated state (see the [module docs](self)).
@@ -217,7 +219,7 @@ pub struct ReplicatedState {
     mirror: BTreeMap<String, Vec<u8>>,
     phase: Phase,
     token: Option<FencingToken>,
-    queue: VecDeque<(WriteId, BTreeMap<String, Option<Vec<u8>>>)>,
+    queue: VecDeque<(WriteId, Changes)>,
     in_flight: Option<InFlight>,
     next_write: u64,
     committed_through: Option<WriteId>,
@@ -430,10 +432,10 @@ impl ReplicatedState {
             }
             return true;
         }
-        if !self
+        if self
             .in_flight
             .as_ref()
-            .is_some_and(|f| f.request == *request)
+            .is_none_or(|f| f.request != *request)
         {
             return false;
         }
@@ -510,7 +512,7 @@ impl ReplicatedState {
             return;
         }
         let mut writes = Vec::new();
-        let mut changes: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        let mut changes: Changes = BTreeMap::new();
         let mut bytes = 0usize;
         while let Some((_, next)) = self.queue.front() {
             // What merging `next` adds (a key written again replaces its earlier change).
@@ -596,7 +598,7 @@ impl ReplicatedState {
 }
 
 /// Key and value bytes of merged changes, as the store counts a transaction's.
-fn bytes_of(changes: &BTreeMap<String, Option<Vec<u8>>>) -> usize {
+fn bytes_of(changes: &Changes) -> usize {
     changes
         .iter()
         .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))

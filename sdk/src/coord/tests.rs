@@ -314,6 +314,11 @@ impl Endpoint for Coordination {
     }
 }
 
+/// Decides whether a message from endpoint `i` is dropped.
+type DropOut = Box<dyn FnMut(usize, &Transmit) -> bool>;
+/// Decides whether a message to endpoint `i` is dropped.
+type DropIn = Box<dyn FnMut(usize, &Incoming) -> bool>;
+
 /// Fake masters and endpoints on a fake clock; messages are delivered at once unless a
 /// filter drops them.
 struct World<E: Endpoint> {
@@ -323,9 +328,9 @@ struct World<E: Endpoint> {
     /// Events, with when and by which endpoint.
     events: Vec<(Duration, usize, E::Event)>,
     /// Drops a message from endpoint i to a master (true: dropped).
-    drop_out: Box<dyn FnMut(usize, &Transmit) -> bool>,
+    drop_out: DropOut,
     /// Drops a message from a master to endpoint i.
-    drop_in: Box<dyn FnMut(usize, &Incoming) -> bool>,
+    drop_in: DropIn,
     /// Endpoints cut off from every master (both ways).
     isolated: Vec<bool>,
     /// Sends from endpoints, (i, to, message) (for assertions).
@@ -826,8 +831,8 @@ fn a_watch_resumes_after_a_failover_without_losing_or_repeating_events() {
     let registered_at = w
         .sent
         .iter()
-        .filter_map(|(_, t)| matches!(t.message, Outgoing::Watch(_)).then_some(t.to.clone()))
-        .last();
+        .rev()
+        .find_map(|(_, t)| matches!(t.message, Outgoing::Watch(_)).then_some(t.to.clone()));
     assert_eq!(registered_at, Some(master(2)));
 }
 
