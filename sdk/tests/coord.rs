@@ -375,6 +375,30 @@ fn of_two_instances_exactly_one_leads_registers_and_writes() {
 }
 
 #[test]
+fn leadership_stays_exclusive_under_loss_and_duplication() {
+    for seed in [41, 42] {
+        let mut c = Cluster::with_config(lossy(seed, 0.05, 0.05));
+        c.add_framework(0);
+        c.add_framework(1);
+        c.add_framework(2);
+        // run_checked: never two leaders at any step.
+        c.await_leader(secs(60));
+        c.run_checked(secs(60));
+        let m = c.master_leader().unwrap();
+        c.sim.crash(&c.masters[m].node());
+        c.run_checked(secs(30));
+        c.await_leader(secs(60));
+        let elections: usize = (0..3).map(|i| c.recorder(i, |r| r.elected.len())).sum();
+        let depositions: usize = (0..3).map(|i| c.recorder(i, |r| r.deposed.len())).sum();
+        eprintln!(
+            "seed {seed}: {elections} elections, {depositions} depositions, {:?}",
+            c.sim.stats()
+        );
+        assert!(elections >= 1 && elections - depositions == 1);
+    }
+}
+
+#[test]
 fn a_crashed_leader_is_replaced_within_its_ttl_and_a_few_seconds() {
     for seed in [2, 3] {
         let (mut c, leader) = two_instances(seed);

@@ -151,6 +151,9 @@ pub struct Election {
     holder: Option<Vec<u8>>,
     /// Requests given up on before their answer (swallowed when it comes).
     abandoned: BTreeSet<RequestId>,
+    /// The revision of the latest state of the key observed (read, watched, or won): older
+    /// observations, a slow read or a replayed event, are stale and ignored.
+    observed: u64,
     events: VecDeque<ElectionEvent>,
 }
 
@@ -165,6 +168,7 @@ impl Election {
             reading: None,
             holder: None,
             abandoned: BTreeSet::new(),
+            observed: 0,
             events: VecDeque::new(),
         }
     }
@@ -310,7 +314,7 @@ impl Election {
                                 let selector = KeySelector::Key(self.config.key.clone());
                                 self.watch = client.watch(now, selector, revision + 1).ok();
                             }
-                            self.observe(client, now, entry.as_ref());
+                            self.observe(client, now, *revision, entry.as_ref());
                         }
                         _ => self.retry_later(now),
                     }
@@ -434,7 +438,17 @@ impl Election {
 
     /// The key's state, read or watched: follow the holder, lead if it is ours, campaign if
     /// nobody holds it.
-    fn observe(&mut self, client: &mut CoordClient, now: Duration, entry: Option<&KeyEntry>) {
+    fn observe(
+        &mut self,
+        client: &mut CoordClient,
+        now: Duration,
+        revision: u64,
+        entry: Option<&KeyEntry>,
+    ) {
+        if revision < self.observed {
+            return;
+        }
+        self.observed = revision;
         let ours = entry.is_some_and(|e| e.lease.is_some() && e.lease == self.lease);
         match (self.phase, entry) {
             (Phase::Leading { epoch }, Some(e)) if e.create_revision == epoch => {}
@@ -463,7 +477,7 @@ impl Election {
             }),
             Change::Delete => None,
         };
-        self.observe(client, now, entry.as_ref());
+        self.observe(client, now, event.revision, entry.as_ref());
     }
 
     fn report_holder(&mut self, holder: Option<Vec<u8>>) {
@@ -485,6 +499,7 @@ impl Election {
             return;
         }
         tracing::info!(key = %self.config.key, epoch, "elected");
+        self.observed = self.observed.max(epoch);
         self.set_phase(Phase::Leading { epoch });
         self.report_holder(Some(self.config.value.clone()));
         self.events.push_back(ElectionEvent::Elected {

@@ -318,6 +318,8 @@ impl Endpoint for Coordination {
 type DropOut = Box<dyn FnMut(usize, &Transmit) -> bool>;
 /// Decides whether a message to endpoint `i` is dropped.
 type DropIn = Box<dyn FnMut(usize, &Incoming) -> bool>;
+/// Acts on the masters just before they receive a message.
+type Intercept = Box<dyn FnMut(Duration, &mut FakeMasters, &Transmit)>;
 
 /// Fake masters and endpoints on a fake clock; messages are delivered at once unless a
 /// filter drops them.
@@ -333,6 +335,7 @@ struct World<E: Endpoint> {
     drop_in: DropIn,
     /// Endpoints cut off from every master (both ways).
     isolated: Vec<bool>,
+    intercept: Option<Intercept>,
     /// Sends from endpoints, (i, to, message) (for assertions).
     sent: Vec<(usize, Transmit)>,
 }
@@ -348,6 +351,7 @@ impl<E: Endpoint> World<E> {
             drop_out: Box::new(|_, _| false),
             drop_in: Box::new(|_, _| false),
             isolated: vec![false; n],
+            intercept: None,
             sent: Vec::new(),
         }
     }
@@ -362,6 +366,9 @@ impl<E: Endpoint> World<E> {
                     self.sent.push((i, t.clone()));
                     if self.isolated[i] || (self.drop_out)(i, &t) {
                         continue;
+                    }
+                    if let Some(intercept) = &mut self.intercept {
+                        intercept(self.now, &mut self.masters, &t);
                     }
                     self.masters
                         .receive(self.now, &client_upid(i), &t.to, t.message);
@@ -1116,6 +1123,65 @@ fn a_campaign_whose_answer_is_lost_finds_out_it_won_by_reading() {
         .filter(|(_, op)| matches!(op, CoordOp::Put { .. }))
         .count();
     assert!(puts > 1);
+}
+
+#[test]
+fn a_stale_observation_of_the_key_does_not_depose_the_new_holder() {
+    let mut masters = FakeMasters::new(1);
+    masters.admin(Duration::ZERO, put("/fw/leader", "someone else"));
+    let a = candidate(&masters, 0, secs(6));
+    let mut w = World::new(masters, vec![a]);
+    // The other holder's key goes just before this candidate's put arrives (its read saw it)...
+    w.intercept = Some(Box::new(|now, masters, t| {
+        if let Outgoing::Request(r) = &t.message {
+            if matches!(&r.op, CoordOp::Put { key, .. } if key == "/fw/leader")
+                && masters
+                    .store
+                    .get("/fw/leader")
+                    .is_some_and(|e| e.value == b"someone else")
+            {
+                masters.admin(
+                    now,
+                    CoordOp::Delete {
+                        key: "/fw/leader".into(),
+                        expect: Expect::Any,
+                    },
+                );
+            }
+        }
+    }));
+    // ... and the watch hears of that delete only after it was elected (a lost notification,
+    // replayed when the gap shows).
+    let mut lost = false;
+    w.drop_in = Box::new(move |_, m| match m {
+        Incoming::Events(e)
+            if !lost
+                && e.events
+                    .iter()
+                    .any(|e| e.change == plateau_master::coord::Change::Delete) =>
+        {
+            lost = true;
+            true
+        }
+        _ => false,
+    });
+    let now = w.now;
+    w.endpoints[0].campaign(now);
+    w.run_for(secs(10));
+    let events = w.take_events();
+    assert!(
+        events
+            .iter()
+            .any(|(_, _, e)| matches!(e, CoordinationEvent::Leading { .. })),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(_, _, e)| matches!(e, CoordinationEvent::Deposed { .. })),
+        "{events:?}"
+    );
+    assert!(w.endpoints[0].is_leading(w.now));
 }
 
 // ---- the replicated state ---------------------------------------------------------------------
