@@ -383,13 +383,18 @@ fn leadership_stays_exclusive_under_loss_and_duplication() {
         c.add_framework(2);
         // run_checked: never two leaders at any step.
         c.await_leader(secs(60));
-        c.run_checked(secs(60));
+        c.run_checked(secs(180));
         let m = c.master_leader().unwrap();
         c.sim.crash(&c.masters[m].node());
         c.run_checked(secs(30));
         c.await_leader(secs(60));
         let elections: usize = (0..3).map(|i| c.recorder(i, |r| r.elected.len())).sum();
         let depositions: usize = (0..3).map(|i| c.recorder(i, |r| r.deposed.len())).sum();
+        for i in 0..3 {
+            for (at, why) in c.recorder(i, |r| r.deposed.clone()) {
+                eprintln!("seed {seed}: instance {i} deposed at {at:?}: {why}");
+            }
+        }
         eprintln!(
             "seed {seed}: {elections} elections, {depositions} depositions, {:?}",
             c.sim.stats()

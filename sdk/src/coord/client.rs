@@ -37,9 +37,14 @@
 //! bound is [`SessionInfo::valid_until`]. Keep-alive answers do not say which keep-alive they
 //! answer, so each is credited to the *oldest* one still unanswered that went to the answering
 //! master (messages between two processes arrive in order): a lost keep-alive makes the bound
-//! lower, never higher. (The simulator's duplication fault could credit a duplicated answer to
-//! a later keep-alive if several were unanswered at once; real transports do not duplicate,
-//! and keep-alives go out a third of a ttl apart.) The session is lost —
+//! lower, never higher. A lost keep-alive would make every later answer count one keep-alive
+//! too early, so when an answer comes while several keep-alives to that master are unanswered,
+//! the client sends the master a *barrier*: a request the masters refuse at once, unproposed
+//! (a read of the empty key). Its answer comes after the answers to every keep-alive sent to
+//! that master before it, so the keep-alives before it still unanswered then were lost, and
+//! are forgotten. (The simulator's duplication fault could credit a duplicated answer to a
+//! later keep-alive if several were unanswered at once; real transports do not duplicate, and
+//! keep-alives go out a third of a ttl apart.) The session is lost —
 //! [`ClientEvent::SessionLost`] — when a keep-alive is refused (the lease is unknown or
 //! expiring) or when `valid_until` passes without a newer confirmation.
 //!
@@ -316,6 +321,16 @@ enum SessionState {
     Live(LiveSession),
 }
 
+/// A barrier request in flight: the keep-alives sent to `to` before `sent` and unanswered when
+/// its answer comes were lost.
+#[derive(Debug, Clone)]
+struct Barrier {
+    request_id: u64,
+    to: Upid,
+    sent: Duration,
+    deadline: Duration,
+}
+
 #[derive(Debug, Clone)]
 struct Watch {
     selector: KeySelector,
@@ -389,6 +404,7 @@ pub struct CoordClient {
     next_request: u64,
     requests: BTreeMap<u64, Pending>,
     session: SessionState,
+    barrier: Option<Barrier>,
     next_watch: u64,
     watches: BTreeMap<u64, Watch>,
     transmits: VecDeque<Transmit>,
@@ -417,6 +433,7 @@ impl CoordClient {
             next_request: 1,
             requests: BTreeMap::new(),
             session: SessionState::None,
+            barrier: None,
             next_watch: 1,
             watches: BTreeMap::new(),
             transmits: VecDeque::new(),
@@ -564,6 +581,18 @@ impl CoordClient {
             return;
         }
         let id = msg.request_id;
+        if self
+            .barrier
+            .as_ref()
+            .is_some_and(|b| b.request_id == id && b.to == *from)
+        {
+            let barrier = self.barrier.take().expect("checked");
+            if let SessionState::Live(live) = &mut self.session {
+                live.outstanding
+                    .retain(|(to, sent)| *to != barrier.to || *sent > barrier.sent);
+            }
+            return;
+        }
         let Some(pending) = self.requests.get_mut(&id) else {
             return; // a duplicate, or an answer to a request given up
         };
@@ -618,6 +647,7 @@ impl CoordClient {
         let Some(position) = live.outstanding.iter().position(|(to, _)| to == from) else {
             return; // nothing sent there unanswered: a stray
         };
+        let ambiguous = live.outstanding.iter().filter(|(to, _)| to == from).count() > 1;
         let (_, sent) = live.outstanding.remove(position).expect("found");
         match msg.outcome {
             KeepAliveOutcome::Alive { ttl_ms } => {
@@ -625,6 +655,9 @@ impl CoordClient {
                 live.confirmed_until = live.confirmed_until.max(sent + ttl);
                 if self.detector.is_leader(from) {
                     live.answer_deadline = None;
+                }
+                if ambiguous && self.barrier.is_none() {
+                    self.send_barrier(now, from.clone());
                 }
             }
             KeepAliveOutcome::Refused(e) => {
@@ -745,6 +778,9 @@ impl CoordClient {
             let attempts = pending.attempts;
             self.finish(now, id, pending, Err(RequestError::Unknown { attempts }));
         }
+        if self.barrier.as_ref().is_some_and(|b| b.deadline <= now) {
+            self.barrier = None; // lost: the next ambiguous answer sends another
+        }
         // The session.
         let mut lost = None;
         if let SessionState::Live(live) = &mut self.session {
@@ -820,6 +856,9 @@ impl CoordClient {
             if watch.at.is_some() {
                 consider(watch.deadline);
             }
+        }
+        if let Some(barrier) = &self.barrier {
+            consider(barrier.deadline);
         }
         at
     }
@@ -984,6 +1023,27 @@ impl CoordClient {
         for message in out {
             self.transmit(leader.clone(), Outgoing::Watch(message));
         }
+    }
+
+    /// Sends a barrier to `to`: a read of the empty key, refused by any master as soon as it
+    /// gets it (never proposed), so that its answer follows the answers to everything sent to
+    /// that master before it.
+    fn send_barrier(&mut self, now: Duration, to: Upid) {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        self.barrier = Some(Barrier {
+            request_id,
+            to: to.clone(),
+            sent: now,
+            deadline: now + COORD_KEEP_ALIVE_ANSWER_TIMEOUT,
+        });
+        let message = CoordRequestMessage {
+            request_id,
+            client: None,
+            first_unanswered: self.first_unanswered(),
+            op: CoordOp::Get { key: String::new() },
+        };
+        self.transmit(to, Outgoing::Request(message));
     }
 
     fn send_keep_alive(&mut self, now: Duration) {
