@@ -38,6 +38,11 @@ use crate::limits::{COORD_SESSION_TTL_DEFAULT, HELD_CALLS_MAX};
 pub const FRAMEWORK_ID_KEY: &str = "driver/framework-id";
 
 /// How a framework run as leader + standbys coordinates.
+///
+/// The coordination store is the masters' replicated log: the masters must run as a group
+/// (`MasterProcess::replicated`, even a group of one). A master on a local registry has no
+/// store (it answers every coordination request with "no leader"), so a framework with leader
+/// election stays a standby there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderConfig {
     /// The election key, e.g. `/marathon/leader`.

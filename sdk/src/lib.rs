@@ -546,7 +546,7 @@ impl<'a, 'c> Driver<'a, 'c> {
             .as_deref_mut()
             .and_then(|ha| ha.coord.as_mut())
         else {
-            return Err(coord::ClientError::Overloaded { max: 0 });
+            return Err(coord::ClientError::Unavailable);
         };
         let request = coord.client_mut().request(now, op);
         self.flush_coordination();

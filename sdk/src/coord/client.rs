@@ -129,6 +129,8 @@ pub enum ClientError {
         /// The maximum.
         max: usize,
     },
+    /// There is no coordination client (a scheduler driver without leader election).
+    Unavailable,
 }
 
 impl fmt::Display for ClientError {
@@ -138,6 +140,12 @@ impl fmt::Display for ClientError {
                 write!(f, "{max} coordination requests are waiting already")
             }
             ClientError::TooManyWatches { max } => write!(f, "{max} watches exist already"),
+            ClientError::Unavailable => {
+                write!(
+                    f,
+                    "no coordination client (the driver runs without leader election)"
+                )
+            }
         }
     }
 }
