@@ -316,6 +316,9 @@ impl Election {
                             }
                             self.observe(client, now, *revision, entry.as_ref());
                         }
+                        // A leader keeps watching its key: read again (each read has its own
+                        // retry budget).
+                        _ if matches!(self.phase, Phase::Leading { .. }) => self.read(client, now),
                         _ => self.retry_later(now),
                     }
                     true
