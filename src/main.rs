@@ -1,6 +1,7 @@
 //! `plateau`: the command line of the Plateau cluster manager. Subcommands only parse flags and
 //! call into the crates.
 
+mod bench_failover;
 mod bench_launch;
 mod dev;
 mod serve;
@@ -311,6 +312,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         cycles: usize,
     },
+    /// Failover of the control plane: 3 masters, 3 slaves, 2 Marathons, 2 Chronos as separate
+    /// processes on loopback; the leading master, Marathon and Chronos killed (SIGKILL) in
+    /// turn; replacement times, lost writes, duplicate tasks, missed and duplicated runs.
+    Failover {
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Chronos: jobs due every minute on an in-process cluster (real tasks); lag and
     /// exactly-once.
     Chronos {
@@ -554,6 +563,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "{} tasks: POST /v2/apps to RUNNING p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
                         report.instances, report.p50_ms, report.p99_ms, report.max_ms
                     );
+                }
+            }
+            BenchCommand::Failover { json } => {
+                let report = bench_failover::run()?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{report:#?}");
                 }
             }
             BenchCommand::Runtime { json, messages } => {

@@ -72,37 +72,9 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
         for work in &self.slave_dirs {
-            remove_cgroups(&plateau_slave::cgroup_slave_name(work));
+            plateau_slave::destroy_leftover_tasks(work);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Kill everything left in a slave's task cgroups and remove them.
-pub fn remove_cgroups(slave_name: &str) {
-    for controller in ["freezer", "pids", "memory", "cpu", "cpuacct"] {
-        let root = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join("plateau")
-            .join(slave_name);
-        let Ok(tasks) = std::fs::read_dir(&root) else {
-            continue;
-        };
-        for task in tasks.flatten().filter(|e| e.path().is_dir()) {
-            if let Ok(procs) = std::fs::read_to_string(task.path().join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
-                    // SAFETY: killing leftover task processes this test started.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-            for _ in 0..50 {
-                if std::fs::remove_dir(task.path()).is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = std::fs::remove_dir(&root);
     }
 }
 
