@@ -481,7 +481,9 @@ impl<S: ReplicatedState> StateMachineStore<S> {
 }
 
 impl<S> StateMachineStore<S> {
-    /// Writes a snapshot durably (the latest replaces the previous).
+    /// Writes a snapshot durably (the latest replaces the previous). openraft's error type is
+    /// what it is; it goes straight back to openraft.
+    #[allow(clippy::result_large_err)]
     fn store_snapshot(
         &self,
         meta: &SnapshotMeta<NodeId, ReplicaNode>,
