@@ -280,7 +280,7 @@ pub fn run() -> anyhow::Result<FailoverReport> {
     let app = json!({"id": "/bench", "cmd": "sleep 3600", "instances": APP_INSTANCES,
                      "cpus": 0.01, "mem": 16});
     let created = http("POST", &marathon, "/v2/apps", Some(&app));
-    if !created.as_ref().is_some_and(|(s, _)| *s == 201) {
+    if created.as_ref().is_none_or(|(s, _)| *s != 201) {
         bail!("creating the app: {created:?}");
     }
     wait_for(Duration::from_secs(120), "20 instances running", || {
@@ -301,7 +301,7 @@ pub fn run() -> anyhow::Result<FailoverReport> {
             "cpus": 0.01, "mem": 16,
         });
         let answer = http("POST", &chronos, "/scheduler/iso8601", Some(&job));
-        if !answer.as_ref().is_some_and(|(s, _)| (200..300).contains(s)) {
+        if answer.as_ref().is_none_or(|(s, _)| !(200..300).contains(s)) {
             bail!("creating job tick-{j}: {answer:?}");
         }
     }
