@@ -70,7 +70,11 @@ fn app(id: &str, service_port: u16, labels: &[(&str, &str)], backends: Vec<Backe
 
 fn table(version: u64, apps: Vec<AppRoutes>) -> Arc<Table> {
     let mut s = RoutingState::new(None);
-    s.handle_snapshot(RoutesSnapshot { version, apps });
+    s.handle_snapshot(RoutesSnapshot {
+        leader_epoch: 0,
+        version,
+        apps,
+    });
     Arc::new(s.table())
 }
 
@@ -1409,6 +1413,7 @@ mod process {
             ctx.send(
                 from,
                 RoutesSnapshot {
+                    leader_epoch: 0,
                     version: self.version,
                     apps: self.apps.values().cloned().collect(),
                 },

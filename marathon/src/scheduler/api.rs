@@ -180,14 +180,15 @@ impl MarathonScheduler {
     }
 
     /// Stores an app change and its deployment, then converges. `record` is the new state of
-    /// the app (`None`: deleted).
+    /// the app (`None`: deleted). `Err` with the answer when it cannot be stored: a record too
+    /// large for the replicated state (422, nothing changed), or a store that failed (503).
     pub(super) fn commit_change(
         &mut self,
         d: &mut Driver<'_, '_>,
         mut ops: Vec<StoreOp>,
         changes: Vec<(String, Option<AppRecord>)>,
         deployment: &Deployment,
-    ) -> bool {
+    ) -> Result<(), ApiResponse> {
         for (id, record) in &changes {
             match record {
                 Some(r) => ops.push(StoreOp::PutApp(Box::new(r.clone()))),
@@ -195,8 +196,9 @@ impl MarathonScheduler {
             }
         }
         ops.push(StoreOp::PutDeployment(Box::new(deployment.clone())));
+        self.check_writable(&ops)?;
         if !self.persist(d, &ops) {
-            return false;
+            return Err(self.unavailable());
         }
         for (id, record) in changes {
             match record {
@@ -217,7 +219,7 @@ impl MarathonScheduler {
             .insert(deployment.id.clone(), deployment.clone());
         self.deployment_info_event(deployment);
         self.converge(d);
-        true
+        Ok(())
     }
 
     pub(super) fn stamp(
@@ -253,7 +255,7 @@ impl MarathonScheduler {
 
     pub(super) fn guard(&mut self, d: &mut Driver<'_, '_>) -> Result<(), ApiResponse> {
         self.touch(d);
-        if self.failed.is_some() {
+        if !self.is_acting() {
             return Err(self.unavailable());
         }
         if self.deployments.len() >= limits::DEPLOYMENTS_MAX {
@@ -326,8 +328,10 @@ impl MarathonScheduler {
             BTreeMap::from([(app.id.clone(), None)]),
         );
         self.api_post_event(caller, &app);
-        if !self.commit_change(d, ops, vec![(app.id.clone(), Some(record))], &deployment) {
-            return self.unavailable();
+        if let Err(r) =
+            self.commit_change(d, ops, vec![(app.id.clone(), Some(record))], &deployment)
+        {
+            return r;
         }
         let location = format!("/v2/apps{}", app.id);
         if post {
@@ -442,8 +446,10 @@ impl MarathonScheduler {
             BTreeMap::from([(app.id.clone(), Some(existing.app.clone()))]),
         );
         self.api_post_event(caller, &app);
-        if !self.commit_change(d, ops, vec![(app.id.clone(), Some(record))], &deployment) {
-            return self.unavailable();
+        if let Err(r) =
+            self.commit_change(d, ops, vec![(app.id.clone(), Some(record))], &deployment)
+        {
+            return r;
         }
         ApiResponse::deployment(200, &deployment)
     }
@@ -471,8 +477,8 @@ impl MarathonScheduler {
             }],
             BTreeMap::from([(id.clone(), Some(existing.app.clone()))]),
         );
-        if !self.commit_change(d, ops, vec![(id, None)], &deployment) {
-            return self.unavailable();
+        if let Err(r) = self.commit_change(d, ops, vec![(id, None)], &deployment) {
+            return r;
         }
         ApiResponse::deployment(200, &deployment)
     }
@@ -658,9 +664,7 @@ impl MarathonScheduler {
                 version = self.next_version(None);
             }
             let deployment = self.new_deployment(d, &version, actions, original);
-            if !self.commit_change(d, ops, changes, &deployment) {
-                return Err(self.unavailable());
-            }
+            self.commit_change(d, ops, changes, &deployment)?;
             self.flush_routes(d);
             for id in &selected {
                 d.kill_task(id);
@@ -696,7 +700,7 @@ impl MarathonScheduler {
         force: bool,
     ) -> ApiResponse {
         self.touch(d);
-        if self.failed.is_some() {
+        if !self.is_acting() {
             return self.unavailable();
         }
         let Some(cancelled) = self.deployments.get(id).cloned() else {
@@ -773,8 +777,8 @@ impl MarathonScheduler {
         let app_ids: Vec<String> = cancelled.original.keys().cloned().collect();
         let _ = self.take_locks(&app_ids, true, &mut ops);
         let deployment = self.new_deployment(d, &version, actions, original);
-        if !self.commit_change(d, ops, changes, &deployment) {
-            return self.unavailable();
+        if let Err(r) = self.commit_change(d, ops, changes, &deployment) {
+            return r;
         }
         ApiResponse::deployment(200, &deployment)
     }

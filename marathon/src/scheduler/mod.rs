@@ -107,12 +107,15 @@ use crate::validation::{parse_app, parse_app_put, AppPut};
 
 mod api;
 mod offers;
+mod persistence;
 mod plan;
 mod readiness_checks;
 mod status;
 mod views;
 
 pub use offers::build_task;
+pub use persistence::{ApiAnswer, PendingAnswer, Role};
+use persistence::{Backend, PendingAnswers};
 pub use plan::restart_bounds;
 pub use views::label_selector_matches;
 use views::root_group_json;
@@ -154,6 +157,13 @@ pub struct MarathonConfig {
     pub task_launch_timeout: Duration,
     /// An app without health checks has its backoff reset once a task ran this long.
     pub backoff_reset_after_running: Duration,
+    /// Run as one of several Marathons (leader + standbys): the state lives in the masters'
+    /// coordination store (the masters must run as a group), the leader is elected there, and
+    /// standbys proxy the API to it. False: the only Marathon, on a local store.
+    pub ha: bool,
+    /// With `ha`: the session ttl, how long a crashed leader keeps the leadership before a
+    /// standby takes over (Marathon's `--zk_session_timeout`).
+    pub session_ttl: Duration,
 }
 
 impl Default for MarathonConfig {
@@ -173,6 +183,8 @@ impl Default for MarathonConfig {
             kill_retry: Duration::from_secs(10),
             task_launch_timeout: Duration::from_secs(300),
             backoff_reset_after_running: Duration::from_secs(60),
+            ha: false,
+            session_ttl: limits::LEADER_SESSION_TTL_DEFAULT,
         }
     }
 }
@@ -353,7 +365,13 @@ impl Message for MarathonReconcile {
 /// The Marathon scheduler (hosted by a [`SchedulerDriver`]).
 pub struct MarathonScheduler {
     config: MarathonConfig,
-    store: Box<dyn Store>,
+    backend: Backend,
+    /// The only Marathon, a standby, or the leader.
+    role: Role,
+    /// The leader's advertised address as last seen (standby).
+    leader: Option<String>,
+    /// API answers waiting for state writes to commit (leader + standbys).
+    answers: PendingAnswers,
     failed: Option<String>,
     framework_id: Option<FrameworkId>,
     apps: BTreeMap<String, AppRecord>,
@@ -393,6 +411,7 @@ impl std::fmt::Debug for MarathonScheduler {
             .field("apps", &self.apps.len())
             .field("instances", &self.instances.len())
             .field("deployments", &self.deployments.len())
+            .field("role", &self.role)
             .field("failed", &self.failed)
             .finish()
     }
@@ -433,24 +452,41 @@ pub fn with_marathon<R>(
 }
 
 impl MarathonScheduler {
-    /// A scheduler on `store`, recovering what it holds.
+    /// A scheduler on `store`, recovering what it holds: the only Marathon.
     pub fn new(config: MarathonConfig, store: Box<dyn Store>) -> Result<Self, Error> {
         let state = store.load()?;
-        let next_deployment_sequence = state
-            .deployments
-            .values()
-            .map(|d| d.sequence + 1)
-            .max()
-            .unwrap_or(0);
-        Ok(MarathonScheduler {
+        let mut scheduler = Self::empty(config, Backend::Local(store), Role::Single);
+        scheduler.install_state(state);
+        Ok(scheduler)
+    }
+
+    /// A scheduler that is one of several (leader + standbys): it starts as a standby with no
+    /// model; when elected it loads the replicated state
+    /// ([`Scheduler::elected`](plateau_sdk::Scheduler::elected)). Host it with
+    /// [`MarathonScheduler::driver_with_leader_election`].
+    pub fn standby(config: MarathonConfig) -> Self {
+        let mut scheduler = Self::empty(
             config,
-            store,
+            Backend::Replicated(crate::replicated::StateLayout::default()),
+            Role::Standby,
+        );
+        scheduler.routes = crate::routes::RouteFeed::standby();
+        scheduler
+    }
+
+    fn empty(config: MarathonConfig, backend: Backend, role: Role) -> Self {
+        MarathonScheduler {
+            config,
+            backend,
+            role,
+            leader: None,
+            answers: PendingAnswers::default(),
             failed: None,
-            framework_id: state.framework_id,
-            apps: state.apps,
-            instances: state.instances,
-            deployments: state.deployments,
-            next_deployment_sequence,
+            framework_id: None,
+            apps: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            next_deployment_sequence: 0,
             backoffs: BTreeMap::new(),
             queue_since: BTreeMap::new(),
             offer_stats: BTreeMap::new(),
@@ -471,7 +507,23 @@ impl MarathonScheduler {
             pending_ops: Vec::new(),
             pending_acks: Vec::new(),
             flush_scheduled: false,
-        })
+        }
+    }
+
+    /// Takes `state` as the model (at start, or when elected).
+    fn install_state(&mut self, state: crate::store::StoredState) {
+        self.next_deployment_sequence = state
+            .deployments
+            .values()
+            .map(|d| d.sequence + 1)
+            .max()
+            .unwrap_or(0);
+        if state.framework_id.is_some() {
+            self.framework_id = state.framework_id;
+        }
+        self.apps = state.apps;
+        self.instances = state.instances;
+        self.deployments = state.deployments;
     }
 
     /// Readiness checks through `prober` instead of real HTTP (tests, simulation).
@@ -508,6 +560,26 @@ impl MarathonScheduler {
             masters.into(),
             scheduler,
         ))
+    }
+
+    /// A driver hosting a standby scheduler ([`MarathonScheduler::standby`]) that campaigns
+    /// for the leadership of the Marathons named `config.framework_name` among `masters` (a
+    /// group: the masters keep the election and the state), advertising
+    /// `config.hostname:config.http_port`, with session ttl `session_ttl` (how long a crashed
+    /// leader keeps the leadership).
+    pub fn driver_with_leader_election(
+        config: MarathonConfig,
+        masters: impl Into<Masters>,
+        session_ttl: Duration,
+    ) -> SchedulerDriver<MarathonScheduler> {
+        let scheduler = MarathonScheduler::standby(config);
+        let leader = crate::replicated::leader_config(
+            &scheduler.config.framework_name,
+            &scheduler.advertised_address(),
+            session_ttl,
+        );
+        SchedulerDriver::with_masters(scheduler.framework_info(), masters.into(), scheduler)
+            .with_leader_election(leader)
     }
 
     /// The configuration.
@@ -602,7 +674,7 @@ impl MarathonScheduler {
 
     /// Send balancers what changed in the routes since the last flush (nothing if nothing did).
     pub fn flush_routes(&mut self, d: &mut Driver<'_, '_>) {
-        if self.routes.subscribers() == 0 {
+        if self.routes.subscribers() == 0 || !self.is_acting() {
             return;
         }
         let current = crate::routes::routes_of(&self.apps, &self.instances);
@@ -622,75 +694,6 @@ impl MarathonScheduler {
         if self.started_wall_ms.is_none() {
             self.started_wall_ms = Some(self.wall_ms);
         }
-    }
-
-    /// Writes `ops` durably, with the status-update writes still pending before them, then
-    /// acknowledges those updates. Every write that must be durable before Marathon acts (an
-    /// API answer, a launch, a kill) goes through here.
-    fn persist(&mut self, d: &mut Driver<'_, '_>, ops: &[StoreOp]) -> bool {
-        if self.failed.is_some() {
-            return false;
-        }
-        let result = if self.pending_ops.is_empty() {
-            self.store.apply(ops)
-        } else {
-            let mut all = std::mem::take(&mut self.pending_ops);
-            all.extend(ops.iter().cloned());
-            self.store.apply(&all)
-        };
-        match result {
-            Ok(()) => {
-                for status in std::mem::take(&mut self.pending_acks) {
-                    d.acknowledge(&status);
-                }
-                true
-            }
-            Err(e) => {
-                let message = e.to_string();
-                tracing::error!(error = %message, "cannot write Marathon's state; stopping (failover)");
-                self.failed = Some(message);
-                d.stop(true);
-                false
-            }
-        }
-    }
-
-    /// Records a status update's writes for the next group commit and acknowledges the update
-    /// only after it: the updates queued behind this one are handled first (a [`MarathonFlush`]
-    /// to self comes after them), then one commit covers them all. Until then the change is in
-    /// memory only; if Marathon dies first, the master redelivers the unacknowledged updates.
-    fn persist_status(&mut self, d: &mut Driver<'_, '_>, ops: Vec<StoreOp>, status: &TaskStatus) {
-        if self.failed.is_some() {
-            return;
-        }
-        self.pending_ops.extend(ops);
-        if status.uuid.is_some() {
-            self.pending_acks.push(status.clone());
-        }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            let me = d.ctx().self_upid().clone();
-            d.ctx().send(&me, MarathonFlush);
-        }
-    }
-
-    /// Commits what [`Self::persist_status`] collected (a [`MarathonFlush`] arrived).
-    pub fn on_flush_message(&mut self, d: &mut Driver<'_, '_>) {
-        self.flush_scheduled = false;
-        if !self.pending_ops.is_empty() || !self.pending_acks.is_empty() {
-            self.persist(d, &[]);
-        }
-        self.flush_routes(d);
-    }
-
-    fn unavailable(&self) -> ApiResponse {
-        ApiResponse::message(
-            503,
-            format!(
-                "Marathon cannot write its state: {}",
-                self.failed.as_deref().unwrap_or("unknown")
-            ),
-        )
     }
 
     /// A fresh uuid from the process RNG, salted with this incarnation's start time: a
@@ -871,6 +874,26 @@ impl Scheduler for MarathonScheduler {
                 with_marathon(p, ctx, |s, d| s.subscribe_routes(d, from, m))
             },
         );
+    }
+
+    fn elected(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        token: &plateau_master::coord::FencingToken,
+    ) {
+        self.handle_elected(driver, token);
+    }
+
+    fn deposed(&mut self, driver: &mut Driver<'_, '_>, why: &str) {
+        self.handle_deposed(driver, why);
+    }
+
+    fn committed(&mut self, _driver: &mut Driver<'_, '_>, write: plateau_sdk::coord::WriteId) {
+        self.handle_committed(write);
+    }
+
+    fn leader_changed(&mut self, driver: &mut Driver<'_, '_>, leader: Option<&str>) {
+        self.handle_leader_changed(driver, leader);
     }
 
     fn initialize(&mut self, driver: &mut Driver<'_, '_>) {

@@ -9,7 +9,7 @@ impl MarathonScheduler {
         let decline = Filters {
             refuse_seconds: self.config.decline_offer_duration.as_secs_f64(),
         };
-        if self.failed.is_some() {
+        if !self.is_acting() {
             d.decline_offers(
                 offers.iter().map(|o| o.id.clone()).collect(),
                 Filters::default(),
@@ -32,7 +32,7 @@ impl MarathonScheduler {
         }
         // One-per-agent apps may want more now that a slave is known.
         self.converge(d);
-        if self.failed.is_some() {
+        if !self.is_acting() {
             return;
         }
         let mut launchable = self.launchable();

@@ -194,7 +194,7 @@ impl MarathonScheduler {
     /// Kills what must go, advances deployments, adjusts offer interest. Called after every
     /// change.
     pub(super) fn converge(&mut self, d: &mut Driver<'_, '_>) {
-        if self.failed.is_some() {
+        if !self.is_acting() {
             return;
         }
         let mut kills: BTreeSet<TaskId> = BTreeSet::new();

@@ -18,7 +18,7 @@ impl MarathonScheduler {
 
     /// Starts a readiness probe of `task_id` if it awaits one and none is in flight.
     pub(super) fn probe_readiness(&mut self, d: &mut Driver<'_, '_>, task_id: &TaskId) {
-        if self.failed.is_some() || self.readiness_in_flight.contains_key(task_id) {
+        if !self.is_acting() || self.readiness_in_flight.contains_key(task_id) {
             return;
         }
         let Some(instance) = self.instances.get(task_id) else {
@@ -69,7 +69,7 @@ impl MarathonScheduler {
             return;
         }
         self.readiness_in_flight.remove(&result.task_id);
-        if self.failed.is_some() {
+        if !self.is_acting() {
             return;
         }
         let Some(mut instance) = self

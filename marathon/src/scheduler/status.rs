@@ -5,7 +5,7 @@ use super::*;
 impl MarathonScheduler {
     pub(super) fn handle_status(&mut self, d: &mut Driver<'_, '_>, status: &TaskStatus) {
         self.touch(d);
-        if self.failed.is_some() {
+        if !self.is_acting() {
             return;
         }
         let Some(mut instance) = self.instances.get(&status.task_id).cloned() else {
@@ -135,7 +135,7 @@ impl MarathonScheduler {
             }
         }
         self.persist_status(d, ops, status);
-        if self.failed.is_some() {
+        if !self.is_acting() {
             return;
         }
         if previous_state != instance.state || status.state.is_terminal() {
@@ -231,7 +231,7 @@ impl MarathonScheduler {
     pub(super) fn handle_tick(&mut self, d: &mut Driver<'_, '_>) {
         self.touch(d);
         d.ctx().delay(self.config.tick_interval, MarathonTick);
-        if self.failed.is_some() {
+        if !self.is_acting() {
             return;
         }
         let mono = self.mono;

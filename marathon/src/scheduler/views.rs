@@ -231,7 +231,7 @@ impl MarathonScheduler {
     /// `GET /v2/info`.
     pub fn info_json(&self, connected: bool) -> Value {
         let c = &self.config;
-        let leader = format!("{}:{}", c.hostname, c.http_port);
+        let leader = self.leader();
         let marathon_config = json!({
             "access_control_allow_origin": null,
             "checkpoint": true,
@@ -242,12 +242,12 @@ impl MarathonScheduler {
             "failover_timeout": c.failover_timeout_secs as u64,
             "features": [],
             "framework_name": c.framework_name,
-            "ha": false,
+            "ha": self.is_replicated(),
             "hostname": c.hostname,
             "launch_token": 100,
             "launch_token_refresh_interval": 30000,
-            "leader_proxy_connection_timeout_ms": 5000,
-            "leader_proxy_read_timeout_ms": 10000,
+            "leader_proxy_connection_timeout_ms": limits::LEADER_PROXY_CONNECT_TIMEOUT.as_millis() as u64,
+            "leader_proxy_read_timeout_ms": limits::LEADER_PROXY_READ_TIMEOUT.as_millis() as u64,
             "local_port_max": c.local_port_max,
             "local_port_min": c.local_port_min,
             "maintenance_mode": false,
@@ -279,7 +279,7 @@ impl MarathonScheduler {
             "name": "marathon",
             "version": "1.10.0-plateau",
             "buildref": env!("CARGO_PKG_VERSION"),
-            "elected": true,
+            "elected": self.serves_api(),
             "leader": leader,
             "frameworkId": self.framework_id.as_ref().map(|f| f.to_string()),
             "marathon_config": marathon_config,
@@ -290,7 +290,7 @@ impl MarathonScheduler {
                 "zk_connection_timeout": 10000,
                 "zk_max_node_size": 1024000,
                 "zk_max_versions": limits::VERSIONS_PER_APP_MAX,
-                "zk_session_timeout": 10000,
+                "zk_session_timeout": if self.is_replicated() { c.session_ttl.as_millis() as u64 } else { 10000 },
                 "zk_timeout": 10000,
             },
             "http_config": {"http_port": c.http_port, "https_port": 8443},
