@@ -63,6 +63,10 @@ pub const SLAVES_SEEN_MAX: usize = 100_000;
 /// Balancers subscribed to the routes feed (`SubscribeRoutes`); past it the oldest is dropped.
 pub const ROUTE_SUBSCRIBERS_MAX: usize = 64;
 
+/// Route changes waiting for their state writes to commit before they go to balancers (leader
+/// + standbys); past it the newest waits for a later write.
+pub const ROUTES_WAITING_MAX: usize = 64;
+
 /// Worker threads of the real readiness prober (started by the first readiness probe).
 pub const READINESS_PROBER_THREADS: usize = 4;
 

@@ -13,6 +13,9 @@
 //! changes); when elected it sends each of them a snapshot stamped with its epoch; when
 //! deposed it tells them [`RoutesNotLeader`]. A balancer that follows several Marathons thus
 //! switches to the new leader as soon as it leads, and keeps serving its last table meanwhile.
+//! The leader sends a change only once the state writes it follows from have committed (the
+//! scheduler holds it until then: [`RoutesWaiting`]), so a balancer never routes by a state a
+//! new leader could lack: the next leader's snapshot holds at least what was sent.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +26,9 @@ use plateau_balancer::messages::{
 use plateau_runtime::{Context, Upid};
 use plateau_sdk::{TaskId, TaskState};
 
-use crate::limits::ROUTE_SUBSCRIBERS_MAX;
+use plateau_sdk::coord::WriteId;
+
+use crate::limits::{ROUTES_WAITING_MAX, ROUTE_SUBSCRIBERS_MAX};
 use crate::state::{AppRecord, Instance};
 use crate::AppDefinition;
 
@@ -196,17 +201,21 @@ impl RouteFeed {
         self.subscribers.len()
     }
 
-    /// Handle a subscription from `from`: bring the feed up to date, link, and answer with a
-    /// snapshot (a standby answers [`RoutesNotLeader`]). A subscriber that subscribes again (it resynchronizes) replaces its entry; past
-    /// [`ROUTE_SUBSCRIBERS_MAX`] the oldest subscriber is dropped.
+    /// Handle a subscription from `from`: bring the feed up to date (with `current`, if
+    /// given: else the snapshot is what was sent last), link, and answer with a snapshot (a
+    /// standby answers [`RoutesNotLeader`]). A subscriber that subscribes again (it
+    /// resynchronizes) replaces its entry; past [`ROUTE_SUBSCRIBERS_MAX`] the oldest
+    /// subscriber is dropped.
     pub fn subscribe(
         &mut self,
         ctx: &mut Context<'_>,
         from: &Upid,
         m: SubscribeRoutes,
-        current: BTreeMap<String, AppRoutes>,
+        current: Option<BTreeMap<String, AppRoutes>>,
     ) {
-        self.flush(ctx, current);
+        if let Some(current) = current {
+            self.flush(ctx, current);
+        }
         self.subscribers.retain(|(u, _)| u != from);
         if self.subscribers.len() >= ROUTE_SUBSCRIBERS_MAX {
             let (dropped, _) = self.subscribers.remove(0);
@@ -274,6 +283,53 @@ pub fn diff(old: &BTreeMap<String, AppRoutes>, new: &BTreeMap<String, AppRoutes>
             .filter(|id| !new.contains_key(*id))
             .cloned()
             .collect(),
+    }
+}
+
+/// Routes computed from a state whose writes have not committed yet (leader + standbys),
+/// each waiting for the last write made before it was computed: released, newest first, when
+/// it commits. Bounded by [`ROUTES_WAITING_MAX`]: past it the newest entry is replaced (it
+/// waits for the newer write).
+#[derive(Debug, Default)]
+pub struct RoutesWaiting {
+    queue: std::collections::VecDeque<(WriteId, BTreeMap<String, AppRoutes>)>,
+}
+
+impl RoutesWaiting {
+    /// `routes` are released when `after` commits.
+    pub fn push(&mut self, after: WriteId, routes: BTreeMap<String, AppRoutes>) {
+        let full = self.queue.len() >= ROUTES_WAITING_MAX;
+        match self.queue.back_mut() {
+            Some((last, newest)) if *last == after || full => {
+                *last = after;
+                *newest = routes;
+            }
+            _ => self.queue.push_back((after, routes)),
+        }
+    }
+
+    /// Every write up to `committed` committed: the newest routes that waited for them.
+    pub fn release(&mut self, committed: WriteId) -> Option<BTreeMap<String, AppRoutes>> {
+        let mut out = None;
+        while self.queue.front().is_some_and(|(w, _)| *w <= committed) {
+            out = self.queue.pop_front().map(|(_, routes)| routes);
+        }
+        out
+    }
+
+    /// Forgets everything (leadership ended, or everything committed).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// Entries waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 }
 

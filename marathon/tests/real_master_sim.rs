@@ -817,3 +817,98 @@ fn a_master_failover_keeps_the_leading_marathon() {
         assert_eq!(w.scale(leader, "/web", 3), 200);
     }
 }
+
+/// Records the tables a balancer publishes.
+#[derive(Default)]
+struct Tables(std::sync::Mutex<Vec<std::sync::Arc<plateau_balancer::table::Table>>>);
+
+impl plateau_balancer::TablePublisher for Tables {
+    fn publish(&self, table: std::sync::Arc<plateau_balancer::table::Table>) {
+        self.0.lock().unwrap().push(table);
+    }
+}
+
+impl Tables {
+    /// Task ids routed on `service_port` by the last table.
+    fn routed(&self, service_port: u16) -> BTreeSet<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .last()
+            .and_then(|t| t.tcp_route(service_port).cloned())
+            .map(|r| r.backends.iter().map(|b| b.task_id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+#[test]
+fn a_balancer_follows_the_leading_marathon_across_a_failover() {
+    for seed in [51, 52] {
+        balancer_follows_the_leader(seed);
+    }
+}
+
+/// A balancer follows two Marathons; the leader crashes; the routes of the running tasks are
+/// served throughout, and the new leader's changes flow.
+fn balancer_follows_the_leader(seed: u64) {
+    use plateau_balancer::BalancerProcess;
+    let mut w = HaWorld::new(seed, 2);
+    let s = Duration::from_secs;
+    let tables = std::sync::Arc::new(Tables::default());
+    let node = NodeAddr::new("10.0.3.1", 9090);
+    w.sim.add_node(node.clone());
+    let balancer = w.sim.spawn(
+        &node,
+        "balancer",
+        BalancerProcess::following(w.marathons.clone(), None, tables.clone()),
+    );
+    let leader = w.await_leader(s(30), None);
+    w.ask("/web", 3);
+    let body = json!({"id": "/web", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": 2,
+                      "portDefinitions": [{"port": 10000}]})
+    .to_string()
+    .into_bytes();
+    let status = w
+        .api(leader, s(10), move |s, d| {
+            s.create_app(d, &ApiCaller::default(), &body, false)
+        })
+        .status;
+    assert_eq!(status, 201);
+    w.run_until(s(60), "2 backends routed", |_| {
+        tables.routed(10000).len() == 2
+    });
+    let routed = tables.routed(10000);
+    assert_eq!(routed, w.running_of("web"));
+    let followed = |w: &mut HaWorld| {
+        w.sim
+            .inspect(&balancer, |p: &BalancerProcess| p.followed().cloned())
+            .unwrap()
+    };
+    assert_eq!(followed(&mut w), Some(w.marathons[leader].clone()));
+
+    // The leader crashes: the table is kept (never emptied) until the next leader's snapshot.
+    w.sim.crash(&HaWorld::marathon_node(leader));
+    let published = tables.count();
+    let next = leader ^ 1;
+    w.run_until(s(30), "the balancer follows the new leader", |w| {
+        assert!(
+            routed.is_subset(&tables.routed(10000)),
+            "the routes of the running tasks were dropped: {:?} at {:?}",
+            tables.routed(10000),
+            w.sim.now()
+        );
+        followed(w) == Some(w.marathons[next].clone())
+    });
+    assert!(tables.count() > published, "the new leader's snapshot came");
+    assert_eq!(tables.routed(10000), routed, "the same tasks, routed");
+    // The new leader's changes flow to the balancer.
+    assert_eq!(w.scale(next, "/web", 3), 200);
+    w.run_until(s(60), "3 backends routed", |_| {
+        tables.routed(10000).len() == 3
+    });
+    assert!(routed.is_subset(&tables.routed(10000)));
+}

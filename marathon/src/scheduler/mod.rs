@@ -392,6 +392,8 @@ pub struct MarathonScheduler {
     uuid_salt: u64,
     events: EventBus,
     routes: crate::routes::RouteFeed,
+    /// Routes waiting for their writes to commit (leader + standbys).
+    routes_waiting: crate::routes::RoutesWaiting,
     prober: Box<dyn ReadinessProber>,
     /// Readiness probes in flight: task → probe id (a late answer to an older probe is
     /// ignored).
@@ -501,6 +503,7 @@ impl MarathonScheduler {
             uuid_salt: 0,
             events: EventBus::default(),
             routes: crate::routes::RouteFeed::default(),
+            routes_waiting: Default::default(),
             prober: Box::new(HttpReadinessProber::new()),
             readiness_in_flight: BTreeMap::new(),
             next_probe_id: 0,
@@ -668,14 +671,33 @@ impl MarathonScheduler {
 
     /// A balancer subscribes: it gets a snapshot now, then a delta per change.
     pub fn subscribe_routes(&mut self, d: &mut Driver<'_, '_>, from: &Upid, m: SubscribeRoutes) {
-        let current = crate::routes::routes_of(&self.apps, &self.instances);
+        // Leader + standbys: the routes sent so far (what committed); the rest follows.
+        let current =
+            (!self.is_replicated()).then(|| crate::routes::routes_of(&self.apps, &self.instances));
         self.routes.subscribe(d.ctx(), from, m, current);
     }
 
     /// Send balancers what changed in the routes since the last flush (nothing if nothing did).
+    /// Leader + standbys: once the writes made so far commit (changes not yet written wait for
+    /// the group commit that writes them).
     pub fn flush_routes(&mut self, d: &mut Driver<'_, '_>) {
         if self.routes.subscribers() == 0 || !self.is_acting() {
             return;
+        }
+        if self.is_replicated() {
+            if !self.pending_ops.is_empty() {
+                return; // `on_flush_message` writes them, then flushes.
+            }
+            if let Some(after) = d
+                .state()
+                .filter(|s| s.has_uncommitted())
+                .and_then(|s| s.last_write())
+            {
+                let current = crate::routes::routes_of(&self.apps, &self.instances);
+                self.routes_waiting.push(after, current);
+                return;
+            }
+            self.routes_waiting.clear();
         }
         let current = crate::routes::routes_of(&self.apps, &self.instances);
         self.routes.flush(d.ctx(), current);
@@ -888,8 +910,8 @@ impl Scheduler for MarathonScheduler {
         self.handle_deposed(driver, why);
     }
 
-    fn committed(&mut self, _driver: &mut Driver<'_, '_>, write: plateau_sdk::coord::WriteId) {
-        self.handle_committed(write);
+    fn committed(&mut self, driver: &mut Driver<'_, '_>, write: plateau_sdk::coord::WriteId) {
+        self.handle_committed(driver, write);
     }
 
     fn leader_changed(&mut self, driver: &mut Driver<'_, '_>, leader: Option<&str>) {

@@ -342,8 +342,12 @@ impl MarathonScheduler {
         self.routes.deposed(d.ctx(), None);
     }
 
-    /// A state write committed (and every one before it): the answers that waited for it go.
-    pub fn handle_committed(&mut self, write: WriteId) {
+    /// A state write committed (and every one before it): the answers and the route changes
+    /// that waited for it go.
+    pub fn handle_committed(&mut self, d: &mut Driver<'_, '_>, write: WriteId) {
+        if let Some(routes) = self.routes_waiting.release(write) {
+            self.routes.flush(d.ctx(), routes);
+        }
         while self.answers.queue.front().is_some_and(|w| w.after <= write) {
             let waiting = self.answers.queue.pop_front().expect("front exists");
             // The client may have gone: nothing to do then.
@@ -373,6 +377,7 @@ impl MarathonScheduler {
         self.suppressed = false;
         self.last_demand = 0;
         self.readiness_in_flight.clear();
+        self.routes_waiting.clear();
         self.pending_ops.clear();
         self.pending_acks.clear();
     }
