@@ -453,6 +453,6 @@ mod tests {
         };
         let refused = layout.translate(&[StoreOp::PutApp(Box::new(record))]);
         assert!(refused.unwrap_err().message.contains("apps/big"));
-        assert!(layout.versions.get("/big").is_none(), "nothing remembered");
+        assert!(!layout.versions.contains_key("/big"), "nothing remembered");
     }
 }
