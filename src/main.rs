@@ -34,8 +34,9 @@ enum Command {
     Master(MasterArgs),
     /// Run a slave: runs tasks as real processes under cgroups for the master.
     Slave(SlaveArgs),
-    /// Run Marathon: keeps long-running apps alive behind Marathon's REST API v2.
-    Marathon(FrameworkArgs),
+    /// Run Marathon: keeps long-running apps alive behind Marathon's REST API v2. With
+    /// several masters, run any number of them: one leads, the others stand by.
+    Marathon(MarathonArgs),
     /// Run Chronos: runs jobs on schedules behind Chronos' REST API.
     Chronos(ChronosArgs),
     /// Run a balancer: TCP service ports and HTTP virtual hosts in front of Marathon's apps,
@@ -150,6 +151,22 @@ struct FrameworkArgs {
 }
 
 #[derive(clap::Args)]
+struct MarathonArgs {
+    #[command(flatten)]
+    framework: FrameworkArgs,
+    /// Run as one of several Marathons: the leader is elected among them through the
+    /// masters, which keep the state (the masters must run as a group, `--peers`); standbys
+    /// proxy the API to the leader. Default: true when `--master` names several masters,
+    /// false for one (then the state is a local file in `--work-dir`).
+    #[arg(long)]
+    ha: Option<bool>,
+    /// With HA: milliseconds a crashed leader keeps the leadership before a standby takes
+    /// over (Marathon's `--zk_session_timeout`).
+    #[arg(long, alias = "zk_session_timeout", default_value_t = 3000)]
+    session_ttl: u64,
+}
+
+#[derive(clap::Args)]
 struct ChronosArgs {
     #[command(flatten)]
     framework: FrameworkArgs,
@@ -160,7 +177,8 @@ struct ChronosArgs {
 
 #[derive(clap::Args)]
 struct BalancerArgs {
-    /// Marathon's node, HOST:PORT (its `--listen`).
+    /// Marathon's node, HOST:PORT (its `--listen`), or the nodes of several Marathons,
+    /// HOST:PORT,HOST:PORT,... (the balancer follows whichever leads).
     #[arg(long)]
     marathon: String,
     /// Address the service-port listeners bind.
@@ -471,13 +489,22 @@ fn run_framework(
     })
 }
 
-fn run_marathon(args: FrameworkArgs) -> anyhow::Result<()> {
+fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.session_ttl >= 1000,
+        "--session-ttl must be at least 1000 ms"
+    );
+    let options = serve::MarathonOptions {
+        ha: args.ha,
+        session_ttl: std::time::Duration::from_millis(args.session_ttl),
+    };
     run_framework(
-        args,
+        args.framework,
         "marathon",
         "/v2/apps",
-        |node, master, work, listen| {
-            serve::start_marathon(node, master, work, listen).map(|m| (m.http, m.addr))
+        move |node, master, work, listen| {
+            serve::start_marathon_with(node, master, work, listen, options)
+                .map(|m| (m.http, m.addr))
         },
     )
 }
