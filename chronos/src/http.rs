@@ -179,8 +179,8 @@ async fn read<R: Send + 'static>(
     handle: &Handle,
     f: impl FnOnce(&ChronosScheduler) -> R + Send + 'static,
 ) -> Result<R, HttpResponse> {
-    answer(handle, move |s, _| {
-        s.check_serving()?;
+    answer(handle, move |s, d| {
+        s.check_serving(d)?;
         Ok(f(s))
     })
     .await
@@ -333,8 +333,8 @@ async fn kill_tasks(handle: Handle, name: web::Path<String>) -> HttpResponse {
 
 async fn job_stat(handle: Handle, name: web::Path<String>) -> HttpResponse {
     let name = name.into_inner();
-    let answer = answer(&handle, move |s, _| {
-        s.check_serving()?;
+    let answer = answer(&handle, move |s, d| {
+        s.check_serving(d)?;
         s.job_stat(&name)
     })
     .await;
@@ -369,10 +369,19 @@ async fn ping() -> HttpResponse {
     text("pong\n".to_string())
 }
 
+/// What the instance hosted by `process` is now.
+pub(crate) fn role_of(
+    process: &mut ChronosProcess,
+    ctx: &mut plateau_runtime::Context<'_>,
+) -> Role {
+    let (s, d) = process.scheduler_and_driver(ctx);
+    s.role(&d)
+}
+
 /// `GET /leader`: `{"leader":"host:port"}`, the REST API of the instance that leads (this one
 /// with a store of its own); 503 while none is elected.
 async fn leader(handle: Handle, advertised: web::Data<Advertised>) -> HttpResponse {
-    match handle.call(|p, _| p.scheduler().role()).await {
+    match handle.call(role_of).await {
         Ok(Role::Leader) => HttpResponse::Ok().json(json!({ "leader": advertised.0 })),
         Ok(Role::Standby {
             leader: Some(leader),

@@ -19,7 +19,7 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
-use crate::http::{error_body, ChronosRef};
+use crate::http::{error_body, role_of, ChronosRef};
 use crate::limits;
 use crate::scheduler::Role;
 
@@ -175,7 +175,7 @@ where
         let service = self.service.clone();
         let proxy = self.proxy.clone();
         Box::pin(async move {
-            let role = match proxy.handle.call(|p, _| p.scheduler().role()).await {
+            let role = match proxy.handle.call(role_of).await {
                 Ok(role) => role,
                 Err(e) => {
                     let answer = error_body(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None);

@@ -470,9 +470,11 @@ impl ChronosScheduler {
         &self.config
     }
 
-    /// Whether this instance serves the REST API itself or a standby proxies it.
-    pub fn role(&self) -> Role {
-        if self.backend.is_leading() {
+    /// Whether this instance serves the REST API itself or a standby proxies it. A leader
+    /// whose lease is no longer sure (paused, cut off) is a standby already, before the
+    /// driver's `deposed` comes.
+    pub fn role(&self, driver: &Driver<'_, '_>) -> Role {
+        if self.backend.is_leading() && driver.is_leading() {
             Role::Leader
         } else {
             Role::Standby {
@@ -496,10 +498,14 @@ impl ChronosScheduler {
         self.backend.replies_waiting()
     }
 
-    /// Ok when this instance serves the API: it acts (it leads, and no store failure stopped
-    /// it). Reads check it too: a standby's model is empty.
-    pub fn check_serving(&self) -> Result<(), ApiError> {
-        self.check_running()
+    /// Ok when this instance serves the API: it acts (it leads, sure of its lease, and no
+    /// store failure stopped it). Reads check it too: a standby's model is empty.
+    pub fn check_serving(&self, driver: &Driver<'_, '_>) -> Result<(), ApiError> {
+        self.check_running()?;
+        if !driver.is_leading() {
+            return Err(self.not_leader());
+        }
+        Ok(())
     }
 
     /// Calls `reply` once every state write made so far (by the call being answered, and
