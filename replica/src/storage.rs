@@ -482,6 +482,8 @@ impl<S: ReplicatedState> StateMachineStore<S> {
 
 impl<S> StateMachineStore<S> {
     /// Writes a snapshot durably (the latest replaces the previous).
+    // openraft's own error type, as its storage traits return it.
+    #[allow(clippy::result_large_err)]
     fn store_snapshot(
         &self,
         meta: &SnapshotMeta<NodeId, ReplicaNode>,
