@@ -26,6 +26,16 @@ use crate::scheduler::Role;
 /// Set on a request a standby proxies to the leader (its value: the standby's address).
 pub const PROXIED_BY_HEADER: &str = "x-plateau-chronos-proxied-by";
 
+/// What a request gets.
+enum Route {
+    /// This instance serves it.
+    Serve,
+    /// The leader at this address serves it.
+    Forward(String),
+    /// This answer (no leader to serve it).
+    Answer(HttpResponse),
+}
+
 /// What the middleware needs: the scheduler process, this instance's advertised address and an
 /// HTTP client for the leader.
 #[derive(Clone)]
@@ -50,11 +60,11 @@ impl Proxy {
         }
     }
 
-    /// Where a standby sends `req`, or the answer it gives itself.
-    fn route(&self, role: Role, req: &ServiceRequest) -> Result<Option<String>, HttpResponse> {
+    /// Who serves `req`.
+    fn route(&self, role: Role, req: &ServiceRequest) -> Route {
         match role {
-            Role::Leader => Ok(None),
-            Role::Standby { leader: None } => Err(error_body(
+            Role::Leader => Route::Serve,
+            Role::Standby { leader: None } => Route::Answer(error_body(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no Chronos leader is elected yet: ask again in a few seconds",
                 None,
@@ -65,7 +75,7 @@ impl Proxy {
                 if leader == self.advertised || req.headers().contains_key(PROXIED_BY_HEADER) {
                     // This instance was the leader a moment ago, or another standby thinks it
                     // leads: the leadership is moving.
-                    Err(error_body(
+                    Route::Answer(error_body(
                         StatusCode::SERVICE_UNAVAILABLE,
                         &format!(
                             "this Chronos ({}) is not the leader and the leadership is moving: ask again in a few seconds",
@@ -74,7 +84,7 @@ impl Proxy {
                         None,
                     ))
                 } else {
-                    Ok(Some(leader))
+                    Route::Forward(leader)
                 }
             }
         }
@@ -183,12 +193,12 @@ where
                 }
             };
             let answer = match proxy.route(role, &req) {
-                Ok(None) => return Ok(service.call(req).await?.map_into_left_body()),
-                Ok(Some(leader)) => match req.extract::<web::Bytes>().await {
+                Route::Serve => return Ok(service.call(req).await?.map_into_left_body()),
+                Route::Forward(leader) => match req.extract::<web::Bytes>().await {
                     Ok(body) => proxy.forward(&leader, &req, body).await,
                     Err(e) => error_body(StatusCode::BAD_REQUEST, &e.to_string(), None),
                 },
-                Err(answer) => answer,
+                Route::Answer(answer) => answer,
             };
             Ok(req.into_response(answer).map_into_right_body())
         })

@@ -68,6 +68,8 @@ const JOBS: [(&str, i64, &str); 3] = [("a", 0, "once"), ("b", 3_300, "all"), ("c
 struct HaWorld {
     sim: Sim,
     masters: Vec<Upid>,
+    disks: Vec<MemoryDisk>,
+    seed: u64,
     chronos: Vec<Upid>,
     witness: ChronosWitness,
     ledger: Ledger,
@@ -126,6 +128,8 @@ impl HaWorld {
         let mut w = HaWorld {
             sim,
             masters: masters.clone(),
+            disks: vec![MemoryDisk::new(), MemoryDisk::new(), MemoryDisk::new()],
+            seed,
             chronos: Vec::new(),
             witness: ChronosWitness::new(ledger.clone()),
             ledger,
@@ -133,24 +137,7 @@ impl HaWorld {
         };
         for (i, master) in masters.iter().enumerate() {
             w.sim.add_node(master.node());
-            let mut replica = Replica::open(
-                ReplicaConfig::new(master.clone()),
-                Box::new(MemoryDisk::new()),
-                MasterState::default(),
-                0,
-            )
-            .unwrap();
-            replica.bootstrap(&masters);
-            let config = MasterConfig {
-                seed: seed * 10 + i as u64,
-                hostname: master.node().host.to_string(),
-                ..MasterConfig::default()
-            };
-            w.sim.spawn(
-                &master.node(),
-                "master",
-                MasterProcess::replicated(config, replica),
-            );
+            w.spawn_master(i, true);
         }
         for i in 0..2 {
             w.add_slave(i);
@@ -161,6 +148,39 @@ impl HaWorld {
             w.spawn_chronos(i);
         }
         w
+    }
+
+    fn spawn_master(&mut self, i: usize, bootstrap: bool) {
+        let master = self.masters[i].clone();
+        let mut replica = Replica::open(
+            ReplicaConfig::new(master.clone()),
+            Box::new(self.disks[i].clone()),
+            MasterState::default(),
+            0,
+        )
+        .unwrap();
+        if bootstrap {
+            replica.bootstrap(&self.masters);
+        }
+        let config = MasterConfig {
+            seed: self.seed * 10 + i as u64,
+            hostname: master.node().host.to_string(),
+            ..MasterConfig::default()
+        };
+        self.sim.spawn(
+            &master.node(),
+            "master",
+            MasterProcess::replicated(config, replica),
+        );
+    }
+
+    fn master_leader(&mut self) -> Option<usize> {
+        (0..3).find(|&i| {
+            let m = self.masters[i].clone();
+            self.sim
+                .inspect(&m, |p: &MasterProcess| p.is_elected())
+                .unwrap_or(false)
+        })
     }
 
     fn group(&self) -> Masters {
@@ -641,4 +661,110 @@ fn ha_same_seed_same_run() {
         (w.sim.trace_hash(), launched)
     };
     assert_eq!(run(), run());
+}
+
+/// Instants that fell due while no instance led (every one crashed for 50 s) run per their
+/// job's `catchUp` when one leads again, each once: `all` runs every missed instant, `once`
+/// only the latest of them, `skip` none; the instants after the outage all run.
+#[test]
+fn ha_instants_missed_while_no_instance_leads_run_per_catch_up_once() {
+    let mut w = HaWorld::new(21, 2);
+    let first = DateTime::<Utc>::from_timestamp_millis(START_MS + FIRST_MS).unwrap();
+    let mut specs = Vec::new();
+    for policy in ["once", "all", "skip"] {
+        let mut job = Job::new(policy, "sim:run=1s");
+        job.schedule = Some(format!(
+            "R/{}/PT10S",
+            first.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ));
+        job.catch_up = Some(policy.to_string());
+        job.epsilon = Some("PT5S".into());
+        job.cpus = 0.1;
+        job.mem = 32.0;
+        job.disk = 10.0;
+        w.post(job, PostKind::Iso8601).unwrap();
+        specs.push(ChronosJobSpec {
+            name: policy.to_string(),
+            schedule: Some((first, secs(10))),
+            parent: None,
+            command: "sim:run=1s".into(),
+            acknowledged: true,
+        });
+    }
+    w.witness.set_jobs(&specs);
+    // Instants at 20, 30 and 40 s run; every instance crashes at 45 s and comes back at
+    // 96.5 s, while no instant is within 5 s (the jobs' epsilon) of the new leader's election.
+    w.sim.run_until(Instant::ZERO + ms(45_000));
+    for i in 0..2 {
+        w.sim.crash(&chronos_node(i));
+    }
+    w.sim.run_until(Instant::ZERO + ms(96_500));
+    for i in 0..2 {
+        w.sim.restart(&chronos_node(i));
+        w.spawn_chronos(i);
+    }
+    let restarted = w.sim.now();
+    w.await_leader(secs(10));
+    let took = w.sim.now() - restarted;
+    assert!(took < secs(2), "a leader after {took:?}");
+    w.sim.run_until(Instant::ZERO + ms(125_000));
+
+    let violations = w.ledger.take_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+    let launches = w.launches();
+    let ran = |job: &str| -> Vec<i64> {
+        launches
+            .iter()
+            .filter_map(|(id, attempts)| {
+                let (name, millis) = id.split_once('@')?;
+                assert_eq!(attempts, &[0], "{id} launched {attempts:?}");
+                (name == job).then(|| (millis.parse::<i64>().unwrap() - START_MS) / 1000)
+            })
+            .collect()
+    };
+    assert_eq!(ran("all"), [20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]);
+    assert_eq!(ran("once"), [20, 30, 40, 90, 100, 110, 120]);
+    assert_eq!(ran("skip"), [20, 30, 40, 100, 110, 120]);
+}
+
+/// The leading master crashes (and comes back 5 s later) at several points around the jobs'
+/// instants: Chronos keeps one run per instant through the masters' failover.
+#[test]
+fn ha_exactly_once_across_a_master_failover() {
+    for (i, offset_ms) in [0i64, 5, 30, 1_500, 4_000].into_iter().enumerate() {
+        let mut w = HaWorld::new(300 + i as u64, 2);
+        let (jobs, specs) = test_jobs();
+        for (job, kind) in jobs {
+            w.post(job, kind).unwrap();
+        }
+        w.witness.set_jobs(&specs);
+        for k in [2i64, 6] {
+            w.sim
+                .run_until(Instant::ZERO + ms((FIRST_MS + k * PERIOD_MS + offset_ms) as u64));
+            let m = w.master_leader().expect("a leading master");
+            let node = w.masters[m].node();
+            w.sim.crash(&node);
+            w.sim.run_for(secs(5));
+            w.sim.restart(&node);
+            w.spawn_master(m, false);
+        }
+        let last_ms =
+            FIRST_MS + JOBS.iter().map(|j| j.1).max().unwrap() + (REPEATS - 1) * PERIOD_MS;
+        w.sim
+            .run_until(Instant::ZERO + ms((last_ms + 8_000) as u64));
+        let context = format!("offset {offset_ms} ms");
+        let violations = w.ledger.take_violations();
+        assert!(violations.is_empty(), "{context}: {violations:?}");
+        let launches = w.launches();
+        for (name, phase, _) in JOBS {
+            for k in 0..REPEATS {
+                let run = format!("{name}@{}", instant_ms(phase, k));
+                assert_eq!(
+                    launches.get(&run).map(Vec::as_slice),
+                    Some([0u32].as_slice()),
+                    "{context}: run {run}"
+                );
+            }
+        }
+    }
 }
