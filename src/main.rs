@@ -173,6 +173,26 @@ struct ChronosArgs {
     /// Milliseconds before a failed run is retried (Chronos' `--failure_retry`).
     #[arg(long, alias = "failure_retry", default_value_t = 60_000)]
     failure_retry: u64,
+    /// Where the state lives: `local`, a redb file in the work dir (one Chronos), or
+    /// `replicated`, the masters' coordination store (the masters run as a group): run any
+    /// number of `plateau chronos` with the same `--master` list; one leads, the others stand
+    /// by and proxy their REST API to it. Default: `replicated` when `--master` names more than
+    /// one master, else `local`.
+    #[arg(long, value_enum)]
+    state: Option<ChronosState>,
+    /// With the replicated state: how long a crashed leader keeps the leadership before a
+    /// standby takes over.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    session_ttl: Duration,
+}
+
+/// `plateau chronos --state`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ChronosState {
+    /// A redb file in the work dir.
+    Local,
+    /// The masters' coordination store.
+    Replicated,
 }
 
 #[derive(clap::Args)]
@@ -510,17 +530,35 @@ fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
 }
 
 fn run_chronos(args: ChronosArgs) -> anyhow::Result<()> {
+    use plateau_chronos::http::StateMode;
     let config = plateau_chronos::scheduler::ChronosConfig {
         failure_retry: std::time::Duration::from_millis(args.failure_retry),
         ..Default::default()
+    };
+    let replicated = StateMode::Replicated {
+        session_ttl: args.session_ttl,
+    };
+    let state = match args.state {
+        Some(ChronosState::Local) => StateMode::Local,
+        Some(ChronosState::Replicated) => replicated,
+        None => match StateMode::for_masters(&args.framework.master) {
+            StateMode::Local => StateMode::Local,
+            StateMode::Replicated { .. } => replicated,
+        },
     };
     run_framework(
         args.framework,
         "chronos",
         "/scheduler/jobs",
         move |node, master, work, listen| {
-            serve::start_chronos(node, master, work, listen, config)
-                .map(|c| (c.server, c.http_addr))
+            let chronos = serve::start_chronos_with(node, master, work, listen, config, state)?;
+            if let StateMode::Replicated { .. } = state {
+                println!(
+                    "chronos: state in the masters' coordination store; one instance leads, the others stand by (GET http://{}/scheduler/leader)",
+                    chronos.advertised
+                );
+            }
+            Ok((chronos.server, chronos.http_addr))
         },
     )
 }

@@ -193,7 +193,8 @@ pub fn start_balancer(
     plateau_balancer::start(node, config).context("starting the balancer")
 }
 
-/// Start Chronos on `node` with its HTTP API on `listen`, following the leader of `masters`.
+/// Start Chronos on `node` with its HTTP API on `listen`, following the leader of `masters`
+/// (its state where [`plateau_chronos::http::StateMode::for_masters`] puts it).
 pub fn start_chronos(
     node: &Node,
     masters: impl Into<Masters>,
@@ -201,8 +202,24 @@ pub fn start_chronos(
     listen: SocketAddr,
     scheduler: plateau_chronos::scheduler::ChronosConfig,
 ) -> anyhow::Result<plateau_chronos::http::Started> {
+    let masters = masters.into();
+    let state = plateau_chronos::http::StateMode::for_masters(&masters);
+    start_chronos_with(node, masters, work_dir, listen, scheduler, state)
+}
+
+/// [`start_chronos`] with the state in `state`: a redb file under `work_dir`, or the masters'
+/// coordination store (leader + standbys).
+pub fn start_chronos_with(
+    node: &Node,
+    masters: impl Into<Masters>,
+    work_dir: &Path,
+    listen: SocketAddr,
+    scheduler: plateau_chronos::scheduler::ChronosConfig,
+    state: plateau_chronos::http::StateMode,
+) -> anyhow::Result<plateau_chronos::http::Started> {
     let mut config = plateau_chronos::http::StartConfig::new(work_dir.to_path_buf(), masters);
     config.http_listen = listen;
     config.scheduler = scheduler;
+    config.state = state;
     plateau_chronos::http::start(node, config).context("starting Chronos")
 }
