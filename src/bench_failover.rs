@@ -161,7 +161,7 @@ fn agreed_master(masters: &[String]) -> Option<String> {
 }
 
 /// The Marathon or Chronos instance of `instances` that says it leads: `/v2/leader` (Marathon)
-/// or `/leader` (Chronos) names its own address.
+/// or `/scheduler/leader` (Chronos) names its own address.
 fn leading_instance(instances: &[String], leader_path: &str) -> Option<String> {
     instances.iter().find_map(|i| {
         let leader = get_json(i, leader_path)?["leader"].as_str()?.to_string();
@@ -273,7 +273,7 @@ pub fn run() -> anyhow::Result<FailoverReport> {
         leading_instance(&marathons, "/v2/leader")
     })?;
     let chronos = wait_for(Duration::from_secs(60), "a leading Chronos", || {
-        leading_instance(&chronoses, "/leader")
+        leading_instance(&chronoses, "/scheduler/leader")
     })?;
 
     // The app and the jobs.
