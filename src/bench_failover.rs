@@ -393,7 +393,11 @@ pub fn run() -> anyhow::Result<FailoverReport> {
     let master_failover_ms = t0.elapsed().as_millis() as u64;
     std::thread::sleep(Duration::from_secs(10));
 
-    // 2. The leading Marathon.
+    // 2. The leading Marathon (asked again: the master failover may have moved it).
+    let marathon = wait_for(Duration::from_secs(60), "a leading Marathon", || {
+        leading_instance(&marathons, "/v2/leader")
+    })?;
+    eprintln!("bench failover: the leading Marathon is {marathon}; killing it");
     let killed = marathons
         .iter()
         .position(|m| *m == marathon)
@@ -417,7 +421,11 @@ pub fn run() -> anyhow::Result<FailoverReport> {
     let marathon_failover_ms = t0.elapsed().as_millis() as u64;
     std::thread::sleep(Duration::from_secs(10));
 
-    // 3. The leading Chronos.
+    // 3. The leading Chronos (asked again, as above).
+    let chronos = wait_for(Duration::from_secs(60), "a leading Chronos", || {
+        leading_instance(&chronoses, "/scheduler/leader")
+    })?;
+    eprintln!("bench failover: the leading Chronos is {chronos}; killing it");
     let killed = chronoses
         .iter()
         .position(|c| *c == chronos)
