@@ -61,6 +61,8 @@ struct Processes {
     exe: PathBuf,
     children: BTreeMap<String, Child>,
     slave_dirs: Vec<PathBuf>,
+    /// Keep the directory (the logs) when the children are gone: the run failed.
+    keep_logs: bool,
 }
 
 impl Processes {
@@ -94,7 +96,9 @@ impl Drop for Processes {
         for dir in &self.slave_dirs {
             plateau_slave::destroy_leftover_tasks(dir);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_logs {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -169,21 +173,31 @@ fn leading_instance(instances: &[String], leader_path: &str) -> Option<String> {
     })
 }
 
-/// Runs the benchmark; the children's logs and work dirs go under a temporary directory
-/// (removed at the end).
+/// Runs the benchmark; the children's logs and work dirs go under a temporary directory,
+/// removed at the end of a run that succeeds and kept (its path in the error) for one that
+/// fails.
 pub fn run() -> anyhow::Result<FailoverReport> {
     let dir = std::env::temp_dir().join(format!("plateau-bench-failover-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("runs"))?;
-    let tls = dir.join("tls");
-    let ca = plateau_runtime::tls::ClusterCa::generate()?;
-    ca.save(&tls)?;
     let mut p = Processes {
         dir: dir.clone(),
         exe: std::env::current_exe()?,
         children: BTreeMap::new(),
         slave_dirs: Vec::new(),
+        keep_logs: false,
     };
+    let report = measure(&mut p, &dir);
+    if report.is_err() {
+        p.keep_logs = true;
+    }
+    report.with_context(|| format!("the processes' logs are in {}", dir.display()))
+}
+
+fn measure(p: &mut Processes, dir: &Path) -> anyhow::Result<FailoverReport> {
+    let tls = dir.join("tls");
+    let ca = plateau_runtime::tls::ClusterCa::generate()?;
+    ca.save(&tls)?;
     let tls_s = tls.to_string_lossy().to_string();
     let arg = |s: &str| s.to_string();
 
