@@ -28,7 +28,9 @@
 //!      term says nothing about who leads, and a partitioned candidate's terms run ahead.
 //!   3. The followed leader saying that it does not lead (no leader, or another one) is
 //!      believed whatever its term: it is forgotten (or the one it names is followed, if rule 2
-//!      allows), and it is not followed again at a term no higher than the one it gave up.
+//!      allows), and other masters naming it are not believed at a term no higher than the
+//!      one it gave up. Its own word that it leads is (its messages arrive in order: a master
+//!      named by a follower as soon as it won an election says "no leader" until it acts).
 //!   4. The link to the followed leader breaking ([`MasterDetector::handle_exited`]) forgets
 //!      it, and querying starts at once. It may be followed again: a partition breaks links
 //!      too, and a dead leader is only replaced once the others have elected another.
@@ -342,7 +344,10 @@ impl MasterDetector {
             return if disclaimed { ignored } else { News::Stale };
         }
         if let Some((deposed, gave_up)) = &self.deposed {
-            if deposed == named && msg.term <= *gave_up {
+            // Others may still name it from an old view; its own word is its current view
+            // (a master just elected says it leads only once it acts, and may have said
+            // "no leader" in between, while a follower already named it).
+            if deposed == named && from != named && msg.term <= *gave_up {
                 return if disclaimed { ignored } else { News::Stale };
             }
         }
@@ -652,6 +657,34 @@ mod tests {
             News::Followed
         );
         assert_eq!(d.leader(), Some(&a));
+    }
+
+    #[test]
+    fn a_leader_named_before_it_acts_is_followed_once_it_says_it_leads() {
+        let (a, _b, c) = (master(1), master(2), master(3));
+        let mut d = group().0;
+        // C already knows that A won the election of term 1.
+        assert_eq!(
+            d.handle_new_master_detected(ms(1), &c, &news(Some(&a), 1)),
+            News::Followed
+        );
+        // A, asked before it acts, says no one leads yet.
+        assert_eq!(
+            d.handle_new_master_detected(ms(2), &a, &news(None, 1)),
+            News::Forgotten
+        );
+        assert_eq!(
+            d.handle_new_master_detected(ms(3), &c, &news(Some(&a), 1)),
+            News::Stale
+        );
+        // A acts and says so: followed, at the same term.
+        assert_eq!(
+            d.handle_new_master_detected(ms(10), &a, &news(Some(&a), 1)),
+            News::Followed
+        );
+        assert_eq!(d.leader(), Some(&a));
+        assert_eq!(d.term(), 1);
+        assert!(!d.is_querying());
     }
 
     #[test]
