@@ -15,7 +15,9 @@
 //!   usually ends within it, and the request is then served by the new leader (maybe this
 //!   instance) — then `502 {"message":"Could not determine the current leader"}`.
 //!   Only a failure to *connect* is retried: once the request reached the leader, its answer
-//!   (or the failure to get one: 502) is final, so a write is never sent twice.
+//!   (or the failure to get one: 502) is final, so a write is never sent twice. Each forwarded
+//!   request has a connection of its own (no pool), so a leader that just died is seen as a
+//!   refused connection — retried — and not as a request lost on a stale pooled one.
 //!
 //! `/ping`, `/v2/leader` and `/v2/info` are always answered by the instance asked (`/v2/info`
 //! says whether it is `elected`, and who leads). A request that already went through this
@@ -60,7 +62,13 @@ pub struct LeaderProxy {
 impl LeaderProxy {
     /// A proxy for the instance advertised at `me`.
     pub fn new(me: impl Into<String>) -> Self {
+        // No connection pool: every forwarded request opens its own connection. A pooled
+        // connection to a leader killed a moment ago may not look closed yet; a request
+        // written to it fails after it left, so it cannot be retried (the leader might have
+        // read it) and the client would get a 502 during a failover. A fresh connection to a
+        // dead leader is refused before anything is sent: that is retried.
         let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
             .connect_timeout(LEADER_PROXY_CONNECT_TIMEOUT)
             .timeout(LEADER_PROXY_READ_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

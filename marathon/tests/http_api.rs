@@ -474,3 +474,105 @@ async fn a_standby_forwards_the_api_to_the_leader() {
     node_a.shutdown();
     node_b.shutdown();
 }
+
+/// Reads one HTTP request head (no body) from `stream`; false at EOF or on an error.
+fn read_request_head(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn answer_json(stream: &mut std::net::TcpStream, body: &Value) {
+    use std::io::Write;
+    let body = body.to_string();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+}
+
+/// A leader killed right after it answered leaves the standby a connection that may not look
+/// closed yet. The standby must not send the next request on it (it would be lost, and could
+/// not be retried: a 502 in the middle of a failover): each forwarded request opens its own
+/// connection, reaching whoever listens at the leader's address now.
+///
+/// The "leader" is a plain TCP server: it answers the first request and keeps that
+/// connection open, dropping it, unanswered, at the first byte sent on it (a dead process);
+/// then a new listener at the same address answers every request (the leader restarted).
+#[actix_rt::test]
+async fn a_standby_never_forwards_on_a_connection_of_an_earlier_leader() {
+    use plateau_marathon::scheduler::with_marathon;
+
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let leader_address = first.local_addr().unwrap().to_string();
+    let (restarted_tx, restarted_rx) = std::sync::mpsc::channel();
+    let address = leader_address.clone();
+    std::thread::spawn(move || {
+        let (mut stale, _) = first.accept().unwrap();
+        assert!(read_request_head(&mut stale));
+        answer_json(&mut stale, &json!({"apps": [{"id": "/first"}]}));
+        drop(first);
+        // std sets SO_REUSEADDR: the address can be bound again while `stale` is open.
+        let second = std::net::TcpListener::bind(&address).unwrap();
+        std::thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            let _ = std::io::Read::read(&mut stale, &mut byte);
+            drop(stale);
+        });
+        restarted_tx.send(()).unwrap();
+        for stream in second.incoming() {
+            let Ok(mut stream) = stream else { return };
+            while read_request_head(&mut stream) {
+                answer_json(&mut stream, &json!({"apps": [{"id": "/second"}]}));
+            }
+        }
+    });
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let node = Node::start(NodeConfig::local("127.0.0.1", 18085, 2)).unwrap();
+    let mut standby_config = config(None);
+    standby_config.marathon.ha = true;
+    standby_config.marathon.hostname = "127.0.0.1".into();
+    standby_config.marathon.http_port = port;
+    standby_config.http_listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let standby = start(&node, standby_config).unwrap();
+    let api = Api::new(&standby);
+    let told = leader_address.clone();
+    standby
+        .process
+        .call(move |p, ctx| with_marathon(p, ctx, |s, d| s.handle_leader_changed(d, Some(&told))))
+        .await
+        .unwrap();
+
+    let (status, body) = api.get("/v2/apps").await;
+    assert_eq!(
+        (status, &body["apps"][0]["id"]),
+        (200, &json!("/first")),
+        "{body}"
+    );
+    restarted_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the fake leader restarted");
+    let (status, body) = api.get("/v2/apps").await;
+    assert_eq!(
+        (status, &body["apps"][0]["id"]),
+        (200, &json!("/second")),
+        "{body}"
+    );
+
+    standby.http.stop(true).await;
+    node.shutdown();
+}

@@ -1832,6 +1832,14 @@ impl MasterCore {
                 .expect("framework in allocator");
         }
         if let Some(old) = old_pid.filter(|p| p != from) {
+            // The offers made to the old scheduler (it may have died a moment ago: its exit
+            // is not seen once its pid is unlinked) go back to the allocator, to be offered
+            // again — to the new scheduler too. Left alone they would hold their resources
+            // for good, with no offer timeout (Mesos' `failoverFramework` does the same).
+            let offers: Vec<OfferId> = self.frameworks[&id].offers.iter().cloned().collect();
+            for offer in offers {
+                self.rescind_offer(now, &offer, true);
+            }
             self.framework_by_pid.remove(&old);
             self.actions.push(Action::Unlink(old.clone()));
             if status == FrameworkStatus::Active {

@@ -19,7 +19,9 @@ use plateau_runtime::tls::{ClusterCa, NodeIdentity};
 use plateau_runtime::{Node, NodeConfig};
 use plateau_sdk::*;
 
-use super::support::{eventually, free_port, get_json, task_pids, Cluster};
+use super::support::{
+    agreed_master, await_some, eventually, free_port, get_json, task_pids, Cluster,
+};
 
 /// Tasks to launch, each on a given host or anywhere.
 type Wanted = Arc<Mutex<Vec<(TaskId, Option<String>)>>>;
@@ -106,70 +108,16 @@ async fn get_raw(url: &str) -> Option<(u16, Option<String>)> {
     Some((response.status().as_u16(), location))
 }
 
-/// Poll `f` every 100 ms until it gives a value; panic naming `what` after `limit`.
-async fn await_some<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Which of `masters` (HOST:PORT) leads, as every live one of them says.
-async fn agreed_leader(masters: &[String]) -> Option<String> {
-    let mut seen = None;
-    for m in masters {
-        let members = get_json(&format!("http://{m}/master/members")).await?;
-        let leader = members["leader"].as_str()?.to_string();
-        if seen.get_or_insert_with(|| leader.clone()) != &leader {
-            return None;
-        }
-    }
-    seen
-}
-
 #[test]
 fn three_masters_survive_a_killed_leader() {
     let mut cluster = Cluster::new("ha-kill");
-    let dir = cluster.dir.clone();
     let tls = cluster.tls();
-    let tls_s = tls.to_str().unwrap().to_string();
     let masters: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1")))
         .collect();
     let peers = masters.join(",");
-    let master_args = |i: usize| -> Vec<String> {
-        [
-            "master",
-            "--listen",
-            &masters[i],
-            "--peers",
-            &peers,
-            "--work-dir",
-            dir.join(format!("master-{i}")).to_str().unwrap(),
-            "--tls-dir",
-            &tls_s,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
     for i in 0..3 {
-        let args = master_args(i);
-        cluster.spawn(
-            &format!("master-{i}"),
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+        cluster.spawn_master(i, &masters);
     }
     let mut slave_works = Vec::new();
     for i in 1..=2 {
@@ -191,7 +139,7 @@ fn three_masters_survive_a_killed_leader() {
         let leader = await_some(
             Duration::from_secs(60),
             "a leader all masters agree on",
-            || agreed_leader(&masters),
+            || agreed_master(&masters),
         )
         .await;
         let state_of = |m: &str| format!("http://{m}/master/state");
@@ -263,7 +211,7 @@ fn three_masters_survive_a_killed_leader() {
         let killed_at = std::time::Instant::now(); // determinism-ok: a test measuring wall time
         let live: Vec<String> = masters.iter().filter(|m| **m != leader).cloned().collect();
         let new_leader = await_some(Duration::from_secs(30), "a new leader", || async {
-            agreed_leader(&live).await.filter(|l| *l != leader)
+            agreed_master(&live).await.filter(|l| *l != leader)
         })
         .await;
         eventually(
@@ -309,15 +257,11 @@ fn three_masters_survive_a_killed_leader() {
         assert!(launched_a <= 1, "task a launched once");
 
         // The killed master comes back as a follower with the whole registry.
-        let args = master_args(killed);
-        cluster.spawn(
-            &format!("master-{killed}"),
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
+        cluster.spawn_master(killed, &masters);
         eventually(
             Duration::from_secs(60),
             "the restarted master follows",
-            || async { agreed_leader(&masters).await.as_deref() == Some(new_leader.as_str()) },
+            || async { agreed_master(&masters).await.as_deref() == Some(new_leader.as_str()) },
         )
         .await;
         let (status, _) = get_raw(&state_of(&leader)).await.unwrap();

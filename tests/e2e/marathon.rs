@@ -2,7 +2,7 @@
 //! `plateau marathon` as separate processes, driven only through Marathon's REST API v2.
 //! Tasks are real processes in real cgroups (the test runs as root, as CI does).
 //!
-//! Two scenarios (each on its own cluster):
+//! Three scenarios (each on its own cluster):
 //! - lifecycle: 422 naming the field for a bad body; an app of 3 real processes; scale to 5
 //!   and back to 2; a killed task is replaced; SSE shows `status_update_event`s; a rolling
 //!   restart never drops below `minimumHealthCapacity × instances`; kill -9 of Marathon in
@@ -11,15 +11,25 @@
 //! - placement and health: UNIQUE hostname with 3 instances on 2 slaves runs 2 and queues 1;
 //!   an app whose HTTP health check fails has its tasks replaced; a deployment waits for a
 //!   readiness check (a real HTTP server answering 503, then 200) before it completes.
+//! - leader + standbys: three masters (`--peers`), two slaves, two Marathons on the masters'
+//!   list; the leading Marathon is killed with kill -9 right after its last acknowledged
+//!   write. The standby takes over and answers a write as the leader (the time from the kill
+//!   is printed; pass/fail uses a generous deadline, this is not a benchmark); every write
+//!   acknowledged before the kill is there, at its latest version; every app runs exactly its
+//!   instance count, in Marathon's view, at the master and as task processes on the slaves,
+//!   and the master never saw a task end (none was launched twice); the tasks that ran before
+//!   the kill keep their processes; the killed Marathon comes back as a standby.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{eventually, free_port, get_json, Cluster};
+use super::support::{
+    agreed_master, await_some, eventually, free_port, get_json, task_cgroups, task_pids, Cluster,
+};
 
 /// Deadline for anything that involves launching processes on a slow, shared machine.
 const SLOW: Duration = Duration::from_secs(90);
@@ -189,18 +199,6 @@ impl Env {
             }
         }
     }
-}
-
-fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
-    let name = plateau_slave::cgroup_slave_name(slave_work);
-    let dir = Path::new("/sys/fs/cgroup/pids/plateau")
-        .join(name)
-        .join(plateau_slave::containerizer::task_dir_name(task));
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect()
 }
 
 fn alive(pid: i32) -> bool {
@@ -577,4 +575,562 @@ async fn placement_and_health(env: &mut Env) {
         env.master_live_tasks().await.is_some_and(|l| l.is_empty())
     })
     .await;
+}
+
+// ---- leader + standbys: three masters, two Marathons -----------------------------------------
+
+/// Pass/fail limit from the kill of the leading Marathon to a write answered by the new
+/// leader. Generous: the point is that a standby takes over, not how fast (the measured time
+/// is printed; a Marathon failover usually takes the session TTL, 3 s, plus an election).
+const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Three masters, two slaves, two Marathons on the masters' list.
+struct HaEnv {
+    cluster: Cluster,
+    masters: Vec<String>,
+    /// Each Marathon's HOST:PORT; child `marathon-<i>`.
+    marathons: Vec<String>,
+    marathon_args: Vec<Vec<String>>,
+    /// Slave hostname (its IP) → its work dir.
+    slaves: BTreeMap<String, PathBuf>,
+    client: reqwest::Client,
+}
+
+/// An answer: status, the `X-Marathon-Leader` header, the JSON body.
+struct Answer {
+    status: u16,
+    leader_header: Option<String>,
+    body: Value,
+}
+
+impl HaEnv {
+    fn start(test: &str) -> HaEnv {
+        let mut cluster = Cluster::new(test);
+        let dir = cluster.dir.clone();
+        let tls = cluster.tls().to_str().unwrap().to_string();
+        let masters: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1")))
+            .collect();
+        for i in 0..masters.len() {
+            cluster.spawn_master(i, &masters);
+        }
+        let peers = masters.join(",");
+        let mut slaves = BTreeMap::new();
+        for i in 1..=2u32 {
+            let ip = format!("127.0.0.{}", i + 1);
+            let resources = format!(
+                "cpus:1;mem:512;disk:1000;ports:[{}-{}]",
+                33000 + i * 100,
+                33099 + i * 100
+            );
+            let (_, work) = cluster.start_slave(&format!("slave-{i}"), &ip, &peers, &resources);
+            slaves.insert(ip, work);
+        }
+        let marathons: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1")))
+            .collect();
+        let marathon_args = marathons
+            .iter()
+            .enumerate()
+            .map(|(i, listen)| {
+                let work = dir.join(format!("marathon-{i}"));
+                [
+                    "marathon",
+                    "--master",
+                    &peers,
+                    "--ha",
+                    "true",
+                    "--listen",
+                    listen,
+                    "--work-dir",
+                    work.to_str().unwrap(),
+                    "--tls-dir",
+                    &tls,
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+            })
+            .collect();
+        let mut env = HaEnv {
+            cluster,
+            masters,
+            marathons,
+            marathon_args,
+            slaves,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        for i in 0..env.marathons.len() {
+            env.spawn_marathon(i);
+        }
+        env
+    }
+
+    fn spawn_marathon(&mut self, i: usize) {
+        let args: Vec<&str> = self.marathon_args[i].iter().map(String::as_str).collect();
+        self.cluster.spawn(&format!("marathon-{i}"), &args);
+    }
+
+    /// kill -9 of Marathon `i`; returns once the process is gone.
+    fn kill_marathon(&mut self, i: usize) {
+        let name = format!("marathon-{i}");
+        self.cluster.signal(&name, libc::SIGKILL);
+        let _ = self.cluster.children.get_mut(&name).unwrap().wait();
+    }
+
+    /// `METHOD http://marathon/path`; None when unreachable.
+    async fn send(
+        &self,
+        marathon: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<Answer> {
+        let mut req = self
+            .client
+            .request(method, format!("http://{marathon}{path}"));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.ok()?;
+        let status = resp.status().as_u16();
+        let leader_header = resp
+            .headers()
+            .get("x-marathon-leader")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Some(Answer {
+            status,
+            leader_header,
+            body,
+        })
+    }
+
+    /// A write that must be acknowledged: panics on anything but `expected`.
+    async fn acked(
+        &self,
+        marathon: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        expected: u16,
+    ) -> Value {
+        let what = format!("{method} {path}");
+        let answer = self
+            .send(marathon, method, path, body)
+            .await
+            .unwrap_or_else(|| panic!("{what}: {marathon} unreachable"));
+        assert_eq!(answer.status, expected, "{what}: {}", answer.body);
+        answer.body
+    }
+
+    /// The Marathon leader every one of `marathons` names.
+    async fn agreed_marathon(&self, marathons: &[String]) -> Option<String> {
+        let mut seen = None;
+        for m in marathons {
+            let leader = get_json(&format!("http://{m}/v2/leader")).await?["leader"]
+                .as_str()?
+                .to_string();
+            if seen.get_or_insert_with(|| leader.clone()) != &leader {
+                return None;
+            }
+        }
+        seen
+    }
+
+    async fn tasks(&self, marathon: &str, app: &str) -> Vec<Value> {
+        get_json(&format!("http://{marathon}/v2/apps{app}/tasks"))
+            .await
+            .and_then(|v| v["tasks"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Every app of `expected` (id → instances) has exactly that many tasks, all RUNNING,
+    /// and no deployment is in progress.
+    async fn settled(&self, marathon: &str, expected: &BTreeMap<&str, usize>) -> bool {
+        for (app, n) in expected {
+            let tasks = self.tasks(marathon, app).await;
+            if tasks.len() != *n || tasks.iter().any(|t| t["state"] != "TASK_RUNNING") {
+                return false;
+            }
+        }
+        get_json(&format!("http://{marathon}/v2/deployments"))
+            .await
+            .and_then(|d| d.as_array().map(Vec::is_empty))
+            .unwrap_or(false)
+    }
+
+    /// Task id → pids of every task cgroup holding a process, on all slaves.
+    fn task_processes(&self) -> BTreeMap<String, Vec<i32>> {
+        self.slaves.values().flat_map(|w| task_cgroups(w)).collect()
+    }
+
+    fn dump_logs(&self) {
+        // What the cluster says now, while its processes still run.
+        let mut urls: Vec<String> = self
+            .masters
+            .iter()
+            .map(|m| format!("http://{m}/master/state"))
+            .collect();
+        for m in &self.marathons {
+            for path in ["/v2/info", "/v2/queue", "/v2/deployments", "/v2/tasks"] {
+                urls.push(format!("http://{m}{path}"));
+            }
+        }
+        actix_rt::System::new().block_on(async {
+            for url in &urls {
+                let answer = tokio::time::timeout(Duration::from_secs(5), get_json(url)).await;
+                eprintln!("---- {url}: {answer:?}");
+            }
+        });
+        let names = [
+            "marathon-0",
+            "marathon-1",
+            "master-0",
+            "master-1",
+            "master-2",
+            "slave-1",
+            "slave-2",
+        ];
+        for name in names {
+            let log = self.cluster.log(name);
+            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("openraft")).collect();
+            eprintln!("---- {name} log (last lines, without the raft library's) ----");
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn two_marathons_a_killed_leader_loses_no_acknowledged_write_and_launches_no_task_twice() {
+    let mut env = HaEnv::start("marathon-ha");
+    let run = std::panic::AssertUnwindSafe(leader_failover(&mut env));
+    let result = actix_rt::System::new().block_on(futures_util_catch(run));
+    if let Err(panic) = result {
+        env.dump_logs();
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn leader_failover(env: &mut HaEnv) {
+    use reqwest::Method;
+
+    let master = await_some(SLOW, "a master all three agree on", || {
+        agreed_master(&env.masters)
+    })
+    .await;
+    eventually(SLOW, "two slaves registered", || async {
+        get_json(&format!("http://{master}/master/state"))
+            .await
+            .is_some_and(|s| s["activated_slaves"].as_f64() == Some(2.0))
+    })
+    .await;
+    let marathons = env.marathons.clone();
+    let leader = await_some(SLOW, "a Marathon leader both name", || {
+        env.agreed_marathon(&marathons)
+    })
+    .await;
+    let killed = marathons.iter().position(|m| *m == leader).unwrap();
+    let standby = marathons[1 - killed].clone();
+    let info = get_json(&format!("http://{leader}/v2/info")).await.unwrap();
+    assert_eq!(info["elected"], true, "{info}");
+    let info = get_json(&format!("http://{standby}/v2/info"))
+        .await
+        .unwrap();
+    assert_eq!(info["elected"], false, "{info}");
+    assert_eq!(info["leader"], leader.as_str(), "{info}");
+
+    // Acknowledged writes, each app's latest version as its answer gave it.
+    let mut versions: BTreeMap<&str, String> = BTreeMap::new();
+    let mut instances: BTreeMap<&str, usize> = BTreeMap::new();
+    let version_of = |body: &Value| body["version"].as_str().unwrap().to_string();
+    // Through the standby, which forwards it.
+    let body = env
+        .acked(
+            &standby,
+            Method::POST,
+            "/v2/apps",
+            Some(sleeper("/sleepy", 2)),
+            201,
+        )
+        .await;
+    versions.insert("/sleepy", version_of(&body));
+    instances.insert("/sleepy", 2);
+    let body = env
+        .acked(
+            &leader,
+            Method::POST,
+            "/v2/apps",
+            Some(sleeper("/scaled", 1)),
+            201,
+        )
+        .await;
+    versions.insert("/scaled", version_of(&body));
+    instances.insert("/scaled", 1);
+    let body = env
+        .acked(
+            &leader,
+            Method::POST,
+            "/v2/apps",
+            Some(sleeper("/idle", 0)),
+            201,
+        )
+        .await;
+    versions.insert("/idle", version_of(&body));
+    instances.insert("/idle", 0);
+    env.acked(
+        &leader,
+        Method::POST,
+        "/v2/apps",
+        Some(sleeper("/gone", 0)),
+        201,
+    )
+    .await;
+    eventually(SLOW, "sleepy 2, scaled 1 RUNNING", || {
+        env.settled(&leader, &instances)
+    })
+    .await;
+    env.acked(&leader, Method::DELETE, "/v2/apps/gone", None, 200)
+        .await;
+    let body = env
+        .acked(
+            &leader,
+            Method::PUT,
+            "/v2/apps/idle",
+            Some(json!({"labels": {"round": "2"}})),
+            200,
+        )
+        .await;
+    versions.insert("/idle", version_of(&body));
+    let before_kill = env.tasks(&leader, "/sleepy").await;
+    let pids_before: BTreeMap<String, Vec<i32>> = before_kill
+        .iter()
+        .map(|t| {
+            let id = t["id"].as_str().unwrap().to_string();
+            let work = &env.slaves[t["host"].as_str().unwrap()];
+            let pids = task_pids(work, &id);
+            assert!(!pids.is_empty(), "task {id} has processes");
+            (id, pids)
+        })
+        .collect();
+    let framework_id = get_json(&format!("http://{leader}/v2/info")).await.unwrap()["frameworkId"]
+        .as_str()
+        .map(str::to_string);
+    // The last write before the kill starts a deployment (1 → 3) the new leader inherits.
+    let body = env
+        .acked(
+            &leader,
+            Method::PUT,
+            "/v2/apps/scaled",
+            Some(json!({"instances": 3})),
+            200,
+        )
+        .await;
+    versions.insert("/scaled", version_of(&body));
+    instances.insert("/scaled", 3);
+
+    let killed_at = std::time::Instant::now(); // determinism-ok: a test measuring wall time
+    env.kill_marathon(killed);
+
+    // The standby takes over and answers a write as the leader. The standby holds a request
+    // while nobody leads (for `LEADER_PROXY_WAIT`); should the takeover take longer, it
+    // answers 502 "Could not determine the current leader", or 503 if it lost a race with
+    // its own election: not acknowledged, sent again (a scale is idempotent). Any other
+    // answer fails the test: a request lost on its way to the dead leader (502 "Proxying to
+    // the leader failed") is a bug.
+    let retries = std::cell::Cell::new(0u32);
+    let (elected_after, write_after, body) = {
+        let elected = async {
+            let named = await_some(
+                FAILOVER_DEADLINE,
+                "the standby names itself leader",
+                || async {
+                    let named = get_json(&format!("http://{standby}/v2/leader")).await?;
+                    (named["leader"] == standby.as_str()).then_some(())
+                },
+            );
+            named.await;
+            killed_at.elapsed()
+        };
+        let write = async {
+            let me = format!("http://{standby}");
+            let retries = &retries;
+            let body = await_some(
+                FAILOVER_DEADLINE,
+                "a write answered by the new leader",
+                || async {
+                    let answer = env
+                        .send(
+                            &standby,
+                            Method::PUT,
+                            "/v2/apps/sleepy",
+                            Some(json!({"instances": 3})),
+                        )
+                        .await?;
+                    if answer.status == 200 {
+                        assert_eq!(answer.leader_header.as_deref(), Some(me.as_str()));
+                        Some(answer.body)
+                    } else {
+                        let waited_too_long = answer.status == 502
+                            && answer.body["message"] == "Could not determine the current leader";
+                        assert!(
+                            waited_too_long || answer.status == 503,
+                            "a write during the failover: {} {}",
+                            answer.status,
+                            answer.body
+                        );
+                        retries.set(retries.get() + 1);
+                        None
+                    }
+                },
+            );
+            let body = body.await;
+            (killed_at.elapsed(), body)
+        };
+        let (elected_after, (write_after, body)) = tokio::join!(elected, write);
+        (elected_after, write_after, body)
+    };
+    eprintln!(
+        "Marathon failover, kill -9 of the leader to: /v2/leader naming the standby \
+         {elected_after:?}; a write (PUT) answered by it as leader {write_after:?} \
+         (sent {} times)",
+        retries.get() + 1
+    );
+    versions.insert("/sleepy", version_of(&body));
+    instances.insert("/sleepy", 3);
+    let info = get_json(&format!("http://{standby}/v2/info"))
+        .await
+        .unwrap();
+    assert_eq!(info["elected"], true, "{info}");
+    assert_eq!(info["leader"], standby.as_str(), "{info}");
+    let body = env
+        .acked(
+            &standby,
+            Method::POST,
+            "/v2/apps",
+            Some(sleeper("/after", 1)),
+            201,
+        )
+        .await;
+    versions.insert("/after", version_of(&body));
+    instances.insert("/after", 1);
+
+    // No acknowledged write lost: every app at its latest acknowledged version; the deleted
+    // one stays deleted.
+    for (app, version) in &versions {
+        let body = env
+            .acked(&standby, Method::GET, &format!("/v2/apps{app}"), None, 200)
+            .await;
+        assert_eq!(body["app"]["version"], version.as_str(), "{app}: {body}");
+        assert_eq!(body["app"]["instances"], instances[app], "{app}: {body}");
+    }
+    let idle = env
+        .acked(&standby, Method::GET, "/v2/apps/idle", None, 200)
+        .await;
+    assert_eq!(idle["app"]["labels"]["round"], "2", "{idle}");
+    let gone = env
+        .send(&standby, Method::GET, "/v2/apps/gone", None)
+        .await
+        .unwrap();
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    let listed = env
+        .acked(&standby, Method::GET, "/v2/apps", None, 200)
+        .await;
+    let listed: BTreeSet<&str> = listed["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert_eq!(listed, versions.keys().copied().collect(), "apps listed");
+
+    // No task launched twice: each app runs exactly its instance count — in Marathon's
+    // view, at the master, and as task processes on the slaves — and the master never saw a
+    // task end.
+    eventually(SLOW, "every app at its instance count", || {
+        env.settled(&standby, &instances)
+    })
+    .await;
+    let mut listed_tasks = BTreeSet::new();
+    for (app, n) in &instances {
+        let tasks = ids(&env.tasks(&standby, app).await);
+        assert_eq!(tasks.len(), *n, "{app}: {tasks:?}");
+        listed_tasks.extend(tasks);
+    }
+    let processes = env.task_processes();
+    for (app, n) in &instances {
+        let running: Vec<&String> = processes
+            .keys()
+            .filter(|t| plateau_marathon::state::app_id_of_task(t).as_deref() == Some(*app))
+            .collect();
+        assert_eq!(running.len(), *n, "{app}: task processes {running:?}");
+    }
+    assert_eq!(
+        processes.keys().cloned().collect::<BTreeSet<_>>(),
+        listed_tasks,
+        "the task processes on the slaves are the tasks Marathon lists"
+    );
+    for pid in processes.values().flatten() {
+        assert!(alive(*pid), "pid {pid} alive");
+    }
+    for (task, pids) in &pids_before {
+        assert_eq!(
+            processes.get(task),
+            Some(pids),
+            "task {task} kept its processes"
+        );
+    }
+    let state = get_json(&format!("http://{master}/master/state"))
+        .await
+        .unwrap();
+    let frameworks = state["frameworks"].as_array().unwrap();
+    assert_eq!(
+        frameworks.len(),
+        1,
+        "one Marathon framework: {frameworks:?}"
+    );
+    let framework = &frameworks[0];
+    if let Some(id) = &framework_id {
+        assert_eq!(
+            framework["id"],
+            id.as_str(),
+            "the new leader took the framework over"
+        );
+    }
+    let at_master: BTreeSet<String> = framework["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["state"], "TASK_RUNNING", "{t}");
+            t["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(at_master, listed_tasks, "the master's tasks are Marathon's");
+    let completed = framework["completed_tasks"].as_array().unwrap();
+    assert!(completed.is_empty(), "no task ended: {completed:?}");
+
+    // The killed Marathon comes back as a standby of the new leader.
+    env.spawn_marathon(killed);
+    eventually(
+        SLOW,
+        "the restarted Marathon follows the new leader",
+        || async { env.agreed_marathon(&marathons).await.as_deref() == Some(standby.as_str()) },
+    )
+    .await;
+    let info = get_json(&format!("http://{leader}/v2/info")).await.unwrap();
+    assert_eq!(info["elected"], false, "{info}");
+    let tasks = ids(&env.tasks(&leader, "/sleepy").await);
+    assert_eq!(
+        tasks.len(),
+        3,
+        "read through the restarted standby: {tasks:?}"
+    );
 }

@@ -91,6 +91,29 @@ pub fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The task cgroups of the slave of `slave_work` (folder names: a Marathon task id as it is)
+/// with the pids in each; cgroups left without a process are skipped.
+pub fn task_cgroups(slave_work: &Path) -> BTreeMap<String, Vec<i32>> {
+    let dir =
+        Path::new("/sys/fs/cgroup/pids/plateau").join(plateau_slave::cgroup_slave_name(slave_work));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let pids: Vec<i32> = std::fs::read_to_string(e.path().join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect();
+            let name = e.file_name().to_str()?.to_string();
+            (!pids.is_empty()).then_some((name, pids))
+        })
+        .collect()
+}
+
 /// A port free on `ip` now.
 pub fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0))
@@ -146,6 +169,27 @@ impl Cluster {
         master
     }
 
+    /// Start (or restart) master `i` of the group `masters` (HOST:PORT each) as child
+    /// `master-<i>`: `--listen masters[i] --peers <all>`, work dir `<dir>/master-<i>`.
+    pub fn spawn_master(&mut self, i: usize, masters: &[String]) {
+        let work = self.dir.join(format!("master-{i}"));
+        let tls = self.tls();
+        self.spawn(
+            &format!("master-{i}"),
+            &[
+                "master",
+                "--listen",
+                &masters[i],
+                "--peers",
+                &masters.join(","),
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--tls-dir",
+                tls.to_str().unwrap(),
+            ],
+        );
+    }
+
     /// Start `plateau slave` as child `name` on a free port of `ip`, registered with `master`,
     /// offering `resources`, work dir `<dir>/<name>` (its task cgroups are removed at the end);
     /// returns its HOST:PORT and work dir.
@@ -199,4 +243,36 @@ where
 /// GET `url` as JSON; None on any error.
 pub async fn get_json(url: &str) -> Option<serde_json::Value> {
     reqwest::get(url).await.ok()?.json().await.ok()
+}
+
+/// Poll `f` every 100 ms until it gives a value; panic naming `what` after `limit`.
+pub async fn await_some<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Which of `masters` (HOST:PORT) leads, as every one of them says (all must answer).
+pub async fn agreed_master(masters: &[String]) -> Option<String> {
+    let mut seen = None;
+    for m in masters {
+        let members = get_json(&format!("http://{m}/master/members")).await?;
+        let leader = members["leader"].as_str()?.to_string();
+        if seen.get_or_insert_with(|| leader.clone()) != &leader {
+            return None;
+        }
+    }
+    seen
 }

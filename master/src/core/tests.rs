@@ -1168,6 +1168,59 @@ fn framework_reregistering_in_time_is_reactivated() {
 }
 
 #[test]
+fn a_new_scheduler_taking_over_gets_the_offers_held_by_the_old_one() {
+    // The old scheduler holds an offer of the whole slave and dies; a new one takes the
+    // framework over before the master sees the old one's link end.
+    let (mut h, slave, framework, offer) = offered();
+    let mut info = FrameworkInfo::new(F1);
+    info.id = Some(framework.clone());
+    info.failover_timeout_secs = 60.0;
+    h.core.handle_reregister_framework(
+        secs(1.0),
+        &upid(F2),
+        ReregisterFrameworkMessage {
+            framework: info,
+            failover: true,
+            fencing: None,
+        },
+    );
+    h.flush();
+    let sent = h.take();
+    assert!(sent.iter().any(|(to, m)| *to == upid(F1)
+        && matches!(m, Outgoing::RescindResourceOffer(r) if r.offer_id == offer.id)));
+    assert!(
+        h.core.offers().is_empty(),
+        "the old scheduler's offer is gone"
+    );
+    assert!(h.core.frameworks()[&framework].offers.is_empty());
+    // The old scheduler's link ends later: nothing changes for the framework.
+    h.core.handle_exited(secs(2.0), &upid(F1));
+    h.flush();
+    assert_eq!(
+        h.core.frameworks()[&framework].status,
+        FrameworkStatus::Active
+    );
+    // The slave's resources are offered again, to the new scheduler.
+    h.core.handle_allocation(secs(2.01));
+    h.flush();
+    let offers: Vec<(Upid, Offer)> = h
+        .take()
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Outgoing::ResourceOffers(m) => Some(m.offers.into_iter().map(move |o| (to.clone(), o))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    let (to, offer) = &offers[0];
+    assert_eq!(*to, upid(F2));
+    assert_eq!(offer.framework_id, framework);
+    assert_eq!(offer.slave_id, slave);
+    assert_eq!(offer.resources, Resources::parse(BIG).unwrap());
+}
+
+#[test]
 fn framework_without_failover_timeout_is_removed_when_its_scheduler_goes() {
     let mut h = Harness::new();
     let framework = h.register_framework(Duration::ZERO, F1, 0.0);
