@@ -875,12 +875,23 @@ impl MasterProcess {
     }
 
     /// Any process may ask who leads: a master alone always does (term 0); a group member
-    /// names itself only while it acts.
+    /// names itself only while it acts. A candidate, or a master elected in the log whose
+    /// election is not committed yet (taking office), does not answer, as [`Self::redirect`]:
+    /// it may lead in the very term it would give, and "no leader" from the master a querier
+    /// follows makes its detector drop that master for the whole term (rule 3 of
+    /// [`crate::detector`]) — a querier that had heard from a follower that this master leads
+    /// before this answer arrived would then never follow it. A follower's "no leader" is
+    /// true of its whole term: it can only lead in a later one.
     fn on_leader_query(&mut self, ctx: &mut Context<'_>, from: &Upid, _: LeaderQueryMessage) {
         let me = ctx.self_upid().clone();
         let leader = if self.is_acting(ctx) {
             Some(me)
         } else {
+            if let Store::Group(group) = &self.store {
+                if matches!(group.replica.status().role, Role::Candidate | Role::Leader) {
+                    return;
+                }
+            }
             self.leading_master(&me)
         };
         let term = self.term();
