@@ -894,21 +894,21 @@ impl MasterProcess {
     }
 
     /// Any process may ask who leads: a master alone always does (term 0); a group member
-    /// names itself only while it acts. A member that leads its replica's term without acting
-    /// (taking office, or its lease lapsed) does not answer, as it does not redirect: "no
-    /// leader in term t" from the leader of term t would make the asker's detector give it up
-    /// for that whole term (its rule 3), though it acts in that term a moment later.
+    /// names itself only while it acts. A candidate, or a replica leading its term without
+    /// acting (taking office, or its lease lapsed), does not answer, as [`Self::redirect`]: it
+    /// may act in the very term it would give, and a querier that heard from a follower that
+    /// it leads should not be told otherwise by it. A follower's "no leader" is true of its
+    /// whole term: it can only lead in a later one.
     fn on_leader_query(&mut self, ctx: &mut Context<'_>, from: &Upid, _: LeaderQueryMessage) {
         let me = ctx.self_upid().clone();
-        let acting = self.is_acting(ctx);
-        if let (false, Store::Group(group)) = (acting, &self.store) {
-            if group.replica.status().role == Role::Leader {
-                return;
-            }
-        }
-        let leader = if acting {
+        let leader = if self.is_acting(ctx) {
             Some(me)
         } else {
+            if let Store::Group(group) = &self.store {
+                if matches!(group.replica.status().role, Role::Candidate | Role::Leader) {
+                    return;
+                }
+            }
             self.leading_master(&me)
         };
         let term = self.term();

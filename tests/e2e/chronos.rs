@@ -8,9 +8,16 @@
 //! run-now; kill -9 of Chronos at random points, several times, then restart on the same work
 //! dir → one run per instant, no duplicates, no gaps) and the failing job (retries, then
 //! `errorCount`), which has to wait for Chronos' failure-retry delay (60 s by default).
+//!
+//! A third, with its own cluster of three masters and two Chronos (leader + standby), kills the
+//! leading Chronos with kill -9 and checks the standby's takeover: time to a write answered as
+//! leader, no acknowledged write lost, every instant run exactly once
+//! ([`chronos_ha_kill_9_of_the_leader`]).
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
@@ -415,5 +422,506 @@ fn chronos_retries_a_failing_job_then_counts_the_error() {
             "retried {gap} ms after the failure, not after 3 s"
         );
         assert_eq!(c.count("failing", "successCount").await, 0);
+    });
+}
+
+// ----- leader + standbys -------------------------------------------------------------------
+
+/// Jobs of the HA scenario, each every [`HA_PERIOD_MS`].
+const HA_JOBS: usize = 3;
+/// Their period: Chronos' schedules have a resolution of a second; 2 s puts several instants
+/// into every failover.
+const HA_PERIOD_MS: i64 = 2000;
+/// A generous limit on kill -9 of the leader → the standby answers a write as leader (the
+/// target is ≤ 5 s with `--session-ttl 3s`; this test checks behaviour, not timing).
+const HA_FAILOVER_LIMIT: Duration = Duration::from_secs(60);
+
+/// `GET url` as (status, body); None when nothing answers.
+async fn get_text(url: &str) -> Option<(u16, String)> {
+    let r = reqwest::get(url).await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.unwrap_or_default()))
+}
+
+/// The leader `api` (HOST:PORT) names at `/scheduler/leader`, if any.
+async fn leader_of(api: &str) -> Option<String> {
+    let v = get_json(&format!("http://{api}/scheduler/leader")).await?;
+    v["leader"].as_str().map(str::to_string)
+}
+
+/// `POST /scheduler/iso8601` of `job` to `api`: the status, None when nothing answered.
+async fn post_iso8601(client: &reqwest::Client, api: &str, job: &Value) -> Option<u16> {
+    let r = client
+        .post(format!("http://{api}/scheduler/iso8601"))
+        .json(job)
+        .send()
+        .await
+        .ok()?;
+    Some(r.status().as_u16())
+}
+
+/// The names of the jobs `api` lists (a standby proxies the list to the leader).
+async fn job_names(api: &str) -> Option<BTreeSet<String>> {
+    let jobs = get_json(&format!("http://{api}/scheduler/jobs")).await?;
+    Some(
+        jobs.as_array()?
+            .iter()
+            .filter_map(|j| j["name"].as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// A task that ran, from the Mesos task id it wrote (`ct:<instant ms>:<attempt>:<job>:<tag>`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RanTask {
+    job: String,
+    instant_ms: i64,
+    attempt: u32,
+    tag: String,
+}
+
+fn parse_ran_task(id: &str) -> Option<RanTask> {
+    let mut parts = id.trim().splitn(5, ':');
+    (parts.next()? == "ct").then_some(())?;
+    Some(RanTask {
+        instant_ms: parts.next()?.parse().ok()?,
+        attempt: parts.next()?.parse().ok()?,
+        job: parts.next()?.to_string(),
+        tag: parts.next()?.to_string(),
+    })
+}
+
+/// The task ids written to `file`, one line per task process that ran; a line that is not a
+/// Chronos task id makes the test fail.
+fn ran_tasks(file: &Path) -> Vec<RanTask> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| parse_ran_task(l).unwrap_or_else(|| panic!("not a Chronos task id: {l:?}")))
+        .collect()
+}
+
+/// The instants of `job` from `start_ms` to `end_ms` (inclusive) that have no task in `ran`.
+fn missing_instants(ran: &[RanTask], job: &str, start_ms: i64, end_ms: i64) -> Vec<i64> {
+    let seen: BTreeSet<i64> = ran
+        .iter()
+        .filter(|t| t.job == job)
+        .map(|t| t.instant_ms)
+        .collect();
+    (0..)
+        .map(|i| start_ms + i * HA_PERIOD_MS)
+        .take_while(|ms| *ms <= end_ms)
+        .filter(|ms| !seen.contains(ms))
+        .collect()
+}
+
+/// Three masters (`--peers`), two slaves and two Chronos (`--master A,B,C`), all separate
+/// processes. Three jobs (catch-up `all`; `once` and `skip`, concurrent) run every 2 s, each
+/// task appending its Mesos task id to a file. While a writer keeps creating jobs through both
+/// instances, the leading Chronos is killed with kill -9, twice (each instance once, the killed
+/// one restarted as a standby in between). After each kill the standby leads (its `/leader`
+/// names itself) and answers writes — the time from the kill is printed; then: every
+/// acknowledged job is there; every instant of every job from the first to after the last
+/// failover ran exactly once (one task process, attempt 0, no instant missed, none twice), and
+/// Chronos' own counts and task history and the tasks the master saw launched agree.
+#[test]
+fn chronos_ha_kill_9_of_the_leader() {
+    actix_rt::System::new().block_on(async {
+        let mut cluster = Cluster::new("chronos-ha");
+        let dir = cluster.dir.clone();
+        let tls = cluster.tls().to_str().unwrap().to_string();
+        let masters: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1")))
+            .collect();
+        let peers = masters.join(",");
+        for (i, m) in masters.iter().enumerate() {
+            let work = dir.join(format!("master-{i}"));
+            cluster.spawn(
+                &format!("master-{i}"),
+                &[
+                    "master",
+                    "--listen",
+                    m,
+                    "--peers",
+                    &peers,
+                    "--work-dir",
+                    work.to_str().unwrap(),
+                    "--tls-dir",
+                    &tls,
+                ],
+            );
+        }
+        for (i, ip) in ["127.0.0.4", "127.0.0.5"].iter().enumerate() {
+            cluster.start_slave(
+                &format!("slave-{i}"),
+                ip,
+                &peers,
+                &format!(
+                    "cpus:2;mem:1024;disk:1000;ports:[{}-{}]",
+                    32100 + i * 100,
+                    32199 + i * 100
+                ),
+            );
+        }
+        // Two Chronos with the same master list: the state goes to the masters' coordination
+        // store (more than one master), one leads and the other stands by.
+        let apis: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1")))
+            .collect();
+        let chronos_args = |i: usize| -> Vec<String> {
+            [
+                "chronos",
+                "--master",
+                &peers,
+                "--listen",
+                &apis[i],
+                "--work-dir",
+                dir.join(format!("chronos-{i}")).to_str().unwrap(),
+                "--tls-dir",
+                &tls,
+                "--session-ttl",
+                "3s",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let spawn_chronos = |cluster: &mut Cluster, i: usize| {
+            let args = chronos_args(i);
+            cluster.spawn(
+                &format!("chronos-{i}"),
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
+        };
+        for i in 0..2 {
+            spawn_chronos(&mut cluster, i);
+        }
+        let logs = |cluster: &Cluster| {
+            let mut out = String::new();
+            for name in ["chronos-0", "chronos-1", "master-0", "master-1", "master-2"] {
+                out += &format!("--- {name}.log ---\n{}\n", tail(&cluster.log(name), 3000));
+            }
+            out
+        };
+
+        // Both instances name the same leader, one of them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120); // determinism-ok: a test's deadline
+        let leader = loop {
+            let (a, b) = (leader_of(&apis[0]).await, leader_of(&apis[1]).await);
+            match (a, b) {
+                (Some(a), Some(b)) if a == b && apis.contains(&a) => break a,
+                _ => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline, // determinism-ok: a test's deadline
+                "both Chronos agree on a leader\n{}",
+                logs(&cluster)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut leader_index = apis.iter().position(|a| *a == leader).unwrap();
+        let standby = apis[1 - leader_index].clone();
+        let v1 = get_json(&format!("http://{standby}/v1/scheduler/leader"))
+            .await
+            .unwrap();
+        assert_eq!(v1["leader"], json!(leader), "the standby names the leader");
+
+        // The jobs, every 2 s, posted through the standby (which proxies to the leader). Each
+        // task appends its task id, which names the job, the instant and the attempt.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let start_ms = (epoch_ms() / 1000 + 4) * 1000;
+        let file = dir.join("runs.txt");
+        let names: Vec<String> = (0..HA_JOBS).map(|j| format!("tick-{j}")).collect();
+        // Each catch-up policy once. With an epsilon far longer than a failover, the instants
+        // a failover delays are on time for every policy, so each must run. A job that is not
+        // `concurrent` runs one instant at a time: several instants due at once after a
+        // failover then queue up with `all`, but `once` and `skip` fold or drop those behind a
+        // waiting run (by design, as when a run outlasts the period) — hence `concurrent` for
+        // those two.
+        for (name, (catch_up, concurrent)) in names
+            .iter()
+            .zip([("all", false), ("once", true), ("skip", true)])
+        {
+            let mut tick = job(
+                name,
+                format!("echo \"$MESOS_TASK_ID\" >> {}", file.display()),
+                Some(format!("R/{}/PT2S", rfc3339(start_ms))),
+            );
+            tick["catchUp"] = json!(catch_up);
+            tick["concurrent"] = json!(concurrent);
+            tick["epsilon"] = json!("PT5M");
+            let status = post_iso8601(&client, &standby, &tick).await;
+            assert_eq!(status, Some(204), "posting {name} through the standby");
+        }
+        let (status, body) = get_text(&format!("http://{standby}/scheduler/jobs/search?name=tick-1"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"tick-1\""), "proxied search: {body}");
+        eventually(
+            Duration::from_secs(90),
+            "2 runs of every job before the first kill",
+            || async {
+                let ran = ran_tasks(&file);
+                names
+                    .iter()
+                    .all(|n| ran.iter().filter(|t| t.job == *n).count() >= 2)
+            },
+        )
+        .await;
+
+        // A writer that creates jobs through both instances all along the kills; it keeps the
+        // names of those acknowledged (204).
+        let acked = Rc::new(RefCell::new(Vec::<String>::new()));
+        // Every write's outcome: (ms since the epoch, instance, status; None: no answer).
+        let outcomes = Rc::new(RefCell::new(Vec::<(i64, usize, Option<u16>)>::new()));
+        let stop = Rc::new(Cell::new(false));
+        let writer = {
+            let (acked, outcomes, stop) = (acked.clone(), outcomes.clone(), stop.clone());
+            let (apis, client) = (apis.clone(), client.clone());
+            actix_rt::spawn(async move {
+                let mut n = 0usize;
+                while !stop.get() {
+                    let name = format!("ack-{n}");
+                    let body = job(&name, "true".into(), Some("R1/2099-01-01T00:00:00Z/PT1H".into()));
+                    let status = post_iso8601(&client, &apis[n % 2], &body).await;
+                    outcomes.borrow_mut().push((epoch_ms(), n % 2, status));
+                    if status == Some(204) {
+                        acked.borrow_mut().push(name);
+                    }
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+
+        // kill -9 the leader at a varied point of the period; the standby leads and answers a
+        // write; the killed one comes back as a standby. Twice: each instance is killed once as
+        // the leader.
+        let mut failovers = Vec::new();
+        let mut killed_at_ms = Vec::new();
+        for round in 0..2u64 {
+            tokio::time::sleep(Duration::from_millis(500) + jitter(HA_PERIOD_MS as u64, round)).await;
+            let killed = leader_index;
+            let standby = apis[1 - killed].clone();
+            let name = format!("chronos-{killed}");
+            cluster.signal(&name, libc::SIGKILL);
+            let killed_at = std::time::Instant::now(); // determinism-ok: a test measuring wall time
+            killed_at_ms.push(epoch_ms());
+            let _ = cluster.children.get_mut(&name).unwrap().wait();
+            let probe = job(
+                &format!("probe-{round}"),
+                "true".into(),
+                Some("R1/2099-01-01T00:00:00Z/PT1H".into()),
+            );
+            let deadline = killed_at + HA_FAILOVER_LIMIT;
+            loop {
+                if leader_of(&standby).await.as_deref() == Some(standby.as_str())
+                    && post_iso8601(&client, &standby, &probe).await == Some(204)
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline, // determinism-ok: a test's deadline
+                    "round {round}: the standby {standby} did not lead and take a write within {HA_FAILOVER_LIMIT:?} of kill -9 of {}\n{}",
+                    apis[killed],
+                    logs(&cluster)
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let failover = killed_at.elapsed();
+            eprintln!(
+                "Chronos failover {round}: kill -9 of the leader {} → {standby} answers a write as leader: {} ms",
+                apis[killed],
+                failover.as_millis()
+            );
+            if failover > Duration::from_secs(5) {
+                eprintln!("  (over the 5 s target)");
+            }
+            failovers.push(failover);
+            spawn_chronos(&mut cluster, killed);
+            eventually(
+                Duration::from_secs(60),
+                "the restarted instance follows the new leader",
+                || async { leader_of(&apis[killed]).await.as_deref() == Some(standby.as_str()) },
+            )
+            .await;
+            leader_index = 1 - killed;
+        }
+        let leader = apis[leader_index].clone();
+        let standby = apis[1 - leader_index].clone();
+        let last_failover_ms = epoch_ms();
+
+        // A few more writes after the last failover, then stop the writer.
+        let acked_before = acked.borrow().len();
+        eventually(Duration::from_secs(60), "writes acknowledged after the failovers", || async {
+            acked.borrow().len() >= acked_before + 5
+        })
+        .await;
+        stop.set(true);
+        writer.await.unwrap();
+
+        // No acknowledged write lost: every acknowledged job is on the leader, and the standby
+        // (proxying) shows the same.
+        let acked = acked.borrow().clone();
+        let outcomes = outcomes.borrow().clone();
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, _, status)| *status != Some(204))
+            .map(|(at, i, status)| format!("{}ms@{i}:{status:?}", at - start_ms))
+            .collect();
+        eprintln!(
+            "Chronos HA: {} of {} job writes acknowledged across the failovers (kills at {:?} ms); not acknowledged (ms from the first instant @ instance: status): {failed:?}",
+            acked.len(),
+            outcomes.len(),
+            killed_at_ms.iter().map(|ms| ms - start_ms).collect::<Vec<_>>(),
+        );
+        for api in [&leader, &standby] {
+            let listed = job_names(api).await.expect("the job list");
+            let lost: Vec<&String> = acked.iter().filter(|n| !listed.contains(*n)).collect();
+            assert!(lost.is_empty(), "acknowledged jobs lost (asked {api}): {lost:?}");
+            for probe in ["probe-0", "probe-1"] {
+                assert!(listed.contains(probe), "{probe} lost (asked {api})");
+            }
+        }
+
+        // Every instant of every job, from the first to 3 periods after the last failover, ran.
+        let end_ms = last_failover_ms + 3 * HA_PERIOD_MS;
+        let deadline = std::time::Instant::now() + Duration::from_secs(90); // determinism-ok: a test's deadline
+        loop {
+            let ran = ran_tasks(&file);
+            let missing: Vec<(String, Vec<i64>)> = names
+                .iter()
+                .map(|n| (n.clone(), missing_instants(&ran, n, start_ms, end_ms)))
+                .filter(|(_, m)| !m.is_empty())
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline, // determinism-ok: a test's deadline
+                "instants never ran (job, ms): {missing:?}\nran: {ran:?}\n{}",
+                logs(&cluster)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // Chronos' own counts catch up: at least one success per instant checked.
+        let per_job = (end_ms - start_ms) / HA_PERIOD_MS + 1;
+        for name in &names {
+            eventually(Duration::from_secs(60), "successCount catches up", || async {
+                get_json(&format!("http://{leader}/scheduler/job/{name}"))
+                    .await
+                    .and_then(|j| j["successCount"].as_i64())
+                    .is_some_and(|c| c >= per_job)
+            })
+            .await;
+        }
+
+        // Exactly once: one task process per instant, attempt 0 of a scheduled run, no instant
+        // twice and none outside the schedule; Chronos' task history shows each task once.
+        let ran = ran_tasks(&file);
+        for name in &names {
+            let mine: Vec<&RanTask> = ran.iter().filter(|t| t.job == *name).collect();
+            let mut instants: Vec<i64> = mine.iter().map(|t| t.instant_ms).collect();
+            instants.sort_unstable();
+            let unique: BTreeSet<i64> = instants.iter().copied().collect();
+            assert_eq!(
+                unique.len(),
+                instants.len(),
+                "{name}: an instant ran twice: {mine:?}\n{}",
+                logs(&cluster)
+            );
+            assert!(
+                mine.iter().all(|t| t.attempt == 0 && t.tag.is_empty()),
+                "{name}: a retry or a non-scheduled run: {mine:?}"
+            );
+            let last = *unique.last().unwrap();
+            assert!(
+                missing_instants(&ran, name, start_ms, last).is_empty()
+                    && unique.iter().all(|ms| *ms >= start_ms && (ms - start_ms) % HA_PERIOD_MS == 0),
+                "{name}: the instants that ran are not the schedule's: {instants:?}"
+            );
+            let stat = get_json(&format!("http://{leader}/scheduler/job/stat/{name}"))
+                .await
+                .expect("job stat");
+            let history: Vec<&str> = stat["taskStatHistory"]
+                .as_array()
+                .expect("taskStatHistory")
+                .iter()
+                .filter_map(|t| t["taskId"].as_str())
+                .collect();
+            let distinct: BTreeSet<&str> = history.iter().copied().collect();
+            assert_eq!(
+                distinct.len(),
+                history.len(),
+                "{name}: a task twice in Chronos' history: {history:?}"
+            );
+            for t in history.iter().filter_map(|id| parse_ran_task(id)) {
+                assert!(
+                    t.job == *name && t.attempt == 0 && unique.contains(&t.instant_ms),
+                    "{name}: Chronos' history has a task that did not run: {t:?}; ran: {instants:?}"
+                );
+            }
+        }
+
+        // The master saw the same: every task of the jobs Chronos launched (running or
+        // completed) once, attempt 0, and for the instants checked exactly those that ran.
+        let state = get_json(&format!("http://{}/master/state", masters[0]))
+            .await
+            .expect("the master's state");
+        let launched: Vec<RanTask> = state["frameworks"]
+            .as_array()
+            .expect("frameworks")
+            .iter()
+            .filter(|f| f["name"] == "chronos")
+            .flat_map(|f| {
+                let tasks = f["tasks"].as_array().cloned().unwrap_or_default();
+                tasks.into_iter().chain(f["completed_tasks"].as_array().cloned().unwrap_or_default())
+            })
+            .filter_map(|t| parse_ran_task(t["id"].as_str()?))
+            .filter(|t| t.job.starts_with("tick-"))
+            .collect();
+        let distinct: BTreeSet<&RanTask> = launched.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            launched.len(),
+            "the master saw a task launched twice: {launched:?}"
+        );
+        assert!(
+            launched.iter().all(|t| t.attempt == 0 && t.tag.is_empty()),
+            "the master saw a retry or a non-scheduled run: {launched:?}"
+        );
+        let checked = |tasks: &[RanTask]| -> BTreeSet<(String, i64)> {
+            tasks
+                .iter()
+                .filter(|t| t.instant_ms <= end_ms)
+                .map(|t| (t.job.clone(), t.instant_ms))
+                .collect()
+        };
+        assert_eq!(
+            checked(&launched),
+            checked(&ran),
+            "the tasks the master saw launched are not those that ran"
+        );
+        let in_failovers = killed_at_ms
+            .iter()
+            .zip(&failovers)
+            .map(|(at, took)| {
+                let until = at + took.as_millis() as i64;
+                (0..per_job)
+                    .map(|i| start_ms + i * HA_PERIOD_MS)
+                    .filter(|ms| (*at..=until).contains(ms))
+                    .count()
+            })
+            .collect::<Vec<_>>();
+        eprintln!(
+            "Chronos HA: {} tasks ran ({per_job} instants per job checked, {HA_JOBS} jobs; instants per job due while no Chronos led: {in_failovers:?}), failovers {:?}",
+            ran.len(),
+            failovers
+        );
     });
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use plateau_master::detector::{MasterDetector, Masters};
 use plateau_master::ids::SlaveId;
 use plateau_master::messages::*;
 use plateau_master::replicated::MasterState;
@@ -278,6 +279,122 @@ impl Cluster {
         self.sim.inspect(&m, |p: &MasterProcess| {
             p.replica().unwrap().with_state(|s| s.registry.slaves.len())
         })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Probe;
+impl Message for Probe {
+    const NAME: &'static str = "test.group.Probe";
+}
+
+/// Asks every master who leads every 5 ms and judges the answers with the real
+/// [`MasterDetector`], as slaves and scheduler drivers do; keeps every answer.
+struct Prober {
+    masters: Vec<Upid>,
+    detector: MasterDetector,
+    /// (from, leader named, term) of every answer, in order.
+    answers: Vec<(Upid, Option<Upid>, u64)>,
+}
+
+impl Prober {
+    fn on_probe(&mut self, ctx: &mut Context<'_>, _: &Upid, _: Probe) {
+        for m in &self.masters {
+            ctx.send(m, LeaderQueryMessage {});
+        }
+        ctx.delay(Duration::from_millis(5), Probe);
+    }
+
+    fn on_detected(&mut self, ctx: &mut Context<'_>, from: &Upid, m: NewMasterDetectedMessage) {
+        self.answers.push((from.clone(), m.leader.clone(), m.term));
+        let now = ctx.now().since_origin();
+        self.detector.handle_new_master_detected(now, from, &m);
+    }
+}
+
+impl Process for Prober {
+    fn install(h: &mut Handlers<Self>) {
+        h.on(Self::on_probe).on(Self::on_detected);
+    }
+
+    fn initialize(&mut self, ctx: &mut Context<'_>) {
+        ctx.delay(Duration::ZERO, Probe);
+    }
+}
+
+/// A master taking office (elected in the log, its election not yet committed) must not tell
+/// a querier that it does not lead: the detector believes a followed leader that disclaims and
+/// does not follow it again at that term, so a querier that had just heard from a follower
+/// that this master leads would never follow it (seen end to end: a Chronos stuck with "no
+/// leading master known" for good).
+#[test]
+fn no_master_disclaims_a_term_it_then_leads_and_a_querier_follows_the_leader() {
+    for seed in [1, 2, 3, 4, 5, 6, 7, 8] {
+        let mut c = Cluster::new(seed, 0);
+        let node = NodeAddr::new("10.2.0.1", 5051);
+        c.sim.add_node(node.clone());
+        let masters = c.masters.clone();
+        let prober = c.sim.spawn(
+            &node,
+            "prober",
+            Prober {
+                masters: masters.clone(),
+                detector: MasterDetector::new(Masters::new(masters.clone()).unwrap()),
+                answers: Vec::new(),
+            },
+        );
+        let first = c.await_leader_other_than(None, Duration::from_secs(10));
+        c.run_checked(Duration::from_secs(1));
+        let followed = c
+            .sim
+            .inspect(&prober, |p: &Prober| p.detector.leader().cloned())
+            .unwrap();
+        assert_eq!(
+            followed.as_ref(),
+            Some(&c.masters[first]),
+            "seed {seed}: the querier does not follow the first leader"
+        );
+        c.sim.crash(&c.masters[first].node());
+        let second = c.await_leader_other_than(Some(first), Duration::from_secs(10));
+        c.run_checked(Duration::from_secs(1));
+        let leader = c.masters[second].clone();
+        let term = c
+            .sim
+            .inspect(&leader, |p: &MasterProcess| p.term())
+            .unwrap();
+        let (answers, followed) = c
+            .sim
+            .inspect(&prober, |p: &Prober| {
+                (p.answers.clone(), p.detector.leader().cloned())
+            })
+            .unwrap();
+        // Each leader's own answers: never "not me" at the term it leads in.
+        for (who, at) in [(first, None), (second, Some(term))] {
+            let me = &c.masters[who];
+            let led: Vec<u64> = answers
+                .iter()
+                .filter(|(from, named, _)| from == me && named.as_ref() == Some(me))
+                .map(|(_, _, t)| *t)
+                .collect();
+            let led_term = at
+                .or(led.first().copied())
+                .expect("the first leader answered");
+            let disclaimed: Vec<&(Upid, Option<Upid>, u64)> = answers
+                .iter()
+                .filter(|(from, named, t)| {
+                    from == me && named.as_ref() != Some(me) && *t == led_term
+                })
+                .collect();
+            assert!(
+                disclaimed.is_empty(),
+                "seed {seed}: master {who} leads at term {led_term} but answered {disclaimed:?}"
+            );
+        }
+        assert_eq!(
+            followed,
+            Some(leader),
+            "seed {seed}: the querier does not follow the second leader"
+        );
     }
 }
 
