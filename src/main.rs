@@ -160,10 +160,11 @@ struct MarathonArgs {
     /// false for one (then the state is a local file in `--work-dir`).
     #[arg(long)]
     ha: Option<bool>,
-    /// With HA: milliseconds a crashed leader keeps the leadership before a standby takes
-    /// over (Marathon's `--zk_session_timeout`).
-    #[arg(long, alias = "zk_session_timeout", default_value_t = 3000)]
-    session_ttl: u64,
+    /// With HA: how long a crashed leader keeps the leadership before a standby takes over:
+    /// a duration (`3s`) or milliseconds (`3000`, as Marathon's `--zk_session_timeout`); at
+    /// least 1 s.
+    #[arg(long, alias = "zk_session_timeout", default_value = "3s", value_parser = parse_session_ttl)]
+    session_ttl: Duration,
 }
 
 #[derive(clap::Args)]
@@ -181,8 +182,9 @@ struct ChronosArgs {
     #[arg(long, value_enum)]
     state: Option<ChronosState>,
     /// With the replicated state: how long a crashed leader keeps the leadership before a
-    /// standby takes over.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    /// standby takes over: a duration (`3s`) or milliseconds (`3000`, as Chronos'
+    /// `--zk_timeout`); at least 1 s.
+    #[arg(long, alias = "zk_timeout", default_value = "3s", value_parser = parse_session_ttl)]
     session_ttl: Duration,
 }
 
@@ -271,6 +273,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("'{unit}' is not a unit (ms, s, m, h)")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
+/// A session ttl: a duration with its unit, or a bare number of milliseconds (what the
+/// originals' ZooKeeper timeout flags take); at least 1 s.
+fn parse_session_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = match text.parse::<u64>() {
+        Ok(ms) => Duration::from_millis(ms),
+        Err(_) => parse_duration(text)?,
+    };
+    if ttl < Duration::from_secs(1) {
+        return Err(format!("'{text}' is under the least session ttl, 1s"));
+    }
+    Ok(ttl)
 }
 
 /// `role=weight,role=weight`.
@@ -510,13 +525,9 @@ fn run_framework(
 }
 
 fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.session_ttl >= 1000,
-        "--session-ttl must be at least 1000 ms"
-    );
     let options = serve::MarathonOptions {
         ha: args.ha,
-        session_ttl: std::time::Duration::from_millis(args.session_ttl),
+        session_ttl: args.session_ttl,
     };
     run_framework(
         args.framework,
@@ -697,4 +708,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ttl_is_a_duration_or_milliseconds_and_at_least_a_second() {
+        assert_eq!(parse_session_ttl("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_session_ttl("10000"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_session_ttl("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(parse_session_ttl("999").unwrap_err().contains("least"));
+        assert!(parse_session_ttl("0.5s").is_err());
+        assert!(parse_session_ttl("soon").is_err());
+    }
 }
