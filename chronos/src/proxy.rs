@@ -51,6 +51,10 @@ impl Proxy {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(limits::PROXY_TIMEOUT_MS))
+            // No connection pool, as Marathon's proxy: a pooled connection to a leader killed
+            // a moment ago may not look closed yet, and a request written to it is lost (502);
+            // a fresh connection to a dead leader is refused at once.
+            .pool_max_idle_per_host(0)
             .build()
             .expect("an HTTP client without TLS builds");
         Proxy {
