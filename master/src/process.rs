@@ -260,6 +260,33 @@ impl MasterProcess {
         }
     }
 
+    /// Until when (monotonic time, since the clock's origin) this master may act as it stands
+    /// now: `None` when it runs no core, or runs one for a term that is no longer its
+    /// replica's; [`Duration::MAX`] for a master alone that runs. Read-only, for observers
+    /// (the simulator): with no event at this master in between, [`MasterProcess::acts_at`]
+    /// at a later `now` is `acts_until() > now`.
+    pub fn acts_until(&self) -> Option<Duration> {
+        self.core.as_ref()?;
+        match &self.store {
+            Store::Local(_) => Some(Duration::MAX),
+            Store::Group(group) => {
+                if Some(group.replica.status().term) != group.acting_term {
+                    return None;
+                }
+                group.replica.lease_until()
+            }
+        }
+    }
+
+    /// The term this master acts in (took office in and still runs a core for), if any.
+    /// Read-only, for observers.
+    pub fn acting_term(&self) -> Option<u64> {
+        match &self.store {
+            Store::Group(group) if self.core.is_some() => group.acting_term,
+            _ => None,
+        }
+    }
+
     /// The leading master as this one knows it: itself when it acts, else the leader its
     /// replica follows (None while there is none, or while it is itself still taking office).
     pub fn leading_master(&self, me: &Upid) -> Option<Upid> {
