@@ -28,7 +28,10 @@
 //!      term says nothing about who leads, and a partitioned candidate's terms run ahead.
 //!   3. The followed leader saying that it does not lead (no leader, or another one) is
 //!      believed whatever its term: it is forgotten (or the one it names is followed, if rule 2
-//!      allows), and it is not followed again at a term no higher than the one it gave up.
+//!      allows). Naming another leader, it is not followed again at a term no higher than the
+//!      one it gave up. Naming no one, it may be: a master whose lease lapsed still leads its
+//!      group's term, and takes office again in that same term when it hears from a majority
+//!      again (it then tells the slaves and frameworks it knows, as any new leader does).
 //!   4. The link to the followed leader breaking ([`MasterDetector::handle_exited`]) forgets
 //!      it, and querying starts at once. It may be followed again: a partition breaks links
 //!      too, and a dead leader is only replaced once the others have elected another.
@@ -327,7 +330,11 @@ impl MasterDetector {
         // term: its messages arrive in order, the last one is its current view.
         let disclaimed = self.is_leader(from) && msg.leader.as_ref() != Some(from);
         if disclaimed {
-            self.deposed = Some((from.clone(), self.term));
+            // Deposed for its term only when it names another leader: naming no one, it may
+            // take office again in the same term (its lease lapsed, rule 3).
+            if msg.leader.is_some() {
+                self.deposed = Some((from.clone(), self.term));
+            }
             self.forget(now);
         }
         let ignored = if disclaimed {
@@ -620,11 +627,11 @@ mod tests {
     }
 
     #[test]
-    fn the_leader_saying_no_one_leads_is_forgotten_and_not_followed_again_at_its_old_term() {
+    fn the_leader_saying_no_one_leads_is_forgotten_and_followed_again_when_it_acts_again() {
         let (a, b, c) = (master(1), master(2), master(3));
         let mut d = following(&a, 4);
         let mut rng = Rng::seed_from_u64(1);
-        // A lost its leadership (its answer to a heartbeat, say): forget it, query at once.
+        // A stopped acting (its lease lapsed; it says so): forget it, query at once.
         assert_eq!(
             d.handle_new_master_detected(ms(100), &a, &news(None, 4)),
             News::Forgotten
@@ -639,19 +646,27 @@ mod tests {
             })
         );
         assert_eq!(d.poll_queries(ms(100), &mut rng).len(), 3);
-        // A follower that has not heard yet still names A in term 4: stale.
+        // A still leads the group's term 4 and takes office again in it: followed again, and
+        // the host registers again (A runs a new core).
         assert_eq!(
-            d.handle_new_master_detected(ms(101), &c, &news(Some(&a), 4)),
-            News::Stale
-        );
-        assert_eq!(d.leader(), None);
-        assert!(d.is_querying());
-        // A elected again in a later term is followed again.
-        assert_eq!(
-            d.handle_new_master_detected(ms(900), &b, &news(Some(&a), 6)),
+            d.handle_new_master_detected(ms(101), &a, &news(Some(&a), 4)),
             News::Followed
         );
         assert_eq!(d.leader(), Some(&a));
+        assert_eq!(
+            d.poll_change(),
+            Some(LeaderChange {
+                previous: None,
+                leader: Some(a.clone()),
+                term: 4
+            })
+        );
+        // And a leader elected in a later term is followed as always.
+        assert_eq!(
+            d.handle_new_master_detected(ms(900), &c, &news(Some(&b), 6)),
+            News::Followed
+        );
+        assert_eq!(d.leader(), Some(&b));
     }
 
     #[test]

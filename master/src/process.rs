@@ -390,13 +390,32 @@ impl MasterProcess {
         true
     }
 
-    /// Stops acting as leader: the core and everything waiting for a commit are dropped.
+    /// Stops acting as leader: the core and everything waiting for a commit are dropped. The
+    /// slaves and frameworks the core knew are told it no longer leads (the leader its replica
+    /// knows, if another, else none): they look for the leader again and register with it,
+    /// even if it is this master taking office again in the same term (after its lease lapsed
+    /// while it still led its group's term), which runs a new core.
     fn step_down(&mut self, ctx: &mut Context<'_>, why: &str) {
         let hint = self.hint(ctx);
         if let Store::Group(group) = &mut self.store {
             group.coord.step_down(ctx, hint);
-            if self.core.is_some() {
+            if let Some(core) = &self.core {
                 tracing::warn!(term = ?group.acting_term, why, "master no longer leads");
+                let status = group.replica.status();
+                let me = ctx.self_upid().clone();
+                let news = NewMasterDetectedMessage {
+                    leader: status.leader.clone().filter(|l| *l != me),
+                    term: status.term,
+                };
+                let pids: Vec<Upid> = core
+                    .slaves()
+                    .values()
+                    .filter_map(|s| s.pid.clone())
+                    .chain(core.frameworks().values().filter_map(|f| f.pid.clone()))
+                    .collect();
+                for pid in pids {
+                    ctx.send(&pid, news.clone());
+                }
             }
             group.acting_term = None;
             group.election = None;
@@ -902,10 +921,19 @@ impl MasterProcess {
     }
 
     /// Any process may ask who leads: a master alone always does (term 0); a group member
-    /// names itself only while it acts.
+    /// names itself only while it acts. A member that leads its replica's term without acting
+    /// (taking office, or its lease lapsed) does not answer, as it does not redirect: "no
+    /// leader in term t" from the leader of term t would make the asker's detector give it up
+    /// for that whole term (its rule 3), though it acts in that term a moment later.
     fn on_leader_query(&mut self, ctx: &mut Context<'_>, from: &Upid, _: LeaderQueryMessage) {
         let me = ctx.self_upid().clone();
-        let leader = if self.is_acting(ctx) {
+        let acting = self.is_acting(ctx);
+        if let (false, Store::Group(group)) = (acting, &self.store) {
+            if group.replica.status().role == Role::Leader {
+                return;
+            }
+        }
+        let leader = if acting {
             Some(me)
         } else {
             self.leading_master(&me)
