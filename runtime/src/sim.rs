@@ -274,6 +274,9 @@ pub struct Sim {
     posted: Posted,
     /// Nodes paused now (events are checked against pauses only while there is one).
     paused_nodes: usize,
+    /// The node whose process handled the last event ([`NO_NODE`]: none yet, or the last
+    /// event was handled by no process).
+    last_node: NodeIx,
 }
 
 impl Sim {
@@ -303,6 +306,7 @@ impl Sim {
             encoded: Vec::new(),
             posted: Arc::default(),
             paused_nodes: 0,
+            last_node: NO_NODE,
         }
     }
 
@@ -398,6 +402,20 @@ impl Sim {
     /// The index of the node `upid` lives on, if there is one.
     fn node_of(&self, upid: &Upid) -> Option<NodeIx> {
         self.node_ix(&upid.host, upid.port)
+    }
+
+    /// The index of the node at `addr`: nodes are numbered from 0 in the order they were
+    /// added, and keep their number for the run.
+    pub fn node_index(&self, addr: &NodeAddr) -> Option<usize> {
+        self.node_at(addr).map(|ix| ix as usize)
+    }
+
+    /// The index ([`Sim::node_index`]) of the node one of whose processes handled the last
+    /// event [`Sim::step`] handled, if a process handled it (a message, a timer or an
+    /// `exited`; not a message dropped or held for a paused node). An observer that only
+    /// cares about some nodes can skip the events of the others.
+    pub fn last_event_node(&self) -> Option<usize> {
+        (self.last_node != NO_NODE).then_some(self.last_node as usize)
     }
 
     /// Addresses of all nodes, in order.
@@ -850,6 +868,7 @@ impl Sim {
         let at = key_time(key);
         debug_assert!(at >= self.now, "time never goes back");
         self.set_now(at);
+        self.last_node = NO_NODE;
         if let Some(node) = self.paused_target(&event) {
             // A stopped process handles nothing: its events wait for it to resume.
             self.nodes[node as usize].held.push(event);
@@ -882,6 +901,7 @@ impl Sim {
                 };
                 self.record(0, &from, &to, payload.name(), body.as_deref());
                 self.stats.delivered += 1;
+                self.last_node = to_node;
                 let mut result = Ok(());
                 self.with_process_at(to_node, &to, |hosted, ctx| {
                     result = hosted.deliver(ctx, &from, payload);
@@ -906,6 +926,7 @@ impl Sim {
                 }
                 self.record(1, &to, &to, msg.name(), None);
                 self.stats.timers_fired += 1;
+                self.last_node = node;
                 let from = to.clone();
                 self.with_process_at(node, &to, |hosted, ctx| {
                     if let Err(e) = hosted.deliver(ctx, &from, Payload::Local(msg)) {
@@ -931,6 +952,7 @@ impl Sim {
                 }
                 self.record(2, &who, &to, "exited", None);
                 self.stats.exits += 1;
+                self.last_node = self.node_of(&to).unwrap_or(NO_NODE);
                 self.with_process(&to, |hosted, ctx| hosted.exited(ctx, &who));
             }
         }
@@ -1175,6 +1197,13 @@ impl Sim {
     /// Remove every cut.
     pub fn heal(&mut self) {
         self.blocked.clear();
+    }
+
+    /// Remove the cut of messages from `from` to `to`, if there is one (other cuts stay).
+    pub fn heal_one_way(&mut self, from: &NodeAddr, to: &NodeAddr) {
+        if let (Some(from), Some(to)) = (self.node_at(from), self.node_at(to)) {
+            self.blocked.remove(&(from, to));
+        }
     }
 
     /// True when messages from `from` to `to` are currently cut.
