@@ -47,7 +47,7 @@ use plateau_chronos::store::{
     parse_task_id, MemoryStore, RunState, Snapshot, Store, StoreError, Trigger, Write,
 };
 use plateau_runtime::{Handlers, Rng, Upid};
-use plateau_sdk::SchedulerDriver;
+use plateau_sdk::{Masters, SchedulerDriver};
 use plateau_slave::containerizer::{
     Containerizer, ContainerizerError, LaunchInfo, RecoverInfo, RecoveredTask, SimMachine,
     TaskSpec, Termination, TerminationCallback, Usage,
@@ -178,11 +178,12 @@ impl Store for ForgetfulStore {
     }
 }
 
-/// The Chronos driver process on the node's store, registering with `master`.
+/// The Chronos driver process on the node's store, registering with whichever of `masters`
+/// leads.
 pub fn process(
     config: &ChronosNodeConfig,
     hostname: &str,
-    master: &Upid,
+    masters: &Masters,
     ledger: &Ledger,
     bug: Option<InjectedBug>,
 ) -> ChronosSimProcess {
@@ -200,9 +201,9 @@ pub fn process(
     let scheduler =
         ChronosScheduler::new(chronos_config, store).expect("an in-memory Chronos store loads");
     let info = scheduler.framework_info();
-    SchedulerDriver::new(
+    SchedulerDriver::with_masters(
         info,
-        master.clone(),
+        masters.clone(),
         Observed::new(scheduler, ledger.clone(), bug),
     )
     .with_explicit_acknowledgements()

@@ -2,6 +2,17 @@
 
 use std::time::Duration;
 
+/// Most masters one simulated cluster has (a group of 7 at most, as the detector takes).
+pub const MASTERS_MAX: usize = 7;
+
+/// Terms whose leader the group checks remember (the oldest are forgotten beyond it).
+pub const GROUP_TERMS_KEPT_MAX: usize = 4_096;
+
+/// Log indexes whose applied digest the group checks remember (the oldest are forgotten
+/// beyond it): a copy that diverged is caught when it applies an index another copy applied
+/// within this window.
+pub const GROUP_DIGESTS_KEPT_MAX: usize = 1 << 16;
+
 /// Most slaves one simulated cluster has (addresses are `10.<a>.<b>.<c>`).
 pub const SLAVES_MAX: usize = 100_000;
 

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use plateau_marathon::scheduler::{ApiCaller, MarathonConfig, MarathonScheduler};
 use plateau_marathon::store::MemoryStore;
 use plateau_runtime::{Handlers, Rng, Upid};
-use plateau_sdk::SchedulerDriver;
+use plateau_sdk::{Masters, SchedulerDriver};
 use serde_json::{json, Value};
 
 use crate::invariants::Failure;
@@ -172,18 +172,23 @@ pub fn draw_apps(
         .collect()
 }
 
-/// The Marathon driver process on `store`, registering with `master`.
+/// The Marathon driver process on `store`, registering with whichever of `masters` leads.
 pub fn process(
     config: &MarathonNodeConfig,
     hostname: &str,
-    master: &Upid,
+    masters: &Masters,
     ledger: &Ledger,
     bug: Option<InjectedBug>,
 ) -> MarathonProcess {
     let marathon_config = MarathonConfig {
         framework_name: config.name.clone(),
         hostname: hostname.to_string(),
-        master: format!("{}:{}", master.host, master.port),
+        master: masters
+            .as_slice()
+            .iter()
+            .map(|m| format!("{}:{}", m.host, m.port))
+            .collect::<Vec<_>>()
+            .join(","),
         // Master-generated updates (a re-registered slave's tasks) are not retried, so a lost
         // one leaves a surplus task unnoticed until the next reconciliation: Marathon's 600 s
         // default is longer than the convergence bound.
@@ -193,9 +198,9 @@ pub fn process(
     let scheduler = MarathonScheduler::new(marathon_config, Box::new(config.store.clone()))
         .expect("an in-memory Marathon store always loads");
     let info = scheduler.framework_info();
-    SchedulerDriver::new(
+    SchedulerDriver::with_masters(
         info,
-        master.clone(),
+        masters.clone(),
         Observed::new(scheduler, ledger.clone(), bug),
     )
 }

@@ -180,7 +180,7 @@ fn determinism_holds_across_child_processes() {
 
 #[test]
 fn a_master_failover_reregisters_every_slave_quickly() {
-    let report = measure_failover(11, 100, 2, 10, 50).expect("the cluster fills");
+    let report = measure_failover(11, 1, 100, 2, 10, 50).expect("the cluster fills");
     assert_eq!(report.tasks, 500);
     let after = report
         .reregistered_after_secs
