@@ -10,10 +10,14 @@
 //! Semantics, the same as the real transport:
 //! - messages between two nodes arrive in the order they were sent, at most once (unless the
 //!   duplication fault is on, which models a misbehaving network for stress tests);
+//! - a message is lost (the loss fault) only with its connection, as with the real transport,
+//!   which retransmits on a live connection and loses data only when the connection breaks;
 //! - messages within a node are delivered at the current instant, in order;
 //! - a process linked to another is told `exited` when the other terminates (same node) or when
-//!   the connection to the other's node breaks: its node crashed or a partition cut it, after
-//!   [`SimConfig::link_timeout`] (the real transport's idle timeout).
+//!   the connection to the other's node breaks: its node crashed, a partition cut it, it was
+//!   paused, or a message on it was lost, after [`SimConfig::link_timeout`] (the real
+//!   transport's idle timeout). Both ends learn it at the same instant; a link made to that
+//!   node in between is made on the broken connection, and learns it then too.
 //!
 //! ```
 //! use plateau_runtime::sim::{Sim, SimConfig};
@@ -74,7 +78,8 @@ pub struct NetworkFaults {
     pub latency_min: Duration,
     /// Longest one-way latency between two nodes.
     pub latency_max: Duration,
-    /// Probability that a message between nodes is lost.
+    /// Probability that a message between nodes is lost, and its connection with it (linked
+    /// processes on both sides are told `exited` after the link timeout).
     pub loss: f64,
     /// Probability that a message between nodes is delivered twice.
     pub duplicate: f64,
@@ -261,6 +266,9 @@ pub struct Sim {
     /// Last scheduled arrival per directed link, to keep per-link FIFO order. Only looked
     /// up, never walked, so its order cannot leak into the run.
     last_arrival: LookupMap<(NodeIx, NodeIx), Instant>,
+    /// Connections that broke and whose break is not detected yet: (lower node, higher node)
+    /// -> when linked processes learn it. Only looked up, never walked.
+    broken_until: LookupMap<(NodeIx, NodeIx), Instant>,
     next_instance: u64,
     /// `exited`s owed because a node crashed, delivered at the link timeout — or at once when
     /// the node restarts earlier, so that the news of its previous life's death always arrives
@@ -298,6 +306,7 @@ impl Sim {
             net_rng,
             blocked: BTreeSet::new(),
             last_arrival: LookupMap::default(),
+            broken_until: LookupMap::default(),
             next_instance: 1,
             pending_breaks: BTreeMap::new(),
             trace: STABLE_HASH_START,
@@ -614,26 +623,22 @@ impl Sim {
 
     fn link(&mut self, here: NodeIx, upid: &Upid, instance: u64, other: Upid) {
         let there = self.node_of(&other);
-        let reachable = match there {
-            Some(there) if there == here => self.is_running(&other),
+        let exited_at = match there {
+            Some(there) if there == here => (!self.is_running(&other)).then_some(self.now),
             Some(there) => {
-                self.nodes[there as usize].up
+                if self.nodes[there as usize].up
                     && !self.blocked.contains(&(here, there))
                     && !self.blocked.contains(&(there, here))
+                {
+                    // A link made on a connection that broke is told when the break is.
+                    self.broken_until(here, there)
+                } else {
+                    Some(self.now + self.config.link_timeout)
+                }
             }
-            None => false,
+            None => Some(self.now + self.config.link_timeout),
         };
-        if reachable {
-            if let Some(p) = self.process_mut(upid) {
-                p.links.insert(other);
-            }
-        } else {
-            let delay = if there == Some(here) {
-                Duration::ZERO
-            } else {
-                self.config.link_timeout
-            };
-            let at = self.now + delay;
+        if let Some(at) = exited_at {
             self.schedule(
                 at,
                 Event::Exited {
@@ -642,7 +647,21 @@ impl Sim {
                     who: other,
                 },
             );
+        } else if let Some(p) = self.process_mut(upid) {
+            p.links.insert(other);
         }
+    }
+
+    /// When the break of the connection between nodes `a` and `b` is detected, if it broke
+    /// and that is still to come.
+    fn broken_until(&self, a: NodeIx, b: NodeIx) -> Option<Instant> {
+        if self.broken_until.is_empty() {
+            return None;
+        }
+        self.broken_until
+            .get(&(a.min(b), a.max(b)))
+            .copied()
+            .filter(|at| *at > self.now)
     }
 
     /// Terminate a process in an orderly way: `finalize` runs, local linkers are told.
@@ -709,10 +728,15 @@ impl Sim {
             self.stats.dropped += 1;
             return;
         };
-        if (!self.blocked.is_empty() && self.blocked.contains(&(src, dst)))
-            || self.net_rng.chance(self.faults.loss)
-        {
+        if !self.blocked.is_empty() && self.blocked.contains(&(src, dst)) {
             self.stats.dropped += 1;
+            return;
+        }
+        if self.net_rng.chance(self.faults.loss) {
+            // The real transport loses a message only with its connection: the connection
+            // breaks, and linked processes on both sides learn it after the link timeout.
+            self.stats.dropped += 1;
+            self.break_links(src, dst);
             return;
         }
         // Encoded into a buffer kept between messages, then copied out at its exact size: a
@@ -1070,9 +1094,17 @@ impl Sim {
     }
 
     /// Schedule `exited` for every process linked across the (now broken) connection between
-    /// nodes `a` and `b`, after the link timeout.
+    /// nodes `a` and `b`, after the link timeout (or when an earlier break of it is detected:
+    /// it is the same broken connection).
     fn break_links(&mut self, a: NodeIx, b: NodeIx) {
-        let at = self.now + self.config.link_timeout;
+        let at = match self.broken_until(a, b) {
+            Some(at) => at,
+            None => {
+                let at = self.now + self.config.link_timeout;
+                self.broken_until.insert((a.min(b), a.max(b)), at);
+                at
+            }
+        };
         let mut exits = Vec::new();
         for (here, far) in [(a, b), (b, a)] {
             let far = self.nodes[far as usize].addr.clone();
