@@ -1,6 +1,7 @@
 //! `plateau`: the command line of the Plateau cluster manager. Subcommands only parse flags and
 //! call into the crates.
 
+mod bench_failover;
 mod bench_launch;
 mod dev;
 mod serve;
@@ -33,8 +34,9 @@ enum Command {
     Master(MasterArgs),
     /// Run a slave: runs tasks as real processes under cgroups for the master.
     Slave(SlaveArgs),
-    /// Run Marathon: keeps long-running apps alive behind Marathon's REST API v2.
-    Marathon(FrameworkArgs),
+    /// Run Marathon: keeps long-running apps alive behind Marathon's REST API v2. With
+    /// several masters, run any number of them: one leads, the others stand by.
+    Marathon(MarathonArgs),
     /// Run Chronos: runs jobs on schedules behind Chronos' REST API.
     Chronos(ChronosArgs),
     /// Run a balancer: TCP service ports and HTTP virtual hosts in front of Marathon's apps,
@@ -149,17 +151,54 @@ struct FrameworkArgs {
 }
 
 #[derive(clap::Args)]
+struct MarathonArgs {
+    #[command(flatten)]
+    framework: FrameworkArgs,
+    /// Run as one of several Marathons: the leader is elected among them through the
+    /// masters, which keep the state (the masters must run as a group, `--peers`); standbys
+    /// proxy the API to the leader. Default: true when `--master` names several masters,
+    /// false for one (then the state is a local file in `--work-dir`).
+    #[arg(long)]
+    ha: Option<bool>,
+    /// With HA: milliseconds a crashed leader keeps the leadership before a standby takes
+    /// over (Marathon's `--zk_session_timeout`).
+    #[arg(long, alias = "zk_session_timeout", default_value_t = 3000)]
+    session_ttl: u64,
+}
+
+#[derive(clap::Args)]
 struct ChronosArgs {
     #[command(flatten)]
     framework: FrameworkArgs,
     /// Milliseconds before a failed run is retried (Chronos' `--failure_retry`).
     #[arg(long, alias = "failure_retry", default_value_t = 60_000)]
     failure_retry: u64,
+    /// Where the state lives: `local`, a redb file in the work dir (one Chronos), or
+    /// `replicated`, the masters' coordination store (the masters run as a group): run any
+    /// number of `plateau chronos` with the same `--master` list; one leads, the others stand
+    /// by and proxy their REST API to it. Default: `replicated` when `--master` names more than
+    /// one master, else `local`.
+    #[arg(long, value_enum)]
+    state: Option<ChronosState>,
+    /// With the replicated state: how long a crashed leader keeps the leadership before a
+    /// standby takes over.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    session_ttl: Duration,
+}
+
+/// `plateau chronos --state`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ChronosState {
+    /// A redb file in the work dir.
+    Local,
+    /// The masters' coordination store.
+    Replicated,
 }
 
 #[derive(clap::Args)]
 struct BalancerArgs {
-    /// Marathon's node, HOST:PORT (its `--listen`).
+    /// Marathon's node, HOST:PORT (its `--listen`), or the nodes of several Marathons,
+    /// HOST:PORT,HOST:PORT,... (the balancer follows whichever leads).
     #[arg(long)]
     marathon: String,
     /// Address the service-port listeners bind.
@@ -310,6 +349,14 @@ enum BenchCommand {
         /// Timed cycles.
         #[arg(long, default_value_t = 20)]
         cycles: usize,
+    },
+    /// Failover of the control plane: 3 masters, 3 slaves, 2 Marathons, 2 Chronos as separate
+    /// processes on loopback; the leading master, Marathon and Chronos killed (SIGKILL) in
+    /// turn; replacement times, lost writes, duplicate tasks, missed and duplicated runs.
+    Failover {
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Chronos: jobs due every minute on an in-process cluster (real tasks); lag and
     /// exactly-once.
@@ -462,29 +509,56 @@ fn run_framework(
     })
 }
 
-fn run_marathon(args: FrameworkArgs) -> anyhow::Result<()> {
+fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.session_ttl >= 1000,
+        "--session-ttl must be at least 1000 ms"
+    );
+    let options = serve::MarathonOptions {
+        ha: args.ha,
+        session_ttl: std::time::Duration::from_millis(args.session_ttl),
+    };
     run_framework(
-        args,
+        args.framework,
         "marathon",
         "/v2/apps",
-        |node, master, work, listen| {
-            serve::start_marathon(node, master, work, listen).map(|m| (m.http, m.addr))
+        move |node, master, work, listen| {
+            serve::start_marathon_with(node, master, work, listen, options)
+                .map(|m| (m.http, m.addr))
         },
     )
 }
 
 fn run_chronos(args: ChronosArgs) -> anyhow::Result<()> {
+    use plateau_chronos::http::StateMode;
     let config = plateau_chronos::scheduler::ChronosConfig {
         failure_retry: std::time::Duration::from_millis(args.failure_retry),
         ..Default::default()
+    };
+    let replicated = StateMode::Replicated {
+        session_ttl: args.session_ttl,
+    };
+    let state = match args.state {
+        Some(ChronosState::Local) => StateMode::Local,
+        Some(ChronosState::Replicated) => replicated,
+        None => match StateMode::for_masters(&args.framework.master) {
+            StateMode::Local => StateMode::Local,
+            StateMode::Replicated { .. } => replicated,
+        },
     };
     run_framework(
         args.framework,
         "chronos",
         "/scheduler/jobs",
         move |node, master, work, listen| {
-            serve::start_chronos(node, master, work, listen, config)
-                .map(|c| (c.server, c.http_addr))
+            let chronos = serve::start_chronos_with(node, master, work, listen, config, state)?;
+            if let StateMode::Replicated { .. } = state {
+                println!(
+                    "chronos: state in the masters' coordination store; one instance leads, the others stand by (GET http://{}/scheduler/leader)",
+                    chronos.advertised
+                );
+            }
+            Ok((chronos.server, chronos.http_addr))
         },
     )
 }
@@ -554,6 +628,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "{} tasks: POST /v2/apps to RUNNING p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
                         report.instances, report.p50_ms, report.p99_ms, report.max_ms
                     );
+                }
+            }
+            BenchCommand::Failover { json } => {
+                let report = bench_failover::run()?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{report:#?}");
                 }
             }
             BenchCommand::Runtime { json, messages } => {

@@ -97,6 +97,25 @@ where
     Ok(handle)
 }
 
+/// How Marathon keeps its state (`plateau marathon --ha`, `--session-ttl`).
+#[derive(Debug, Clone, Copy)]
+pub struct MarathonOptions {
+    /// One of several Marathons (leader + standbys, the state in the masters' coordination
+    /// store): `None` decides by the masters given (a group: yes; one master: no).
+    pub ha: Option<bool>,
+    /// With HA: how long a crashed leader keeps the leadership.
+    pub session_ttl: std::time::Duration,
+}
+
+impl Default for MarathonOptions {
+    fn default() -> Self {
+        MarathonOptions {
+            ha: None,
+            session_ttl: plateau_marathon::limits::LEADER_SESSION_TTL_DEFAULT,
+        }
+    }
+}
+
 /// Start Marathon on `node` with its HTTP API on `listen`, following the leader of `masters`.
 pub fn start_marathon(
     node: &Node,
@@ -104,15 +123,34 @@ pub fn start_marathon(
     work_dir: &Path,
     listen: SocketAddr,
 ) -> anyhow::Result<plateau_marathon::http::MarathonServer> {
+    start_marathon_with(node, masters, work_dir, listen, MarathonOptions::default())
+}
+
+/// [`start_marathon`] with `options`: with several masters (or `ha`), Marathon is one of
+/// several instances — its state in the masters' coordination store, a leader elected there,
+/// its API proxied to the leader while it stands by.
+pub fn start_marathon_with(
+    node: &Node,
+    masters: impl Into<Masters>,
+    work_dir: &Path,
+    listen: SocketAddr,
+    options: MarathonOptions,
+) -> anyhow::Result<plateau_marathon::http::MarathonServer> {
     let masters = masters.into();
     let as_given: Vec<String> = masters
         .as_slice()
         .iter()
         .map(|m| m.node().to_string())
         .collect();
+    let ha = options.ha.unwrap_or(as_given.len() > 1);
     let config = plateau_marathon::http::StartConfig {
         marathon: plateau_marathon::scheduler::MarathonConfig {
             master: as_given.join(","),
+            // What `/v2/leader` shows and standbys proxy to: this node's address.
+            hostname: node.addr().host.to_string(),
+            http_port: listen.port(),
+            ha,
+            session_ttl: options.session_ttl,
             ..Default::default()
         },
         masters,
@@ -124,7 +162,8 @@ pub fn start_marathon(
     plateau_marathon::http::start(node, config).context("starting Marathon")
 }
 
-/// Start the balancer on `node`, following the Marathon at `marathon` (its node's HOST:PORT):
+/// Start the balancer on `node`, following the Marathon at `marathon` (its node's HOST:PORT),
+/// or whichever of several leads (`HOST:PORT,HOST:PORT,...`):
 /// service ports on `listen_ip`, HTTP virtual hosts on `http` (if any), stats on `stats`;
 /// `configure` sets the rest (group, timeouts).
 pub fn start_balancer(
@@ -135,10 +174,18 @@ pub fn start_balancer(
     stats: SocketAddr,
     configure: impl FnOnce(&mut plateau_balancer::BalancerConfig),
 ) -> anyhow::Result<plateau_balancer::Balancer> {
-    let marathon = format!("marathon@{marathon}")
-        .parse()
-        .with_context(|| format!("--marathon {marathon}"))?;
-    let mut config = plateau_balancer::BalancerConfig::new(marathon);
+    let marathons = marathon
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            format!("marathon@{m}")
+                .parse()
+                .with_context(|| format!("--marathon {m}"))
+        })
+        .collect::<anyhow::Result<Vec<plateau_runtime::Upid>>>()?;
+    anyhow::ensure!(!marathons.is_empty(), "--marathon: no Marathon given");
+    let mut config = plateau_balancer::BalancerConfig::following(marathons);
     config.data_plane.listen_ip = listen_ip;
     config.data_plane.http_addr = http;
     config.data_plane.admin_addr = Some(stats);
@@ -146,7 +193,8 @@ pub fn start_balancer(
     plateau_balancer::start(node, config).context("starting the balancer")
 }
 
-/// Start Chronos on `node` with its HTTP API on `listen`, following the leader of `masters`.
+/// Start Chronos on `node` with its HTTP API on `listen`, following the leader of `masters`
+/// (its state where [`plateau_chronos::http::StateMode::for_masters`] puts it).
 pub fn start_chronos(
     node: &Node,
     masters: impl Into<Masters>,
@@ -154,8 +202,24 @@ pub fn start_chronos(
     listen: SocketAddr,
     scheduler: plateau_chronos::scheduler::ChronosConfig,
 ) -> anyhow::Result<plateau_chronos::http::Started> {
+    let masters = masters.into();
+    let state = plateau_chronos::http::StateMode::for_masters(&masters);
+    start_chronos_with(node, masters, work_dir, listen, scheduler, state)
+}
+
+/// [`start_chronos`] with the state in `state`: a redb file under `work_dir`, or the masters'
+/// coordination store (leader + standbys).
+pub fn start_chronos_with(
+    node: &Node,
+    masters: impl Into<Masters>,
+    work_dir: &Path,
+    listen: SocketAddr,
+    scheduler: plateau_chronos::scheduler::ChronosConfig,
+    state: plateau_chronos::http::StateMode,
+) -> anyhow::Result<plateau_chronos::http::Started> {
     let mut config = plateau_chronos::http::StartConfig::new(work_dir.to_path_buf(), masters);
     config.http_listen = listen;
     config.scheduler = scheduler;
+    config.state = state;
     plateau_chronos::http::start(node, config).context("starting Chronos")
 }

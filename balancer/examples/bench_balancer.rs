@@ -110,6 +110,7 @@ fn balancer(http: u16, backend: u16, service: u16, threads: usize) {
     .expect("start data plane");
     let mut state = RoutingState::new(None);
     state.handle_snapshot(RoutesSnapshot {
+        leader_epoch: 0,
         version: 1,
         apps: vec![AppRoutes {
             app_id: "/bench".into(),
@@ -162,6 +163,7 @@ impl StandInMarathon {
         ctx.send(
             from,
             RoutesSnapshot {
+                leader_epoch: 0,
                 version: self.version,
                 apps: vec![self.app.clone()],
             },

@@ -22,6 +22,7 @@
 //! let data_plane = DataPlane::start(DataPlaneConfig::default()).unwrap();
 //! let mut state = RoutingState::new(None);
 //! state.handle_snapshot(RoutesSnapshot {
+//!     leader_epoch: 0,
 //!     version: 1,
 //!     apps: vec![AppRoutes {
 //!         app_id: "/db".into(),

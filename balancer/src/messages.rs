@@ -9,6 +9,13 @@
 //!    balancer subscribes again and gets a fresh snapshot. Its data plane keeps serving the
 //!    last table meanwhile.
 //!
+//! With several Marathons (one leader, standbys) the balancer subscribes to each: a standby
+//! answers [`RoutesNotLeader`] (naming the leader it knows) and keeps the subscription, so
+//! that it sends its [`RoutesSnapshot`] as soon as it is elected; a deposed leader sends
+//! [`RoutesNotLeader`] to its subscribers. A snapshot carries the sender's leadership epoch:
+//! the balancer switches to a snapshot's sender only if its epoch is not older than the one it
+//! follows.
+//!
 //! Marathon implements the sending side; these types are the contract.
 
 use std::collections::BTreeMap;
@@ -28,17 +35,37 @@ impl Message for SubscribeRoutes {
     const NAME: &'static str = "plateau.balancer.SubscribeRoutes";
 }
 
-/// Marathon → balancer: every app's routes at `version` (the answer to a subscription).
+/// Marathon → balancer: every app's routes at `version` (the answer to a subscription, or
+/// sent by a Marathon when it is elected to whoever subscribed while it stood by).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoutesSnapshot {
     /// Version of the change feed this snapshot is at; the next delta has `version + 1`.
     pub version: u64,
+    /// The sender's leadership epoch (its election's fencing epoch; 0 for a Marathon that
+    /// runs alone). A balancer following several Marathons takes a snapshot only from an
+    /// epoch at least as recent as the one it follows, so a late snapshot of a deposed leader
+    /// never replaces its successor's.
+    pub leader_epoch: u64,
     /// Every app that has routes.
     pub apps: Vec<AppRoutes>,
 }
 
 impl Message for RoutesSnapshot {
     const NAME: &'static str = "plateau.balancer.RoutesSnapshot";
+}
+
+/// Marathon → balancer: this Marathon does not lead (a standby answering a subscription, or a
+/// leader that was deposed); `leader` is the leader's advertised address (`host:port`) as it
+/// last saw it, `None` when none is known. The subscription is kept: the Marathon sends its
+/// snapshot if it is elected.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutesNotLeader {
+    /// The leader's `host:port`, if known.
+    pub leader: Option<String>,
+}
+
+impl Message for RoutesNotLeader {
+    const NAME: &'static str = "plateau.balancer.RoutesNotLeader";
 }
 
 /// Marathon → balancer: what changed since `version - 1`.

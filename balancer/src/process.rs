@@ -10,6 +10,22 @@
 //! - when no snapshot answers a subscription within [`SUBSCRIBE_TIMEOUT`].
 //!
 //! Meanwhile the data plane keeps serving the last table: losing Marathon never empties it.
+//!
+//! # Several Marathons (leader + standbys)
+//!
+//! Given several Marathons it follows whichever leads, and only it:
+//! - it subscribes to each of them; the leader answers with a snapshot, a standby with
+//!   [`RoutesNotLeader`] — and keeps the subscription, so that it sends its snapshot as soon
+//!   as it is elected;
+//! - it takes a snapshot from any of them whose leadership epoch is not older than the one it
+//!   follows (a late snapshot of a deposed leader is ignored), and from then on deltas from
+//!   that one only;
+//! - when the leader it follows says it no longer leads ([`RoutesNotLeader`]) or its link
+//!   breaks, it follows nobody for a while: it subscribes to every Marathon again (at once,
+//!   or after the backoff) and keeps serving its last table until the next leader's snapshot
+//!   replaces it in one piece;
+//! - a standby whose link breaks (it restarted) is subscribed to again after
+//!   [`RESUBSCRIBE_BACKOFF_MAX`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataplane::{DataPlane, DataPlaneConfig};
 use crate::error::BalancerError;
 use crate::limits::{RESUBSCRIBE_BACKOFF_MAX, RESUBSCRIBE_BACKOFF_MIN, SUBSCRIBE_TIMEOUT};
-use crate::messages::{RoutesChanged, RoutesSnapshot, SubscribeRoutes};
+use crate::messages::{RoutesChanged, RoutesNotLeader, RoutesSnapshot, SubscribeRoutes};
 use crate::table::{DeltaOutcome, RoutingState, Table};
 
 /// Where the process sends each new table: the data plane, or a recorder in tests. Keeps the
@@ -30,7 +46,7 @@ pub trait TablePublisher: Send + Sync + 'static {
     fn publish(&self, table: Arc<Table>);
 }
 
-/// Timer: subscribe again if `seq` is still the current attempt.
+/// Timer: subscribe again to every Marathon if `seq` is still the current attempt.
 #[derive(Debug, Serialize, Deserialize)]
 struct Resubscribe {
     seq: u64,
@@ -40,13 +56,28 @@ impl Message for Resubscribe {
     const NAME: &'static str = "plateau.balancer.Resubscribe";
 }
 
+/// Timer: subscribe again to one Marathon (a standby whose link broke).
+#[derive(Debug, Serialize, Deserialize)]
+struct ResubscribeStandby {
+    marathon: Upid,
+}
+
+impl Message for ResubscribeStandby {
+    const NAME: &'static str = "plateau.balancer.ResubscribeStandby";
+}
+
 /// The balancer actor.
 pub struct BalancerProcess {
-    marathon: Upid,
+    /// The Marathons to follow (one, or the instances of a leader + standbys).
+    marathons: Vec<Upid>,
     group: Option<String>,
     state: RoutingState,
     publisher: Arc<dyn TablePublisher>,
     table: Arc<Table>,
+    /// The Marathon whose feed is applied: the leader, once its snapshot came.
+    following: Option<Upid>,
+    /// The leadership epoch of the last snapshot taken (never goes down).
+    epoch: u64,
     /// Current subscription attempt; a timer carrying another value is stale.
     seq: u64,
     /// True from a subscription until its snapshot arrives.
@@ -59,12 +90,27 @@ impl BalancerProcess {
     /// A balancer following `marathon` for `group` (`None`: every app), publishing to
     /// `publisher`.
     pub fn new(marathon: Upid, group: Option<String>, publisher: Arc<dyn TablePublisher>) -> Self {
+        Self::following(vec![marathon], group, publisher)
+    }
+
+    /// A balancer following whichever of `marathons` leads (see the module docs).
+    pub fn following(
+        marathons: Vec<Upid>,
+        group: Option<String>,
+        publisher: Arc<dyn TablePublisher>,
+    ) -> Self {
+        assert!(
+            !marathons.is_empty(),
+            "a balancer follows at least one Marathon"
+        );
         BalancerProcess {
-            marathon,
+            marathons,
             state: RoutingState::new(group.clone()),
             group,
             publisher,
             table: Arc::new(Table::default()),
+            following: None,
+            epoch: 0,
             seq: 0,
             awaiting_snapshot: false,
             backoff: RESUBSCRIBE_BACKOFF_MIN,
@@ -82,7 +128,7 @@ impl BalancerProcess {
         self.state.version()
     }
 
-    /// Subscriptions sent so far.
+    /// Rounds of subscriptions sent so far.
     pub fn subscriptions(&self) -> u64 {
         self.subscriptions
     }
@@ -92,24 +138,55 @@ impl BalancerProcess {
         self.awaiting_snapshot
     }
 
-    /// The Marathon followed.
-    pub fn marathon(&self) -> &Upid {
-        &self.marathon
+    /// The Marathons it may follow.
+    pub fn marathons(&self) -> &[Upid] {
+        &self.marathons
     }
 
-    fn subscribe(&mut self, ctx: &mut Context<'_>) {
-        self.seq += 1;
-        self.awaiting_snapshot = true;
-        self.subscriptions += 1;
-        ctx.link(&self.marathon);
+    /// The Marathon followed (the leader whose snapshot was taken), if any now.
+    pub fn followed(&self) -> Option<&Upid> {
+        self.following.as_ref()
+    }
+
+    /// The leadership epoch of the feed followed.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn send_subscription(&self, ctx: &mut Context<'_>, to: &Upid) {
+        ctx.link(to);
         ctx.send(
-            &self.marathon,
+            to,
             SubscribeRoutes {
                 group: self.group.clone(),
             },
         );
+    }
+
+    /// A round: subscribes to the Marathon followed, or to every one while none is.
+    fn subscribe(&mut self, ctx: &mut Context<'_>) {
+        self.seq += 1;
+        self.awaiting_snapshot = true;
+        self.subscriptions += 1;
+        match self.following.clone() {
+            Some(leader) => self.send_subscription(ctx, &leader),
+            None => {
+                for m in self.marathons.clone() {
+                    self.send_subscription(ctx, &m);
+                }
+            }
+        }
         ctx.delay(SUBSCRIBE_TIMEOUT, Resubscribe { seq: self.seq });
-        tracing::info!(marathon = %self.marathon, attempt = self.subscriptions, "subscribing to routes");
+        tracing::info!(followed = ?self.following.as_ref().map(Upid::to_string), attempt = self.subscriptions, "subscribing to routes");
+    }
+
+    /// Stop following the leader (it lost the leadership or its link): keep the table, look
+    /// for the next leader after `delay`.
+    fn lose_leader(&mut self, ctx: &mut Context<'_>, delay: Duration) {
+        self.following = None;
+        self.seq += 1;
+        self.awaiting_snapshot = false;
+        ctx.delay(delay, Resubscribe { seq: self.seq });
     }
 
     fn publish(&mut self) {
@@ -121,23 +198,26 @@ impl BalancerProcess {
         self.publisher.publish(table);
     }
 
-    fn is_from_marathon(&self, from: &Upid) -> bool {
-        if from == &self.marathon {
-            return true;
-        }
-        tracing::warn!(%from, marathon = %self.marathon, "routes from a process that is not the followed Marathon; ignored");
-        false
-    }
-
     fn handle_snapshot(&mut self, _ctx: &mut Context<'_>, from: &Upid, snapshot: RoutesSnapshot) {
-        if !self.is_from_marathon(from) {
+        if !self.marathons.contains(from) {
+            tracing::warn!(%from, "routes from a process that is not a followed Marathon; ignored");
             return;
+        }
+        let is_followed = self.following.as_ref() == Some(from);
+        if !is_followed && snapshot.leader_epoch < self.epoch {
+            tracing::info!(%from, epoch = snapshot.leader_epoch, followed_epoch = self.epoch, "snapshot of an older leadership ignored");
+            return;
+        }
+        if !is_followed {
+            tracing::info!(marathon = %from, epoch = snapshot.leader_epoch, "following a new leading Marathon");
         }
         tracing::info!(
             version = snapshot.version,
             apps = snapshot.apps.len(),
             "routes snapshot"
         );
+        self.following = Some(from.clone());
+        self.epoch = self.epoch.max(snapshot.leader_epoch);
         self.state.handle_snapshot(snapshot);
         self.awaiting_snapshot = false;
         self.seq += 1; // the subscription timeout is moot
@@ -146,7 +226,8 @@ impl BalancerProcess {
     }
 
     fn handle_changed(&mut self, ctx: &mut Context<'_>, from: &Upid, delta: RoutesChanged) {
-        if !self.is_from_marathon(from) {
+        if self.following.as_ref() != Some(from) {
+            tracing::debug!(%from, "routes delta from a Marathon not followed; ignored");
             return;
         }
         let version = delta.version;
@@ -166,11 +247,32 @@ impl BalancerProcess {
         }
     }
 
+    fn handle_not_leader(&mut self, ctx: &mut Context<'_>, from: &Upid, m: RoutesNotLeader) {
+        if self.following.as_ref() != Some(from) {
+            // A standby: it keeps the subscription and sends its snapshot when elected.
+            return;
+        }
+        tracing::warn!(marathon = %from, leader = ?m.leader, "the followed Marathon no longer leads; serving the last table and looking for the leader");
+        self.lose_leader(ctx, Duration::ZERO);
+    }
+
     fn handle_resubscribe(&mut self, ctx: &mut Context<'_>, from: &Upid, timer: Resubscribe) {
         if from != ctx.self_upid() || timer.seq != self.seq {
             return;
         }
         self.subscribe(ctx);
+    }
+
+    fn handle_resubscribe_standby(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        timer: ResubscribeStandby,
+    ) {
+        if from != ctx.self_upid() || self.following.as_ref() == Some(&timer.marathon) {
+            return;
+        }
+        self.send_subscription(ctx, &timer.marathon);
     }
 }
 
@@ -179,7 +281,9 @@ impl Process for BalancerProcess {
         handlers
             .on(Self::handle_snapshot)
             .on(Self::handle_changed)
-            .on(Self::handle_resubscribe);
+            .on(Self::handle_not_leader)
+            .on(Self::handle_resubscribe)
+            .on(Self::handle_resubscribe_standby);
     }
 
     fn initialize(&mut self, ctx: &mut Context<'_>) {
@@ -187,22 +291,35 @@ impl Process for BalancerProcess {
     }
 
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {
-        if upid != &self.marathon {
+        if !self.marathons.contains(upid) {
             return;
         }
-        tracing::warn!(marathon = %upid, retry_in = ?self.backoff, "lost Marathon; serving the last table and resubscribing");
-        self.seq += 1;
-        self.awaiting_snapshot = false;
-        ctx.delay(self.backoff, Resubscribe { seq: self.seq });
-        self.backoff = (self.backoff * 2).min(RESUBSCRIBE_BACKOFF_MAX);
+        match &self.following {
+            // A standby went away (or restarted): it forgot the subscription.
+            Some(leader) if leader != upid => {
+                ctx.delay(
+                    RESUBSCRIBE_BACKOFF_MAX,
+                    ResubscribeStandby {
+                        marathon: upid.clone(),
+                    },
+                );
+            }
+            _ => {
+                tracing::warn!(marathon = %upid, retry_in = ?self.backoff, "lost Marathon; serving the last table and resubscribing");
+                let delay = self.backoff;
+                self.lose_leader(ctx, delay);
+                self.backoff = (self.backoff * 2).min(RESUBSCRIBE_BACKOFF_MAX);
+            }
+        }
     }
 }
 
 /// How to start a balancer on a node.
 #[derive(Clone, Debug)]
 pub struct BalancerConfig {
-    /// The Marathon to follow.
-    pub marathon: Upid,
+    /// The Marathons to follow: one, or every instance of a leader + standbys (the balancer
+    /// follows whichever leads).
+    pub marathons: Vec<Upid>,
     /// Balancer group (marathon-lb's `--group`); `None` or `*` exposes every app.
     pub group: Option<String>,
     /// Name of the balancer process on the node.
@@ -215,8 +332,13 @@ impl BalancerConfig {
     /// Production defaults (process `balancer`, HTTP on :80, admin on :9090) following
     /// `marathon`.
     pub fn new(marathon: Upid) -> Self {
+        Self::following(vec![marathon])
+    }
+
+    /// The same following whichever of `marathons` leads.
+    pub fn following(marathons: Vec<Upid>) -> Self {
         BalancerConfig {
-            marathon,
+            marathons,
             group: None,
             process_name: "balancer".into(),
             data_plane: DataPlaneConfig::default(),
@@ -239,7 +361,7 @@ pub fn start(node: &Node, config: BalancerConfig) -> Result<Balancer, BalancerEr
     let publisher: Arc<dyn TablePublisher> = Arc::new(data_plane.clone());
     let process = node.spawn(
         &config.process_name,
-        BalancerProcess::new(config.marathon, config.group, publisher),
+        BalancerProcess::following(config.marathons, config.group, publisher),
     )?;
     Ok(Balancer {
         process,

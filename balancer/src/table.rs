@@ -46,7 +46,7 @@
 //!         healthy: None,
 //!     }],
 //! };
-//! state.handle_snapshot(RoutesSnapshot { version: 7, apps: vec![app] });
+//! state.handle_snapshot(RoutesSnapshot { leader_epoch: 0, version: 7, apps: vec![app] });
 //! let table = state.table();
 //! assert_eq!(table.tcp_route(10000).unwrap().backends[0].port, 31000);
 //! assert_eq!(table.http_route("web.example.COM:80", "/x").unwrap().route.app_id, "/web");
@@ -566,7 +566,11 @@ mod tests {
 
     fn state_with(apps: Vec<AppRoutes>) -> RoutingState {
         let mut s = RoutingState::new(None);
-        s.handle_snapshot(RoutesSnapshot { version: 1, apps });
+        s.handle_snapshot(RoutesSnapshot {
+            leader_epoch: 0,
+            version: 1,
+            apps,
+        });
         s
     }
 
@@ -761,6 +765,7 @@ mod tests {
         let ports = |group: Option<&str>| {
             let mut s = RoutingState::new(group.map(str::to_string));
             s.handle_snapshot(RoutesSnapshot {
+                leader_epoch: 0,
                 version: 1,
                 apps: apps.clone(),
             });
@@ -801,6 +806,7 @@ mod tests {
             DeltaOutcome::Resync
         );
         s.handle_snapshot(RoutesSnapshot {
+            leader_epoch: 0,
             version: 5,
             apps: vec![],
         });
@@ -939,7 +945,7 @@ mod tests {
         #[test]
         fn deltas_equal_snapshot(initial in prop::collection::vec(arb_app(), 0..5), changes in prop::collection::vec(prop::collection::vec(arb_change(), 0..4), 0..6)) {
             let mut incremental = RoutingState::new(None);
-            incremental.handle_snapshot(RoutesSnapshot { version: 10, apps: initial.clone() });
+            incremental.handle_snapshot(RoutesSnapshot { leader_epoch: 0, version: 10, apps: initial.clone() });
             let mut model: BTreeMap<String, AppRoutes> = BTreeMap::new();
             for a in initial { model.insert(a.app_id.clone(), a); }
             for (i, batch) in changes.into_iter().enumerate() {
@@ -955,7 +961,7 @@ mod tests {
                 prop_assert_eq!(incremental.handle_changed(delta), DeltaOutcome::Applied);
             }
             let mut full = RoutingState::new(None);
-            full.handle_snapshot(RoutesSnapshot { version: incremental.version().unwrap(), apps: model.into_values().collect() });
+            full.handle_snapshot(RoutesSnapshot { leader_epoch: 0, version: incremental.version().unwrap(), apps: model.into_values().collect() });
             prop_assert_eq!(incremental.table(), full.table());
         }
 
@@ -977,7 +983,7 @@ mod tests {
         #[test]
         fn version_is_monotonic(start in 0u64..100, versions in prop::collection::vec(0u64..120, 0..30)) {
             let mut s = RoutingState::new(None);
-            s.handle_snapshot(RoutesSnapshot { version: start, apps: vec![] });
+            s.handle_snapshot(RoutesSnapshot { leader_epoch: 0, version: start, apps: vec![] });
             for v in versions {
                 let before = s.version().unwrap();
                 let out = s.handle_changed(RoutesChanged { version: v, ..Default::default() });

@@ -70,7 +70,11 @@ fn app(id: &str, service_port: u16, labels: &[(&str, &str)], backends: Vec<Backe
 
 fn table(version: u64, apps: Vec<AppRoutes>) -> Arc<Table> {
     let mut s = RoutingState::new(None);
-    s.handle_snapshot(RoutesSnapshot { version, apps });
+    s.handle_snapshot(RoutesSnapshot {
+        leader_epoch: 0,
+        version,
+        apps,
+    });
     Arc::new(s.table())
 }
 
@@ -1368,7 +1372,7 @@ async fn http_reset_from_backend_is_502() -> Result<()> {
 
 mod process {
     use super::*;
-    use plateau_balancer::messages::{RoutesChanged, SubscribeRoutes};
+    use plateau_balancer::messages::{RoutesChanged, RoutesNotLeader, SubscribeRoutes};
     use plateau_balancer::{BalancerProcess, TablePublisher};
     use plateau_runtime::sim::{Sim, SimConfig};
     use plateau_runtime::{Context, Handlers, NodeAddr, Process, Upid};
@@ -1409,6 +1413,7 @@ mod process {
             ctx.send(
                 from,
                 RoutesSnapshot {
+                    leader_epoch: 0,
                     version: self.version,
                     apps: self.apps.values().cloned().collect(),
                 },
@@ -1601,6 +1606,161 @@ mod process {
             w.sim.trace_hash()
         };
         assert_eq!(run(3), run(3));
+    }
+
+    /// One of several Marathons: the leader feeds routes stamped with its epoch; a standby
+    /// answers `RoutesNotLeader` and keeps the subscriber for when it is elected.
+    #[derive(Default)]
+    struct HaMarathon {
+        epoch: Option<u64>,
+        version: u64,
+        apps: BTreeMap<String, AppRoutes>,
+        subscribers: Vec<Upid>,
+    }
+
+    impl HaMarathon {
+        fn handle_subscribe(&mut self, ctx: &mut Context<'_>, from: &Upid, _m: SubscribeRoutes) {
+            if !self.subscribers.contains(from) {
+                self.subscribers.push(from.clone());
+            }
+            match self.epoch {
+                Some(epoch) => ctx.send(from, self.snapshot(epoch)),
+                None => ctx.send(from, RoutesNotLeader { leader: None }),
+            }
+        }
+
+        fn snapshot(&self, epoch: u64) -> RoutesSnapshot {
+            RoutesSnapshot {
+                leader_epoch: epoch,
+                version: self.version,
+                apps: self.apps.values().cloned().collect(),
+            }
+        }
+
+        fn elect(&mut self, ctx: &mut Context<'_>, epoch: u64, apps: Vec<AppRoutes>) {
+            self.epoch = Some(epoch);
+            self.version += 1;
+            self.apps = apps.into_iter().map(|a| (a.app_id.clone(), a)).collect();
+            for s in &self.subscribers {
+                ctx.send(s, self.snapshot(epoch));
+            }
+        }
+
+        fn depose(&mut self, ctx: &mut Context<'_>) {
+            self.epoch = None;
+            for s in &self.subscribers {
+                ctx.send(s, RoutesNotLeader { leader: None });
+            }
+        }
+
+        /// A delta, whether or not this one leads (a deposed leader's late one).
+        fn upsert(&mut self, ctx: &mut Context<'_>, app: AppRoutes) {
+            self.version += 1;
+            self.apps.insert(app.app_id.clone(), app.clone());
+            for s in &self.subscribers {
+                ctx.send(
+                    s,
+                    RoutesChanged {
+                        version: self.version,
+                        upserts: vec![app.clone()],
+                        removed_apps: vec![],
+                    },
+                );
+            }
+        }
+    }
+
+    impl Process for HaMarathon {
+        fn install(h: &mut Handlers<Self>) {
+            h.on(Self::handle_subscribe);
+        }
+    }
+
+    #[test]
+    fn follows_the_leader_of_two_marathons_and_keeps_its_table_between_leaders() {
+        let mut sim = Sim::new(SimConfig::new(5));
+        let nodes = [
+            NodeAddr::new("10.0.0.1", 8080),
+            NodeAddr::new("10.0.0.2", 8080),
+            NodeAddr::new("10.0.0.9", 9090),
+        ];
+        for n in &nodes {
+            sim.add_node(n.clone());
+        }
+        let a = sim.spawn(&nodes[0], "marathon", HaMarathon::default());
+        let b = sim.spawn(&nodes[1], "marathon", HaMarathon::default());
+        let recorder = Arc::new(Recorder::default());
+        let balancer = sim.spawn(
+            &nodes[2],
+            "balancer",
+            BalancerProcess::following(vec![a.clone(), b.clone()], None, recorder.clone()),
+        );
+        let rec = recorder.clone();
+        let followed = |sim: &mut Sim| {
+            sim.inspect(&balancer, |p: &BalancerProcess| p.followed().cloned())
+                .unwrap()
+        };
+        // Nobody leads yet: both answer that they do not; nothing is published.
+        sim.run_for(Duration::from_secs(1));
+        assert_eq!(rec.count(), 0);
+        assert_eq!(followed(&mut sim), None);
+
+        // A is elected: its snapshot comes without a new subscription.
+        sim.call(&a, |m: &mut HaMarathon, ctx| {
+            m.elect(ctx, 5, vec![web(&[31000])])
+        });
+        assert!(sim.run_until_condition(Duration::from_secs(2), |_| rec.count() == 1));
+        assert_eq!(followed(&mut sim), Some(a.clone()));
+        assert_eq!(backends_of(&rec.last().unwrap()), vec![31000]);
+        // Deltas from the standby are ignored; the leader's apply.
+        sim.call(&b, |m: &mut HaMarathon, ctx| m.upsert(ctx, web(&[39999])));
+        sim.call(&a, |m: &mut HaMarathon, ctx| {
+            m.upsert(ctx, web(&[31000, 31001]))
+        });
+        sim.run_for(Duration::from_secs(1));
+        assert_eq!(backends_of(&rec.last().unwrap()), vec![31000, 31001]);
+
+        // A is deposed: the balancer follows nobody and keeps serving A's last table.
+        let published = rec.count();
+        sim.call(&a, |m: &mut HaMarathon, ctx| m.depose(ctx));
+        sim.run_for(Duration::from_secs(3));
+        assert_eq!(followed(&mut sim), None);
+        assert_eq!(rec.count(), published, "nothing published between leaders");
+        // B is elected (a newer epoch): its snapshot replaces the table in one piece.
+        sim.call(&b, |m: &mut HaMarathon, ctx| {
+            m.elect(ctx, 7, vec![web(&[31000, 31002])])
+        });
+        assert!(sim.run_until_condition(Duration::from_secs(2), |_| rec.count() == published + 1));
+        assert_eq!(followed(&mut sim), Some(b.clone()));
+        assert_eq!(backends_of(&rec.last().unwrap()), vec![31000, 31002]);
+        // A late snapshot of the old leadership and A's deltas change nothing.
+        sim.call(&a, |m: &mut HaMarathon, ctx| {
+            let late = m.snapshot(5);
+            for s in m.subscribers.clone() {
+                ctx.send(&s, late.clone());
+            }
+            m.upsert(ctx, web(&[38888]));
+        });
+        sim.run_for(Duration::from_secs(1));
+        assert_eq!(followed(&mut sim), Some(b.clone()));
+        assert_eq!(backends_of(&rec.last().unwrap()), vec![31000, 31002]);
+        let epoch = sim
+            .inspect(&balancer, |p: &BalancerProcess| p.epoch())
+            .unwrap();
+        assert_eq!(epoch, 7);
+
+        // B's node dies: the balancer keeps B's table and takes A when A leads again.
+        let published = rec.count();
+        sim.crash(&nodes[1]);
+        sim.run_for(Duration::from_secs(3));
+        assert_eq!(rec.count(), published);
+        sim.call(&a, |m: &mut HaMarathon, ctx| {
+            m.elect(ctx, 9, vec![web(&[31003])])
+        });
+        assert!(sim.run_until_condition(Duration::from_secs(10), |_| rec
+            .last()
+            .is_some_and(|t| backends_of(&t) == vec![31003])));
+        assert_eq!(followed(&mut sim), Some(a.clone()));
     }
 
     /// `start` on a real (actix) node: the process subscribes to a Marathon on the node and

@@ -14,6 +14,7 @@
 //! | GET `/job/stat/{name}` | 200, histogram and task history |
 //! | GET `/stats/{percentile}` | 200, `[{"jobNameLabel","time"}]` |
 //! | GET `/graph/csv`, `/graph/dot` | 200, `text/plain` |
+//! | GET `/leader` | 200, `{"leader":"host:port"}`: the leader's REST API (any instance answers) |
 //!
 //! Errors: `{"status":"Bad Request","message":"…","field":"…"}` with 400 for an invalid job
 //! (the message and `field` name the field) **and for an unknown job name** — Chronos answers
@@ -21,16 +22,28 @@
 //! stopped scheduler (after a store failure) answers 503. Nothing is stored on error; a
 //! successful change is stored before the answer.
 //!
-//! Handlers reach the scheduler through [`ProcessRef::call`], between two of its messages.
+//! Handlers reach the scheduler through [`ProcessRef::call`], between two of its messages, and
+//! answer once every state write their call made (and every one before) is durable
+//! ([`ChronosScheduler::reply_when_committed`]): at once with a local store, after the
+//! coordination store committed it with the replicated state, so an answer never shows or
+//! acknowledges a change that may not land. A leader deposed meanwhile answers 503.
+//!
+//! # Several instances
+//!
+//! With the state in the masters' coordination store ([`StateMode::Replicated`]) one instance
+//! leads and the others stand by; a standby proxies every request under the prefixes to the
+//! leader ([`crate::proxy`]). `/ping`, `/metrics` (with `chronos_leading`) and `/leader` are
+//! answered by each instance itself.
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use plateau_runtime::node::NodeError;
 use plateau_runtime::{Node, ProcessRef};
-use plateau_sdk::Masters;
+use plateau_sdk::{Driver, Masters};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -39,8 +52,9 @@ use serde_json::json;
 
 use crate::job::{Job, JobError};
 use crate::limits;
+use crate::proxy::{LeaderOnly, Proxy};
 use crate::scheduler::{
-    ApiError, ChronosConfig, ChronosProcess, ChronosScheduler, MetricsSnapshot, PostKind,
+    ApiError, ChronosConfig, ChronosProcess, ChronosScheduler, MetricsSnapshot, PostKind, Role,
 };
 use crate::stats::Percentile;
 use crate::store::{RedbStore, StoreError};
@@ -50,12 +64,31 @@ pub type ChronosRef = ProcessRef<ChronosProcess>;
 
 type Handle = web::Data<ChronosRef>;
 
-/// Mounts Chronos' routes, answering through `handle`.
-pub fn configure(cfg: &mut web::ServiceConfig, handle: ChronosRef) {
+/// This instance's advertised REST API address (`host:port`), for `/leader`.
+#[derive(Debug, Clone)]
+struct Advertised(String);
+
+/// Mounts Chronos' routes, answering through `handle`; `advertised` is the `host:port` other
+/// instances and clients reach this API at. A standby proxies the prefixed routes to the
+/// leader ([`crate::proxy`]).
+pub fn configure(cfg: &mut web::ServiceConfig, handle: ChronosRef, advertised: String) {
+    let proxy = Proxy::new(handle.clone(), advertised.clone());
     cfg.app_data(web::Data::new(handle))
+        .app_data(web::Data::new(Advertised(advertised)))
         .app_data(web::PayloadConfig::new(limits::HTTP_BODY_BYTES_MAX))
-        .service(web::scope("/v1/scheduler").configure(routes))
-        .service(web::scope("/scheduler").configure(routes))
+        // Before the scopes: every instance answers where the leader is.
+        .route("/v1/scheduler/leader", web::get().to(leader))
+        .route("/scheduler/leader", web::get().to(leader))
+        .service(
+            web::scope("/v1/scheduler")
+                .wrap(LeaderOnly(proxy.clone()))
+                .configure(routes),
+        )
+        .service(
+            web::scope("/scheduler")
+                .wrap(LeaderOnly(proxy))
+                .configure(routes),
+        )
         .route("/metrics", web::get().to(metrics))
         .route("/ping", web::get().to(ping));
 }
@@ -78,7 +111,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/graph/dot", web::get().to(graph_dot));
 }
 
-fn error_body(status: StatusCode, message: &str, field: Option<&str>) -> HttpResponse {
+/// Chronos' error body: `{"status": <reason phrase>, "message", "field"?}`.
+pub(crate) fn error_body(status: StatusCode, message: &str, field: Option<&str>) -> HttpResponse {
     let mut body = json!({
         "status": status.canonical_reason().unwrap_or("Error"),
         "message": message,
@@ -91,10 +125,13 @@ fn error_body(status: StatusCode, message: &str, field: Option<&str>) -> HttpRes
 
 fn api_error(e: &ApiError) -> HttpResponse {
     let status = match e {
-        ApiError::Invalid(_) | ApiError::NotFound(_) | ApiError::TooManyRuns => {
-            StatusCode::BAD_REQUEST
+        ApiError::Invalid(_)
+        | ApiError::NotFound(_)
+        | ApiError::TooManyRuns
+        | ApiError::TooLarge { .. } => StatusCode::BAD_REQUEST,
+        ApiError::Stopped(_) | ApiError::NotLeader { .. } | ApiError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
         }
-        ApiError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error_body(status, &e.to_string(), e.field())
 }
@@ -103,11 +140,63 @@ fn gone(e: NodeError) -> HttpResponse {
     error_body(StatusCode::SERVICE_UNAVAILABLE, &e.to_string(), None)
 }
 
-fn no_content<T>(result: Result<Result<T, ApiError>, NodeError>) -> HttpResponse {
+/// Runs `f` in the scheduler process, then waits until every state write made so far is
+/// durable ([`ChronosScheduler::reply_when_committed`]): `f`'s result, or the error that ended
+/// the wait (deposed: 503), as an HTTP answer on error.
+async fn answer<T: Send + 'static>(
+    handle: &Handle,
+    f: impl FnOnce(&mut ChronosScheduler, &mut Driver<'_, '_>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, HttpResponse> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, ApiError>>();
+    let called = handle
+        .call(move |p, ctx| {
+            let (s, mut d) = p.scheduler_and_driver(ctx);
+            let result = f(s, &mut d);
+            s.reply_when_committed(
+                &d,
+                Box::new(move |committed| {
+                    let _ = tx.send(committed.and(result));
+                }),
+            );
+        })
+        .await;
+    if let Err(e) = called {
+        return Err(gone(e));
+    }
+    match rx.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(api_error(&e)),
+        Err(_) => Err(error_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Chronos scheduler stopped before its state write committed",
+            None,
+        )),
+    }
+}
+
+/// [`answer`] for reads: refused unless this instance serves the API.
+async fn read<R: Send + 'static>(
+    handle: &Handle,
+    f: impl FnOnce(&ChronosScheduler) -> R + Send + 'static,
+) -> Result<R, HttpResponse> {
+    answer(handle, move |s, d| {
+        s.check_serving(d)?;
+        Ok(f(s))
+    })
+    .await
+}
+
+fn no_content<T>(result: Result<T, HttpResponse>) -> HttpResponse {
     match result {
-        Ok(Ok(_)) => HttpResponse::NoContent().finish(),
-        Ok(Err(e)) => api_error(&e),
-        Err(e) => gone(e),
+        Ok(_) => HttpResponse::NoContent().finish(),
+        Err(response) => response,
+    }
+}
+
+fn json<T: serde::Serialize>(result: Result<T, HttpResponse>) -> HttpResponse {
+    match result {
+        Ok(value) => HttpResponse::Ok().json(value),
+        Err(response) => response,
     }
 }
 
@@ -117,18 +206,8 @@ fn text(body: String) -> HttpResponse {
         .body(body)
 }
 
-async fn read<R: Send + 'static>(
-    handle: &Handle,
-    f: impl FnOnce(&ChronosScheduler) -> R + Send + 'static,
-) -> Result<R, NodeError> {
-    handle.call(move |p, _ctx| f(p.scheduler())).await
-}
-
 async fn jobs(handle: Handle) -> HttpResponse {
-    match read(&handle, |s| s.jobs()).await {
-        Ok(jobs) => HttpResponse::Ok().json(jobs),
-        Err(e) => gone(e),
-    }
+    json(read(&handle, |s| s.jobs()).await)
 }
 
 /// Query of `/jobs/search`.
@@ -153,10 +232,7 @@ async fn search(handle: Handle, query: web::Query<SearchQuery>) -> HttpResponse 
         )
     })
     .await;
-    match answer {
-        Ok(jobs) => HttpResponse::Ok().json(jobs),
-        Err(e) => gone(e),
-    }
+    json(answer)
 }
 
 async fn summary(handle: Handle) -> HttpResponse {
@@ -178,10 +254,7 @@ async fn summary(handle: Handle) -> HttpResponse {
         json!({ "jobs": jobs })
     })
     .await;
-    match answer {
-        Ok(body) => HttpResponse::Ok().json(body),
-        Err(e) => gone(e),
-    }
+    json(answer)
 }
 
 async fn job(handle: Handle, name: web::Path<String>) -> HttpResponse {
@@ -190,7 +263,7 @@ async fn job(handle: Handle, name: web::Path<String>) -> HttpResponse {
     match read(&handle, move |s| s.job(&lookup)).await {
         Ok(Some(job)) => HttpResponse::Ok().json(job),
         Ok(None) => api_error(&ApiError::NotFound(name)),
-        Err(e) => gone(e),
+        Err(response) => response,
     }
 }
 
@@ -217,12 +290,7 @@ async fn post_job(handle: Handle, body: web::Bytes, kind: PostKind) -> HttpRespo
         Ok(job) => job,
         Err(response) => return *response,
     };
-    let answer = handle
-        .call(move |p, ctx| {
-            let (s, mut d) = p.scheduler_and_driver(ctx);
-            s.upsert_job(&mut d, job, kind)
-        })
-        .await;
+    let answer = answer(&handle, move |s, d| s.upsert_job(d, job, kind)).await;
     no_content(answer)
 }
 
@@ -247,44 +315,30 @@ async fn run_now(
 ) -> HttpResponse {
     let name = name.into_inner();
     let arguments = query.into_inner().arguments.unwrap_or_default();
-    let answer = handle
-        .call(move |p, ctx| {
-            let (s, mut d) = p.scheduler_and_driver(ctx);
-            s.run_now(&mut d, &name, &arguments)
-        })
-        .await;
+    let answer = answer(&handle, move |s, d| s.run_now(d, &name, &arguments)).await;
     no_content(answer)
 }
 
 async fn delete_job(handle: Handle, name: web::Path<String>) -> HttpResponse {
     let name = name.into_inner();
-    let answer = handle
-        .call(move |p, ctx| {
-            let (s, mut d) = p.scheduler_and_driver(ctx);
-            s.delete_job(&mut d, &name)
-        })
-        .await;
+    let answer = answer(&handle, move |s, d| s.delete_job(d, &name)).await;
     no_content(answer)
 }
 
 async fn kill_tasks(handle: Handle, name: web::Path<String>) -> HttpResponse {
     let name = name.into_inner();
-    let answer = handle
-        .call(move |p, ctx| {
-            let (s, mut d) = p.scheduler_and_driver(ctx);
-            s.kill_tasks(&mut d, &name)
-        })
-        .await;
+    let answer = answer(&handle, move |s, d| s.kill_tasks(d, &name)).await;
     no_content(answer)
 }
 
 async fn job_stat(handle: Handle, name: web::Path<String>) -> HttpResponse {
     let name = name.into_inner();
-    match read(&handle, move |s| s.job_stat(&name)).await {
-        Ok(Ok(stat)) => HttpResponse::Ok().json(stat),
-        Ok(Err(e)) => api_error(&e),
-        Err(e) => gone(e),
-    }
+    let answer = answer(&handle, move |s, d| {
+        s.check_serving(d)?;
+        s.job_stat(&name)
+    })
+    .await;
+    json(answer)
 }
 
 async fn stats(handle: Handle, which: web::Path<String>) -> HttpResponse {
@@ -294,23 +348,20 @@ async fn stats(handle: Handle, which: web::Path<String>) -> HttpResponse {
             return error_body(StatusCode::BAD_REQUEST, &message, Some("percentile"));
         }
     };
-    match read(&handle, move |s| s.stats(which)).await {
-        Ok(entries) => HttpResponse::Ok().json(entries),
-        Err(e) => gone(e),
-    }
+    json(read(&handle, move |s| s.stats(which)).await)
 }
 
 async fn graph_csv(handle: Handle) -> HttpResponse {
     match read(&handle, |s| s.graph_csv()).await {
         Ok(body) => text(body),
-        Err(e) => gone(e),
+        Err(response) => response,
     }
 }
 
 async fn graph_dot(handle: Handle) -> HttpResponse {
     match read(&handle, |s| s.graph().graph_dot()).await {
         Ok(body) => text(body),
-        Err(e) => gone(e),
+        Err(response) => response,
     }
 }
 
@@ -318,10 +369,36 @@ async fn ping() -> HttpResponse {
     text("pong\n".to_string())
 }
 
+/// What the instance hosted by `process` is now.
+pub(crate) fn role_of(
+    process: &mut ChronosProcess,
+    ctx: &mut plateau_runtime::Context<'_>,
+) -> Role {
+    let (s, d) = process.scheduler_and_driver(ctx);
+    s.role(&d)
+}
+
+/// `GET /leader`: `{"leader":"host:port"}`, the REST API of the instance that leads (this one
+/// with a store of its own); 503 while none is elected.
+async fn leader(handle: Handle, advertised: web::Data<Advertised>) -> HttpResponse {
+    match handle.call(role_of).await {
+        Ok(Role::Leader) => HttpResponse::Ok().json(json!({ "leader": advertised.0 })),
+        Ok(Role::Standby {
+            leader: Some(leader),
+        }) => HttpResponse::Ok().json(json!({ "leader": leader })),
+        Ok(Role::Standby { leader: None }) => error_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Chronos leader is elected yet",
+            None,
+        ),
+        Err(e) => gone(e),
+    }
+}
+
 /// The Prometheus text exposition of a metrics snapshot.
 pub fn prometheus_text(m: &MetricsSnapshot) -> String {
     let mut registry = Registry::with_prefix("chronos");
-    let gauges: [(&str, &str, i64); 5] = [
+    let gauges: [(&str, &str, i64); 6] = [
         ("jobs", "Jobs defined", m.jobs as i64),
         (
             "runs_pending",
@@ -337,6 +414,11 @@ pub fn prometheus_text(m: &MetricsSnapshot) -> String {
             "connected",
             "1 while registered with a master",
             i64::from(m.connected),
+        ),
+        (
+            "leading",
+            "1 while this instance leads (always with a store of its own)",
+            i64::from(m.leading),
         ),
         (
             "stopped",
@@ -379,7 +461,7 @@ pub fn prometheus_text(m: &MetricsSnapshot) -> String {
 }
 
 async fn metrics(handle: Handle) -> HttpResponse {
-    match read(&handle, |s| s.metrics()).await {
+    match handle.call(|p, _| p.scheduler().metrics()).await {
         Ok(m) => HttpResponse::Ok()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
             .body(prometheus_text(&m)),
@@ -406,12 +488,39 @@ pub enum StartError {
     },
 }
 
+/// Where the scheduler's state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateMode {
+    /// A redb file in the work dir (`<work_dir>/chronos/state.redb`): one Chronos.
+    Local,
+    /// The masters' coordination store (the masters must run as a group): any number of
+    /// instances, one leads and the others stand by and proxy their API to it.
+    Replicated {
+        /// How long a crashed leader keeps the leadership before a standby takes over.
+        session_ttl: Duration,
+    },
+}
+
+impl StateMode {
+    /// Replicated when `masters` names a group of more than one master, else local (the
+    /// default of `plateau chronos`).
+    pub fn for_masters(masters: &Masters) -> StateMode {
+        if masters.as_slice().len() > 1 {
+            StateMode::Replicated {
+                session_ttl: limits::LEADER_SESSION_TTL_DEFAULT,
+            }
+        } else {
+            StateMode::Local
+        }
+    }
+}
+
 /// How to start Chronos on a node.
 #[derive(Debug, Clone)]
 pub struct StartConfig {
     /// The scheduler's settings.
     pub scheduler: ChronosConfig,
-    /// The node's work directory: the state is in `<work_dir>/chronos/state.redb`.
+    /// The node's work directory: the local state is in `<work_dir>/chronos/state.redb`.
     pub work_dir: PathBuf,
     /// The masters (`master@host:5050` each): Chronos follows the one that leads.
     pub masters: Masters,
@@ -419,18 +528,26 @@ pub struct StartConfig {
     pub http_listen: SocketAddr,
     /// The scheduler process's name on the node (`chronos`).
     pub process_name: String,
+    /// Where the state lives ([`StateMode::for_masters`] by default).
+    pub state: StateMode,
+    /// The host other instances and clients reach the REST API at (default: the node's host).
+    pub advertised_host: Option<String>,
 }
 
 impl StartConfig {
     /// Defaults: `chronos` on 0.0.0.0:4400. `masters` is one master (a `Upid`) or a
-    /// [`Masters`] group.
+    /// [`Masters`] group; a group of more than one keeps the state in the masters'
+    /// coordination store ([`StateMode::for_masters`]).
     pub fn new(work_dir: PathBuf, masters: impl Into<Masters>) -> StartConfig {
+        let masters = masters.into();
         StartConfig {
             scheduler: ChronosConfig::default(),
             work_dir,
-            masters: masters.into(),
+            state: StateMode::for_masters(&masters),
+            masters,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 4400)),
             process_name: "chronos".to_string(),
+            advertised_host: None,
         }
     }
 }
@@ -444,28 +561,44 @@ pub struct Started {
     pub server: ServerHandle,
     /// Where HTTP listens.
     pub http_addr: SocketAddr,
+    /// Where other instances and clients reach the REST API (`host:port`).
+    pub advertised: String,
 }
 
-/// Opens the store under `config.work_dir`, spawns the scheduler on `node` and serves the API.
-/// Must be called inside the node's actix system.
+/// Opens the state (a redb file under `config.work_dir`, or the masters' coordination store),
+/// spawns the scheduler on `node` and serves the API. Must be called inside the node's actix
+/// system.
 pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
-    let store = RedbStore::open_in(&config.work_dir)?;
-    let mut scheduler_config = config.scheduler;
-    if scheduler_config.hostname.is_empty() {
-        scheduler_config.hostname = node.addr().host.to_string();
-    }
-    let scheduler = ChronosScheduler::new(scheduler_config, Box::new(store))?;
-    let handle = node.spawn(&config.process_name, scheduler.into_driver(config.masters))?;
     let bind_error = |source| StartError::Bind {
         addr: config.http_listen,
         source,
     };
     let listener = TcpListener::bind(config.http_listen).map_err(bind_error)?;
     let http_addr = listener.local_addr().map_err(bind_error)?;
+    let host = config
+        .advertised_host
+        .clone()
+        .unwrap_or_else(|| node.addr().host.to_string());
+    let advertised = format!("{host}:{}", http_addr.port());
+    let mut scheduler_config = config.scheduler;
+    if scheduler_config.hostname.is_empty() {
+        scheduler_config.hostname = node.addr().host.to_string();
+    }
+    let scheduler = match config.state {
+        StateMode::Local => {
+            let store = RedbStore::open_in(&config.work_dir)?;
+            ChronosScheduler::new(scheduler_config, Box::new(store))?
+        }
+        StateMode::Replicated { session_ttl } => {
+            ChronosScheduler::replicated(scheduler_config, &advertised, session_ttl)
+        }
+    };
+    let handle = node.spawn(&config.process_name, scheduler.into_driver(config.masters))?;
     let app_handle = handle.clone();
+    let app_advertised = advertised.clone();
     let server = HttpServer::new(move || {
-        let h = app_handle.clone();
-        App::new().configure(move |cfg| configure(cfg, h))
+        let (h, a) = (app_handle.clone(), app_advertised.clone());
+        App::new().configure(move |cfg| configure(cfg, h, a))
     })
     .workers(1)
     // The binary owns signal handling.
@@ -479,6 +612,7 @@ pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
         scheduler: handle,
         server: server_handle,
         http_addr,
+        advertised,
     })
 }
 

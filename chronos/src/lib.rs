@@ -73,11 +73,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod bench;
 pub mod constraints;
 pub mod http;
 pub mod job;
 pub mod limits;
+pub mod proxy;
+pub mod replicated;
 pub mod schedule;
 pub mod scheduler;
 pub mod stats;

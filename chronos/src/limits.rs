@@ -4,6 +4,8 @@
 //! bound here, so a hostile or buggy client meets a clear error instead of exhausting memory or
 //! time (TigerBeetle's "put a limit on everything").
 
+use std::time::Duration;
+
 /// Most jobs a [`crate::job::JobGraph`] holds. Chronos installations ran a few thousand jobs; this
 /// leaves two orders of magnitude of headroom.
 pub const JOBS_MAX: usize = 100_000;
@@ -73,3 +75,35 @@ pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
 /// Longest regular expression in a LIKE/UNLIKE constraint, in bytes; also bounds the size of
 /// the compiled program.
 pub const CONSTRAINT_REGEX_LEN_MAX: usize = 1_024;
+
+/// Largest job definition, in bytes of its stored JSON. With the state in the masters'
+/// coordination store every job is one key, whose value may hold at most 256 KiB; this leaves
+/// room for its counters and rewritten schedule.
+pub const JOB_STORED_BYTES_MAX: usize = 128 * 1024;
+
+/// Largest scheduling state of one job (its parent edge counters), in bytes of its stored JSON.
+pub const JOB_STATE_STORED_BYTES_MAX: usize = 128 * 1024;
+
+/// Most tasks launched on one offer. Each launched run is one key of the state write that
+/// precedes the launch, and that write must fit one transaction of the coordination store
+/// (256 keys); the rest of the waiting runs take the next offers.
+pub const LAUNCHES_PER_OFFER_MAX: usize = 100;
+
+/// Most state writes of the replicated state not committed yet; an action that would make more
+/// waits (an instant on the next tick, a launch on the next offer, a status update for its
+/// resend) or is refused (an API call: 503). Below the SDK's own bound (4,096), which would
+/// otherwise refuse a later part of a write split over several transactions.
+pub const UNCOMMITTED_WRITES_MAX: u64 = 1_000;
+
+/// Most API answers waiting for their state writes to commit (leader + standbys); one more is
+/// answered 503 at once.
+pub const REPLIES_WAITING_MAX: usize = 10_000;
+
+/// How long a standby waits for the leader's answer to a request it proxies, in milliseconds.
+pub const PROXY_TIMEOUT_MS: u64 = 30_000;
+
+/// How long a crashed leader keeps the leadership by default (its session's ttl in the
+/// coordination store) before a standby may take over: a standby leads within about this long
+/// after a leader's crash. The leader keeps its session alive every third of it, and steps down
+/// when none was confirmed for four fifths of it.
+pub const LEADER_SESSION_TTL_DEFAULT: Duration = Duration::from_secs(3);

@@ -73,16 +73,20 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use plateau_master::coord::FencingToken;
 use plateau_runtime::{Context, Handlers, Instant, Message, TimerId, Upid};
+use plateau_sdk::coord::WriteId;
 use plateau_sdk::{
-    CommandInfo, Declines, Driver, Filters, FrameworkId, FrameworkInfo, Masters, Offer, Resources,
-    Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
+    CommandInfo, Declines, Driver, Filters, FrameworkId, FrameworkInfo, LeaderConfig, Masters,
+    Offer, Resources, Scheduler, SchedulerDriver, SlaveId, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Backend, CommitError, Reply};
 use crate::constraints;
 use crate::job::{CurrentState, Job, JobError, JobGraph, RunOutcome, TaskDefaults, Upserted};
 use crate::limits;
+use crate::replicated;
 use crate::schedule::{due_instants, CatchUp, Schedule, DEFAULT_EPSILON};
 use crate::stats::{
     percentile_ranking, JobStatResponse, JobStats, Percentile, PercentileEntry, TaskRecord,
@@ -114,6 +118,26 @@ pub enum ApiError {
     /// The state store failed; the scheduler stopped.
     #[error("the scheduler stopped after a state store failure: {0}")]
     Stopped(String),
+    /// This instance is a standby (or was deposed while the request waited): the leader, if
+    /// known, serves it.
+    #[error("this Chronos is not the leader{}", .leader.as_deref().map(|l| format!(" (the leader is {l})")).unwrap_or_default())]
+    NotLeader {
+        /// The leader's advertised address, if known.
+        leader: Option<String>,
+    },
+    /// The state cannot take the change now (its writes are behind); ask again.
+    #[error("the state store is busy: {0}")]
+    Unavailable(String),
+    /// A record is larger than the state may hold.
+    #[error("{what} is {bytes} bytes stored, at most {max} are allowed")]
+    TooLarge {
+        /// What is too large.
+        what: String,
+        /// Its size.
+        bytes: usize,
+        /// The most allowed.
+        max: usize,
+    },
 }
 
 impl ApiError {
@@ -202,6 +226,18 @@ impl Message for Tick {
     const NAME: &'static str = "chronos.Tick";
 }
 
+/// What this instance is, for the REST API: the leader serves it, a standby proxies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// It acts: a single Chronos on its own store, or the elected leader of several.
+    Leader,
+    /// One of several instances, standing by.
+    Standby {
+        /// The leader's advertised address (`host:port` of its REST API), if known.
+        leader: Option<String>,
+    },
+}
+
 /// Counters for `/metrics` (since the process started).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -232,6 +268,8 @@ pub struct MetricsSnapshot {
     pub runs_active: u64,
     /// True while registered with a master.
     pub connected: bool,
+    /// True while this instance leads (always with a store of its own).
+    pub leading: bool,
     /// True after a store failure stopped the scheduler.
     pub stopped: bool,
     /// Counters.
@@ -251,7 +289,7 @@ fn to_std(delta: TimeDelta) -> Duration {
 /// [`ChronosScheduler::into_driver`].
 pub struct ChronosScheduler {
     config: ChronosConfig,
-    store: Box<dyn Store>,
+    backend: Backend,
     graph: JobGraph,
     states: BTreeMap<String, JobState>,
     runs: BTreeMap<String, Run>,
@@ -276,17 +314,34 @@ impl std::fmt::Debug for ChronosScheduler {
             .field("jobs", &self.graph.len())
             .field("runs", &self.runs.len())
             .field("stopped", &self.stopped)
+            .field("backend", &self.backend)
             .finish()
     }
 }
 
 impl ChronosScheduler {
-    /// A scheduler with the state in `store` (jobs, runs, history, framework id).
+    /// A scheduler with the state in `store` (jobs, runs, history, framework id): the only
+    /// instance, acting from the start.
     pub fn new(config: ChronosConfig, store: Box<dyn Store>) -> Result<Self, StoreError> {
         let snapshot = store.load()?;
-        let mut scheduler = ChronosScheduler {
+        let mut scheduler = Self::empty(config, Backend::Local(store));
+        scheduler.restore(snapshot);
+        Ok(scheduler)
+    }
+
+    /// One of several instances run as leader + standbys against a group of masters, with the
+    /// state in the masters' coordination store (see [`crate::replicated`] for the keys). It
+    /// starts as a standby; `address` is its REST API's `host:port` (standbys proxy to the
+    /// leader's), `session_ttl` how long a crashed leader keeps the leadership.
+    pub fn replicated(config: ChronosConfig, address: &str, session_ttl: Duration) -> Self {
+        let leader = replicated::leader_config(&config.framework_name, address, session_ttl);
+        Self::empty(config, Backend::replicated(leader))
+    }
+
+    fn empty(config: ChronosConfig, backend: Backend) -> Self {
+        ChronosScheduler {
             config,
-            store,
+            backend,
             graph: JobGraph::new(),
             states: BTreeMap::new(),
             runs: BTreeMap::new(),
@@ -301,9 +356,25 @@ impl ChronosScheduler {
             last_revive: None,
             connected: false,
             counters: Counters::default(),
-        };
-        scheduler.restore(snapshot);
-        Ok(scheduler)
+        }
+    }
+
+    /// Drops the model (jobs, runs, history and what derives from them): a deposed leader's,
+    /// or before an elected one loads the state.
+    fn clear_model(&mut self, driver: &mut Driver<'_, '_>) {
+        if let Some(timer) = self.timer.take() {
+            driver.ctx().cancel(timer);
+        }
+        self.graph = JobGraph::new();
+        self.states.clear();
+        self.runs.clear();
+        self.history.clear();
+        self.stats.clear();
+        self.unreconciled.clear();
+        self.awaiting_status.clear();
+        self.last_reconcile = None;
+        self.last_revive = None;
+        self.connected = false;
     }
 
     fn restore(&mut self, snapshot: Snapshot) {
@@ -350,6 +421,9 @@ impl ChronosScheduler {
             .filter(|(_, run)| self.graph.get(&run.job).is_some())
             .collect();
         for (job, entries) in snapshot.history {
+            if self.graph.get(&job).is_none() {
+                continue;
+            }
             let mut stats = JobStats::new();
             let mut kept = VecDeque::new();
             for (seq, entry) in entries {
@@ -376,10 +450,17 @@ impl ChronosScheduler {
 
     /// The driver process hosting this scheduler, registering with the leader of `masters`
     /// (one master, a `Upid`, or a [`Masters`] group). Status updates are acknowledged
-    /// explicitly, after their effect is stored.
+    /// explicitly, after their effect is stored. A [`ChronosScheduler::replicated`] one
+    /// campaigns for the leadership and registers only while it leads.
     pub fn into_driver(self, masters: impl Into<Masters>) -> ChronosProcess {
         let info = self.framework_info();
-        SchedulerDriver::with_masters(info, masters.into(), self).with_explicit_acknowledgements()
+        let leader = self.backend.leader_config().cloned();
+        let driver = SchedulerDriver::with_masters(info, masters.into(), self)
+            .with_explicit_acknowledgements();
+        match leader {
+            Some(config) => driver.with_leader_election(config),
+            None => driver,
+        }
     }
 
     // ---- reading ------------------------------------------------------------------------
@@ -387,6 +468,53 @@ impl ChronosScheduler {
     /// The settings.
     pub fn config(&self) -> &ChronosConfig {
         &self.config
+    }
+
+    /// Whether this instance serves the REST API itself or a standby proxies it. A leader
+    /// whose lease is no longer sure (paused, cut off) is a standby already, before the
+    /// driver's `deposed` comes.
+    pub fn role(&self, driver: &Driver<'_, '_>) -> Role {
+        if self.backend.is_leading() && driver.is_leading() {
+            Role::Leader
+        } else {
+            Role::Standby {
+                leader: self.backend.leader().map(str::to_string),
+            }
+        }
+    }
+
+    /// True with the state in the masters' coordination store (leader + standbys).
+    pub fn is_replicated(&self) -> bool {
+        self.backend.leader_config().is_some()
+    }
+
+    /// The election's settings (leader + standbys).
+    pub fn leader_config(&self) -> Option<&LeaderConfig> {
+        self.backend.leader_config()
+    }
+
+    /// API answers waiting for their state writes to commit.
+    pub fn replies_waiting(&self) -> usize {
+        self.backend.replies_waiting()
+    }
+
+    /// Ok when this instance serves the API: it acts (it leads, sure of its lease, and no
+    /// store failure stopped it). Reads check it too: a standby's model is empty.
+    pub fn check_serving(&self, driver: &Driver<'_, '_>) -> Result<(), ApiError> {
+        self.check_running()?;
+        if !driver.is_leading() {
+            return Err(self.not_leader());
+        }
+        Ok(())
+    }
+
+    /// Calls `reply` once every state write made so far (by the call being answered, and
+    /// before it) has committed, so that an answer never shows or acknowledges a change that
+    /// may not land: at once with a local store (commits are durable when made), when the
+    /// driver reports the commit with the replicated state, or with
+    /// [`ApiError::NotLeader`] if this instance is deposed first.
+    pub fn reply_when_committed(&mut self, driver: &Driver<'_, '_>, reply: Reply) {
+        self.backend.reply_when_committed(driver, reply);
     }
 
     /// The job graph.
@@ -511,6 +639,7 @@ impl ChronosScheduler {
             runs_pending: pending,
             runs_active: self.runs.len() as u64 - pending,
             connected: self.connected,
+            leading: self.backend.is_leading(),
             stopped: self.stopped.is_some(),
             counters: self.counters,
         }
@@ -524,23 +653,47 @@ impl ChronosScheduler {
     // ---- changing (API) -------------------------------------------------------------------
 
     fn check_running(&self) -> Result<(), ApiError> {
-        match &self.stopped {
-            Some(reason) => Err(ApiError::Stopped(reason.clone())),
-            None => Ok(()),
+        if let Some(reason) = &self.stopped {
+            return Err(ApiError::Stopped(reason.clone()));
+        }
+        if !self.backend.is_leading() {
+            return Err(self.not_leader());
+        }
+        Ok(())
+    }
+
+    fn not_leader(&self) -> ApiError {
+        ApiError::NotLeader {
+            leader: self.backend.leader().map(str::to_string),
         }
     }
 
-    /// Commits `writes`; on failure stops the scheduler (as a crash would) and returns false.
+    /// True while the scheduler acts on its model: it leads, and no store failure stopped it.
+    fn is_acting(&self) -> bool {
+        self.stopped.is_none() && self.backend.is_leading()
+    }
+
+    /// Commits `writes` (see [`Backend::commit`]); false when they were not taken (then
+    /// nothing was written, and the caller changes nothing).
     fn commit(&mut self, driver: &mut Driver<'_, '_>, writes: &[Write]) -> bool {
-        if self.stopped.is_some() {
-            return false;
-        }
+        self.commit_or_stopped(driver, writes).is_ok()
+    }
+
+    /// Commits `writes`, or says why not. A failure of the local store stops the scheduler,
+    /// as a crash would; with the replicated state, a write is not taken while this instance
+    /// does not lead or while too many writes wait.
+    fn commit_or_stopped(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        writes: &[Write],
+    ) -> Result<(), ApiError> {
+        self.check_running()?;
         if writes.is_empty() {
-            return true;
+            return Ok(());
         }
-        match self.store.commit(writes) {
-            Ok(()) => true,
-            Err(e) => {
+        match self.backend.commit(driver, writes) {
+            Ok(()) => Ok(()),
+            Err(CommitError::Store(e)) => {
                 tracing::error!(error = %e, "state store failed: the Chronos scheduler stops");
                 self.stopped = Some(e.to_string());
                 if let Some(timer) = self.timer.take() {
@@ -548,22 +701,17 @@ impl ChronosScheduler {
                 }
                 // Tasks keep running for the failover timeout; a restarted scheduler resumes.
                 driver.stop(true);
-                false
+                Err(ApiError::Stopped(e.to_string()))
             }
-        }
-    }
-
-    fn commit_or_stopped(
-        &mut self,
-        driver: &mut Driver<'_, '_>,
-        writes: &[Write],
-    ) -> Result<(), ApiError> {
-        if self.commit(driver, writes) {
-            Ok(())
-        } else {
-            Err(ApiError::Stopped(
-                self.stopped.clone().unwrap_or_else(|| "stopped".into()),
-            ))
+            Err(CommitError::NotLeading) => Err(self.not_leader()),
+            Err(e @ (CommitError::Behind { .. } | CommitError::Refused(_))) => {
+                tracing::warn!(error = %e, "state write not taken");
+                Err(ApiError::Unavailable(e.to_string()))
+            }
+            Err(CommitError::Ops(e)) => {
+                tracing::error!(error = %e, "state write cannot be stored");
+                Err(ApiError::Unavailable(e.to_string()))
+            }
         }
     }
 
@@ -613,6 +761,12 @@ impl ChronosScheduler {
             state.last_scheduled = None;
         }
         state.edge_counts = Self::edge_counts_of(&graph, &name);
+        check_stored_size("the job", &stored, limits::JOB_STORED_BYTES_MAX)?;
+        check_stored_size(
+            "the job's state (its parent edges)",
+            &state,
+            limits::JOB_STATE_STORED_BYTES_MAX,
+        )?;
         let writes = [
             Write::Job(Box::new(stored)),
             Write::JobState(name.clone(), state.clone()),
@@ -626,6 +780,10 @@ impl ChronosScheduler {
 
     /// `DELETE /scheduler/job/{name}`: removes the job, kills its tasks, drops its runs; its
     /// children are rewired as in Chronos.
+    ///
+    /// The writes are ordered so that any prefix of them is a valid state (with the replicated
+    /// state a deletion too large for one transaction is written in several): the rewired
+    /// children first, then the job's runs and history, the job itself last.
     pub fn delete_job(&mut self, driver: &mut Driver<'_, '_>, name: &str) -> Result<(), ApiError> {
         self.check_running()?;
         if self.graph.get(name).is_none() {
@@ -633,14 +791,13 @@ impl ChronosScheduler {
         }
         let mut graph = self.graph.clone();
         let removed = graph.remove(name)?;
-        let mut writes = vec![Write::DeleteJob(name.to_string())];
+        let mut writes = Vec::new();
         let runs: Vec<Run> = self
             .runs
             .values()
             .filter(|r| r.job == name)
             .cloned()
             .collect();
-        writes.extend(runs.iter().map(|r| Write::DeleteRun(r.id.clone())));
         let removed_state = self.states.get(name).cloned().unwrap_or_default();
         let mut child_states = Vec::new();
         for child in &removed.rewired {
@@ -656,6 +813,16 @@ impl ChronosScheduler {
             writes.push(Write::JobState(child.clone(), state.clone()));
             child_states.push((child.clone(), state));
         }
+        writes.extend(runs.iter().map(|r| Write::DeleteRun(r.id.clone())));
+        if let Some(history) = self.history.get(name) {
+            let job = name.to_string();
+            writes.extend(
+                history
+                    .iter()
+                    .map(|(seq, _)| Write::DeleteHistory(job.clone(), *seq)),
+            );
+        }
+        writes.push(Write::DeleteJob(name.to_string()));
         self.commit_or_stopped(driver, &writes)?;
         self.graph = graph;
         self.states.remove(name);
@@ -770,11 +937,11 @@ impl ChronosScheduler {
     // ---- schedules ------------------------------------------------------------------------
 
     fn on_tick(&mut self, driver: &mut Driver<'_, '_>) {
-        if self.stopped.is_some() {
+        if !self.is_acting() {
             return;
         }
         self.evaluate(driver);
-        if self.stopped.is_some() {
+        if !self.is_acting() {
             return;
         }
         let now = driver.ctx().now();
@@ -808,7 +975,7 @@ impl ChronosScheduler {
 
     /// Creates the runs of every instant due now, then sets the timer.
     fn evaluate(&mut self, driver: &mut Driver<'_, '_>) {
-        if self.stopped.is_some() {
+        if !self.is_acting() {
             return;
         }
         let now = wall(driver.ctx());
@@ -821,7 +988,7 @@ impl ChronosScheduler {
         let mut created = false;
         for name in names {
             created |= self.evaluate_job(driver, &name, now);
-            if self.stopped.is_some() {
+            if !self.is_acting() {
                 return;
             }
         }
@@ -930,7 +1097,7 @@ impl ChronosScheduler {
 
     /// Sets the timer to the next due instant or retry time, at most `tick_max` away.
     fn arm_timer(&mut self, driver: &mut Driver<'_, '_>) {
-        if self.stopped.is_some() {
+        if !self.is_acting() {
             return;
         }
         let now = wall(driver.ctx());
@@ -1055,6 +1222,9 @@ impl ChronosScheduler {
         let order = self.launch_order(now);
         let waiting = !order.is_empty();
         for id in order {
+            if chosen.len() >= limits::LAUNCHES_PER_OFFER_MAX {
+                break;
+            }
             let run = &self.runs[&id];
             let Some(job) = self.graph.get(&run.job) else {
                 continue;
@@ -1101,6 +1271,15 @@ impl ChronosScheduler {
         let writes: Vec<Write> = chosen.iter().map(|(r, _)| Write::Run(r.clone())).collect();
         // Recorded before the launch: a restarted scheduler reconciles these task ids.
         if !self.commit(driver, &writes) {
+            if self.is_acting() {
+                // Not taken now (the state's writes are behind): the next offer will do.
+                declines.add(
+                    offer.id.clone(),
+                    Filters {
+                        refuse_seconds: self.config.decline_refuse_secs,
+                    },
+                );
+            }
             return;
         }
         let mut tasks = Vec::with_capacity(chosen.len());
@@ -1460,6 +1639,19 @@ impl ChronosScheduler {
     }
 }
 
+/// Refuses a record whose stored JSON is larger than `max` bytes.
+fn check_stored_size<T: Serialize>(what: &str, value: &T, max: usize) -> Result<(), ApiError> {
+    let bytes = crate::store::encode(value).len();
+    if bytes > max {
+        return Err(ApiError::TooLarge {
+            what: what.to_string(),
+            bytes,
+            max,
+        });
+    }
+    Ok(())
+}
+
 fn record_stats(stats: &mut JobStats, entry: &HistoryEntry) {
     if entry.outcome == RunOutcomeKind::Success {
         stats.record_duration_ms(entry.duration_ms());
@@ -1485,12 +1677,13 @@ impl Scheduler for ChronosScheduler {
     }
 
     fn registered(&mut self, driver: &mut Driver<'_, '_>, framework_id: &FrameworkId) {
-        if self.stopped.is_some() {
+        if !self.is_acting() {
             return;
         }
         let id = framework_id.to_string();
         if self.framework_id.as_deref() != Some(id.as_str()) {
-            if !self.commit(driver, &[Write::FrameworkId(id.clone())]) {
+            // With the replicated state the driver keeps the id itself.
+            if !self.is_replicated() && !self.commit(driver, &[Write::FrameworkId(id.clone())]) {
                 return;
             }
             self.framework_id = Some(id);
@@ -1499,7 +1692,7 @@ impl Scheduler for ChronosScheduler {
     }
 
     fn reregistered(&mut self, driver: &mut Driver<'_, '_>) {
-        if self.stopped.is_none() {
+        if self.is_acting() {
             self.on_registered(driver);
         }
     }
@@ -1509,14 +1702,14 @@ impl Scheduler for ChronosScheduler {
     }
 
     fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>) {
-        if self.stopped.is_some() {
+        if !self.is_acting() {
             return;
         }
         let now = wall(driver.ctx());
         let mut declines = Declines::new();
         for offer in offers {
             self.launch_on_offer(driver, &offer, now, &mut declines);
-            if self.stopped.is_some() {
+            if !self.is_acting() {
                 break;
             }
         }
@@ -1524,7 +1717,7 @@ impl Scheduler for ChronosScheduler {
     }
 
     fn status_update(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus) {
-        if self.stopped.is_some() {
+        if !self.is_acting() {
             return;
         }
         if self.handle_status(driver, status) {
@@ -1540,4 +1733,74 @@ impl Scheduler for ChronosScheduler {
     fn install(handlers: &mut Handlers<ChronosProcess>) {
         handlers.on(ChronosScheduler::handle_tick);
     }
+
+    /// Leader + standbys: elected, the state loaded. The model is rebuilt from it (every job,
+    /// intent, launch and history entry a predecessor committed), what a cut-short deletion
+    /// left behind is deleted, and the instants that fell due meanwhile are created per their
+    /// job's `catchUp` from each job's last scheduled instant. When this returns the driver
+    /// registers (as a failover of the same framework); `registered` then reconciles every
+    /// launched run's task id with the master before anything is launched again.
+    fn elected(&mut self, driver: &mut Driver<'_, '_>, token: &FencingToken) {
+        let Some(state) = driver.state() else {
+            return;
+        };
+        let keys = state.len();
+        let (snapshot, bad) = replicated::snapshot_of(state.range(""));
+        for b in &bad {
+            tracing::error!(key = %b.key, reason = %b.reason, "a stored record does not decode: ignored");
+        }
+        let orphans = orphans_of(&snapshot);
+        self.clear_model(driver);
+        self.restore(snapshot);
+        self.backend.handle_elected();
+        tracing::info!(
+            epoch = token.epoch,
+            keys,
+            jobs = self.graph.len(),
+            runs = self.runs.len(),
+            "elected: this Chronos leads"
+        );
+        if !orphans.is_empty() {
+            tracing::info!(writes = orphans.len(), "deleting records of deleted jobs");
+            self.commit(driver, &orphans);
+        }
+        self.evaluate(driver);
+    }
+
+    /// Leader + standbys: no longer the leader. The driver dropped the calls waiting for
+    /// writes; the model goes too, and the API answers waiting for commits fail (503).
+    fn deposed(&mut self, driver: &mut Driver<'_, '_>, why: &str) {
+        tracing::warn!(%why, "deposed: this Chronos stands by");
+        self.clear_model(driver);
+        self.backend.handle_deposed();
+    }
+
+    fn leader_changed(&mut self, _driver: &mut Driver<'_, '_>, leader: Option<&str>) {
+        tracing::info!(?leader, "the Chronos leader changed");
+        self.backend.handle_leader_changed(leader);
+    }
+
+    fn committed(&mut self, _driver: &mut Driver<'_, '_>, write: WriteId) {
+        self.backend.handle_committed(write);
+    }
+}
+
+/// Deletes of what no job owns any more in `snapshot` (runs, scheduling states and history of
+/// deleted jobs), left by a deletion split over several transactions and cut short.
+fn orphans_of(snapshot: &Snapshot) -> Vec<Write> {
+    let owned = |job: &str| snapshot.jobs.contains_key(job);
+    let mut writes: Vec<Write> = snapshot
+        .runs
+        .values()
+        .filter(|r| !owned(&r.job))
+        .map(|r| Write::DeleteRun(r.id.clone()))
+        .collect();
+    let names: BTreeSet<&String> = snapshot
+        .job_states
+        .keys()
+        .chain(snapshot.history.keys())
+        .filter(|name| !owned(name))
+        .collect();
+    writes.extend(names.into_iter().map(|n| Write::DeleteJob(n.clone())));
+    writes
 }

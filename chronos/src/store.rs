@@ -294,7 +294,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn apply(&mut self, write: &Write) {
+    /// Applies one write, as a store does.
+    pub(crate) fn apply(&mut self, write: &Write) {
         match write {
             Write::Job(job) => {
                 self.jobs.insert(job.name.clone(), (**job).clone());
@@ -500,14 +501,19 @@ impl RedbStore {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes a stored JSON value (`what` names it in the error).
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         what: what.to_string(),
         reason: e.to_string(),
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+/// Encodes a record as stored (JSON).
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("stored records always serialize")
 }
 

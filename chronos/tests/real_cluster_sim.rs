@@ -6,6 +6,11 @@
 //!
 //! The witness is the slave's containerizer: every launch it is asked for is recorded (task id
 //! and virtual time), independently of what Chronos or the master believe.
+//!
+//! [`ha`]: the same with three replicated masters and several Chronos as leader + standbys.
+
+#[path = "real_cluster_sim/ha.rs"]
+mod ha;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -52,6 +52,12 @@ pub fn sse_frame(event_type: &str, data: &Value) -> Bytes {
 }
 
 impl EventBus {
+    /// Ends every subscriber's stream (this Marathon stopped leading: its clients reconnect,
+    /// to the new leader).
+    pub fn disconnect_all(&mut self) {
+        self.subscribers.clear();
+    }
+
     /// Adds a subscriber; `None` when there are already
     /// [`EVENT_SUBSCRIBERS_MAX`] of them.
     pub fn subscribe(&mut self, subscription: Subscription) -> Option<mpsc::Receiver<Bytes>> {

@@ -38,9 +38,10 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::events::Subscription;
-use crate::limits::HTTP_BODY_BYTES_MAX;
+use crate::limits::{API_ANSWER_WAIT, HTTP_BODY_BYTES_MAX};
+use crate::proxy::{leader_proxy, LeaderProxy};
 use crate::scheduler::{
-    with_marathon, ApiCaller, ApiResponse, Embed, MarathonConfig, MarathonScheduler,
+    with_marathon, ApiAnswer, ApiCaller, ApiResponse, Embed, MarathonConfig, MarathonScheduler,
 };
 use crate::store::{MemoryStore, RedbStore, Store};
 
@@ -107,14 +108,46 @@ async fn call<R: Send + 'static>(
         .map_err(|e| message(503, &format!("Marathon is not running: {e}")))
 }
 
+/// Runs an API call inside the scheduler and answers once its writes are in the store: at
+/// once for a single Marathon, after they commit for leader + standbys (see
+/// [`MarathonScheduler::answer`]). A standby (the leadership moved since the proxy looked)
+/// answers 503.
 async fn call_response(
     marathon: &MarathonRef,
     f: impl FnOnce(&mut MarathonScheduler, &mut Driver<'_, '_>) -> ApiResponse + Send + 'static,
 ) -> HttpResponse {
-    match call(marathon, f).await {
-        Ok(r) => respond(r),
+    let answer = call(marathon, move |s, d| {
+        if !s.serves_api() {
+            return ApiAnswer::Ready(ApiResponse::message(
+                503,
+                "This Marathon is not the leader (any more); try again",
+            ));
+        }
+        let response = f(s, d);
+        s.answer(d, response)
+    })
+    .await;
+    match answer {
+        Ok(ApiAnswer::Ready(r)) => respond(r),
+        Ok(ApiAnswer::Pending(pending)) => {
+            match tokio::time::timeout(API_ANSWER_WAIT, pending.wait()).await {
+                Ok(r) => respond(r),
+                Err(_) => message(
+                    503,
+                    "The change was not committed in time: its outcome is unknown",
+                ),
+            }
+        }
         Err(e) => e,
     }
+}
+
+/// A read: `f`'s JSON with 200, through [`call_response`].
+async fn call_json(
+    marathon: &MarathonRef,
+    f: impl FnOnce(&mut MarathonScheduler, &mut Driver<'_, '_>) -> Value + Send + 'static,
+) -> HttpResponse {
+    call_response(marathon, move |s, d| ApiResponse::json(200, f(s, d))).await
 }
 
 fn caller(req: &HttpRequest) -> ApiCaller {
@@ -147,12 +180,10 @@ async fn ping(req: HttpRequest) -> HttpResponse {
 }
 
 async fn metrics(m: web::Data<MarathonRef>) -> HttpResponse {
-    match call(&m, |s, _| s.metrics_json()).await {
-        Ok(v) => json_ok(v),
-        Err(e) => e,
-    }
+    call_json(&m, |s, _| s.metrics_json()).await
 }
 
+/// Answered by every instance: `elected` says whether this one leads.
 async fn info(m: web::Data<MarathonRef>) -> HttpResponse {
     match call(&m, |s, d| s.info_json(d.is_connected())).await {
         Ok(v) => json_ok(v),
@@ -160,13 +191,11 @@ async fn info(m: web::Data<MarathonRef>) -> HttpResponse {
     }
 }
 
+/// Answered by every instance: the leader's `host:port`, or 404 while none leads.
 async fn leader(m: web::Data<MarathonRef>) -> HttpResponse {
-    match call(&m, |s, _| {
-        format!("{}:{}", s.config().hostname, s.config().http_port)
-    })
-    .await
-    {
-        Ok(leader) => json_ok(json!({"leader": leader})),
+    match call(&m, |s, _| s.leader()).await {
+        Ok(Some(leader)) => json_ok(json!({"leader": leader})),
+        Ok(None) => message(404, "There is no leader"),
         Err(e) => e,
     }
 }
@@ -179,14 +208,10 @@ async fn list_apps(req: HttpRequest, m: web::Data<MarathonRef>) -> HttpResponse 
         param(&q, "cmd").map(str::to_string),
         param(&q, "label").map(str::to_string),
     );
-    match call(&m, move |s, _| {
+    call_json(&m, move |s, _| {
         s.apps_json(embed, id.as_deref(), cmd.as_deref(), label.as_deref())
     })
     .await
-    {
-        Ok(v) => json_ok(v),
-        Err(e) => e,
-    }
 }
 
 async fn create_app(req: HttpRequest, body: web::Bytes, m: web::Data<MarathonRef>) -> HttpResponse {
@@ -262,25 +287,12 @@ async fn apps_dispatch(
         Method::PUT | Method::PATCH => {
             let partial = method == Method::PATCH || flag(&q, "partialUpdate", true);
             let caller = caller(&req);
-            if method == Method::PATCH {
-                let exists = {
-                    let id = id.clone();
-                    call(&m, move |s, _| {
-                        s.apps()
-                            .contains_key(&crate::app::canonical_path_id(&id, "/"))
-                    })
-                    .await
-                };
-                match exists {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let id = crate::app::canonical_path_id(&id, "/");
-                        return message(404, &format!("App '{id}' does not exist"));
-                    }
-                    Err(e) => return e,
-                }
-            }
+            let patch = method == Method::PATCH;
             call_response(&m, move |s, d| {
+                let canonical = crate::app::canonical_path_id(&id, "/");
+                if patch && !s.apps().contains_key(&canonical) {
+                    return ApiResponse::message(404, format!("App '{canonical}' does not exist"));
+                }
                 s.put_app(d, &caller, &id, &body, force, partial)
             })
             .await
@@ -298,10 +310,7 @@ async fn list_tasks(req: HttpRequest, m: web::Data<MarathonRef>) -> HttpResponse
     let statuses: Vec<String> = params(&q, &["status", "status[]"])
         .map(str::to_string)
         .collect();
-    match call(&m, move |s, _| s.tasks_json(&statuses)).await {
-        Ok(v) => json_ok(v),
-        Err(e) => e,
-    }
+    call_json(&m, move |s, _| s.tasks_json(&statuses)).await
 }
 
 async fn delete_tasks(
@@ -319,10 +328,7 @@ async fn delete_tasks(
 }
 
 async fn list_deployments(m: web::Data<MarathonRef>) -> HttpResponse {
-    match call(&m, |s, _| s.deployments_json()).await {
-        Ok(v) => json_ok(v),
-        Err(e) => e,
-    }
+    call_json(&m, |s, _| s.deployments_json()).await
 }
 
 async fn delete_deployment(req: HttpRequest, m: web::Data<MarathonRef>) -> HttpResponse {
@@ -332,15 +338,11 @@ async fn delete_deployment(req: HttpRequest, m: web::Data<MarathonRef>) -> HttpR
 }
 
 async fn queue(m: web::Data<MarathonRef>) -> HttpResponse {
-    match call(&m, |s, d| {
+    call_json(&m, |s, d| {
         let now = d.ctx().now().since_origin();
         s.queue_json(now)
     })
     .await
-    {
-        Ok(v) => json_ok(v),
-        Err(e) => e,
-    }
 }
 
 async fn queue_dispatch(req: HttpRequest, m: web::Data<MarathonRef>) -> HttpResponse {
@@ -370,12 +372,16 @@ async fn events(req: HttpRequest, m: web::Data<MarathonRef>) -> HttpResponse {
     };
     let remote = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let rx = match call(&m, move |s, d| {
+        if !s.serves_api() {
+            return Err("This Marathon is not the leader (any more); try again");
+        }
         s.attach_event_stream(d, subscription, &remote)
+            .ok_or("too many event stream subscribers")
     })
     .await
     {
-        Ok(Some(rx)) => rx,
-        Ok(None) => return message(503, "too many event stream subscribers"),
+        Ok(Ok(rx)) => rx,
+        Ok(Err(why)) => return message(503, why),
         Err(e) => return e,
     };
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -418,11 +424,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, marathon: MarathonRef) {
 }
 
 /// Serves the API on `listener` (already bound) with `workers` worker threads; the server
-/// runs on the current actix system until stopped through the returned handle.
+/// runs on the current actix system until stopped through the returned handle. With `proxy`
+/// (leader + standbys) requests go through the leader proxy ([`crate::proxy`]).
 pub fn serve(
     listener: TcpListener,
     marathon: MarathonRef,
     workers: usize,
+    proxy: Option<LeaderProxy>,
 ) -> Result<ServerHandle, Error> {
     let addr = listener
         .local_addr()
@@ -430,7 +438,15 @@ pub fn serve(
         .unwrap_or_default();
     let server = HttpServer::new(move || {
         let marathon = marathon.clone();
-        App::new().configure(move |cfg| configure(cfg, marathon))
+        let proxy = proxy.clone();
+        App::new()
+            .wrap(actix_web::middleware::from_fn(leader_proxy))
+            .configure(move |cfg| {
+                if let Some(proxy) = proxy {
+                    cfg.app_data(web::Data::new(proxy));
+                }
+                configure(cfg, marathon)
+            })
     })
     .workers(workers.max(1))
     .shutdown_timeout(5)
@@ -475,12 +491,28 @@ pub struct MarathonServer {
 
 /// Starts Marathon on `node` (inside its actix system): opens the store, spawns the
 /// scheduler (which registers with the master) and serves the API.
+///
+/// With `config.marathon.ha` it is one of several: no local store; the scheduler campaigns
+/// for the leadership among the masters (a group) and keeps its state there, and the API
+/// proxies to the leader while this instance stands by.
 pub fn start(node: &Node, config: StartConfig) -> Result<MarathonServer, Error> {
-    let store: Box<dyn Store> = match &config.work_dir {
-        Some(dir) => Box::new(RedbStore::open_in(dir)?),
-        None => Box::new(MemoryStore::new()),
+    let (driver, proxy) = if config.marathon.ha {
+        let ttl = config.marathon.session_ttl;
+        let proxy = LeaderProxy::new(format!(
+            "{}:{}",
+            config.marathon.hostname, config.marathon.http_port
+        ));
+        let driver =
+            MarathonScheduler::driver_with_leader_election(config.marathon, config.masters, ttl);
+        (driver, Some(proxy))
+    } else {
+        let store: Box<dyn Store> = match &config.work_dir {
+            Some(dir) => Box::new(RedbStore::open_in(dir)?),
+            None => Box::new(MemoryStore::new()),
+        };
+        let driver = MarathonScheduler::driver(config.marathon, store, config.masters)?;
+        (driver, None)
     };
-    let driver = MarathonScheduler::driver(config.marathon, store, config.masters)?;
     let process = node
         .spawn(&config.process_name, driver)
         .map_err(|e| Error::Spawn(e.to_string()))?;
@@ -492,7 +524,7 @@ pub fn start(node: &Node, config: StartConfig) -> Result<MarathonServer, Error> 
         addr: config.http_listen.to_string(),
         message: e.to_string(),
     })?;
-    let http = serve(listener, process.clone(), config.http_workers)?;
+    let http = serve(listener, process.clone(), config.http_workers, proxy)?;
     Ok(MarathonServer {
         process,
         addr,

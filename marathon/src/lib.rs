@@ -19,9 +19,11 @@
 //! | [`time`] | Marathon timestamps (`2015-09-25T15:13:48.343Z`) |
 //! | [`state`] | instances, app records, deployments and their API JSON |
 //! | [`scheduler`] | the Marathon scheduler: offers, launch queue, replacement, deployments, reconciliation, API operations |
-//! | [`store`] | durable state: [`RedbStore`] (`<work-dir>/marathon/state.redb`) and [`MemoryStore`] |
+//! | [`store`] | durable state of a single Marathon: [`RedbStore`] (`<work-dir>/marathon/state.redb`) and [`MemoryStore`] |
+//! | [`replicated`] | the state of leader + standbys in the masters' coordination store: key layout, writes, load |
 //! | [`events`] | the `/v2/events` bus: bounded per-subscriber queues, slow subscribers dropped |
 //! | [`http`] | the REST API v2 (actix-web): `configure`, `serve`, `start` |
+//! | [`proxy`] | leader + standbys: a standby forwards the API to the leader (`X-Marathon-Via`), `/v2/events` redirected |
 //! | [`readiness`] | readiness probes during deployments: HTTP on worker threads, or scripted |
 //! | [`routes`] | the routes change feed for balancers (snapshot, then versioned deltas) |
 //! | [`bench`] | `plateau bench launch`: launch latency through the REST API |
@@ -70,7 +72,9 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod limits;
+pub mod proxy;
 pub mod readiness;
+pub mod replicated;
 pub mod routes;
 pub mod scheduler;
 pub mod state;

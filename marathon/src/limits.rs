@@ -63,6 +63,10 @@ pub const SLAVES_SEEN_MAX: usize = 100_000;
 /// Balancers subscribed to the routes feed (`SubscribeRoutes`); past it the oldest is dropped.
 pub const ROUTE_SUBSCRIBERS_MAX: usize = 64;
 
+/// Route changes waiting for their state writes to commit before they go to balancers (leader
+/// + standbys); past it the newest waits for a later write.
+pub const ROUTES_WAITING_MAX: usize = 64;
+
 /// Worker threads of the real readiness prober (started by the first readiness probe).
 pub const READINESS_PROBER_THREADS: usize = 4;
 
@@ -74,3 +78,38 @@ pub const READINESS_HEAD_BYTES_MAX: usize = 16 * 1024;
 
 /// Largest response body a readiness probe keeps (`lastResponse.body`).
 pub const READINESS_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// API answers waiting for their state writes to commit (leader + standbys); one more is
+/// answered 503 at once (its change is made, its outcome reported as unknown).
+pub const PENDING_ANSWERS_MAX: usize = 10_000;
+
+/// Longest wait for a state write to commit before an API answer waiting for it gives up with
+/// 503 (its outcome unknown). Longer than a master failover and the SDK's request deadline.
+pub const API_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Longest a standby holds a request while no leader is known or the leader cannot be reached
+/// (a failover: the crashed leader's session ttl, an election, the state's load), before
+/// answering 502. Marathon waits a few seconds too.
+pub const LEADER_PROXY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How often a held request asks again who leads.
+pub const LEADER_PROXY_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Longest wait to connect to the leader when forwarding a request (Marathon's
+/// `--leader_proxy_connection_timeout`).
+pub const LEADER_PROXY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest wait for the leader's whole answer to a forwarded request (Marathon's
+/// `--leader_proxy_read_timeout`, longer here: a write waits for its commit, which takes
+/// longer during a master failover).
+pub const LEADER_PROXY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Largest answer of the leader a standby forwards (a full `GET /v2/apps?embed=apps.tasks` of
+/// a large cluster fits).
+pub const LEADER_PROXY_RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// The session ttl of a Marathon run as leader + standbys, by default: how long a crashed
+/// leader keeps the leadership before a standby takes over. Short, so that a standby answers
+/// writes within 5 s of a leader's crash; long enough for 2 missed keep-alives (one every
+/// third of it).
+pub const LEADER_SESSION_TTL_DEFAULT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -7,16 +7,28 @@
 //! only the apps whose routes differ. The scheduler flushes after every handled message and
 //! right before it sends kills, so a balancer sees a task as `Draining` before the task gets
 //! its kill (new requests stop going there first).
+//!
+//! With leader + standbys only the leader feeds routes. A standby keeps its subscribers and
+//! answers them [`RoutesNotLeader`] (with the leader it knows, and again whenever that
+//! changes); when elected it sends each of them a snapshot stamped with its epoch; when
+//! deposed it tells them [`RoutesNotLeader`]. A balancer that follows several Marathons thus
+//! switches to the new leader as soon as it leads, and keeps serving its last table meanwhile.
+//! The leader sends a change only once the state writes it follows from have committed (the
+//! scheduler holds it until then: [`RoutesWaiting`]), so a balancer never routes by a state a
+//! new leader could lack: the next leader's snapshot holds at least what was sent.
 
 use std::collections::BTreeMap;
 
 use plateau_balancer::messages::{
-    AppRoutes, Backend, BackendState, RoutesChanged, RoutesSnapshot, SubscribeRoutes,
+    AppRoutes, Backend, BackendState, RoutesChanged, RoutesNotLeader, RoutesSnapshot,
+    SubscribeRoutes,
 };
 use plateau_runtime::{Context, Upid};
 use plateau_sdk::{TaskId, TaskState};
 
-use crate::limits::ROUTE_SUBSCRIBERS_MAX;
+use plateau_sdk::coord::WriteId;
+
+use crate::limits::{ROUTES_WAITING_MAX, ROUTE_SUBSCRIBERS_MAX};
 use crate::state::{AppRecord, Instance};
 use crate::AppDefinition;
 
@@ -92,16 +104,93 @@ fn backend_of(i: &Instance) -> Option<Backend> {
 }
 
 /// The subscribers and what they were last sent.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteFeed {
     /// Subscribers in subscription order (oldest first), with their group.
     subscribers: Vec<(Upid, Option<String>)>,
     /// Routes as of `version` (what every subscriber holds).
     sent: BTreeMap<String, AppRoutes>,
     version: u64,
+    /// This Marathon feeds routes (it runs alone, or leads).
+    leading: bool,
+    /// The leadership epoch its snapshots carry (0: alone).
+    epoch: u64,
+    /// The leader as last seen, while standing by.
+    leader: Option<String>,
+}
+
+impl Default for RouteFeed {
+    /// The feed of a Marathon that runs alone.
+    fn default() -> Self {
+        RouteFeed {
+            subscribers: Vec::new(),
+            sent: BTreeMap::new(),
+            version: 0,
+            leading: true,
+            epoch: 0,
+            leader: None,
+        }
+    }
 }
 
 impl RouteFeed {
+    /// The feed of a standby: it answers [`RoutesNotLeader`] until elected.
+    pub fn standby() -> Self {
+        RouteFeed {
+            leading: false,
+            ..RouteFeed::default()
+        }
+    }
+
+    /// True while this feed sends routes.
+    pub fn is_leading(&self) -> bool {
+        self.leading
+    }
+
+    /// This Marathon was elected at `epoch`: every subscriber gets a snapshot of `current`.
+    pub fn elected(
+        &mut self,
+        ctx: &mut Context<'_>,
+        epoch: u64,
+        current: BTreeMap<String, AppRoutes>,
+    ) {
+        self.leading = true;
+        self.epoch = epoch;
+        self.leader = None;
+        self.sent = current;
+        self.version += 1;
+        let snapshot = RoutesSnapshot {
+            version: self.version,
+            leader_epoch: self.epoch,
+            apps: self.sent.values().cloned().collect(),
+        };
+        for (to, _) in &self.subscribers {
+            ctx.send(to, snapshot.clone());
+        }
+    }
+
+    /// This Marathon no longer leads (`leader`: who does, if known): subscribers are told and
+    /// kept.
+    pub fn deposed(&mut self, ctx: &mut Context<'_>, leader: Option<&str>) {
+        self.leading = false;
+        self.sent.clear();
+        self.leader_changed(ctx, leader);
+    }
+
+    /// While standing by: the leader changed; subscribers are told.
+    pub fn leader_changed(&mut self, ctx: &mut Context<'_>, leader: Option<&str>) {
+        if self.leading {
+            return;
+        }
+        self.leader = leader.map(str::to_string);
+        let notice = RoutesNotLeader {
+            leader: self.leader.clone(),
+        };
+        for (to, _) in &self.subscribers {
+            ctx.send(to, notice.clone());
+        }
+    }
+
     /// Current version of the feed.
     pub fn version(&self) -> u64 {
         self.version
@@ -112,29 +201,41 @@ impl RouteFeed {
         self.subscribers.len()
     }
 
-    /// Handle a subscription from `from`: bring the feed up to date, link, and answer with a
-    /// snapshot. A subscriber that subscribes again (it resynchronizes) replaces its entry; past
-    /// [`ROUTE_SUBSCRIBERS_MAX`] the oldest subscriber is dropped.
+    /// Handle a subscription from `from`: bring the feed up to date (with `current`, if
+    /// given: else the snapshot is what was sent last), link, and answer with a snapshot (a
+    /// standby answers [`RoutesNotLeader`]). A subscriber that subscribes again (it
+    /// resynchronizes) replaces its entry; past [`ROUTE_SUBSCRIBERS_MAX`] the oldest
+    /// subscriber is dropped.
     pub fn subscribe(
         &mut self,
         ctx: &mut Context<'_>,
         from: &Upid,
         m: SubscribeRoutes,
-        current: BTreeMap<String, AppRoutes>,
+        current: Option<BTreeMap<String, AppRoutes>>,
     ) {
-        self.flush(ctx, current);
+        if let Some(current) = current {
+            self.flush(ctx, current);
+        }
         self.subscribers.retain(|(u, _)| u != from);
         if self.subscribers.len() >= ROUTE_SUBSCRIBERS_MAX {
             let (dropped, _) = self.subscribers.remove(0);
             tracing::warn!(%dropped, "too many route subscribers; dropping the oldest");
             ctx.unlink(&dropped);
         }
-        tracing::info!(subscriber = %from, group = ?m.group, version = self.version, "routes subscriber");
+        tracing::info!(subscriber = %from, group = ?m.group, version = self.version, leading = self.leading, "routes subscriber");
         self.subscribers.push((from.clone(), m.group));
         ctx.link(from);
+        if !self.leading {
+            let notice = RoutesNotLeader {
+                leader: self.leader.clone(),
+            };
+            ctx.send(from, notice);
+            return;
+        }
         ctx.send(
             from,
             RoutesSnapshot {
+                leader_epoch: self.epoch,
                 version: self.version,
                 apps: self.sent.values().cloned().collect(),
             },
@@ -149,6 +250,9 @@ impl RouteFeed {
     /// Send one delta with every app whose routes differ from what was last sent (nothing
     /// when nothing changed). Without subscribers only the remembered state moves on.
     pub fn flush(&mut self, ctx: &mut Context<'_>, current: BTreeMap<String, AppRoutes>) {
+        if !self.leading {
+            return;
+        }
         let delta = diff(&self.sent, &current);
         if delta.upserts.is_empty() && delta.removed_apps.is_empty() {
             return;
@@ -179,6 +283,53 @@ pub fn diff(old: &BTreeMap<String, AppRoutes>, new: &BTreeMap<String, AppRoutes>
             .filter(|id| !new.contains_key(*id))
             .cloned()
             .collect(),
+    }
+}
+
+/// Routes computed from a state whose writes have not committed yet (leader + standbys),
+/// each waiting for the last write made before it was computed: released, newest first, when
+/// it commits. Bounded by [`ROUTES_WAITING_MAX`]: past it the newest entry is replaced (it
+/// waits for the newer write).
+#[derive(Debug, Default)]
+pub struct RoutesWaiting {
+    queue: std::collections::VecDeque<(WriteId, BTreeMap<String, AppRoutes>)>,
+}
+
+impl RoutesWaiting {
+    /// `routes` are released when `after` commits.
+    pub fn push(&mut self, after: WriteId, routes: BTreeMap<String, AppRoutes>) {
+        let full = self.queue.len() >= ROUTES_WAITING_MAX;
+        match self.queue.back_mut() {
+            Some((last, newest)) if *last == after || full => {
+                *last = after;
+                *newest = routes;
+            }
+            _ => self.queue.push_back((after, routes)),
+        }
+    }
+
+    /// Every write up to `committed` committed: the newest routes that waited for them.
+    pub fn release(&mut self, committed: WriteId) -> Option<BTreeMap<String, AppRoutes>> {
+        let mut out = None;
+        while self.queue.front().is_some_and(|(w, _)| *w <= committed) {
+            out = self.queue.pop_front().map(|(_, routes)| routes);
+        }
+        out
+    }
+
+    /// Forgets everything (leadership ended, or everything committed).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// Entries waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The REST API on a real actix-web server (127.0.0.1, a free port) against a Marathon hosted
 //! on a real node without transport: no master, so deployments never finish, which is what the
-//! 409 checks need.
+//! 409 checks need. And a standby of leader + standbys forwarding the API to a leader.
 
 use std::time::{Duration, Instant};
 
@@ -365,4 +365,112 @@ async fn state_survives_a_restart_in_redb() {
     assert_eq!(body["app"]["version"], version);
     assert_eq!(body["app"]["deployments"].as_array().unwrap().len(), 1);
     server.http.stop(true).await;
+}
+
+/// Leader + standbys, the HTTP side: a standby answers `/ping`, `/v2/leader` and `/v2/info`
+/// itself and forwards the rest to the leader (status, headers and body come back), redirects
+/// `/v2/events` there, and refuses a request that already went through it. The "leader" here
+/// is a Marathon alone on its node; the standby runs with leader election against a master
+/// that never answers, and is told where the leader is as its driver would tell it.
+#[actix_rt::test]
+async fn a_standby_forwards_the_api_to_the_leader() {
+    use plateau_marathon::scheduler::with_marathon;
+
+    let node_a = Node::start(NodeConfig::local("127.0.0.1", 18083, 1)).unwrap();
+    let leader = start(&node_a, config(None)).unwrap();
+    let leader_address = leader.addr.to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let node_b = Node::start(NodeConfig::local("127.0.0.1", 18084, 2)).unwrap();
+    let mut standby_config = config(None);
+    standby_config.marathon.ha = true;
+    standby_config.marathon.hostname = "127.0.0.1".into();
+    standby_config.marathon.http_port = port;
+    standby_config.http_listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let standby = start(&node_b, standby_config).unwrap();
+    let api = Api::new(&standby);
+    let leader_api = Api::new(&leader);
+
+    // Nobody leads yet.
+    let (status, body) = api.get("/v2/leader").await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"message": "There is no leader"}))
+    );
+    let told = leader_address.clone();
+    standby
+        .process
+        .call(move |p, ctx| with_marathon(p, ctx, |s, d| s.handle_leader_changed(d, Some(&told))))
+        .await
+        .unwrap();
+
+    // Answered by the standby itself.
+    let (status, body) = api.get("/ping").await;
+    assert_eq!((status, body), (200, json!("pong")));
+    let (status, body) = api.get("/v2/leader").await;
+    assert_eq!((status, body), (200, json!({"leader": leader_address})));
+    let (status, info) = api.get("/v2/info").await;
+    assert_eq!(status, 200);
+    assert_eq!(info["elected"], false);
+    assert_eq!(info["leader"], leader_address.as_str());
+    assert_eq!(info["marathon_config"]["ha"], true);
+
+    // Forwarded: a create, its headers, an error, a read.
+    let app = json!({"id": "/fwd", "cmd": "sleep 100", "instances": 1, "mem": 32});
+    let (status, headers, body) = api
+        .send(reqwest::Method::POST, "/v2/apps", Some(app.clone()))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(headers["location"], "/v2/apps/fwd");
+    assert!(headers.contains_key("marathon-deployment-id"));
+    assert_eq!(body["id"], "/fwd");
+    let (status, body) = leader_api.get("/v2/apps/fwd").await;
+    assert_eq!(status, 200, "the leader has it: {body}");
+    let (status, _, body) = api
+        .send(reqwest::Method::POST, "/v2/apps", Some(app.clone()))
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(body["message"], "An app with id [/fwd] already exists.");
+    let (status, body) = api.get("/v2/apps?id=fwd").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["apps"][0]["id"], "/fwd");
+    let (status, body) = api.get("/v2/nothing-here").await;
+    assert_eq!((status, body), (500, json!({"message": "URI not found"})));
+
+    // The event stream: a redirect to the leader's.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = no_redirects
+        .get(format!("{}/v2/events?event_type=api_post_event", api.base))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+    assert_eq!(
+        response.headers()["location"],
+        format!("http://{leader_address}/v2/events?event_type=api_post_event").as_str()
+    );
+
+    // A request that already went through this standby is a loop.
+    let response = api
+        .client
+        .get(format!("{}/v2/apps", api.base))
+        .header("X-Marathon-Via", format!("1.1 127.0.0.1:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "Detected proxying loop.");
+
+    standby.http.stop(true).await;
+    leader.http.stop(true).await;
+    node_a.shutdown();
+    node_b.shutdown();
 }

@@ -15,6 +15,9 @@
 //!   leader's clock) its keys are deleted with it.
 //! - **Fencing**: an election key's creation revision is its holder's epoch; the master
 //!   refuses framework calls stamped with any other (see [`Fencing`] for the recipe).
+//! - **Transactions** ([`CoordOp::Txn`]) write several keys all or nothing at one revision,
+//!   guarded by an election key and epoch: how a framework leader writes its state, so that a
+//!   deposed leader's write can never land.
 //! - **Watches** follow a key or a prefix from a revision on; the leader sends events.
 //! - **Retries**: a registered client stamps its writes with a request id; the store answers
 //!   a retried write with its first answer instead of applying it twice.
@@ -107,7 +110,7 @@ pub use messages::{
 };
 pub use ops::{
     Change, ClientId, CoordCommand, CoordError, CoordOp, CoordReply, CoordResponse, Expect,
-    KeyEntry, KeySelector, LeaseChange, LeaseId, Limit, RequestStamp, WatchEvent,
+    KeyEntry, KeySelector, LeaseChange, LeaseId, Limit, RequestStamp, TxnOp, WatchEvent,
 };
 pub use store::{CoordStore, DrainedEvents, Fencing, Holder, Lease, LeaseChanges, StaleEpoch};
 pub use watch::{WatchEndReason, WatchHub, WatchOutput};

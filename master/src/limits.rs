@@ -124,6 +124,14 @@ pub const COORD_RANGE_KEYS_MAX: usize = 10_000;
 /// Most key and value bytes one range read returns (at least one key is always returned).
 pub const COORD_RANGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// Most writes in one transaction (`CoordOp::Txn`): a framework leader's group commit of a
+/// batch of changes. It is one log entry, applied at once by every master.
+pub const COORD_TXN_OPS_MAX: usize = 256;
+
+/// Most key and value bytes in one transaction: a few values of [`COORD_VALUE_BYTES_MAX`], far
+/// below the replicated log's largest message (8 MiB), so that one entry never stalls it.
+pub const COORD_TXN_BYTES_MAX: usize = 1024 * 1024;
+
 /// Most leases one expire operation names (the leader proposes more operations for more).
 pub const COORD_EXPIRE_LEASES_PER_OP_MAX: usize = 1_000;
 

@@ -480,6 +480,32 @@ impl<S: ReplicatedState> StateMachineStore<S> {
     }
 }
 
+impl<S> StateMachineStore<S> {
+    /// Writes a snapshot durably (the latest replaces the previous). openraft's error type is
+    /// what it is; it goes straight back to openraft.
+    #[allow(clippy::result_large_err)]
+    fn store_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, ReplicaNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError<NodeId>> {
+        self.log
+            .write_disk(
+                &[
+                    DiskOp::PutMeta(SNAPSHOT_META, encode(meta)),
+                    DiskOp::PutMeta(SNAPSHOT_DATA, data.to_vec()),
+                ],
+                true,
+            )
+            .map_err(|e| {
+                StorageError::from(StorageIOError::write_snapshot(
+                    Some(meta.signature()),
+                    openraft::AnyError::error(e.to_string()),
+                ))
+            })
+    }
+}
+
 impl<S: ReplicatedState> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<S> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let mut inner = self.inner.lock().expect("state lock");
@@ -498,20 +524,7 @@ impl<S: ReplicatedState> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<S
             meta: meta.clone(),
             data: data.clone(),
         };
-        self.log
-            .write_disk(
-                &[
-                    DiskOp::PutMeta(SNAPSHOT_META, encode(&meta)),
-                    DiskOp::PutMeta(SNAPSHOT_DATA, data.clone()),
-                ],
-                true,
-            )
-            .map_err(|e| {
-                StorageError::from(StorageIOError::write_snapshot(
-                    Some(meta.signature()),
-                    openraft::AnyError::error(e.to_string()),
-                ))
-            })?;
+        self.store_snapshot(&meta, &data)?;
         inner.snapshot = Some(stored);
         Ok(Snapshot {
             meta,
@@ -576,20 +589,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                 openraft::AnyError::error(e),
             ))
         })?;
-        self.log
-            .write_disk(
-                &[
-                    DiskOp::PutMeta(SNAPSHOT_META, encode(meta)),
-                    DiskOp::PutMeta(SNAPSHOT_DATA, data.clone()),
-                ],
-                true,
-            )
-            .map_err(|e| {
-                StorageError::from(StorageIOError::write_snapshot(
-                    Some(meta.signature()),
-                    openraft::AnyError::error(e.to_string()),
-                ))
-            })?;
+        self.store_snapshot(meta, &data)?;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         inner.snapshot = Some(StoredSnapshot {

@@ -1012,15 +1012,18 @@ impl Sim {
         }
         n.paused = true;
         self.paused_nodes += 1;
-        let others: Vec<NodeIx> = self
-            .node_order
+        for other in self.other_nodes(ix) {
+            self.break_links(ix, other);
+        }
+    }
+
+    /// Every node but `ix`, in address order.
+    fn other_nodes(&self, ix: NodeIx) -> Vec<NodeIx> {
+        self.node_order
             .values()
             .copied()
             .filter(|o| *o != ix)
-            .collect();
-        for other in others {
-            self.break_links(ix, other);
-        }
+            .collect()
     }
 
     /// Let a paused node run again: what waited for it is handled now, in the order it came,
@@ -1214,13 +1217,7 @@ impl Sim {
     /// Cut `node` off from every other node.
     pub fn isolate(&mut self, node: &NodeAddr) {
         let ix = self.known(node);
-        let others: Vec<NodeIx> = self
-            .node_order
-            .values()
-            .copied()
-            .filter(|o| *o != ix)
-            .collect();
-        for other in others {
+        for other in self.other_nodes(ix) {
             self.cut_between(ix, other);
             self.cut_between(other, ix);
         }

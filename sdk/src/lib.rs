@@ -28,6 +28,41 @@
 //! The example `sdk/examples/run_tasks.rs` is a whole framework in under 100 lines: it runs N
 //! short tasks and exits (`cargo run --example run_tasks -- --master 127.0.0.1:5050 ...`).
 //!
+//! # One leader and standbys (Marathon, Chronos)
+//!
+//! Run several instances of the framework against a group of masters; one leads, the others
+//! stand by. The masters' coordination store elects the leader and keeps its state
+//! ([`coord`] has the pieces; the driver wires them in):
+//!
+//! 1. **Start as a standby.** Build the driver as usual and add
+//!    [`SchedulerDriver::with_leader_election`]`(LeaderConfig::new("marathon", "host:8080"))`.
+//!    Set `failover_timeout_secs` well above the session ttl, so that the master keeps the
+//!    tasks while the leadership moves. The driver campaigns and does **not** register with
+//!    the master; [`Scheduler::leader_changed`] says where the leader is (standbys proxy their
+//!    API to it; [`Driver::leader_address`] answers `/v2/leader`).
+//! 2. **Elected: load, then lead.** The driver loads the state under the prefix, then calls
+//!    [`Scheduler::elected`]: rebuild the in-memory model from [`Driver::state`] (its mirror of
+//!    what committed). When it returns the driver registers with the master — re-registers as
+//!    the framework id kept in the state, after the first leader — carrying the election's
+//!    [`FencingToken`]; launches and kills carry its epoch from then on.
+//! 3. **Write through the state.** Instead of a local store, [`Driver::write`] a list of
+//!    [`StateOp`]s: one guarded transaction, which lands only while this leader's epoch holds.
+//!    Values are limited to 256 KiB (one key per app, per task, per job).
+//! 4. **Effects wait for commits, automatically.** Every call to the master made after a
+//!    write (launch, kill, acknowledge, decline, reconcile, ...) is held until that write and
+//!    every one before it commit, and sent in order then. Answer API requests in
+//!    [`Scheduler::committed`] (keep the [`WriteId`] each one waits for). Acknowledge status
+//!    updates after writing them (`acknowledges_explicitly`, or the implicit acknowledgement:
+//!    both are held behind the write).
+//! 5. **Deposed: stop everything.** [`Scheduler::deposed`] comes as soon as the leader can no
+//!    longer be sure it leads (its lease unconfirmed for the ttl minus a margin, refused, its
+//!    key gone, a write refused or lost). The driver has already dropped its held calls and
+//!    stopped talking to the master; drop the leader's in-memory model and fail pending API
+//!    requests. The driver campaigns again; `elected` comes again with the state reloaded.
+//!
+//! Safety does not rest on timing: a paused ex-leader that wakes up has its writes refused by
+//! the store (stale guard) and its calls refused by the master (stale epoch).
+//!
 //! ```
 //! use plateau_sdk::{Driver, FrameworkInfo, Offer, Scheduler, TaskStatus};
 //!
@@ -56,8 +91,16 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod coord;
+mod ha;
+pub mod limits;
+
 use std::time::Duration;
 
+use plateau_master::coord::{
+    CoordResponseMessage, FencingToken, LeaseKeepAliveResponseMessage, WatchEndedMessage,
+    WatchEventsMessage,
+};
 use plateau_master::detector::MasterDetector;
 pub use plateau_master::detector::Masters;
 pub use plateau_master::ids::{FrameworkId, OfferId, SlaveId, TaskId};
@@ -77,10 +120,13 @@ pub use plateau_master::resources::{Attributes, Ranges, Resources};
 use plateau_runtime::{Context, Handlers, Message, Process, TimerId, Upid};
 use serde::{Deserialize, Serialize};
 
-/// First delay between registration attempts.
-pub const REGISTRATION_BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest delay between registration attempts.
-pub const REGISTRATION_BACKOFF_MAX: Duration = Duration::from_secs(10);
+use coord::host::{self, CoordTimer, TimerSlot};
+use coord::{
+    ClientEvent, CoordClientConfig, Coordination, CoordinationEvent, ElectionConfig,
+    ReplicatedState, StateError, StateOp, WriteId,
+};
+pub use ha::{HeldCalls, HeldCallsFull, LeaderConfig, FRAMEWORK_ID_KEY};
+pub use limits::{REGISTRATION_BACKOFF_MAX, REGISTRATION_BACKOFF_MIN};
 
 /// What a framework does. Every callback gets a [`Driver`] to act with.
 pub trait Scheduler: 'static {
@@ -114,6 +160,25 @@ pub trait Scheduler: 'static {
     }
     /// Called once when the driver starts, before registering.
     fn initialize(&mut self, _driver: &mut Driver<'_, '_>) {}
+    /// Leader + standbys ([`SchedulerDriver::with_leader_election`]): this instance was
+    /// elected and its state is loaded ([`Driver::state`]); act as the leader from now on. The
+    /// driver registers with the master when this returns, carrying `token`.
+    fn elected(&mut self, _driver: &mut Driver<'_, '_>, _token: &FencingToken) {}
+    /// Leader + standbys: this instance no longer leads. Stop acting at once and drop what
+    /// was derived as the leader (pending API answers fail); the driver has stopped talking
+    /// to the master and campaigns again ([`Scheduler::elected`] comes again with the state
+    /// loaded afresh).
+    fn deposed(&mut self, _driver: &mut Driver<'_, '_>, _why: &str) {}
+    /// Leader + standbys: the leader changed; its advertised address (`None`: none now). For
+    /// standbys that proxy to it.
+    fn leader_changed(&mut self, _driver: &mut Driver<'_, '_>, _leader: Option<&str>) {}
+    /// Leader + standbys: a state write ([`Driver::write`]) committed, and every one before
+    /// it; the calls held for them went out before this is called. Answer the API requests
+    /// that waited for it.
+    fn committed(&mut self, _driver: &mut Driver<'_, '_>, _write: WriteId) {}
+    /// Leader + standbys: an event of the coordination client for the scheduler's own
+    /// requests and watches ([`Driver::coordination_request`]).
+    fn coordination_event(&mut self, _driver: &mut Driver<'_, '_>, _event: &ClientEvent) {}
     /// True when the scheduler acknowledges status updates itself ([`Driver::acknowledge`]),
     /// e.g. once it has written a batch of them durably; the driver then does not acknowledge
     /// when [`Scheduler::status_update`] returns. Default false.
@@ -137,9 +202,65 @@ pub struct DriverState {
     /// A registration retry is scheduled: at most one chain of retries runs at a time.
     retry_pending: bool,
     implicit_acknowledgements: bool,
+    /// Leader election and the replicated state, when run as leader + standbys.
+    ha: Option<Box<Ha>>,
+}
+
+/// The driver's part of running as leader + standbys (see [`LeaderConfig`]).
+#[derive(Debug)]
+struct Ha {
+    config: LeaderConfig,
+    /// Made at initialize (its generator is seeded from the process's RNG).
+    coord: Option<Coordination>,
+    timer: TimerSlot,
+    held: HeldCalls,
+    /// The token while leading.
+    token: Option<FencingToken>,
+    /// The next (re-)registration is the first of this leadership: a failover.
+    first_registration: bool,
+    /// Inside [`SchedulerDriver::drive_coordination`].
+    driving: bool,
+    /// A [`CoordinationPending`] is on its way to self.
+    poke_pending: bool,
 }
 
 impl DriverState {
+    /// True when the driver may act: always without leader election; with it, while elected,
+    /// sure of the lease and with the state loaded (`now`: the runtime clock since its origin).
+    pub fn is_leading(&self, now: Duration) -> bool {
+        match &self.ha {
+            None => true,
+            Some(ha) => ha.token.is_some() && ha.coord.as_ref().is_some_and(|c| c.is_leading(now)),
+        }
+    }
+
+    /// The election token while leading.
+    pub fn fencing(&self) -> Option<&FencingToken> {
+        self.ha.as_ref().and_then(|ha| ha.token.as_ref())
+    }
+
+    /// The leader's advertised address, as last seen (leader + standbys).
+    pub fn leader_address(&self) -> Option<String> {
+        let coord = self.ha.as_ref()?.coord.as_ref()?;
+        let value = coord.election().leader()?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    }
+
+    /// The replicated state (leader + standbys; loaded while leading).
+    pub fn replicated_state(&self) -> Option<&ReplicatedState> {
+        Some(self.ha.as_ref()?.coord.as_ref()?.state())
+    }
+
+    /// The coordination (leader + standbys).
+    pub fn coordination(&self) -> Option<&Coordination> {
+        self.ha.as_ref()?.coord.as_ref()
+    }
+
+    /// Calls to the master held until state writes commit.
+    pub fn held_calls(&self) -> usize {
+        self.ha.as_ref().map_or(0, |ha| ha.held.len())
+    }
+
     /// The framework id, once registered.
     pub fn framework_id(&self) -> Option<&FrameworkId> {
         self.framework_id.as_ref()
@@ -223,8 +344,28 @@ impl<'a, 'c> Driver<'a, 'c> {
     }
 
     /// Sends `msg` to the leading master; dropped (as Mesos' driver does while disconnected)
-    /// when none is known.
+    /// when none is known. With leader election: dropped unless leading, and held while a
+    /// state write made before it has not committed.
     fn send_master<M: Message>(&mut self, msg: M) {
+        let now = self.ctx.now().since_origin();
+        if !self.state.is_leading(now) {
+            tracing::warn!(message = M::NAME, "not the leader: message dropped");
+            return;
+        }
+        if let Some(ha) = self.state.ha.as_deref_mut() {
+            let state = ha.coord.as_ref().expect("made at initialize").state();
+            if state.has_uncommitted() {
+                let after = state.last_write().expect("a write was made");
+                if ha.held.hold(after, Box::new(msg)).is_err() {
+                    tracing::warn!(
+                        message = M::NAME,
+                        max = limits::HELD_CALLS_MAX,
+                        "too many calls wait for state writes: message dropped"
+                    );
+                }
+                return;
+            }
+        }
         match self.state.detector.leader() {
             Some(master) => self.ctx.send(master, msg),
             None => tracing::warn!(
@@ -248,7 +389,7 @@ impl<'a, 'c> Driver<'a, 'c> {
             offer_ids: offer_ids.to_vec(),
             tasks,
             filters,
-            fencing_epoch: None,
+            fencing_epoch: self.state.fencing().map(|t| t.epoch),
         };
         self.send_master(msg);
     }
@@ -283,7 +424,7 @@ impl<'a, 'c> Driver<'a, 'c> {
         let msg = KillTaskMessage {
             framework_id: self.id(),
             task_id: task_id.clone(),
-            fencing_epoch: None,
+            fencing_epoch: self.state.fencing().map(|t| t.epoch),
         };
         self.send_master(msg);
     }
@@ -327,14 +468,121 @@ impl<'a, 'c> Driver<'a, 'c> {
         self.send_master(msg);
     }
 
+    // ---- leader + standbys -------------------------------------------------------------------
+
+    /// Writes the framework's state ([`SchedulerDriver::with_leader_election`]): one guarded
+    /// transaction, committed after every write before it ([`Scheduler::committed`] tells
+    /// when). From now until it commits, every call to the master waits for it. A failed
+    /// write deposes the framework. `Err` when the write is not taken: not leading, not loaded,
+    /// too large (see [`StateError`]).
+    pub fn write(&mut self, ops: Vec<StateOp>) -> Result<WriteId, StateError> {
+        let now = self.ctx.now().since_origin();
+        if !self.state.is_leading(now) {
+            return Err(StateError::NotLoaded);
+        }
+        let Some(coord) = self
+            .state
+            .ha
+            .as_deref_mut()
+            .and_then(|ha| ha.coord.as_mut())
+        else {
+            return Err(StateError::NotLoaded);
+        };
+        let write = coord.write(now, ops);
+        self.flush_coordination();
+        write
+    }
+
+    /// The replicated state as committed (leader + standbys; loaded while leading).
+    pub fn state(&self) -> Option<&ReplicatedState> {
+        self.state.replicated_state()
+    }
+
+    /// True when this instance may act (see [`DriverState::is_leading`]).
+    pub fn is_leading(&self) -> bool {
+        self.state.is_leading(self.ctx.now().since_origin())
+    }
+
+    /// The leader's advertised address, as last seen (leader + standbys).
+    pub fn leader_address(&self) -> Option<String> {
+        self.state.leader_address()
+    }
+
+    /// The election token while leading.
+    pub fn fencing(&self) -> Option<&FencingToken> {
+        self.state.fencing()
+    }
+
+    /// Calls to the master held until state writes commit.
+    pub fn held_calls(&self) -> usize {
+        self.state.held_calls()
+    }
+
+    /// Resigns the leadership (the lease is revoked: a standby takes over at once) and stops
+    /// campaigning.
+    pub fn resign(&mut self) {
+        let now = self.ctx.now().since_origin();
+        if let Some(coord) = self
+            .state
+            .ha
+            .as_deref_mut()
+            .and_then(|ha| ha.coord.as_mut())
+        {
+            coord.resign(now);
+        }
+        self.flush_coordination();
+    }
+
+    /// Sends a request of the scheduler's own to the coordination store (leader + standbys);
+    /// the answer comes to [`Scheduler::coordination_event`].
+    pub fn coordination_request(
+        &mut self,
+        op: plateau_master::coord::CoordOp,
+    ) -> Result<coord::RequestId, coord::ClientError> {
+        let now = self.ctx.now().since_origin();
+        let Some(coord) = self
+            .state
+            .ha
+            .as_deref_mut()
+            .and_then(|ha| ha.coord.as_mut())
+        else {
+            return Err(coord::ClientError::Unavailable);
+        };
+        let request = coord.client_mut().request(now, op);
+        self.flush_coordination();
+        request
+    }
+
+    /// Sends what the coordination wants sent; its events are handled by the driver after
+    /// the current callback (a message to self asks for it when called from the framework's
+    /// own handlers).
+    fn flush_coordination(&mut self) {
+        let Some(ha) = self.state.ha.as_deref_mut() else {
+            return;
+        };
+        let Some(coord) = ha.coord.as_mut() else {
+            return;
+        };
+        host::flush(self.ctx, coord, &mut ha.timer);
+        if coord.has_events() && !ha.driving && !ha.poke_pending {
+            ha.poke_pending = true;
+            let me = self.ctx.self_upid().clone();
+            self.ctx.send(&me, CoordinationPending);
+        }
+    }
+
     /// Stop the driver. With `failover` false the framework is unregistered and its tasks are
-    /// killed; with `failover` true they keep running for the failover timeout.
+    /// killed; with `failover` true they keep running for the failover timeout. With leader
+    /// election it resigns first (a standby takes over at once).
     pub fn stop(&mut self, failover: bool) {
         if !failover && self.state.framework_id.is_some() {
             let msg = UnregisterFrameworkMessage {
                 framework_id: self.id(),
             };
             self.send_master(msg);
+        }
+        if self.state.ha.is_some() {
+            self.resign();
         }
         self.state.stopped = true;
         self.state.connected = false;
@@ -349,6 +597,14 @@ impl<'a, 'c> Driver<'a, 'c> {
 struct RetryRegistration;
 impl Message for RetryRegistration {
     const NAME: &'static str = "sdk.RetryRegistration";
+}
+
+/// To self: the coordination has events to handle (after a call from the framework's own
+/// handler).
+#[derive(Serialize, Deserialize)]
+struct CoordinationPending;
+impl Message for CoordinationPending {
+    const NAME: &'static str = "sdk.CoordinationPending";
 }
 
 /// To self: the detector's next round of leader queries is due.
@@ -385,9 +641,29 @@ impl<S: Scheduler> SchedulerDriver<S> {
                 backoff: REGISTRATION_BACKOFF_MIN,
                 retry_pending: false,
                 implicit_acknowledgements: true,
+                ha: None,
             },
             scheduler,
         }
+    }
+
+    /// Run as one of several instances of which one leads: the driver campaigns for
+    /// `config.election_key`, registers with the master only while elected (with the
+    /// election's fencing token), keeps the framework's state under `config.state_prefix`
+    /// ([`Driver::write`], [`Driver::state`]) and holds its calls to the master until the
+    /// writes before them commit. See [`LeaderConfig`] and the crate docs' recipe.
+    pub fn with_leader_election(mut self, config: LeaderConfig) -> Self {
+        self.state.ha = Some(Box::new(Ha {
+            config,
+            coord: None,
+            timer: TimerSlot::new(),
+            held: HeldCalls::new(),
+            token: None,
+            first_registration: false,
+            driving: false,
+            poke_pending: false,
+        }));
+        self
     }
 
     /// Turn off implicit acknowledgements: the scheduler calls [`Driver::acknowledge`].
@@ -429,11 +705,97 @@ impl<S: Scheduler> SchedulerDriver<S> {
             state: &mut self.state,
             ctx,
         };
-        f(&mut self.scheduler, &mut driver)
+        let result = f(&mut self.scheduler, &mut driver);
+        self.drive_coordination(ctx);
+        result
+    }
+
+    /// Sends what the coordination wants sent and handles its events (leadership, commits),
+    /// until none is left.
+    fn drive_coordination(&mut self, ctx: &mut Context<'_>) {
+        match self.state.ha.as_deref_mut() {
+            Some(ha) if !ha.driving => ha.driving = true,
+            _ => return,
+        }
+        loop {
+            let ha = self.state.ha.as_deref_mut().expect("checked");
+            let Some(coord) = ha.coord.as_mut() else {
+                break;
+            };
+            host::flush(ctx, coord, &mut ha.timer);
+            let Some(event) = coord.poll_event() else {
+                break;
+            };
+            self.handle_coordination_event(ctx, event);
+        }
+        self.state.ha.as_deref_mut().expect("checked").driving = false;
+    }
+
+    fn handle_coordination_event(&mut self, ctx: &mut Context<'_>, event: CoordinationEvent) {
+        let ha = self.state.ha.as_deref_mut().expect("coordination runs");
+        match event {
+            CoordinationEvent::Leading { token } => {
+                ha.token = Some(token.clone());
+                ha.first_registration = true;
+                let state = ha.coord.as_ref().expect("made").state();
+                let stored = state
+                    .get(FRAMEWORK_ID_KEY)
+                    .and_then(|id| std::str::from_utf8(id).ok())
+                    .map(FrameworkId::new);
+                self.state.framework_id = stored.or_else(|| self.state.info.id.clone());
+                self.state.connected = false;
+                self.state.backoff = REGISTRATION_BACKOFF_MIN;
+                tracing::info!(epoch = token.epoch, framework = ?self.state.framework_id, "leading: registering with the master");
+                self.with(ctx, |s, d| s.elected(d, &token));
+                self.register(ctx);
+            }
+            CoordinationEvent::Deposed { epoch, reason } => {
+                let was_leading = ha.token.take().is_some();
+                let dropped = ha.held.drop_all();
+                tracing::warn!(epoch, %reason, dropped, "deposed: standing by");
+                if let Some(master) = self.state.detector.leader() {
+                    ctx.unlink(master);
+                }
+                self.state.connected = false;
+                self.state.framework_id = self.state.info.id.clone();
+                if was_leading {
+                    let why = reason.to_string();
+                    self.with(ctx, |s, d| s.deposed(d, &why));
+                }
+            }
+            CoordinationEvent::LeaderChanged { leader } => {
+                let leader = leader.map(|v| String::from_utf8_lossy(&v).into_owned());
+                self.with(ctx, |s, d| s.leader_changed(d, leader.as_deref()));
+            }
+            CoordinationEvent::Committed { write, .. } => {
+                let calls = ha.held.release(write);
+                for call in calls {
+                    match self.state.detector.leader() {
+                        Some(master) => ctx.send_boxed(master, call),
+                        None => tracing::warn!(
+                            message = call.name(),
+                            "no leading master known: message dropped"
+                        ),
+                    }
+                }
+                self.with(ctx, |s, d| s.committed(d, write));
+            }
+            CoordinationEvent::WriteFailed { write, error } => {
+                // Deposed follows (unless already).
+                tracing::warn!(%write, %error, "state write failed");
+            }
+            CoordinationEvent::Client(event) => {
+                self.with(ctx, |s, d| s.coordination_event(d, &event));
+            }
+        }
     }
 
     fn register(&mut self, ctx: &mut Context<'_>) {
         if self.state.stopped || self.state.connected {
+            return;
+        }
+        // A standby never registers: only the leader talks to the master.
+        if !self.state.is_leading(ctx.now().since_origin()) {
             return;
         }
         // No leader known: the detector's answer starts registration again.
@@ -441,6 +803,12 @@ impl<S: Scheduler> SchedulerDriver<S> {
             return;
         };
         ctx.link(&master);
+        let fencing = self.state.fencing().cloned();
+        let failover = self
+            .state
+            .ha
+            .as_ref()
+            .is_some_and(|ha| ha.first_registration);
         match &self.state.framework_id {
             Some(id) => {
                 let mut framework = self.state.info.clone();
@@ -449,8 +817,8 @@ impl<S: Scheduler> SchedulerDriver<S> {
                     &master,
                     ReregisterFrameworkMessage {
                         framework,
-                        failover: false,
-                        fencing: None,
+                        failover,
+                        fencing,
                     },
                 );
             }
@@ -458,7 +826,7 @@ impl<S: Scheduler> SchedulerDriver<S> {
                 &master,
                 RegisterFrameworkMessage {
                     framework: self.state.info.clone(),
-                    fencing: None,
+                    fencing,
                 },
             ),
         }
@@ -482,8 +850,13 @@ impl<S: Scheduler> SchedulerDriver<S> {
         self.state.backoff = (self.state.backoff * 2).min(REGISTRATION_BACKOFF_MAX);
     }
 
-    /// True when `from` is the leading master followed (the whole `name@host:port`).
-    fn is_from_master(&self, from: &Upid) -> bool {
+    /// True when `from` is the leading master followed (the whole `name@host:port`) and this
+    /// instance acts (a standby, or a deposed leader, ignores the master: updates it does not
+    /// acknowledge go to the next leader).
+    fn is_from_master(&self, ctx: &Context<'_>, from: &Upid) -> bool {
+        if !self.state.is_leading(ctx.now().since_origin()) {
+            return false;
+        }
         let ok = self.state.detector.is_leader(from);
         if !ok {
             let leader = self.state.detector.leader().map(Upid::to_string);
@@ -561,7 +934,86 @@ impl<S: Scheduler> SchedulerDriver<S> {
             .handle_new_master_detected(now, from, &m);
         let leader = m.leader.as_ref().map(Upid::to_string);
         tracing::debug!(%from, ?leader, term = m.term, ?news, "news of the leading master");
+        if let Some(coord) = self.coordination_mut() {
+            coord.handle_new_master_detected(now, from, &m);
+        }
+        self.drive_coordination(ctx);
         self.follow_leader(ctx);
+    }
+
+    fn coordination_mut(&mut self) -> Option<&mut Coordination> {
+        self.state.ha.as_deref_mut()?.coord.as_mut()
+    }
+
+    fn handle_coord_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        m: CoordResponseMessage,
+    ) {
+        let now = ctx.now().since_origin();
+        if let Some(coord) = self.coordination_mut() {
+            coord.handle_response(now, from, m);
+        }
+        self.drive_coordination(ctx);
+    }
+
+    fn handle_keep_alive_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        m: LeaseKeepAliveResponseMessage,
+    ) {
+        let now = ctx.now().since_origin();
+        if let Some(coord) = self.coordination_mut() {
+            coord.handle_keep_alive_response(now, from, m);
+        }
+        self.drive_coordination(ctx);
+    }
+
+    fn handle_watch_events(&mut self, ctx: &mut Context<'_>, from: &Upid, m: WatchEventsMessage) {
+        let now = ctx.now().since_origin();
+        if let Some(coord) = self.coordination_mut() {
+            coord.handle_watch_events(now, from, m);
+        }
+        self.drive_coordination(ctx);
+    }
+
+    fn handle_watch_ended(&mut self, ctx: &mut Context<'_>, from: &Upid, m: WatchEndedMessage) {
+        let now = ctx.now().since_origin();
+        if let Some(coord) = self.coordination_mut() {
+            coord.handle_watch_ended(now, from, m);
+        }
+        self.drive_coordination(ctx);
+    }
+
+    fn handle_coord_timer(&mut self, ctx: &mut Context<'_>, from: &Upid, _m: CoordTimer) {
+        if from != ctx.self_upid() {
+            return;
+        }
+        let now = ctx.now().since_origin();
+        if let Some(ha) = self.state.ha.as_deref_mut() {
+            ha.timer.fired();
+            if let Some(coord) = ha.coord.as_mut() {
+                coord.handle_timeout(now);
+            }
+        }
+        self.drive_coordination(ctx);
+    }
+
+    fn handle_coordination_pending(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        _m: CoordinationPending,
+    ) {
+        if from != ctx.self_upid() {
+            return;
+        }
+        if let Some(ha) = self.state.ha.as_deref_mut() {
+            ha.poke_pending = false;
+        }
+        self.drive_coordination(ctx);
     }
 
     fn handle_retry(&mut self, ctx: &mut Context<'_>, _from: &Upid, _m: RetryRegistration) {
@@ -575,13 +1027,30 @@ impl<S: Scheduler> SchedulerDriver<S> {
         from: &Upid,
         m: FrameworkRegisteredMessage,
     ) {
-        if !self.is_from_master(from) || self.state.connected {
+        if !self.is_from_master(ctx, from) || self.state.connected {
             return;
         }
         self.state.connected = true;
         self.state.backoff = REGISTRATION_BACKOFF_MIN;
         self.state.framework_id = Some(m.framework_id.clone());
-        self.with(ctx, |s, d| s.registered(d, &m.framework_id));
+        if let Some(ha) = self.state.ha.as_deref_mut() {
+            ha.first_registration = false;
+        }
+        let id = m.framework_id.clone();
+        self.with(ctx, |s, d| {
+            if d.state.ha.is_some() {
+                // The next leader re-registers as this framework. Every call after this waits
+                // for the write to commit.
+                let op = StateOp::Put {
+                    key: FRAMEWORK_ID_KEY.to_string(),
+                    value: id.as_str().as_bytes().to_vec(),
+                };
+                if let Err(e) = d.write(vec![op]) {
+                    tracing::warn!(error = %e, "cannot keep the framework id in the state");
+                }
+            }
+            s.registered(d, &id)
+        });
     }
 
     fn handle_reregistered(
@@ -590,16 +1059,19 @@ impl<S: Scheduler> SchedulerDriver<S> {
         from: &Upid,
         _m: FrameworkReregisteredMessage,
     ) {
-        if !self.is_from_master(from) || self.state.connected {
+        if !self.is_from_master(ctx, from) || self.state.connected {
             return;
         }
         self.state.connected = true;
         self.state.backoff = REGISTRATION_BACKOFF_MIN;
+        if let Some(ha) = self.state.ha.as_deref_mut() {
+            ha.first_registration = false;
+        }
         self.with(ctx, |s, d| s.reregistered(d));
     }
 
     fn handle_offers(&mut self, ctx: &mut Context<'_>, from: &Upid, m: ResourceOffersMessage) {
-        if !self.is_from_master(from) || self.state.stopped {
+        if !self.is_from_master(ctx, from) || self.state.stopped {
             return;
         }
         self.with(ctx, |s, d| s.resource_offers(d, m.offers));
@@ -611,13 +1083,13 @@ impl<S: Scheduler> SchedulerDriver<S> {
         from: &Upid,
         m: RescindResourceOfferMessage,
     ) {
-        if self.is_from_master(from) {
+        if self.is_from_master(ctx, from) {
             self.with(ctx, |s, d| s.offer_rescinded(d, &m.offer_id));
         }
     }
 
     fn handle_status(&mut self, ctx: &mut Context<'_>, from: &Upid, m: StatusUpdateMessage) {
-        if !self.is_from_master(from) || self.state.stopped {
+        if !self.is_from_master(ctx, from) || self.state.stopped {
             return;
         }
         let implicit =
@@ -631,13 +1103,26 @@ impl<S: Scheduler> SchedulerDriver<S> {
     }
 
     fn handle_lost_slave(&mut self, ctx: &mut Context<'_>, from: &Upid, m: LostSlaveMessage) {
-        if self.is_from_master(from) {
+        if self.is_from_master(ctx, from) {
             self.with(ctx, |s, d| s.slave_lost(d, &m.slave_id));
         }
     }
 
     fn handle_error(&mut self, ctx: &mut Context<'_>, from: &Upid, m: FrameworkErrorMessage) {
-        if !self.is_from_master(from) {
+        if !self.is_from_master(ctx, from) {
+            return;
+        }
+        if self.state.ha.is_some()
+            && (m.message.starts_with("stale leadership epoch")
+                || m.message.contains("failed over to another scheduler"))
+        {
+            // Another instance leads (or this one's epoch is not applied yet): stand by.
+            tracing::warn!(message = %m.message, "the master refused this leader: stepping down");
+            let now = ctx.now().since_origin();
+            if let Some(coord) = self.coordination_mut() {
+                coord.step_down(now, &m.message);
+            }
+            self.drive_coordination(ctx);
             return;
         }
         tracing::error!(message = %m.message, "framework refused by the master");
@@ -659,11 +1144,33 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
             .on(Self::handle_rescind)
             .on(Self::handle_status)
             .on(Self::handle_lost_slave)
-            .on(Self::handle_error);
+            .on(Self::handle_error)
+            .on(Self::handle_coord_response)
+            .on(Self::handle_keep_alive_response)
+            .on(Self::handle_watch_events)
+            .on(Self::handle_watch_ended)
+            .on(Self::handle_coord_timer)
+            .on(Self::handle_coordination_pending);
         S::install(h);
     }
 
     fn initialize(&mut self, ctx: &mut Context<'_>) {
+        if let Some(ha) = self.state.ha.as_deref_mut() {
+            // A standby first: campaign; registration waits for the election.
+            let client = CoordClientConfig {
+                masters: self.state.detector.masters().clone(),
+                label: ctx.self_upid().to_string(),
+                seed: ctx.rng().between(0, u64::MAX),
+            };
+            let election = ElectionConfig::new(
+                ha.config.election_key.clone(),
+                ha.config.address.clone().into_bytes(),
+            )
+            .with_ttl(ha.config.session_ttl);
+            let mut coord = Coordination::new(client, election, ha.config.state_prefix.clone());
+            coord.campaign(ctx.now().since_origin());
+            ha.coord = Some(coord);
+        }
         self.with(ctx, |s, d| s.initialize(d));
         // One master: registers at once. Several: the first queries go out.
         self.register(ctx);

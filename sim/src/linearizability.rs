@@ -33,14 +33,17 @@
 //! - a range read is checked as a read of each key it covers (present or absent);
 //! - a lease revocation or expiry is checked on each key ever put on one of its leases (the
 //!   key is deleted with the lease, and was not on a lease the answer says was not live);
+//! - a transaction is checked on each key it writes (as an unconditional put or delete at its
+//!   revision when it applied) and on its guard key (held at exactly the guard's epoch when it
+//!   applied; not held at it, with the creation revision the refusal names, when refused);
 //! - every operation's answer names the revision (log index) it was applied at; these are
 //!   checked in order on each key, and across all keys against real time
 //!   ([`check_revisions`]: an operation that responded before another was invoked has the
 //!   lower revision).
 //!
 //! What this does **not** check (the restriction that per-key checking brings): that a range
-//! read saw all its keys at one instant, and that a revocation deleted all its keys at one
-//! instant (both are checked key by key only; the revisions they answer bound them); and the
+//! read saw all its keys at one instant, and that a revocation or a transaction changed all its
+//! keys at one instant (checked key by key only; the revisions they answer bound them); and the
 //! lease objects themselves (that a put naming a lease not yet granted or already ended is
 //! refused: a refused put is taken as "no effect", whatever the reason). Grants and client
 //! registrations are only checked through their revisions.
@@ -76,7 +79,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
 
 use plateau_master::coord::{
-    CoordError, CoordOp, CoordReply, CoordResponse, Expect, KeyEntry, LeaseId,
+    CoordError, CoordOp, CoordReply, CoordResponse, Expect, KeyEntry, LeaseId, TxnOp,
 };
 use plateau_runtime::rng::LookupSet;
 
@@ -506,9 +509,7 @@ fn partitions(
         }
     }
     for op in ops {
-        if let Some(key) = op.input.key() {
-            keys.insert(key);
-        }
+        keys.extend(op.input.keys());
         if let CoordOp::Put {
             key,
             lease: Some(lease),
@@ -544,12 +545,14 @@ fn partitions(
 fn is_relevant(key: &str, leases: &BTreeSet<LeaseId>, op: &CoordOperation) -> bool {
     let output = op.result.as_ref().map(|r| &r.output);
     // An answer that says the operation was not applied, for a reason that says nothing of
-    // the key: no effect, no information.
+    // the key: no effect, no information. (A stale guard speaks of the guard's key only.)
     if let Some(Err(e)) = output {
-        if !matches!(
-            e,
-            CoordError::ExpectationFailed { .. } | CoordError::UnknownLease { .. }
-        ) {
+        let informative = match e {
+            CoordError::ExpectationFailed { .. } | CoordError::UnknownLease { .. } => true,
+            CoordError::StaleGuard { key: guarded, .. } => guarded == key,
+            _ => false,
+        };
+        if !informative {
             return false;
         }
     }
@@ -568,6 +571,9 @@ fn is_relevant(key: &str, leases: &BTreeSet<LeaseId>, op: &CoordOperation) -> bo
         CoordOp::Range { .. } => range_covers(key, op).is_some(),
         CoordOp::RevokeLease { lease } => leases.contains(lease),
         CoordOp::ExpireLeases { leases: ended } => ended.iter().any(|l| leases.contains(l)),
+        CoordOp::Txn { guard, ops } => {
+            guard.as_ref().is_some_and(|g| g.key == key) || ops.iter().any(|o| o.key() == key)
+        }
         CoordOp::GrantLease { .. } | CoordOp::RegisterClient { .. } => false,
     }
 }
@@ -656,6 +662,14 @@ pub enum KeyInput {
         /// The leases named.
         leases: Vec<LeaseId>,
     },
+    /// A transaction naming the key.
+    Txn {
+        /// The epoch the key must be held at, when it is the transaction's guard.
+        guard_epoch: Option<u64>,
+        /// What the transaction writes at the key: `Some(Some(value))` a put (interned value),
+        /// `Some(None)` a delete, `None` nothing (the key is only the guard).
+        write: Option<Option<u32>>,
+    },
 }
 
 /// An answer, projected on one key.
@@ -694,6 +708,16 @@ pub enum KeyOutput {
         /// The leases that were live and ended (none for a revocation refused as unknown).
         ended: Vec<LeaseId>,
     },
+    /// A transaction was applied.
+    Txn {
+        /// At this revision.
+        revision: u64,
+    },
+    /// A transaction was refused: its guard (this key) was not held at its epoch.
+    StaleGuard {
+        /// The key's creation revision then (`None`: absent).
+        current: Option<u64>,
+    },
     /// The answer says nothing about the key (a put refused for its lease).
     NoEffect,
 }
@@ -717,6 +741,13 @@ fn project(key: &str, op: &CoordOperation, values: &mut Values) -> Operation<Key
         },
         CoordOp::ExpireLeases { leases } => KeyInput::EndLeases {
             leases: leases.clone(),
+        },
+        CoordOp::Txn { guard, ops } => KeyInput::Txn {
+            guard_epoch: guard.as_ref().filter(|g| g.key == key).map(|g| g.epoch),
+            write: ops.iter().find(|o| o.key() == key).map(|o| match o {
+                TxnOp::Put { value, .. } => Some(values.id(value)),
+                TxnOp::Delete { .. } => None,
+            }),
         },
         CoordOp::GrantLease { .. } | CoordOp::RegisterClient { .. } => {
             unreachable!("not in any key's partition")
@@ -756,6 +787,14 @@ fn project(key: &str, op: &CoordOperation, values: &mut Values) -> Operation<Key
                 revision: Some(*revision),
                 ended: leases.clone(),
             },
+            Ok(CoordReply::Txn { revision }) => KeyOutput::Txn {
+                revision: *revision,
+            },
+            Err(CoordError::StaleGuard {
+                key: guarded,
+                current,
+                ..
+            }) if guarded == key => KeyOutput::StaleGuard { current: *current },
             Err(CoordError::ExpectationFailed { current }) => {
                 KeyOutput::ExpectationFailed { current: *current }
             }
@@ -829,6 +868,37 @@ fn expect_holds(entry: &mut Option<KeyState>, expect: Expect) -> bool {
                 true
             }
         },
+    }
+}
+
+/// Whether a transaction's guard on this key (`Some(epoch)`) holds: the key exists, created at
+/// exactly `epoch` (an unknown creation revision is fixed to it). No guard here: true.
+fn guard_holds(entry: &mut Option<KeyState>, guard_epoch: Option<u64>) -> bool {
+    match (guard_epoch, entry.as_mut()) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(epoch), Some(e)) => pin(&mut e.create_revision, epoch),
+    }
+}
+
+/// A transaction's write of this key at `revision` (`None`: unknown): a put keeps the
+/// creation revision of a key that exists and detaches it from its lease.
+fn txn_write(entry: &mut Option<KeyState>, write: Option<Option<u32>>, revision: Option<u64>) {
+    match write {
+        None => {}
+        Some(None) => *entry = None,
+        Some(Some(value)) => {
+            let create_revision = match entry {
+                Some(e) => e.create_revision,
+                None => revision,
+            };
+            *entry = Some(KeyState {
+                value,
+                mod_revision: revision,
+                create_revision,
+                lease: None,
+            });
+        }
     }
 }
 
@@ -961,6 +1031,31 @@ impl Model for KeyModel {
                 }
                 consistent && revision.is_none_or(|r| advance(&mut next, r))
             }
+            (KeyInput::Txn { guard_epoch, write }, None) => {
+                // Unknown: it may have applied now if its guard may hold (placing it last
+                // covers "never applied").
+                if guard_holds(&mut next.entry, *guard_epoch) {
+                    txn_write(&mut next.entry, *write, None);
+                }
+                true
+            }
+            (KeyInput::Txn { guard_epoch, write }, Some(KeyOutput::Txn { revision })) => {
+                guard_holds(&mut next.entry, *guard_epoch) && {
+                    txn_write(&mut next.entry, *write, Some(*revision));
+                    advance(&mut next, *revision)
+                }
+            }
+            (
+                KeyInput::Txn {
+                    guard_epoch: Some(epoch),
+                    ..
+                },
+                Some(KeyOutput::StaleGuard { current }),
+            ) => match (next.entry.as_mut(), current) {
+                (None, None) => true,
+                (Some(e), Some(c)) => c != epoch && pin(&mut e.create_revision, *c),
+                _ => false,
+            },
             // An answer of another kind than the operation's.
             _ => false,
         };

@@ -130,6 +130,39 @@ pub fn remove_slave_cgroups(work_dir: &std::path::Path) {
     }
 }
 
+/// Kills whatever still runs in the task cgroups of the slave of `work_dir` and removes those
+/// cgroups and the slave's own folders: for a test or benchmark that started slaves as separate
+/// processes and must leave nothing behind, whatever state they were left in.
+pub fn destroy_leftover_tasks(work_dir: &std::path::Path) {
+    let name = cgroup_slave_name(work_dir);
+    for controller in ["freezer", "pids", "memory", "cpu", "cpuacct"] {
+        let root = std::path::Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("plateau")
+            .join(&name);
+        let Ok(tasks) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for task in tasks.flatten().filter(|e| e.path().is_dir()) {
+            if let Ok(procs) = std::fs::read_to_string(task.path().join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                    // SAFETY: a plain kill(2) of a process left in a task cgroup of ours.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            // The kernel needs a moment to reap what was killed before the folder can go.
+            for _ in 0..50 {
+                if std::fs::remove_dir(task.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir(&root);
+    }
+    remove_slave_cgroups(work_dir);
+}
+
 /// A stable, path-safe name for a work directory.
 fn work_dir_name(work_dir: &std::path::Path) -> String {
     let hash = plateau_runtime::rng::stable_hash(work_dir.to_string_lossy().as_bytes());

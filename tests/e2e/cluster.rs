@@ -16,7 +16,7 @@ use plateau_runtime::tls::{ClusterCa, NodeIdentity};
 use plateau_runtime::{Node, NodeConfig, ProcessRef, Upid};
 use plateau_sdk::*;
 
-use super::support::{eventually, free_port, get_json, Cluster};
+use super::support::{eventually, free_port, get_json, task_pids, Cluster};
 
 /// The test's framework: launches what it is asked to on the first offers that fit, records
 /// every status.
@@ -82,19 +82,6 @@ fn has_status(
         .iter()
         .find(|s| s.task_id.as_str() == task && s.state == state)
         .cloned()
-}
-
-/// The pid of the first process in a task's cgroup (its supervised command).
-fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
-    let name = plateau_slave::cgroup_slave_name(slave_work);
-    let dir = Path::new("/sys/fs/cgroup/pids/plateau")
-        .join(name)
-        .join(plateau_slave::containerizer::task_dir_name(task));
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect()
 }
 
 #[test]

@@ -10,7 +10,6 @@
 //!   asked from inside its own namespace, stops acting (`master/elected` 0).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +19,7 @@ use plateau_runtime::tls::{ClusterCa, NodeIdentity};
 use plateau_runtime::{Node, NodeConfig};
 use plateau_sdk::*;
 
-use super::support::{eventually, free_port, get_json, Cluster};
+use super::support::{eventually, free_port, get_json, task_pids, Cluster};
 
 /// Tasks to launch, each on a given host or anywhere.
 type Wanted = Arc<Mutex<Vec<(TaskId, Option<String>)>>>;
@@ -90,19 +89,6 @@ fn task_states(state: &serde_json::Value) -> Vec<(String, String)> {
         .collect();
     out.sort();
     out
-}
-
-/// The pids in a task's cgroup.
-fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
-    let name = plateau_slave::cgroup_slave_name(slave_work);
-    let dir = Path::new("/sys/fs/cgroup/pids/plateau")
-        .join(name)
-        .join(plateau_slave::containerizer::task_dir_name(task));
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect()
 }
 
 /// `GET url` without following redirects: (status, Location).

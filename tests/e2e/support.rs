@@ -23,27 +23,22 @@ pub struct Cluster {
 impl Cluster {
     /// Start (or restart) `plateau ARGS` as `name`, stderr to `<dir>/<name>.log`.
     pub fn spawn(&mut self, name: &str, args: &[&str]) {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(PLATEAU)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        if let Some(mut old) = self.children.insert(name.to_string(), child) {
-            let _ = old.kill();
-            let _ = old.wait();
-        }
+        let mut command = Command::new(PLATEAU);
+        command.args(args);
+        self.start(name, command);
     }
 
     /// Start `plateau ARGS` as `name` inside network namespace `netns` (`ip netns exec`, which
     /// execs the command: the child is the `plateau` process itself).
     pub fn spawn_in_netns(&mut self, name: &str, netns: &str, args: &[&str]) {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns, PLATEAU]).args(args);
+        self.start(name, command);
+    }
+
+    fn start(&mut self, name: &str, mut command: Command) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns, PLATEAU])
-            .args(args)
+        let child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -77,38 +72,23 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
         for work in &self.slave_dirs {
-            remove_cgroups(&plateau_slave::cgroup_slave_name(work));
+            plateau_slave::destroy_leftover_tasks(work);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Kill everything left in a slave's task cgroups and remove them.
-pub fn remove_cgroups(slave_name: &str) {
-    for controller in ["freezer", "pids", "memory", "cpu", "cpuacct"] {
-        let root = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join("plateau")
-            .join(slave_name);
-        let Ok(tasks) = std::fs::read_dir(&root) else {
-            continue;
-        };
-        for task in tasks.flatten().filter(|e| e.path().is_dir()) {
-            if let Ok(procs) = std::fs::read_to_string(task.path().join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
-                    // SAFETY: killing leftover task processes this test started.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-            for _ in 0..50 {
-                if std::fs::remove_dir(task.path()).is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = std::fs::remove_dir(&root);
-    }
+/// The pids in a task's cgroup (its supervised command first).
+pub fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
+    let name = plateau_slave::cgroup_slave_name(slave_work);
+    let dir = Path::new("/sys/fs/cgroup/pids/plateau")
+        .join(name)
+        .join(plateau_slave::containerizer::task_dir_name(task));
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
 }
 
 /// A port free on `ip` now.

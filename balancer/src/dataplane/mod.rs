@@ -582,6 +582,7 @@ mod tests {
         let labels = [("HAPROXY_0_VHOST", "web"), ("HAPROXY_0_BALANCE", balance)];
         let mut state = RoutingState::new(None);
         state.handle_snapshot(RoutesSnapshot {
+            leader_epoch: 0,
             version,
             apps: vec![AppRoutes {
                 app_id: "/web".into(),

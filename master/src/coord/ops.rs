@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::messages::FencingToken;
 use crate::limits::{
     COORD_ANSWERS_PER_CLIENT_MAX, COORD_EXPIRE_LEASES_PER_OP_MAX, COORD_KEYS_MAX,
     COORD_KEYS_PER_LEASE_MAX, COORD_KEY_BYTES_MAX, COORD_LABEL_BYTES_MAX, COORD_LEASES_MAX,
     COORD_LEASE_TTL_MAX, COORD_LEASE_TTL_MIN, COORD_RANGE_KEYS_MAX, COORD_STORED_BYTES_MAX,
-    COORD_VALUE_BYTES_MAX, COORD_WATCHES_PER_SESSION_MAX, COORD_WATCH_SESSIONS_MAX,
+    COORD_TXN_BYTES_MAX, COORD_TXN_OPS_MAX, COORD_VALUE_BYTES_MAX, COORD_WATCHES_PER_SESSION_MAX,
+    COORD_WATCH_SESSIONS_MAX,
 };
 
 /// A lease. Its id is the revision (log index) that granted it, so ids only grow.
@@ -95,6 +97,41 @@ impl KeySelector {
     }
 }
 
+/// One write of a [`CoordOp::Txn`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    /// Write `value` at `key`, detached from any lease (as [`CoordOp::Put`] with `lease:
+    /// None`).
+    Put {
+        /// The key (UTF-8, 1 to [`COORD_KEY_BYTES_MAX`] bytes).
+        key: String,
+        /// The value (up to [`COORD_VALUE_BYTES_MAX`] bytes).
+        value: Vec<u8>,
+    },
+    /// Delete `key` (an absent key is no error).
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+impl TxnOp {
+    /// The key written.
+    pub fn key(&self) -> &str {
+        match self {
+            TxnOp::Put { key, .. } | TxnOp::Delete { key } => key,
+        }
+    }
+
+    /// Key and value bytes, counted against [`COORD_TXN_BYTES_MAX`].
+    pub fn bytes(&self) -> usize {
+        match self {
+            TxnOp::Put { key, value } => key.len() + value.len(),
+            TxnOp::Delete { key } => key.len(),
+        }
+    }
+}
+
 /// A command of the coordination store: what the replicated log carries.
 ///
 /// Reads go through the log too: a read applied at revision `r` sees exactly the writes
@@ -162,6 +199,20 @@ pub enum CoordOp {
         /// Who the client is (e.g. its `Upid`): shown to operators, never interpreted.
         label: String,
     },
+    /// Apply `ops` all or nothing, at one revision, if `guard` holds: its key exists and was
+    /// created at exactly its epoch (the holder of an election key, see
+    /// [`super::Fencing`]). Refused with [`CoordError::StaleGuard`] otherwise, so that a
+    /// deposed framework leader's write can never land once another leader was elected (or
+    /// once its own key ended). Each key may appear once; written keys are detached from
+    /// any lease. Every key changed gets a watch event at the transaction's revision (in
+    /// the order of `ops`; deleting an absent key changes nothing).
+    Txn {
+        /// The election key and epoch the transaction requires, or `None` (unconditional).
+        guard: Option<FencingToken>,
+        /// The writes (at most [`COORD_TXN_OPS_MAX`], at most [`COORD_TXN_BYTES_MAX`] key
+        /// and value bytes in all; none is a pure guard check).
+        ops: Vec<TxnOp>,
+    },
 }
 
 impl CoordOp {
@@ -200,6 +251,27 @@ impl CoordOp {
             CoordOp::RevokeLease { .. } => Ok(()),
             CoordOp::ExpireLeases { leases } => check_len(leases.len(), Limit::ExpireLeasesPerOp),
             CoordOp::RegisterClient { label } => check_len(label.len(), Limit::LabelBytes),
+            CoordOp::Txn { guard, ops } => {
+                if let Some(guard) = guard {
+                    check_key(&guard.key)?;
+                }
+                check_len(ops.len(), Limit::TxnOps)?;
+                let mut bytes = 0;
+                let mut keys = std::collections::BTreeSet::new();
+                for op in ops {
+                    check_key(op.key())?;
+                    if let TxnOp::Put { value, .. } = op {
+                        check_len(value.len(), Limit::ValueBytes)?;
+                    }
+                    if !keys.insert(op.key()) {
+                        return Err(CoordError::DuplicateKey {
+                            key: op.key().to_string(),
+                        });
+                    }
+                    bytes += op.bytes();
+                }
+                check_len(bytes, Limit::TxnBytes)
+            }
         }
     }
 
@@ -215,13 +287,28 @@ impl CoordOp {
         matches!(self, CoordOp::ExpireLeases { .. })
     }
 
-    /// The one key the operation names, if it names one.
+    /// The one key the operation names, if it names one (a transaction names several: see
+    /// [`CoordOp::keys`]).
     pub fn key(&self) -> Option<&str> {
         match self {
             CoordOp::Put { key, .. } | CoordOp::Delete { key, .. } | CoordOp::Get { key } => {
                 Some(key)
             }
             _ => None,
+        }
+    }
+
+    /// Every key the operation writes or reads by name: the key of a put, delete or get, and
+    /// the written keys and guard key of a transaction (not the keys a range or a lease's end
+    /// may cover).
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            CoordOp::Txn { guard, ops } => guard
+                .iter()
+                .map(|g| g.key.as_str())
+                .chain(ops.iter().map(TxnOp::key))
+                .collect(),
+            other => other.key().into_iter().collect(),
         }
     }
 }
@@ -346,6 +433,11 @@ pub enum CoordReply {
         /// Its id (the revision of the registration).
         client: ClientId,
     },
+    /// A transaction was applied, all of it.
+    Txn {
+        /// The revision of the transaction (every key it put has this modification revision).
+        revision: u64,
+    },
 }
 
 impl CoordReply {
@@ -357,7 +449,8 @@ impl CoordReply {
             | CoordReply::Value { revision, .. }
             | CoordReply::Range { revision, .. }
             | CoordReply::LeaseRevoked { revision, .. }
-            | CoordReply::LeasesExpired { revision, .. } => *revision,
+            | CoordReply::LeasesExpired { revision, .. }
+            | CoordReply::Txn { revision } => *revision,
             CoordReply::LeaseGranted { lease, .. } => lease.0,
             CoordReply::ClientRegistered { client } => client.0,
         }
@@ -394,6 +487,10 @@ pub enum Limit {
     WatchesPerSession,
     /// [`COORD_WATCH_SESSIONS_MAX`].
     WatchSessions,
+    /// [`COORD_TXN_OPS_MAX`].
+    TxnOps,
+    /// [`COORD_TXN_BYTES_MAX`].
+    TxnBytes,
 }
 
 impl Limit {
@@ -412,6 +509,8 @@ impl Limit {
             Limit::AnswersPerClient => COORD_ANSWERS_PER_CLIENT_MAX as u64,
             Limit::WatchesPerSession => COORD_WATCHES_PER_SESSION_MAX as u64,
             Limit::WatchSessions => COORD_WATCH_SESSIONS_MAX as u64,
+            Limit::TxnOps => COORD_TXN_OPS_MAX as u64,
+            Limit::TxnBytes => COORD_TXN_BYTES_MAX as u64,
         }
     }
 
@@ -430,6 +529,8 @@ impl Limit {
             Limit::AnswersPerClient => "unacknowledged answers of one client",
             Limit::WatchesPerSession => "watches of one session",
             Limit::WatchSessions => "sessions with watches",
+            Limit::TxnOps => "writes in one transaction",
+            Limit::TxnBytes => "key and value bytes in one transaction",
         }
     }
 
@@ -507,6 +608,22 @@ pub enum CoordError {
         /// The oldest revision a watch can start at.
         oldest_revision: u64,
     },
+    /// A transaction's guard does not hold: its key is not held at that epoch (another
+    /// holder was elected, or the key ended with its lease). Nothing was written; the writer
+    /// no longer leads and must stop acting.
+    StaleGuard {
+        /// The guard's key.
+        key: String,
+        /// The epoch the transaction required.
+        epoch: u64,
+        /// The key's creation revision now (`None`: nobody holds it).
+        current: Option<u64>,
+    },
+    /// A transaction names this key twice.
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
 }
 
 impl fmt::Display for CoordError {
@@ -548,6 +665,25 @@ impl fmt::Display for CoordError {
                 f,
                 "events before revision {oldest_revision} are no longer kept: read again"
             ),
+            CoordError::StaleGuard {
+                key,
+                epoch,
+                current: Some(current),
+            } => write!(
+                f,
+                "stale guard: '{key}' is held at epoch {current}, not {epoch} (nothing written)"
+            ),
+            CoordError::StaleGuard {
+                key,
+                epoch,
+                current: None,
+            } => write!(
+                f,
+                "stale guard: nobody holds '{key}' (epoch {epoch} required; nothing written)"
+            ),
+            CoordError::DuplicateKey { key } => {
+                write!(f, "key '{key}' appears twice in one transaction")
+            }
         }
     }
 }

@@ -6,9 +6,10 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+use super::messages::FencingToken;
 use super::ops::{
     Change, ClientId, CoordCommand, CoordError, CoordOp, CoordReply, CoordResponse, Expect,
-    KeyEntry, LeaseChange, LeaseId, Limit, WatchEvent,
+    KeyEntry, LeaseChange, LeaseId, Limit, TxnOp, WatchEvent,
 };
 use crate::limits::{
     COORD_ANSWERS_PER_CLIENT_MAX, COORD_CLIENTS_MAX, COORD_EVENTS_QUEUED_MAX,
@@ -294,6 +295,7 @@ impl CoordStore {
                 );
                 Ok(CoordReply::ClientRegistered { client })
             }
+            CoordOp::Txn { guard, ops } => self.txn(revision, guard.as_ref(), ops),
         }
     }
 
@@ -329,6 +331,18 @@ impl CoordStore {
         if stored > COORD_STORED_BYTES_MAX {
             return Err(Limit::StoredBytes.exceeded());
         }
+        let create_revision = self.write_key(revision, key, value, lease);
+        Ok(CoordReply::Put {
+            revision,
+            create_revision,
+        })
+    }
+
+    /// Writes `key` (bounds and expectation already checked), moving it to `lease`, queueing
+    /// its put event; answers its creation revision.
+    fn write_key(&mut self, revision: u64, key: &str, value: &[u8], lease: Option<LeaseId>) -> u64 {
+        let current = self.keys.get(key);
+        let old_bytes = current.map_or(0, |e| KeyEntry::stored_bytes(key, &e.value));
         let old_lease = current.and_then(|e| e.lease);
         let create_revision = current.map_or(revision, |e| e.create_revision);
         if old_lease != lease {
@@ -339,7 +353,7 @@ impl CoordStore {
                 self.lease_mut(new).keys.insert(key.to_string());
             }
         }
-        self.stored_bytes = stored;
+        self.stored_bytes = self.stored_bytes - old_bytes + KeyEntry::stored_bytes(key, value);
         self.keys.insert(
             key.to_string(),
             KeyEntry {
@@ -358,10 +372,55 @@ impl CoordStore {
                 lease,
             },
         });
-        Ok(CoordReply::Put {
-            revision,
-            create_revision,
-        })
+        create_revision
+    }
+
+    /// A guarded transaction: the guard and every bound are checked against the state the
+    /// whole transaction leaves before anything changes, so that it applies all or nothing.
+    fn txn(&mut self, revision: u64, guard: Option<&FencingToken>, ops: &[TxnOp]) -> CoordResponse {
+        if let Some(guard) = guard {
+            let current = self.keys.get(&guard.key).map(|e| e.create_revision);
+            if current != Some(guard.epoch) {
+                return Err(CoordError::StaleGuard {
+                    key: guard.key.clone(),
+                    epoch: guard.epoch,
+                    current,
+                });
+            }
+        }
+        // Keys are distinct (validated), so each op's "before" is the store's.
+        let mut keys = self.keys.len();
+        let mut stored = self.stored_bytes;
+        for op in ops {
+            let current = self.keys.get(op.key());
+            if let Some(entry) = current {
+                stored -= KeyEntry::stored_bytes(op.key(), &entry.value);
+                keys -= 1;
+            }
+            if let TxnOp::Put { key, value } = op {
+                stored += KeyEntry::stored_bytes(key, value);
+                keys += 1;
+            }
+        }
+        if keys > COORD_KEYS_MAX {
+            return Err(Limit::Keys.exceeded());
+        }
+        if stored > COORD_STORED_BYTES_MAX {
+            return Err(Limit::StoredBytes.exceeded());
+        }
+        for op in ops {
+            match op {
+                TxnOp::Put { key, value } => {
+                    self.write_key(revision, key, value, None);
+                }
+                TxnOp::Delete { key } => {
+                    self.remove_key(revision, key);
+                }
+            }
+        }
+        debug_assert_eq!(self.stored_bytes, stored);
+        debug_assert_eq!(self.keys.len(), keys);
+        Ok(CoordReply::Txn { revision })
     }
 
     fn delete(&mut self, revision: u64, key: &str, expect: Expect) -> CoordResponse {

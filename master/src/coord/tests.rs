@@ -8,10 +8,10 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::limits::{
-    COORD_ANSWERS_PER_CLIENT_MAX, COORD_CLIENTS_MAX, COORD_EXPIRE_RETRY_INTERVAL,
-    COORD_KEYS_PER_LEASE_MAX, COORD_KEY_BYTES_MAX, COORD_LEASES_MAX, COORD_VALUE_BYTES_MAX,
-    COORD_WATCHES_PER_SESSION_MAX, COORD_WATCH_EVENTS_PER_MESSAGE_MAX,
-    COORD_WATCH_HISTORY_EVENTS_MAX,
+    COORD_ANSWERS_PER_CLIENT_MAX, COORD_CLIENTS_MAX, COORD_EXPIRE_RETRY_INTERVAL, COORD_KEYS_MAX,
+    COORD_KEYS_PER_LEASE_MAX, COORD_KEY_BYTES_MAX, COORD_LEASES_MAX, COORD_TXN_BYTES_MAX,
+    COORD_TXN_OPS_MAX, COORD_VALUE_BYTES_MAX, COORD_WATCHES_PER_SESSION_MAX,
+    COORD_WATCH_EVENTS_PER_MESSAGE_MAX, COORD_WATCH_HISTORY_EVENTS_MAX,
 };
 
 fn secs(s: u64) -> Duration {
@@ -467,6 +467,216 @@ fn fencing_admits_only_the_current_holders_epoch() {
         .check(key, log.store.revision() + 5)
         .unwrap_err();
     assert!(ahead.is_ahead());
+}
+
+// ---- store: guarded transactions ------------------------------------------------------------
+
+fn txn_put(key: &str, value: &str) -> TxnOp {
+    TxnOp::Put {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+fn txn_delete(key: &str) -> TxnOp {
+    TxnOp::Delete { key: key.into() }
+}
+
+fn txn(guard: Option<(&str, u64)>, ops: Vec<TxnOp>) -> CoordOp {
+    CoordOp::Txn {
+        guard: guard.map(|(key, epoch)| FencingToken {
+            key: key.into(),
+            epoch,
+        }),
+        ops,
+    }
+}
+
+#[test]
+fn a_transaction_applies_all_its_writes_at_one_revision_with_one_event_each() {
+    let mut log = Log::new();
+    log.apply(put("s/a", "old", Expect::Any, None)).unwrap();
+    log.apply(put("s/b", "gone", Expect::Any, None)).unwrap();
+    log.store.drain_events();
+    let answer = log.apply(txn(
+        None,
+        vec![
+            txn_put("s/a", "new"),
+            txn_put("s/c", "created"),
+            txn_delete("s/b"),
+            txn_delete("s/absent"),
+        ],
+    ));
+    assert_eq!(answer, Ok(CoordReply::Txn { revision: 3 }));
+    let a = log.store.get("s/a").unwrap();
+    assert_eq!((a.mod_revision, a.create_revision), (3, 1));
+    let c = log.store.get("s/c").unwrap();
+    assert_eq!((c.mod_revision, c.create_revision), (3, 3));
+    assert!(log.store.get("s/b").is_none());
+    let events = log.store.drain_events().events;
+    let seen: Vec<(u64, &str, bool)> = events
+        .iter()
+        .map(|e| (e.revision, e.key.as_str(), e.change == Change::Delete))
+        .collect();
+    // In the order of the ops; deleting an absent key changes nothing.
+    assert_eq!(
+        seen,
+        [(3, "s/a", false), (3, "s/c", false), (3, "s/b", true)]
+    );
+}
+
+#[test]
+fn a_guarded_transaction_lands_only_while_its_epoch_holds_the_key() {
+    let mut log = Log::new();
+    let key = "/marathon/leader";
+    let lease1 = log.lease(10);
+    let Ok(CoordReply::Put {
+        revision: epoch1, ..
+    }) = log.apply(put(key, "m1", Expect::Absent, Some(lease1)))
+    else {
+        panic!()
+    };
+    let write = |epoch, value: &str| {
+        txn(
+            Some((key, epoch)),
+            vec![txn_put("/marathon/state/app", value)],
+        )
+    };
+    assert!(matches!(
+        log.apply(write(epoch1, "v1")),
+        Ok(CoordReply::Txn { .. })
+    ));
+    // The holder's lease ends: nobody holds the key, the old leader's write is refused.
+    log.apply(CoordOp::RevokeLease { lease: lease1 }).unwrap();
+    log.store.drain_events();
+    let stale = log.apply(write(epoch1, "v2")).unwrap_err();
+    assert_eq!(
+        stale,
+        CoordError::StaleGuard {
+            key: key.into(),
+            epoch: epoch1,
+            current: None
+        }
+    );
+    assert!(stale.to_string().contains("nobody holds"), "{stale}");
+    // A second leader is elected: the first's epoch is still refused, the second's lands.
+    let lease2 = log.lease(10);
+    let Ok(CoordReply::Put {
+        revision: epoch2, ..
+    }) = log.apply(put(key, "m2", Expect::Absent, Some(lease2)))
+    else {
+        panic!()
+    };
+    log.store.drain_events();
+    assert_eq!(
+        log.apply(write(epoch1, "v3")),
+        Err(CoordError::StaleGuard {
+            key: key.into(),
+            epoch: epoch1,
+            current: Some(epoch2)
+        })
+    );
+    assert!(
+        log.store.drain_events().events.is_empty(),
+        "a refused transaction changes nothing"
+    );
+    assert_eq!(log.value("/marathon/state/app").as_deref(), Some("v1"));
+    assert!(matches!(
+        log.apply(write(epoch2, "v4")),
+        Ok(CoordReply::Txn { .. })
+    ));
+    assert_eq!(log.value("/marathon/state/app").as_deref(), Some("v4"));
+    // An empty guarded transaction is a linearizable "do I still lead?".
+    assert!(log.apply(txn(Some((key, epoch2)), vec![])).is_ok());
+    assert!(log.apply(txn(Some((key, epoch1)), vec![])).is_err());
+}
+
+#[test]
+fn a_transaction_detaches_the_keys_it_writes_from_their_lease() {
+    let mut log = Log::new();
+    let lease = log.lease(10);
+    log.apply(put("k", "v", Expect::Any, Some(lease))).unwrap();
+    log.apply(put("l", "v", Expect::Any, Some(lease))).unwrap();
+    log.apply(txn(None, vec![txn_put("k", "w"), txn_delete("l")]))
+        .unwrap();
+    assert_eq!(log.store.get("k").unwrap().lease, None);
+    assert!(log.store.lease(lease).unwrap().keys.is_empty());
+    // The lease's end no longer takes the key.
+    log.apply(CoordOp::RevokeLease { lease }).unwrap();
+    assert_eq!(log.value("k").as_deref(), Some("w"));
+}
+
+#[test]
+fn transactions_are_validated_before_the_log() {
+    let too_many: Vec<TxnOp> = (0..=COORD_TXN_OPS_MAX)
+        .map(|i| txn_put(&format!("k{i}"), "v"))
+        .collect();
+    assert_eq!(
+        txn(None, too_many).validate(),
+        Err(Limit::TxnOps.exceeded())
+    );
+    let value = "x".repeat(COORD_VALUE_BYTES_MAX);
+    let too_big: Vec<TxnOp> = (0..COORD_TXN_BYTES_MAX / COORD_VALUE_BYTES_MAX + 1)
+        .map(|i| txn_put(&format!("k{i}"), &value))
+        .collect();
+    assert_eq!(
+        txn(None, too_big).validate(),
+        Err(Limit::TxnBytes.exceeded())
+    );
+    let one_too_large = vec![txn_put("k", &"x".repeat(COORD_VALUE_BYTES_MAX + 1))];
+    assert_eq!(
+        txn(None, one_too_large).validate(),
+        Err(Limit::ValueBytes.exceeded())
+    );
+    let twice = txn(None, vec![txn_put("k", "1"), txn_delete("k")]);
+    let err = twice.validate().unwrap_err();
+    assert_eq!(err, CoordError::DuplicateKey { key: "k".into() });
+    assert_eq!(err.to_string(), "key 'k' appears twice in one transaction");
+    assert_eq!(
+        txn(None, vec![txn_put("", "v")]).validate(),
+        Err(CoordError::EmptyKey)
+    );
+    assert_eq!(
+        txn(Some(("", 1)), vec![]).validate(),
+        Err(CoordError::EmptyKey)
+    );
+    // The store validates too, whatever the host did, consuming the revision.
+    let mut log = Log::new();
+    assert!(log.apply(twice).is_err());
+    assert_eq!(log.store.revision(), 1);
+    assert!(log.store.is_empty());
+}
+
+#[test]
+fn a_transaction_is_bounded_by_the_state_it_leaves_not_by_its_order() {
+    let mut store = CoordStore::new();
+    for i in 0..COORD_KEYS_MAX {
+        store
+            .apply(
+                i as u64 + 1,
+                &put(&format!("k{i:06}"), "", Expect::Any, None),
+            )
+            .unwrap();
+    }
+    store.drain_events();
+    let next = COORD_KEYS_MAX as u64 + 1;
+    // Full: creating one key and deleting another fits, whatever the order.
+    let swap = txn(None, vec![txn_put("new", ""), txn_delete("k000000")]);
+    assert!(store.apply(next, &swap).is_ok());
+    // Creating two and deleting one does not: nothing is written.
+    let over = txn(
+        None,
+        vec![
+            txn_put("new2", ""),
+            txn_put("new3", ""),
+            txn_delete("k000001"),
+        ],
+    );
+    assert_eq!(store.apply(next + 1, &over), Err(Limit::Keys.exceeded()));
+    assert!(store.get("k000001").is_some());
+    assert!(store.get("new2").is_none());
+    assert_eq!(store.len(), COORD_KEYS_MAX);
+    store.check_invariants().unwrap();
 }
 
 // ---- store: retried requests ----------------------------------------------------------------
@@ -1031,6 +1241,20 @@ fn arb_op() -> impl Strategy<Value = CoordOp> {
         1 => (1u64..40).prop_map(|l| CoordOp::RevokeLease { lease: LeaseId(l) }),
         1 => prop::collection::vec((1u64..40).prop_map(LeaseId), 0..4)
             .prop_map(|leases| CoordOp::ExpireLeases { leases }),
+        3 => (
+            prop::option::of((key.clone(), 1u64..40)),
+            prop::collection::vec((key, prop::option::of(any::<u8>())), 0..4),
+        )
+            .prop_map(|(guard, writes)| CoordOp::Txn {
+                guard: guard.map(|(key, epoch)| FencingToken { key, epoch }),
+                ops: writes
+                    .into_iter()
+                    .map(|(key, value)| match value {
+                        Some(v) => TxnOp::Put { key, value: vec![v] },
+                        None => TxnOp::Delete { key },
+                    })
+                    .collect(),
+            }),
     ]
 }
 
@@ -1140,6 +1364,45 @@ impl Reference {
                     revision,
                     leases: expired,
                 })
+            }
+            CoordOp::Txn { guard, ops } => {
+                let mut seen = std::collections::BTreeSet::new();
+                if let Some(op) = ops.iter().find(|op| !seen.insert(op.key())) {
+                    return Err(CoordError::DuplicateKey {
+                        key: op.key().to_string(),
+                    });
+                }
+                if let Some(guard) = guard {
+                    let current = self.keys.get(&guard.key).map(|e| e.create_revision);
+                    if current != Some(guard.epoch) {
+                        return Err(CoordError::StaleGuard {
+                            key: guard.key.clone(),
+                            epoch: guard.epoch,
+                            current,
+                        });
+                    }
+                }
+                for op in ops {
+                    match op {
+                        TxnOp::Put { key, value } => {
+                            let create_revision =
+                                self.keys.get(key).map_or(revision, |e| e.create_revision);
+                            self.keys.insert(
+                                key.clone(),
+                                KeyEntry {
+                                    value: value.clone(),
+                                    mod_revision: revision,
+                                    create_revision,
+                                    lease: None,
+                                },
+                            );
+                        }
+                        TxnOp::Delete { key } => {
+                            self.keys.remove(key);
+                        }
+                    }
+                }
+                Ok(CoordReply::Txn { revision })
             }
             CoordOp::RegisterClient { .. } => unreachable!("not generated"),
         }

@@ -488,3 +488,215 @@ fn a_master_joins_the_running_group_and_another_is_removed() {
     let next = c.await_leader_other_than(Some(leader), Duration::from_secs(10));
     assert!(next != removed);
 }
+
+// ----- the coordination service, through its wire protocol ----------------------------------
+
+use plateau_master::coord::{
+    CoordOp, CoordOutcome, CoordReply, CoordRequestMessage, CoordResponseMessage, Expect,
+    KeepAliveOutcome, LeaseId, LeaseKeepAliveMessage, LeaseKeepAliveResponseMessage,
+};
+
+#[derive(Serialize, Deserialize)]
+struct Tick;
+impl Message for Tick {
+    const NAME: &'static str = "test.group.CoordTick";
+}
+
+/// A minimal coordination client: sends its script of ops one at a time to the leader it
+/// knows (following redirects, retrying every 200 ms), keeps its lease alive every 300 ms.
+struct Client {
+    masters: Vec<Upid>,
+    leader: usize,
+    script: Vec<CoordOp>,
+    next: usize,
+    answers: Vec<CoordReply>,
+    lease: Option<LeaseId>,
+    lease_alive: bool,
+    refused_keep_alives: u32,
+}
+
+impl Client {
+    fn send_current(&mut self, ctx: &mut Context<'_>) {
+        let Some(op) = self.script.get(self.next).cloned() else {
+            return;
+        };
+        let op = match op {
+            CoordOp::Put {
+                key,
+                value,
+                expect,
+                lease: Some(_),
+            } => CoordOp::Put {
+                key,
+                value,
+                expect,
+                lease: self.lease,
+            },
+            op => op,
+        };
+        ctx.send(
+            &self.masters[self.leader],
+            CoordRequestMessage {
+                request_id: self.next as u64,
+                client: None,
+                first_unanswered: 0,
+                op,
+            },
+        );
+    }
+
+    fn on_response(&mut self, ctx: &mut Context<'_>, _: &Upid, m: CoordResponseMessage) {
+        if m.request_id != self.next as u64 {
+            return;
+        }
+        match m.outcome {
+            CoordOutcome::Done(Ok(reply)) => {
+                if let CoordReply::LeaseGranted { lease, .. } = &reply {
+                    self.lease = Some(*lease);
+                    self.lease_alive = true;
+                }
+                self.answers.push(reply);
+                self.next += 1;
+                self.send_current(ctx);
+            }
+            CoordOutcome::Done(Err(e)) => panic!("coordination op failed: {e}"),
+            CoordOutcome::NotLeader(hint) => {
+                if let Some(l) = hint
+                    .leader
+                    .and_then(|l| self.masters.iter().position(|m| *m == l))
+                {
+                    self.leader = l;
+                }
+            }
+        }
+    }
+
+    fn on_keep_alive(&mut self, _: &mut Context<'_>, _: &Upid, m: LeaseKeepAliveResponseMessage) {
+        match m.outcome {
+            KeepAliveOutcome::Alive { .. } => {}
+            KeepAliveOutcome::Refused(_) => {
+                self.lease_alive = false;
+                self.refused_keep_alives += 1;
+            }
+            KeepAliveOutcome::NotLeader(hint) => {
+                if let Some(l) = hint
+                    .leader
+                    .and_then(|l| self.masters.iter().position(|m| *m == l))
+                {
+                    self.leader = l;
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self, ctx: &mut Context<'_>, _: &Upid, _: Tick) {
+        ctx.delay(Duration::from_millis(300), Tick);
+        if let Some(lease) = self.lease {
+            ctx.send(&self.masters[self.leader], LeaseKeepAliveMessage { lease });
+        }
+        // Retry the current op (a lost answer, a dead leader): try the next master.
+        self.send_current(ctx);
+        self.leader = (self.leader + 1) % self.masters.len();
+    }
+}
+
+impl Process for Client {
+    fn install(h: &mut Handlers<Self>) {
+        h.on(Self::on_response)
+            .on(Self::on_keep_alive)
+            .on(Self::on_tick);
+    }
+    fn initialize(&mut self, ctx: &mut Context<'_>) {
+        self.send_current(ctx);
+        ctx.delay(Duration::from_millis(300), Tick);
+    }
+}
+
+#[test]
+fn the_coordination_store_serves_through_a_master_failover_and_keeps_live_leases() {
+    let mut c = Cluster::new(7, 1);
+    let first = c.await_leader_other_than(None, Duration::from_secs(10));
+    let node = NodeAddr::new("10.2.0.1", 7000);
+    c.sim.add_node(node.clone());
+    let script = vec![
+        CoordOp::GrantLease {
+            ttl_ms: 3_000,
+            session: "client".into(),
+        },
+        CoordOp::Put {
+            key: "/app/leader".into(),
+            value: b"me".to_vec(),
+            expect: Expect::Absent,
+            lease: Some(LeaseId(0)),
+        },
+        CoordOp::Get {
+            key: "/app/leader".into(),
+        },
+    ];
+    let client = c.sim.spawn(
+        &node,
+        "client",
+        Client {
+            masters: c.masters.clone(),
+            leader: 0,
+            script,
+            next: 0,
+            answers: Vec::new(),
+            lease: None,
+            lease_alive: false,
+            refused_keep_alives: 0,
+        },
+    );
+    c.await_condition(Duration::from_secs(10), |c| {
+        c.sim
+            .inspect(&client, |cl: &Client| cl.answers.len())
+            .unwrap()
+            == 3
+    });
+    let answers = c
+        .sim
+        .inspect(&client, |cl: &Client| cl.answers.clone())
+        .unwrap();
+    let CoordReply::Value {
+        entry: Some(entry), ..
+    } = &answers[2]
+    else {
+        panic!("the key was not read back: {answers:?}");
+    };
+    assert_eq!(entry.value, b"me".to_vec());
+    // The leading master dies: the lease outlives the failover (keep-alives reach the new
+    // leader, which gave every lease a grace), and the key with it.
+    let node_of_first = c.masters[first].node();
+    c.sim.crash(&node_of_first);
+    let second = c.await_leader_other_than(Some(first), Duration::from_secs(10));
+    c.run_checked(Duration::from_secs(8));
+    let (alive, refused) = c
+        .sim
+        .inspect(&client, |cl: &Client| {
+            (cl.lease_alive, cl.refused_keep_alives)
+        })
+        .unwrap();
+    assert!(alive && refused == 0, "the lease survived the failover");
+    let m = c.masters[second].clone();
+    let held = c
+        .sim
+        .inspect(&m, |p: &MasterProcess| {
+            p.replica()
+                .unwrap()
+                .with_state(|s| s.coord.get("/app/leader").is_some())
+        })
+        .unwrap();
+    assert!(held);
+    // The client dies: its lease expires on the leader's clock and takes the key with it.
+    c.sim.crash(&node);
+    c.run_checked(Duration::from_secs(10));
+    let held = c
+        .sim
+        .inspect(&m, |p: &MasterProcess| {
+            p.replica()
+                .unwrap()
+                .with_state(|s| s.coord.get("/app/leader").is_some())
+        })
+        .unwrap();
+    assert!(!held, "an expired lease deletes its keys");
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use plateau_master::coord::{CoordStore, Expect, KeyEntry, LeaseId};
+use plateau_master::coord::{CoordStore, Expect, FencingToken, KeyEntry, LeaseId, TxnOp};
 use proptest::prelude::*;
 
 use super::*;
@@ -555,6 +555,119 @@ fn the_recorder_keeps_unanswered_operations_unknown() {
     assert_eq!(recorder.check().unwrap(), Verdict::Linearizable);
 }
 
+fn guarded(key: &str, epoch: u64, ops: Vec<TxnOp>) -> CoordOp {
+    CoordOp::Txn {
+        guard: Some(FencingToken {
+            key: key.into(),
+            epoch,
+        }),
+        ops,
+    }
+}
+
+fn write(key: &str, value: &str) -> TxnOp {
+    TxnOp::Put {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+fn stale(key: &str, epoch: u64, current: Option<u64>) -> CoordResponse {
+    Err(CoordError::StaleGuard {
+        key: key.into(),
+        epoch,
+        current,
+    })
+}
+
+#[test]
+fn guarded_transactions_are_checked_on_their_keys_and_their_guard() {
+    let elected = op(
+        0,
+        1,
+        put("leader", "m1", Expect::Absent, None),
+        put_ok(2, 2),
+    );
+    // The holder's write lands and is read back.
+    let h = [
+        elected.clone(),
+        op(
+            5,
+            6,
+            guarded("leader", 2, vec![write("s/a", "1")]),
+            Ok(CoordReply::Txn { revision: 7 }),
+        ),
+        op(8, 9, get("s/a"), seen(9, Some(("1", 7, 7, None)))),
+    ];
+    assert_eq!(check(&h), Verdict::Linearizable);
+    // A write that landed with an epoch nobody held: the fencing failed.
+    let h = [
+        elected.clone(),
+        op(
+            5,
+            6,
+            guarded("leader", 3, vec![write("s/a", "1")]),
+            Ok(CoordReply::Txn { revision: 7 }),
+        ),
+    ];
+    assert_violation(&h, Some("leader"));
+    // Refused while its epoch held the key: wrong.
+    let h = [
+        elected.clone(),
+        op(
+            5,
+            6,
+            guarded("leader", 2, vec![]),
+            stale("leader", 2, Some(2)),
+        ),
+    ];
+    assert_violation(&h, Some("leader"));
+    // Refused once another holder took over: right, and the refused write is not seen.
+    let h = [
+        elected,
+        op(
+            3,
+            4,
+            CoordOp::Delete {
+                key: "leader".into(),
+                expect: Expect::Any,
+            },
+            Ok(CoordReply::Deleted {
+                revision: 4,
+                existed: true,
+            }),
+        ),
+        op(
+            5,
+            6,
+            put("leader", "m2", Expect::Absent, None),
+            put_ok(6, 6),
+        ),
+        op(
+            7,
+            8,
+            guarded("leader", 2, vec![write("s/a", "1")]),
+            stale("leader", 2, Some(6)),
+        ),
+        op(9, 10, get("s/a"), seen(10, None)),
+    ];
+    assert_eq!(check(&h), Verdict::Linearizable);
+    // A write whose answer never came may have landed, or not.
+    for read in [seen(9, None), seen(9, Some(("1", 7, 7, None)))] {
+        let h = [
+            op(
+                0,
+                1,
+                put("leader", "m1", Expect::Absent, None),
+                put_ok(2, 2),
+            ),
+            timed_out(5, guarded("leader", 2, vec![write("s/a", "1")])),
+            op(8, 9, get("s/a"), read),
+        ];
+        assert_eq!(check(&h), Verdict::Linearizable);
+    }
+}
+
 // ---- properties -------------------------------------------------------------------------------
 
 fn arb_op() -> impl Strategy<Value = CoordOp> {
@@ -572,7 +685,7 @@ fn arb_op() -> impl Strategy<Value = CoordOp> {
             CoordOp::Put { key, value, expect, lease }
         }),
         2 => (key.clone(), expect).prop_map(|(key, expect)| CoordOp::Delete { key, expect }),
-        3 => key.prop_map(|key| CoordOp::Get { key }),
+        3 => key.clone().prop_map(|key| CoordOp::Get { key }),
         1 => (prop_oneof![Just(""), Just("c/")], 0u32..3).prop_map(|(p, limit)| CoordOp::Range {
             prefix: p.into(), after: None, limit
         }),
@@ -580,6 +693,20 @@ fn arb_op() -> impl Strategy<Value = CoordOp> {
         1 => (1u64..60).prop_map(|l| CoordOp::RevokeLease { lease: LeaseId(l) }),
         1 => prop::collection::vec((1u64..60).prop_map(LeaseId), 1..3)
             .prop_map(|leases| CoordOp::ExpireLeases { leases }),
+        2 => (
+            prop::option::of((key.clone(), 1u64..60)),
+            prop::collection::vec((key, prop::option::of(0u8..3)), 0..3),
+        )
+            .prop_map(|(guard, writes)| CoordOp::Txn {
+                guard: guard.map(|(key, epoch)| FencingToken { key, epoch }),
+                ops: writes
+                    .into_iter()
+                    .map(|(key, value)| match value {
+                        Some(v) => TxnOp::Put { key, value: vec![v] },
+                        None => TxnOp::Delete { key },
+                    })
+                    .collect(),
+            }),
     ]
 }
 
