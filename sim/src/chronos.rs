@@ -190,7 +190,6 @@ pub fn process(
     let chronos_config = ChronosConfig {
         framework_name: config.name.clone(),
         hostname: hostname.to_string(),
-        failure_retry: Duration::from_secs(10),
         ..ChronosConfig::default()
     };
     let store: Box<dyn Store> = if bug == Some(InjectedBug::ChronosForgetsIntent) {

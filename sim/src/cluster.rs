@@ -62,10 +62,6 @@ use crate::observe::{InjectedBug, Ledger, Observed, ObservedCheckpoint, Observed
 /// Slaves per rack.
 pub const SLAVES_PER_RACK: usize = 25;
 
-/// The master's offer timeout in simulated clusters (Mesos `--offer_timeout`; none by
-/// default): an offer whose message, accept or decline the network lost is rescinded after it.
-pub const OFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Process name of a Keeper framework's scheduler.
 pub const KEEPER_PROCESS_NAME: &str = "keeper";
 
@@ -317,6 +313,9 @@ impl Cluster {
         config.validate()?;
         let mut sim_config = SimConfig::new(config.seed);
         sim_config.faults = config.network.clone();
+        // Linked processes learn that a connection broke when the real transport does: after
+        // its idle timeout.
+        sim_config.link_timeout = plateau_runtime::limits::IDLE_TIMEOUT;
         let mut sim = Sim::new(sim_config);
         let mut masters = Vec::with_capacity(config.masters);
         for k in 0..config.masters {
@@ -328,10 +327,6 @@ impl Cluster {
                 config: MasterConfig {
                     seed: config.seed,
                     hostname: addr.host.to_string(),
-                    // The network loses offers, accepts and declines: without a timeout,
-                    // resources in a lost offer would be held until the framework or master
-                    // restarts.
-                    offer_timeout: Some(OFFER_TIMEOUT),
                     ..MasterConfig::default()
                 },
                 addr,

@@ -38,8 +38,6 @@ use serde_json::{json, Value};
 
 use crate::invariants::Failure;
 
-/// Marathon's reconciliation interval in the simulator (`--reconciliation_interval`).
-pub const RECONCILIATION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 use crate::observe::{InjectedBug, Ledger, Observed, SimScheduler};
 
 /// Process name of Marathon's scheduler.
@@ -189,10 +187,6 @@ pub fn process(
             .map(|m| format!("{}:{}", m.host, m.port))
             .collect::<Vec<_>>()
             .join(","),
-        // Master-generated updates (a re-registered slave's tasks) are not retried, so a lost
-        // one leaves a surplus task unnoticed until the next reconciliation: Marathon's 600 s
-        // default is longer than the convergence bound.
-        reconciliation_interval: RECONCILIATION_INTERVAL,
         ..MarathonConfig::default()
     };
     let scheduler = MarathonScheduler::new(marathon_config, Box::new(config.store.clone()))
