@@ -202,7 +202,10 @@ mod tests {
         assert_eq!(state.registry.master_run_id.as_deref(), Some("run"));
         assert_eq!(state.registry.next_slave_number, 4);
         assert_eq!(state.undecodable, 1);
-        assert_eq!(state.digest.index, 3, "every command is fingerprinted, even a bad one");
+        assert_eq!(
+            state.digest.index, 3,
+            "every command is fingerprinted, even a bad one"
+        );
         let mut copy = MasterState::default();
         copy.restore(&state.snapshot()).unwrap();
         assert_eq!(copy.restores, 1);

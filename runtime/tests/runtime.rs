@@ -641,7 +641,11 @@ fn sim_a_lost_message_breaks_its_connection_on_both_sides() {
     sim.call(&ua, |_: &mut Chatter, ctx| ctx.link(&ub));
     sim.run_for(Duration::from_secs(1));
     assert_eq!(exits(&mut sim, &ub), 1, "B learns the connection broke");
-    assert_eq!(exits(&mut sim, &ua), 2, "A's link and its link made since, once each");
+    assert_eq!(
+        exits(&mut sim, &ua),
+        2,
+        "A's link and its link made since, once each"
+    );
     // Links made after the break was learnt hold.
     sim.call(&ua, |_: &mut Chatter, ctx| ctx.link(&ub));
     sim.run_for(Duration::from_secs(3));

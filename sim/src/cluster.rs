@@ -321,7 +321,11 @@ impl Cluster {
         for k in 0..config.masters {
             let addr = master_addr(k);
             sim.add_node(addr.clone());
-            debug_assert_eq!(sim.node_index(&addr), Some(k), "masters are the first nodes");
+            debug_assert_eq!(
+                sim.node_index(&addr),
+                Some(k),
+                "masters are the first nodes"
+            );
             masters.push(MasterNode {
                 upid: Upid::new("master", &addr),
                 config: MasterConfig {
@@ -779,7 +783,13 @@ impl Cluster {
     }
 
     /// Restarts master `k` from its disk (a member of a group without the bootstrap list).
+    /// With [`InjectedBug::MasterDiskNotDurable`], from an empty disk, as on its first start.
     pub fn restart_master(&mut self, k: usize) {
+        if self.config.bug == Some(InjectedBug::MasterDiskNotDurable) {
+            self.masters[k].disk = MemoryDisk::new();
+            self.masters[k].registry = MemoryRegistry::new();
+            self.masters[k].started = false;
+        }
         self.sim.restart(&self.masters[k].addr);
         self.masters[k].up = true;
         self.spawn_master(k)
@@ -802,6 +812,20 @@ impl Cluster {
     /// True while master `k` is paused.
     pub fn is_master_paused(&self, k: usize) -> bool {
         self.masters[k].paused
+    }
+
+    /// Runs the simulation for `limit` (simulated time) with the per-event checks of a group
+    /// of masters, stopping at the first violation recorded in the ledger. True when none was.
+    pub fn run_checked(&mut self, limit: std::time::Duration) -> bool {
+        let ledger = self.ledger.clone();
+        let watch = &mut self.watch;
+        self.sim.run_until_condition(limit, |sim| {
+            if let Some(watch) = watch {
+                watch.after_event(sim);
+            }
+            ledger.violation_count() > 0
+        });
+        ledger.violation_count() == 0
     }
 
     /// Checks the group of masters now (after a change made from outside the event loop);

@@ -736,7 +736,9 @@ impl FaultInjector {
                 self.apply_group(cluster, now, action);
                 if !matches!(
                     action,
-                    Action::RestartGroupMaster(_) | Action::HealMaster(..) | Action::ResumeMaster(_)
+                    Action::RestartGroupMaster(_)
+                        | Action::HealMaster(..)
+                        | Action::ResumeMaster(_)
                 ) {
                     self.schedule_next(now, action, slaves, frameworks);
                 }
@@ -794,7 +796,8 @@ impl FaultInjector {
                     .filter(|&k| !cluster.is_master_paused(k))
                     .collect();
                 if !followers.is_empty() {
-                    let k = followers[self.group_rng.between(0, followers.len() as u64 - 1) as usize];
+                    let k =
+                        followers[self.group_rng.between(0, followers.len() as u64 - 1) as usize];
                     cluster.crash_master(k);
                     self.log.counts.follower_crash += 1;
                     let down = self.draw_group_secs(0, g.master_down_secs_max);
@@ -861,7 +864,10 @@ impl FaultInjector {
                     cluster.heal_from_masters(k);
                 }
                 self.log.counts.master_heal += 1;
-                self.record(now, format!("heal master {}'s cuts", cluster.master_host(k)));
+                self.record(
+                    now,
+                    format!("heal master {}'s cuts", cluster.master_host(k)),
+                );
             }
             Action::PauseLeader => {
                 if let Some(k) = leader {

@@ -261,14 +261,8 @@ impl Runner {
         while self.now() < until {
             // At most a simulated second at a time, to notice the fill moment.
             let step = (until - self.now()).min(Duration::from_secs(1));
+            self.cluster.run_checked(step);
             let ledger = self.cluster.ledger.clone();
-            let watch = &mut self.cluster.watch;
-            self.cluster.sim.run_until_condition(step, |sim| {
-                if let Some(watch) = watch {
-                    watch.after_event(sim);
-                }
-                ledger.violation_count() > 0
-            });
             if std::env::var_os("PLATEAU_SIM_DEBUG").is_some() {
                 let st = self.cluster.sim.stats().clone();
                 eprintln!(
@@ -505,7 +499,11 @@ pub fn run(options: SimOptions) -> SimReport {
     let leak = options.leak_at_end;
     let tasks_launched = runner.cluster.ledger.tasks_launched();
     let master_paths = runner.cluster.master_path_counts();
-    let group = runner.cluster.watch.as_ref().map(masters::GroupWatch::stats);
+    let group = runner
+        .cluster
+        .watch
+        .as_ref()
+        .map(masters::GroupWatch::stats);
     let (chronos_launches, chronos_instants_run) = runner
         .cluster
         .chronos_witness

@@ -273,8 +273,8 @@ impl GroupWatch {
         if let Some(term) = look.acting_term {
             // The term a master acts in is what it announces to slaves and frameworks
             // (`NewMasterDetectedMessage`), which they follow by term: one master per term.
-            match self.leaders.get(&term) {
-                Some(&other) if other != k => problems.push((
+            match record_office(&mut self.leaders, term, k) {
+                Office::Other(other) => problems.push((
                     ONE_LEADER_PER_TERM,
                     format!(
                         "masters {} and {} both acted in term {term}",
@@ -282,14 +282,8 @@ impl GroupWatch {
                         host(k),
                     ),
                 )),
-                Some(_) => {}
-                None => {
-                    self.leaders.insert(term, k);
-                    self.stats.leader_terms += 1;
-                    while self.leaders.len() > GROUP_TERMS_KEPT_MAX {
-                        self.leaders.pop_first();
-                    }
-                }
+                Office::New => self.stats.leader_terms += 1,
+                Office::Same => {}
             }
         }
         // Path counts: a core that stopped (or was replaced) retires its counts.
@@ -311,9 +305,7 @@ impl GroupWatch {
         self.acting_term[k] = look.acting_term;
         self.acts_until[k] = look.acts_until;
         if look.acts_until.is_some_and(|u| now < u) {
-            let others: Vec<usize> = (0..self.upids.len())
-                .filter(|&j| j != k && self.acts_until[j].is_some_and(|u| now < u))
-                .collect();
+            let others = also_acting(&self.acts_until, k, now);
             if !others.is_empty() {
                 let others: Vec<String> = others
                     .iter()
@@ -405,6 +397,39 @@ impl GroupWatch {
     }
 }
 
+/// What [`record_office`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Office {
+    /// The first master seen acting in the term.
+    New,
+    /// The master already seen acting in the term.
+    Same,
+    /// Another master acted in the term before.
+    Other(usize),
+}
+
+/// Records that master `k` acts in `term` (the last [`GROUP_TERMS_KEPT_MAX`] terms kept).
+fn record_office(offices: &mut BTreeMap<u64, usize>, term: u64, k: usize) -> Office {
+    match offices.get(&term) {
+        Some(&other) if other != k => Office::Other(other),
+        Some(_) => Office::Same,
+        None => {
+            offices.insert(term, k);
+            while offices.len() > GROUP_TERMS_KEPT_MAX {
+                offices.pop_first();
+            }
+            Office::New
+        }
+    }
+}
+
+/// The masters other than `k` that may act at `now`, as their last events left them.
+fn also_acting(acts_until: &[Option<Duration>], k: usize, now: Duration) -> Vec<usize> {
+    (0..acts_until.len())
+        .filter(|&j| j != k && acts_until[j].is_some_and(|u| now < u))
+        .collect()
+}
+
 /// Compares master `k`'s digest `d` with what another copy applied at the same index, or
 /// records it.
 fn compare_digest(
@@ -445,6 +470,31 @@ mod tests {
 
     fn digest(index: u64, hash: u64) -> AppliedDigest {
         AppliedDigest { index, hash }
+    }
+
+    #[test]
+    fn a_second_master_acting_in_a_term_is_found() {
+        let mut offices = BTreeMap::new();
+        assert_eq!(record_office(&mut offices, 1, 0), Office::New);
+        assert_eq!(record_office(&mut offices, 1, 0), Office::Same);
+        assert_eq!(record_office(&mut offices, 2, 1), Office::New);
+        assert_eq!(record_office(&mut offices, 1, 2), Office::Other(0));
+        for term in 3..(3 + GROUP_TERMS_KEPT_MAX as u64) {
+            record_office(&mut offices, term, 0);
+        }
+        assert_eq!(offices.len(), GROUP_TERMS_KEPT_MAX);
+    }
+
+    #[test]
+    fn masters_whose_leases_overlap_now_are_found() {
+        let s = Duration::from_secs;
+        // Master 0 acts until 10 s, master 1 until 12 s, master 2 not at all.
+        let acts = [Some(s(10)), Some(s(12)), None];
+        assert_eq!(also_acting(&acts, 1, s(9)), vec![0]);
+        // The lease of 0 ended: 1 alone.
+        assert!(also_acting(&acts, 1, s(10)).is_empty());
+        assert_eq!(also_acting(&acts, 0, s(5)), vec![1]);
+        assert!(also_acting(&[None, Some(s(1))], 1, s(0)).is_empty());
     }
 
     #[test]

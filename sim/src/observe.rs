@@ -60,6 +60,10 @@ pub enum InjectedBug {
     /// dropped), so the intent on disk stays "pending": a restarted Chronos launches the run
     /// again.
     ChronosForgetsIntent,
+    /// The masters' disks do not survive a crash (a data directory on a tmpfs): a master
+    /// restarts empty and, as on its first start, bootstraps its group again. A group whose
+    /// majority restarts so forgets what it committed.
+    MasterDiskNotDurable,
 }
 
 /// A broken invariant.
