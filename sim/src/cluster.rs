@@ -6,7 +6,9 @@
 //! (`k = i mod racks`, 25 slaves per rack, at least 2 racks); framework `j` is
 //! `keeper@10.250.<j/256>.<j%256>:8080`; after the Keeper frameworks come, when asked for,
 //! one real Marathon (`marathon@...:8080`, [`crate::marathon`]) and one real Chronos
-//! (`chronos@...:4400`, [`crate::chronos`]), numbered on.
+//! (`chronos@...:4400`, [`crate::chronos`]), numbered on; with [`ClusterConfig::marathons`]
+//! or [`ClusterConfig::chronoses`] above 1, that many instances of each, one node each, as
+//! leader + standbys ([`crate::standbys`]).
 //!
 //! One master ([`ClusterConfig::masters`] = 1) runs alone on its registry. A group (3 or 5)
 //! runs the real [`MasterProcess::replicated`] members of one replicated log, each on its own
@@ -28,6 +30,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -53,11 +56,12 @@ use crate::error::SimError;
 use crate::keeper::{AppSpec, Keeper, KeeperConfig, KeeperDisk, Workload};
 use crate::limits::{
     APPS_MAX, CHRONOS_JOBS_MAX, FRAMEWORKS_MAX, INSTANCES_PER_APP_MAX, MARATHON_APPS_MAX,
-    MASTERS_MAX, SLAVES_MAX,
+    MASTERS_MAX, SLAVES_MAX, STANDBYS_MAX, STANDBY_ELECTION_WAIT_MS_MAX,
 };
 use crate::marathon::{MarathonNodeConfig, MARATHON_PROCESS_NAME};
 use crate::masters::GroupWatch;
 use crate::observe::{InjectedBug, Ledger, Observed, ObservedCheckpoint, ObservedContainerizer};
+use crate::standbys::{StandbyKind, StandbyWatch};
 
 /// Slaves per rack.
 pub const SLAVES_PER_RACK: usize = 25;
@@ -101,6 +105,11 @@ pub struct ClusterConfig {
     /// Masters: 1 runs a master alone (on its registry); more run a group on a replicated
     /// log.
     pub masters: usize,
+    /// Instances of the real Marathon (when it has apps): 1 alone on its store; more as
+    /// leader + standbys on the masters' coordination store (needs a group of masters).
+    pub marathons: usize,
+    /// Instances of the real Chronos (when it has jobs), as for [`ClusterConfig::marathons`].
+    pub chronoses: usize,
 }
 
 impl ClusterConfig {
@@ -125,6 +134,8 @@ impl ClusterConfig {
             marathon_apps: 0,
             chronos_jobs: 0,
             masters: 1,
+            marathons: 1,
+            chronoses: 1,
         }
     }
 
@@ -161,6 +172,17 @@ impl ClusterConfig {
         }
         if self.chronos_jobs > CHRONOS_JOBS_MAX {
             return bad(format!("chronos jobs must be at most {CHRONOS_JOBS_MAX}"));
+        }
+        for (what, n) in [("marathons", self.marathons), ("chronoses", self.chronoses)] {
+            if n == 0 || n > STANDBYS_MAX {
+                return bad(format!("{what} must be 1..={STANDBYS_MAX}"));
+            }
+            if n > 1 && self.masters == 1 {
+                return bad(format!(
+                    "{what} > 1 needs a group of masters (--masters 3): standbys coordinate \
+                     through the masters' replicated store"
+                ));
+            }
         }
         Ok(())
     }
@@ -262,6 +284,8 @@ pub struct Cluster {
     pub ledger: Ledger,
     /// The exactly-once witness of Chronos tasks, when a Chronos node runs.
     pub chronos_witness: Option<ChronosWitness>,
+    /// The checks of Marathon and Chronos as leader + standbys (None when each runs alone).
+    pub standbys: Option<StandbyWatch>,
     racks: usize,
     /// What the masters that crashed counted (a restarted master counts from zero).
     retired_master_counts: MasterPathCounts,
@@ -409,9 +433,9 @@ impl Cluster {
         }
         let next_addr =
             |j: usize, port: u16| NodeAddr::new(format!("10.250.{}.{}", j / 256, j % 256), port);
+        let mut standbys = StandbyWatch::default();
+        let mut has_standbys = false;
         if config.marathon_apps > 0 {
-            let addr = next_addr(frameworks.len(), 8080);
-            sim.add_node(addr.clone());
             let apps = crate::marathon::draw_apps(
                 config.seed,
                 config.marathon_apps,
@@ -419,35 +443,57 @@ impl Cluster {
                 racks,
                 config.bug,
             );
-            frameworks.push(FrameworkNode {
-                kind: FrameworkKind::Marathon(MarathonNodeConfig {
-                    name: "marathon".into(),
-                    apps,
-                    store: plateau_marathon::store::MemoryStore::new(),
-                }),
-                upid: Upid::new(MARATHON_PROCESS_NAME, &addr),
-                addr,
-                disk: KeeperDisk::new(),
-                up: true,
-            });
+            let mut instances = Vec::new();
+            for _ in 0..config.marathons {
+                let addr = next_addr(frameworks.len(), 8080);
+                sim.add_node(addr.clone());
+                let upid = Upid::new(MARATHON_PROCESS_NAME, &addr);
+                instances.push((sim.node_index(&addr).expect("just added"), upid.clone()));
+                frameworks.push(FrameworkNode {
+                    kind: FrameworkKind::Marathon(MarathonNodeConfig {
+                        name: "marathon".into(),
+                        apps: apps.clone(),
+                        store: plateau_marathon::store::MemoryStore::new(),
+                        ha: config.marathons > 1,
+                    }),
+                    upid,
+                    addr,
+                    disk: KeeperDisk::new(),
+                    up: true,
+                });
+            }
+            if config.marathons > 1 {
+                standbys.add(StandbyKind::Marathon, instances);
+                has_standbys = true;
+            }
         }
         let mut chronos_witness = None;
         if config.chronos_jobs > 0 {
-            let addr = next_addr(frameworks.len(), 4400);
-            sim.add_node(addr.clone());
             let jobs =
                 crate::chronos::draw_jobs(config.seed, config.chronos_jobs, sim.wall_clock());
-            frameworks.push(FrameworkNode {
-                kind: FrameworkKind::Chronos(ChronosNodeConfig {
-                    name: "chronos".into(),
-                    jobs,
-                    store: plateau_chronos::store::MemoryStore::new(),
-                }),
-                upid: Upid::new(CHRONOS_PROCESS_NAME, &addr),
-                addr,
-                disk: KeeperDisk::new(),
-                up: true,
-            });
+            let mut instances = Vec::new();
+            for _ in 0..config.chronoses {
+                let addr = next_addr(frameworks.len(), 4400);
+                sim.add_node(addr.clone());
+                let upid = Upid::new(CHRONOS_PROCESS_NAME, &addr);
+                instances.push((sim.node_index(&addr).expect("just added"), upid.clone()));
+                frameworks.push(FrameworkNode {
+                    kind: FrameworkKind::Chronos(ChronosNodeConfig {
+                        name: "chronos".into(),
+                        jobs: jobs.clone(),
+                        store: plateau_chronos::store::MemoryStore::new(),
+                        ha: config.chronoses > 1,
+                    }),
+                    upid,
+                    addr,
+                    disk: KeeperDisk::new(),
+                    up: true,
+                });
+            }
+            if config.chronoses > 1 {
+                standbys.add(StandbyKind::Chronos, instances);
+                has_standbys = true;
+            }
             let witness = ChronosWitness::new(ledger.clone());
             for (i, s) in slaves.iter().enumerate() {
                 witness.add_machine(i, s.machine.clone());
@@ -456,10 +502,14 @@ impl Cluster {
         }
         let watch = (config.masters > 1).then(|| {
             ledger.track_registrations();
-            GroupWatch::new(
+            let mut watch = GroupWatch::new(
                 masters.iter().map(|m| m.upid.clone()).collect(),
                 ledger.clone(),
-            )
+            );
+            for name in ["marathon", "chronos"] {
+                watch.watch_election_key(&crate::standbys::election_key(name));
+            }
+            watch
         });
         let mut cluster = Cluster {
             sim,
@@ -471,6 +521,7 @@ impl Cluster {
             frameworks,
             ledger,
             chronos_witness,
+            standbys: has_standbys.then_some(standbys),
             racks,
             retired_master_counts: MasterPathCounts::default(),
         };
@@ -598,6 +649,9 @@ impl Cluster {
     /// Posts Marathon's apps and Chronos' jobs through their APIs (once, at the start; they
     /// are on the frameworks' disks from then on) and records which were acknowledged.
     fn post_workloads(&mut self) {
+        if self.standbys.is_some() {
+            return self.post_workloads_to_leaders();
+        }
         for j in 0..self.frameworks.len() {
             let upid = self.frameworks[j].upid.clone();
             let bug = self.config.bug;
@@ -621,6 +675,142 @@ impl Cluster {
             }
             self.frameworks[j].kind = kind;
         }
+    }
+
+    /// Posts Marathon's apps and Chronos' jobs to their leaders (leader + standbys): waits
+    /// (simulated time, checked) for each framework's leader, posts, and waits for the
+    /// answers, which come once the writes commit.
+    fn post_workloads_to_leaders(&mut self) {
+        let bug = self.config.bug;
+        for kind in [StandbyKind::Marathon, StandbyKind::Chronos] {
+            let members: Vec<usize> = (0..self.frameworks.len())
+                .filter(|&j| self.standby_kind(j) == Some(kind))
+                .collect();
+            let Some(&first) = members.first() else {
+                continue;
+            };
+            if members.len() == 1 {
+                // Alone on its store: posted as before.
+                let upid = self.frameworks[first].upid.clone();
+                let mut node_kind = self.frameworks[first].kind.clone();
+                match &mut node_kind {
+                    FrameworkKind::Marathon(config) => {
+                        for app in &mut config.apps {
+                            app.acknowledged =
+                                crate::marathon::post_app(&mut self.sim, &upid, app, bug);
+                        }
+                    }
+                    FrameworkKind::Chronos(config) => {
+                        for job in &mut config.jobs {
+                            job.acknowledged = crate::chronos::post_job(&mut self.sim, &upid, job);
+                        }
+                        if let Some(w) = &self.chronos_witness {
+                            w.set_jobs(&config.jobs);
+                        }
+                    }
+                    FrameworkKind::Keeper(_) => {}
+                }
+                self.frameworks[first].kind = node_kind;
+                continue;
+            }
+            let mut leader = None;
+            for _ in 0..STANDBY_ELECTION_WAIT_MS_MAX / 10 {
+                leader = self.acting_instance(first);
+                if leader.is_some() {
+                    break;
+                }
+                self.run_checked(Duration::from_millis(10));
+            }
+            let Some(leader) = leader else {
+                // Nothing acknowledged: the convergence check asks nothing of it.
+                continue;
+            };
+            let upid = self.frameworks[leader].upid.clone();
+            let mut node_kind = self.frameworks[leader].kind.clone();
+            match &mut node_kind {
+                FrameworkKind::Marathon(config) => {
+                    let mut answers: Vec<_> = config
+                        .apps
+                        .iter()
+                        .map(|app| {
+                            crate::marathon::post_app_to_leader(&mut self.sim, &upid, app, bug)
+                        })
+                        .collect();
+                    let mut statuses = vec![None; answers.len()];
+                    for _ in 0..STANDBY_ELECTION_WAIT_MS_MAX / 10 {
+                        for (answer, status) in answers.iter_mut().zip(statuses.iter_mut()) {
+                            if status.is_none() {
+                                match answer {
+                                    Some(a) => *status = a.try_take().map(|r| r.status),
+                                    None => *status = Some(503),
+                                }
+                            }
+                        }
+                        if statuses.iter().all(Option::is_some) {
+                            break;
+                        }
+                        self.run_checked(Duration::from_millis(10));
+                    }
+                    for (app, status) in config.apps.iter_mut().zip(statuses) {
+                        app.acknowledged = status == Some(201);
+                    }
+                }
+                FrameworkKind::Chronos(config) => {
+                    let slots: Vec<_> = config
+                        .jobs
+                        .iter()
+                        .map(|job| crate::chronos::post_job_to_leader(&mut self.sim, &upid, job))
+                        .collect();
+                    let answered =
+                        |slots: &[Option<std::sync::Arc<std::sync::Mutex<Option<bool>>>>]| {
+                            slots.iter().all(|s| {
+                                s.as_ref()
+                                    .is_none_or(|s| s.lock().expect("answer slot").is_some())
+                            })
+                        };
+                    for _ in 0..STANDBY_ELECTION_WAIT_MS_MAX / 10 {
+                        if answered(&slots) {
+                            break;
+                        }
+                        self.run_checked(Duration::from_millis(10));
+                    }
+                    for (job, slot) in config.jobs.iter_mut().zip(&slots) {
+                        job.acknowledged = slot
+                            .as_ref()
+                            .is_some_and(|s| *s.lock().expect("answer slot") == Some(true));
+                    }
+                    if let Some(w) = &self.chronos_witness {
+                        w.set_jobs(&config.jobs);
+                    }
+                }
+                FrameworkKind::Keeper(_) => {}
+            }
+            // Every instance carries what was acknowledged (the convergence check reads it).
+            for &j in &members {
+                self.frameworks[j].kind = node_kind.clone();
+            }
+        }
+    }
+
+    /// Whether framework node `j` is an instance of Marathon or Chronos.
+    fn standby_kind(&self, j: usize) -> Option<StandbyKind> {
+        match &self.frameworks[j].kind {
+            FrameworkKind::Marathon(_) => Some(StandbyKind::Marathon),
+            FrameworkKind::Chronos(_) => Some(StandbyKind::Chronos),
+            FrameworkKind::Keeper(_) => None,
+        }
+    }
+
+    /// The instance acting now of the framework that node `j` runs, when it runs as leader
+    /// + standbys (None: none acts, or `j` runs alone).
+    pub fn acting_instance(&mut self, j: usize) -> Option<usize> {
+        let kind = self.standby_kind(j)?;
+        let watch = self.standbys.as_ref()?;
+        let acting = watch.acting(&mut self.sim, kind);
+        let members: Vec<usize> = (0..self.frameworks.len())
+            .filter(|&i| self.standby_kind(i) == Some(kind))
+            .collect();
+        acting.first().map(|&i| members[i])
     }
 
     // ---- queries ----
@@ -651,6 +841,25 @@ impl Cluster {
             FrameworkKind::Keeper(c) => c.name.clone(),
             FrameworkKind::Marathon(c) => c.name.clone(),
             FrameworkKind::Chronos(c) => c.name.clone(),
+        }
+    }
+
+    /// Host of framework `j`'s node.
+    pub fn framework_host(&self, j: usize) -> &str {
+        &self.frameworks[j].addr.host
+    }
+
+    /// Name of framework `j`, with its host when it is one of several instances.
+    pub fn framework_label(&self, j: usize) -> String {
+        let several = match &self.frameworks[j].kind {
+            FrameworkKind::Marathon(c) => c.ha,
+            FrameworkKind::Chronos(c) => c.ha,
+            FrameworkKind::Keeper(_) => false,
+        };
+        if several {
+            format!("{} {}", self.framework_name(j), self.framework_host(j))
+        } else {
+            self.framework_name(j)
         }
     }
 
@@ -819,9 +1028,13 @@ impl Cluster {
     pub fn run_checked(&mut self, limit: std::time::Duration) -> bool {
         let ledger = self.ledger.clone();
         let watch = &mut self.watch;
+        let standbys = &mut self.standbys;
         self.sim.run_until_condition(limit, |sim| {
             if let Some(watch) = watch {
                 watch.after_event(sim);
+            }
+            if let Some(standbys) = standbys {
+                standbys.after_event(sim, &ledger);
             }
             ledger.violation_count() > 0
         });

@@ -695,17 +695,19 @@ impl FaultInjector {
             Action::CrashFramework => {
                 if frameworks > 0 {
                     let j = self.rng.between(0, frameworks as u64 - 1) as usize;
+                    // An instance of Marathon or Chronos run as leader + standbys: the one
+                    // acting, if one does (a leader crash; the draws are the same either way).
+                    let acting = cluster.acting_instance(j);
+                    let j = acting.unwrap_or(j);
                     if cluster.is_framework_up(j) {
                         cluster.crash_framework(j);
                         self.log.counts.framework_crash += 1;
                         let down = self.draw_secs(1, self.plan.framework_down_secs_max.max(1));
-                        self.record(
-                            now,
-                            format!(
-                                "crash framework {}, restarting in {down:?}",
-                                cluster.framework_name(j)
-                            ),
-                        );
+                        let what = match acting {
+                            Some(_) => format!("the acting {}", cluster.framework_label(j)),
+                            None => format!("framework {}", cluster.framework_label(j)),
+                        };
+                        self.record(now, format!("crash {what}, restarting in {down:?}"));
                         self.push(now + down, Action::RestartFramework(j));
                     }
                 }
@@ -717,7 +719,7 @@ impl FaultInjector {
                     self.log.counts.framework_restart += 1;
                     self.record(
                         now,
-                        format!("restart framework {}", cluster.framework_name(j)),
+                        format!("restart framework {}", cluster.framework_label(j)),
                     );
                 }
             }

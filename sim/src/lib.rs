@@ -15,6 +15,8 @@
 //! - [`keeper`]: the simulated workload, a small Marathon-like framework.
 //! - [`linearizability`]: a linearizability checker for recorded histories (Wing & Gong with
 //!   Lowe's memoization), with the model of the masters' coordination store.
+//! - [`masters`] and [`standbys`]: the checks of a group of masters, and of Marathon and
+//!   Chronos as leader + standbys.
 //! - [`marathon`] and [`chronos`]: the real Marathon and Chronos as workloads
 //!   (`--marathon-apps N`, `--chronos-jobs N`), with their own invariants (Marathon apps
 //!   converge with their constraints; exactly one Chronos run per scheduled instant).
@@ -24,6 +26,13 @@
 //! (both 0 by default, so a plain run is what it was). `--frameworks 0` without `--apps` runs
 //! no Keeper at all, e.g. `plateau sim --frameworks 0 --marathon-apps 20 --chronos-jobs 20`.
 //! Every framework node, Keeper, Marathon or Chronos, crashes and restarts at the plan's rate.
+//!
+//! High availability: `--masters 3` (or 5) runs the real replicated masters with their own
+//! faults and per-event checks ([`masters`]); with it, `--marathons N` and `--chronoses N`
+//! run Marathon and Chronos as leader + standbys on the masters' coordination store, a
+//! framework crash fault on them crashes the acting instance, and at most one of each may act
+//! at a time ([`standbys`]). `--measure-failover` crashes the acting master and reports how
+//! long until another acts and every slave re-registered with it ([`measure_failover`]).
 //!
 //! Pure of I/O except [`run`]'s wall-clock measurement and peak-memory reading, the seed
 //! drawn from the OS when none is given ([`cli_main`]), and [`check_determinism_in_children`].
@@ -60,6 +69,7 @@ pub mod linearizability;
 pub mod marathon;
 pub mod masters;
 pub mod observe;
+pub mod standbys;
 
 // Linked for `keep_freed_memory`, whichever binary or test uses this crate.
 extern crate mimalloc;
@@ -115,6 +125,11 @@ pub struct SimOptions {
     pub leak_at_end: bool,
     /// Masters: 1, a master alone (the default); 3 or 5, a group on a replicated log.
     pub masters: usize,
+    /// Instances of the real Marathon (`--marathons`): 1 alone; more as leader + standbys
+    /// (with a group of masters).
+    pub marathons: usize,
+    /// Instances of the real Chronos (`--chronoses`), as for [`SimOptions::marathons`].
+    pub chronoses: usize,
 }
 
 /// Events per running task that must pass between two global checks (see
@@ -139,6 +154,8 @@ impl Default for SimOptions {
             chronos_jobs: 0,
             leak_at_end: false,
             masters: 1,
+            marathons: 1,
+            chronoses: 1,
         }
     }
 }
@@ -198,6 +215,9 @@ pub struct SimReport {
     pub master_paths: MasterPathCounts,
     /// What the checks of a group of masters saw (None with one master).
     pub group: Option<GroupStats>,
+    /// What the checks of Marathon and Chronos as leader + standbys saw (None when each
+    /// runs alone).
+    pub standbys: Option<standbys::StandbyStats>,
     /// Broken invariants (empty when the run passed).
     pub invariant_violations: Vec<Violation>,
     /// Suspicious events that break no invariant by themselves (e.g. a slave reusing a status
@@ -336,6 +356,7 @@ fn failed_report(options: &SimOptions, plan: FaultPlan, error: String) -> SimRep
         faults_injected: FaultLog::default(),
         master_paths: MasterPathCounts::default(),
         group: None,
+        standbys: None,
         invariant_violations: Vec::new(),
         warnings: Vec::new(),
         error: Some(error),
@@ -359,6 +380,8 @@ pub fn cluster_config(options: &SimOptions) -> (ClusterConfig, FaultPlan) {
     config.marathon_apps = options.marathon_apps;
     config.chronos_jobs = options.chronos_jobs;
     config.masters = options.masters;
+    config.marathons = options.marathons;
+    config.chronoses = options.chronoses;
     (config, plan)
 }
 
@@ -535,6 +558,11 @@ pub fn run(options: SimOptions) -> SimReport {
         faults_injected: runner.injector.log().clone(),
         master_paths,
         group,
+        standbys: runner
+            .cluster
+            .standbys
+            .as_ref()
+            .map(standbys::StandbyWatch::stats),
         invariant_violations: std::mem::take(&mut runner.violations),
         warnings: std::mem::take(&mut runner.warnings),
         error: None,
@@ -832,7 +860,7 @@ pub enum DeterminismMode {
 }
 
 const USAGE: &str = "usage: plateau sim [--seed S] [--masters 1|3|5] [--slaves N] [--frameworks F] [--apps A] \
-[--instances K] [--marathon-apps M] [--chronos-jobs C] [--duration 10m] [--faults none|default|heavy] [--check-every 10s] \
+[--instances K] [--marathon-apps M] [--marathons 1|2|3] [--chronos-jobs C] [--chronoses 1|2|3] [--duration 10m] [--faults none|default|heavy] [--check-every 10s] \
 [--converge-within 5m] [--no-converge] [--json] [--check-determinism[=child]] [--measure-failover]";
 
 /// Parses the flags of `plateau sim` (without the subcommand name).
@@ -864,6 +892,8 @@ pub fn parse_args(args: &[String]) -> Result<CliArgs, String> {
                 cli.seed_given = true;
             }
             "--masters" => o.masters = number("--masters", value("--masters")?)? as usize,
+            "--marathons" => o.marathons = number("--marathons", value("--marathons")?)? as usize,
+            "--chronoses" => o.chronoses = number("--chronoses", value("--chronoses")?)? as usize,
             "--slaves" => o.slaves = number("--slaves", value("--slaves")?)? as usize,
             "--frameworks" => {
                 o.frameworks = number("--frameworks", value("--frameworks")?)? as usize

@@ -61,3 +61,10 @@ pub const LINEARIZABILITY_STEPS_MAX: u64 = 10_000_000;
 /// Most memoized (linearized set, state) pairs for one partition; beyond it the check is
 /// undecided (bounds the checker's memory).
 pub const LINEARIZABILITY_CACHE_ENTRIES_MAX: usize = 1_000_000;
+
+/// Instances of Marathon or of Chronos in a simulated cluster (leader + standbys).
+pub const STANDBYS_MAX: usize = 3;
+
+/// How long the harness waits (simulated ms) for a framework's leader to be elected, and then
+/// for the answers to what it posted there, before it counts nothing as acknowledged.
+pub const STANDBY_ELECTION_WAIT_MS_MAX: u64 = 60_000;

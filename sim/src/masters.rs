@@ -26,7 +26,14 @@
 //! - **registrations acknowledged to slaves are never lost**: a slave that was told
 //!   `SlaveRegistered` with id X wrote X down (the [`Ledger`] sees the write); X must be in the
 //!   replicated registry of the master acting when the slave wrote it down, and of every master
-//!   that takes office later (checked when it does, and at every periodic check).
+//!   that takes office later (checked when it does, and at every periodic check);
+//! - **no framework action is accepted under a stale epoch**: a master counts the fenced calls
+//!   (registrations, launches, kills of a framework run as leader + standbys) it accepted
+//!   while acting, with the last one's election key and epoch
+//!   ([`MasterProcess::fenced_calls_accepted`]); the watch keeps, per watched election key,
+//!   the newest epoch any copy of the coordination store has granted
+//!   ([`MasterProcess::fencing_epoch`]), and a call accepted under an older one is a
+//!   violation (a deposed framework leader that acted after its successor was elected).
 //!
 //! Cost: O(1) per event of a master (O(masters) when it acts), nothing for the events of
 //! slaves and frameworks; O(slaves) when a master takes office. A single master (N = 1) has no
@@ -56,6 +63,8 @@ pub const ONE_ACTING_MASTER: &str = "at most one master acts at any instant";
 pub const NO_DIVERGENCE: &str = "the masters' copies of the replicated log never diverge";
 /// Invariant: registrations acknowledged to slaves are never lost.
 pub const NO_LOST_REGISTRATION: &str = "registrations acknowledged to slaves are never lost";
+/// Invariant: no framework call is accepted under a stale epoch.
+pub const NO_STALE_EPOCH: &str = "no framework action is accepted under a stale epoch";
 
 /// What the group checks saw over a run (in the report).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -75,10 +84,17 @@ pub struct GroupStats {
     pub last_applied_index: u64,
     /// Acknowledged registrations checked against an acting master's registry.
     pub registrations_checked: u64,
+    /// Fenced framework calls (registrations, launches, kills) an acting master accepted,
+    /// each checked against the newest epoch seen granted for its election key.
+    pub fenced_calls_checked: u64,
 }
 
 /// What one look at a master found.
 struct Look {
+    /// Fenced calls accepted so far, and the last one's key and epoch.
+    fenced: (u64, Option<(String, u64)>),
+    /// The epochs the watched election keys are held at in this copy.
+    epochs: Vec<Option<u64>>,
     role: Role,
     term: u64,
     acts_until: Option<Duration>,
@@ -108,6 +124,10 @@ pub struct GroupWatch {
     core_counts: Vec<Option<MasterPathCounts>>,
     /// What cores that stopped (stepped down, crashed) counted.
     retired: MasterPathCounts,
+    /// Per master: fenced calls accepted, as last seen (reset when it restarts).
+    fenced_seen: Vec<u64>,
+    /// Election key → the newest epoch seen granted for it in any copy.
+    epochs: BTreeMap<String, u64>,
     stats: GroupStats,
 }
 
@@ -127,11 +147,19 @@ impl GroupWatch {
             digests: BTreeMap::new(),
             core_counts: vec![None; n],
             retired: MasterPathCounts::default(),
+            fenced_seen: vec![0; n],
+            epochs: BTreeMap::new(),
             stats: GroupStats {
                 masters: n,
                 ..GroupStats::default()
             },
         }
+    }
+
+    /// Watches the grants of election key `key` (a framework run as leader + standbys):
+    /// every fenced call an acting master accepts for it must carry the newest epoch granted.
+    pub fn watch_election_key(&mut self, key: &str) {
+        self.epochs.entry(key.to_string()).or_insert(0);
     }
 
     /// What the checks saw so far.
@@ -184,6 +212,7 @@ impl GroupWatch {
     pub fn restarted(&mut self, k: usize) {
         self.crashed(k);
         self.compared_upto[k] = 0;
+        self.fenced_seen[k] = 0;
     }
 
     /// Looks at master `k` and checks what changed.
@@ -194,6 +223,7 @@ impl GroupWatch {
         let digests = &mut self.digests;
         let compared_upto = &mut self.compared_upto[k];
         let stats = &mut self.stats;
+        let keys: Vec<&String> = self.epochs.keys().collect();
         let look = sim.inspect(&self.upids[k], |m: &MasterProcess| {
             let replica = m.replica()?;
             let status = replica.status();
@@ -236,7 +266,10 @@ impl GroupWatch {
                     }
                 }
             });
+            let (count, last) = m.fenced_calls_accepted();
             Some(Look {
+                fenced: (count, last.map(|(key, e)| (key.to_string(), e))),
+                epochs: keys.iter().map(|key| m.fencing_epoch(key)).collect(),
                 role: status.role,
                 term: status.term,
                 acts_until: m.acts_until(),
@@ -252,6 +285,28 @@ impl GroupWatch {
         };
         let host = |k: usize| self.upids[k].host.to_string();
         let mut problems = look.problems;
+        // A fenced call accepted in this event (one event handles one message) must carry
+        // the newest epoch granted before it, in any copy.
+        let (count, last) = look.fenced;
+        if count > self.fenced_seen[k] {
+            self.stats.fenced_calls_checked += 1;
+            if let Some((key, epoch)) = last {
+                if let Some(newest) = newer_epoch(&self.epochs, &key, epoch) {
+                    problems.push((
+                        NO_STALE_EPOCH,
+                        format!(
+                            "master {} accepted a call under {key} at epoch {epoch}, though \
+                             epoch {newest} was granted since",
+                            host(k)
+                        ),
+                    ));
+                }
+            }
+        }
+        self.fenced_seen[k] = count;
+        for (newest, seen) in self.epochs.values_mut().zip(&look.epochs) {
+            *newest = (*newest).max(seen.unwrap_or(0));
+        }
         if look.role == Role::Leader {
             // openraft identifies a leader by (term, node): two replicas may lead in one term
             // one after the other (the second standing in the same term before it heard of
@@ -397,6 +452,12 @@ impl GroupWatch {
     }
 }
 
+/// The newest epoch granted for `key` (as seen so far), when it is newer than `epoch`: a
+/// call stamped `epoch` is then stale.
+fn newer_epoch(epochs: &BTreeMap<String, u64>, key: &str, epoch: u64) -> Option<u64> {
+    epochs.get(key).copied().filter(|&newest| epoch < newest)
+}
+
 /// What [`record_office`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Office {
@@ -483,6 +544,16 @@ mod tests {
             record_office(&mut offices, term, 0);
         }
         assert_eq!(offices.len(), GROUP_TERMS_KEPT_MAX);
+    }
+
+    #[test]
+    fn a_call_under_an_epoch_older_than_one_granted_is_stale() {
+        let epochs = BTreeMap::from([("/marathon/leader".to_string(), 20)]);
+        assert_eq!(newer_epoch(&epochs, "/marathon/leader", 10), Some(20));
+        assert_eq!(newer_epoch(&epochs, "/marathon/leader", 20), None);
+        // A grant the watch has not seen yet (the call's epoch is the newest).
+        assert_eq!(newer_epoch(&epochs, "/marathon/leader", 21), None);
+        assert_eq!(newer_epoch(&epochs, "/chronos/leader", 1), None);
     }
 
     #[test]

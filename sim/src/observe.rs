@@ -27,11 +27,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use plateau_master::coord::FencingToken;
 use plateau_master::ids::{FrameworkId, TaskId};
 use plateau_master::messages::{Reason, TaskState, TaskStatus};
 use plateau_master::resources::Resources;
 use plateau_runtime::rng::{LookupMap, LookupSet};
 use plateau_runtime::{Handlers, Upid};
+use plateau_sdk::coord::{ClientEvent, WriteId};
 use plateau_sdk::{Driver, Offer, OfferId, Scheduler, SchedulerDriver, SlaveId};
 use plateau_slave::checkpoint::{
     Checkpoint, CheckpointStore, FrameworkRecord, MemoryCheckpoint, SlaveRecord, TaskRecordRef,
@@ -784,6 +786,23 @@ impl<S: SimScheduler> Scheduler for Observed<S> {
     }
     fn initialize(&mut self, driver: &mut Driver<'_, '_>) {
         self.inner.initialize(driver)
+    }
+    // Leader + standbys: forwarded too, or a wrapped Marathon or Chronos would never learn
+    // that it leads.
+    fn elected(&mut self, driver: &mut Driver<'_, '_>, token: &FencingToken) {
+        self.inner.elected(driver, token)
+    }
+    fn deposed(&mut self, driver: &mut Driver<'_, '_>, why: &str) {
+        self.inner.deposed(driver, why)
+    }
+    fn leader_changed(&mut self, driver: &mut Driver<'_, '_>, leader: Option<&str>) {
+        self.inner.leader_changed(driver, leader)
+    }
+    fn committed(&mut self, driver: &mut Driver<'_, '_>, write: WriteId) {
+        self.inner.committed(driver, write)
+    }
+    fn coordination_event(&mut self, driver: &mut Driver<'_, '_>, event: &ClientEvent) {
+        self.inner.coordination_event(driver, event)
     }
 }
 

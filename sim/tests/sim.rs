@@ -826,3 +826,92 @@ fn the_masters_flag_parses_and_bad_values_are_refused() {
     assert!(parse_args(&["--masters".into(), "8".into()]).is_err());
     assert!(parse_args(&["--masters".into(), "x".into()]).is_err());
 }
+
+// ---- Marathon and Chronos as leader + standbys ------------------------------------------------
+
+/// Three masters, two Marathons and two Chronoses (leader + standbys) under heavy faults:
+/// replay with `plateau sim --masters 3 --marathons 2 --chronoses 2 --seed S --slaves 10
+/// --frameworks 1 --apps 2 --instances 5 --marathon-apps 4 --chronos-jobs 4 --duration 4m
+/// --faults heavy`.
+fn standbys_heavy(seed: u64) -> SimOptions {
+    SimOptions {
+        seed,
+        masters: 3,
+        marathons: 2,
+        chronoses: 2,
+        slaves: 10,
+        frameworks: 1,
+        apps: 2,
+        instances: 5,
+        marathon_apps: 4,
+        chronos_jobs: 4,
+        duration: Duration::from_secs(240),
+        faults: FaultLevel::Heavy,
+        ..SimOptions::default()
+    }
+}
+
+/// Seeds of leader + standbys checked in CI: each run twice, trace hashes compared.
+const STANDBY_SEEDS: std::ops::Range<u64> = 1..5;
+
+#[test]
+fn standby_marathons_and_chronoses_keep_every_invariant_and_replay() {
+    let (failures, reports) = check_seed_set(STANDBY_SEEDS.collect(), standbys_heavy);
+    assert!(failures.is_empty(), "{failures:#?}");
+    for r in &reports {
+        let s = r.standbys.expect("leader + standbys checked");
+        assert_eq!((s.marathons, s.chronoses), (2, 2), "seed {}", r.seed);
+        assert!(s.checks > 100, "seed {}: {s:?}", r.seed);
+        assert!(
+            s.marathon_leaders >= 1 && s.chronos_leaders >= 1,
+            "seed {}: {s:?}",
+            r.seed
+        );
+        // The leaders registered and launched under their epochs, each call checked.
+        let g = r.group.expect("group checks ran");
+        assert!(g.fenced_calls_checked > 0, "seed {}: {g:?}", r.seed);
+        assert!(r.chronos_instants_run > 0, "seed {}", r.seed);
+        assert!(r.converged_after_secs.is_some(), "seed {}", r.seed);
+    }
+    // Leaders crashed and standbys took over, for both frameworks, over the set.
+    let crashed = |who: &str| {
+        reports.iter().any(|r| {
+            r.faults_injected
+                .events
+                .iter()
+                .any(|e| e.what.starts_with(&format!("crash the acting {who}")))
+        })
+    };
+    assert!(crashed("marathon") && crashed("chronos"));
+    assert!(reports
+        .iter()
+        .any(|r| r.standbys.is_some_and(|s| s.marathon_leaders >= 2)));
+    assert!(reports
+        .iter()
+        .any(|r| r.standbys.is_some_and(|s| s.chronos_leaders >= 2)));
+}
+
+#[test]
+fn standbys_need_a_group_of_masters_and_parse() {
+    let cli = parse_args(&[
+        "--masters".into(),
+        "3".into(),
+        "--marathons".into(),
+        "2".into(),
+        "--chronoses".into(),
+        "3".into(),
+    ])
+    .expect("valid");
+    assert_eq!((cli.options.marathons, cli.options.chronoses), (2, 3));
+    let defaults = parse_args(&[]).expect("valid").options;
+    assert_eq!((defaults.marathons, defaults.chronoses), (1, 1));
+    let mut config = ClusterConfig::new(1, 2, 0, 0, 1);
+    config.marathons = 2;
+    assert!(
+        Cluster::new(config.clone()).is_err(),
+        "standbys without a group"
+    );
+    config.masters = 3;
+    config.marathons = 4;
+    assert!(Cluster::new(config).is_err(), "more than the limit");
+}
