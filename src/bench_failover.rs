@@ -161,7 +161,7 @@ fn agreed_master(masters: &[String]) -> Option<String> {
 }
 
 /// The Marathon or Chronos instance of `instances` that says it leads: `/v2/leader` (Marathon)
-/// or `/leader` (Chronos) names its own address.
+/// or `/scheduler/leader` (Chronos) names its own address.
 fn leading_instance(instances: &[String], leader_path: &str) -> Option<String> {
     instances.iter().find_map(|i| {
         let leader = get_json(i, leader_path)?["leader"].as_str()?.to_string();
@@ -273,7 +273,7 @@ pub fn run() -> anyhow::Result<FailoverReport> {
         leading_instance(&marathons, "/v2/leader")
     })?;
     let chronos = wait_for(Duration::from_secs(60), "a leading Chronos", || {
-        leading_instance(&chronoses, "/leader")
+        leading_instance(&chronoses, "/scheduler/leader")
     })?;
 
     // The app and the jobs.
@@ -393,7 +393,11 @@ pub fn run() -> anyhow::Result<FailoverReport> {
     let master_failover_ms = t0.elapsed().as_millis() as u64;
     std::thread::sleep(Duration::from_secs(10));
 
-    // 2. The leading Marathon.
+    // 2. The leading Marathon (asked again: the master failover may have moved it).
+    let marathon = wait_for(Duration::from_secs(60), "a leading Marathon", || {
+        leading_instance(&marathons, "/v2/leader")
+    })?;
+    eprintln!("bench failover: the leading Marathon is {marathon}; killing it");
     let killed = marathons
         .iter()
         .position(|m| *m == marathon)
@@ -417,7 +421,11 @@ pub fn run() -> anyhow::Result<FailoverReport> {
     let marathon_failover_ms = t0.elapsed().as_millis() as u64;
     std::thread::sleep(Duration::from_secs(10));
 
-    // 3. The leading Chronos.
+    // 3. The leading Chronos (asked again, as above).
+    let chronos = wait_for(Duration::from_secs(60), "a leading Chronos", || {
+        leading_instance(&chronoses, "/scheduler/leader")
+    })?;
+    eprintln!("bench failover: the leading Chronos is {chronos}; killing it");
     let killed = chronoses
         .iter()
         .position(|c| *c == chronos)

@@ -380,6 +380,30 @@ pub struct MasterCore {
     actions: Vec<Action>,
 }
 
+/// A framework's failover timeout, at most [`FAILOVER_TIMEOUT_MAX`]. A value that is not a
+/// finite number of seconds ≥ 0 is refused at registration ([`check_framework_info`]); one
+/// recovered from a registry written before that check counts as no timeout.
+fn failover_timeout(info: &FrameworkInfo) -> Duration {
+    let secs = info.failover_timeout_secs;
+    if secs.is_finite() && secs > 0.0 {
+        Duration::from_secs_f64(secs.min(FAILOVER_TIMEOUT_MAX.as_secs_f64()))
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// What a scheduler's `FrameworkInfo` must satisfy before anything of it is persisted: numbers
+/// from the network are checked at the edge, with an error that names the field.
+fn check_framework_info(info: &FrameworkInfo) -> Result<(), String> {
+    let secs = info.failover_timeout_secs;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "framework refused: failover_timeout must be a finite number of seconds >= 0, got {secs}"
+        ));
+    }
+    Ok(())
+}
+
 fn refuse_duration(filters: &Filters, default: Duration) -> Duration {
     let secs = filters.refuse_seconds;
     if secs.is_finite() && secs >= 0.0 {
@@ -1488,11 +1512,7 @@ impl MasterCore {
         // removed (and its tasks killed) as if it had disconnected at the restart.
         for f in self.frameworks.values_mut() {
             if f.status == FrameworkStatus::Recovered && f.failover_deadline.is_none() {
-                let secs = f
-                    .info
-                    .failover_timeout_secs
-                    .clamp(0.0, FAILOVER_TIMEOUT_MAX.as_secs_f64());
-                f.failover_deadline = Some(now + Duration::from_secs_f64(secs));
+                f.failover_deadline = Some(now + failover_timeout(&f.info));
             }
         }
         let expired: Vec<FrameworkId> = self
@@ -1646,6 +1666,14 @@ impl MasterCore {
                 return;
             }
         }
+        if let Err(message) = check_framework_info(&msg.framework) {
+            self.counters.dropped_messages += 1;
+            self.send(
+                from,
+                Outgoing::FrameworkError(FrameworkErrorMessage { message }),
+            );
+            return;
+        }
         let id = FrameworkId::new(format!("{}-{:04}", self.run_id, self.next_framework_number));
         if let Err(e) = self
             .allocator
@@ -1717,6 +1745,14 @@ impl MasterCore {
             );
             return;
         };
+        if let Err(message) = check_framework_info(&msg.framework) {
+            self.counters.dropped_messages += 1;
+            self.send(
+                from,
+                Outgoing::FrameworkError(FrameworkErrorMessage { message }),
+            );
+            return;
+        }
         if self.completed_frameworks.iter().any(|f| f.id == id) {
             self.send(
                 from,
@@ -1858,12 +1894,7 @@ impl MasterCore {
             return;
         }
         f.status = FrameworkStatus::Disconnected;
-        let timeout = f.info.failover_timeout_secs;
-        let timeout = if timeout.is_finite() && timeout > 0.0 {
-            Duration::from_secs_f64(timeout.min(FAILOVER_TIMEOUT_MAX.as_secs_f64()))
-        } else {
-            Duration::ZERO
-        };
+        let timeout = failover_timeout(&f.info);
         f.failover_deadline = Some(now + timeout);
         let offers: Vec<OfferId> = f.offers.iter().cloned().collect();
         if f.in_allocator {

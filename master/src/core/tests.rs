@@ -1962,3 +1962,69 @@ fn a_reregistration_without_room_in_the_allocator_is_refused_and_changes_nothing
     assert_eq!(h.core.tasks().len(), 1);
     assert_eq!(h.core.allocator().slave_available(&slave).cloned(), before);
 }
+
+#[test]
+fn a_failover_timeout_that_is_not_a_finite_number_is_refused_and_never_persisted() {
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0] {
+        let mut h = Harness::new();
+        let mut info = FrameworkInfo::new(F1);
+        info.failover_timeout_secs = bad;
+        h.core.handle_register_framework(
+            secs(0.0),
+            &upid(F1),
+            RegisterFrameworkMessage {
+                framework: info.clone(),
+                fencing: None,
+            },
+        );
+        h.flush();
+        match &h.take()[..] {
+            [(to, Outgoing::FrameworkError(e))] => {
+                assert_eq!(*to, upid(F1));
+                assert!(e.message.contains("failover_timeout"), "{}", e.message);
+            }
+            other => panic!("{bad}: expected one FrameworkError, got {other:?}"),
+        }
+        assert!(h.registry.frameworks.is_empty(), "{bad}: nothing persisted");
+        assert!(h.core.frameworks().is_empty());
+        // A re-registration carrying it is refused the same way.
+        info.id = Some(FrameworkId::new("run-0000"));
+        h.core.handle_reregister_framework(
+            secs(0.1),
+            &upid(F1),
+            ReregisterFrameworkMessage {
+                framework: info,
+                failover: true,
+                fencing: None,
+            },
+        );
+        h.flush();
+        assert!(matches!(
+            &h.take()[..],
+            [(_, Outgoing::FrameworkError(e))] if e.message.contains("failover_timeout")
+        ));
+        assert!(h.registry.frameworks.is_empty(), "{bad}: nothing persisted");
+    }
+}
+
+#[test]
+fn a_registry_holding_a_nan_failover_timeout_recovers_as_no_timeout() {
+    // A registry written before registrations were checked.
+    let (h, framework) = registered_with_failover(30.0);
+    let mut registry = h.registry.clone();
+    registry
+        .frameworks
+        .get_mut(&framework)
+        .unwrap()
+        .info
+        .failover_timeout_secs = f64::NAN;
+    let mut h = Harness::with(MasterConfig::default(), registry);
+    h.core.handle_tick(secs(100.0));
+    h.flush();
+    h.core.handle_tick(secs(100.5));
+    h.flush();
+    assert!(
+        !h.core.frameworks().contains_key(&framework),
+        "treated as no failover timeout: removed at once"
+    );
+}
