@@ -1035,12 +1035,21 @@ fn print_human(report: &SimReport) {
     if let Some(g) = &report.group {
         println!(
             "group checks: {} terms with a leader, {} offices taken, {} applied digests \
-             compared across copies (last index {}), {} acknowledged registrations checked",
+             compared across copies (last index {}), {} acknowledged registrations checked, \
+             {} fenced framework calls checked against the newest epoch",
             g.leader_terms,
             g.offices_taken,
             g.digests_compared,
             g.last_applied_index,
-            g.registrations_checked
+            g.registrations_checked,
+            g.fenced_calls_checked
+        );
+    }
+    if let Some(s) = &report.standbys {
+        println!(
+            "leader + standbys: {} Marathons ({} times one took the lead), {} Chronoses ({} \
+             times), at most one of each acting checked {} times",
+            s.marathons, s.marathon_leaders, s.chronoses, s.chronos_leaders, s.checks
         );
     }
     println!(
