@@ -192,7 +192,7 @@ pub fn process(
             .join(","),
         ..MarathonConfig::default()
     };
-    if config.ha {
+    if config.ha && bug != Some(InjectedBug::MarathonWithoutElection) {
         let scheduler = MarathonScheduler::standby(marathon_config);
         let leader = plateau_marathon::replicated::leader_config(
             &config.name,

@@ -66,6 +66,9 @@ pub enum InjectedBug {
     /// restarts empty and, as on its first start, bootstraps its group again. A group whose
     /// majority restarts so forgets what it committed.
     MasterDiskNotDurable,
+    /// The instances of Marathon are started without leader election (how a second Marathon
+    /// ran before high availability): each registers and acts on its own.
+    MarathonWithoutElection,
 }
 
 /// A broken invariant.

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use plateau_sim::keeper::Workload;
 use plateau_sim::masters::{NO_DIVERGENCE, NO_LOST_REGISTRATION};
+use plateau_sim::standbys::ONE_ACTING_MARATHON;
 use plateau_sim::{
     check_determinism, check_determinism_in_children, measure_failover, parse_args, parse_duration,
     run, Cluster, ClusterConfig, FaultLevel, InjectedBug, SimOptions, SimReport,
@@ -914,4 +915,33 @@ fn standbys_need_a_group_of_masters_and_parse() {
     config.masters = 3;
     config.marathons = 4;
     assert!(Cluster::new(config).is_err(), "more than the limit");
+}
+
+/// Two Marathons started without leader election (an injected bug: how a second Marathon ran
+/// before high availability) both act: caught, the same violation and trace hash twice; the
+/// same cluster with leader election passes.
+#[test]
+fn two_marathons_without_leader_election_are_caught() {
+    let scenario = |bug: Option<InjectedBug>| {
+        let mut config = ClusterConfig::new(5, 3, 0, 0, 1);
+        config.masters = 3;
+        config.marathon_apps = 2;
+        config.marathons = 2;
+        config.bug = bug;
+        let mut cluster = Cluster::new(config).expect("starts");
+        let passed = cluster.run_checked(Duration::from_secs(30));
+        (
+            passed,
+            cluster.ledger.take_violations(),
+            cluster.sim.trace_hash(),
+        )
+    };
+    let (passed, found, hash) = scenario(Some(InjectedBug::MarathonWithoutElection));
+    assert!(!passed);
+    let (invariant, detail) = found.first().expect("a violation");
+    assert_eq!(invariant, ONE_ACTING_MARATHON, "{detail}");
+    let (_, again, again_hash) = scenario(Some(InjectedBug::MarathonWithoutElection));
+    assert_eq!((again, again_hash), (found, hash));
+    let (passed, found, _) = scenario(None);
+    assert!(passed, "{found:?}");
 }
