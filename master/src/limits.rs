@@ -191,3 +191,7 @@ pub const LEADER_QUERY_INTERVAL_MIN: Duration = Duration::from_millis(500);
 /// Longest interval between two rounds of leader queries (an election that takes long is not
 /// hammered by every slave and framework of the cluster).
 pub const LEADER_QUERY_INTERVAL_MAX: Duration = Duration::from_secs(8);
+
+/// Digests of the last commands applied that a copy of the masters' replicated state keeps for
+/// observers ([`crate::replicated::MasterState::recent_digests`]).
+pub const APPLIED_DIGESTS_KEPT_MAX: usize = 64;

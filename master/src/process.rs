@@ -98,6 +98,9 @@ struct Group {
     fenced: std::collections::BTreeMap<FrameworkId, String>,
     /// Framework calls refused for a stale epoch.
     stale_epoch_refusals: u64,
+    /// Fenced framework calls accepted while acting, and the last one's key and epoch (an
+    /// observation point: the simulator checks each against the newest epoch it saw granted).
+    fenced_accepted: (u64, Option<(String, u64)>),
 }
 
 /// Registry changes proposed, and the actions that must wait for them.
@@ -161,6 +164,7 @@ impl MasterProcess {
                 coord: CoordServer::new(),
                 fenced: std::collections::BTreeMap::new(),
                 stale_epoch_refusals: 0,
+                fenced_accepted: (0, None),
             })),
             recovered: None,
             core: None,
@@ -257,6 +261,33 @@ impl MasterProcess {
                 group.replica.is_leader_with_lease(now)
                     && Some(group.replica.status().term) == group.acting_term
             }
+        }
+    }
+
+    /// Until when (monotonic time, since the clock's origin) this master may act as it stands
+    /// now: `None` when it runs no core, or runs one for a term that is no longer its
+    /// replica's; [`Duration::MAX`] for a master alone that runs. Read-only, for observers
+    /// (the simulator): with no event at this master in between, [`MasterProcess::acts_at`]
+    /// at a later `now` is `acts_until() > now`.
+    pub fn acts_until(&self) -> Option<Duration> {
+        self.core.as_ref()?;
+        match &self.store {
+            Store::Local(_) => Some(Duration::MAX),
+            Store::Group(group) => {
+                if Some(group.replica.status().term) != group.acting_term {
+                    return None;
+                }
+                group.replica.lease_until()
+            }
+        }
+    }
+
+    /// The term this master acts in (took office in and still runs a core for), if any.
+    /// Read-only, for observers.
+    pub fn acting_term(&self) -> Option<u64> {
+        match &self.store {
+            Store::Group(group) if self.core.is_some() => group.acting_term,
+            _ => None,
         }
     }
 
@@ -763,6 +794,45 @@ impl MasterProcess {
         }
     }
 
+    /// Fenced framework calls (registrations, launches, kills) accepted while acting since
+    /// this master started, and the key and epoch of the last one. Read-only, for observers:
+    /// one event handles one message, so an observer that looks after every event sees each.
+    pub fn fenced_calls_accepted(&self) -> (u64, Option<(&str, u64)>) {
+        match &self.store {
+            Store::Group(group) => (
+                group.fenced_accepted.0,
+                group
+                    .fenced_accepted
+                    .1
+                    .as_ref()
+                    .map(|(k, e)| (k.as_str(), *e)),
+            ),
+            Store::Local(_) => (0, None),
+        }
+    }
+
+    /// The epoch at which election key `key` is held in this master's copy of the
+    /// coordination store, if it is. Read-only, for observers.
+    pub fn fencing_epoch(&self, key: &str) -> Option<u64> {
+        match &self.store {
+            Store::Group(group) => group
+                .replica
+                .with_state(|s| s.coord.fencing().holder(key).map(|h| h.epoch)),
+            Store::Local(_) => None,
+        }
+    }
+
+    /// Records a fenced call accepted (see [`MasterProcess::fenced_calls_accepted`]).
+    fn note_fenced(&mut self, ctx: &mut Context<'_>, key: &str, epoch: u64) {
+        if !self.is_acting(ctx) {
+            return;
+        }
+        if let Store::Group(group) = &mut self.store {
+            group.fenced_accepted.0 += 1;
+            group.fenced_accepted.1 = Some((key.to_string(), epoch));
+        }
+    }
+
     fn pin(&mut self, framework: Option<FrameworkId>, key: String) {
         if let (Store::Group(group), Some(framework)) = (&mut self.store, framework) {
             group.fenced.insert(framework, key);
@@ -787,6 +857,7 @@ impl MasterProcess {
                 );
                 return;
             }
+            self.note_fenced(ctx, &token.key, token.epoch);
         }
         self.feed_register_framework(ctx, from, msg);
         if let Some(token) = token {
@@ -824,6 +895,9 @@ impl MasterProcess {
                     );
                     return;
                 }
+                if let Some(t) = &token {
+                    self.note_fenced(ctx, &key, t.epoch);
+                }
             }
         }
         self.feed_reregister_framework(ctx, from, msg);
@@ -838,6 +912,9 @@ impl MasterProcess {
                 tracing::warn!(%from, framework = %msg.framework_id, why, "launch refused: stale epoch");
                 return;
             }
+            if let Some(epoch) = msg.fencing_epoch {
+                self.note_fenced(ctx, &key, epoch);
+            }
         }
         self.feed_launch_tasks(ctx, from, msg);
     }
@@ -847,6 +924,9 @@ impl MasterProcess {
             if let Some(why) = self.stale_epoch(&key, msg.fencing_epoch) {
                 tracing::warn!(%from, framework = %msg.framework_id, why, "kill refused: stale epoch");
                 return;
+            }
+            if let Some(epoch) = msg.fencing_epoch {
+                self.note_fenced(ctx, &key, epoch);
             }
         }
         self.feed_kill_task(ctx, from, msg);

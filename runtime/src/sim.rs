@@ -10,10 +10,14 @@
 //! Semantics, the same as the real transport:
 //! - messages between two nodes arrive in the order they were sent, at most once (unless the
 //!   duplication fault is on, which models a misbehaving network for stress tests);
+//! - a message is lost (the loss fault) only with its connection, as with the real transport,
+//!   which retransmits on a live connection and loses data only when the connection breaks;
 //! - messages within a node are delivered at the current instant, in order;
 //! - a process linked to another is told `exited` when the other terminates (same node) or when
-//!   the connection to the other's node breaks: its node crashed or a partition cut it, after
-//!   [`SimConfig::link_timeout`] (the real transport's idle timeout).
+//!   the connection to the other's node breaks: its node crashed, a partition cut it, it was
+//!   paused, or a message on it was lost, after [`SimConfig::link_timeout`] (the real
+//!   transport's idle timeout). Both ends learn it at the same instant; a link made to that
+//!   node in between is made on the broken connection, and learns it then too.
 //!
 //! ```
 //! use plateau_runtime::sim::{Sim, SimConfig};
@@ -74,7 +78,8 @@ pub struct NetworkFaults {
     pub latency_min: Duration,
     /// Longest one-way latency between two nodes.
     pub latency_max: Duration,
-    /// Probability that a message between nodes is lost.
+    /// Probability that a message between nodes is lost, and its connection with it (linked
+    /// processes on both sides are told `exited` after the link timeout).
     pub loss: f64,
     /// Probability that a message between nodes is delivered twice.
     pub duplicate: f64,
@@ -261,6 +266,9 @@ pub struct Sim {
     /// Last scheduled arrival per directed link, to keep per-link FIFO order. Only looked
     /// up, never walked, so its order cannot leak into the run.
     last_arrival: LookupMap<(NodeIx, NodeIx), Instant>,
+    /// Connections that broke and whose break is not detected yet: (lower node, higher node)
+    /// -> when linked processes learn it. Only looked up, never walked.
+    broken_until: LookupMap<(NodeIx, NodeIx), Instant>,
     next_instance: u64,
     /// `exited`s owed because a node crashed, delivered at the link timeout — or at once when
     /// the node restarts earlier, so that the news of its previous life's death always arrives
@@ -274,6 +282,9 @@ pub struct Sim {
     posted: Posted,
     /// Nodes paused now (events are checked against pauses only while there is one).
     paused_nodes: usize,
+    /// The node whose process handled the last event ([`NO_NODE`]: none yet, or the last
+    /// event was handled by no process).
+    last_node: NodeIx,
 }
 
 impl Sim {
@@ -295,6 +306,7 @@ impl Sim {
             net_rng,
             blocked: BTreeSet::new(),
             last_arrival: LookupMap::default(),
+            broken_until: LookupMap::default(),
             next_instance: 1,
             pending_breaks: BTreeMap::new(),
             trace: STABLE_HASH_START,
@@ -303,6 +315,7 @@ impl Sim {
             encoded: Vec::new(),
             posted: Arc::default(),
             paused_nodes: 0,
+            last_node: NO_NODE,
         }
     }
 
@@ -398,6 +411,20 @@ impl Sim {
     /// The index of the node `upid` lives on, if there is one.
     fn node_of(&self, upid: &Upid) -> Option<NodeIx> {
         self.node_ix(&upid.host, upid.port)
+    }
+
+    /// The index of the node at `addr`: nodes are numbered from 0 in the order they were
+    /// added, and keep their number for the run.
+    pub fn node_index(&self, addr: &NodeAddr) -> Option<usize> {
+        self.node_at(addr).map(|ix| ix as usize)
+    }
+
+    /// The index ([`Sim::node_index`]) of the node one of whose processes handled the last
+    /// event [`Sim::step`] handled, if a process handled it (a message, a timer or an
+    /// `exited`; not a message dropped or held for a paused node). An observer that only
+    /// cares about some nodes can skip the events of the others.
+    pub fn last_event_node(&self) -> Option<usize> {
+        (self.last_node != NO_NODE).then_some(self.last_node as usize)
     }
 
     /// Addresses of all nodes, in order.
@@ -596,26 +623,22 @@ impl Sim {
 
     fn link(&mut self, here: NodeIx, upid: &Upid, instance: u64, other: Upid) {
         let there = self.node_of(&other);
-        let reachable = match there {
-            Some(there) if there == here => self.is_running(&other),
+        let exited_at = match there {
+            Some(there) if there == here => (!self.is_running(&other)).then_some(self.now),
             Some(there) => {
-                self.nodes[there as usize].up
+                if self.nodes[there as usize].up
                     && !self.blocked.contains(&(here, there))
                     && !self.blocked.contains(&(there, here))
+                {
+                    // A link made on a connection that broke is told when the break is.
+                    self.broken_until(here, there)
+                } else {
+                    Some(self.now + self.config.link_timeout)
+                }
             }
-            None => false,
+            None => Some(self.now + self.config.link_timeout),
         };
-        if reachable {
-            if let Some(p) = self.process_mut(upid) {
-                p.links.insert(other);
-            }
-        } else {
-            let delay = if there == Some(here) {
-                Duration::ZERO
-            } else {
-                self.config.link_timeout
-            };
-            let at = self.now + delay;
+        if let Some(at) = exited_at {
             self.schedule(
                 at,
                 Event::Exited {
@@ -624,7 +647,21 @@ impl Sim {
                     who: other,
                 },
             );
+        } else if let Some(p) = self.process_mut(upid) {
+            p.links.insert(other);
         }
+    }
+
+    /// When the break of the connection between nodes `a` and `b` is detected, if it broke
+    /// and that is still to come.
+    fn broken_until(&self, a: NodeIx, b: NodeIx) -> Option<Instant> {
+        if self.broken_until.is_empty() {
+            return None;
+        }
+        self.broken_until
+            .get(&(a.min(b), a.max(b)))
+            .copied()
+            .filter(|at| *at > self.now)
     }
 
     /// Terminate a process in an orderly way: `finalize` runs, local linkers are told.
@@ -691,10 +728,15 @@ impl Sim {
             self.stats.dropped += 1;
             return;
         };
-        if (!self.blocked.is_empty() && self.blocked.contains(&(src, dst)))
-            || self.net_rng.chance(self.faults.loss)
-        {
+        if !self.blocked.is_empty() && self.blocked.contains(&(src, dst)) {
             self.stats.dropped += 1;
+            return;
+        }
+        if self.net_rng.chance(self.faults.loss) {
+            // The real transport loses a message only with its connection: the connection
+            // breaks, and linked processes on both sides learn it after the link timeout.
+            self.stats.dropped += 1;
+            self.break_links(src, dst);
             return;
         }
         // Encoded into a buffer kept between messages, then copied out at its exact size: a
@@ -850,6 +892,7 @@ impl Sim {
         let at = key_time(key);
         debug_assert!(at >= self.now, "time never goes back");
         self.set_now(at);
+        self.last_node = NO_NODE;
         if let Some(node) = self.paused_target(&event) {
             // A stopped process handles nothing: its events wait for it to resume.
             self.nodes[node as usize].held.push(event);
@@ -882,6 +925,7 @@ impl Sim {
                 };
                 self.record(0, &from, &to, payload.name(), body.as_deref());
                 self.stats.delivered += 1;
+                self.last_node = to_node;
                 let mut result = Ok(());
                 self.with_process_at(to_node, &to, |hosted, ctx| {
                     result = hosted.deliver(ctx, &from, payload);
@@ -906,6 +950,7 @@ impl Sim {
                 }
                 self.record(1, &to, &to, msg.name(), None);
                 self.stats.timers_fired += 1;
+                self.last_node = node;
                 let from = to.clone();
                 self.with_process_at(node, &to, |hosted, ctx| {
                     if let Err(e) = hosted.deliver(ctx, &from, Payload::Local(msg)) {
@@ -931,6 +976,7 @@ impl Sim {
                 }
                 self.record(2, &who, &to, "exited", None);
                 self.stats.exits += 1;
+                self.last_node = self.node_of(&to).unwrap_or(NO_NODE);
                 self.with_process(&to, |hosted, ctx| hosted.exited(ctx, &who));
             }
         }
@@ -1051,9 +1097,17 @@ impl Sim {
     }
 
     /// Schedule `exited` for every process linked across the (now broken) connection between
-    /// nodes `a` and `b`, after the link timeout.
+    /// nodes `a` and `b`, after the link timeout (or when an earlier break of it is detected:
+    /// it is the same broken connection).
     fn break_links(&mut self, a: NodeIx, b: NodeIx) {
-        let at = self.now + self.config.link_timeout;
+        let at = match self.broken_until(a, b) {
+            Some(at) => at,
+            None => {
+                let at = self.now + self.config.link_timeout;
+                self.broken_until.insert((a.min(b), a.max(b)), at);
+                at
+            }
+        };
         let mut exits = Vec::new();
         for (here, far) in [(a, b), (b, a)] {
             let far = self.nodes[far as usize].addr.clone();
@@ -1172,6 +1226,13 @@ impl Sim {
     /// Remove every cut.
     pub fn heal(&mut self) {
         self.blocked.clear();
+    }
+
+    /// Remove the cut of messages from `from` to `to`, if there is one (other cuts stay).
+    pub fn heal_one_way(&mut self, from: &NodeAddr, to: &NodeAddr) {
+        if let (Some(from), Some(to)) = (self.node_at(from), self.node_at(to)) {
+            self.blocked.remove(&(from, to));
+        }
     }
 
     /// True when messages from `from` to `to` are currently cut.

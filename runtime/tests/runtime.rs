@@ -611,6 +611,47 @@ fn sim_faults_partition_crash_heal_and_fifo() {
     assert!(seen2 > 100, "{seen2}");
 }
 
+/// The real transport loses a message only with its connection: a message the simulated
+/// network loses breaks the connection, both ends learn it at the link timeout, and a link made
+/// in between, on the broken connection, learns it then too.
+#[test]
+fn sim_a_lost_message_breaks_its_connection_on_both_sides() {
+    let mut sim = Sim::new(SimConfig::new(5));
+    let (a, b) = (sim_addr(0), sim_addr(1));
+    sim.add_node(a.clone());
+    sim.add_node(b.clone());
+    let (ua, ub) = (Upid::new("chatter", &a), Upid::new("chatter", &b));
+    sim.spawn(&a, "chatter", Chatter::new(vec![ub.clone()], 0));
+    sim.spawn(&b, "chatter", Chatter::new(vec![ua.clone()], 0));
+    sim.run_for(Duration::from_millis(100));
+    let exits = |sim: &mut Sim, u: &Upid| sim.inspect(u, |c: &Chatter| c.exited.len()).unwrap();
+    let seen = |sim: &mut Sim, u: &Upid| sim.inspect(u, |c: &Chatter| c.seen.len()).unwrap();
+    // Every message is lost for a moment (a tick or two of each side).
+    let mut lossy = NetworkFaults::none();
+    lossy.loss = 1.0;
+    sim.set_faults(lossy);
+    sim.run_for(Duration::from_millis(30));
+    sim.set_faults(NetworkFaults::none());
+    let seen_b = seen(&mut sim, &ub);
+    // Not known yet; messages flow again meanwhile.
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!((exits(&mut sim, &ua), exits(&mut sim, &ub)), (0, 0));
+    assert!(seen(&mut sim, &ub) > seen_b);
+    // A links again on the broken connection: told with the break.
+    sim.call(&ua, |_: &mut Chatter, ctx| ctx.link(&ub));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(exits(&mut sim, &ub), 1, "B learns the connection broke");
+    assert_eq!(
+        exits(&mut sim, &ua),
+        2,
+        "A's link and its link made since, once each"
+    );
+    // Links made after the break was learnt hold.
+    sim.call(&ua, |_: &mut Chatter, ctx| ctx.link(&ub));
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(exits(&mut sim, &ua), 2);
+}
+
 #[test]
 fn sim_one_way_cut_blocks_one_direction_only() {
     let mut sim = Sim::new(SimConfig::new(3));

@@ -47,7 +47,7 @@ use plateau_chronos::store::{
     parse_task_id, MemoryStore, RunState, Snapshot, Store, StoreError, Trigger, Write,
 };
 use plateau_runtime::{Handlers, Rng, Upid};
-use plateau_sdk::SchedulerDriver;
+use plateau_sdk::{Masters, SchedulerDriver};
 use plateau_slave::containerizer::{
     Containerizer, ContainerizerError, LaunchInfo, RecoverInfo, RecoveredTask, SimMachine,
     TaskSpec, Termination, TerminationCallback, Usage,
@@ -121,6 +121,9 @@ pub struct ChronosNodeConfig {
     pub jobs: Vec<ChronosJobSpec>,
     /// Its disk (shared with every incarnation of the node).
     pub store: MemoryStore,
+    /// One of several instances (leader + standbys, [`crate::standbys`]): the state in the
+    /// masters' coordination store instead of `store`.
+    pub ha: bool,
 }
 
 /// Draws `count` jobs for a run whose calendar starts at `start_wall`.
@@ -178,20 +181,40 @@ impl Store for ForgetfulStore {
     }
 }
 
-/// The Chronos driver process on the node's store, registering with `master`.
+/// The Chronos driver process on the node's store, registering with whichever of `masters`
+/// leads.
 pub fn process(
     config: &ChronosNodeConfig,
     hostname: &str,
-    master: &Upid,
+    masters: &Masters,
     ledger: &Ledger,
     bug: Option<InjectedBug>,
 ) -> ChronosSimProcess {
     let chronos_config = ChronosConfig {
         framework_name: config.name.clone(),
         hostname: hostname.to_string(),
-        failure_retry: Duration::from_secs(10),
         ..ChronosConfig::default()
     };
+    if config.ha {
+        let address = format!("{hostname}:4400");
+        let scheduler = ChronosScheduler::replicated(
+            chronos_config,
+            &address,
+            plateau_chronos::limits::LEADER_SESSION_TTL_DEFAULT,
+        );
+        let info = scheduler.framework_info();
+        let leader = scheduler
+            .leader_config()
+            .cloned()
+            .expect("a replicated Chronos has an election");
+        return SchedulerDriver::with_masters(
+            info,
+            masters.clone(),
+            Observed::new(scheduler, ledger.clone(), bug),
+        )
+        .with_explicit_acknowledgements()
+        .with_leader_election(leader);
+    }
     let store: Box<dyn Store> = if bug == Some(InjectedBug::ChronosForgetsIntent) {
         Box::new(ForgetfulStore(config.store.clone()))
     } else {
@@ -200,9 +223,9 @@ pub fn process(
     let scheduler =
         ChronosScheduler::new(chronos_config, store).expect("an in-memory Chronos store loads");
     let info = scheduler.framework_info();
-    SchedulerDriver::new(
+    SchedulerDriver::with_masters(
         info,
-        master.clone(),
+        masters.clone(),
         Observed::new(scheduler, ledger.clone(), bug),
     )
     .with_explicit_acknowledgements()
@@ -215,6 +238,35 @@ pub fn post_job(sim: &mut plateau_runtime::sim::Sim, upid: &Upid, job: &ChronosJ
         let (s, mut d) = p.scheduler_and_driver(ctx);
         s.inner_mut().upsert_job(&mut d, body, kind).is_ok()
     }) == Some(true)
+}
+
+/// Posts `job` to the leading Chronos `upid` (leader + standbys); the answer lands in the
+/// returned slot once the job's writes commit (true: accepted). None when the instance does
+/// not lead.
+pub fn post_job_to_leader(
+    sim: &mut plateau_runtime::sim::Sim,
+    upid: &Upid,
+    job: &ChronosJobSpec,
+) -> Option<Arc<Mutex<Option<bool>>>> {
+    let (body, kind) = (job.job(), job.kind());
+    let slot: Arc<Mutex<Option<bool>>> = Arc::default();
+    let answer = slot.clone();
+    let posted = sim.call(upid, move |p: &mut ChronosSimProcess, ctx| {
+        let (s, mut d) = p.scheduler_and_driver(ctx);
+        let c = s.inner_mut();
+        if c.role(&d) != plateau_chronos::scheduler::Role::Leader {
+            return false;
+        }
+        let result = c.upsert_job(&mut d, body, kind).is_ok();
+        c.reply_when_committed(
+            &d,
+            Box::new(move |committed| {
+                *answer.lock().expect("answer slot") = Some(committed.is_ok() && result);
+            }),
+        );
+        true
+    }) == Some(true);
+    posted.then_some(slot)
 }
 
 impl SimScheduler for ChronosScheduler {

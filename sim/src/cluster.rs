@@ -1,16 +1,25 @@
-//! A simulated cluster: one master, N slaves and F frameworks, all real process code, in one
-//! [`Sim`].
+//! A simulated cluster: one master or a group of masters, N slaves and F frameworks, all real
+//! process code, in one [`Sim`].
 //!
-//! Addresses: the master is `master@10.0.0.1:5050`; slave `i` is `slave(1)@10.<a>.<b>.<c>:5051`
+//! Addresses: master `k` (from 0) is `master@10.0.0.<k+1>:5050`; slave `i` is `slave(1)@10.<a>.<b>.<c>:5051`
 //! (`i + 1` spread over the last three bytes, `a` from 1), with the attribute `rack:r<k>`
 //! (`k = i mod racks`, 25 slaves per rack, at least 2 racks); framework `j` is
 //! `keeper@10.250.<j/256>.<j%256>:8080`; after the Keeper frameworks come, when asked for,
 //! one real Marathon (`marathon@...:8080`, [`crate::marathon`]) and one real Chronos
-//! (`chronos@...:4400`, [`crate::chronos`]), numbered on.
+//! (`chronos@...:4400`, [`crate::chronos`]), numbered on; with [`ClusterConfig::marathons`]
+//! or [`ClusterConfig::chronoses`] above 1, that many instances of each, one node each, as
+//! leader + standbys ([`crate::standbys`]).
+//!
+//! One master ([`ClusterConfig::masters`] = 1) runs alone on its registry. A group (3 or 5)
+//! runs the real [`MasterProcess::replicated`] members of one replicated log, each on its own
+//! [`MemoryDisk`], bootstrapped with the whole list on their first start and restarted
+//! without it; slaves, Keepers, Marathon and Chronos are given the list and follow whichever
+//! leads. "The master" of every check and report is then the master acting now
+//! ([`Cluster::acting_master`]).
 //!
 //! Each node's disk lives here, outside its processes, so a crash (which drops the process
 //! and everything in flight to it) followed by a restart recovers what was written:
-//! the master's [`MemoryRegistry`], each slave's [`MemoryCheckpoint`] (and its [`SimMachine`],
+//! a master's [`MemoryRegistry`] or [`MemoryDisk`], each slave's [`MemoryCheckpoint`] (and its [`SimMachine`],
 //! whose tasks keep running while the slave is down, as real tasks do), each framework's
 //! [`KeeperDisk`], Marathon's and Chronos' in-memory stores.
 //!
@@ -21,13 +30,18 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use plateau_master::core::MasterCore;
+use plateau_master::detector::Masters;
 use plateau_master::registry::MemoryRegistry;
+use plateau_master::replicated::MasterState;
 use plateau_master::resources::{Attributes, Resources};
 use plateau_master::{MasterConfig, MasterProcess};
+use plateau_replica::storage::MemoryDisk;
+use plateau_replica::{Replica, ReplicaConfig};
 use plateau_runtime::sim::{NetworkFaults, Sim, SimConfig};
 use plateau_runtime::{NodeAddr, Upid};
 use plateau_sdk::SchedulerDriver;
@@ -42,17 +56,15 @@ use crate::error::SimError;
 use crate::keeper::{AppSpec, Keeper, KeeperConfig, KeeperDisk, Workload};
 use crate::limits::{
     APPS_MAX, CHRONOS_JOBS_MAX, FRAMEWORKS_MAX, INSTANCES_PER_APP_MAX, MARATHON_APPS_MAX,
-    SLAVES_MAX,
+    MASTERS_MAX, SLAVES_MAX, STANDBYS_MAX, STANDBY_ELECTION_WAIT_MS_MAX,
 };
 use crate::marathon::{MarathonNodeConfig, MARATHON_PROCESS_NAME};
+use crate::masters::GroupWatch;
 use crate::observe::{InjectedBug, Ledger, Observed, ObservedCheckpoint, ObservedContainerizer};
+use crate::standbys::{StandbyKind, StandbyWatch};
 
 /// Slaves per rack.
 pub const SLAVES_PER_RACK: usize = 25;
-
-/// The master's offer timeout in simulated clusters (Mesos `--offer_timeout`; none by
-/// default): an offer whose message, accept or decline the network lost is rescinded after it.
-pub const OFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Process name of a Keeper framework's scheduler.
 pub const KEEPER_PROCESS_NAME: &str = "keeper";
@@ -90,6 +102,14 @@ pub struct ClusterConfig {
     pub marathon_apps: usize,
     /// Jobs of the real Chronos (0: no Chronos node).
     pub chronos_jobs: usize,
+    /// Masters: 1 runs a master alone (on its registry); more run a group on a replicated
+    /// log.
+    pub masters: usize,
+    /// Instances of the real Marathon (when it has apps): 1 alone on its store; more as
+    /// leader + standbys on the masters' coordination store (needs a group of masters).
+    pub marathons: usize,
+    /// Instances of the real Chronos (when it has jobs), as for [`ClusterConfig::marathons`].
+    pub chronoses: usize,
 }
 
 impl ClusterConfig {
@@ -113,6 +133,9 @@ impl ClusterConfig {
             bug: None,
             marathon_apps: 0,
             chronos_jobs: 0,
+            masters: 1,
+            marathons: 1,
+            chronoses: 1,
         }
     }
 
@@ -126,6 +149,9 @@ impl ClusterConfig {
 
     fn validate(&self) -> Result<(), SimError> {
         let bad = |what: String| Err(SimError::Config(what));
+        if self.masters == 0 || self.masters > MASTERS_MAX {
+            return bad(format!("masters must be 1..={MASTERS_MAX}"));
+        }
         if self.slaves == 0 || self.slaves > SLAVES_MAX {
             return bad(format!("slaves must be 1..={SLAVES_MAX}"));
         }
@@ -146,6 +172,17 @@ impl ClusterConfig {
         }
         if self.chronos_jobs > CHRONOS_JOBS_MAX {
             return bad(format!("chronos jobs must be at most {CHRONOS_JOBS_MAX}"));
+        }
+        for (what, n) in [("marathons", self.marathons), ("chronoses", self.chronoses)] {
+            if n == 0 || n > STANDBYS_MAX {
+                return bad(format!("{what} must be 1..={STANDBYS_MAX}"));
+            }
+            if n > 1 && self.masters == 1 {
+                return bad(format!(
+                    "{what} > 1 needs a group of masters (--masters 3): standbys coordinate \
+                     through the masters' replicated store"
+                ));
+            }
         }
         Ok(())
     }
@@ -206,19 +243,25 @@ pub struct FrameworkNode {
     pub up: bool,
 }
 
-/// The master node and its disk.
+/// A master node and its disk.
 #[derive(Debug)]
 pub struct MasterNode {
     /// Its address.
     pub addr: NodeAddr,
     /// The master process.
     pub upid: Upid,
-    /// Its registry (disk).
+    /// Its registry (disk), when it runs alone.
     pub registry: MemoryRegistry,
+    /// Its replicated log's disk, when it is a member of a group.
+    pub disk: MemoryDisk,
     /// Its configuration.
     pub config: MasterConfig,
     /// True while its node is up.
     pub up: bool,
+    /// True while its node is paused (as by SIGSTOP).
+    pub paused: bool,
+    /// True once it started (a member of a group is bootstrapped on its first start only).
+    pub started: bool,
 }
 
 /// A simulated cluster (see the [module docs](self)).
@@ -227,8 +270,12 @@ pub struct Cluster {
     pub sim: Sim,
     /// What was built.
     pub config: ClusterConfig,
-    /// The master.
-    pub master: MasterNode,
+    /// The masters (one, or a group).
+    pub masters: Vec<MasterNode>,
+    /// The list slaves and frameworks are given.
+    pub master_list: Masters,
+    /// The per-event checks of a group of masters (None with one master).
+    pub watch: Option<GroupWatch>,
     /// The slaves.
     pub slaves: Vec<SlaveNode>,
     /// The frameworks.
@@ -237,9 +284,16 @@ pub struct Cluster {
     pub ledger: Ledger,
     /// The exactly-once witness of Chronos tasks, when a Chronos node runs.
     pub chronos_witness: Option<ChronosWitness>,
+    /// The checks of Marathon and Chronos as leader + standbys (None when each runs alone).
+    pub standbys: Option<StandbyWatch>,
     racks: usize,
     /// What the masters that crashed counted (a restarted master counts from zero).
     retired_master_counts: MasterPathCounts,
+}
+
+/// The address of master `k` (from 0).
+pub fn master_addr(k: usize) -> NodeAddr {
+    NodeAddr::new(format!("10.0.0.{}", k + 1), 5050)
 }
 
 /// Counts of rare master paths over a run, across master restarts.
@@ -252,7 +306,8 @@ pub struct MasterPathCounts {
 }
 
 impl MasterPathCounts {
-    fn of(core: &MasterCore) -> Self {
+    /// What `core` counted so far.
+    pub fn of(core: &MasterCore) -> Self {
         let counters = core.counters();
         MasterPathCounts {
             overcommitted_reregistrations: counters.slave_reregistrations_overcommitted,
@@ -260,7 +315,8 @@ impl MasterPathCounts {
         }
     }
 
-    fn add(&mut self, other: MasterPathCounts) {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: MasterPathCounts) {
         self.overcommitted_reregistrations += other.overcommitted_reregistrations;
         self.staging_tasks_dropped += other.staging_tasks_dropped;
     }
@@ -281,23 +337,36 @@ impl Cluster {
         config.validate()?;
         let mut sim_config = SimConfig::new(config.seed);
         sim_config.faults = config.network.clone();
+        // Linked processes learn that a connection broke when the real transport does: after
+        // its idle timeout.
+        sim_config.link_timeout = plateau_runtime::limits::IDLE_TIMEOUT;
         let mut sim = Sim::new(sim_config);
-        let master_addr = NodeAddr::new("10.0.0.1", 5050);
-        sim.add_node(master_addr.clone());
-        let master = MasterNode {
-            upid: Upid::new("master", &master_addr),
-            addr: master_addr,
-            registry: MemoryRegistry::new(),
-            config: MasterConfig {
-                seed: config.seed,
-                hostname: "10.0.0.1".into(),
-                // The network loses offers, accepts and declines: without a timeout, resources
-                // in a lost offer would be held until the framework or master restarts.
-                offer_timeout: Some(OFFER_TIMEOUT),
-                ..MasterConfig::default()
-            },
-            up: true,
-        };
+        let mut masters = Vec::with_capacity(config.masters);
+        for k in 0..config.masters {
+            let addr = master_addr(k);
+            sim.add_node(addr.clone());
+            debug_assert_eq!(
+                sim.node_index(&addr),
+                Some(k),
+                "masters are the first nodes"
+            );
+            masters.push(MasterNode {
+                upid: Upid::new("master", &addr),
+                config: MasterConfig {
+                    seed: config.seed,
+                    hostname: addr.host.to_string(),
+                    ..MasterConfig::default()
+                },
+                addr,
+                registry: MemoryRegistry::new(),
+                disk: MemoryDisk::new(),
+                up: true,
+                paused: false,
+                started: false,
+            });
+        }
+        let master_list = Masters::new(masters.iter().map(|m| m.upid.clone()).collect())
+            .map_err(|e| SimError::Config(format!("masters: {e}")))?;
         let capacity = Resources::parse(&config.slave_resources)
             .map_err(|e| SimError::Config(format!("slave resources: {e}")))?;
         let racks = config.slaves.div_ceil(SLAVES_PER_RACK).max(2);
@@ -364,9 +433,9 @@ impl Cluster {
         }
         let next_addr =
             |j: usize, port: u16| NodeAddr::new(format!("10.250.{}.{}", j / 256, j % 256), port);
+        let mut standbys = StandbyWatch::default();
+        let mut has_standbys = false;
         if config.marathon_apps > 0 {
-            let addr = next_addr(frameworks.len(), 8080);
-            sim.add_node(addr.clone());
             let apps = crate::marathon::draw_apps(
                 config.seed,
                 config.marathon_apps,
@@ -374,53 +443,91 @@ impl Cluster {
                 racks,
                 config.bug,
             );
-            frameworks.push(FrameworkNode {
-                kind: FrameworkKind::Marathon(MarathonNodeConfig {
-                    name: "marathon".into(),
-                    apps,
-                    store: plateau_marathon::store::MemoryStore::new(),
-                }),
-                upid: Upid::new(MARATHON_PROCESS_NAME, &addr),
-                addr,
-                disk: KeeperDisk::new(),
-                up: true,
-            });
+            let mut instances = Vec::new();
+            for _ in 0..config.marathons {
+                let addr = next_addr(frameworks.len(), 8080);
+                sim.add_node(addr.clone());
+                let upid = Upid::new(MARATHON_PROCESS_NAME, &addr);
+                instances.push((sim.node_index(&addr).expect("just added"), upid.clone()));
+                frameworks.push(FrameworkNode {
+                    kind: FrameworkKind::Marathon(MarathonNodeConfig {
+                        name: "marathon".into(),
+                        apps: apps.clone(),
+                        store: plateau_marathon::store::MemoryStore::new(),
+                        ha: config.marathons > 1,
+                    }),
+                    upid,
+                    addr,
+                    disk: KeeperDisk::new(),
+                    up: true,
+                });
+            }
+            if config.marathons > 1 {
+                standbys.add(StandbyKind::Marathon, instances);
+                has_standbys = true;
+            }
         }
         let mut chronos_witness = None;
         if config.chronos_jobs > 0 {
-            let addr = next_addr(frameworks.len(), 4400);
-            sim.add_node(addr.clone());
             let jobs =
                 crate::chronos::draw_jobs(config.seed, config.chronos_jobs, sim.wall_clock());
-            frameworks.push(FrameworkNode {
-                kind: FrameworkKind::Chronos(ChronosNodeConfig {
-                    name: "chronos".into(),
-                    jobs,
-                    store: plateau_chronos::store::MemoryStore::new(),
-                }),
-                upid: Upid::new(CHRONOS_PROCESS_NAME, &addr),
-                addr,
-                disk: KeeperDisk::new(),
-                up: true,
-            });
+            let mut instances = Vec::new();
+            for _ in 0..config.chronoses {
+                let addr = next_addr(frameworks.len(), 4400);
+                sim.add_node(addr.clone());
+                let upid = Upid::new(CHRONOS_PROCESS_NAME, &addr);
+                instances.push((sim.node_index(&addr).expect("just added"), upid.clone()));
+                frameworks.push(FrameworkNode {
+                    kind: FrameworkKind::Chronos(ChronosNodeConfig {
+                        name: "chronos".into(),
+                        jobs: jobs.clone(),
+                        store: plateau_chronos::store::MemoryStore::new(),
+                        ha: config.chronoses > 1,
+                    }),
+                    upid,
+                    addr,
+                    disk: KeeperDisk::new(),
+                    up: true,
+                });
+            }
+            if config.chronoses > 1 {
+                standbys.add(StandbyKind::Chronos, instances);
+                has_standbys = true;
+            }
             let witness = ChronosWitness::new(ledger.clone());
             for (i, s) in slaves.iter().enumerate() {
                 witness.add_machine(i, s.machine.clone());
             }
             chronos_witness = Some(witness);
         }
+        let watch = (config.masters > 1).then(|| {
+            ledger.track_registrations();
+            let mut watch = GroupWatch::new(
+                masters.iter().map(|m| m.upid.clone()).collect(),
+                ledger.clone(),
+            );
+            for name in ["marathon", "chronos"] {
+                watch.watch_election_key(&crate::standbys::election_key(name));
+            }
+            watch
+        });
         let mut cluster = Cluster {
             sim,
             config,
-            master,
+            masters,
+            master_list,
+            watch,
             slaves,
             frameworks,
             ledger,
             chronos_witness,
+            standbys: has_standbys.then_some(standbys),
             racks,
             retired_master_counts: MasterPathCounts::default(),
         };
-        cluster.spawn_master()?;
+        for k in 0..cluster.masters.len() {
+            cluster.spawn_master(k)?;
+        }
         for i in 0..cluster.slaves.len() {
             cluster.spawn_slave(i)?;
         }
@@ -431,13 +538,32 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn spawn_master(&mut self) -> Result<(), SimError> {
-        let process = MasterProcess::new(
-            self.master.config.clone(),
-            Box::new(self.master.registry.clone()),
-        )
-        .map_err(|e| SimError::Start(format!("master: {e}")))?;
-        self.sim.spawn(&self.master.addr, "master", process);
+    fn spawn_master(&mut self, k: usize) -> Result<(), SimError> {
+        let node = &self.masters[k];
+        let process = if self.masters.len() == 1 {
+            MasterProcess::new(node.config.clone(), Box::new(node.registry.clone()))
+                .map_err(|e| SimError::Start(format!("master: {e}")))?
+        } else {
+            let mut replica = Replica::open(
+                ReplicaConfig::new(node.upid.clone()),
+                Box::new(node.disk.clone()),
+                MasterState::default(),
+                self.config.seed,
+            )
+            .map_err(|e| SimError::Start(format!("master {}: {e}", node.addr)))?;
+            if !node.started {
+                // First start: the group is new, every member is given the whole list.
+                replica.bootstrap(self.master_list.as_slice());
+            }
+            MasterProcess::replicated(node.config.clone(), replica)
+        };
+        let addr = node.addr.clone();
+        self.masters[k].started = true;
+        self.sim.spawn(&addr, "master", process);
+        if let Some(watch) = &mut self.watch {
+            watch.restarted(k);
+            watch.observe(&mut self.sim, k);
+        }
         Ok(())
     }
 
@@ -462,7 +588,7 @@ impl Cluster {
         let prober = ScriptedProber::new(node.probes.clone(), slot.probe_callback());
         let checkpoint = ObservedCheckpoint::new(node.checkpoint.clone(), self.ledger.clone(), i);
         let config = SlaveProcessConfig {
-            masters: self.master.upid.clone().into(),
+            masters: self.master_list.clone(),
             work_dir: PathBuf::from(format!("/sim/{}", node.addr.host)),
             hostname: node.addr.host.to_string(),
             port: node.addr.port,
@@ -490,7 +616,8 @@ impl Cluster {
                 info.id = node.disk.snapshot().framework_id;
                 let keeper = Keeper::new(config.clone(), node.disk.clone());
                 let observed = Observed::new(keeper, self.ledger.clone(), self.config.bug);
-                let driver = SchedulerDriver::new(info, self.master.upid.clone(), observed);
+                let driver =
+                    SchedulerDriver::with_masters(info, self.master_list.clone(), observed);
                 let addr = node.addr.clone();
                 self.sim.spawn(&addr, KEEPER_PROCESS_NAME, driver);
             }
@@ -498,7 +625,7 @@ impl Cluster {
                 let process = crate::marathon::process(
                     config,
                     &node.addr.host,
-                    &self.master.upid,
+                    &self.master_list,
                     &self.ledger,
                     self.config.bug,
                 );
@@ -509,7 +636,7 @@ impl Cluster {
                 let process = crate::chronos::process(
                     config,
                     &node.addr.host,
-                    &self.master.upid,
+                    &self.master_list,
                     &self.ledger,
                     self.config.bug,
                 );
@@ -522,6 +649,9 @@ impl Cluster {
     /// Posts Marathon's apps and Chronos' jobs through their APIs (once, at the start; they
     /// are on the frameworks' disks from then on) and records which were acknowledged.
     fn post_workloads(&mut self) {
+        if self.standbys.is_some() {
+            return self.post_workloads_to_leaders();
+        }
         for j in 0..self.frameworks.len() {
             let upid = self.frameworks[j].upid.clone();
             let bug = self.config.bug;
@@ -545,6 +675,142 @@ impl Cluster {
             }
             self.frameworks[j].kind = kind;
         }
+    }
+
+    /// Posts Marathon's apps and Chronos' jobs to their leaders (leader + standbys): waits
+    /// (simulated time, checked) for each framework's leader, posts, and waits for the
+    /// answers, which come once the writes commit.
+    fn post_workloads_to_leaders(&mut self) {
+        let bug = self.config.bug;
+        for kind in [StandbyKind::Marathon, StandbyKind::Chronos] {
+            let members: Vec<usize> = (0..self.frameworks.len())
+                .filter(|&j| self.standby_kind(j) == Some(kind))
+                .collect();
+            let Some(&first) = members.first() else {
+                continue;
+            };
+            if members.len() == 1 {
+                // Alone on its store: posted as before.
+                let upid = self.frameworks[first].upid.clone();
+                let mut node_kind = self.frameworks[first].kind.clone();
+                match &mut node_kind {
+                    FrameworkKind::Marathon(config) => {
+                        for app in &mut config.apps {
+                            app.acknowledged =
+                                crate::marathon::post_app(&mut self.sim, &upid, app, bug);
+                        }
+                    }
+                    FrameworkKind::Chronos(config) => {
+                        for job in &mut config.jobs {
+                            job.acknowledged = crate::chronos::post_job(&mut self.sim, &upid, job);
+                        }
+                        if let Some(w) = &self.chronos_witness {
+                            w.set_jobs(&config.jobs);
+                        }
+                    }
+                    FrameworkKind::Keeper(_) => {}
+                }
+                self.frameworks[first].kind = node_kind;
+                continue;
+            }
+            let mut leader = None;
+            for _ in 0..STANDBY_ELECTION_WAIT_MS_MAX / 10 {
+                leader = self.acting_instance(first);
+                if leader.is_some() {
+                    break;
+                }
+                self.run_checked(Duration::from_millis(10));
+            }
+            let Some(leader) = leader else {
+                // Nothing acknowledged: the convergence check asks nothing of it.
+                continue;
+            };
+            let upid = self.frameworks[leader].upid.clone();
+            let mut node_kind = self.frameworks[leader].kind.clone();
+            match &mut node_kind {
+                FrameworkKind::Marathon(config) => {
+                    let mut answers: Vec<_> = config
+                        .apps
+                        .iter()
+                        .map(|app| {
+                            crate::marathon::post_app_to_leader(&mut self.sim, &upid, app, bug)
+                        })
+                        .collect();
+                    let mut statuses = vec![None; answers.len()];
+                    for _ in 0..STANDBY_ELECTION_WAIT_MS_MAX / 10 {
+                        for (answer, status) in answers.iter_mut().zip(statuses.iter_mut()) {
+                            if status.is_none() {
+                                match answer {
+                                    Some(a) => *status = a.try_take().map(|r| r.status),
+                                    None => *status = Some(503),
+                                }
+                            }
+                        }
+                        if statuses.iter().all(Option::is_some) {
+                            break;
+                        }
+                        self.run_checked(Duration::from_millis(10));
+                    }
+                    for (app, status) in config.apps.iter_mut().zip(statuses) {
+                        app.acknowledged = status == Some(201);
+                    }
+                }
+                FrameworkKind::Chronos(config) => {
+                    let slots: Vec<_> = config
+                        .jobs
+                        .iter()
+                        .map(|job| crate::chronos::post_job_to_leader(&mut self.sim, &upid, job))
+                        .collect();
+                    let answered =
+                        |slots: &[Option<std::sync::Arc<std::sync::Mutex<Option<bool>>>>]| {
+                            slots.iter().all(|s| {
+                                s.as_ref()
+                                    .is_none_or(|s| s.lock().expect("answer slot").is_some())
+                            })
+                        };
+                    for _ in 0..STANDBY_ELECTION_WAIT_MS_MAX / 10 {
+                        if answered(&slots) {
+                            break;
+                        }
+                        self.run_checked(Duration::from_millis(10));
+                    }
+                    for (job, slot) in config.jobs.iter_mut().zip(&slots) {
+                        job.acknowledged = slot
+                            .as_ref()
+                            .is_some_and(|s| *s.lock().expect("answer slot") == Some(true));
+                    }
+                    if let Some(w) = &self.chronos_witness {
+                        w.set_jobs(&config.jobs);
+                    }
+                }
+                FrameworkKind::Keeper(_) => {}
+            }
+            // Every instance carries what was acknowledged (the convergence check reads it).
+            for &j in &members {
+                self.frameworks[j].kind = node_kind.clone();
+            }
+        }
+    }
+
+    /// Whether framework node `j` is an instance of Marathon or Chronos.
+    fn standby_kind(&self, j: usize) -> Option<StandbyKind> {
+        match &self.frameworks[j].kind {
+            FrameworkKind::Marathon(_) => Some(StandbyKind::Marathon),
+            FrameworkKind::Chronos(_) => Some(StandbyKind::Chronos),
+            FrameworkKind::Keeper(_) => None,
+        }
+    }
+
+    /// The instance acting now of the framework that node `j` runs, when it runs as leader
+    /// + standbys (None: none acts, or `j` runs alone).
+    pub fn acting_instance(&mut self, j: usize) -> Option<usize> {
+        let kind = self.standby_kind(j)?;
+        let watch = self.standbys.as_ref()?;
+        let acting = watch.acting(&mut self.sim, kind);
+        let members: Vec<usize> = (0..self.frameworks.len())
+            .filter(|&i| self.standby_kind(i) == Some(kind))
+            .collect();
+        acting.first().map(|&i| members[i])
     }
 
     // ---- queries ----
@@ -578,14 +844,64 @@ impl Cluster {
         }
     }
 
+    /// Host of framework `j`'s node.
+    pub fn framework_host(&self, j: usize) -> &str {
+        &self.frameworks[j].addr.host
+    }
+
+    /// Name of framework `j`, with its host when it is one of several instances.
+    pub fn framework_label(&self, j: usize) -> String {
+        let several = match &self.frameworks[j].kind {
+            FrameworkKind::Marathon(c) => c.ha,
+            FrameworkKind::Chronos(c) => c.ha,
+            FrameworkKind::Keeper(_) => false,
+        };
+        if several {
+            format!("{} {}", self.framework_name(j), self.framework_host(j))
+        } else {
+            self.framework_name(j)
+        }
+    }
+
     /// True while slave `i` is up.
     pub fn is_slave_up(&self, i: usize) -> bool {
         self.slaves[i].up
     }
 
-    /// True while the master is up.
-    pub fn is_master_up(&self) -> bool {
-        self.master.up
+    /// Number of masters.
+    pub fn master_count(&self) -> usize {
+        self.masters.len()
+    }
+
+    /// True while master `k` is up (paused or not).
+    pub fn is_master_up(&self, k: usize) -> bool {
+        self.masters[k].up
+    }
+
+    /// Host of master `k`.
+    pub fn master_host(&self, k: usize) -> &str {
+        &self.masters[k].addr.host
+    }
+
+    /// The master acting now, if any: a master alone while it runs its core; in a group, the
+    /// one that runs a core and holds its lease ([`MasterProcess::acts_at`]; the first found,
+    /// though the checks make sure there is at most one).
+    pub fn acting_master(&mut self) -> Option<usize> {
+        if self.masters.len() == 1 {
+            let upid = self.masters[0].upid.clone();
+            return self
+                .sim
+                .inspect(&upid, |m: &MasterProcess| m.try_core().is_some())
+                .unwrap_or(false)
+                .then_some(0);
+        }
+        let now = self.sim.now().since_origin();
+        (0..self.masters.len()).find(|&k| {
+            let upid = self.masters[k].upid.clone();
+            self.sim
+                .inspect(&upid, |m: &MasterProcess| m.acts_at(now))
+                .unwrap_or(false)
+        })
     }
 
     /// True while framework `j` is up.
@@ -593,16 +909,28 @@ impl Cluster {
         self.frameworks[j].up
     }
 
-    /// Runs `f` on the master's core, if the master is up and running.
+    /// Runs `f` on the core of the master acting now ([`Cluster::acting_master`]), if one
+    /// does.
     pub fn with_master<R>(&mut self, f: impl FnOnce(&MasterCore) -> R) -> Option<R> {
-        let upid = self.master.upid.clone();
+        let k = self.acting_master()?;
+        self.with_master_core(k, f)
+    }
+
+    /// Runs `f` on master `k`'s core, if it runs one.
+    pub fn with_master_core<R>(&mut self, k: usize, f: impl FnOnce(&MasterCore) -> R) -> Option<R> {
+        let upid = self.masters[k].upid.clone();
         self.sim
             .inspect(&upid, |m: &MasterProcess| m.try_core().map(f))
             .flatten()
     }
 
-    /// Rare master paths taken so far, by every master of the run (the running one included).
+    /// Rare master paths taken so far, by every master of the run (the running one included;
+    /// in a group, every core the harness saw run).
     pub fn master_path_counts(&mut self) -> MasterPathCounts {
+        if let Some(watch) = &mut self.watch {
+            watch.observe_all(&mut self.sim);
+            return watch.path_counts();
+        }
         let mut counts = self.retired_master_counts;
         if let Some(now) = self.with_master(MasterPathCounts::of) {
             counts.add(now);
@@ -648,21 +976,77 @@ impl Cluster {
         self.slaves[i].advertised = advertised;
     }
 
-    /// Crashes the master's node.
-    pub fn crash_master(&mut self) {
-        if let Some(counts) = self.with_master(MasterPathCounts::of) {
-            self.retired_master_counts.add(counts);
+    /// Crashes master `k`'s node (paused or not).
+    pub fn crash_master(&mut self, k: usize) {
+        match &mut self.watch {
+            Some(watch) => watch.crashed(k),
+            None => {
+                if let Some(counts) = self.with_master_core(k, MasterPathCounts::of) {
+                    self.retired_master_counts.add(counts);
+                }
+            }
         }
-        self.sim.crash(&self.master.addr);
-        self.master.up = false;
+        self.sim.crash(&self.masters[k].addr);
+        self.masters[k].up = false;
+        self.masters[k].paused = false;
     }
 
-    /// Restarts the master from its registry.
-    pub fn restart_master(&mut self) {
-        self.sim.restart(&self.master.addr);
-        self.master.up = true;
-        self.spawn_master()
-            .expect("the in-memory registry always loads");
+    /// Restarts master `k` from its disk (a member of a group without the bootstrap list).
+    /// With [`InjectedBug::MasterDiskNotDurable`], from an empty disk, as on its first start.
+    pub fn restart_master(&mut self, k: usize) {
+        if self.config.bug == Some(InjectedBug::MasterDiskNotDurable) {
+            self.masters[k].disk = MemoryDisk::new();
+            self.masters[k].registry = MemoryRegistry::new();
+            self.masters[k].started = false;
+        }
+        self.sim.restart(&self.masters[k].addr);
+        self.masters[k].up = true;
+        self.spawn_master(k)
+            .expect("the in-memory registry or log always loads");
+    }
+
+    /// Pauses master `k`'s node (as SIGSTOP): it keeps its state and handles nothing until
+    /// [`Cluster::resume_master`].
+    pub fn pause_master(&mut self, k: usize) {
+        self.sim.pause(&self.masters[k].addr);
+        self.masters[k].paused = true;
+    }
+
+    /// Resumes a paused master `k`: what waited for it is handled now.
+    pub fn resume_master(&mut self, k: usize) {
+        self.sim.resume(&self.masters[k].addr);
+        self.masters[k].paused = false;
+    }
+
+    /// True while master `k` is paused.
+    pub fn is_master_paused(&self, k: usize) -> bool {
+        self.masters[k].paused
+    }
+
+    /// Runs the simulation for `limit` (simulated time) with the per-event checks of a group
+    /// of masters, stopping at the first violation recorded in the ledger. True when none was.
+    pub fn run_checked(&mut self, limit: std::time::Duration) -> bool {
+        let ledger = self.ledger.clone();
+        let watch = &mut self.watch;
+        let standbys = &mut self.standbys;
+        self.sim.run_until_condition(limit, |sim| {
+            if let Some(watch) = watch {
+                watch.after_event(sim);
+            }
+            if let Some(standbys) = standbys {
+                standbys.after_event(sim, &ledger);
+            }
+            ledger.violation_count() > 0
+        });
+        ledger.violation_count() == 0
+    }
+
+    /// Checks the group of masters now (after a change made from outside the event loop);
+    /// nothing with one master.
+    pub fn observe_masters(&mut self) {
+        if let Some(watch) = &mut self.watch {
+            watch.observe_all(&mut self.sim);
+        }
     }
 
     /// Crashes framework `j`'s node.
@@ -678,19 +1062,25 @@ impl Cluster {
         self.spawn_framework(j);
     }
 
-    /// Cuts slave `i` from the master, both ways.
+    /// Cuts slave `i` from every master, both ways.
     pub fn partition_slave(&mut self, i: usize) {
-        let (a, b) = (self.slaves[i].addr.clone(), self.master.addr.clone());
-        self.sim.partition(&a, &b);
+        let a = self.slaves[i].addr.clone();
+        for k in 0..self.masters.len() {
+            let b = self.masters[k].addr.clone();
+            self.sim.partition(&a, &b);
+        }
     }
 
-    /// Cuts framework `j` from the master, both ways.
+    /// Cuts framework `j` from every master, both ways.
     pub fn partition_framework(&mut self, j: usize) {
-        let (a, b) = (self.frameworks[j].addr.clone(), self.master.addr.clone());
-        self.sim.partition(&a, &b);
+        let a = self.frameworks[j].addr.clone();
+        for k in 0..self.masters.len() {
+            let b = self.masters[k].addr.clone();
+            self.sim.partition(&a, &b);
+        }
     }
 
-    /// Cuts every slave of `rack` from the master; returns how many.
+    /// Cuts every slave of `rack` from every master; returns how many.
     pub fn partition_rack(&mut self, rack: usize) -> usize {
         let members: Vec<usize> = (0..self.slaves.len())
             .filter(|i| self.slaves[*i].rack == rack)
@@ -701,19 +1091,56 @@ impl Cluster {
         members.len()
     }
 
-    /// Cuts the master from every other node.
-    pub fn isolate_master(&mut self) {
-        let addr = self.master.addr.clone();
+    /// Cuts master `k` from every other node.
+    pub fn isolate_master(&mut self, k: usize) {
+        let addr = self.masters[k].addr.clone();
         self.sim.isolate(&addr);
     }
 
-    /// Cuts one direction between slave `i` and the master.
+    /// Heals the cuts between master `k` and every other node (other cuts stay).
+    pub fn heal_master(&mut self, k: usize) {
+        let addr = self.masters[k].addr.clone();
+        let others: Vec<NodeAddr> = self.sim.nodes().filter(|n| **n != addr).cloned().collect();
+        for other in &others {
+            self.sim.heal_one_way(&addr, other);
+            self.sim.heal_one_way(other, &addr);
+        }
+    }
+
+    /// Cuts master `k` from the other masters, both ways (slaves and frameworks still reach
+    /// it, and it them).
+    pub fn partition_from_masters(&mut self, k: usize) {
+        let a = self.masters[k].addr.clone();
+        for other in 0..self.masters.len() {
+            if other != k {
+                let b = self.masters[other].addr.clone();
+                self.sim.partition(&a, &b);
+            }
+        }
+    }
+
+    /// Heals the cuts between master `k` and the other masters.
+    pub fn heal_from_masters(&mut self, k: usize) {
+        let a = self.masters[k].addr.clone();
+        for other in 0..self.masters.len() {
+            if other != k {
+                let b = self.masters[other].addr.clone();
+                self.sim.heal_one_way(&a, &b);
+                self.sim.heal_one_way(&b, &a);
+            }
+        }
+    }
+
+    /// Cuts one direction between slave `i` and every master.
     pub fn cut_one_way(&mut self, i: usize, slave_to_master: bool) {
-        let (s, m) = (self.slaves[i].addr.clone(), self.master.addr.clone());
-        if slave_to_master {
-            self.sim.cut_one_way(&s, &m);
-        } else {
-            self.sim.cut_one_way(&m, &s);
+        let s = self.slaves[i].addr.clone();
+        for k in 0..self.masters.len() {
+            let m = self.masters[k].addr.clone();
+            if slave_to_master {
+                self.sim.cut_one_way(&s, &m);
+            } else {
+                self.sim.cut_one_way(&m, &s);
+            }
         }
     }
 
@@ -762,10 +1189,15 @@ impl Cluster {
             .sum()
     }
 
-    /// Restarts every node that is down.
+    /// Restarts every node that is down and resumes every paused master.
     pub fn restart_all(&mut self) {
-        if !self.master.up {
-            self.restart_master();
+        for k in 0..self.masters.len() {
+            if self.masters[k].paused {
+                self.resume_master(k);
+            }
+            if !self.masters[k].up {
+                self.restart_master(k);
+            }
         }
         for i in 0..self.slaves.len() {
             if !self.slaves[i].up {

@@ -22,7 +22,15 @@
 //!   master must offer nothing its tasks use); its configured resources are given back by
 //!   another restart later. Drawn from a generator of their own, so the other faults of a
 //!   seed come at the same times with or without them;
-//! - tasks: failures and OOMs, through the commands Keeper launches ([`Workload`]).
+//! - tasks: failures and OOMs, through the commands Keeper launches ([`Workload`]);
+//! - a group of masters (`--masters N`, N > 1), drawn from a generator of their own (rates
+//!   and times), so the other faults of a seed come at the same times with or without them:
+//!   the acting master crashed (restarted after a drawn time), a follower crashed (likewise),
+//!   the acting master cut from every node, one master cut from the other masters only (a
+//!   minority partition; slaves and frameworks still reach it), the acting master paused as
+//!   by SIGSTOP (resumed after a drawn time). The faults above that name "the master" take
+//!   the acting master of a group for it (a crash, an isolation); those that cut a slave, a
+//!   rack or a framework from "the master" cut it from every master.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -104,6 +112,71 @@ pub struct FaultPlan {
     pub slave_shrinks_per_hour: f64,
     /// Longest time a shrunk slave keeps its lowered resources, seconds (the shortest is 10 s).
     pub slave_shrunk_secs_max: u64,
+    /// Faults of a group of masters (used with `--masters` > 1; drawn from their own
+    /// generator, so the settings above are the same with or without a group).
+    pub group: GroupFaultPlan,
+}
+
+/// The faults of a group of masters in one run (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupFaultPlan {
+    /// Crashes of the acting master per simulated hour.
+    pub leader_crashes_per_hour: f64,
+    /// Crashes of a master that does not act per simulated hour.
+    pub follower_crashes_per_hour: f64,
+    /// Longest time a crashed master of the group stays down, seconds.
+    pub master_down_secs_max: u64,
+    /// The acting master cut from every other node, per simulated hour.
+    pub leader_isolations_per_hour: f64,
+    /// One master cut from the other masters only, per simulated hour.
+    pub minority_partitions_per_hour: f64,
+    /// Longest cut of a master (isolation or minority partition), seconds (the shortest is
+    /// 1 s).
+    pub master_partition_secs_max: u64,
+    /// The acting master paused (as by SIGSTOP), per simulated hour.
+    pub leader_pauses_per_hour: f64,
+    /// Longest pause, milliseconds (the shortest is 100 ms).
+    pub leader_pause_ms_max: u64,
+}
+
+impl GroupFaultPlan {
+    /// Draws the group's settings at `level` from `seed` (a generator of their own).
+    pub fn draw(level: FaultLevel, seed: u64) -> Self {
+        let mut rng = Rng::derive(seed, "sim.fault-plan.masters");
+        let r = &mut rng;
+        match level {
+            FaultLevel::None => GroupFaultPlan {
+                leader_crashes_per_hour: 0.0,
+                follower_crashes_per_hour: 0.0,
+                master_down_secs_max: 0,
+                leader_isolations_per_hour: 0.0,
+                minority_partitions_per_hour: 0.0,
+                master_partition_secs_max: 0,
+                leader_pauses_per_hour: 0.0,
+                leader_pause_ms_max: 0,
+            },
+            FaultLevel::Default => GroupFaultPlan {
+                leader_crashes_per_hour: uniform(r, 2.0, 8.0),
+                follower_crashes_per_hour: uniform(r, 2.0, 8.0),
+                master_down_secs_max: r.between(1, 30),
+                leader_isolations_per_hour: uniform(r, 2.0, 8.0),
+                minority_partitions_per_hour: uniform(r, 2.0, 8.0),
+                master_partition_secs_max: r.between(2, 30),
+                leader_pauses_per_hour: uniform(r, 2.0, 8.0),
+                leader_pause_ms_max: r.between(500, 5_000),
+            },
+            FaultLevel::Heavy => GroupFaultPlan {
+                leader_crashes_per_hour: uniform(r, 10.0, 40.0),
+                follower_crashes_per_hour: uniform(r, 10.0, 40.0),
+                master_down_secs_max: r.between(1, 60),
+                leader_isolations_per_hour: uniform(r, 10.0, 40.0),
+                minority_partitions_per_hour: uniform(r, 10.0, 40.0),
+                master_partition_secs_max: r.between(2, 60),
+                leader_pauses_per_hour: uniform(r, 10.0, 40.0),
+                leader_pause_ms_max: r.between(1_000, 20_000),
+            },
+        }
+    }
 }
 
 fn uniform(rng: &mut Rng, low: f64, high: f64) -> f64 {
@@ -136,6 +209,7 @@ impl FaultPlan {
                 task_oom_probability: 0.0,
                 slave_shrinks_per_hour: 0.0,
                 slave_shrunk_secs_max: 0,
+                group: GroupFaultPlan::draw(level, seed),
             },
             FaultLevel::Default => FaultPlan {
                 level,
@@ -163,6 +237,7 @@ impl FaultPlan {
                 // Drawn last, so the settings above are what they were before shrinks.
                 slave_shrinks_per_hour: uniform(r, 2.0, 8.0),
                 slave_shrunk_secs_max: r.between(60, 600),
+                group: GroupFaultPlan::draw(level, seed),
             },
             FaultLevel::Heavy => FaultPlan {
                 level,
@@ -184,6 +259,7 @@ impl FaultPlan {
                 task_oom_probability: uniform(r, 0.05, 0.2),
                 slave_shrinks_per_hour: uniform(r, 8.0, 40.0),
                 slave_shrunk_secs_max: r.between(20, 120),
+                group: GroupFaultPlan::draw(level, seed),
             },
         }
     }
@@ -240,6 +316,22 @@ pub struct FaultCounts {
     pub slave_shrink: u64,
     /// Shrunk slaves given their configured resources back.
     pub slave_restore: u64,
+    /// A group's acting master crashed.
+    pub leader_crash: u64,
+    /// A group's master that did not act crashed.
+    pub follower_crash: u64,
+    /// A group's crashed master restarted.
+    pub group_master_restart: u64,
+    /// A group's acting master cut from every other node.
+    pub leader_isolation: u64,
+    /// A group's master cut from the other masters only.
+    pub minority_partition: u64,
+    /// A group master's cuts healed.
+    pub master_heal: u64,
+    /// A group's acting master paused.
+    pub leader_pause: u64,
+    /// A group's paused master resumed.
+    pub master_resume: u64,
 }
 
 impl FaultCounts {
@@ -259,6 +351,14 @@ impl FaultCounts {
             + self.framework_restart
             + self.slave_shrink
             + self.slave_restore
+            + self.leader_crash
+            + self.follower_crash
+            + self.group_master_restart
+            + self.leader_isolation
+            + self.minority_partition
+            + self.master_heal
+            + self.leader_pause
+            + self.master_resume
     }
 }
 
@@ -292,6 +392,15 @@ enum Action {
     RestartFramework(usize),
     ShrinkSlave,
     RestoreSlave(usize),
+    CrashLeader,
+    CrashFollower,
+    RestartGroupMaster(usize),
+    IsolateLeader,
+    PartitionMinority,
+    /// Heal master `k`'s cuts: from every node (true) or from the other masters (false).
+    HealMaster(usize, bool),
+    PauseLeader,
+    ResumeMaster(usize),
 }
 
 /// Draws fault times and carries faults out on a cluster.
@@ -302,6 +411,14 @@ pub struct FaultInjector {
     /// Draws the shrinks (times, slaves, sizes): apart from `rng`, so that the other faults
     /// of a seed do not move when shrinks are added.
     shrink_rng: Rng,
+    /// Draws the faults of a group of masters, apart from the others for the same reason.
+    group_rng: Rng,
+    /// Masters in the cluster.
+    masters: usize,
+    /// The single-master crash fault's master is down (with a group: the master it crashed,
+    /// if any, to restart).
+    master_down: bool,
+    master_crashed: Option<usize>,
     queue: BTreeMap<(Duration, u64), Action>,
     seq: u64,
     log: FaultLog,
@@ -319,12 +436,22 @@ fn exponential(rng: &mut Rng, per_hour: f64) -> Option<Duration> {
 
 impl FaultInjector {
     /// An injector for `plan`, its times drawn from `seed`; `slaves` and `frameworks` scale
-    /// the per-node rates.
-    pub fn new(plan: FaultPlan, seed: u64, slaves: usize, frameworks: usize) -> Self {
+    /// the per-node rates; with `masters` > 1, the faults of a group are drawn too.
+    pub fn new(
+        plan: FaultPlan,
+        seed: u64,
+        slaves: usize,
+        frameworks: usize,
+        masters: usize,
+    ) -> Self {
         let mut injector = FaultInjector {
             plan,
             rng: Rng::derive(seed, "sim.faults"),
             shrink_rng: Rng::derive(seed, "sim.faults.shrink"),
+            group_rng: Rng::derive(seed, "sim.faults.masters"),
+            masters,
+            master_down: false,
+            master_crashed: None,
             queue: BTreeMap::new(),
             seq: 0,
             log: FaultLog::default(),
@@ -336,6 +463,17 @@ impl FaultInjector {
         injector.schedule_next(now, Action::CrashMaster, slaves, frameworks);
         injector.schedule_next(now, Action::CrashFramework, slaves, frameworks);
         injector.schedule_next(now, Action::ShrinkSlave, slaves, frameworks);
+        if masters > 1 {
+            for action in [
+                Action::CrashLeader,
+                Action::CrashFollower,
+                Action::IsolateLeader,
+                Action::PartitionMinority,
+                Action::PauseLeader,
+            ] {
+                injector.schedule_next(now, action, slaves, frameworks);
+            }
+        }
         injector
     }
 
@@ -361,10 +499,20 @@ impl FaultInjector {
             Action::CrashMaster => self.plan.master_crashes_per_hour,
             Action::CrashFramework => self.plan.framework_crashes_per_hour * frameworks as f64,
             Action::ShrinkSlave => self.plan.slave_shrinks_per_hour,
+            Action::CrashLeader => self.plan.group.leader_crashes_per_hour,
+            Action::CrashFollower => self.plan.group.follower_crashes_per_hour,
+            Action::IsolateLeader => self.plan.group.leader_isolations_per_hour,
+            Action::PartitionMinority => self.plan.group.minority_partitions_per_hour,
+            Action::PauseLeader => self.plan.group.leader_pauses_per_hour,
             _ => 0.0,
         };
         let rng = match action {
             Action::ShrinkSlave => &mut self.shrink_rng,
+            Action::CrashLeader
+            | Action::CrashFollower
+            | Action::IsolateLeader
+            | Action::PartitionMinority
+            | Action::PauseLeader => &mut self.group_rng,
             _ => &mut self.rng,
         };
         if let Some(after) = exponential(rng, rate) {
@@ -395,6 +543,12 @@ impl FaultInjector {
             + Duration::from_millis(self.rng.between(0, 999))
     }
 
+    /// [`FaultInjector::draw_secs`] from the group's generator.
+    fn draw_group_secs(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_secs(self.group_rng.between(low.min(high), high))
+            + Duration::from_millis(self.group_rng.between(0, 999))
+    }
+
     /// Carries out every fault due at or before `now`.
     pub fn inject_due(&mut self, cluster: &mut Cluster, now: Duration) {
         while let Some((&(at, seq), &action)) = self.queue.iter().next() {
@@ -403,6 +557,8 @@ impl FaultInjector {
             }
             self.queue.remove(&(at, seq));
             self.apply(cluster, now, action);
+            // A fault changes the masters outside any event: the group is checked now.
+            cluster.observe_masters();
         }
     }
 
@@ -426,9 +582,19 @@ impl FaultInjector {
                         format!("partition rack r{rack} ({n} slaves) from the master")
                     }
                     7 => {
-                        cluster.isolate_master();
                         self.log.counts.partition_master += 1;
-                        "partition the master from everyone".to_string()
+                        if cluster.master_count() == 1 {
+                            cluster.isolate_master(0);
+                            "partition the master from everyone".to_string()
+                        } else if let Some(k) = cluster.acting_master() {
+                            cluster.isolate_master(k);
+                            format!(
+                                "partition the acting master {} from everyone",
+                                cluster.master_host(k)
+                            )
+                        } else {
+                            "partition the acting master from everyone: none acts".to_string()
+                        }
                     }
                     8 if frameworks > 0 => {
                         let j = self.rng.between(0, frameworks as u64 - 1) as usize;
@@ -486,36 +652,62 @@ impl FaultInjector {
                 }
             }
             Action::CrashMaster => {
-                if cluster.is_master_up() {
-                    cluster.crash_master();
-                    self.log.counts.master_crash += 1;
+                // With a group: the acting master, if one acts (the draws are the same either
+                // way, so the other faults keep their times).
+                if !self.master_down {
+                    self.master_down = true;
+                    let target = if self.masters == 1 {
+                        Some(0)
+                    } else {
+                        cluster.acting_master()
+                    };
                     let down = self.draw_secs(0, self.plan.master_down_secs_max);
-                    self.record(now, format!("crash the master, restarting in {down:?}"));
+                    if let Some(k) = target.filter(|&k| cluster.is_master_up(k)) {
+                        cluster.crash_master(k);
+                        self.master_crashed = Some(k);
+                        self.log.counts.master_crash += 1;
+                        let what = if self.masters == 1 {
+                            "the master".to_string()
+                        } else {
+                            format!("the acting master {}", cluster.master_host(k))
+                        };
+                        self.record(now, format!("crash {what}, restarting in {down:?}"));
+                    }
                     self.push(now + down, Action::RestartMaster);
                 }
                 self.schedule_next(now, Action::CrashMaster, slaves, frameworks);
             }
             Action::RestartMaster => {
-                if !cluster.is_master_up() {
-                    cluster.restart_master();
-                    self.log.counts.master_restart += 1;
-                    self.record(now, "restart the master".to_string());
+                self.master_down = false;
+                if let Some(k) = self.master_crashed.take() {
+                    if !cluster.is_master_up(k) {
+                        cluster.restart_master(k);
+                        self.log.counts.master_restart += 1;
+                        let what = if self.masters == 1 {
+                            "the master".to_string()
+                        } else {
+                            format!("master {}", cluster.master_host(k))
+                        };
+                        self.record(now, format!("restart {what}"));
+                    }
                 }
             }
             Action::CrashFramework => {
                 if frameworks > 0 {
                     let j = self.rng.between(0, frameworks as u64 - 1) as usize;
+                    // An instance of Marathon or Chronos run as leader + standbys: the one
+                    // acting, if one does (a leader crash; the draws are the same either way).
+                    let acting = cluster.acting_instance(j);
+                    let j = acting.unwrap_or(j);
                     if cluster.is_framework_up(j) {
                         cluster.crash_framework(j);
                         self.log.counts.framework_crash += 1;
                         let down = self.draw_secs(1, self.plan.framework_down_secs_max.max(1));
-                        self.record(
-                            now,
-                            format!(
-                                "crash framework {}, restarting in {down:?}",
-                                cluster.framework_name(j)
-                            ),
-                        );
+                        let what = match acting {
+                            Some(_) => format!("the acting {}", cluster.framework_label(j)),
+                            None => format!("framework {}", cluster.framework_label(j)),
+                        };
+                        self.record(now, format!("crash {what}, restarting in {down:?}"));
                         self.push(now + down, Action::RestartFramework(j));
                     }
                 }
@@ -527,13 +719,31 @@ impl FaultInjector {
                     self.log.counts.framework_restart += 1;
                     self.record(
                         now,
-                        format!("restart framework {}", cluster.framework_name(j)),
+                        format!("restart framework {}", cluster.framework_label(j)),
                     );
                 }
             }
             Action::ShrinkSlave => {
                 self.shrink_slave(cluster, now);
                 self.schedule_next(now, Action::ShrinkSlave, slaves, frameworks);
+            }
+            Action::CrashLeader
+            | Action::CrashFollower
+            | Action::RestartGroupMaster(_)
+            | Action::IsolateLeader
+            | Action::PartitionMinority
+            | Action::HealMaster(..)
+            | Action::PauseLeader
+            | Action::ResumeMaster(_) => {
+                self.apply_group(cluster, now, action);
+                if !matches!(
+                    action,
+                    Action::RestartGroupMaster(_)
+                        | Action::HealMaster(..)
+                        | Action::ResumeMaster(_)
+                ) {
+                    self.schedule_next(now, action, slaves, frameworks);
+                }
             }
             Action::RestoreSlave(i) => {
                 let full = cluster.slaves[i].configured.clone();
@@ -555,6 +765,137 @@ impl FaultInjector {
                     );
                 }
             }
+        }
+    }
+
+    /// A fault of a group of masters (everything drawn from the group's generator).
+    fn apply_group(&mut self, cluster: &mut Cluster, now: Duration, action: Action) {
+        let g = self.plan.group.clone();
+        // The acting master, unless it is paused (a paused one acts until its lease ends, but
+        // is left alone: one fault at a time on it).
+        let leader = cluster
+            .acting_master()
+            .filter(|&k| !cluster.is_master_paused(k));
+        match action {
+            Action::CrashLeader => {
+                if let Some(k) = leader {
+                    cluster.crash_master(k);
+                    self.log.counts.leader_crash += 1;
+                    let down = self.draw_group_secs(0, g.master_down_secs_max);
+                    self.record(
+                        now,
+                        format!(
+                            "crash the acting master {}, restarting in {down:?}",
+                            cluster.master_host(k)
+                        ),
+                    );
+                    self.push(now + down, Action::RestartGroupMaster(k));
+                }
+            }
+            Action::CrashFollower => {
+                let followers: Vec<usize> = (0..cluster.master_count())
+                    .filter(|&k| Some(k) != leader && cluster.is_master_up(k))
+                    .filter(|&k| !cluster.is_master_paused(k))
+                    .collect();
+                if !followers.is_empty() {
+                    let k =
+                        followers[self.group_rng.between(0, followers.len() as u64 - 1) as usize];
+                    cluster.crash_master(k);
+                    self.log.counts.follower_crash += 1;
+                    let down = self.draw_group_secs(0, g.master_down_secs_max);
+                    self.record(
+                        now,
+                        format!(
+                            "crash master {} (not acting), restarting in {down:?}",
+                            cluster.master_host(k)
+                        ),
+                    );
+                    self.push(now + down, Action::RestartGroupMaster(k));
+                }
+            }
+            Action::RestartGroupMaster(k) => {
+                if !cluster.is_master_up(k) {
+                    cluster.restart_master(k);
+                    self.log.counts.group_master_restart += 1;
+                    self.record(now, format!("restart master {}", cluster.master_host(k)));
+                }
+            }
+            Action::IsolateLeader => {
+                if let Some(k) = leader {
+                    cluster.isolate_master(k);
+                    self.log.counts.leader_isolation += 1;
+                    let heal = self.draw_group_secs(1, g.master_partition_secs_max.max(1));
+                    self.record(
+                        now,
+                        format!(
+                            "cut the acting master {} from every node, healing in {heal:?}",
+                            cluster.master_host(k)
+                        ),
+                    );
+                    self.push(now + heal, Action::HealMaster(k, true));
+                }
+            }
+            Action::PartitionMinority => {
+                let up: Vec<usize> = (0..cluster.master_count())
+                    .filter(|&k| cluster.is_master_up(k))
+                    .collect();
+                if !up.is_empty() {
+                    let k = up[self.group_rng.between(0, up.len() as u64 - 1) as usize];
+                    cluster.partition_from_masters(k);
+                    self.log.counts.minority_partition += 1;
+                    let heal = self.draw_group_secs(1, g.master_partition_secs_max.max(1));
+                    let role = if Some(k) == leader {
+                        "the acting master"
+                    } else {
+                        "master"
+                    };
+                    self.record(
+                        now,
+                        format!(
+                            "cut {role} {} from the other masters (slaves and frameworks still                              reach it), healing in {heal:?}",
+                            cluster.master_host(k)
+                        ),
+                    );
+                    self.push(now + heal, Action::HealMaster(k, false));
+                }
+            }
+            Action::HealMaster(k, everyone) => {
+                if everyone {
+                    cluster.heal_master(k);
+                } else {
+                    cluster.heal_from_masters(k);
+                }
+                self.log.counts.master_heal += 1;
+                self.record(
+                    now,
+                    format!("heal master {}'s cuts", cluster.master_host(k)),
+                );
+            }
+            Action::PauseLeader => {
+                if let Some(k) = leader {
+                    cluster.pause_master(k);
+                    self.log.counts.leader_pause += 1;
+                    let low = 100;
+                    let ms = self.group_rng.between(low, g.leader_pause_ms_max.max(low));
+                    let pause = Duration::from_millis(ms);
+                    self.record(
+                        now,
+                        format!(
+                            "pause the acting master {} (SIGSTOP), resuming in {pause:?}",
+                            cluster.master_host(k)
+                        ),
+                    );
+                    self.push(now + pause, Action::ResumeMaster(k));
+                }
+            }
+            Action::ResumeMaster(k) => {
+                if cluster.is_master_up(k) && cluster.is_master_paused(k) {
+                    cluster.resume_master(k);
+                    self.log.counts.master_resume += 1;
+                    self.record(now, format!("resume master {}", cluster.master_host(k)));
+                }
+            }
+            _ => unreachable!("not a fault of the group"),
         }
     }
 

@@ -15,6 +15,8 @@
 //! - [`keeper`]: the simulated workload, a small Marathon-like framework.
 //! - [`linearizability`]: a linearizability checker for recorded histories (Wing & Gong with
 //!   Lowe's memoization), with the model of the masters' coordination store.
+//! - [`masters`] and [`standbys`]: the checks of a group of masters, and of Marathon and
+//!   Chronos as leader + standbys.
 //! - [`marathon`] and [`chronos`]: the real Marathon and Chronos as workloads
 //!   (`--marathon-apps N`, `--chronos-jobs N`), with their own invariants (Marathon apps
 //!   converge with their constraints; exactly one Chronos run per scheduled instant).
@@ -24,6 +26,13 @@
 //! (both 0 by default, so a plain run is what it was). `--frameworks 0` without `--apps` runs
 //! no Keeper at all, e.g. `plateau sim --frameworks 0 --marathon-apps 20 --chronos-jobs 20`.
 //! Every framework node, Keeper, Marathon or Chronos, crashes and restarts at the plan's rate.
+//!
+//! High availability: `--masters 3` (or 5) runs the real replicated masters with their own
+//! faults and per-event checks ([`masters`]); with it, `--marathons N` and `--chronoses N`
+//! run Marathon and Chronos as leader + standbys on the masters' coordination store, a
+//! framework crash fault on them crashes the acting instance, and at most one of each may act
+//! at a time ([`standbys`]). `--measure-failover` crashes the acting master and reports how
+//! long until another acts and every slave re-registered with it ([`measure_failover`]).
 //!
 //! Pure of I/O except [`run`]'s wall-clock measurement and peak-memory reading, the seed
 //! drawn from the OS when none is given ([`cli_main`]), and [`check_determinism_in_children`].
@@ -58,7 +67,9 @@ pub mod keeper;
 pub mod limits;
 pub mod linearizability;
 pub mod marathon;
+pub mod masters;
 pub mod observe;
+pub mod standbys;
 
 // Linked for `keep_freed_memory`, whichever binary or test uses this crate.
 extern crate mimalloc;
@@ -71,6 +82,7 @@ use serde::Serialize;
 pub use cluster::{Cluster, ClusterConfig, FrameworkKind, MasterPathCounts};
 pub use error::SimError;
 pub use faults::{FaultInjector, FaultLevel, FaultLog, FaultPlan};
+pub use masters::GroupStats;
 pub use observe::{InjectedBug, Violation};
 
 use crate::limits::DURATION_MAX;
@@ -111,6 +123,13 @@ pub struct SimOptions {
     /// Leave the cluster allocated at the end instead of freeing it: for a process that exits
     /// right after the run (freeing a million simulated tasks takes seconds).
     pub leak_at_end: bool,
+    /// Masters: 1, a master alone (the default); 3 or 5, a group on a replicated log.
+    pub masters: usize,
+    /// Instances of the real Marathon (`--marathons`): 1 alone; more as leader + standbys
+    /// (with a group of masters).
+    pub marathons: usize,
+    /// Instances of the real Chronos (`--chronoses`), as for [`SimOptions::marathons`].
+    pub chronoses: usize,
 }
 
 /// Events per running task that must pass between two global checks (see
@@ -134,6 +153,9 @@ impl Default for SimOptions {
             marathon_apps: 0,
             chronos_jobs: 0,
             leak_at_end: false,
+            masters: 1,
+            marathons: 1,
+            chronoses: 1,
         }
     }
 }
@@ -143,6 +165,8 @@ impl Default for SimOptions {
 pub struct SimReport {
     /// The seed.
     pub seed: u64,
+    /// Masters (1: a master alone; more: a group).
+    pub masters: usize,
     /// Slaves.
     pub slaves: usize,
     /// Frameworks.
@@ -189,6 +213,11 @@ pub struct SimReport {
     /// Rare master paths the run took (e.g. slaves re-registering over-committed after a
     /// shrink), counted over every master of the run.
     pub master_paths: MasterPathCounts,
+    /// What the checks of a group of masters saw (None with one master).
+    pub group: Option<GroupStats>,
+    /// What the checks of Marathon and Chronos as leader + standbys saw (None when each
+    /// runs alone).
+    pub standbys: Option<standbys::StandbyStats>,
     /// Broken invariants (empty when the run passed).
     pub invariant_violations: Vec<Violation>,
     /// Suspicious events that break no invariant by themselves (e.g. a slave reusing a status
@@ -252,10 +281,8 @@ impl Runner {
         while self.now() < until {
             // At most a simulated second at a time, to notice the fill moment.
             let step = (until - self.now()).min(Duration::from_secs(1));
+            self.cluster.run_checked(step);
             let ledger = self.cluster.ledger.clone();
-            self.cluster
-                .sim
-                .run_until_condition(step, |_| ledger.violation_count() > 0);
             if std::env::var_os("PLATEAU_SIM_DEBUG").is_some() {
                 let st = self.cluster.sim.stats().clone();
                 eprintln!(
@@ -305,6 +332,7 @@ impl Runner {
 fn failed_report(options: &SimOptions, plan: FaultPlan, error: String) -> SimReport {
     SimReport {
         seed: options.seed,
+        masters: options.masters,
         slaves: options.slaves,
         frameworks: options.frameworks,
         apps: options.apps,
@@ -327,6 +355,8 @@ fn failed_report(options: &SimOptions, plan: FaultPlan, error: String) -> SimRep
         fault_plan: plan,
         faults_injected: FaultLog::default(),
         master_paths: MasterPathCounts::default(),
+        group: None,
+        standbys: None,
         invariant_violations: Vec::new(),
         warnings: Vec::new(),
         error: Some(error),
@@ -349,6 +379,9 @@ pub fn cluster_config(options: &SimOptions) -> (ClusterConfig, FaultPlan) {
     config.bug = options.bug;
     config.marathon_apps = options.marathon_apps;
     config.chronos_jobs = options.chronos_jobs;
+    config.masters = options.masters;
+    config.marathons = options.marathons;
+    config.chronoses = options.chronoses;
     (config, plan)
 }
 
@@ -375,6 +408,7 @@ pub fn run(options: SimOptions) -> SimReport {
         options.seed,
         options.slaves,
         cluster.framework_count(),
+        cluster.master_count(),
     );
     let mut runner = Runner {
         cluster,
@@ -403,6 +437,13 @@ pub fn run(options: SimOptions) -> SimReport {
             cluster, injector, ..
         } = &mut runner;
         injector.inject_due(cluster, now);
+        if cluster.ledger.violation_count() > 0 {
+            // A check made after a fault (the group's) found something.
+            let found = cluster.ledger.take_violations();
+            runner.collect(found);
+            ok = false;
+            break;
+        }
         if now >= next_check {
             next_check = now + options.check_every;
             let events = runner.cluster.sim.stats().events;
@@ -481,6 +522,11 @@ pub fn run(options: SimOptions) -> SimReport {
     let leak = options.leak_at_end;
     let tasks_launched = runner.cluster.ledger.tasks_launched();
     let master_paths = runner.cluster.master_path_counts();
+    let group = runner
+        .cluster
+        .watch
+        .as_ref()
+        .map(masters::GroupWatch::stats);
     let (chronos_launches, chronos_instants_run) = runner
         .cluster
         .chronos_witness
@@ -488,6 +534,7 @@ pub fn run(options: SimOptions) -> SimReport {
         .map_or((0, 0), |w| (w.launches(), w.scheduled_runs()));
     let report = SimReport {
         seed: options.seed,
+        masters: options.masters,
         slaves: options.slaves,
         frameworks: options.frameworks,
         apps: options.apps,
@@ -510,6 +557,12 @@ pub fn run(options: SimOptions) -> SimReport {
         fault_plan: plan,
         faults_injected: runner.injector.log().clone(),
         master_paths,
+        group,
+        standbys: runner
+            .cluster
+            .standbys
+            .as_ref()
+            .map(standbys::StandbyWatch::stats),
         invariant_violations: std::mem::take(&mut runner.violations),
         warnings: std::mem::take(&mut runner.warnings),
         error: None,
@@ -591,30 +644,47 @@ pub fn check_determinism_in_children(
 pub struct FailoverReport {
     /// The seed.
     pub seed: u64,
+    /// Masters (1: the master is restarted at once; more: the acting one is crashed and the
+    /// others elect a new one).
+    pub masters: usize,
     /// Slaves.
     pub slaves: usize,
     /// Tasks running when the master crashed.
     pub tasks: usize,
-    /// Simulated seconds (1 ms resolution) from the crash (and immediate restart) until every
-    /// slave was re-registered with the new master, worst of [`FAILOVER_ROUNDS`] failovers.
+    /// Simulated seconds (1 ms resolution) from the crash until a master acted again (the
+    /// restarted one, or a newly elected one), worst of [`FAILOVER_ROUNDS`] failovers.
+    pub acting_after_secs: Option<f64>,
+    /// Simulated seconds from the crash until every slave was re-registered with the acting
+    /// master, worst of [`FAILOVER_ROUNDS`] failovers.
     pub reregistered_after_secs: Option<f64>,
-    /// Simulated seconds until the new master knew every running task (worst).
+    /// Simulated seconds until the acting master knew every running task (worst).
     pub tasks_known_after_secs: Option<f64>,
+    /// Each failover's time until a master acted.
+    pub acting_each_secs: Vec<Option<f64>>,
     /// Each failover's re-registration time.
     pub reregistered_each_secs: Vec<Option<f64>>,
+    /// Each failover's time until every task was known.
+    pub tasks_known_each_secs: Vec<Option<f64>>,
     /// Wall seconds the failover phase took to simulate.
     pub wall_seconds: f64,
     /// Peak resident memory, bytes.
     pub peak_rss_bytes: u64,
 }
 
-/// Fills a cluster of `slaves` slaves with `apps × instances` tasks (no faults), then crashes
-/// the master and restarts it at once, and measures how long (simulated) until every slave
-/// re-registered. A slave learns of the crash from its link's `exited` (the runtime's link
-/// timeout, 1 s, standing for the transport's idle timeout) or, sooner, from the new master's
-/// answer to its next heartbeat (a re-registration request).
+/// Fills a cluster of `slaves` slaves with `apps × instances` tasks (no faults), then fails
+/// the master over [`FAILOVER_ROUNDS`] times and measures how long (simulated) until a master
+/// acts again, every slave re-registered with it and it knows every running task.
+///
+/// With one master (`masters` = 1) the master is crashed and restarted at once, on its
+/// registry. A slave learns of the crash from its link's `exited` (the runtime's link
+/// timeout, standing for the transport's idle timeout) or, sooner, from the restarted
+/// master's answer to its next heartbeat (a re-registration request). With a group, the
+/// acting master is crashed and stays down while the others elect a new leader, which tells
+/// every slave and framework of its registry (`NewMasterDetectedMessage`); the crashed one is
+/// restarted (as a follower) after the round.
 pub fn measure_failover(
     seed: u64,
+    masters: usize,
     slaves: usize,
     frameworks: usize,
     apps: usize,
@@ -622,6 +692,7 @@ pub fn measure_failover(
 ) -> Result<FailoverReport, SimError> {
     let options = SimOptions {
         seed,
+        masters,
         slaves,
         frameworks,
         apps,
@@ -653,34 +724,45 @@ pub fn measure_failover(
     let tasks = ledger.running_count();
     let wall = std::time::Instant::now(); // determinism-ok: measurement only
     let all = cluster.slaves.len();
-    let upid = cluster.master.upid.clone();
+    let mut acting_each = Vec::new();
     let mut reregistered_each = Vec::new();
     let mut known_each = Vec::new();
     // Four failovers, each a quarter of a heartbeat interval later in the heartbeat phase, so
     // that the worst case (a crash just after the slaves' heartbeats) is among them.
     for round in 0..FAILOVER_ROUNDS {
         let crash_at = cluster.sim.now();
-        cluster.crash_master();
-        cluster.restart_master();
+        let crashed = cluster
+            .acting_master()
+            .ok_or_else(|| SimError::Config("no master acts before the failover".into()))?;
+        cluster.crash_master(crashed);
+        if masters == 1 {
+            cluster.restart_master(crashed);
+        }
+        let mut acting = None;
         let mut reregistered = None;
         let mut known = None;
         loop {
             cluster.sim.run_for(Duration::from_millis(1));
-            let (connected, active) = cluster
-                .sim
-                .inspect(&upid, |m: &plateau_master::MasterProcess| {
-                    m.try_core().map(|c| {
-                        let connected = c
-                            .slaves()
-                            .values()
-                            .filter(|s| s.status == plateau_master::core::SlaveStatus::Connected)
-                            .count();
-                        (connected, c.tasks().len())
-                    })
-                })
-                .flatten()
-                .unwrap_or((0, 0));
             let since = cluster.sim.now().saturating_duration_since(crash_at);
+            let Some(k) = cluster.acting_master() else {
+                if since > Duration::from_secs(120) {
+                    break;
+                }
+                continue;
+            };
+            if acting.is_none() {
+                acting = Some(since.as_secs_f64());
+            }
+            let (connected, active) = cluster
+                .with_master_core(k, |c| {
+                    let connected = c
+                        .slaves()
+                        .values()
+                        .filter(|s| s.status == plateau_master::core::SlaveStatus::Connected)
+                        .count();
+                    (connected, c.tasks().len())
+                })
+                .unwrap_or((0, 0));
             if reregistered.is_none() && connected == all {
                 reregistered = Some(since.as_secs_f64());
             }
@@ -691,8 +773,12 @@ pub fn measure_failover(
                 break;
             }
         }
+        acting_each.push(acting);
         reregistered_each.push(reregistered);
         known_each.push(known);
+        if !cluster.is_master_up(crashed) {
+            cluster.restart_master(crashed);
+        }
         // Settle, then move the next crash a quarter interval further in the phase.
         let settle = Duration::from_secs(5) + Duration::from_millis(250 * (round as u64 + 1));
         let next =
@@ -704,11 +790,15 @@ pub fn measure_failover(
     };
     Ok(FailoverReport {
         seed,
+        masters,
         slaves,
         tasks,
+        acting_after_secs: worst(&acting_each),
         reregistered_after_secs: worst(&reregistered_each),
         tasks_known_after_secs: worst(&known_each),
+        acting_each_secs: acting_each,
         reregistered_each_secs: reregistered_each,
+        tasks_known_each_secs: known_each,
         wall_seconds: wall.elapsed().as_secs_f64(), // determinism-ok: measurement only
         peak_rss_bytes: peak_rss_bytes(),
     })
@@ -769,8 +859,8 @@ pub enum DeterminismMode {
     Children,
 }
 
-const USAGE: &str = "usage: plateau sim [--seed S] [--slaves N] [--frameworks F] [--apps A] \
-[--instances K] [--marathon-apps M] [--chronos-jobs C] [--duration 10m] [--faults none|default|heavy] [--check-every 10s] \
+const USAGE: &str = "usage: plateau sim [--seed S] [--masters 1|3|5] [--slaves N] [--frameworks F] [--apps A] \
+[--instances K] [--marathon-apps M] [--marathons 1|2|3] [--chronos-jobs C] [--chronoses 1|2|3] [--duration 10m] [--faults none|default|heavy] [--check-every 10s] \
 [--converge-within 5m] [--no-converge] [--json] [--check-determinism[=child]] [--measure-failover]";
 
 /// Parses the flags of `plateau sim` (without the subcommand name).
@@ -801,6 +891,9 @@ pub fn parse_args(args: &[String]) -> Result<CliArgs, String> {
                 o.seed = number("--seed", value("--seed")?)?;
                 cli.seed_given = true;
             }
+            "--masters" => o.masters = number("--masters", value("--masters")?)? as usize,
+            "--marathons" => o.marathons = number("--marathons", value("--marathons")?)? as usize,
+            "--chronoses" => o.chronoses = number("--chronoses", value("--chronoses")?)? as usize,
             "--slaves" => o.slaves = number("--slaves", value("--slaves")?)? as usize,
             "--frameworks" => {
                 o.frameworks = number("--frameworks", value("--frameworks")?)? as usize
@@ -843,6 +936,12 @@ pub fn parse_args(args: &[String]) -> Result<CliArgs, String> {
     if cli.options.check_every.is_zero() {
         return Err("--check-every must be positive".into());
     }
+    if cli.options.masters == 0 || cli.options.masters > limits::MASTERS_MAX {
+        return Err(format!(
+            "--masters must be 1..={} (1: a master alone; 3 or 5: a group)",
+            limits::MASTERS_MAX
+        ));
+    }
     if !instances_given {
         // Without --instances: about 100 tasks per slave in all (Nomad's C1M shape: the
         // 10,000-slave, 2,000-app run places 1,000,000 tasks), at least one per app.
@@ -867,8 +966,13 @@ fn os_seed() -> u64 {
 }
 
 fn print_human(report: &SimReport) {
+    let masters = if report.masters == 1 {
+        "1 master".to_string()
+    } else {
+        format!("a group of {} masters", report.masters)
+    };
     println!(
-        "seed {}: {} slaves, {} frameworks, {} apps x {} instances",
+        "seed {}: {masters}, {} slaves, {} frameworks, {} apps x {} instances",
         report.seed, report.slaves, report.frameworks, report.apps, report.instances
     );
     if report.marathon_apps > 0 || report.chronos_jobs > 0 {
@@ -907,11 +1011,47 @@ fn print_human(report: &SimReport) {
         p.slave_shrinks_per_hour,
         p.slave_shrunk_secs_max
     );
+    if report.masters > 1 {
+        let g = &p.group;
+        println!(
+            "group faults: leader crashes {:.1}/h, follower crashes {:.1}/h (down <= {} s), \
+             leader isolations {:.1}/h, minority partitions {:.1}/h (<= {} s), leader pauses \
+             {:.1}/h (<= {} ms)",
+            g.leader_crashes_per_hour,
+            g.follower_crashes_per_hour,
+            g.master_down_secs_max,
+            g.leader_isolations_per_hour,
+            g.minority_partitions_per_hour,
+            g.master_partition_secs_max,
+            g.leader_pauses_per_hour,
+            g.leader_pause_ms_max
+        );
+    }
     for event in &report.faults_injected.events {
         println!("  [{:>10.3} s] {}", event.at_secs, event.what);
     }
     println!("injected: {:?}", report.faults_injected.counts);
     println!("master paths: {:?}", report.master_paths);
+    if let Some(g) = &report.group {
+        println!(
+            "group checks: {} terms with a leader, {} offices taken, {} applied digests \
+             compared across copies (last index {}), {} acknowledged registrations checked, \
+             {} fenced framework calls checked against the newest epoch",
+            g.leader_terms,
+            g.offices_taken,
+            g.digests_compared,
+            g.last_applied_index,
+            g.registrations_checked,
+            g.fenced_calls_checked
+        );
+    }
+    if let Some(s) = &report.standbys {
+        println!(
+            "leader + standbys: {} Marathons ({} times one took the lead), {} Chronoses ({} \
+             times), at most one of each acting checked {} times",
+            s.marathons, s.marathon_leaders, s.chronoses, s.chronos_leaders, s.checks
+        );
+    }
     println!(
         "{:.1} simulated s in {:.2} wall s ({:.0}x real time), {} events, {} tasks launched \
          ({:.0} placements/wall s), trace {:016x}, peak RSS {} MB",
@@ -992,7 +1132,14 @@ pub fn cli_main(args: &[String]) -> i32 {
     }
     let o = cli.options.clone();
     if cli.measure_failover {
-        return match measure_failover(o.seed, o.slaves, o.frameworks, o.apps, o.instances) {
+        return match measure_failover(
+            o.seed,
+            o.masters,
+            o.slaves,
+            o.frameworks,
+            o.apps,
+            o.instances,
+        ) {
             Ok(r) => {
                 if cli.json {
                     println!("{}", serde_json::to_string(&r).unwrap_or_default());

@@ -2,6 +2,17 @@
 
 use std::time::Duration;
 
+/// Most masters one simulated cluster has (a group of 7 at most, as the detector takes).
+pub const MASTERS_MAX: usize = 7;
+
+/// Terms whose leader the group checks remember (the oldest are forgotten beyond it).
+pub const GROUP_TERMS_KEPT_MAX: usize = 4_096;
+
+/// Log indexes whose applied digest the group checks remember (the oldest are forgotten
+/// beyond it): a copy that diverged is caught when it applies an index another copy applied
+/// within this window.
+pub const GROUP_DIGESTS_KEPT_MAX: usize = 1 << 16;
+
 /// Most slaves one simulated cluster has (addresses are `10.<a>.<b>.<c>`).
 pub const SLAVES_MAX: usize = 100_000;
 
@@ -50,3 +61,10 @@ pub const LINEARIZABILITY_STEPS_MAX: u64 = 10_000_000;
 /// Most memoized (linearized set, state) pairs for one partition; beyond it the check is
 /// undecided (bounds the checker's memory).
 pub const LINEARIZABILITY_CACHE_ENTRIES_MAX: usize = 1_000_000;
+
+/// Instances of Marathon or of Chronos in a simulated cluster (leader + standbys).
+pub const STANDBYS_MAX: usize = 3;
+
+/// How long the harness waits (simulated ms) for a framework's leader to be elected, and then
+/// for the answers to what it posted there, before it counts nothing as acknowledged.
+pub const STANDBY_ELECTION_WAIT_MS_MAX: u64 = 60_000;

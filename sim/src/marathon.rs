@@ -30,16 +30,14 @@
 
 use std::collections::BTreeMap;
 
-use plateau_marathon::scheduler::{ApiCaller, MarathonConfig, MarathonScheduler};
+use plateau_marathon::scheduler::{ApiAnswer, ApiCaller, MarathonConfig, MarathonScheduler};
 use plateau_marathon::store::MemoryStore;
 use plateau_runtime::{Handlers, Rng, Upid};
-use plateau_sdk::SchedulerDriver;
+use plateau_sdk::{Masters, SchedulerDriver};
 use serde_json::{json, Value};
 
 use crate::invariants::Failure;
 
-/// Marathon's reconciliation interval in the simulator (`--reconciliation_interval`).
-pub const RECONCILIATION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 use crate::observe::{InjectedBug, Ledger, Observed, SimScheduler};
 
 /// Process name of Marathon's scheduler.
@@ -126,6 +124,9 @@ pub struct MarathonNodeConfig {
     pub apps: Vec<MarathonAppSpec>,
     /// Its disk (shared with every incarnation of the node).
     pub store: MemoryStore,
+    /// One of several instances (leader + standbys, [`crate::standbys`]): the state in the
+    /// masters' coordination store instead of `store`.
+    pub ha: bool,
 }
 
 /// Draws `count` apps for a cluster of `slaves` slaves over `racks` racks (slave `i` is on
@@ -172,32 +173,71 @@ pub fn draw_apps(
         .collect()
 }
 
-/// The Marathon driver process on `store`, registering with `master`.
+/// The Marathon driver process on `store`, registering with whichever of `masters` leads.
 pub fn process(
     config: &MarathonNodeConfig,
     hostname: &str,
-    master: &Upid,
+    masters: &Masters,
     ledger: &Ledger,
     bug: Option<InjectedBug>,
 ) -> MarathonProcess {
     let marathon_config = MarathonConfig {
         framework_name: config.name.clone(),
         hostname: hostname.to_string(),
-        master: format!("{}:{}", master.host, master.port),
-        // Master-generated updates (a re-registered slave's tasks) are not retried, so a lost
-        // one leaves a surplus task unnoticed until the next reconciliation: Marathon's 600 s
-        // default is longer than the convergence bound.
-        reconciliation_interval: RECONCILIATION_INTERVAL,
+        master: masters
+            .as_slice()
+            .iter()
+            .map(|m| format!("{}:{}", m.host, m.port))
+            .collect::<Vec<_>>()
+            .join(","),
         ..MarathonConfig::default()
     };
+    if config.ha && bug != Some(InjectedBug::MarathonWithoutElection) {
+        let scheduler = MarathonScheduler::standby(marathon_config);
+        let leader = plateau_marathon::replicated::leader_config(
+            &config.name,
+            &scheduler.advertised_address(),
+            plateau_marathon::limits::LEADER_SESSION_TTL_DEFAULT,
+        );
+        let info = scheduler.framework_info();
+        return SchedulerDriver::with_masters(
+            info,
+            masters.clone(),
+            Observed::new(scheduler, ledger.clone(), bug),
+        )
+        .with_leader_election(leader);
+    }
     let scheduler = MarathonScheduler::new(marathon_config, Box::new(config.store.clone()))
         .expect("an in-memory Marathon store always loads");
     let info = scheduler.framework_info();
-    SchedulerDriver::new(
+    SchedulerDriver::with_masters(
         info,
-        master.clone(),
+        masters.clone(),
         Observed::new(scheduler, ledger.clone(), bug),
     )
+}
+
+/// Posts `app` to the leading Marathon `upid` (leader + standbys): its answer, which waits
+/// for the app's writes to commit; None when the instance does not serve the API.
+pub fn post_app_to_leader(
+    sim: &mut plateau_runtime::sim::Sim,
+    upid: &Upid,
+    app: &MarathonAppSpec,
+    bug: Option<InjectedBug>,
+) -> Option<ApiAnswer> {
+    let body = app.body(bug).to_string().into_bytes();
+    sim.call(upid, move |p: &mut MarathonProcess, ctx| {
+        let (s, mut d) = p.scheduler_and_driver(ctx);
+        let m = s.inner_mut();
+        if !m.serves_api() {
+            return None;
+        }
+        let response = m.create_app(&mut d, &ApiCaller::default(), &body, false);
+        let answer = m.answer(&mut d, response);
+        m.flush_routes(&mut d);
+        Some(answer)
+    })
+    .flatten()
 }
 
 /// Posts `app` to the Marathon process `upid`; true when Marathon acknowledged it (201).

@@ -27,11 +27,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use plateau_master::coord::FencingToken;
 use plateau_master::ids::{FrameworkId, TaskId};
 use plateau_master::messages::{Reason, TaskState, TaskStatus};
 use plateau_master::resources::Resources;
 use plateau_runtime::rng::{LookupMap, LookupSet};
 use plateau_runtime::{Handlers, Upid};
+use plateau_sdk::coord::{ClientEvent, WriteId};
 use plateau_sdk::{Driver, Offer, OfferId, Scheduler, SchedulerDriver, SlaveId};
 use plateau_slave::checkpoint::{
     Checkpoint, CheckpointStore, FrameworkRecord, MemoryCheckpoint, SlaveRecord, TaskRecordRef,
@@ -60,6 +62,13 @@ pub enum InjectedBug {
     /// dropped), so the intent on disk stays "pending": a restarted Chronos launches the run
     /// again.
     ChronosForgetsIntent,
+    /// The masters' disks do not survive a crash (a data directory on a tmpfs): a master
+    /// restarts empty and, as on its first start, bootstraps its group again. A group whose
+    /// majority restarts so forgets what it committed.
+    MasterDiskNotDurable,
+    /// The instances of Marathon are started without leader election (how a second Marathon
+    /// ran before high availability): each registers and acts on its own.
+    MarathonWithoutElection,
 }
 
 /// A broken invariant.
@@ -111,6 +120,14 @@ struct LedgerState {
     warnings: Vec<(String, String)>,
     tasks_launched: u64,
     statuses_received: u64,
+    /// The id each machine's slave was last told it registered with (and wrote down), by
+    /// machine.
+    acked_slaves: Vec<Option<SlaveId>>,
+    /// Machines whose slave wrote down a new id since [`Ledger::take_new_acks`], when
+    /// registrations are tracked.
+    new_acks: Vec<usize>,
+    /// True when new registrations are queued for the group checks.
+    track_registrations: bool,
 }
 
 /// The app of a task id `<app>.<n>` (an id without a dot is its own app).
@@ -123,6 +140,9 @@ pub fn app_of(task_id: &str) -> &str {
 pub struct Ledger {
     state: Arc<Mutex<LedgerState>>,
     found: Arc<AtomicUsize>,
+    /// Length of `LedgerState::new_acks` (read at every event of a group run, without the
+    /// lock).
+    new_acks: Arc<AtomicUsize>,
 }
 
 impl Ledger {
@@ -145,6 +165,53 @@ impl Ledger {
             advertised,
             ..MachineBooks::default()
         });
+        s.acked_slaves.push(None);
+    }
+
+    /// From now on, queue every registration a slave writes down for
+    /// [`Ledger::take_new_acks`] (the group checks).
+    pub fn track_registrations(&self) {
+        self.lock().track_registrations = true;
+    }
+
+    /// Registrations written down since the last call (cheap: no lock).
+    pub fn new_ack_count(&self) -> usize {
+        self.new_acks.load(Ordering::Relaxed)
+    }
+
+    /// The registrations slaves wrote down since the last call: (machine, slave id).
+    pub fn take_new_acks(&self) -> Vec<(usize, SlaveId)> {
+        let mut s = self.lock();
+        self.new_acks.store(0, Ordering::Relaxed);
+        let machines = std::mem::take(&mut s.new_acks);
+        machines
+            .into_iter()
+            .filter_map(|m| s.acked_slaves[m].clone().map(|id| (m, id)))
+            .collect()
+    }
+
+    /// The id each slave was last told it registered with: (machine, slave id).
+    pub fn acked_slaves(&self) -> Vec<(usize, SlaveId)> {
+        self.lock()
+            .acked_slaves
+            .iter()
+            .enumerate()
+            .filter_map(|(m, id)| id.clone().map(|id| (m, id)))
+            .collect()
+    }
+
+    /// Machine `machine`'s slave wrote down that the master registered it as `id` (it does so
+    /// when told, before acting on it).
+    fn on_put_slave(&self, machine: usize, id: &SlaveId) {
+        let mut s = self.lock();
+        if s.acked_slaves[machine].as_ref() == Some(id) {
+            return;
+        }
+        s.acked_slaves[machine] = Some(id.clone());
+        if s.track_registrations {
+            s.new_acks.push(machine);
+            self.new_acks.store(s.new_acks.len(), Ordering::Relaxed);
+        }
     }
 
     /// Machine `index`'s slave advertises `advertised` from now on (it restarts with it).
@@ -544,7 +611,9 @@ impl CheckpointStore for ObservedCheckpoint {
         self.inner.load()
     }
     fn put_slave(&mut self, record: &SlaveRecord) -> Result<(), SlaveError> {
-        self.inner.put_slave(record)
+        self.inner.put_slave(record)?;
+        self.ledger.on_put_slave(self.machine, &record.slave_id);
+        Ok(())
     }
     fn put_framework(&mut self, record: &FrameworkRecord) -> Result<(), SlaveError> {
         self.inner.put_framework(record)
@@ -720,6 +789,23 @@ impl<S: SimScheduler> Scheduler for Observed<S> {
     }
     fn initialize(&mut self, driver: &mut Driver<'_, '_>) {
         self.inner.initialize(driver)
+    }
+    // Leader + standbys: forwarded too, or a wrapped Marathon or Chronos would never learn
+    // that it leads.
+    fn elected(&mut self, driver: &mut Driver<'_, '_>, token: &FencingToken) {
+        self.inner.elected(driver, token)
+    }
+    fn deposed(&mut self, driver: &mut Driver<'_, '_>, why: &str) {
+        self.inner.deposed(driver, why)
+    }
+    fn leader_changed(&mut self, driver: &mut Driver<'_, '_>, leader: Option<&str>) {
+        self.inner.leader_changed(driver, leader)
+    }
+    fn committed(&mut self, driver: &mut Driver<'_, '_>, write: WriteId) {
+        self.inner.committed(driver, write)
+    }
+    fn coordination_event(&mut self, driver: &mut Driver<'_, '_>, event: &ClientEvent) {
+        self.inner.coordination_event(driver, event)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Whole-cluster simulations: a seed set with default faults (each seed run twice, trace
 //! hashes compared), injected bugs that the invariants must catch with a replayable seed, a
-//! master failover, and the command line.
+//! master failover, and the command line; the same for a group of three replicated masters
+//! (`--masters 3`), with a test per fault of the group.
 //!
 //! Sizes are chosen for a slow, shared 2-core machine in debug: 50 slaves, 2 Keeper
 //! frameworks, 10 apps of 10 instances, 10 simulated minutes of default faults, 20 seeds
@@ -10,10 +11,14 @@
 
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
 use plateau_sim::keeper::Workload;
+use plateau_sim::masters::{NO_DIVERGENCE, NO_LOST_REGISTRATION};
+use plateau_sim::standbys::ONE_ACTING_MARATHON;
 use plateau_sim::{
     check_determinism, check_determinism_in_children, measure_failover, parse_args, parse_duration,
-    run, Cluster, ClusterConfig, FaultLevel, InjectedBug, SimOptions,
+    run, Cluster, ClusterConfig, FaultLevel, InjectedBug, SimOptions, SimReport,
 };
 
 fn small(seed: u64) -> SimOptions {
@@ -180,7 +185,8 @@ fn determinism_holds_across_child_processes() {
 
 #[test]
 fn a_master_failover_reregisters_every_slave_quickly() {
-    let report = measure_failover(11, 100, 2, 10, 50).expect("the cluster fills");
+    let report = measure_failover(11, 1, 100, 2, 10, 50).expect("the cluster fills");
+    assert_eq!(report.masters, 1);
     assert_eq!(report.tasks, 500);
     let after = report
         .reregistered_after_secs
@@ -234,9 +240,15 @@ fn the_report_serializes_with_the_documented_keys() {
         "faults_injected",
         "invariant_violations",
         "peak_rss_bytes",
+        "masters",
+        "group",
     ] {
         assert!(json.get(key).is_some(), "missing key {key}: {json}");
     }
+    assert_eq!(json["masters"], 1);
+    assert!(json["group"].is_null(), "no group checks with one master");
+    assert!(json["fault_plan"]["group"]["leader_crashes_per_hour"].is_number());
+    assert!(json["faults_injected"]["counts"]["leader_crash"].is_number());
 }
 
 // ---- the real Marathon and Chronos ------------------------------------------------------------
@@ -553,4 +565,383 @@ fn freed_resources_are_offered_again_without_revives() {
     assert_eq!(live, vec![20, 20], "{counters:?}");
     // The first registration's revive, and at most a couple more.
     assert!(counters.revives <= 3, "{counters:?}");
+}
+
+// ---- a group of three replicated masters ------------------------------------------------------
+
+/// Runs `options` for each seed of `seeds` twice on two threads; the failures and the reports.
+fn check_seed_set(
+    seeds: Vec<u64>,
+    options: fn(u64) -> SimOptions,
+) -> (Vec<String>, Vec<SimReport>) {
+    let halves: Vec<Vec<u64>> = seeds
+        .chunks(seeds.len().div_ceil(2))
+        .map(<[u64]>::to_vec)
+        .collect();
+    let handles: Vec<_> = halves
+        .into_iter()
+        .map(|chunk| {
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut reports = Vec::new();
+                for seed in chunk {
+                    match check_determinism(options(seed)) {
+                        Ok(report) => {
+                            if !report.passed() {
+                                failures.push(format!(
+                                    "seed {seed}: {:?} {:?}",
+                                    report.error, report.invariant_violations
+                                ));
+                            }
+                            reports.push(report);
+                        }
+                        Err(e) => failures.push(format!("seed {seed}: {e}")),
+                    }
+                }
+                (failures, reports)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut reports = Vec::new();
+    for h in handles {
+        let (f, r) = h.join().expect("simulation thread");
+        failures.extend(f);
+        reports.extend(r);
+    }
+    (failures, reports)
+}
+
+/// A group of three masters under default faults: replay with `plateau sim --masters 3 --seed S
+/// --slaves 20 --frameworks 2 --apps 4 --instances 5 --duration 10m`.
+fn group_default(seed: u64) -> SimOptions {
+    SimOptions {
+        seed,
+        masters: 3,
+        slaves: 20,
+        frameworks: 2,
+        apps: 4,
+        instances: 5,
+        duration: Duration::from_secs(600),
+        faults: FaultLevel::Default,
+        ..SimOptions::default()
+    }
+}
+
+/// A group of three masters under heavy faults (message loss and duplication too): replay with
+/// `plateau sim --masters 3 --seed S --slaves 10 --frameworks 2 --apps 4 --instances 10
+/// --duration 2m --faults heavy`.
+fn group_heavy(seed: u64) -> SimOptions {
+    SimOptions {
+        masters: 3,
+        ..heavy_small(seed)
+    }
+}
+
+/// HA seeds checked in CI: each run twice, trace hashes compared.
+const GROUP_SEEDS: std::ops::Range<u64> = 1..7;
+
+#[test]
+fn group_seed_set_with_default_faults_keeps_every_invariant_and_replays() {
+    let (failures, reports) = check_seed_set(GROUP_SEEDS.collect(), group_default);
+    assert!(failures.is_empty(), "{failures:#?}");
+    let group_faults: u64 = reports
+        .iter()
+        .map(|r| {
+            let c = &r.faults_injected.counts;
+            c.leader_crash
+                + c.follower_crash
+                + c.leader_isolation
+                + c.minority_partition
+                + c.leader_pause
+        })
+        .sum();
+    assert!(
+        group_faults >= 10,
+        "only {group_faults} group faults over the seed set"
+    );
+    for r in &reports {
+        let g = r.group.expect("group checks ran");
+        assert_eq!(g.masters, 3);
+        // The checks are real: copies compared, registrations checked, several offices.
+        assert!(g.digests_compared > 100, "seed {}: {g:?}", r.seed);
+        assert!(g.registrations_checked > 0, "seed {}: {g:?}", r.seed);
+        assert!(r.converged_after_secs.is_some(), "seed {}", r.seed);
+    }
+    assert!(reports
+        .iter()
+        .any(|r| r.group.is_some_and(|g| g.offices_taken >= 3)));
+}
+
+#[test]
+fn group_seed_set_with_heavy_faults_keeps_every_invariant_and_replays() {
+    let (failures, reports) = check_seed_set(GROUP_SEEDS.collect(), group_heavy);
+    assert!(failures.is_empty(), "{failures:#?}");
+    let lost: u64 = reports
+        .iter()
+        .map(|r| r.faults_injected.counts.leader_crash)
+        .sum();
+    assert!(
+        lost >= 1,
+        "no acting master crashed over the heavy seed set"
+    );
+}
+
+/// One heavy run of a group with every fault of the group in it, shared by the tests of each
+/// fault (seed chosen so that each happens at least once; the run is deterministic).
+fn group_faults_run() -> &'static SimReport {
+    static REPORT: OnceLock<SimReport> = OnceLock::new();
+    REPORT.get_or_init(|| {
+        run(SimOptions {
+            duration: Duration::from_secs(900),
+            ..group_heavy(GROUP_FAULTS_SEED)
+        })
+    })
+}
+
+/// Replay with `plateau sim --masters 3 --seed 2 --slaves 10 --frameworks 2 --apps 4
+/// --instances 10 --duration 15m --faults heavy`.
+const GROUP_FAULTS_SEED: u64 = 2;
+
+fn assert_group_fault(kind: &str, count: impl Fn(&plateau_sim::faults::FaultCounts) -> u64) {
+    let report = group_faults_run();
+    assert!(
+        report.passed(),
+        "seed {GROUP_FAULTS_SEED}: {:?} {:?}",
+        report.error,
+        report.invariant_violations
+    );
+    assert!(report.converged_after_secs.is_some(), "{report:?}");
+    let n = count(&report.faults_injected.counts);
+    assert!(
+        n >= 1,
+        "no {kind} in seed {GROUP_FAULTS_SEED}: {:?}",
+        report.faults_injected.counts
+    );
+    assert!(
+        report
+            .faults_injected
+            .events
+            .iter()
+            .any(|e| e.what.contains(kind)),
+        "no '{kind}' in the fault log"
+    );
+}
+
+#[test]
+fn group_fault_the_acting_master_crashes_and_restarts() {
+    assert_group_fault("crash the acting master", |c| {
+        c.leader_crash.min(c.group_master_restart)
+    });
+    // A new master took office after it.
+    assert!(group_faults_run().group.unwrap().offices_taken >= 2);
+}
+
+#[test]
+fn group_fault_a_master_not_acting_crashes_and_restarts() {
+    assert_group_fault("(not acting)", |c| c.follower_crash);
+}
+
+#[test]
+fn group_fault_the_acting_master_is_cut_from_every_node() {
+    assert_group_fault("from every node", |c| c.leader_isolation.min(c.master_heal));
+}
+
+#[test]
+fn group_fault_a_master_is_cut_from_the_other_masters_only() {
+    assert_group_fault("from the other masters", |c| c.minority_partition);
+}
+
+#[test]
+fn group_fault_the_acting_master_is_paused_and_resumed() {
+    assert_group_fault("(SIGSTOP)", |c| c.leader_pause.min(c.master_resume));
+}
+
+#[test]
+fn group_fault_messages_are_lost_and_duplicated() {
+    let report = group_faults_run();
+    assert!(report.fault_plan.loss > 0.0 && report.fault_plan.duplicate > 0.0);
+    assert!(report.passed(), "{:?}", report.invariant_violations);
+}
+
+/// The masters' disks lose what they held at a crash (an injected bug): the whole group crashes
+/// and restarts, bootstraps again empty, and the master that takes office has lost every slave
+/// registration the old group acknowledged. Caught as it takes office, with a replayable run;
+/// the same scenario on durable disks passes.
+#[test]
+fn a_group_on_disks_that_lose_their_writes_is_caught() {
+    let scenario = |bug: Option<InjectedBug>| {
+        let mut config = ClusterConfig::new(3, 6, 1, 2, 3);
+        config.masters = 3;
+        config.bug = bug;
+        let mut cluster = Cluster::new(config).expect("starts");
+        assert!(cluster.run_checked(Duration::from_secs(10)), "fills");
+        assert_eq!(cluster.ledger.running_count(), 6);
+        for k in 0..3 {
+            cluster.crash_master(k);
+        }
+        cluster.sim.run_for(Duration::from_secs(1));
+        for k in 0..3 {
+            cluster.restart_master(k);
+        }
+        let passed = cluster.run_checked(Duration::from_secs(15));
+        (
+            passed,
+            cluster.ledger.take_violations(),
+            cluster.sim.trace_hash(),
+        )
+    };
+    let (passed, found, hash) = scenario(Some(InjectedBug::MasterDiskNotDurable));
+    assert!(!passed);
+    let (invariant, detail) = found.first().expect("a violation");
+    assert!(
+        invariant == NO_LOST_REGISTRATION || invariant == NO_DIVERGENCE,
+        "{invariant}: {detail}"
+    );
+    let (_, again, again_hash) = scenario(Some(InjectedBug::MasterDiskNotDurable));
+    assert_eq!((again, again_hash), (found, hash));
+    let (passed, found, _) = scenario(None);
+    assert!(passed, "{found:?}");
+}
+
+#[test]
+fn a_group_failover_is_measured_and_quick() {
+    let report = measure_failover(11, 3, 100, 2, 10, 50).expect("the cluster fills");
+    assert_eq!((report.masters, report.tasks), (3, 500));
+    for (what, secs) in [
+        ("a new master acts", report.acting_after_secs),
+        ("every slave re-registered", report.reregistered_after_secs),
+        ("every task known", report.tasks_known_after_secs),
+    ] {
+        let secs = secs.unwrap_or_else(|| panic!("{what}: never; {report:?}"));
+        assert!(secs <= 3.0, "{what} after {secs} s: {report:?}");
+    }
+}
+
+#[test]
+fn the_masters_flag_parses_and_bad_values_are_refused() {
+    let cli = parse_args(&["--masters".into(), "3".into()]).expect("valid");
+    assert_eq!(cli.options.masters, 3);
+    assert_eq!(parse_args(&[]).expect("valid").options.masters, 1);
+    assert!(parse_args(&["--masters".into(), "0".into()]).is_err());
+    assert!(parse_args(&["--masters".into(), "8".into()]).is_err());
+    assert!(parse_args(&["--masters".into(), "x".into()]).is_err());
+}
+
+// ---- Marathon and Chronos as leader + standbys ------------------------------------------------
+
+/// Three masters, two Marathons and two Chronoses (leader + standbys) under heavy faults:
+/// replay with `plateau sim --masters 3 --marathons 2 --chronoses 2 --seed S --slaves 10
+/// --frameworks 1 --apps 2 --instances 5 --marathon-apps 4 --chronos-jobs 4 --duration 4m
+/// --faults heavy`.
+fn standbys_heavy(seed: u64) -> SimOptions {
+    SimOptions {
+        seed,
+        masters: 3,
+        marathons: 2,
+        chronoses: 2,
+        slaves: 10,
+        frameworks: 1,
+        apps: 2,
+        instances: 5,
+        marathon_apps: 4,
+        chronos_jobs: 4,
+        duration: Duration::from_secs(240),
+        faults: FaultLevel::Heavy,
+        ..SimOptions::default()
+    }
+}
+
+/// Seeds of leader + standbys checked in CI: each run twice, trace hashes compared.
+const STANDBY_SEEDS: std::ops::Range<u64> = 1..5;
+
+#[test]
+fn standby_marathons_and_chronoses_keep_every_invariant_and_replay() {
+    let (failures, reports) = check_seed_set(STANDBY_SEEDS.collect(), standbys_heavy);
+    assert!(failures.is_empty(), "{failures:#?}");
+    for r in &reports {
+        let s = r.standbys.expect("leader + standbys checked");
+        assert_eq!((s.marathons, s.chronoses), (2, 2), "seed {}", r.seed);
+        assert!(s.checks > 100, "seed {}: {s:?}", r.seed);
+        assert!(
+            s.marathon_leaders >= 1 && s.chronos_leaders >= 1,
+            "seed {}: {s:?}",
+            r.seed
+        );
+        // The leaders registered and launched under their epochs, each call checked.
+        let g = r.group.expect("group checks ran");
+        assert!(g.fenced_calls_checked > 0, "seed {}: {g:?}", r.seed);
+        assert!(r.chronos_instants_run > 0, "seed {}", r.seed);
+        assert!(r.converged_after_secs.is_some(), "seed {}", r.seed);
+    }
+    // Leaders crashed and standbys took over, for both frameworks, over the set.
+    let crashed = |who: &str| {
+        reports.iter().any(|r| {
+            r.faults_injected
+                .events
+                .iter()
+                .any(|e| e.what.starts_with(&format!("crash the acting {who}")))
+        })
+    };
+    assert!(crashed("marathon") && crashed("chronos"));
+    assert!(reports
+        .iter()
+        .any(|r| r.standbys.is_some_and(|s| s.marathon_leaders >= 2)));
+    assert!(reports
+        .iter()
+        .any(|r| r.standbys.is_some_and(|s| s.chronos_leaders >= 2)));
+}
+
+#[test]
+fn standbys_need_a_group_of_masters_and_parse() {
+    let cli = parse_args(&[
+        "--masters".into(),
+        "3".into(),
+        "--marathons".into(),
+        "2".into(),
+        "--chronoses".into(),
+        "3".into(),
+    ])
+    .expect("valid");
+    assert_eq!((cli.options.marathons, cli.options.chronoses), (2, 3));
+    let defaults = parse_args(&[]).expect("valid").options;
+    assert_eq!((defaults.marathons, defaults.chronoses), (1, 1));
+    let mut config = ClusterConfig::new(1, 2, 0, 0, 1);
+    config.marathons = 2;
+    assert!(
+        Cluster::new(config.clone()).is_err(),
+        "standbys without a group"
+    );
+    config.masters = 3;
+    config.marathons = 4;
+    assert!(Cluster::new(config).is_err(), "more than the limit");
+}
+
+/// Two Marathons started without leader election (an injected bug: how a second Marathon ran
+/// before high availability) both act: caught, the same violation and trace hash twice; the
+/// same cluster with leader election passes.
+#[test]
+fn two_marathons_without_leader_election_are_caught() {
+    let scenario = |bug: Option<InjectedBug>| {
+        let mut config = ClusterConfig::new(5, 3, 0, 0, 1);
+        config.masters = 3;
+        config.marathon_apps = 2;
+        config.marathons = 2;
+        config.bug = bug;
+        let mut cluster = Cluster::new(config).expect("starts");
+        let passed = cluster.run_checked(Duration::from_secs(30));
+        (
+            passed,
+            cluster.ledger.take_violations(),
+            cluster.sim.trace_hash(),
+        )
+    };
+    let (passed, found, hash) = scenario(Some(InjectedBug::MarathonWithoutElection));
+    assert!(!passed);
+    let (invariant, detail) = found.first().expect("a violation");
+    assert_eq!(invariant, ONE_ACTING_MARATHON, "{detail}");
+    let (_, again, again_hash) = scenario(Some(InjectedBug::MarathonWithoutElection));
+    assert_eq!((again, again_hash), (found, hash));
+    let (passed, found, _) = scenario(None);
+    assert!(passed, "{found:?}");
 }
