@@ -459,6 +459,18 @@ impl MasterProcess {
         }
     }
 
+    /// True for a group member that leads its replica's term without acting (taking office,
+    /// or its lease lapsed): it does not answer coordination clients, as it does not redirect
+    /// (they retry after their timeout). "Not the leader, no one leads" from the leader of the
+    /// term would send a client that another member told it leads straight back to it, with
+    /// the same answer — a loop that burned a request's attempts in an instant.
+    fn leads_without_acting(&mut self, ctx: &mut Context<'_>) -> bool {
+        if self.is_acting(ctx) {
+            return false;
+        }
+        matches!(&self.store, Store::Group(group) if group.replica.status().role == Role::Leader)
+    }
+
     /// The hint to answer a coordination client with, or None when this master serves it.
     fn coord_hint(&mut self, ctx: &mut Context<'_>) -> Option<LeaderHint> {
         if self.is_acting(ctx) {
@@ -473,6 +485,9 @@ impl MasterProcess {
     }
 
     fn on_coord_request(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: CoordRequestMessage) {
+        if self.leads_without_acting(ctx) {
+            return;
+        }
         let hint = self.coord_hint(ctx);
         match &mut self.store {
             Store::Group(group) => {
@@ -495,6 +510,9 @@ impl MasterProcess {
     }
 
     fn on_keep_alive(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: LeaseKeepAliveMessage) {
+        if self.leads_without_acting(ctx) {
+            return;
+        }
         let hint = self.coord_hint(ctx);
         match &mut self.store {
             Store::Group(group) => group.coord.handle_keep_alive(ctx, hint, from, msg),
@@ -512,6 +530,9 @@ impl MasterProcess {
     }
 
     fn on_watch(&mut self, ctx: &mut Context<'_>, from: &Upid, msg: WatchMessage) {
+        if self.leads_without_acting(ctx) {
+            return;
+        }
         let hint = self.coord_hint(ctx);
         match &mut self.store {
             Store::Group(group) => group.coord.handle_watch(ctx, hint, from, msg),
