@@ -51,6 +51,38 @@ pub struct FailoverReport {
     pub scheduled_runs_checked: u64,
 }
 
+impl std::fmt::Display for FailoverReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "kill -9 of the leader to a replacement (targets: master 3 s, Marathon and Chronos 5 s)")?;
+        writeln!(
+            f,
+            "  master    {:>6} ms  (new leader elected, every slave re-registered)",
+            self.master_failover_ms
+        )?;
+        writeln!(
+            f,
+            "  Marathon  {:>6} ms  (a standby answers a write as leader)",
+            self.marathon_failover_ms
+        )?;
+        writeln!(
+            f,
+            "  Chronos   {:>6} ms  (a standby answers a write as leader)",
+            self.chronos_failover_ms
+        )?;
+        writeln!(
+            f,
+            "lost acknowledged writes  {} of {}",
+            self.lost_acknowledged_writes, self.acknowledged_writes
+        )?;
+        writeln!(f, "duplicate tasks           {}", self.duplicate_tasks)?;
+        write!(
+            f,
+            "missed, duplicated runs   {}, {} of {} scheduled instants",
+            self.missed_runs, self.duplicated_runs, self.scheduled_runs_checked
+        )
+    }
+}
+
 const APP_INSTANCES: u64 = 20;
 const JOBS: usize = 20;
 const JOB_PERIOD: Duration = Duration::from_secs(10);

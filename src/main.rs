@@ -398,7 +398,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // openraft logs ordinary events (a vote that lost, a peer down) as warnings and
+                // errors, several a second while a master is down; the replica and the master
+                // log what an operator needs. `RUST_LOG=warn,openraft=info` shows it all.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=off")),
         )
         .with_writer(std::io::stderr)
         .with_timer(LogTime)
@@ -646,7 +649,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if json {
                     println!("{}", serde_json::to_string(&report)?);
                 } else {
-                    println!("{report:#?}");
+                    println!("{report}");
                 }
             }
             BenchCommand::Runtime { json, messages } => {

@@ -671,6 +671,46 @@ pub struct FailoverReport {
     pub peak_rss_bytes: u64,
 }
 
+impl std::fmt::Display for FailoverReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = |v: Option<f64>| v.map_or("never".to_string(), |s| format!("{s:.3} s"));
+        let each = |v: &[Option<f64>]| v.iter().map(|s| secs(*s)).collect::<Vec<_>>().join(", ");
+        writeln!(
+            f,
+            "failover of the acting master: {} masters, {} slaves, {} tasks, seed {}; worst of {} (simulated time from the crash)",
+            self.masters,
+            self.slaves,
+            self.tasks,
+            self.seed,
+            self.acting_each_secs.len()
+        )?;
+        writeln!(
+            f,
+            "  a master acting again      {}  (each: {})",
+            secs(self.acting_after_secs),
+            each(&self.acting_each_secs)
+        )?;
+        writeln!(
+            f,
+            "  every slave re-registered  {}  (each: {})",
+            secs(self.reregistered_after_secs),
+            each(&self.reregistered_each_secs)
+        )?;
+        writeln!(
+            f,
+            "  every task known           {}  (each: {})",
+            secs(self.tasks_known_after_secs),
+            each(&self.tasks_known_each_secs)
+        )?;
+        write!(
+            f,
+            "simulated in {:.1} s wall, peak memory {:.2} GB",
+            self.wall_seconds,
+            self.peak_rss_bytes as f64 / 1e9
+        )
+    }
+}
+
 /// Fills a cluster of `slaves` slaves with `apps × instances` tasks (no faults), then fails
 /// the master over [`FAILOVER_ROUNDS`] times and measures how long (simulated) until a master
 /// acts again, every slave re-registered with it and it knows every running task.
@@ -1144,7 +1184,7 @@ pub fn cli_main(args: &[String]) -> i32 {
                 if cli.json {
                     println!("{}", serde_json::to_string(&r).unwrap_or_default());
                 } else {
-                    println!("{r:#?}");
+                    println!("{r}");
                 }
                 i32::from(r.reregistered_after_secs.is_none())
             }
