@@ -431,8 +431,6 @@ impl Cluster {
                 up: true,
             });
         }
-        let next_addr =
-            |j: usize, port: u16| NodeAddr::new(format!("10.250.{}.{}", j / 256, j % 256), port);
         let mut standbys = StandbyWatch::default();
         let mut has_standbys = false;
         if config.marathon_apps > 0 {
@@ -443,25 +441,20 @@ impl Cluster {
                 racks,
                 config.bug,
             );
-            let mut instances = Vec::new();
-            for _ in 0..config.marathons {
-                let addr = next_addr(frameworks.len(), 8080);
-                sim.add_node(addr.clone());
-                let upid = Upid::new(MARATHON_PROCESS_NAME, &addr);
-                instances.push((sim.node_index(&addr).expect("just added"), upid.clone()));
-                frameworks.push(FrameworkNode {
-                    kind: FrameworkKind::Marathon(MarathonNodeConfig {
+            let instances = add_framework_instances(
+                &mut sim,
+                &mut frameworks,
+                config.marathons,
+                (MARATHON_PROCESS_NAME, 8080),
+                || {
+                    FrameworkKind::Marathon(MarathonNodeConfig {
                         name: "marathon".into(),
                         apps: apps.clone(),
                         store: plateau_marathon::store::MemoryStore::new(),
                         ha: config.marathons > 1,
-                    }),
-                    upid,
-                    addr,
-                    disk: KeeperDisk::new(),
-                    up: true,
-                });
-            }
+                    })
+                },
+            );
             if config.marathons > 1 {
                 standbys.add(StandbyKind::Marathon, instances);
                 has_standbys = true;
@@ -471,25 +464,20 @@ impl Cluster {
         if config.chronos_jobs > 0 {
             let jobs =
                 crate::chronos::draw_jobs(config.seed, config.chronos_jobs, sim.wall_clock());
-            let mut instances = Vec::new();
-            for _ in 0..config.chronoses {
-                let addr = next_addr(frameworks.len(), 4400);
-                sim.add_node(addr.clone());
-                let upid = Upid::new(CHRONOS_PROCESS_NAME, &addr);
-                instances.push((sim.node_index(&addr).expect("just added"), upid.clone()));
-                frameworks.push(FrameworkNode {
-                    kind: FrameworkKind::Chronos(ChronosNodeConfig {
+            let instances = add_framework_instances(
+                &mut sim,
+                &mut frameworks,
+                config.chronoses,
+                (CHRONOS_PROCESS_NAME, 4400),
+                || {
+                    FrameworkKind::Chronos(ChronosNodeConfig {
                         name: "chronos".into(),
                         jobs: jobs.clone(),
                         store: plateau_chronos::store::MemoryStore::new(),
                         ha: config.chronoses > 1,
-                    }),
-                    upid,
-                    addr,
-                    disk: KeeperDisk::new(),
-                    up: true,
-                });
-            }
+                    })
+                },
+            );
             if config.chronoses > 1 {
                 standbys.add(StandbyKind::Chronos, instances);
                 has_standbys = true;
@@ -1210,4 +1198,31 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Adds `count` instances of a framework (Marathon or Chronos) on nodes of their own, after
+/// the framework nodes already there: their (node index, upid), for the standby watch.
+fn add_framework_instances(
+    sim: &mut Sim,
+    frameworks: &mut Vec<FrameworkNode>,
+    count: usize,
+    (process, port): (&str, u16),
+    kind: impl Fn() -> FrameworkKind,
+) -> Vec<(usize, Upid)> {
+    let mut instances = Vec::new();
+    for _ in 0..count {
+        let j = frameworks.len();
+        let addr = NodeAddr::new(format!("10.250.{}.{}", j / 256, j % 256), port);
+        sim.add_node(addr.clone());
+        let upid = Upid::new(process, &addr);
+        instances.push((sim.node_index(&addr).expect("just added"), upid.clone()));
+        frameworks.push(FrameworkNode {
+            kind: kind(),
+            upid,
+            addr,
+            disk: KeeperDisk::new(),
+            up: true,
+        });
+    }
+    instances
 }
