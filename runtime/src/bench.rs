@@ -16,9 +16,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::Role;
 use crate::message::{encode_frame, FrameDecoder, Message};
 use crate::process::{Context, Handlers, Process};
-use crate::tls::{ClusterCa, NodeIdentity, CLUSTER_SERVER_NAME};
+use crate::tls::{CertSpec, ClusterCa, NodeIdentity, CLUSTER_SERVER_NAME};
 use crate::transport::quinn_configs;
 use crate::upid::Upid;
 use crate::{Node, NodeConfig};
@@ -182,8 +183,8 @@ pub fn local_msgs_per_s(messages: u64) -> f64 {
 /// 64-byte messages between two nodes (two threads) over QUIC with mutual TLS.
 pub fn quic_msgs_per_s(messages: u64) -> f64 {
     let ca = ClusterCa::generate().expect("CA");
-    let id_r = NodeIdentity::issue(&ca, "receiver").expect("cert");
-    let id_s = NodeIdentity::issue(&ca, "sender").expect("cert");
+    let id_r = NodeIdentity::self_issuing(&ca, "receiver", Role::Master, None).expect("cert");
+    let id_s = NodeIdentity::self_issuing(&ca, "sender", Role::Master, None).expect("cert");
     let (done_tx, done_rx) = mpsc::channel();
     let (addr_tx, addr_rx) = mpsc::channel::<Upid>();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -254,10 +255,14 @@ pub fn frame_bytes() -> usize {
 /// The same frames through one bare quinn stream between two threads.
 pub fn raw_quinn_msgs_per_s(messages: u64) -> f64 {
     let ca = ClusterCa::generate().expect("CA");
-    let (server_cfg, _) =
-        quinn_configs(&NodeIdentity::issue(&ca, "r").expect("cert")).expect("tls");
-    let (_, client_cfg) =
-        quinn_configs(&NodeIdentity::issue(&ca, "s").expect("cert")).expect("tls");
+    let (server_cfg, _) = quinn_configs(
+        &NodeIdentity::issue(&ca, &CertSpec::new("r", Role::Operator)).expect("cert"),
+    )
+    .expect("tls");
+    let (_, client_cfg) = quinn_configs(
+        &NodeIdentity::issue(&ca, &CertSpec::new("s", Role::Operator)).expect("cert"),
+    )
+    .expect("tls");
     let from: Upid = "sender@127.0.0.1:40000".parse().expect("upid");
     let to: Upid = "receiver@127.0.0.1:40001".parse().expect("upid");
     let mut frame = BytesMut::new();

@@ -11,6 +11,8 @@
 //!   over [`transport`] (QUIC, mutual TLS with a cluster CA from [`tls`]).
 //! - [`sim::Sim`]: the simulation host, a discrete-event loop on a virtual clock with a seeded,
 //!   fault-injecting network.
+//! - [`identity`]: who a peer is (the role, address and principal its certificate names)
+//!   and which roles may send a process which messages.
 //! - [`clock`] and [`Rng`]: time and randomness come only from the host.
 //!
 //! ```
@@ -49,6 +51,7 @@
 
 pub mod bench;
 pub mod clock;
+pub mod identity;
 pub mod limits;
 pub mod message;
 pub mod node;
@@ -62,6 +65,7 @@ pub mod transport;
 pub mod upid;
 
 pub use clock::Instant;
+pub use identity::{PeerIdentity, Role, RoleSet};
 pub use message::{Message, Payload};
 pub use node::{Node, NodeConfig, ProcessRef, TransportConfig};
 pub use process::{Context, Effect, ErasedProcess, Handlers, Hosted, Mailbox, Process, TimerId};

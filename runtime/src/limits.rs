@@ -43,3 +43,27 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most events the simulator keeps pending at once; beyond it the run is aborted as broken.
 pub const SIM_EVENTS_PENDING_MAX: usize = 64 * 1024 * 1024;
+
+/// Largest peer certificate (DER) whose names are read.
+pub const CERT_DER_BYTES_MAX: usize = 16 * 1024;
+
+/// Most subject alternative names read from one certificate.
+pub const CERT_SAN_COUNT_MAX: usize = 64;
+
+/// Longest principal named in a certificate.
+pub const PRINCIPAL_LEN_MAX: usize = 128;
+
+/// Default lifetime of a node certificate, in days.
+pub const NODE_CERT_DAYS_DEFAULT: u32 = 365;
+
+/// Longest lifetime `plateau certs issue --days` accepts for a node certificate.
+pub const NODE_CERT_DAYS_MAX: u32 = 3650;
+
+/// Lifetime of a cluster CA, in days (longer than any node certificate it issues).
+pub const CA_CERT_DAYS: u32 = 3650 * 2;
+
+/// How often a node looks for a new revocation list (`crl.pem` in its TLS directory).
+pub const CRL_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Largest revocation list a node loads.
+pub const CRL_BYTES_MAX: usize = 16 * 1024 * 1024;

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::clock::{Instant, RealClock};
+use crate::identity::PeerIdentity;
 use crate::limits::FRAME_BYTES_MAX_DEFAULT;
 use crate::message::{AnyMessage, Header, Message, Payload};
 use crate::process::{
@@ -145,6 +146,8 @@ struct Shared {
     local_links: Mutex<HashMap<String, BTreeSet<String>>>,
     transport: Option<QuicTransport>,
     simnet: Option<(SimNetwork, Arc<Sink>)>,
+    /// Remote messages refused because the sender's role may not send them.
+    refused_by_role: std::sync::atomic::AtomicU64,
 }
 
 /// A running node. Cheap to clone; thread-safe.
@@ -160,7 +163,7 @@ struct Sink {
 impl SimEndpoint for Sink {
     fn deliver(&self, header: &Header, body: Bytes) {
         if let Some(shared) = self.shared.upgrade() {
-            Node { shared }.deliver_remote(header, vec![body]);
+            Node { shared }.deliver_remote(None, header, vec![body]);
         }
     }
 
@@ -172,9 +175,9 @@ impl SimEndpoint for Sink {
 }
 
 impl TransportSink for Sink {
-    fn deliver(&self, header: &Header, bodies: Vec<Bytes>) {
+    fn deliver(&self, peer: &Arc<PeerIdentity>, header: &Header, bodies: Vec<Bytes>) {
         if let Some(shared) = self.shared.upgrade() {
-            Node { shared }.deliver_remote(header, bodies);
+            Node { shared }.deliver_remote(Some(peer.clone()), header, bodies);
         }
     }
 
@@ -234,6 +237,7 @@ impl Node {
                 local_links: Mutex::new(HashMap::new()),
                 transport,
                 simnet,
+                refused_by_role: std::sync::atomic::AtomicU64::new(0),
             }
         });
         if let Some(e) = error {
@@ -259,6 +263,14 @@ impl Node {
     /// The transport, if the node has one.
     pub fn transport(&self) -> Option<&QuicTransport> {
         self.shared.transport.as_ref()
+    }
+
+    /// Messages from other nodes refused because their sender's role may not send them to
+    /// their receiver ([`crate::Handlers::allow_roles`]).
+    pub fn refused_by_role(&self) -> u64 {
+        self.shared
+            .refused_by_role
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Monotonic time on this node's clock.
@@ -345,7 +357,9 @@ impl Node {
         }
     }
 
-    fn deliver_remote(&self, header: &Header, bodies: Vec<Bytes>) {
+    /// Messages from another node; `peer` is the identity its certificate proved (none on a
+    /// simulated network).
+    fn deliver_remote(&self, peer: Option<Arc<PeerIdentity>>, header: &Header, bodies: Vec<Bytes>) {
         if !header.to.is_on(&self.shared.addr) {
             tracing::debug!(to = %header.to, "message for another node; dropped");
             return;
@@ -362,6 +376,7 @@ impl Node {
                 from: header.from.clone(),
                 name: header.name.clone(),
                 bodies,
+                peer,
             }),
             None => tracing::debug!(to = %header.to, "no such process; dropped"),
         }
@@ -686,6 +701,7 @@ struct DeliverEncoded {
     from: Upid,
     name: String,
     bodies: Vec<Bytes>,
+    peer: Option<Arc<PeerIdentity>>,
 }
 impl actix::Message for DeliverEncoded {
     type Result = ();
@@ -693,10 +709,28 @@ impl actix::Message for DeliverEncoded {
 impl Handler<DeliverEncoded> for ProcessActor {
     type Result = ();
     fn handle(&mut self, msg: DeliverEncoded, ctx: &mut Self::Context) {
-        let DeliverEncoded { from, name, bodies } = msg;
+        let DeliverEncoded {
+            from,
+            name,
+            bodies,
+            peer,
+        } = msg;
+        // The receiver's role policy, before any handler: a role that may not send this
+        // message has it refused, logged and counted.
+        if let Some(peer) = &peer {
+            if !self.hosted.admits(&name, peer.role) {
+                self.node
+                    .shared
+                    .refused_by_role
+                    .fetch_add(bodies.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(%from, to = %self.state.upid, message = %name, %peer, count = bodies.len(), "message refused: the sender's role may not send it");
+                return;
+            }
+        }
         // One context for the whole batch: effects are carried out after the last message,
         // in order.
         self.run(ctx, |p, c| {
+            c.set_peer(peer);
             for body in &bodies {
                 if let Err(e) = p.deliver_encoded(c, &from, &name, body) {
                     tracing::warn!(%from, to = %c.self_upid(), error = %e, "message dropped");

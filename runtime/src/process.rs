@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Instant, RealClock};
+use crate::identity::{PeerIdentity, Role, RoleSet};
 use crate::message::{AnyMessage, Message, Payload};
 use crate::rng::{LookupMap, Rng};
 use crate::upid::Upid;
@@ -185,6 +186,7 @@ pub struct Context<'a> {
     time: TimeSource<'a>,
     now_cache: std::cell::Cell<Option<Instant>>,
     effects: &'a mut Vec<Effect>,
+    peer: Option<Arc<PeerIdentity>>,
 }
 
 /// Where a context reads the time: fixed by the simulator, or a real clock read at most once
@@ -214,7 +216,21 @@ impl<'a> Context<'a> {
             time,
             now_cache: std::cell::Cell::new(None),
             effects,
+            peer: None,
         }
+    }
+
+    /// Set the verified identity of the peer the message being handled came from (hosts
+    /// deliver remote messages with it; local and simulated deliveries have none).
+    pub fn set_peer(&mut self, peer: Option<Arc<PeerIdentity>>) {
+        self.peer = peer;
+    }
+
+    /// The identity the sender's node certificate proved (role, address, principal), for a
+    /// message that came over the network; `None` for local messages, timers, and in the
+    /// simulator (which has no certificates).
+    pub fn peer(&self) -> Option<&PeerIdentity> {
+        self.peer.as_deref()
     }
 
     /// This process's address.
@@ -331,17 +347,52 @@ struct Entry<P> {
     handle_encoded: EncodedHandlerFn<P>,
 }
 
-/// The typed handlers of a process, keyed by message name.
+/// The typed handlers of a process, keyed by message name, and which roles may send each
+/// message over the network.
 pub struct Handlers<P> {
     /// Keyed by name, looked up at each delivery, never walked.
     entries: LookupMap<&'static str, Entry<P>>,
+    /// Roles allowed to send a message from another node, by message name.
+    senders: LookupMap<&'static str, RoleSet>,
+    /// Roles allowed to send a message that `senders` does not name.
+    other_senders: RoleSet,
 }
 
 impl<P: 'static> Handlers<P> {
     fn new() -> Self {
         Handlers {
             entries: LookupMap::default(),
+            senders: LookupMap::default(),
+            other_senders: RoleSet::ANY,
         }
+    }
+
+    /// Only peers whose certificate names one of `roles` may send the messages `names` from
+    /// another node (local and simulated deliveries are not checked). A process that calls
+    /// this should also call [`Handlers::allow_others`].
+    pub fn allow_roles(&mut self, roles: RoleSet, names: &[&'static str]) -> &mut Self {
+        for name in names {
+            let previous = self.senders.insert(name, roles);
+            assert!(previous.is_none(), "two sender rules for message {name}");
+        }
+        self
+    }
+
+    /// Roles that may send, from another node, the messages no [`Handlers::allow_roles`]
+    /// names (default: every role). [`RoleSet::NONE`] keeps timers and other internal
+    /// messages local.
+    pub fn allow_others(&mut self, roles: RoleSet) -> &mut Self {
+        self.other_senders = roles;
+        self
+    }
+
+    /// May a peer in `role` send message `name` from another node?
+    pub fn admits(&self, name: &str, role: Role) -> bool {
+        self.senders
+            .get(name)
+            .copied()
+            .unwrap_or(self.other_senders)
+            .contains(role)
     }
 
     /// Handle messages of type `M` with `handler` (libprocess' `install<M>`).
@@ -414,6 +465,10 @@ pub trait ErasedProcess {
     ) -> Result<(), DeliverError>;
     /// Call [`Process::exited`].
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid);
+    /// May a peer in `role` send message `name` from another node ([`Handlers::admits`])?
+    fn admits(&self, _name: &str, _role: Role) -> bool {
+        true
+    }
     /// Call [`Process::finalize`].
     fn finalize(&mut self);
     /// The process itself, for typed access ([`Hosted::process_mut`]).
@@ -494,6 +549,10 @@ impl<P: Process> ErasedProcess for Hosted<P> {
 
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {
         self.process.exited(ctx, upid)
+    }
+
+    fn admits(&self, name: &str, role: Role) -> bool {
+        self.handlers.admits(name, role)
     }
 
     fn finalize(&mut self) {

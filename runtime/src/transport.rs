@@ -12,6 +12,15 @@
 //! (delivery is at most once: reliability is built above). A connection that breaks or idles
 //! past [`IDLE_TIMEOUT`] reports the peer lost, which fires `exited` on links. A frame that is
 //! oversized, truncated or undecodable drops the connection it came on, with a logged reason.
+//!
+//! Identity: a peer's Hello names the node address it speaks as; it is accepted only if the
+//! peer's certificate names that address ([`PeerIdentity::may_claim`]), and every frame's
+//! sender must be a process of that node. A dialled peer's certificate must name the address
+//! dialled. Refusals drop the connection, are logged with the reason and counted
+//! ([`TransportStats::identity_refused`]). The verified identity travels with every delivery
+//! ([`TransportSink::deliver`]). The revocation list (`crl.pem` in the node's TLS directory)
+//! is polled every [`CRL_POLL_INTERVAL`]: a new one applies to new handshakes in both
+//! directions and closes the open connections of the certificates it revokes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,22 +33,23 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, VarInt};
 use tokio::sync::Notify;
 
+use crate::identity::PeerIdentity;
 use crate::limits::{
-    CONNECT_TIMEOUT, IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, PEER_QUEUE_BYTES_MAX, READ_CHUNK_BYTES_MAX,
-    RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
+    CONNECT_TIMEOUT, CRL_POLL_INTERVAL, IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, PEER_QUEUE_BYTES_MAX,
+    READ_CHUNK_BYTES_MAX, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
 };
 use crate::message::{
     decode_envelope, decode_hello, encode_frame, encode_hello, AnyMessage, FrameDecoder,
     FrameError, Header, Hello, PROTOCOL_VERSION,
 };
-use crate::tls::{NodeIdentity, TlsError, CLUSTER_SERVER_NAME};
+use crate::tls::{crl_serials, is_revoked, NodeIdentity, TlsError, CLUSTER_SERVER_NAME};
 use crate::upid::{NodeAddr, Upid};
 
 /// Where the transport hands what it receives.
 pub trait TransportSink: Send + Sync + 'static {
-    /// Messages arrived for a process of this node: all with the same header (sender,
-    /// receiver, message name), in order.
-    fn deliver(&self, header: &Header, bodies: Vec<Bytes>);
+    /// Messages arrived for a process of this node from the peer whose certificate proved
+    /// `peer`: all with the same header (sender, receiver, message name), in order.
+    fn deliver(&self, peer: &Arc<PeerIdentity>, header: &Header, bodies: Vec<Bytes>);
     /// The connection to `node` broke or could not be made.
     fn peer_lost(&self, node: &NodeAddr);
 }
@@ -57,6 +67,13 @@ pub struct TransportStats {
     pub malformed: AtomicU64,
     /// Incoming connections refused during the handshake (no or bad certificate).
     pub refused: AtomicU64,
+    /// Connections dropped because the peer's certificate does not name the node it claimed
+    /// to be (or the one dialled), or names no identity at all.
+    pub identity_refused: AtomicU64,
+    /// Open connections closed because a new revocation list revoked their certificate.
+    pub revoked_closed: AtomicU64,
+    /// Revocation lists loaded after the start.
+    pub crl_reloads: AtomicU64,
 }
 
 /// Transport setup failures.
@@ -100,7 +117,12 @@ struct Inner {
     local: NodeAddr,
     incarnation: u64,
     endpoint: Endpoint,
-    client_config: quinn::ClientConfig,
+    /// This node's identity, with its certificate (resolved at start).
+    identity: NodeIdentity,
+    /// Replaced when the revocation list changes.
+    client_config: Mutex<quinn::ClientConfig>,
+    /// Open connections (by `stable_id`) and their peers' identities, for revocation.
+    connections: Mutex<HashMap<usize, (Connection, Arc<PeerIdentity>)>>,
     max_frame_bytes: usize,
     peers: Mutex<HashMap<NodeAddr, Arc<Peer>>>,
     backoff: Mutex<HashMap<NodeAddr, Backoff>>,
@@ -127,15 +149,24 @@ fn transport_config() -> quinn::TransportConfig {
     t
 }
 
-/// quinn server and client configurations for a node identity.
+/// quinn server and client configurations for a node identity (with its revocation list on
+/// disk).
 pub fn quinn_configs(
     identity: &NodeIdentity,
 ) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TlsError> {
-    let server_crypto = QuicServerConfig::try_from(identity.server_config()?)
+    quinn_configs_with(identity, identity.crls()?)
+}
+
+/// quinn server and client configurations for a node identity and revocation lists.
+pub fn quinn_configs_with(
+    identity: &NodeIdentity,
+    crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TlsError> {
+    let server_crypto = QuicServerConfig::try_from(identity.server_config_with(crls.clone())?)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
     server.transport_config(Arc::new(transport_config()));
-    let client_crypto = QuicClientConfig::try_from(identity.client_config()?)
+    let client_crypto = QuicClientConfig::try_from(identity.client_config_with(crls)?)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
     client.transport_config(Arc::new(transport_config()));
@@ -143,8 +174,10 @@ pub fn quinn_configs(
 }
 
 impl QuicTransport {
-    /// Bind `bind` and start accepting. Must run inside a tokio runtime. `local` is the address
-    /// other nodes know this node by (its port is taken from the socket when `bind`'s is 0).
+    /// Bind `bind` and start accepting. Must run inside a tokio runtime. `local_host` is the
+    /// host other nodes know this node by (the port is taken from the socket when `bind`'s is
+    /// 0). A self-issuing identity issues its certificate for that address here; a fixed one
+    /// must name it.
     pub fn start(
         bind: SocketAddr,
         local_host: &str,
@@ -152,18 +185,27 @@ impl QuicTransport {
         max_frame_bytes: usize,
         sink: Arc<dyn TransportSink>,
     ) -> Result<Self, TransportError> {
-        let (server, client) = quinn_configs(identity)?;
-        let endpoint = Endpoint::server(server, bind)
-            .map_err(|source| TransportError::Bind { addr: bind, source })?;
-        let port = endpoint
-            .local_addr()
-            .map_err(|source| TransportError::Bind { addr: bind, source })?
-            .port();
+        let bind_err = |source| TransportError::Bind { addr: bind, source };
+        let socket = std::net::UdpSocket::bind(bind).map_err(bind_err)?;
+        let port = socket.local_addr().map_err(bind_err)?.port();
+        let local = NodeAddr::new(local_host, port);
+        let identity = identity.resolve(&local)?;
+        let (server, client) = quinn_configs(&identity)?;
+        let endpoint = Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_err)?;
+        let crl_path = identity.crl_path().map(|p| p.to_path_buf());
         let inner = Arc::new(Inner {
-            local: NodeAddr::new(local_host, port),
+            local,
             incarnation: new_incarnation(),
             endpoint,
-            client_config: client,
+            identity,
+            client_config: Mutex::new(client),
+            connections: Mutex::new(HashMap::new()),
             max_frame_bytes,
             peers: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
@@ -172,6 +214,9 @@ impl QuicTransport {
             stats: TransportStats::default(),
         });
         tokio::spawn(accept_loop(inner.clone()));
+        if let Some(path) = crl_path {
+            tokio::spawn(watch_crl(Arc::downgrade(&inner), path));
+        }
         Ok(QuicTransport { inner })
     }
 
@@ -372,18 +417,22 @@ async fn run_outbound(inner: Arc<Inner>, peer: Arc<Peer>) {
         inner.fail_peer(&peer, true);
         return;
     };
-    let connecting =
-        match inner
-            .endpoint
-            .connect_with(inner.client_config.clone(), addr, CLUSTER_SERVER_NAME)
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(peer = %peer.node, error = %e, "cannot dial peer");
-                inner.fail_peer(&peer, true);
-                return;
-            }
-        };
+    let client_config = inner
+        .client_config
+        .lock()
+        .expect("client config lock")
+        .clone();
+    let connecting = match inner
+        .endpoint
+        .connect_with(client_config, addr, CLUSTER_SERVER_NAME)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(peer = %peer.node, error = %e, "cannot dial peer");
+            inner.fail_peer(&peer, true);
+            return;
+        }
+    };
     let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -397,12 +446,35 @@ async fn run_outbound(inner: Arc<Inner>, peer: Arc<Peer>) {
             return;
         }
     };
+    // The node dialled must be the one its certificate names (an operator's certificate,
+    // naming no address, is a client's and never a server's).
+    let identity = match peer_identity(&connection).and_then(|id| match &id.addr {
+        Some(a) if *a == peer.node => Ok(id),
+        _ => Err(format!(
+            "dialled {} but its certificate is for {id}",
+            peer.node
+        )),
+    }) {
+        Ok(id) => Arc::new(id),
+        Err(reason) => {
+            inner.stats.identity_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %peer.node, %reason, "refusing peer: certificate does not name it");
+            connection.close(VarInt::from_u32(4), reason.as_bytes());
+            inner.fail_peer(&peer, true);
+            return;
+        }
+    };
     inner
         .backoff
         .lock()
         .expect("backoff lock")
         .remove(&peer.node);
-    tokio::spawn(read_connection(inner.clone(), connection.clone(), false));
+    tokio::spawn(read_connection(
+        inner.clone(),
+        connection.clone(),
+        false,
+        Some(identity),
+    ));
     run_writer(&inner, &peer, connection).await;
 }
 
@@ -461,7 +533,7 @@ async fn accept_loop(inner: Arc<Inner>) {
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             match incoming.await {
-                Ok(connection) => read_connection(inner, connection, true).await,
+                Ok(connection) => read_connection(inner, connection, true, None).await,
                 Err(e) => {
                     inner.stats.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%remote, error = %e, "refused connection");
@@ -471,17 +543,72 @@ async fn accept_loop(inner: Arc<Inner>) {
     }
 }
 
+/// What the verified certificate of a connection's peer names.
+fn peer_identity(connection: &Connection) -> Result<PeerIdentity, String> {
+    // A handshake accepted by quinn has a verified certificate (rustls checked it chains to
+    // the cluster CA and is not revoked); without one the handshake fails before this point.
+    let certs = connection
+        .peer_identity()
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or_else(|| "the peer presented no certificate".to_string())?;
+    let first = certs
+        .first()
+        .ok_or_else(|| "the peer presented no certificate".to_string())?;
+    PeerIdentity::from_der(first).map_err(|e| e.to_string())
+}
+
 /// Accept the peer's unidirectional streams on a connection and read frames from them.
-async fn read_connection(inner: Arc<Inner>, connection: Connection, accepted: bool) {
-    // A handshake accepted by quinn has a verified client certificate (rustls checked it
-    // chains to the cluster CA); without one the handshake fails before this point.
+/// `identity`: the peer's, when already read (dialled connections).
+async fn read_connection(
+    inner: Arc<Inner>,
+    connection: Connection,
+    accepted: bool,
+    identity: Option<Arc<PeerIdentity>>,
+) {
+    let identity = match identity.map_or_else(|| peer_identity(&connection).map(Arc::new), Ok) {
+        Ok(id) => id,
+        Err(reason) => {
+            inner.stats.identity_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(remote = %connection.remote_address(), %reason, "refusing peer: its certificate names no identity");
+            connection.close(VarInt::from_u32(4), reason.as_bytes());
+            return;
+        }
+    };
+    let id = connection.stable_id();
+    inner
+        .connections
+        .lock()
+        .expect("connections lock")
+        .insert(id, (connection.clone(), identity.clone()));
     while let Ok(stream) = connection.accept_uni().await {
         tokio::spawn(read_stream(
             inner.clone(),
             connection.clone(),
             stream,
             accepted,
+            identity.clone(),
         ));
+    }
+    inner
+        .connections
+        .lock()
+        .expect("connections lock")
+        .remove(&id);
+}
+
+/// Why a stream's reading ended early.
+enum StreamError {
+    Frame(FrameError),
+    /// The Hello claims a node the certificate does not name.
+    Identity(String),
+}
+
+impl From<FrameError> for StreamError {
+    fn from(e: FrameError) -> Self {
+        StreamError::Frame(e)
     }
 }
 
@@ -490,6 +617,7 @@ async fn read_stream(
     connection: Connection,
     mut stream: quinn::RecvStream,
     accepted: bool,
+    identity: Arc<PeerIdentity>,
 ) {
     let mut decoder = FrameDecoder::new(inner.max_frame_bytes);
     let mut hello: Option<Hello> = None;
@@ -497,16 +625,19 @@ async fn read_stream(
     // processes with the same message name share it, and skip decoding it again.
     let mut cached: Option<(Bytes, Header)> = None;
     let mut bodies: Vec<Bytes> = Vec::new();
-    let outcome: Result<(), FrameError> = async {
+    let outcome: Result<(), StreamError> = async {
         loop {
             match stream.read_chunk(READ_CHUNK_BYTES_MAX, true).await {
                 Ok(Some(chunk)) => decoder.push(&chunk.bytes),
-                Ok(None) => return decoder.finish(),
+                Ok(None) => return Ok(decoder.finish()?),
                 Err(_) => return Ok(()), // connection broke: reported by the writer side
             }
             while let Some(frame) = decoder.next_frame()? {
                 let Some(h) = &hello else {
                     let h = decode_hello(&frame)?;
+                    if let Err(e) = identity.may_claim(&h.node) {
+                        return Err(StreamError::Identity(e.to_string()));
+                    }
                     if accepted {
                         adopt(&inner, &h, &connection);
                     } else {
@@ -528,22 +659,28 @@ async fn read_stream(
                     return Err(FrameError::Malformed(format!(
                         "sender {} is not on peer node {}",
                         envelope.header.from, h.node
-                    )));
+                    ))
+                    .into());
                 }
                 if let Some((_, header)) = cached.take() {
-                    flush(&inner, &header, &mut bodies);
+                    flush(&inner, &identity, &header, &mut bodies);
                 }
                 let header_len = frame.len() - envelope.body.len();
                 cached = Some((frame.slice(..header_len), envelope.header));
                 bodies.push(envelope.body);
             }
             if let Some((_, header)) = &cached {
-                flush(&inner, header, &mut bodies);
+                flush(&inner, &identity, header, &mut bodies);
             }
         }
     }
     .await;
-    if let Err(e) = outcome {
+    if let Err(StreamError::Identity(reason)) = &outcome {
+        inner.stats.identity_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(remote = %connection.remote_address(), %reason, "dropping connection: the peer claims an identity its certificate does not name");
+        connection.close(VarInt::from_u32(4), reason.as_bytes());
+    }
+    if let Err(StreamError::Frame(e)) = outcome {
         inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
         let peer = hello.map_or_else(
             || connection.remote_address().to_string(),
@@ -554,7 +691,7 @@ async fn read_stream(
     }
 }
 
-fn flush(inner: &Inner, header: &Header, bodies: &mut Vec<Bytes>) {
+fn flush(inner: &Inner, peer: &Arc<PeerIdentity>, header: &Header, bodies: &mut Vec<Bytes>) {
     if bodies.is_empty() {
         return;
     }
@@ -562,7 +699,7 @@ fn flush(inner: &Inner, header: &Header, bodies: &mut Vec<Bytes>) {
         .stats
         .frames_received
         .fetch_add(bodies.len() as u64, Ordering::Relaxed);
-    inner.sink.deliver(header, std::mem::take(bodies));
+    inner.sink.deliver(peer, header, std::mem::take(bodies));
 }
 
 /// The peer of a connection this node dialled said hello: remember its incarnation.
@@ -621,4 +758,60 @@ fn adopt(inner: &Arc<Inner>, hello: &Hello, connection: &Connection) {
     let inner = inner.clone();
     let connection = connection.clone();
     tokio::spawn(async move { run_writer(&inner, &peer, connection).await });
+}
+
+/// A file's change marker: modification time and length.
+fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Poll the revocation list every [`CRL_POLL_INTERVAL`] (real transport only) and apply a
+/// changed one: new handshakes in both directions check it, and open connections whose
+/// certificate it revokes are closed. Stops with the transport.
+async fn watch_crl(inner: std::sync::Weak<Inner>, path: std::path::PathBuf) {
+    let mut stamp = file_stamp(&path);
+    loop {
+        tokio::time::sleep(CRL_POLL_INTERVAL).await; // determinism-ok: real transport
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let now = file_stamp(&path);
+        if now == stamp || now.is_none() {
+            continue;
+        }
+        stamp = now;
+        if let Err(e) = inner.apply_crl(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "revocation list not applied; keeping the previous one");
+        }
+    }
+}
+
+impl Inner {
+    /// Load the revocation list at `path` and apply it.
+    fn apply_crl(&self, path: &std::path::Path) -> Result<(), TlsError> {
+        let Some(crl) = crate::tls::load_crl(path)? else {
+            return Ok(());
+        };
+        let revoked = crl_serials(&crl)?;
+        let (server, client) = quinn_configs_with(&self.identity, vec![crl])?;
+        self.endpoint.set_server_config(Some(server));
+        *self.client_config.lock().expect("client config lock") = client;
+        self.stats.crl_reloads.fetch_add(1, Ordering::Relaxed);
+        let doomed: Vec<(Connection, Arc<PeerIdentity>)> = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .values()
+            .filter(|(_, id)| is_revoked(&id.serial, &revoked))
+            .cloned()
+            .collect();
+        tracing::info!(path = %path.display(), revoked = revoked.len(), closing = doomed.len(), "revocation list loaded");
+        for (connection, id) in doomed {
+            tracing::warn!(peer = %id, remote = %connection.remote_address(), "closing the connection of a revoked certificate");
+            self.stats.revoked_closed.fetch_add(1, Ordering::Relaxed);
+            connection.close(VarInt::from_u32(5), b"certificate revoked");
+        }
+        Ok(())
+    }
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 use bytes::BytesMut;
 use plateau_runtime::message::{encode_frame, encode_hello, Hello, PROTOCOL_VERSION};
 use plateau_runtime::sim::{NetworkFaults, Sim, SimConfig};
-use plateau_runtime::tls::{ClusterCa, NodeIdentity, CLUSTER_SERVER_NAME};
+use plateau_runtime::tls::{CertSpec, ClusterCa, NodeIdentity, CLUSTER_SERVER_NAME};
 use plateau_runtime::transport::quinn_configs;
 use plateau_runtime::{
-    Context, Handlers, Message, Node, NodeAddr, NodeConfig, Process, ProcessRef, TimerId, Upid,
+    Context, Handlers, Message, Node, NodeAddr, NodeConfig, Process, ProcessRef, Role, TimerId,
+    Upid,
 };
 use serde::{Deserialize, Serialize};
 
@@ -103,8 +104,12 @@ fn run<F: std::future::Future<Output = ()>>(f: F) {
     actix_rt::System::new().block_on(f);
 }
 
+/// Identities bound to certificates, role policies and revocation over real QUIC.
+#[path = "identity/mod.rs"]
+mod identity;
+
 fn quic_node(ca: &ClusterCa, seed: u64) -> Node {
-    let identity = NodeIdentity::issue(ca, "node").unwrap();
+    let identity = NodeIdentity::self_issuing(ca, "node", Role::Slave, None).unwrap();
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     Node::start(NodeConfig::quic(bind, identity, seed)).unwrap()
 }
@@ -293,6 +298,11 @@ async fn raw_connect(
         .map_err(|e| e.to_string())
 }
 
+/// A client identity: a slave certificate naming `addr`.
+fn member_identity(ca: &ClusterCa, addr: &NodeAddr) -> NodeIdentity {
+    NodeIdentity::issue(ca, &CertSpec::new("client", Role::Slave).addr(addr.clone())).unwrap()
+}
+
 fn quinn_client(tls: rustls::ClientConfig) -> quinn::ClientConfig {
     quinn::ClientConfig::new(Arc::new(
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
@@ -345,7 +355,7 @@ fn mutual_tls_accepts_cluster_members_and_refuses_others() {
         .unwrap();
 
         // A valid cluster certificate: delivered.
-        let member = NodeIdentity::issue(&ca, "client").unwrap();
+        let member = member_identity(&ca, &NodeAddr::new("127.0.0.1", 7));
         let (_, client) = quinn_configs(&member).unwrap();
         let conn = raw_connect(client, node.addr()).await.unwrap();
         let mut s = conn.open_uni().await.unwrap();
@@ -364,7 +374,7 @@ fn mutual_tls_accepts_cluster_members_and_refuses_others() {
 
         // A certificate from another CA: refused.
         let other_ca = ClusterCa::generate().unwrap();
-        let stranger = NodeIdentity::issue(&other_ca, "client").unwrap();
+        let stranger = member_identity(&other_ca, &NodeAddr::new("127.0.0.1", 7));
         let (_, client) = quinn_configs(&stranger).unwrap();
         assert!(
             send_raw(client, node.addr(), &frame, false).await,
@@ -410,7 +420,7 @@ fn hostile_frames_drop_their_connection_never_the_node() {
         let ca = ClusterCa::generate().unwrap();
         let node = quic_node(&ca, 1);
         let target = node.spawn("target", Recorder::default()).unwrap();
-        let member = NodeIdentity::issue(&ca, "client").unwrap();
+        let member = member_identity(&ca, &NodeAddr::new("127.0.0.1", 7));
         let (_, client) = quinn_configs(&member).unwrap();
         let from = NodeAddr::new("127.0.0.1", 7);
 
