@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use plateau_master::resources::{Ranges, Resources};
+use plateau_runtime::Role;
 
 use crate::serve;
 
@@ -80,7 +81,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         let master_host = master_listen.ip().to_string();
         let (tls, work, host) = (tls_dir.clone(), work_dir.clone(), master_host.clone());
         let (node, http) = on_own_thread(&mut arbiters, move || async move {
-            let node = serve::start_node(master_listen, &host, &tls, "master")?;
+            let node = serve::start_node(master_listen, &host, &tls, "master", Role::Master)?;
             let config = plateau_master::MasterConfig {
                 seed: serve::real_seed(),
                 hostname: host.clone(),
@@ -113,7 +114,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             config.attributes = Some(format!("rack:r{}", i % 2 + 1));
             let tls = tls_dir.clone();
             let (node, slave, http) = on_own_thread(&mut arbiters, move || async move {
-                let node = serve::start_node(listen, &host, &tls, "slave")?;
+                let node = serve::start_node(listen, &host, &tls, "slave", Role::Slave)?;
                 let slave = plateau_slave::start(&node, config)?;
                 let served = slave.clone();
                 let http = serve::http_server(listen, move |c| {
@@ -135,7 +136,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             master_upid.clone(),
         );
         let (node, http) = on_own_thread(&mut arbiters, move || async move {
-            let node = serve::start_node(marathon_listen, &host, &tls, "marathon")?;
+            let node = serve::start_node(marathon_listen, &host, &tls, "marathon", Role::Framework)?;
             let marathon = serve::start_marathon(&node, master, &work, marathon_listen)?;
             Ok((node, marathon.http))
         })
@@ -152,7 +153,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             master_upid.clone(),
         );
         let (node, http) = on_own_thread(&mut arbiters, move || async move {
-            let node = serve::start_node(chronos_listen, &host, &tls, "chronos")?;
+            let node = serve::start_node(chronos_listen, &host, &tls, "chronos", Role::Framework)?;
             let chronos =
                 serve::start_chronos(&node, master, &work, chronos_listen, Default::default())?;
             Ok((node, chronos.server))
@@ -166,7 +167,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         // on 9090 (its node on UDP 9090).
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let stats = SocketAddr::new(lo, 9090);
-        let node = serve::start_node(stats, &master_host, &tls_dir, "balancer")?;
+        let node = serve::start_node(stats, &master_host, &tls_dir, "balancer", Role::Balancer)?;
         let balancer = serve::start_balancer(
             &node,
             &marathon_listen.to_string(),

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use plateau_master::detector::Masters;
+use plateau_runtime::{NodeAddr, Role};
 
 #[derive(Parser)]
 #[command(
@@ -315,7 +316,9 @@ enum CertsCommand {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Issue a node certificate signed by the CA in DIR: OUT/ca.pem, OUT/node.pem, OUT/node.key.
+    /// Issue a node certificate signed by the CA in DIR: OUT/ca.pem, OUT/node.pem, OUT/node.key
+    /// (and OUT/crl.pem when the CA has revoked certificates). The certificate names the
+    /// node's role, its address and its principal; peers accept nothing else from it.
     Issue {
         /// Directory holding the CA (as `certs init` left it).
         #[arg(long)]
@@ -323,9 +326,36 @@ enum CertsCommand {
         /// The node's name (put in the certificate).
         #[arg(long)]
         name: String,
+        /// master, slave, framework (Marathon, Chronos), balancer or operator.
+        #[arg(long)]
+        role: Role,
+        /// The address other nodes know this one by (its `--hostname` or listen IP, and its
+        /// port); required for every role but operator.
+        #[arg(long)]
+        addr: Option<NodeAddr>,
+        /// The principal (a framework's, fixed for its registrations; an operator's).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = plateau_runtime::limits::NODE_CERT_DAYS_DEFAULT)]
+        days: u32,
         /// Directory to write the node's certificate and key to.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Revoke a node certificate: DIR/crl.pem is rewritten to list it (with every earlier
+    /// revocation). Copy it into each node's TLS directory; nodes reload it within seconds,
+    /// close the revoked node's connections and refuse its handshakes.
+    Revoke {
+        /// Directory holding the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate to revoke (its node.pem).
+        #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+        cert: Option<PathBuf>,
+        /// Or its serial number, in hex.
+        #[arg(long)]
+        serial: Option<String>,
     },
 }
 
@@ -446,7 +476,7 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     actix_rt::System::new().block_on(async move {
-        let node = serve::start_node(args.listen, &host, &args.tls_dir, "master")?;
+        let node = serve::start_node(args.listen, &host, &args.tls_dir, "master", Role::Master)?;
         let master = match args.peers {
             None => plateau_master::start(&node, config, &args.work_dir).await?,
             Some(peers) => {
@@ -482,7 +512,7 @@ fn run_slave(args: SlaveArgs) -> anyhow::Result<()> {
     // Check flags before starting anything: a bad resource string exits with a clear message.
     plateau_slave::resolve_resources(&config)?;
     actix_rt::System::new().block_on(async move {
-        let node = serve::start_node(args.listen, &host, &args.tls_dir, "slave")?;
+        let node = serve::start_node(args.listen, &host, &args.tls_dir, "slave", Role::Slave)?;
         let slave = plateau_slave::start(&node, config)?;
         let handle = serve::http_server(args.listen, move |c| {
             plateau_slave::http::configure(c, slave.clone())
@@ -514,7 +544,7 @@ fn run_framework(
 ) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
     actix_rt::System::new().block_on(async move {
-        let node = serve::start_node(args.listen, &host, &args.tls_dir, name)?;
+        let node = serve::start_node(args.listen, &host, &args.tls_dir, name, Role::Framework)?;
         let (http, addr) = start(&node, args.master, &args.work_dir, args.listen)?;
         println!(
             "{name}@{host}:{} running: http://{addr}{api_path}",
@@ -580,7 +610,7 @@ fn run_chronos(args: ChronosArgs) -> anyhow::Result<()> {
 fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.stats, args.hostname.as_deref())?;
     actix_rt::System::new().block_on(async move {
-        let node = serve::start_node(args.stats, &host, &args.tls_dir, "balancer")?;
+        let node = serve::start_node(args.stats, &host, &args.tls_dir, "balancer", Role::Balancer)?;
         let http = args
             .http_port
             .map(|port| SocketAddr::new(args.listen_ip, port));
@@ -624,12 +654,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("creating the cluster CA in {}", dir.display()))?;
                 println!("cluster CA written to {}", dir.display());
             }
-            CertsCommand::Issue { dir, name, out } => {
+            CertsCommand::Issue {
+                dir,
+                name,
+                role,
+                addr,
+                principal,
+                days,
+                out,
+            } => {
                 let ca = plateau_runtime::tls::ClusterCa::load(&dir)
                     .with_context(|| format!("loading the cluster CA from {}", dir.display()))?;
-                ca.issue_to_dir(&name, &out)
+                let spec = plateau_runtime::tls::CertSpec {
+                    name: name.clone(),
+                    role,
+                    addr,
+                    principal,
+                    days,
+                };
+                ca.issue_to_dir(&spec, &out)
                     .with_context(|| format!("issuing a certificate for {name}"))?;
-                println!("certificate for {name} written to {}", out.display());
+                let crl = dir.join(plateau_runtime::tls::CRL_FILE);
+                if crl.exists() {
+                    std::fs::copy(&crl, out.join(plateau_runtime::tls::CRL_FILE))
+                        .with_context(|| format!("copying {}", crl.display()))?;
+                }
+                println!(
+                    "certificate for {name} ({role}, {days} days) written to {}",
+                    out.display()
+                );
+            }
+            CertsCommand::Revoke { dir, cert, serial } => {
+                let ca = plateau_runtime::tls::ClusterCa::load(&dir)
+                    .with_context(|| format!("loading the cluster CA from {}", dir.display()))?;
+                let serial = match (cert, serial) {
+                    (Some(path), _) => {
+                        let pem = std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        plateau_runtime::tls::serial_of_pem(&pem)
+                            .with_context(|| format!("reading the serial of {}", path.display()))?
+                    }
+                    (None, Some(hex)) => plateau_runtime::tls::parse_serial_hex(&hex)?,
+                    (None, None) => anyhow::bail!("give --cert FILE or --serial HEX"),
+                };
+                let listed = ca.revoke(&dir, &serial)?;
+                println!(
+                    "revoked {}; {} lists {listed} certificate(s): copy it into each node's TLS directory",
+                    plateau_runtime::tls::hex(&serial),
+                    dir.join(plateau_runtime::tls::CRL_FILE).display()
+                );
             }
         },
         Command::Bench { command } => match command {

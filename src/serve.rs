@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use plateau_master::detector::Masters;
 use plateau_runtime::tls::{ClusterCa, NodeIdentity, CA_CERT_FILE};
-use plateau_runtime::{Node, NodeConfig};
+use plateau_runtime::{Node, NodeConfig, Role};
 
 /// A seed for a real (non-simulated) node: real deployments need no replay, only distinct
 /// ids across restarts.
@@ -43,14 +43,18 @@ pub fn supervisor() -> anyhow::Result<(PathBuf, Vec<std::ffi::OsString>)> {
     })
 }
 
-/// Start a node with QUIC on `listen` (UDP), identity from `tls_dir`.
+/// Start a node with QUIC on `listen` (UDP), identity from `tls_dir`: its `node.pem`, which
+/// must name `host` and the port; or, for dev and tests, a certificate self-issued from the
+/// CA key there, naming `role`, the address, and (for a framework) the principal `name`.
 pub fn start_node(
     listen: SocketAddr,
     host: &str,
     tls_dir: &Path,
     name: &str,
+    role: Role,
 ) -> anyhow::Result<Node> {
-    let identity = NodeIdentity::from_dir(tls_dir, name)
+    let principal = (role == Role::Framework).then_some(name);
+    let identity = NodeIdentity::from_dir(tls_dir, name, role, principal)
         .with_context(|| format!("loading the TLS identity from {}", tls_dir.display()))?;
     let mut config = NodeConfig::quic(listen, identity, real_seed());
     config.host = host.to_string();

@@ -284,6 +284,17 @@ impl Process for BalancerProcess {
             .on(Self::handle_not_leader)
             .on(Self::handle_resubscribe)
             .on(Self::handle_resubscribe_standby);
+        // The routes come from Marathon (a framework); the rest is local.
+        handlers
+            .allow_roles(
+                plateau_runtime::RoleSet::of(&[plateau_runtime::Role::Framework]),
+                &[
+                    RoutesSnapshot::NAME,
+                    RoutesChanged::NAME,
+                    RoutesNotLeader::NAME,
+                ],
+            )
+            .allow_others(plateau_runtime::RoleSet::NONE);
     }
 
     fn initialize(&mut self, ctx: &mut Context<'_>) {

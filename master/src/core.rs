@@ -404,6 +404,45 @@ fn check_framework_info(info: &FrameworkInfo) -> Result<(), String> {
     Ok(())
 }
 
+/// A framework's principal is fixed by its certificate. For a registration from another node
+/// (`certificate` is `Some`, holding the principal its node certificate names, if any):
+/// `info.principal` must be absent (it is then filled in with the certificate's) or equal to
+/// it, and a framework id already registered under a principal (`registered`) can only be
+/// taken over under that same principal. Local and simulated registrations (`None`) carry no
+/// certificate and are not checked.
+pub fn bind_principal(
+    info: &mut FrameworkInfo,
+    certificate: Option<Option<&str>>,
+    registered: Option<&str>,
+) -> Result<(), String> {
+    let Some(proven) = certificate else {
+        return Ok(());
+    };
+    match (info.principal.as_deref(), proven) {
+        (Some(claimed), Some(proven)) if claimed != proven => {
+            return Err(format!(
+                "framework refused: principal '{claimed}' is not the one its certificate names ('{proven}')"
+            ))
+        }
+        (Some(claimed), None) => {
+            return Err(format!(
+                "framework refused: principal '{claimed}' claimed, but its certificate names no principal (issue it with `plateau certs issue --principal`)"
+            ))
+        }
+        _ => {}
+    }
+    if let Some(registered) = registered {
+        if proven != Some(registered) {
+            return Err(format!(
+                "framework refused: this framework is registered under principal '{registered}', not '{}'",
+                proven.unwrap_or("(none)")
+            ));
+        }
+    }
+    info.principal = proven.map(str::to_string);
+    Ok(())
+}
+
 fn refuse_duration(filters: &Filters, default: Duration) -> Duration {
     let secs = filters.refuse_seconds;
     if secs.is_finite() && secs >= 0.0 {
@@ -2655,5 +2694,7 @@ impl MasterCore {
     }
 }
 
+#[cfg(test)]
+mod principal_tests;
 #[cfg(test)]
 mod tests;

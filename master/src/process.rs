@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use plateau_replica::{HostsReplica, ProposeError, Replica, Role, Ticket};
-use plateau_runtime::{Context, Handlers, Message, Process, Upid};
+use plateau_runtime::{Context, Handlers, Message, Process, Role as PeerRole, RoleSet, Upid};
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -860,12 +860,44 @@ impl MasterProcess {
         }
     }
 
+    /// Fix the framework's principal from its certificate ([`crate::core::bind_principal`]);
+    /// on refusal, tell the scheduler why and return false.
+    fn bind_principal(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        info: &mut FrameworkInfo,
+    ) -> bool {
+        let certificate = ctx.peer().map(|p| p.principal.clone());
+        let registered = info.id.as_ref().and_then(|id| {
+            self.core
+                .as_ref()
+                .and_then(|core| core.frameworks().get(id))
+                .and_then(|f| f.info.principal.clone())
+        });
+        match crate::core::bind_principal(
+            info,
+            certificate.as_ref().map(|p| p.as_deref()),
+            registered.as_deref(),
+        ) {
+            Ok(()) => true,
+            Err(message) => {
+                tracing::warn!(%from, %message, "framework registration refused: principal");
+                ctx.send(from, FrameworkErrorMessage { message });
+                false
+            }
+        }
+    }
+
     fn on_register_framework(
         &mut self,
         ctx: &mut Context<'_>,
         from: &Upid,
-        msg: RegisterFrameworkMessage,
+        mut msg: RegisterFrameworkMessage,
     ) {
+        if !self.bind_principal(ctx, from, &mut msg.framework) {
+            return;
+        }
         let token = msg.fencing.clone();
         if let (true, Some(token)) = (self.is_acting(ctx), &token) {
             if let Some(why) = self.stale_epoch(&token.key, Some(token.epoch)) {
@@ -896,8 +928,11 @@ impl MasterProcess {
         &mut self,
         ctx: &mut Context<'_>,
         from: &Upid,
-        msg: ReregisterFrameworkMessage,
+        mut msg: ReregisterFrameworkMessage,
     ) {
+        if !self.bind_principal(ctx, from, &mut msg.framework) {
+            return;
+        }
         let token = msg.fencing.clone();
         let id = msg.framework.id.clone();
         if self.is_acting(ctx) {
@@ -1154,6 +1189,47 @@ impl Process for MasterProcess {
             .on(Self::on_reconcile_tasks)
             .on(Self::on_revive_offers)
             .on(Self::on_suppress_offers);
+        // Who may send what from another node (the role its certificate names); anything
+        // else, timers included, only from this node.
+        h.allow_roles(RoleSet::ANY, &[LeaderQueryMessage::NAME])
+            .allow_roles(
+                RoleSet::of(&[PeerRole::Master]),
+                &[
+                    JoinMastersMessage::NAME,
+                    plateau_replica::network::ReplicaRequestMessage::NAME,
+                    plateau_replica::network::ReplicaResponseMessage::NAME,
+                ],
+            )
+            .allow_roles(
+                RoleSet::of(&[PeerRole::Slave]),
+                &[
+                    RegisterSlaveMessage::NAME,
+                    ReregisterSlaveMessage::NAME,
+                    SlaveHeartbeatMessage::NAME,
+                    UnregisterSlaveMessage::NAME,
+                    StatusUpdateMessage::NAME,
+                ],
+            )
+            .allow_roles(
+                RoleSet::of(&[PeerRole::Framework]),
+                &[
+                    RegisterFrameworkMessage::NAME,
+                    ReregisterFrameworkMessage::NAME,
+                    UnregisterFrameworkMessage::NAME,
+                    LaunchTasksMessage::NAME,
+                    DeclineOffersMessage::NAME,
+                    KillTaskMessage::NAME,
+                    ReconcileTasksMessage::NAME,
+                    ReviveOffersMessage::NAME,
+                    SuppressOffersMessage::NAME,
+                    StatusUpdateAcknowledgementMessage::NAME,
+                    CoordRequestMessage::NAME,
+                    LeaseKeepAliveMessage::NAME,
+                    WatchMessage::NAME,
+                    UnwatchMessage::NAME,
+                ],
+            )
+            .allow_others(RoleSet::NONE);
     }
 
     fn initialize(&mut self, ctx: &mut Context<'_>) {

@@ -4,5 +4,6 @@ mod master {
     mod bench_allocator;
     mod group;
     mod http_master;
+    mod principal;
     mod sim_master;
 }

@@ -64,7 +64,12 @@ impl Scheduler for RunTasks {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let identity = NodeIdentity::from_dir(&args.tls_dir, "run-tasks")?;
+    let identity = NodeIdentity::from_dir(
+        &args.tls_dir,
+        "run-tasks",
+        plateau_runtime::Role::Framework,
+        None,
+    )?;
     let masters = Masters::parse(&args.master)?;
     let scheduler = RunTasks {
         command: CommandInfo::shell(&args.command),

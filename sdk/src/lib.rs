@@ -117,7 +117,7 @@ use plateau_master::messages::{
     SuppressOffersMessage, UnregisterFrameworkMessage,
 };
 pub use plateau_master::resources::{Attributes, Ranges, Resources};
-use plateau_runtime::{Context, Handlers, Message, Process, TimerId, Upid};
+use plateau_runtime::{Context, Handlers, Message, Process, Role, RoleSet, TimerId, Upid};
 use serde::{Deserialize, Serialize};
 
 use coord::host::{self, CoordTimer, TimerSlot};
@@ -1151,6 +1151,26 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
             .on(Self::handle_watch_ended)
             .on(Self::handle_coord_timer)
             .on(Self::handle_coordination_pending);
+        // From other nodes, only masters may send the driver anything; a scheduler that
+        // handles messages from other roles allows them in its `install`.
+        h.allow_roles(
+            RoleSet::of(&[Role::Master]),
+            &[
+                NewMasterDetectedMessage::NAME,
+                FrameworkRegisteredMessage::NAME,
+                FrameworkReregisteredMessage::NAME,
+                ResourceOffersMessage::NAME,
+                RescindResourceOfferMessage::NAME,
+                StatusUpdateMessage::NAME,
+                LostSlaveMessage::NAME,
+                FrameworkErrorMessage::NAME,
+                CoordResponseMessage::NAME,
+                LeaseKeepAliveResponseMessage::NAME,
+                WatchEventsMessage::NAME,
+                WatchEndedMessage::NAME,
+            ],
+        )
+        .allow_others(RoleSet::NONE);
         S::install(h);
     }
 

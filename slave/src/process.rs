@@ -52,7 +52,7 @@ use plateau_master::messages::{
     TaskInfo, TaskState, TaskStatus,
 };
 use plateau_master::resources::{Attributes, Resources};
-use plateau_runtime::{Context, Handlers, Mailbox, Message, Process, TimerId, Upid};
+use plateau_runtime::{Context, Handlers, Mailbox, Message, Process, Role, RoleSet, TimerId, Upid};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -1562,6 +1562,21 @@ impl Process for SlaveProcess {
             .on(Self::handle_launch_finished)
             .on(Self::handle_checkpoint_flush)
             .on(Self::handle_probe_finished);
+        // From other nodes, only a master may send anything (the rest is local).
+        h.allow_roles(
+            RoleSet::of(&[Role::Master]),
+            &[
+                NewMasterDetectedMessage::NAME,
+                SlaveRegisteredMessage::NAME,
+                SlaveReregisteredMessage::NAME,
+                ReregisterRequestMessage::NAME,
+                RunTaskMessage::NAME,
+                KillTaskMessage::NAME,
+                ShutdownFrameworkMessage::NAME,
+                StatusUpdateAcknowledgementMessage::NAME,
+            ],
+        )
+        .allow_others(RoleSet::NONE);
     }
 
     fn initialize(&mut self, ctx: &mut Context<'_>) {

@@ -219,8 +219,8 @@ fn states(updates: &Updates, task: &str) -> Vec<TaskState> {
     out
 }
 
-fn quic_node(ca: &ClusterCa, seed: u64) -> Node {
-    let identity = NodeIdentity::issue(ca, "node").unwrap();
+fn quic_node(ca: &ClusterCa, seed: u64, role: plateau_runtime::Role) -> Node {
+    let identity = NodeIdentity::self_issuing(ca, "node", role, None).unwrap();
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     Node::start(NodeConfig::quic(bind, identity, seed)).unwrap()
 }
@@ -250,8 +250,8 @@ fn real_tasks_run_finish_and_are_killed_over_quic() {
     let slave_work_dir = work_dir.clone();
     actix_rt::System::new().block_on(async move {
         let ca = ClusterCa::generate().unwrap();
-        let master_node = quic_node(&ca, 1);
-        let slave_node = quic_node(&ca, 2);
+        let master_node = quic_node(&ca, 1, plateau_runtime::Role::Master);
+        let slave_node = quic_node(&ca, 2, plateau_runtime::Role::Slave);
         let updates: Updates = Arc::default();
         let heartbeats = Arc::new(Mutex::new(0u64));
         let master = master_node
@@ -457,8 +457,8 @@ fn a_restarted_slave_recovers_its_running_task() {
         heartbeats.clone(),
     );
     let pid = actix_rt::System::new().block_on(async move {
-        let master_node = quic_node(ca1, 1);
-        let slave_node = quic_node(ca1, 2);
+        let master_node = quic_node(ca1, 1, plateau_runtime::Role::Master);
+        let slave_node = quic_node(ca1, 2, plateau_runtime::Role::Slave);
         let master = master_node
             .spawn("master", FakeMaster::new(&u1, &h1))
             .unwrap();
@@ -509,8 +509,8 @@ fn a_restarted_slave_recovers_its_running_task() {
     );
     let ca2 = &ca;
     actix_rt::System::new().block_on(async move {
-        let master_node = quic_node(ca2, 3);
-        let slave_node = quic_node(ca2, 4);
+        let master_node = quic_node(ca2, 3, plateau_runtime::Role::Master);
+        let slave_node = quic_node(ca2, 4, plateau_runtime::Role::Slave);
         let fake = FakeMaster::new(&u2, &h2);
         let reregisters = Arc::clone(&fake.reregisters);
         let master = master_node.spawn("master", fake).unwrap();
@@ -581,8 +581,8 @@ fn kills_and_shutdown_overtake_launches_in_flight() {
     let root = cgroup_root.clone();
     actix_rt::System::new().block_on(async move {
         let ca = ClusterCa::generate().unwrap();
-        let master_node = quic_node(&ca, 1);
-        let slave_node = quic_node(&ca, 2);
+        let master_node = quic_node(&ca, 1, plateau_runtime::Role::Master);
+        let slave_node = quic_node(&ca, 2, plateau_runtime::Role::Slave);
         let updates: Updates = Arc::default();
         let heartbeats = Arc::new(Mutex::new(0u64));
         let master = master_node

@@ -150,7 +150,13 @@ fn separate_processes_run_real_tasks_survive_slave_restart_and_detect_a_frozen_s
 
         // The framework: this test, on its own node.
         let ca = ClusterCa::load(&tls).unwrap();
-        let identity = NodeIdentity::issue(&ca, "test-framework").unwrap();
+        let identity = NodeIdentity::self_issuing(
+            &ca,
+            "test-framework",
+            plateau_runtime::Role::Framework,
+            None,
+        )
+        .unwrap();
         let node = Node::start(NodeConfig::quic(
             "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
             identity,

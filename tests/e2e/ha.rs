@@ -170,7 +170,13 @@ fn three_masters_survive_a_killed_leader() {
 
         // This test's framework follows the masters' list.
         let ca = ClusterCa::load(&tls).unwrap();
-        let identity = NodeIdentity::issue(&ca, "test-framework").unwrap();
+        let identity = NodeIdentity::self_issuing(
+            &ca,
+            "test-framework",
+            plateau_runtime::Role::Framework,
+            None,
+        )
+        .unwrap();
         let node = Node::start(NodeConfig::quic(
             "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
             identity,

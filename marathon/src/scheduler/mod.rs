@@ -896,6 +896,10 @@ impl Scheduler for MarathonScheduler {
                 with_marathon(p, ctx, |s, d| s.subscribe_routes(d, from, m))
             },
         );
+        handlers.allow_roles(
+            plateau_runtime::RoleSet::of(&[plateau_runtime::Role::Balancer]),
+            &[SubscribeRoutes::NAME],
+        );
     }
 
     fn elected(
