@@ -12,9 +12,10 @@
 //!
 //! The transport accepts a peer's Hello (the node address it claims) only if its certificate
 //! names that very address ([`PeerIdentity::may_claim`]). A certificate without an address is
-//! an operator's (a client such as a CLI, with no fixed address): it may claim any address, but
-//! its role then limits what it may send, since every process declares which roles may send it
-//! which messages ([`crate::Handlers::allow_roles`]).
+//! an operator's (a client such as a CLI, with no fixed address): it may claim only the address
+//! its connection comes from (checked by the transport), and its role then limits what it may
+//! send, since every process declares which roles may send it which messages
+//! ([`crate::Handlers::allow_roles`]).
 //!
 //! The verified identity of the peer a message came from is what a handler sees in
 //! [`crate::Context::peer`]; local and simulated deliveries have none (the simulator has no
@@ -244,7 +245,8 @@ impl PeerIdentity {
     }
 
     /// May this peer speak as `node` (the address in its Hello)? Only the address its
-    /// certificate names; an address-less (operator) certificate may claim any.
+    /// certificate names; an address-less (operator) certificate passes here, and the
+    /// transport then checks that `node` is the address its connection comes from.
     pub fn may_claim(&self, node: &NodeAddr) -> Result<(), IdentityError> {
         match &self.addr {
             Some(a) if a == node => Ok(()),

@@ -599,6 +599,22 @@ async fn read_connection(
         .remove(&id);
 }
 
+/// Is `claimed` the address a connection comes from?
+fn check_source(claimed: &NodeAddr, remote: SocketAddr) -> Result<(), String> {
+    let same = claimed.port == remote.port()
+        && claimed
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical() == remote.ip().to_canonical());
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "a certificate without address claims {claimed} but connects from {remote}"
+        ))
+    }
+}
+
 /// Why a stream's reading ended early.
 enum StreamError {
     Frame(FrameError),
@@ -637,6 +653,12 @@ async fn read_stream(
                     let h = decode_hello(&frame)?;
                     if let Err(e) = identity.may_claim(&h.node) {
                         return Err(StreamError::Identity(e.to_string()));
+                    }
+                    if identity.addr.is_none() {
+                        // An address-less (operator) certificate speaks only as the address
+                        // it connects from: its endpoint dials and listens on one socket.
+                        check_source(&h.node, connection.remote_address())
+                            .map_err(StreamError::Identity)?;
                     }
                     if accepted {
                         adopt(&inner, &h, &connection);

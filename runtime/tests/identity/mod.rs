@@ -136,6 +136,36 @@ fn a_slave_certificate_cannot_speak_as_the_master() {
         .await;
         assert_eq!(got(&target).await[1], (1001, None));
         assert_eq!(stat(stats, |s| &s.identity_refused), 1);
+
+        // An operator's certificate names no address: it may speak only as the address it
+        // connects from, and its role may not send this message.
+        let (operator_id, _) = issue(
+            &ca,
+            &CertSpec::new("cli", Role::Operator).principal("alice"),
+        );
+        let forged = speak_as(&master_addr, target.upid(), &Num(4));
+        assert!(
+            send_raw(client(&operator_id), node.addr(), &forged, false).await,
+            "an operator claiming the master's address must be dropped"
+        );
+        assert_eq!(stat(stats, |s| &s.identity_refused), 2);
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(client(&operator_id));
+        let own = NodeAddr::new("127.0.0.1", ep.local_addr().unwrap().port());
+        let to: SocketAddr = format!("127.0.0.1:{}", node.addr().port).parse().unwrap();
+        let conn = ep.connect(to, CLUSTER_SERVER_NAME).unwrap().await.unwrap();
+        let mut s = conn.open_uni().await.unwrap();
+        s.write_all(&speak_as(&own, target.upid(), &Num(5)))
+            .await
+            .unwrap();
+        eventually(
+            Duration::from_secs(10),
+            "operator's message refused",
+            || async { node.refused_by_role() == 3 },
+        )
+        .await;
+        assert_eq!(stat(stats, |s| &s.identity_refused), 2);
+        assert_eq!(got(&target).await.len(), 2);
         node.shutdown();
     });
 }
