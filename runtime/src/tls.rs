@@ -377,7 +377,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// A serial number from hex (`:` separators allowed, as other tools print them).
 pub fn parse_serial_hex(s: &str) -> Result<Vec<u8>, TlsError> {
     let digits: String = s.chars().filter(|c| *c != ':').collect();
-    if digits.is_empty() || digits.len() % 2 != 0 || digits.len() > 42 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || digits.len() > 42 {
         return Err(TlsError::Certificate(format!(
             "serial '{s}' is not an even number of hex digits (at most 20 bytes)"
         )));
@@ -651,6 +651,20 @@ impl NodeIdentity {
     pub fn chain_pem(&self) -> Result<String, TlsError> {
         let (chain, _) = self.fixed()?;
         Ok(chain.iter().map(|c| pem_block("CERTIFICATE", c)).collect())
+    }
+
+    /// The certificate chain and private key (for serving HTTPS with the node certificate;
+    /// a self-issuing identity has them once resolved, see [`crate::transport::QuicTransport::identity`]).
+    pub fn chain_and_key(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let (chain, key) = self.fixed()?;
+        Ok((chain.to_vec(), key.clone_key()))
+    }
+
+    /// The cluster CA certificate (DER), the one trust root.
+    pub fn ca_der(&self) -> &CertificateDer<'static> {
+        &self.ca
     }
 
     /// The revocation lists in force now (the file at the CRL path, if any).

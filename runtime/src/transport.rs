@@ -225,6 +225,12 @@ impl QuicTransport {
         &self.inner.local
     }
 
+    /// This node's identity with its certificate (a self-issuing one, issued at start): what
+    /// an HTTPS server of the node can serve ([`NodeIdentity::chain_and_key`]).
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.inner.identity
+    }
+
     /// Counters.
     pub fn stats(&self) -> &TransportStats {
         &self.inner.stats
