@@ -24,17 +24,19 @@ use std::time::SystemTime;
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler};
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::clock::{Instant, RealClock};
-use crate::limits::FRAME_BYTES_MAX_DEFAULT;
+use crate::limits::{
+    FRAME_BYTES_MAX_DEFAULT, MAILBOX_MESSAGE_OVERHEAD_BYTES, MAILBOX_REMOTE_BYTES_MAX,
+};
 use crate::message::{AnyMessage, Header, Message, Payload};
 use crate::process::{
     Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
 use crate::simnet::{SimEndpoint, SimNetwork};
 use crate::tls::NodeIdentity;
-use crate::transport::{QuicTransport, TransportError, TransportSink};
+use crate::transport::{Backpressure, QuicTransport, TransportError, TransportSink};
 use crate::upid::{is_valid_name, NodeAddr, Upid};
 
 /// How a node reaches other nodes.
@@ -138,13 +140,22 @@ struct Shared {
     addr: NodeAddr,
     seed: u64,
     clock: RealClock,
-    registry: RwLock<HashMap<String, Addr<ProcessActor>>>,
+    registry: RwLock<HashMap<String, Registered>>,
     /// Peer node → (watching local process name, watched remote process).
     remote_links: Mutex<BTreeMap<NodeAddr, BTreeSet<(String, Upid)>>>,
     /// Watched local process name → watching local process names.
     local_links: Mutex<HashMap<String, BTreeSet<String>>>,
     transport: Option<QuicTransport>,
     simnet: Option<(SimNetwork, Arc<Sink>)>,
+}
+
+/// A process in the registry.
+struct Registered {
+    addr: Addr<ProcessActor>,
+    /// Room for messages from other nodes, in bytes (see [`MAILBOX_REMOTE_BYTES_MAX`]): a
+    /// batch takes permits before it is queued and gives them back once handled. Closed when
+    /// the process stops, which releases transports waiting for room.
+    remote_room: Arc<Semaphore>,
 }
 
 /// A running node. Cheap to clone; thread-safe.
@@ -172,10 +183,9 @@ impl SimEndpoint for Sink {
 }
 
 impl TransportSink for Sink {
-    fn deliver(&self, header: &Header, bodies: Vec<Bytes>) {
-        if let Some(shared) = self.shared.upgrade() {
-            Node { shared }.deliver_remote(header, bodies);
-        }
+    fn deliver(&self, header: &Header, bodies: Vec<Bytes>) -> Option<Backpressure> {
+        let shared = self.shared.upgrade()?;
+        Node { shared }.deliver_remote_bounded(header, bodies)
     }
 
     fn peer_lost(&self, node: &NodeAddr) {
@@ -310,7 +320,13 @@ impl Node {
                 sends: Vec::new(),
             }
         });
-        registry.insert(name.to_string(), actor.clone());
+        registry.insert(
+            name.to_string(),
+            Registered {
+                addr: actor.clone(),
+                remote_room: Arc::new(Semaphore::new(MAILBOX_REMOTE_BYTES_MAX)),
+            },
+        );
         Ok(actor)
     }
 
@@ -328,7 +344,7 @@ impl Node {
                 .read()
                 .expect("registry lock")
                 .get(&*to.name)
-                .cloned();
+                .map(|r| r.addr.clone());
             match target {
                 Some(addr) => addr.do_send(Deliver {
                     from: from.clone(),
@@ -345,10 +361,56 @@ impl Node {
         }
     }
 
+    /// Messages from the simulated network: queued without a bound (the simulator models
+    /// no flow control, and its runs stay deterministic).
     fn deliver_remote(&self, header: &Header, bodies: Vec<Bytes>) {
+        if let Some((addr, _)) = self.remote_target(header) {
+            addr.do_send(DeliverEncoded {
+                from: header.from.clone(),
+                name: header.name.clone(),
+                bodies,
+                _room: None,
+            });
+        }
+    }
+
+    /// Messages from the QUIC transport: queued if the process has room for them, else
+    /// handed back as a future that queues them once it has (see the module docs).
+    fn deliver_remote_bounded(&self, header: &Header, bodies: Vec<Bytes>) -> Option<Backpressure> {
+        let (addr, room) = self.remote_target(header)?;
+        let cost = remote_cost(&bodies);
+        let from = header.from.clone();
+        let name = header.name.clone();
+        match room.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => {
+                addr.do_send(DeliverEncoded {
+                    from,
+                    name,
+                    bodies,
+                    _room: Some(permit),
+                });
+                None
+            }
+            // The process stopped: as if it were gone.
+            Err(TryAcquireError::Closed) => None,
+            Err(TryAcquireError::NoPermits) => Some(Box::pin(async move {
+                if let Ok(permit) = room.acquire_many_owned(cost).await {
+                    addr.do_send(DeliverEncoded {
+                        from,
+                        name,
+                        bodies,
+                        _room: Some(permit),
+                    });
+                }
+            })),
+        }
+    }
+
+    /// The process a remote batch is for, or `None` (logged) when it is not here.
+    fn remote_target(&self, header: &Header) -> Option<(Addr<ProcessActor>, Arc<Semaphore>)> {
         if !header.to.is_on(&self.shared.addr) {
             tracing::debug!(to = %header.to, "message for another node; dropped");
-            return;
+            return None;
         }
         let target = self
             .shared
@@ -356,15 +418,11 @@ impl Node {
             .read()
             .expect("registry lock")
             .get(&*header.to.name)
-            .cloned();
-        match target {
-            Some(addr) => addr.do_send(DeliverEncoded {
-                from: header.from.clone(),
-                name: header.name.clone(),
-                bodies,
-            }),
-            None => tracing::debug!(to = %header.to, "no such process; dropped"),
+            .map(|r| (r.addr.clone(), r.remote_room.clone()));
+        if target.is_none() {
+            tracing::debug!(to = %header.to, "no such process; dropped");
         }
+        target
     }
 
     /// Route the sends of one handler call: consecutive sends to one remote node are encoded
@@ -457,7 +515,7 @@ impl Node {
             .read()
             .expect("registry lock")
             .get(watcher)
-            .cloned();
+            .map(|r| r.addr.clone());
         if let Some(addr) = target {
             addr.do_send(Exited { who });
         }
@@ -477,11 +535,15 @@ impl Node {
     }
 
     fn process_stopped(&self, name: &str) {
-        self.shared
+        let removed = self
+            .shared
             .registry
             .write()
             .expect("registry lock")
             .remove(name);
+        if let Some(r) = removed {
+            r.remote_room.close();
+        }
         let watchers = self
             .shared
             .local_links
@@ -502,7 +564,7 @@ impl Node {
             .read()
             .expect("registry lock")
             .values()
-            .cloned()
+            .map(|r| r.addr.clone())
             .collect();
         for a in actors {
             a.do_send(Stop);
@@ -570,6 +632,17 @@ impl<P: Process> ProcessRef<P> {
     pub fn stop(&self) {
         self.addr.do_send(Stop);
     }
+}
+
+/// What a batch from another node counts for in its process's bound: its bodies and a fixed
+/// overhead per message, at most the whole bound (a larger batch waits for an empty queue).
+fn remote_cost(bodies: &[Bytes]) -> u32 {
+    let bytes = bodies
+        .iter()
+        .map(|b| b.len() + MAILBOX_MESSAGE_OVERHEAD_BYTES)
+        .sum::<usize>()
+        .min(MAILBOX_REMOTE_BYTES_MAX);
+    u32::try_from(bytes).expect("the mailbox bound fits a u32")
 }
 
 type CallFn = Box<dyn FnOnce(&mut dyn ErasedProcess, &mut Context<'_>) + Send>;
@@ -686,6 +759,9 @@ struct DeliverEncoded {
     from: Upid,
     name: String,
     bodies: Vec<Bytes>,
+    /// The room this batch takes in its process's bound, given back when it is dropped:
+    /// after the handler ran, or unhandled with the mailbox of a stopped process.
+    _room: Option<OwnedSemaphorePermit>,
 }
 impl actix::Message for DeliverEncoded {
     type Result = ();
@@ -693,7 +769,13 @@ impl actix::Message for DeliverEncoded {
 impl Handler<DeliverEncoded> for ProcessActor {
     type Result = ();
     fn handle(&mut self, msg: DeliverEncoded, ctx: &mut Self::Context) {
-        let DeliverEncoded { from, name, bodies } = msg;
+        // `_room` lives to the end of this function: the room is given back once handled.
+        let DeliverEncoded {
+            from,
+            name,
+            bodies,
+            _room,
+        } = msg;
         // One context for the whole batch: effects are carried out after the last message,
         // in order.
         self.run(ctx, |p, c| {
