@@ -76,6 +76,9 @@ pub struct NodeConfig {
     pub seed: u64,
     /// Largest frame accepted from peers.
     pub max_frame_bytes: usize,
+    /// Bytes of messages from other nodes that may wait for one process before the stream
+    /// bringing more is held back (default [`MAILBOX_REMOTE_BYTES_MAX`]; see the module docs).
+    pub mailbox_remote_bytes_max: usize,
 }
 
 impl NodeConfig {
@@ -88,6 +91,7 @@ impl NodeConfig {
             wall_origin: None,
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+            mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
         }
     }
 
@@ -106,6 +110,7 @@ impl NodeConfig {
             wall_origin: Some(wall_origin),
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+            mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
         }
     }
 
@@ -118,6 +123,7 @@ impl NodeConfig {
             wall_origin: None,
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+            mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
         }
     }
 }
@@ -139,6 +145,8 @@ pub enum NodeError {
 struct Shared {
     addr: NodeAddr,
     seed: u64,
+    /// Room for messages from other nodes per process (bytes, at least 1, fits a u32).
+    mailbox_remote_bytes_max: usize,
     clock: RealClock,
     registry: RwLock<HashMap<String, Registered>>,
     /// Peer node → (watching local process name, watched remote process).
@@ -238,6 +246,9 @@ impl Node {
             Shared {
                 addr: NodeAddr::new(config.host.clone(), port),
                 seed: config.seed,
+                mailbox_remote_bytes_max: config
+                    .mailbox_remote_bytes_max
+                    .clamp(1, u32::MAX as usize),
                 clock: RealClock::with_wall_origin(config.wall_origin),
                 registry: RwLock::new(HashMap::new()),
                 remote_links: Mutex::new(BTreeMap::new()),
@@ -324,7 +335,7 @@ impl Node {
             name.to_string(),
             Registered {
                 addr: actor.clone(),
-                remote_room: Arc::new(Semaphore::new(MAILBOX_REMOTE_BYTES_MAX)),
+                remote_room: Arc::new(Semaphore::new(self.shared.mailbox_remote_bytes_max)),
             },
         );
         Ok(actor)
@@ -378,7 +389,7 @@ impl Node {
     /// handed back as a future that queues them once it has (see the module docs).
     fn deliver_remote_bounded(&self, header: &Header, bodies: Vec<Bytes>) -> Option<Backpressure> {
         let (addr, room) = self.remote_target(header)?;
-        let cost = remote_cost(&bodies);
+        let cost = remote_cost(&bodies, self.shared.mailbox_remote_bytes_max);
         let from = header.from.clone();
         let name = header.name.clone();
         match room.clone().try_acquire_many_owned(cost) {
@@ -635,14 +646,15 @@ impl<P: Process> ProcessRef<P> {
 }
 
 /// What a batch from another node counts for in its process's bound: its bodies and a fixed
-/// overhead per message, at most the whole bound (a larger batch waits for an empty queue).
-fn remote_cost(bodies: &[Bytes]) -> u32 {
+/// overhead per message, at most the whole bound `max` (a larger batch waits for an empty
+/// queue).
+fn remote_cost(bodies: &[Bytes], max: usize) -> u32 {
     let bytes = bodies
         .iter()
         .map(|b| b.len() + MAILBOX_MESSAGE_OVERHEAD_BYTES)
         .sum::<usize>()
-        .min(MAILBOX_REMOTE_BYTES_MAX);
-    u32::try_from(bytes).expect("the mailbox bound fits a u32")
+        .min(max);
+    u32::try_from(bytes).expect("the mailbox bound is clamped to a u32")
 }
 
 type CallFn = Box<dyn FnOnce(&mut dyn ErasedProcess, &mut Context<'_>) + Send>;

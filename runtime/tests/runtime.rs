@@ -1043,5 +1043,5 @@ fn sim_a_paused_node_handles_nothing_until_resumed_and_its_links_break() {
 }
 
 mod runtime {
-    mod flood;
+    mod backpressure;
 }
