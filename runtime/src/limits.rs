@@ -19,6 +19,19 @@ pub const MESSAGE_NAME_LEN_MAX: usize = 256;
 /// this, further messages to the peer are dropped (at-most-once delivery) and counted.
 pub const PEER_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Bytes of messages from other nodes that may wait for one process, queued and not yet
+/// handled (each message counts its body and [`MAILBOX_MESSAGE_OVERHEAD_BYTES`]). When a
+/// process is this far behind, the QUIC stream that brings it more is not read until it
+/// catches up, so QUIC's flow control holds the sender back. A batch larger than this waits
+/// for the queue to be empty and then goes alone. Messages from the node's own processes are
+/// not counted (see the `node` module docs).
+pub const MAILBOX_REMOTE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// What a queued message from another node counts for beyond its body: its share of the
+/// batch, sender and name it is queued with. It makes the byte bound a bound on the number of
+/// messages too (at most 131,072 empty messages per process).
+pub const MAILBOX_MESSAGE_OVERHEAD_BYTES: usize = 64;
+
 /// Largest write handed to a QUIC stream at once.
 pub const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 

@@ -24,18 +24,20 @@ use std::time::SystemTime;
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler};
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::clock::{Instant, RealClock};
 use crate::identity::PeerIdentity;
-use crate::limits::FRAME_BYTES_MAX_DEFAULT;
+use crate::limits::{
+    FRAME_BYTES_MAX_DEFAULT, MAILBOX_MESSAGE_OVERHEAD_BYTES, MAILBOX_REMOTE_BYTES_MAX,
+};
 use crate::message::{AnyMessage, Header, Message, Payload};
 use crate::process::{
     Context, Effect, ErasedProcess, Hosted, Mailbox, Process, ProcessState, TimeSource, TimerId,
 };
 use crate::simnet::{SimEndpoint, SimNetwork};
 use crate::tls::NodeIdentity;
-use crate::transport::{QuicTransport, TransportError, TransportSink};
+use crate::transport::{Backpressure, QuicTransport, TransportError, TransportSink};
 use crate::upid::{is_valid_name, NodeAddr, Upid};
 
 /// How a node reaches other nodes.
@@ -75,6 +77,9 @@ pub struct NodeConfig {
     pub seed: u64,
     /// Largest frame accepted from peers.
     pub max_frame_bytes: usize,
+    /// Bytes of messages from other nodes that may wait for one process before the stream
+    /// bringing more is held back (default [`MAILBOX_REMOTE_BYTES_MAX`]; see the module docs).
+    pub mailbox_remote_bytes_max: usize,
 }
 
 impl NodeConfig {
@@ -87,6 +92,7 @@ impl NodeConfig {
             wall_origin: None,
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+            mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
         }
     }
 
@@ -105,6 +111,7 @@ impl NodeConfig {
             wall_origin: Some(wall_origin),
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+            mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
         }
     }
 
@@ -117,6 +124,7 @@ impl NodeConfig {
             wall_origin: None,
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
+            mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
         }
     }
 }
@@ -138,8 +146,10 @@ pub enum NodeError {
 struct Shared {
     addr: NodeAddr,
     seed: u64,
+    /// Room for messages from other nodes per process (bytes, at least 1, fits a u32).
+    mailbox_remote_bytes_max: usize,
     clock: RealClock,
-    registry: RwLock<HashMap<String, Addr<ProcessActor>>>,
+    registry: RwLock<HashMap<String, Registered>>,
     /// Peer node → (watching local process name, watched remote process).
     remote_links: Mutex<BTreeMap<NodeAddr, BTreeSet<(String, Upid)>>>,
     /// Watched local process name → watching local process names.
@@ -148,6 +158,15 @@ struct Shared {
     simnet: Option<(SimNetwork, Arc<Sink>)>,
     /// Remote messages refused because the sender's role may not send them.
     refused_by_role: std::sync::atomic::AtomicU64,
+}
+
+/// A process in the registry.
+struct Registered {
+    addr: Addr<ProcessActor>,
+    /// Room for messages from other nodes, in bytes (see [`MAILBOX_REMOTE_BYTES_MAX`]): a
+    /// batch takes permits before it is queued and gives them back once handled. Closed when
+    /// the process stops, which releases transports waiting for room.
+    remote_room: Arc<Semaphore>,
 }
 
 /// A running node. Cheap to clone; thread-safe.
@@ -163,7 +182,7 @@ struct Sink {
 impl SimEndpoint for Sink {
     fn deliver(&self, header: &Header, body: Bytes) {
         if let Some(shared) = self.shared.upgrade() {
-            Node { shared }.deliver_remote(None, header, vec![body]);
+            Node { shared }.deliver_remote(header, vec![body]);
         }
     }
 
@@ -175,10 +194,14 @@ impl SimEndpoint for Sink {
 }
 
 impl TransportSink for Sink {
-    fn deliver(&self, peer: &Arc<PeerIdentity>, header: &Header, bodies: Vec<Bytes>) {
-        if let Some(shared) = self.shared.upgrade() {
-            Node { shared }.deliver_remote(Some(peer.clone()), header, bodies);
-        }
+    fn deliver(
+        &self,
+        peer: &Arc<PeerIdentity>,
+        header: &Header,
+        bodies: Vec<Bytes>,
+    ) -> Option<Backpressure> {
+        let shared = self.shared.upgrade()?;
+        Node { shared }.deliver_remote_bounded(peer.clone(), header, bodies)
     }
 
     fn peer_lost(&self, node: &NodeAddr) {
@@ -231,6 +254,9 @@ impl Node {
             Shared {
                 addr: NodeAddr::new(config.host.clone(), port),
                 seed: config.seed,
+                mailbox_remote_bytes_max: config
+                    .mailbox_remote_bytes_max
+                    .clamp(1, u32::MAX as usize),
                 clock: RealClock::with_wall_origin(config.wall_origin),
                 registry: RwLock::new(HashMap::new()),
                 remote_links: Mutex::new(BTreeMap::new()),
@@ -322,7 +348,13 @@ impl Node {
                 sends: Vec::new(),
             }
         });
-        registry.insert(name.to_string(), actor.clone());
+        registry.insert(
+            name.to_string(),
+            Registered {
+                addr: actor.clone(),
+                remote_room: Arc::new(Semaphore::new(self.shared.mailbox_remote_bytes_max)),
+            },
+        );
         Ok(actor)
     }
 
@@ -340,7 +372,7 @@ impl Node {
                 .read()
                 .expect("registry lock")
                 .get(&*to.name)
-                .cloned();
+                .map(|r| r.addr.clone());
             match target {
                 Some(addr) => addr.do_send(Deliver {
                     from: from.clone(),
@@ -357,12 +389,65 @@ impl Node {
         }
     }
 
-    /// Messages from another node; `peer` is the identity its certificate proved (none on a
-    /// simulated network).
-    fn deliver_remote(&self, peer: Option<Arc<PeerIdentity>>, header: &Header, bodies: Vec<Bytes>) {
+    /// Messages from the simulated network: queued without a bound (the simulator models
+    /// no flow control, and its runs stay deterministic).
+    fn deliver_remote(&self, header: &Header, bodies: Vec<Bytes>) {
+        if let Some((addr, _)) = self.remote_target(header) {
+            addr.do_send(DeliverEncoded {
+                from: header.from.clone(),
+                name: header.name.clone(),
+                bodies,
+                peer: None,
+                _room: None,
+            });
+        }
+    }
+
+    /// Messages from the QUIC transport: queued if the process has room for them, else
+    /// handed back as a future that queues them once it has (see the module docs).
+    /// `peer` is the identity the sender's certificate proved.
+    fn deliver_remote_bounded(
+        &self,
+        peer: Arc<PeerIdentity>,
+        header: &Header,
+        bodies: Vec<Bytes>,
+    ) -> Option<Backpressure> {
+        let (addr, room) = self.remote_target(header)?;
+        let cost = remote_cost(&bodies, self.shared.mailbox_remote_bytes_max);
+        let from = header.from.clone();
+        let name = header.name.clone();
+        match room.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => {
+                addr.do_send(DeliverEncoded {
+                    from,
+                    name,
+                    bodies,
+                    peer: Some(peer),
+                    _room: Some(permit),
+                });
+                None
+            }
+            // The process stopped: as if it were gone.
+            Err(TryAcquireError::Closed) => None,
+            Err(TryAcquireError::NoPermits) => Some(Box::pin(async move {
+                if let Ok(permit) = room.acquire_many_owned(cost).await {
+                    addr.do_send(DeliverEncoded {
+                        from,
+                        name,
+                        bodies,
+                        peer: Some(peer),
+                        _room: Some(permit),
+                    });
+                }
+            })),
+        }
+    }
+
+    /// The process a remote batch is for, or `None` (logged) when it is not here.
+    fn remote_target(&self, header: &Header) -> Option<(Addr<ProcessActor>, Arc<Semaphore>)> {
         if !header.to.is_on(&self.shared.addr) {
             tracing::debug!(to = %header.to, "message for another node; dropped");
-            return;
+            return None;
         }
         let target = self
             .shared
@@ -370,16 +455,11 @@ impl Node {
             .read()
             .expect("registry lock")
             .get(&*header.to.name)
-            .cloned();
-        match target {
-            Some(addr) => addr.do_send(DeliverEncoded {
-                from: header.from.clone(),
-                name: header.name.clone(),
-                bodies,
-                peer,
-            }),
-            None => tracing::debug!(to = %header.to, "no such process; dropped"),
+            .map(|r| (r.addr.clone(), r.remote_room.clone()));
+        if target.is_none() {
+            tracing::debug!(to = %header.to, "no such process; dropped");
         }
+        target
     }
 
     /// Route the sends of one handler call: consecutive sends to one remote node are encoded
@@ -472,7 +552,7 @@ impl Node {
             .read()
             .expect("registry lock")
             .get(watcher)
-            .cloned();
+            .map(|r| r.addr.clone());
         if let Some(addr) = target {
             addr.do_send(Exited { who });
         }
@@ -492,11 +572,15 @@ impl Node {
     }
 
     fn process_stopped(&self, name: &str) {
-        self.shared
+        let removed = self
+            .shared
             .registry
             .write()
             .expect("registry lock")
             .remove(name);
+        if let Some(r) = removed {
+            r.remote_room.close();
+        }
         let watchers = self
             .shared
             .local_links
@@ -517,7 +601,7 @@ impl Node {
             .read()
             .expect("registry lock")
             .values()
-            .cloned()
+            .map(|r| r.addr.clone())
             .collect();
         for a in actors {
             a.do_send(Stop);
@@ -585,6 +669,18 @@ impl<P: Process> ProcessRef<P> {
     pub fn stop(&self) {
         self.addr.do_send(Stop);
     }
+}
+
+/// What a batch from another node counts for in its process's bound: its bodies and a fixed
+/// overhead per message, at most the whole bound `max` (a larger batch waits for an empty
+/// queue).
+fn remote_cost(bodies: &[Bytes], max: usize) -> u32 {
+    let bytes = bodies
+        .iter()
+        .map(|b| b.len() + MAILBOX_MESSAGE_OVERHEAD_BYTES)
+        .sum::<usize>()
+        .min(max);
+    u32::try_from(bytes).expect("the mailbox bound is clamped to a u32")
 }
 
 type CallFn = Box<dyn FnOnce(&mut dyn ErasedProcess, &mut Context<'_>) + Send>;
@@ -702,6 +798,9 @@ struct DeliverEncoded {
     name: String,
     bodies: Vec<Bytes>,
     peer: Option<Arc<PeerIdentity>>,
+    /// The room this batch takes in its process's bound, given back when it is dropped:
+    /// after the handler ran, or unhandled with the mailbox of a stopped process.
+    _room: Option<OwnedSemaphorePermit>,
 }
 impl actix::Message for DeliverEncoded {
     type Result = ();
@@ -709,11 +808,13 @@ impl actix::Message for DeliverEncoded {
 impl Handler<DeliverEncoded> for ProcessActor {
     type Result = ();
     fn handle(&mut self, msg: DeliverEncoded, ctx: &mut Self::Context) {
+        // `_room` lives to the end of this function: the room is given back once handled.
         let DeliverEncoded {
             from,
             name,
             bodies,
             peer,
+            _room,
         } = msg;
         // The receiver's role policy, before any handler: a role that may not send this
         // message has it refused, logged and counted.

@@ -21,9 +21,19 @@
 //! ([`TransportSink::deliver`]). The revocation list (`crl.pem` in the node's TLS directory)
 //! is polled every [`CRL_POLL_INTERVAL`]: a new one applies to new handshakes in both
 //! directions and closes the open connections of the certificates it revokes.
+//!
+//! Backpressure: the stream's read loop hands each batch of frames to the [`TransportSink`];
+//! when the receiving process has no room for it (the node bounds what waits for each
+//! process: [`crate::limits::MAILBOX_REMOTE_BYTES_MAX`]), the loop awaits room before it reads
+//! another byte of that stream. quinn then stops granting the sender flow-control credit, so a
+//! peer that sends faster than a process handles is held back at its own end, where its queue
+//! fills and then drops ([`PEER_QUEUE_BYTES_MAX`]), instead of growing the receiver's memory.
+//! What one connection holds meanwhile is bounded by its QUIC receive window.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,11 +55,23 @@ use crate::message::{
 use crate::tls::{crl_serials, is_revoked, NodeIdentity, TlsError, CLUSTER_SERVER_NAME};
 use crate::upid::{NodeAddr, Upid};
 
+/// A batch the receiving process has no room for yet: the future hands it on once there is
+/// room. Until it completes, the stream the batch came on is not read.
+pub type Backpressure = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Where the transport hands what it receives.
 pub trait TransportSink: Send + Sync + 'static {
     /// Messages arrived for a process of this node from the peer whose certificate proved
-    /// `peer`: all with the same header (sender, receiver, message name), in order.
-    fn deliver(&self, peer: &Arc<PeerIdentity>, header: &Header, bodies: Vec<Bytes>);
+    /// `peer`: all with the same header (sender, receiver, message name), in order. `None`
+    /// when they were handed on (or dropped); [`Backpressure`] when the receiving process is
+    /// full: the stream they came on waits for it before it reads any further (see the module
+    /// docs).
+    fn deliver(
+        &self,
+        peer: &Arc<PeerIdentity>,
+        header: &Header,
+        bodies: Vec<Bytes>,
+    ) -> Option<Backpressure>;
     /// The connection to `node` broke or could not be made.
     fn peer_lost(&self, node: &NodeAddr);
 }
@@ -63,6 +85,9 @@ pub struct TransportStats {
     pub frames_received: AtomicU64,
     /// Messages dropped because a peer's queue was full or its dial failed.
     pub dropped: AtomicU64,
+    /// Batches whose receiving process was full: the stream they came on waited before
+    /// reading further.
+    pub backpressured: AtomicU64,
     /// Connections dropped for a malformed frame.
     pub malformed: AtomicU64,
     /// Incoming connections refused during the handshake (no or bad certificate).
@@ -306,6 +331,21 @@ impl QuicTransport {
             .lock()
             .expect("peers lock")
             .contains_key(node)
+    }
+
+    /// Bytes queued for `node` and not yet handed to its connection (0 when there is no
+    /// peer). Beyond [`PEER_QUEUE_BYTES_MAX`] further messages are dropped: a sender that must
+    /// not lose any (a bulk transfer) waits while this is high. A receiver that falls behind
+    /// stops reading, so this stays high until it catches up.
+    pub fn queued_bytes(&self, node: &NodeAddr) -> usize {
+        let peer = self
+            .inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .get(node)
+            .cloned();
+        peer.map_or(0, |p| p.out.lock().expect("outbox lock").buf.len())
     }
 
     /// Close every connection and the endpoint.
@@ -691,14 +731,14 @@ async fn read_stream(
                     .into());
                 }
                 if let Some((_, header)) = cached.take() {
-                    flush(&inner, &identity, &header, &mut bodies);
+                    flush(&inner, &identity, &header, &mut bodies).await;
                 }
                 let header_len = frame.len() - envelope.body.len();
                 cached = Some((frame.slice(..header_len), envelope.header));
                 bodies.push(envelope.body);
             }
             if let Some((_, header)) = &cached {
-                flush(&inner, &identity, header, &mut bodies);
+                flush(&inner, &identity, header, &mut bodies).await;
             }
         }
     }
@@ -719,7 +759,14 @@ async fn read_stream(
     }
 }
 
-fn flush(inner: &Inner, peer: &Arc<PeerIdentity>, header: &Header, bodies: &mut Vec<Bytes>) {
+/// Hand a batch to the sink; when the receiving process is full, wait for it, and so read
+/// nothing more from this stream meanwhile.
+async fn flush(
+    inner: &Inner,
+    peer: &Arc<PeerIdentity>,
+    header: &Header,
+    bodies: &mut Vec<Bytes>,
+) {
     if bodies.is_empty() {
         return;
     }
@@ -727,7 +774,24 @@ fn flush(inner: &Inner, peer: &Arc<PeerIdentity>, header: &Header, bodies: &mut 
         .stats
         .frames_received
         .fetch_add(bodies.len() as u64, Ordering::Relaxed);
-    inner.sink.deliver(peer, header, std::mem::take(bodies));
+    let batch = compact(std::mem::take(bodies));
+    if let Some(room) = inner.sink.deliver(peer, header, batch) {
+        inner.stats.backpressured.fetch_add(1, Ordering::Relaxed);
+        room.await;
+    }
+}
+
+/// Copy a batch's bodies into one buffer of their own. A body sliced from the read buffer
+/// keeps that whole buffer alive while it waits in a mailbox: a few small queued messages
+/// could then hold many times the bytes they are counted for.
+fn compact(bodies: Vec<Bytes>) -> Vec<Bytes> {
+    let len = bodies.iter().map(Bytes::len).sum();
+    let mut buf = BytesMut::with_capacity(len);
+    for body in &bodies {
+        buf.extend_from_slice(body);
+    }
+    let mut buf = buf.freeze();
+    bodies.iter().map(|body| buf.split_to(body.len())).collect()
 }
 
 /// The peer of a connection this node dialled said hello: remember its incarnation.

@@ -1051,3 +1051,7 @@ fn sim_a_paused_node_handles_nothing_until_resumed_and_its_links_break() {
         "what waited is handled in order on resume"
     );
 }
+
+mod runtime {
+    mod backpressure;
+}
