@@ -139,6 +139,7 @@ impl Harness {
             ports: Vec::new(),
             sandbox: self.sandbox(task_id).into(),
             hostname: "test-host".to_string(),
+            user: None,
         }
     }
 
