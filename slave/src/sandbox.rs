@@ -345,11 +345,13 @@ mod tests {
         };
         give(&root);
         give(&root.join("stdout"));
-        assert_eq!(read(&root, "stdout", Some(0), Some(3)).unwrap().data, b"012");
+        assert_eq!(
+            read(&root, "stdout", Some(0), Some(3)).unwrap().data,
+            b"012"
+        );
         // A root-only file outside, hard-linked in (as a task may do): refused.
         let secret = dir.0.join("secret");
-        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         fs::hard_link(&secret, root.join("shadow")).unwrap();
         assert!(matches!(
             read(&root, "shadow", Some(0), None),

@@ -469,8 +469,10 @@ impl Shared {
         let user = Self::resolve_user(spec)?;
         create_task_dir(&spec.sandbox).map_err(Self::io_error("create sandbox", &spec.sandbox))?;
         if let Some(user) = &user {
-            give_sandbox(&spec.sandbox, user)
-                .map_err(Self::io_error("give the sandbox to its user", &spec.sandbox))?;
+            give_sandbox(&spec.sandbox, user).map_err(Self::io_error(
+                "give the sandbox to its user",
+                &spec.sandbox,
+            ))?;
             user.check_reachable(&spec.sandbox)
                 .map_err(|dir| ContainerizerError::User {
                     task_id: spec.task_id.clone(),
@@ -489,9 +491,10 @@ impl Shared {
         let limits = Limits::new(spec.cpus, spec.mem_mb, self.config.pids_max);
         let created = cgroups::create(&cgroup, limits);
         let result = created.and_then(|(_, dirs)| {
-            self.launch_inner(spec, user.as_ref(), &dirs, &run_dir).inspect_err(|_| {
-                cgroups::destroy(&dirs);
-            })
+            self.launch_inner(spec, user.as_ref(), &dirs, &run_dir)
+                .inspect_err(|_| {
+                    cgroups::destroy(&dirs);
+                })
         });
         if result.is_err() {
             let _ = fs::remove_dir_all(&run_dir);

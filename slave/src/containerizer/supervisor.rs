@@ -262,10 +262,7 @@ fn start_task(spec: &SupervisorSpec) -> Result<u32, String> {
                 .map_err(|e| format!("give {name} to uid {}: {e}", user.uid))?;
         }
     }
-    let switch = spec
-        .user
-        .as_ref()
-        .map(|u| (u.uid, u.gid, u.groups.clone()));
+    let switch = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
 
     let mut command = Command::new(&spec.program);
     if let Some(argv0) = &spec.argv0 {
