@@ -199,6 +199,26 @@ impl TaskInfo {
     /// This is the user that authorization (a `run_tasks` ACL: may this principal run tasks as
     /// this user?) must check when the master accepts a launch; the slave resolves the same
     /// answer to a uid.
+    ///
+    /// ```
+    /// use plateau_master::ids::{SlaveId, TaskId};
+    /// use plateau_master::messages::{CommandInfo, FrameworkInfo, TaskInfo};
+    /// use plateau_master::resources::Resources;
+    /// let mut framework = FrameworkInfo::new("marathon");
+    /// let mut task = TaskInfo::new(
+    ///     TaskId::new("t"),
+    ///     SlaveId::new("s"),
+    ///     Resources::default(),
+    ///     CommandInfo::shell("true"),
+    /// );
+    /// assert_eq!(task.user(&framework), None); // the slave's default task user
+    /// framework.user = "batch".into();
+    /// assert_eq!(task.user(&framework), Some("batch"));
+    /// task.command.user = Some("web".into());
+    /// assert_eq!(task.user(&framework), Some("web"));
+    /// task.command.user = Some(String::new()); // empty: unset
+    /// assert_eq!(task.user(&framework), Some("batch"));
+    /// ```
     pub fn user<'a>(&'a self, framework: &'a FrameworkInfo) -> Option<&'a str> {
         self.command
             .user
