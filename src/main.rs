@@ -128,6 +128,10 @@ struct SlaveArgs {
     /// Attributes, e.g. `rack:r1;zone:a`.
     #[arg(long, value_parser = parse_attributes)]
     attributes: Option<String>,
+    /// The user of tasks that name none (neither their command, e.g. a Marathon app's `user`,
+    /// nor their framework): never root unless asked for.
+    #[arg(long, default_value = plateau_slave::user::DEFAULT_TASK_USER)]
+    default_task_user: String,
 }
 
 #[derive(clap::Args)]
@@ -509,6 +513,7 @@ fn run_slave(args: SlaveArgs) -> anyhow::Result<()> {
     config.resources = args.resources;
     config.attributes = args.attributes;
     config.hostname = Some(host.clone());
+    config.default_task_user = args.default_task_user;
     // Check flags before starting anything: a bad resource string exits with a clear message.
     plateau_slave::resolve_resources(&config)?;
     actix_rt::System::new().block_on(async move {

@@ -13,4 +13,5 @@ mod e2e {
     mod ha;
     mod marathon;
     pub mod support;
+    mod tasks_user;
 }

@@ -503,7 +503,8 @@ pub struct TaskDefaults {
     pub mem: f64,
     /// Disk in MB (256).
     pub disk: f64,
-    /// User (`root`).
+    /// User (empty: none, the job's tasks run as the slave's default task user; Chronos'
+    /// default is `root`).
     pub user: String,
 }
 
@@ -513,7 +514,7 @@ impl Default for TaskDefaults {
             cpus: 0.1,
             mem: 128.0,
             disk: 256.0,
-            user: "root".to_string(),
+            user: String::new(),
         }
     }
 }

@@ -166,7 +166,8 @@ pub struct ChronosConfig {
     pub framework_name: String,
     /// Role (`--mesos_role`, `*`).
     pub role: String,
-    /// User of the framework (`--user`, `root`).
+    /// User of the framework (`--user`): the user of tasks whose job names none. Empty by
+    /// default (Chronos' default is `root`): such tasks run as the slave's default task user.
     pub user: String,
     /// Host the scheduler runs on (shown to the master).
     pub hostname: String,
@@ -203,7 +204,7 @@ impl Default for ChronosConfig {
         ChronosConfig {
             framework_name: "chronos".to_string(),
             role: "*".to_string(),
-            user: "root".to_string(),
+            user: String::new(),
             hostname: String::new(),
             failover_timeout_secs: 604_800.0,
             defaults: TaskDefaults::default(),
@@ -1191,6 +1192,8 @@ impl ChronosScheduler {
                 job.arguments.clone()
             },
             environment,
+            // Empty: the framework's user, else the slave's default task user.
+            user: Some(job.run_as_user.clone()).filter(|u| !u.is_empty()),
         };
         let mut task = TaskInfo::new(
             TaskId::new(run.task_id()),

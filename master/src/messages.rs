@@ -46,7 +46,8 @@ pub struct FrameworkInfo {
     pub id: Option<FrameworkId>,
     /// Display name.
     pub name: String,
-    /// User tasks run as (informational here).
+    /// User the framework's tasks run as when their [`CommandInfo::user`] is not set; empty: the
+    /// slave's default task user (`--default-task-user`, `nobody`). See [`TaskInfo::user`].
     pub user: String,
     /// The role the framework's resources are allocated to.
     pub role: String,
@@ -63,12 +64,14 @@ pub struct FrameworkInfo {
 }
 
 impl FrameworkInfo {
-    /// A framework with Mesos' defaults: role `*`, no failover timeout.
+    /// A framework with Mesos' defaults: role `*`, no failover timeout; no user, so that its
+    /// tasks run as each slave's default task user unless they name one (unlike Mesos, whose
+    /// frameworks usually ask for the user running the scheduler).
     pub fn new(name: &str) -> Self {
         FrameworkInfo {
             id: None,
             name: name.to_string(),
-            user: "root".to_string(),
+            user: String::new(),
             role: "*".to_string(),
             failover_timeout_secs: 0.0,
             checkpoint: true,
@@ -90,6 +93,10 @@ pub struct CommandInfo {
     pub arguments: Vec<String>,
     /// Extra environment variables.
     pub environment: BTreeMap<String, String>,
+    /// The user the process runs as (Marathon's app `user`, Chronos' `runAsUser`); `None` or
+    /// empty: the framework's [`FrameworkInfo::user`], else the slave's default task user.
+    /// Resolved on the slave, where a user that does not exist fails the task.
+    pub user: Option<String>,
 }
 
 impl CommandInfo {
@@ -182,6 +189,42 @@ impl TaskInfo {
             labels: BTreeMap::new(),
             kill_grace_period_secs: None,
         }
+    }
+
+    /// The user this task asks to run as, as Mesos decides it: its command's
+    /// [`CommandInfo::user`], else its framework's [`FrameworkInfo::user`]; `None` when neither
+    /// names one (empty names count as unset), and the slave then runs it as its default task
+    /// user (`--default-task-user`, `nobody`).
+    ///
+    /// This is the user that authorization (a `run_tasks` ACL: may this principal run tasks as
+    /// this user?) must check when the master accepts a launch; the slave resolves the same
+    /// answer to a uid.
+    ///
+    /// ```
+    /// use plateau_master::ids::{SlaveId, TaskId};
+    /// use plateau_master::messages::{CommandInfo, FrameworkInfo, TaskInfo};
+    /// use plateau_master::resources::Resources;
+    /// let mut framework = FrameworkInfo::new("marathon");
+    /// let mut task = TaskInfo::new(
+    ///     TaskId::new("t"),
+    ///     SlaveId::new("s"),
+    ///     Resources::default(),
+    ///     CommandInfo::shell("true"),
+    /// );
+    /// assert_eq!(task.user(&framework), None); // the slave's default task user
+    /// framework.user = "batch".into();
+    /// assert_eq!(task.user(&framework), Some("batch"));
+    /// task.command.user = Some("web".into());
+    /// assert_eq!(task.user(&framework), Some("web"));
+    /// task.command.user = Some(String::new()); // empty: unset
+    /// assert_eq!(task.user(&framework), Some("batch"));
+    /// ```
+    pub fn user<'a>(&'a self, framework: &'a FrameworkInfo) -> Option<&'a str> {
+        self.command
+            .user
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .or_else(|| Some(framework.user.as_str()).filter(|u| !u.is_empty()))
     }
 }
 

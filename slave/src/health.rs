@@ -37,6 +37,8 @@ pub struct ProbeRequest {
     pub sandbox: Arc<Path>,
     /// The task's environment (for COMMAND probes).
     pub env: BTreeMap<String, String>,
+    /// The task's user: COMMAND probes run as it, as the task does.
+    pub user: String,
 }
 
 /// The outcome of one probe.
@@ -216,6 +218,14 @@ fn command_probe(
     command: &CommandInfo,
     deadline: Instant,
 ) -> Result<String, String> {
+    let user = crate::user::TaskUser::lookup(&request.user).map_err(|e| e.to_string())?;
+    let slave_uid = crate::user::current_uid();
+    if slave_uid != 0 && user.uid != slave_uid {
+        return Err(format!(
+            "the slave runs as uid {slave_uid}, not root: it cannot probe as user '{}'",
+            user.name
+        ));
+    }
     let mut cmd = if command.shell {
         let mut c = Command::new("/bin/sh");
         c.arg("-c").arg(&command.value);
@@ -230,6 +240,9 @@ fn command_probe(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
+        .env("HOME", &user.home)
+        .env("USER", &user.name)
+        .env("LOGNAME", &user.name)
         .envs(&request.env)
         .envs(&command.environment)
         .stdin(Stdio::null())
@@ -237,6 +250,16 @@ fn command_probe(
         .stderr(Stdio::null());
     if request.sandbox.is_dir() {
         cmd.current_dir(&request.sandbox);
+    }
+    if slave_uid == 0 {
+        let groups = user.groups.clone();
+        let (uid, gid) = (user.uid, user.gid);
+        // SAFETY: the closure only makes async-signal-safe system calls on data prepared
+        // before the fork.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || crate::user::TaskUser::switch_in_child(uid, gid, &groups));
+        }
     }
     let mut child = cmd.spawn().map_err(|e| format!("start command: {e}"))?;
     loop {
@@ -350,6 +373,16 @@ mod tests {
             timeout: Duration::from_secs(10),
             sandbox: std::env::temp_dir().into(),
             env: BTreeMap::from([("MARKER".to_string(), "yes".to_string())]),
+            user: probe_user(),
+        }
+    }
+
+    /// Probes run as nobody when the tests run as root, else as the user running them.
+    fn probe_user() -> String {
+        if crate::user::current_uid() == 0 {
+            crate::user::DEFAULT_TASK_USER.to_string()
+        } else {
+            std::env::var("USER").unwrap_or_default()
         }
     }
 
@@ -426,6 +459,22 @@ mod tests {
     fn command_probes_use_the_environment_and_time_out() {
         let ok = CommandInfo::shell("test \"$MARKER\" = yes");
         assert!(run_probe(&request(HealthCheckKind::Command { command: ok })).is_ok());
+        // As the task's user, with its identity in the environment.
+        let user = crate::user::TaskUser::lookup(&probe_user()).unwrap();
+        let as_user = CommandInfo::shell(&format!(
+            "test \"$(id -u)\" = {} && test \"$(id -g)\" = {} && test \"$USER\" = {}",
+            user.uid, user.gid, user.name
+        ));
+        let result = run_probe(&request(HealthCheckKind::Command { command: as_user }));
+        assert!(result.is_ok(), "{result:?}");
+        let mut unknown = request(HealthCheckKind::Command {
+            command: CommandInfo::shell("true"),
+        });
+        unknown.user = "plateau-no-such-user".into();
+        assert_eq!(
+            run_probe(&unknown),
+            Err("user 'plateau-no-such-user' does not exist on this slave".into())
+        );
         let fail = CommandInfo::shell("exit 1");
         assert!(run_probe(&request(HealthCheckKind::Command { command: fail })).is_err());
         let mut slow = request(HealthCheckKind::Command {

@@ -8,7 +8,9 @@
 //! asks for the file's size (`data` empty, `offset` the size). A path outside every sandbox
 //! of a task in the books, or a file that does not exist, is 404; a malformed path (relative,
 //! `..`, NUL) or a directory is 400; a symbolic link leading out of the sandbox is 404 (the
-//! slave does not tell what lies outside).
+//! slave does not tell what lies outside); a file that does not belong to the task's user
+//! (a hard link the task may have made to a file outside its sandbox: see [`crate::sandbox`])
+//! is 403.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,6 +241,7 @@ async fn files_read(slave: Slave, query: web::Query<ReadQuery>) -> HttpResponse 
                     StatusCode::BAD_REQUEST
                 }
                 SandboxError::Escapes(_) | SandboxError::NotFound(_) => StatusCode::NOT_FOUND,
+                SandboxError::NotOwned(_) => StatusCode::FORBIDDEN,
                 SandboxError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             };
             error(status, e.to_string())

@@ -15,7 +15,8 @@
 //!   simulated one; [`health`]: real and scripted health probes; [`checkpoint`]: redb and
 //!   in-memory checkpoints.
 //! - [`host`]: resource discovery; [`http`]: `/state`, `/monitor/statistics`, `/files/read`,
-//!   `/metrics`, `/health`; [`sandbox`]: safe sandbox file reads; [`limits`]: named maxima.
+//!   `/metrics`, `/health`; [`sandbox`]: safe sandbox file reads; [`user`]: the users tasks run
+//!   as; [`limits`]: named maxima.
 //!
 //! Starting a real slave (inside an actix system, with a started [`plateau_runtime::Node`]):
 //!
@@ -44,6 +45,7 @@ pub mod http;
 pub mod limits;
 pub mod process;
 pub mod sandbox;
+pub mod user;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -85,6 +87,9 @@ pub struct SlaveConfig {
     /// The slave's cgroup namespace under the root; None: derived from the work directory, so
     /// that it is stable across restarts and distinct for two slaves of one host.
     pub cgroup_slave_name: Option<String>,
+    /// `--default-task-user`: the user of tasks that name none (neither their command nor their
+    /// framework); default [`user::DEFAULT_TASK_USER`] (`nobody`).
+    pub default_task_user: String,
 }
 
 impl SlaveConfig {
@@ -106,6 +111,7 @@ impl SlaveConfig {
             supervisor_args: Vec::new(),
             cgroup_root: "plateau".to_string(),
             cgroup_slave_name: None,
+            default_task_user: user::DEFAULT_TASK_USER.to_string(),
         }
     }
 }
@@ -203,6 +209,24 @@ pub fn start(node: &Node, config: SlaveConfig) -> Result<ProcessRef<SlaveProcess
         SlaveError::Config(format!("work directory {}: {e}", config.work_dir.display()))
     })?;
     let (resources, attributes) = resolve_resources(&config)?;
+    if config.default_task_user.is_empty() {
+        return Err(SlaveError::Config(
+            "--default-task-user must name a user".into(),
+        ));
+    }
+    // Checked now rather than at each launch: a slave whose every default task would fail
+    // must not offer its resources.
+    user::TaskUser::lookup(&config.default_task_user)
+        .map_err(|e| SlaveError::Config(format!("--default-task-user: {e}")))?;
+    // The slave's own state (its checkpoint holds every task's command and environment; the
+    // run directories, the supervisors' logs) is the slave's alone: tasks run as other users.
+    let own_dir = work_dir.join("slave");
+    std::fs::create_dir_all(&own_dir)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&own_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|e| SlaveError::Config(format!("slave directory {}: {e}", own_dir.display())))?;
     let checkpoint = RedbCheckpoint::open(&work_dir.join("slave").join("checkpoint.redb"))?;
     let slot = MailboxSlot::new();
     let mut containerizer_config = CgroupsContainerizerConfig::new(
@@ -238,6 +262,7 @@ pub fn start(node: &Node, config: SlaveConfig) -> Result<ProcessRef<SlaveProcess
         prober: Box::new(prober),
         checkpoint: Box::new(checkpoint),
     };
-    let process = SlaveProcess::new(process_config, effects, slot)?;
+    let process = SlaveProcess::new(process_config, effects, slot)?
+        .with_default_task_user(config.default_task_user.clone());
     Ok(node.spawn(SLAVE_PROCESS_NAME, process)?)
 }

@@ -120,3 +120,13 @@ pub const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 
 /// Shortest heartbeat interval accepted from a master.
 pub const HEARTBEAT_INTERVAL_MIN: Duration = Duration::from_millis(10);
+
+/// Longest task user name the slave looks up, in bytes.
+pub const TASK_USER_NAME_LEN_MAX: usize = 256;
+
+/// Largest buffer given to `getpwnam_r` / `getgrouplist` while looking a task user up, in
+/// bytes (the buffer doubles from 16 KiB while the C library asks for more).
+pub const USER_LOOKUP_BUFFER_BYTES_MAX: usize = 1 << 20;
+
+/// Most supplementary groups a task user may have (Linux' `NGROUPS_MAX`).
+pub const TASK_USER_GROUPS_MAX: usize = 65_536;

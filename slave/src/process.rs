@@ -372,6 +372,8 @@ pub struct SlaveProcess {
     /// The gauges' values as last set (registered, live tasks): set again only on a change,
     /// since every message drives the slave and the gauges are shared atomics.
     gauges_shown: Option<(bool, usize)>,
+    /// The user of tasks that name none (`--default-task-user`).
+    default_task_user: String,
 }
 
 /// A task as `/state` and the HTTP layer see it.
@@ -461,7 +463,29 @@ impl SlaveProcess {
             flush_scheduled: false,
             metrics: SlaveMetrics::new(),
             gauges_shown: None,
+            default_task_user: crate::user::DEFAULT_TASK_USER.to_string(),
         })
+    }
+
+    /// Sets the user of tasks that name none, neither in their command nor in their
+    /// framework's info (`--default-task-user`; [`crate::user::DEFAULT_TASK_USER`] unless set).
+    pub fn with_default_task_user(mut self, user: impl Into<String>) -> Self {
+        self.default_task_user = user.into();
+        self
+    }
+
+    /// The user a task of `framework_id` runs as: its own ([`TaskInfo::user`]: its command's,
+    /// else its framework's), else this slave's default task user.
+    ///
+    /// Whether the task's principal may run tasks as that user is the master's decision (its
+    /// `run_tasks` authorization, made before the launch reaches a slave); the slave only
+    /// resolves the name to a uid, and fails the task if it does not exist here.
+    pub fn task_user(&self, framework_id: &FrameworkId, info: &TaskInfo) -> String {
+        let requested = match self.core.frameworks().get(framework_id) {
+            Some(framework) => info.user(&framework.info),
+            None => info.command.user.as_deref().filter(|u| !u.is_empty()),
+        };
+        requested.unwrap_or(&self.default_task_user).to_string()
     }
 
     /// The pure core (for tests and the HTTP layer).
@@ -801,6 +825,7 @@ impl SlaveProcess {
                 .as_ref()
                 .map_or_else(|| task.sandbox.clone(), |l| l.sandbox.clone());
             let env = self.task_env(&task.info, &sandbox);
+            let user = self.task_user(&task.framework_id, &task.info);
             self.metrics.health_probes.inc();
             self.prober.probe(ProbeRequest {
                 task_id: due.task_id.as_str().to_string(),
@@ -810,6 +835,7 @@ impl SlaveProcess {
                 timeout: due.timeout,
                 sandbox,
                 env,
+                user,
             });
         }
         let containerizer_next = self.containerizer.poll(now);
@@ -933,7 +959,12 @@ impl SlaveProcess {
         env
     }
 
-    fn task_spec(&self, info: &TaskInfo, sandbox: &Arc<Path>) -> TaskSpec {
+    fn task_spec(
+        &self,
+        framework_id: &FrameworkId,
+        info: &TaskInfo,
+        sandbox: &Arc<Path>,
+    ) -> TaskSpec {
         let command = &info.command;
         let arguments = if command.shell {
             Vec::new()
@@ -960,6 +991,7 @@ impl SlaveProcess {
             ports: task_ports(&info.resources),
             sandbox: Arc::clone(sandbox),
             hostname: self.config.hostname.clone(),
+            user: Some(self.task_user(framework_id, info)),
         }
     }
 
@@ -1330,7 +1362,7 @@ impl SlaveProcess {
         // and back overlaps the launch, so TASK_RUNNING need not wait for it afterwards.
         self.queue_update(ctx, &task_id, TaskState::Starting, None, None, None);
         self.persist_task(&task_id);
-        let spec = self.task_spec(&task, &sandbox);
+        let spec = self.task_spec(&framework_id, &task, &sandbox);
         self.deferred_launches.push((task_id, spec));
     }
 

@@ -7,6 +7,16 @@
 //! really is inside the root, so that a task swapping a directory for a symlink between the
 //! check and the open gains nothing.
 //!
+//! Ownership: the sandbox directory belongs to the task's user, and [`read`] serves only
+//! regular files owned by that same user (the owner of the sandbox directory, read at each
+//! request). A file is in the sandbox because the task put it there (or the slave did, for the
+//! task: `stdout` and `stderr` are given to the task's user); a file of another user can only
+//! be there as a hard link (or a rename) of a file from outside, which the task may not be
+//! able to read itself — `/etc/shadow`, another task's output — so it is refused, whatever
+//! its link count, with [`SandboxError::NotOwned`] (HTTP 403). A file of the task's user with
+//! several links is served: the task could read and copy it anyway. A task running as root
+//! owns everything it can reach, and could print it to its `stdout` anyway.
+//!
 //! ```
 //! # let dir = std::env::temp_dir().join(format!("plateau-sandbox-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir).unwrap();
@@ -21,7 +31,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::limits;
@@ -40,6 +50,10 @@ pub enum SandboxError {
     /// The path leads outside the sandbox, through a symbolic link (HTTP 403).
     #[error("path {0:?} leads outside the sandbox")]
     Escapes(String),
+    /// The file does not belong to the task's user (the owner of the sandbox): a task may have
+    /// linked it in from outside its sandbox, so it is not served (HTTP 403).
+    #[error("{0:?} does not belong to the task's user: not served")]
+    NotOwned(String),
     /// No such file or directory (HTTP 404).
     #[error("no such file {0:?} in the sandbox")]
     NotFound(String),
@@ -151,6 +165,13 @@ pub fn read(
     let metadata = file.metadata().map_err(io_error(relative))?;
     if !metadata.is_file() {
         return Err(SandboxError::NotAFile(relative.to_string()));
+    }
+    // Of the opened file (fstat) and of the canonical root: no path to swap meanwhile. The
+    // task cannot give its sandbox away (only root can chown), nor replace it (its parent
+    // belongs to the slave).
+    let task_uid = fs::metadata(&root).map_err(io_error(relative))?.uid();
+    if metadata.uid() != task_uid {
+        return Err(SandboxError::NotOwned(relative.to_string()));
     }
     let file_size = metadata.len();
     let Some(offset) = offset else {
@@ -308,6 +329,48 @@ mod tests {
             resolve(&root, "").unwrap(),
             fs::canonicalize(&root).unwrap()
         );
+    }
+
+    #[test]
+    fn serves_only_files_of_the_sandbox_owner() {
+        // Changing owners needs root; as another user the rule is checked with its own files.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = TempDir::new("owner");
+        let root = dir.sandbox();
+        let nobody = crate::user::TaskUser::lookup(crate::user::DEFAULT_TASK_USER).unwrap();
+        let give = |path: &Path| {
+            std::os::unix::fs::chown(path, Some(nobody.uid), Some(nobody.gid)).unwrap()
+        };
+        give(&root);
+        give(&root.join("stdout"));
+        assert_eq!(
+            read(&root, "stdout", Some(0), Some(3)).unwrap().data,
+            b"012"
+        );
+        // A root-only file outside, hard-linked in (as a task may do): refused.
+        let secret = dir.0.join("secret");
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        fs::hard_link(&secret, root.join("shadow")).unwrap();
+        assert!(matches!(
+            read(&root, "shadow", Some(0), None),
+            Err(SandboxError::NotOwned(_))
+        ));
+        // Even the size is not told.
+        assert!(matches!(
+            read(&root, "shadow", None, None),
+            Err(SandboxError::NotOwned(_))
+        ));
+        // A file of another user with a single link (moved in): refused too.
+        assert!(matches!(
+            read(&root, "sub/file", Some(0), None),
+            Err(SandboxError::NotOwned(_))
+        ));
+        // A file of the task's user with two links: the task could read it anyway.
+        give(&root.join("sub/file"));
+        fs::hard_link(root.join("sub/file"), root.join("again")).unwrap();
+        assert_eq!(read(&root, "again", Some(0), None).unwrap().data, b"inner");
     }
 
     #[test]

@@ -139,6 +139,7 @@ impl Harness {
             ports: Vec::new(),
             sandbox: self.sandbox(task_id).into(),
             hostname: "test-host".to_string(),
+            user: None,
         }
     }
 
@@ -758,4 +759,124 @@ fn a_spec_larger_than_a_pipe_buffer_reaches_the_supervisor() {
     h.c().launch(spec).expect("launch");
     let termination = h.wait_termination("big");
     assert_eq!(termination.exit_code, Some(0), "{termination:?}");
+}
+
+/// Whether the tests run as root (switching users needs it).
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn tasks_run_as_their_user_and_cannot_reach_the_slave_or_other_users() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    let mut h = Harness::new("users");
+    let nobody = plateau_slave::user::TaskUser::lookup("nobody").unwrap();
+    let daemon = plateau_slave::user::TaskUser::lookup("daemon").unwrap();
+    assert_ne!(nobody.uid, daemon.uid);
+    // A root-only file (removed with the harness directory).
+    let secret = h.dir.join("secret");
+    fs::write(&secret, "root-only-content").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Another user's task, with a file in its sandbox.
+    let mut other = h.spec(
+        "other",
+        "echo private-content > private; echo up > ready; exec sleep 1000",
+    );
+    other.user = Some("daemon".into());
+    let other_sandbox = other.sandbox.clone();
+    let other_info = h.c().launch(other).unwrap();
+    wait_until("the other task is up", || {
+        other_sandbox.join("ready").exists()
+    });
+
+    // The slave is this test process: it hosts the containerizer.
+    let slave_pid = std::process::id();
+    let command = format!(
+        "id -u; id -g; echo \"env: $HOME $USER $LOGNAME\"; \
+         echo \"secret: $(cat {secret} 2>&1)\"; \
+         echo \"mem: $(head -c 1 /proc/{slave_pid}/mem 2>&1 >/dev/null)\"; \
+         echo \"signal slave: $(kill -0 {slave_pid} 2>&1)\"; \
+         echo \"signal other: $(kill -0 {other_pid} 2>&1)\"; \
+         echo \"other sandbox: $(cat {other_sandbox}/private 2>&1)\"",
+        secret = secret.display(),
+        other_pid = other_info.pid,
+        other_sandbox = other_sandbox.display(),
+    );
+    let mut spec = h.spec("me", &command);
+    spec.user = Some("nobody".into());
+    let sandbox = spec.sandbox.clone();
+    h.c().launch(spec).unwrap();
+    let termination = h.wait_termination("me");
+    assert!(termination.is_success(), "{termination:?}");
+    let output = fs::read_to_string(sandbox.join("stdout")).unwrap();
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines[0], nobody.uid.to_string(), "{output}");
+    assert_eq!(lines[1], nobody.gid.to_string(), "{output}");
+    assert_eq!(
+        lines[2],
+        format!("env: {} nobody nobody", nobody.home.display()),
+        "{output}"
+    );
+    let line = |prefix: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {output}"))
+            .to_string()
+    };
+    assert!(line("secret:").contains("Permission denied"), "{output}");
+    assert!(line("mem:").contains("Permission denied"), "{output}");
+    assert!(
+        line("signal slave:").contains("Operation not permitted"),
+        "{output}"
+    );
+    assert!(
+        line("signal other:").contains("Operation not permitted"),
+        "{output}"
+    );
+    assert!(
+        line("other sandbox:").contains("Permission denied"),
+        "{output}"
+    );
+    assert!(!output.contains("root-only-content") && !output.contains("private-content"));
+
+    // The sandbox and what the supervisor wrote in it are the task user's; others keep out.
+    let meta = fs::metadata(&sandbox).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (nobody.uid, nobody.gid));
+    assert_eq!(meta.mode() & 0o777, 0o750);
+    for name in ["stdout", "stderr"] {
+        assert_eq!(fs::metadata(sandbox.join(name)).unwrap().uid(), nobody.uid);
+    }
+    assert_eq!(fs::metadata(&other_sandbox).unwrap().uid(), daemon.uid);
+
+    // The supervisor (root) still kills a task of another user, and removes its cgroup.
+    h.c().kill("other", Duration::from_millis(200)).unwrap();
+    let termination = h.wait_termination("other");
+    assert!(termination.signal.is_some(), "{termination:?}");
+    assert!(is_gone(other_info.pid));
+    assert!(!h.cgroup_exists("other"), "cgroup removed");
+}
+
+#[test]
+fn an_unknown_user_fails_the_launch_clearly() {
+    let mut h = Harness::new("no-user");
+    let mut spec = h.spec("lost", "true");
+    spec.user = Some("plateau-no-such-user".into());
+    let error = h.c().launch(spec).unwrap_err();
+    assert!(
+        matches!(error, ContainerizerError::User { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "task 'lost': user 'plateau-no-such-user' does not exist on this slave"
+    );
+    assert!(!h.cgroup_exists("lost"));
+    assert!(h.c().task_ids().is_empty());
 }

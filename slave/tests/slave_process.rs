@@ -668,3 +668,195 @@ fn kills_and_shutdown_overtake_launches_in_flight() {
     });
     drop(cleanup);
 }
+
+/// The status and JSON body of a GET on the slave's HTTP API.
+macro_rules! get {
+    ($app:expr, $uri:expr) => {{
+        let response =
+            web_test::call_service($app, web_test::TestRequest::get().uri($uri).to_request()).await;
+        let status = response.status().as_u16();
+        let body = web_test::read_body(response).await;
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }};
+}
+
+/// Tasks run as the slave's default task user (`nobody`) unless they name a user; a user
+/// unknown to the slave fails the task with a clear message; `/files/read` serves the task's
+/// own files but not a root-only file hard-linked into its sandbox.
+#[test]
+fn tasks_run_as_nobody_by_default_and_their_sandbox_serves_only_their_files() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    let cleanup = Cleanup::new("users");
+    let work_dir = cleanup.dir.join("work");
+    let cgroup_root = cleanup.cgroup_root.clone();
+    let secret = cleanup.dir.join("shadow");
+    fs::write(&secret, "root-only-content").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let nobody = plateau_slave::user::TaskUser::lookup("nobody").unwrap();
+    let daemon = plateau_slave::user::TaskUser::lookup("daemon").unwrap();
+    actix_rt::System::new().block_on(async move {
+        let ca = ClusterCa::generate().unwrap();
+        let master_node = quic_node(&ca, 1);
+        let slave_node = quic_node(&ca, 2);
+        let updates: Updates = Arc::default();
+        let heartbeats = Arc::new(Mutex::new(0u64));
+        let master = master_node
+            .spawn("master", FakeMaster::new(&updates, &heartbeats))
+            .unwrap();
+        let config = slave_config(master.upid(), &work_dir, &cgroup_root);
+        assert_eq!(config.default_task_user, "nobody");
+        let slave = start(&slave_node, config).expect("slave starts");
+        eventually("registration", || async {
+            slave.call(|p, _| p.is_registered()).await.unwrap()
+        })
+        .await;
+        let run = |task: TaskInfo| RunTaskMessage {
+            framework_id: FrameworkId::new("fw"),
+            framework: FrameworkInfo::new("test"),
+            framework_pid: master.upid().clone(),
+            task,
+        };
+        let send = |task: TaskInfo| master_node.send(master.upid(), slave.upid(), run(task));
+        // By default: nobody.
+        send(task(
+            "plain",
+            "id -u; echo mine > mine; echo up > ready; exec sleep 1000",
+            "[31001-31001]",
+        ));
+        // The command names its user.
+        let mut named = task("named", "id -u", "[31002-31002]");
+        named.command.user = Some("daemon".into());
+        send(named);
+        // A user this slave does not know.
+        let mut lost = task("lost", "true", "[31003-31003]");
+        lost.command.user = Some("plateau-no-such-user".into());
+        send(lost);
+
+        eventually("plain RUNNING", || async {
+            states(&updates, "plain").contains(&TaskState::Running)
+        })
+        .await;
+        eventually("named and lost over", || async {
+            states(&updates, "named").contains(&TaskState::Finished)
+                && states(&updates, "lost").contains(&TaskState::Failed)
+        })
+        .await;
+        let failure = updates
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|u| u.task_id.as_str() == "lost" && u.state == TaskState::Failed)
+            .cloned()
+            .unwrap();
+        let message = failure.message.unwrap_or_default();
+        assert!(
+            message.contains("user 'plateau-no-such-user' does not exist on this slave"),
+            "{message}"
+        );
+
+        let app = web_test::init_service(
+            App::new().configure(|cfg| plateau_slave::http::configure(cfg, slave.clone())),
+        )
+        .await;
+        let state: serde_json::Value = web_test::call_and_read_body_json(
+            &app,
+            web_test::TestRequest::get().uri("/state").to_request(),
+        )
+        .await;
+        let directory = |id: &str| -> PathBuf {
+            let executors = state["frameworks"][0]["executors"].as_array().unwrap();
+            let executor = executors.iter().find(|e| e["id"] == id).unwrap();
+            PathBuf::from(executor["directory"].as_str().unwrap())
+        };
+        let plain = directory("plain");
+        eventually("plain ready", || async { plain.join("ready").exists() }).await;
+        let (status, body) = get!(
+            &app,
+            &format!("/files/read?path={}/stdout&offset=0", plain.display())
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"], format!("{}\n", nobody.uid));
+        // A file the task wrote is served.
+        let (status, body) = get!(
+            &app,
+            &format!("/files/read?path={}/mine&offset=0", plain.display())
+        );
+        assert_eq!(
+            (status, body["data"].as_str()),
+            (200, Some("mine\n")),
+            "{body}"
+        );
+        // A root-only file hard-linked into the sandbox (as a task could with a file it may
+        // link, or any file where hard links are not protected) is refused, size included.
+        fs::hard_link(&secret, plain.join("shadow")).unwrap();
+        for offset in ["0", "-1"] {
+            let (status, body) = get!(
+                &app,
+                &format!(
+                    "/files/read?path={}/shadow&offset={offset}",
+                    plain.display()
+                )
+            );
+            assert_eq!(status, 403, "{body}");
+            assert!(!body.to_string().contains("root-only-content"));
+            assert!(
+                body["message"].as_str().unwrap().contains("not served"),
+                "{body}"
+            );
+        }
+        // A symbolic link out of the sandbox is not followed.
+        std::os::unix::fs::symlink(&secret, plain.join("link")).unwrap();
+        let (status, _) = get!(
+            &app,
+            &format!("/files/read?path={}/link&offset=0", plain.display())
+        );
+        assert_eq!(status, 404);
+
+        // The named task ran as daemon (its sandbox is gone from the books once acknowledged:
+        // read its stdout from the disk).
+        let named_out = fs::read_to_string(
+            plain
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("named/runs/latest/stdout"),
+        )
+        .unwrap();
+        assert_eq!(named_out.trim(), daemon.uid.to_string());
+
+        // The slave's own directory (checkpoint, run directories) is closed to tasks.
+        {
+            use std::os::unix::fs::MetadataExt;
+            let mode = fs::metadata(work_dir.join("slave")).unwrap().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        master_node.send(
+            master.upid(),
+            slave.upid(),
+            KillTaskMessage {
+                framework_id: FrameworkId::new("fw"),
+                task_id: TaskId::new("plain"),
+                fencing_epoch: None,
+            },
+        );
+        eventually("plain KILLED", || async {
+            states(&updates, "plain").contains(&TaskState::Killed)
+        })
+        .await;
+        slave_node.shutdown();
+        master_node.shutdown();
+    });
+    drop(cleanup);
+}

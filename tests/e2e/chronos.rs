@@ -190,7 +190,14 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// The command of a job that appends "<scheduled instant> <ms since the epoch now>" to `file`.
+/// Creates `file`, writable by everyone: the jobs run as the slave's default task user
+/// (`nobody`), which may not create files in the test's directory.
 fn append_command(file: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    if !file.exists() {
+        std::fs::write(file, "").unwrap();
+    }
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o666)).unwrap();
     format!(
         "echo \"$CHRONOS_JOB_RUN_TIME $(date +%s%3N)\" >> {}",
         file.display()
@@ -634,6 +641,13 @@ fn chronos_ha_kill_9_of_the_leader() {
             .unwrap();
         let start_ms = (epoch_ms() / 1000 + 4) * 1000;
         let file = dir.join("runs.txt");
+        // Writable by the jobs, which run as nobody.
+        std::fs::write(&file, "").unwrap();
+        std::fs::set_permissions(
+            &file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .unwrap();
         let names: Vec<String> = (0..HA_JOBS).map(|j| format!("tick-{j}")).collect();
         // Each catch-up policy once. With an epsilon far longer than a failover, the instants
         // a failover delays are on time for every policy, so each must run. A job that is not

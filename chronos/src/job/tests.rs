@@ -290,7 +290,13 @@ fn last_state_and_defaults() {
     );
     job.apply_defaults(&TaskDefaults::default());
     assert_eq!((job.cpus, job.mem, job.disk), (0.1, 128.0, 256.0));
-    assert_eq!(job.run_as_user, "root");
+    // No default user: the slave's default task user applies.
+    assert_eq!(job.run_as_user, "");
+    job.apply_defaults(&TaskDefaults {
+        user: "batch".into(),
+        ..TaskDefaults::default()
+    });
+    assert_eq!(job.run_as_user, "batch");
 }
 
 // ---------------------------------------------------------------- graph

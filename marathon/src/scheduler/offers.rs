@@ -229,9 +229,12 @@ pub fn build_task(
             value: program.clone(),
             arguments: rest.to_vec(),
             environment: BTreeMap::new(),
+            user: None,
         },
         (None, None) => CommandInfo::shell("true"),
     };
+    // The app's user (empty: unset); without one the slave's default task user.
+    command.user = app.user.clone().filter(|u| !u.is_empty());
     let env = &mut command.environment;
     for (index, port) in host_ports.iter().enumerate() {
         env.insert(format!("PORT{index}"), port.to_string());

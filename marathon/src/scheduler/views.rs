@@ -258,7 +258,9 @@ impl MarathonScheduler {
             "mesos_heartbeat_interval": 15000,
             "mesos_leader_ui_url": null,
             "mesos_role": c.role,
-            "mesos_user": "root",
+            // No framework user: a task runs as its app's `user`, else as the slave's default
+            // task user, never as root unless an app asks for it.
+            "mesos_user": null,
             "min_revive_offers_interval": 5000,
             "new_group_enforce_role": "Off",
             "offer_matching_timeout": 3000,

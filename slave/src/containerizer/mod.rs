@@ -21,7 +21,8 @@
 //! task under its command executor:
 //!
 //! ```text
-//!   slave ──posix_spawn, spec on stdin──▶ supervisor (setsid) ──fork, setsid, join cgroups, exec──▶ task
+//!   slave ──posix_spawn, spec on stdin──▶ supervisor (setsid) ──fork, setsid, join cgroups,
+//!     │                                                        become the task's user, exec──▶ task
 //!     │  pidfd: exit of the      │ waits for the task (and, as child subreaper, its orphans),
 //!     │  supervisor = end of     │ escalates kills, kills the whole cgroup on OOM and at the end,
 //!     │  the task                │ removes the cgroups, writes status.json atomically, exits
@@ -41,6 +42,11 @@
 //!   hands its checkpointed [`LaunchInfo`]s to [`Containerizer::recover`], which re-attaches to
 //!   the supervisors still alive (identified by pid *and* start time, then held by a pidfd) and
 //!   reads the recorded status of those that finished meanwhile.
+//! - Tasks run as their user ([`TaskSpec::user`]), the supervisor as the slave (root): it joins
+//!   the task's cgroups, then drops the groups, the gid and the uid in that order, then execs.
+//!   The sandbox, `stdout` and `stderr` belong to the task's user (mode 0750); the run
+//!   directory, the supervisor and the cgroups stay root's, so that kills, OOM handling and
+//!   cleanup work whatever the task does.
 //! - The supervisor is an entry point of this library, [`supervisor_main`]; the containerizer
 //!   is configured with the program (and leading arguments) that reaches it: the
 //!   `plateau-supervisor` executable of this crate, or `plateau supervise`.
@@ -137,6 +143,12 @@ pub struct TaskSpec {
     pub sandbox: Arc<Path>,
     /// This slave's hostname, exported as `HOST`.
     pub hostname: String,
+    /// The user the task runs as (the slave decides it: see
+    /// [`crate::process::SlaveProcess::task_user`]); `None`: the containerizer's own user. The
+    /// real containerizer resolves it ([`crate::user::TaskUser::lookup`]; an unknown user fails
+    /// the launch), gives it the sandbox, and starts the task as it with its `HOME`, `USER` and
+    /// `LOGNAME`. The simulated one ignores it.
+    pub user: Option<String>,
 }
 
 /// What the containerizer launched: the record the slave checkpoints, and gives back to
@@ -274,6 +286,15 @@ pub enum ContainerizerError {
         path: PathBuf,
         /// The error of the operating system.
         source: std::io::Error,
+    },
+    /// The task's user cannot be used: unknown on this slave, or out of reach of the slave's
+    /// own privileges, or unable to reach its sandbox.
+    #[error("task '{task_id}': {reason}")]
+    User {
+        /// The task.
+        task_id: TaskId,
+        /// What is wrong, naming the user.
+        reason: String,
     },
     /// The host cannot run this containerizer (no cgroup v1 controllers...).
     #[error("unsupported host: {0}")]

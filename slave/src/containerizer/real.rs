@@ -13,12 +13,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::cgroups::{self, CgroupDirs, Limits};
-use super::supervisor::{SupervisorSpec, KILL_FILE, LOG_FILE, STATUS_FILE};
+use super::supervisor::{SupervisorSpec, SupervisorUser, KILL_FILE, LOG_FILE, STATUS_FILE};
 use super::{
     sys, task_dir_name, Containerizer, ContainerizerError, LaunchCallback, LaunchInfo, LaunchStart,
     RecoverInfo, RecoveredTask, TaskId, TaskSpec, Termination, TerminationCallback, Usage,
 };
 use crate::limits;
+use crate::user::{self, TaskUser};
 
 /// Configuration of a [`CgroupsContainerizer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,8 +340,19 @@ impl Shared {
     }
 
     /// The task's whole environment.
-    fn environment(&self, spec: &TaskSpec, sandbox: &Path) -> BTreeMap<String, String> {
+    fn environment(
+        &self,
+        spec: &TaskSpec,
+        sandbox: &Path,
+        user: Option<&TaskUser>,
+    ) -> BTreeMap<String, String> {
         let mut env = self.config.base_env.clone();
+        if let Some(user) = user {
+            // As a login would set them; the task's own variables may still override them.
+            env.insert("HOME".into(), user.home.to_string_lossy().into_owned());
+            env.insert("USER".into(), user.name.clone());
+            env.insert("LOGNAME".into(), user.name.clone());
+        }
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.insert("MESOS_TASK_ID".into(), spec.task_id.clone());
         env.insert(
@@ -454,7 +466,23 @@ impl Shared {
     /// handshake) and returns what to watch; the caller inserts it into the state. Runs on the
     /// slave's thread or on a launcher thread.
     fn launch(&self, spec: &TaskSpec) -> Result<(LaunchInfo, Entry), ContainerizerError> {
+        let user = Self::resolve_user(spec)?;
         create_task_dir(&spec.sandbox).map_err(Self::io_error("create sandbox", &spec.sandbox))?;
+        if let Some(user) = &user {
+            give_sandbox(&spec.sandbox, user).map_err(Self::io_error(
+                "give the sandbox to its user",
+                &spec.sandbox,
+            ))?;
+            user.check_reachable(&spec.sandbox)
+                .map_err(|dir| ContainerizerError::User {
+                    task_id: spec.task_id.clone(),
+                    reason: format!(
+                        "user '{}' cannot reach its sandbox: it may not search {}",
+                        user.name,
+                        dir.display()
+                    ),
+                })?;
+        }
         let run_dir = self.run_dir_of(&spec.task_id);
         // A run directory left by an earlier task of the same id (already reported): start clean.
         let _ = fs::remove_dir_all(&run_dir);
@@ -463,9 +491,10 @@ impl Shared {
         let limits = Limits::new(spec.cpus, spec.mem_mb, self.config.pids_max);
         let created = cgroups::create(&cgroup, limits);
         let result = created.and_then(|(_, dirs)| {
-            self.launch_inner(spec, &dirs, &run_dir).inspect_err(|_| {
-                cgroups::destroy(&dirs);
-            })
+            self.launch_inner(spec, user.as_ref(), &dirs, &run_dir)
+                .inspect_err(|_| {
+                    cgroups::destroy(&dirs);
+                })
         });
         if result.is_err() {
             let _ = fs::remove_dir_all(&run_dir);
@@ -473,15 +502,37 @@ impl Shared {
         result
     }
 
+    /// The task's user, resolved on this host; `None` when the spec names none.
+    fn resolve_user(spec: &TaskSpec) -> Result<Option<TaskUser>, ContainerizerError> {
+        let Some(name) = &spec.user else {
+            return Ok(None);
+        };
+        let error = |reason: String| ContainerizerError::User {
+            task_id: spec.task_id.clone(),
+            reason,
+        };
+        let user = TaskUser::lookup(name).map_err(|e| error(e.to_string()))?;
+        let slave_uid = user::current_uid();
+        if slave_uid != 0 && user.uid != slave_uid {
+            return Err(error(format!(
+                "the slave runs as uid {slave_uid}, not root: it cannot start tasks as user '{}' \
+                 (uid {}); run it as root, or make its own user the task user",
+                user.name, user.uid
+            )));
+        }
+        Ok(Some(user))
+    }
+
     fn launch_inner(
         &self,
         spec: &TaskSpec,
+        user: Option<&TaskUser>,
         dirs: &CgroupDirs,
         run_dir: &Path,
     ) -> Result<(LaunchInfo, Entry), ContainerizerError> {
         let sandbox = fs::canonicalize(&spec.sandbox)
             .map_err(Self::io_error("resolve sandbox", &spec.sandbox))?;
-        let env = self.environment(spec, &sandbox);
+        let env = self.environment(spec, &sandbox, user);
         let (program, argv0, args) = if spec.command.shell {
             match simple_command(&spec.command.value, &env, &sandbox) {
                 Some((program, argv0, args)) => (program, Some(argv0), args),
@@ -509,6 +560,15 @@ impl Shared {
             env,
             sandbox: sandbox.clone(),
             cgroup: dirs.clone(),
+            // A root slave always switches (to root too: the user's own groups); another
+            // slave runs tasks as itself only (see resolve_user).
+            user: user
+                .filter(|_| user::current_uid() == 0)
+                .map(|u| SupervisorUser {
+                    uid: u.uid,
+                    gid: u.gid,
+                    groups: u.groups.clone(),
+                }),
         };
         // Through the supervisor's stdin rather than a file: a file costs an inode, a rename
         // and an fsync per launch, and the spec is not needed once the task runs.
@@ -663,6 +723,16 @@ fn create_task_dir(dir: &Path) -> std::io::Result<()> {
         }
     }
     fs::create_dir_all(dir)
+}
+
+/// Gives the sandbox to the task's user: owned by it and its primary group, mode 0750 (other
+/// users, other tasks among them, cannot look inside).
+fn give_sandbox(sandbox: &Path, user: &TaskUser) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if user::current_uid() == 0 {
+        std::os::unix::fs::chown(sandbox, Some(user.uid), Some(user.gid))?;
+    }
+    fs::set_permissions(sandbox, fs::Permissions::from_mode(0o750))
 }
 
 /// A launcher thread: takes queued launches one at a time, runs them and reports each outcome

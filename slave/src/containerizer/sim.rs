@@ -405,6 +405,7 @@ mod tests {
             ports: vec![],
             sandbox: std::path::Path::new("/sandbox").into(),
             hostname: "h".into(),
+            user: None,
         }
     }
 

@@ -55,6 +55,20 @@ pub(crate) struct SupervisorSpec {
     pub sandbox: PathBuf,
     /// The task's cgroup.
     pub cgroup: CgroupDirs,
+    /// Who the task runs as; `None`: as the supervisor (the slave's user).
+    #[serde(default)]
+    pub user: Option<SupervisorUser>,
+}
+
+/// The user a task runs as, resolved by the slave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SupervisorUser {
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+    /// Its groups (supplementary, primary included).
+    pub groups: Vec<u32>,
 }
 
 /// Entry point of the supervisor process. `args` are the arguments after the program (and after
@@ -241,6 +255,14 @@ fn start_task(spec: &SupervisorSpec) -> Result<u32, String> {
     };
     let stdout = open_output("stdout")?;
     let stderr = open_output("stderr")?;
+    if let Some(user) = &spec.user {
+        // Created by us (root) in the user's sandbox: the task's, like the rest of it.
+        for (name, file) in [("stdout", &stdout), ("stderr", &stderr)] {
+            std::os::unix::fs::fchown(file, Some(user.uid), Some(user.gid))
+                .map_err(|e| format!("give {name} to uid {}: {e}", user.uid))?;
+        }
+    }
+    let switch = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
 
     let mut command = Command::new(&spec.program);
     if let Some(argv0) = &spec.argv0 {
@@ -255,7 +277,7 @@ fn start_task(spec: &SupervisorSpec) -> Result<u32, String> {
         .stdout(stdout)
         .stderr(stderr);
     // SAFETY: the closure only makes async-signal-safe system calls (setsid, write,
-    // sigprocmask) on data prepared before the fork.
+    // setgroups, setgid, setuid, sigprocmask) on data prepared before the fork.
     unsafe {
         command.pre_exec(move || {
             if libc::setsid() < 0 {
@@ -265,6 +287,10 @@ fn start_task(spec: &SupervisorSpec) -> Result<u32, String> {
                 if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            // In the cgroups first (as root), then the task's user: groups, gid, uid.
+            if let Some((uid, gid, groups)) = &switch {
+                crate::user::TaskUser::switch_in_child(*uid, *gid, groups)?;
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);

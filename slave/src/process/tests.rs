@@ -856,6 +856,7 @@ fn the_containerizer_is_polled_when_its_answer_may_have_changed_and_only_then() 
         ports: vec![],
         sandbox: Path::new("/sandbox").into(),
         hostname: "h".into(),
+        user: None,
     };
     polled.get_mut().launch(spec).expect("launched");
     assert_eq!(polled.poll(s(5.0)), Some(s(15.0)));
