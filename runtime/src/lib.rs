@@ -12,6 +12,7 @@
 //! - [`sim::Sim`]: the simulation host, a discrete-event loop on a virtual clock with a seeded,
 //!   fault-injecting network.
 //! - [`clock`] and [`Rng`]: time and randomness come only from the host.
+//! - [`fuzzing`]: what the crates' fuzz suites share (cases per target, damaging bytes).
 //!
 //! ```
 //! use plateau_runtime::sim::{Sim, SimConfig};
@@ -49,6 +50,7 @@
 
 pub mod bench;
 pub mod clock;
+pub mod fuzzing;
 pub mod limits;
 pub mod message;
 pub mod node;
