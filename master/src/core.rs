@@ -2657,3 +2657,6 @@ impl MasterCore {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
