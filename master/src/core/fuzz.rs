@@ -10,7 +10,9 @@ use plateau_runtime::Message;
 use proptest::prelude::*;
 
 use super::*;
-use crate::messages::fuzz::{sample_framework_info, sample_slave_info, sample_status, sample_task, upid};
+use crate::messages::fuzz::{
+    sample_framework_info, sample_slave_info, sample_status, sample_task, upid,
+};
 
 const MASTER: &str = "master@10.0.0.1:5050";
 const SLAVE: &str = "slave(1)@10.0.0.2:5051";
@@ -66,7 +68,10 @@ impl Fixture {
                 }
             }
         }
-        assert!(!fixture.offer_id.as_str().is_empty(), "the fixture has an offer");
+        assert!(
+            !fixture.offer_id.as_str().is_empty(),
+            "the fixture has an offer"
+        );
         fixture
     }
 
@@ -90,7 +95,12 @@ impl Fixture {
         let mut task = sample_task(s);
         task.task_id = TaskId::new("t1");
         vec![
-            one(RegisterSlaveMessage { slave: sample_slave_info() }, "slave(2)@10.0.0.4:5051"),
+            one(
+                RegisterSlaveMessage {
+                    slave: sample_slave_info(),
+                },
+                "slave(2)@10.0.0.4:5051",
+            ),
             one(
                 ReregisterSlaveMessage {
                     slave_id: s.clone(),
@@ -104,8 +114,18 @@ impl Fixture {
                 },
                 SLAVE,
             ),
-            one(SlaveHeartbeatMessage { slave_id: s.clone() }, SLAVE),
-            one(UnregisterSlaveMessage { slave_id: s.clone() }, SLAVE),
+            one(
+                SlaveHeartbeatMessage {
+                    slave_id: s.clone(),
+                },
+                SLAVE,
+            ),
+            one(
+                UnregisterSlaveMessage {
+                    slave_id: s.clone(),
+                },
+                SLAVE,
+            ),
             one(
                 StatusUpdateMessage {
                     framework_id: f.clone(),
@@ -138,7 +158,12 @@ impl Fixture {
                 },
                 "fw@10.0.0.6:6000",
             ),
-            one(UnregisterFrameworkMessage { framework_id: f.clone() }, FRAMEWORK),
+            one(
+                UnregisterFrameworkMessage {
+                    framework_id: f.clone(),
+                },
+                FRAMEWORK,
+            ),
             one(
                 LaunchTasksMessage {
                     framework_id: f.clone(),
@@ -153,7 +178,9 @@ impl Fixture {
                 DeclineOffersMessage {
                     framework_id: f.clone(),
                     offer_ids: vec![o.clone()],
-                    filters: Filters { refuse_seconds: 3.0 },
+                    filters: Filters {
+                        refuse_seconds: 3.0,
+                    },
                 },
                 FRAMEWORK,
             ),
@@ -172,8 +199,18 @@ impl Fixture {
                 },
                 FRAMEWORK,
             ),
-            one(ReviveOffersMessage { framework_id: f.clone() }, FRAMEWORK),
-            one(SuppressOffersMessage { framework_id: f.clone() }, FRAMEWORK),
+            one(
+                ReviveOffersMessage {
+                    framework_id: f.clone(),
+                },
+                FRAMEWORK,
+            ),
+            one(
+                SuppressOffersMessage {
+                    framework_id: f.clone(),
+                },
+                FRAMEWORK,
+            ),
         ]
     }
 
