@@ -261,7 +261,11 @@ fn parse_attributes(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `500ms`, `5s`, `2m`, `1h`.
+/// Longest duration a flag takes: ten years. Beyond it a timeout is a typo, and one near
+/// `Duration::MAX` would overflow the first time it is added to a clock reading.
+const DURATION_FLAG_MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `500ms`, `5s`, `2m`, `1h`; at most [`DURATION_FLAG_MAX`].
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -277,11 +281,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         _ => return Err(format!("'{unit}' is not a unit (ms, s, m, h)")),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))?;
+    if duration > DURATION_FLAG_MAX {
+        return Err(format!(
+            "'{text}' is longer than the longest duration a flag takes, {} days",
+            DURATION_FLAG_MAX.as_secs() / 86_400
+        ));
+    }
+    Ok(duration)
 }
 
 /// A session ttl: a duration with its unit, or a bare number of milliseconds (what the
-/// originals' ZooKeeper timeout flags take); at least 1 s.
+/// originals' ZooKeeper timeout flags take); at least 1 s, and at most the longest lease the
+/// masters grant (a longer one would be refused by every master at the first election).
 fn parse_session_ttl(text: &str) -> Result<Duration, String> {
     let ttl = match text.parse::<u64>() {
         Ok(ms) => Duration::from_millis(ms),
@@ -289,6 +301,13 @@ fn parse_session_ttl(text: &str) -> Result<Duration, String> {
     };
     if ttl < Duration::from_secs(1) {
         return Err(format!("'{text}' is under the least session ttl, 1s"));
+    }
+    let max = plateau_master::limits::COORD_LEASE_TTL_MAX;
+    if ttl > max {
+        return Err(format!(
+            "'{text}' is over the longest session ttl, {}s",
+            max.as_secs()
+        ));
     }
     Ok(ttl)
 }
@@ -803,5 +822,80 @@ mod tests {
         assert!(parse_session_ttl("999").unwrap_err().contains("least"));
         assert!(parse_session_ttl("0.5s").is_err());
         assert!(parse_session_ttl("soon").is_err());
+        assert!(parse_session_ttl("2h").unwrap_err().contains("longest"));
+        assert!(parse_session_ttl("3600001")
+            .unwrap_err()
+            .contains("longest"));
+        assert_eq!(parse_session_ttl("1h"), Ok(Duration::from_secs(3600)));
+    }
+}
+
+/// Fuzz targets of the flag value parsers: any text is a value or a usage error, never a
+/// panic, and what a parser accepts is in range.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use plateau_runtime::fuzzing::fuzz_cases;
+    use proptest::prelude::*;
+
+    fn duration_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{0,25}(\\.[0-9]{0,10})?(ms|s|m|h|d|)",
+            "[0-9.e+-]{0,12}(ms|s|m|h)",
+            Just("18446744073709551616s".to_string()),
+            Just("NaNs".to_string()),
+            Just("infh".to_string()),
+            Just(".s".to_string()),
+            "\\PC{0,12}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        #[test]
+        fn fuzz_flag_durations(text in duration_like()) {
+            if let Ok(d) = parse_duration(&text) {
+                prop_assert!(d <= DURATION_FLAG_MAX, "{:?} for {:?}", d, text);
+            }
+            if let Ok(ttl) = parse_session_ttl(&text) {
+                prop_assert!(ttl >= Duration::from_secs(1));
+                prop_assert!(ttl <= plateau_master::limits::COORD_LEASE_TTL_MAX);
+            }
+        }
+
+        #[test]
+        fn fuzz_flag_weights(text in prop_oneof!["([a-z*]{0,5}=[-0-9.eNaInf]{0,8},?){0,4}", "\\PC{0,24}"]) {
+            if let Ok(weights) = parse_weights(&text) {
+                for weight in weights.values() {
+                    prop_assert!(weight.is_finite() && *weight > 0.0);
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_flag_masters(text in prop_oneof!["(([a-z]{0,4}@)?[a-z0-9.\\[\\]:]{0,12}:[0-9]{0,6},?){0,4}", "\\PC{0,24}"]) {
+            if let Ok(masters) = parse_masters(&text) {
+                let printed = masters.to_string();
+                let back = parse_masters(&printed);
+                prop_assert!(back.is_ok(), "{:?} printed as {:?}", text, printed);
+                prop_assert_eq!(back.unwrap().to_string(), printed);
+            }
+        }
+
+        #[test]
+        fn fuzz_flag_resources_and_attributes(text in "\\PC{0,48}") {
+            let _ = parse_resources(&text);
+            let _ = parse_attributes(&text);
+        }
+    }
+
+    #[test]
+    fn fuzz_regression_huge_durations_are_usage_errors() {
+        assert!(parse_duration("100000000000h")
+            .unwrap_err()
+            .contains("longest"));
+        assert!(parse_duration("18446744073709551616s").is_err());
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
     }
 }

@@ -68,6 +68,10 @@ pub const HEADERS_MAX: usize = 128;
 /// Longest chunk-size line (or trailer line) of a chunked body.
 pub const CHUNK_LINE_LEN_MAX: usize = 4096;
 
+/// Most hex digits in a chunk size: 15 digits are sizes below 2^60 (an exabyte), so a size plus
+/// its CRLF never overflows; a longer size is a malformed body.
+pub const CHUNK_SIZE_DIGITS_MAX: usize = 15;
+
 /// How long a body being relayed may go without a byte before the exchange is dropped
 /// (HAProxy's `timeout client` / `timeout server` while data flows).
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -998,3 +998,130 @@ mod tests {
         }
     }
 }
+
+/// Fuzz target of the routes feed as a balancer receives it: damaged snapshots and deltas,
+/// decoded as the runtime decodes them, applied and compiled into a table that is then
+/// queried. Never a panic; the table's problems stay bounded.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::messages::{Backend, BackendState, RoutesChanged, RoutesSnapshot};
+    use plateau_runtime::fuzzing::{check_message_decoding, fuzz_cases, mutate, Edit};
+    use plateau_runtime::message::{decode_body, AnyMessage};
+    use proptest::prelude::*;
+
+    fn app(id: &str, port: u16, labels: &[(&str, &str)]) -> AppRoutes {
+        AppRoutes {
+            app_id: id.into(),
+            service_ports: vec![port, port + 1],
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            has_health_checks: true,
+            backends: vec![
+                Backend {
+                    task_id: format!("{id}.1"),
+                    host: "10.0.0.2".into(),
+                    ports: vec![31000, 31001],
+                    state: BackendState::Running,
+                    healthy: Some(true),
+                },
+                Backend {
+                    task_id: format!("{id}.2"),
+                    host: "10.0.0.3".into(),
+                    ports: vec![31002],
+                    state: BackendState::Draining,
+                    healthy: None,
+                },
+            ],
+        }
+    }
+
+    fn snapshot() -> RoutesSnapshot {
+        RoutesSnapshot {
+            version: 4,
+            leader_epoch: 2,
+            apps: vec![
+                app(
+                    "/web",
+                    10000,
+                    &[
+                        ("HAPROXY_GROUP", "external"),
+                        ("HAPROXY_0_VHOST", "Web.Example.com,www.example.com"),
+                        ("HAPROXY_0_PATH", "/api"),
+                        ("HAPROXY_0_BALANCE", "leastconn"),
+                    ],
+                ),
+                app("/db", 10002, &[("HAPROXY_GROUP", "external")]),
+            ],
+        }
+    }
+
+    fn delta() -> RoutesChanged {
+        RoutesChanged {
+            version: 5,
+            upserts: vec![app(
+                "/web",
+                10000,
+                &[("HAPROXY_0_VHOST", "web.example.com")],
+            )],
+            removed_apps: vec!["/db".into()],
+        }
+    }
+
+    fn edits() -> impl Strategy<Value = Vec<Edit>> {
+        proptest::collection::vec(
+            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
+                kind,
+                position,
+                byte,
+            }),
+            0..6,
+        )
+    }
+
+    fn exercise(state: &RoutingState) {
+        let table = state.table();
+        assert!(table.problems.len() <= crate::limits::PROBLEMS_MAX);
+        for port in table.service_ports().collect::<Vec<_>>() {
+            let _ = table.tcp_route(port);
+        }
+        for host in [
+            "web.example.com",
+            "WWW.EXAMPLE.COM.",
+            "",
+            "[::1]:80",
+            "a:b:c",
+        ] {
+            for path in ["/", "/api/x", ""] {
+                let _ = table.http_route(host, path);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        #[test]
+        fn fuzz_balancer_routes_feed(snapshot_edits in edits(), delta_edits in edits(), group in prop_oneof![Just(None), Just(Some("external".to_string())), Just(Some("*".to_string()))]) {
+            let snapshot_bytes = mutate(&AnyMessage::encode(&snapshot()).unwrap(), &snapshot_edits);
+            let delta_bytes = mutate(&AnyMessage::encode(&delta()).unwrap(), &delta_edits);
+            for bytes in [&snapshot_bytes, &delta_bytes] {
+                prop_assert!(check_message_decoding::<RoutesSnapshot>(bytes).is_ok());
+                prop_assert!(check_message_decoding::<RoutesChanged>(bytes).is_ok());
+                prop_assert!(check_message_decoding::<crate::messages::SubscribeRoutes>(bytes).is_ok());
+                prop_assert!(check_message_decoding::<crate::messages::RoutesNotLeader>(bytes).is_ok());
+            }
+            let mut state = RoutingState::new(group);
+            if let Ok(s) = decode_body::<RoutesSnapshot>(&snapshot_bytes) {
+                state.handle_snapshot(s);
+                exercise(&state);
+            }
+            if let Ok(d) = decode_body::<RoutesChanged>(&delta_bytes) {
+                let _ = state.handle_changed(d);
+                exercise(&state);
+            }
+        }
+    }
+}

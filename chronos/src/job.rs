@@ -739,6 +739,16 @@ impl Job {
                     format!("{field} must be a non-negative number, not {value}"),
                 ));
             }
+            // Above the master's resource model the job would be stored and never launched.
+            if value > limits::RESOURCE_SCALAR_MAX {
+                return Err(JobError::invalid(
+                    field,
+                    format!(
+                        "{field} must be at most {}, not {value}",
+                        limits::RESOURCE_SCALAR_MAX
+                    ),
+                ));
+            }
         }
         for (field, value) in [
             ("retries", job.retries),

@@ -76,6 +76,8 @@
 pub mod backend;
 pub mod bench;
 pub mod constraints;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod job;
 pub mod limits;

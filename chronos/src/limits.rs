@@ -107,3 +107,6 @@ pub const PROXY_TIMEOUT_MS: u64 = 30_000;
 /// after a leader's crash. The leader keeps its session alive every third of it, and steps down
 /// when none was confirmed for four fifths of it.
 pub const LEADER_SESSION_TTL_DEFAULT: Duration = Duration::from_secs(3);
+
+/// Largest `cpus`, `mem` or `disk` a job may ask for: what the master's resource model holds.
+pub const RESOURCE_SCALAR_MAX: f64 = plateau_master::limits::SCALAR_MAX as f64;

@@ -113,3 +113,11 @@ pub const LEADER_PROXY_RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// writes within 5 s of a leader's crash; long enough for 2 missed keep-alives (one every
 /// third of it).
 pub const LEADER_SESSION_TTL_DEFAULT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Largest `cpus`, `mem` or `disk` an app may ask for: what the master's resource model holds
+/// (a larger value would be accepted here and never launch).
+pub const RESOURCE_SCALAR_MAX: f64 = plateau_master::limits::SCALAR_MAX as f64;
+
+/// Longest health check delay, interval, timeout or grace period, and kill grace period, in
+/// seconds: what the master accepts in a task (see `plateau_master::limits::TASK_DURATION_MAX`).
+pub const TASK_SECONDS_MAX: i64 = plateau_master::limits::TASK_DURATION_MAX.as_secs() as i64;

@@ -134,6 +134,7 @@ enum Kind {
     },
     Num {
         min: Option<f64>,
+        max: Option<f64>,
     },
     /// An `int32` (or `int64` when `wide`).
     Int {
@@ -203,8 +204,21 @@ const EXECUTOR: Kind = Kind::Str {
     max_len: usize::MAX,
     pattern: Some(raml_executor),
 };
-const NUMBER: Kind = Kind::Num { min: None };
-const NON_NEGATIVE_NUMBER: Kind = Kind::Num { min: Some(0.0) };
+const NUMBER: Kind = Kind::Num {
+    min: None,
+    max: None,
+};
+/// A resource scalar (`cpus`, `mem`, `disk`): what the master's resource model can hold.
+const RESOURCE_NUMBER: Kind = Kind::Num {
+    min: Some(0.0),
+    max: Some(limits::RESOURCE_SCALAR_MAX),
+};
+/// A duration in seconds that a task's slave waits on (health checks, kill grace period).
+const TASK_SECONDS: Kind = Kind::Int {
+    min: Some(0),
+    max: Some(limits::TASK_SECONDS_MAX),
+    wide: false,
+};
 const NON_NEGATIVE_INT: Kind = Kind::Int {
     min: Some(0),
     max: None,
@@ -296,11 +310,11 @@ const HEALTH_CHECK: Kind = Kind::Obj(&[
         ]),
     ),
     opt("command", Kind::Obj(&[req("value", STRING)])),
-    opt("gracePeriodSeconds", NON_NEGATIVE_INT),
-    opt("intervalSeconds", NON_NEGATIVE_INT),
-    opt("timeoutSeconds", NON_NEGATIVE_INT),
+    opt("gracePeriodSeconds", TASK_SECONDS),
+    opt("intervalSeconds", TASK_SECONDS),
+    opt("timeoutSeconds", TASK_SECONDS),
     opt("maxConsecutiveFailures", NON_NEGATIVE_INT),
-    opt("delaySeconds", NON_NEGATIVE_INT),
+    opt("delaySeconds", TASK_SECONDS),
     opt("path", STRING),
     opt("portIndex", ANY_PORT),
     opt("port", ANY_PORT),
@@ -335,9 +349,15 @@ const APP_FIELDS: &[Field] = &[
     opt("user", STRING),
     opt("env", Kind::Custom(check_env)),
     opt("instances", NON_NEGATIVE_INT),
-    opt("cpus", Kind::Num { min: Some(0.001) }),
-    opt("mem", NON_NEGATIVE_NUMBER),
-    opt("disk", NON_NEGATIVE_NUMBER),
+    opt(
+        "cpus",
+        Kind::Num {
+            min: Some(0.001),
+            max: Some(limits::RESOURCE_SCALAR_MAX),
+        },
+    ),
+    opt("mem", RESOURCE_NUMBER),
+    opt("disk", RESOURCE_NUMBER),
     opt("gpus", NON_NEGATIVE_INT),
     opt("executor", EXECUTOR),
     opt("constraints", Kind::Arr(&STRINGS)),
@@ -348,7 +368,13 @@ const APP_FIELDS: &[Field] = &[
     opt("portDefinitions", Kind::Arr(&PORT_DEFINITION)),
     opt("requirePorts", BOOL),
     opt("backoffSeconds", NON_NEGATIVE_INT),
-    opt("backoffFactor", Kind::Num { min: Some(1.0) }),
+    opt(
+        "backoffFactor",
+        Kind::Num {
+            min: Some(1.0),
+            max: None,
+        },
+    ),
     opt("maxLaunchDelaySeconds", NON_NEGATIVE_INT),
     opt("container", CONTAINER),
     opt("healthChecks", Kind::Arr(&HEALTH_CHECK)),
@@ -381,7 +407,7 @@ const APP_FIELDS: &[Field] = &[
         "secrets",
         Kind::Map(&Kind::Obj(&[req("source", NON_EMPTY_STRING)])),
     ),
-    opt("taskKillGracePeriodSeconds", NON_NEGATIVE_INT),
+    opt("taskKillGracePeriodSeconds", TASK_SECONDS),
     opt("unreachableStrategy", Kind::Custom(check_unreachable)),
     opt(
         "killSelection",
@@ -496,11 +522,13 @@ fn check_kind(kind: &Kind, value: &Value, path: &str, details: &mut Details) {
                 }
             }
         },
-        Kind::Num { min } => match value.as_f64() {
+        Kind::Num { min, max } => match value.as_f64() {
             None => details.push(path, "error.expected.jsnumber"),
             Some(number) => {
                 if min.is_some_and(|min| number < min) {
                     details.push(path, "error.min");
+                } else if max.is_some_and(|max| number > max) {
+                    details.push(path, "error.max");
                 }
             }
         },
@@ -1166,4 +1194,333 @@ pub fn details_by_path(error: &ApiError) -> BTreeMap<String, Vec<String>> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Fuzz targets of the app JSON API: arbitrary bytes, arbitrary JSON values and damaged valid
+/// definitions go through the same functions the HTTP handlers call (`POST /v2/apps`,
+/// `PUT`/`PATCH /v2/apps/{id}`). Each gives an app or a 4xx error whose body names what is
+/// wrong, never a panic; an app that is accepted can be launched (its numbers pass the
+/// master's checks at the edge) and its JSON form reads back as the same app.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use plateau_master::limits::TASK_DURATION_MAX;
+    use plateau_master::resources::Resources;
+    use plateau_runtime::fuzzing::fuzz_cases;
+    use proptest::prelude::*;
+
+    fn base_app() -> Value {
+        json!({
+            "id": "/prod/web",
+            "cmd": "python3 -m http.server $PORT0",
+            "instances": 3,
+            "cpus": 0.5,
+            "mem": 128,
+            "disk": 10,
+            "env": {"A": "b", "S": {"secret": "s1"}},
+            "secrets": {"s1": {"source": "/db/password"}},
+            "labels": {"team": "x"},
+            "constraints": [["hostname", "UNIQUE"], ["rack", "GROUP_BY", "2"]],
+            "portDefinitions": [{"port": 0, "name": "http", "protocol": "tcp"}],
+            "backoffSeconds": 1,
+            "backoffFactor": 1.15,
+            "maxLaunchDelaySeconds": 300,
+            "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0,
+                              "gracePeriodSeconds": 30, "intervalSeconds": 10,
+                              "timeoutSeconds": 5, "maxConsecutiveFailures": 3}],
+            "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/ready",
+                                 "portName": "http", "intervalSeconds": 30,
+                                 "timeoutSeconds": 10}],
+            "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.2},
+            "unreachableStrategy": {"inactiveAfterSeconds": 60, "expungeAfterSeconds": 120},
+            "taskKillGracePeriodSeconds": 5,
+            "killSelection": "YOUNGEST_FIRST",
+            "dependencies": ["/prod/db"],
+            "user": "nobody"
+        })
+    }
+
+    /// Numbers where validators tend to break: zero, signs, fractions, the edges of the
+    /// integer types, and magnitudes no resource or duration can have.
+    fn edge_number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!(0)),
+            Just(json!(-1)),
+            Just(json!(0.0001)),
+            Just(json!(1.5)),
+            Just(json!(2147483647)),
+            Just(json!(2147483648_i64)),
+            Just(json!(4294967295_u64)),
+            Just(json!(-2147483649_i64)),
+            Just(json!(u64::MAX)),
+            Just(json!(i64::MIN)),
+            Just(json!(1e9)),
+            Just(json!(1e10)),
+            Just(json!(1e300)),
+            Just(json!(-1e300)),
+            Just(json!(f64::MIN_POSITIVE)),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+                .map(Value::Number)),
+        ]
+    }
+
+    fn arb_key() -> impl Strategy<Value = String> {
+        let names: Vec<String> = APP_FIELDS.iter().map(|f| f.name.to_string()).collect();
+        prop_oneof![
+            4 => proptest::sample::select(names),
+            1 => "[a-zA-Z]{0,8}",
+        ]
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            edge_number(),
+            "\\PC{0,12}".prop_map(Value::String),
+            Just(json!("/prod/web")),
+            Just(json!("HTTP")),
+        ];
+        leaf.prop_recursive(3, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(arb_key(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Every JSON pointer inside `value`.
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    let path = format!("{at}/{key}");
+                    out.push(path.clone());
+                    pointers(inner, path, out);
+                }
+            }
+            Value::Array(items) => {
+                for (index, inner) in items.iter().enumerate() {
+                    let path = format!("{at}/{index}");
+                    out.push(path.clone());
+                    pointers(inner, path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `base_app()` with the values at a few places replaced by arbitrary JSON (or removed).
+    fn damaged_app() -> impl Strategy<Value = Value> {
+        let mut paths = Vec::new();
+        pointers(&base_app(), String::new(), &mut paths);
+        proptest::collection::vec(
+            (
+                proptest::sample::select(paths),
+                proptest::option::weighted(0.9, arb_json()),
+            ),
+            1..4,
+        )
+        .prop_map(|edits| {
+            let mut app = base_app();
+            for (path, value) in edits {
+                match value {
+                    Some(value) => {
+                        if let Some(slot) = app.pointer_mut(&path) {
+                            *slot = value;
+                        }
+                    }
+                    None => {
+                        let (parent, key) = path.rsplit_once('/').unwrap();
+                        match app.pointer_mut(parent) {
+                            Some(Value::Object(map)) => {
+                                map.remove(key);
+                            }
+                            Some(Value::Array(items)) => {
+                                if let Ok(i) = key.parse::<usize>() {
+                                    if i < items.len() {
+                                        items.remove(i);
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            app
+        })
+    }
+
+    fn check_error(error: &ApiError) -> Result<(), TestCaseError> {
+        prop_assert!((400..500).contains(&error.status), "{:?}", error);
+        prop_assert!(error.body["message"].is_string(), "{:?}", error);
+        if error.status == 422 {
+            let details = error.body["details"].as_array();
+            prop_assert!(details.is_some_and(|d| !d.is_empty()), "{:?}", error);
+            for detail in details.unwrap() {
+                prop_assert!(detail["path"].is_string(), "{:?}", error);
+                prop_assert!(
+                    detail["errors"].as_array().is_some_and(|e| !e.is_empty()),
+                    "{:?}",
+                    error
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// What an accepted app must satisfy: its numbers pass the master's edge (resources,
+    /// durations), and its JSON reads back as the same app.
+    fn check_app(app: &AppDefinition) -> Result<(), TestCaseError> {
+        prop_assert!(
+            Resources::new(app.cpus, app.mem, app.disk).is_ok(),
+            "cpus {} mem {} disk {} accepted but not launchable",
+            app.cpus,
+            app.mem,
+            app.disk
+        );
+        let max = TASK_DURATION_MAX.as_secs();
+        for hc in &app.health_checks {
+            for secs in [
+                hc.delay_seconds,
+                hc.interval_seconds,
+                hc.timeout_seconds,
+                hc.grace_period_seconds,
+            ] {
+                prop_assert!(
+                    u64::from(secs) <= max,
+                    "health check of {} s accepted",
+                    secs
+                );
+            }
+        }
+        if let Some(secs) = app.task_kill_grace_period_seconds {
+            prop_assert!(
+                u64::from(secs) <= max,
+                "kill grace period of {} s accepted",
+                secs
+            );
+        }
+        prop_assert!(app.instances <= limits::INSTANCES_PER_APP_MAX || app.instances > 0);
+        Ok(())
+    }
+
+    fn check_body(body: &[u8]) -> Result<(), TestCaseError> {
+        match parse_app(body) {
+            Ok(app) => check_app(&app)?,
+            Err(e) => check_error(&e)?,
+        }
+        let existing = parse_app(&serde_json::to_vec(&base_app()).unwrap()).unwrap();
+        for (existing, partial) in [
+            (None, false),
+            (Some(&existing), true),
+            (Some(&existing), false),
+        ] {
+            match parse_app_put(body, "/prod/web", existing, partial) {
+                Ok(AppPut::App(app)) => check_app(&app)?,
+                Ok(AppPut::Rollback { version }) => prop_assert!(!version.is_empty()),
+                Err(e) => check_error(&e)?,
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        /// Arbitrary bytes as an app body.
+        #[test]
+        fn fuzz_marathon_app_random_bytes(body in proptest::collection::vec(any::<u8>(), 0..128)) {
+            check_body(&body)?;
+        }
+
+        /// Arbitrary JSON values (objects with the app's field names) as an app body.
+        #[test]
+        fn fuzz_marathon_app_json_values(value in arb_json()) {
+            check_body(&serde_json::to_vec(&value).unwrap())?;
+        }
+
+        /// A full valid definition with a few values replaced by arbitrary JSON or removed.
+        #[test]
+        fn fuzz_marathon_app_damaged_definitions(value in damaged_app()) {
+            check_body(&serde_json::to_vec(&value).unwrap())?;
+        }
+    }
+
+    #[test]
+    fn fuzz_base_app_is_valid() {
+        let app = parse_app(&serde_json::to_vec(&base_app()).unwrap()).unwrap();
+        assert_eq!(app.health_checks.len(), 1);
+    }
+}
+
+/// Numbers the fuzz suite found accepted but unusable, kept as plain regression cases.
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    fn paths(body: Value) -> BTreeMap<String, Vec<String>> {
+        let error = parse_app(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+        assert_eq!(error.status, 422, "{:?}", error.body);
+        details_by_path(&error)
+    }
+
+    #[test]
+    fn fuzz_regression_resource_numbers_beyond_the_master_model_are_refused() {
+        // Found by fuzz_marathon_app_json_values: {"cpus": 1000000001} was accepted and then
+        // never launched (the master's resources hold at most 1e9).
+        for field in ["cpus", "mem", "disk"] {
+            for value in [json!(1_000_000_001), json!(1e300)] {
+                let got = paths(json!({"id": "a", "cmd": "xx", field: value}));
+                assert_eq!(
+                    got.get(&format!("/{field}")).map(Vec::as_slice),
+                    Some(&["error.max".to_string()][..]),
+                    "{field}={value}"
+                );
+            }
+            let got = paths(json!({"id": "a", "cmd": "xx", field: -1}));
+            assert_eq!(
+                got.get(&format!("/{field}")).map(Vec::as_slice),
+                Some(&["error.min".to_string()][..]),
+                "{field}"
+            );
+        }
+        assert!(
+            parse_app(br#"{"id": "a", "cmd": "xx", "cpus": 1000000000, "mem": 1000000000}"#)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn fuzz_regression_task_durations_beyond_the_master_limit_are_refused() {
+        let year = limits::TASK_SECONDS_MAX;
+        for field in [
+            "gracePeriodSeconds",
+            "intervalSeconds",
+            "timeoutSeconds",
+            "delaySeconds",
+        ] {
+            let got = paths(
+                json!({"id": "a", "cmd": "xx", "healthChecks": [{"protocol": "TCP", field: year + 1}]}),
+            );
+            assert_eq!(
+                got.get(&format!("/healthChecks(0)/{field}"))
+                    .map(Vec::as_slice),
+                Some(&["error.max".to_string()][..]),
+                "{field}"
+            );
+        }
+        let got = paths(json!({"id": "a", "cmd": "xx", "taskKillGracePeriodSeconds": year + 1}));
+        assert!(got.contains_key("/taskKillGracePeriodSeconds"), "{got:?}");
+        assert!(parse_app(
+            &serde_json::to_vec(
+                &json!({"id": "a", "cmd": "xx", "taskKillGracePeriodSeconds": year})
+            )
+            .unwrap()
+        )
+        .is_ok());
+    }
 }

@@ -50,14 +50,15 @@ use plateau_runtime::Upid;
 use crate::allocator::{unused_part, Allocator, AllocatorConfig};
 use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 use crate::limits::{
-    ACTIONS_RECYCLED_CAPACITY_MAX, COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX,
-    FAILOVER_TIMEOUT_MAX, OFFERS_MAX, OFFERS_PER_DECLINE_MAX, OFFERS_PER_LAUNCH_MAX,
-    RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX, RUN_TASK_RESEND_INTERVAL_MAX, SLAVE_TASKS_MAX,
-    STATUSES_PER_TASK_MAX, TASKS_MAX, TASKS_PER_LAUNCH_MAX,
+    ACTIONS_RECYCLED_CAPACITY_MAX, ATTRIBUTES_LEN_MAX, ATTRIBUTE_TEXT_LEN_MAX,
+    COMPLETED_FRAMEWORKS_MAX, COMPLETED_TASKS_PER_FRAMEWORK_MAX, FAILOVER_TIMEOUT_MAX, OFFERS_MAX,
+    OFFERS_PER_DECLINE_MAX, OFFERS_PER_LAUNCH_MAX, RECONCILE_TASKS_MAX, REFUSE_DURATION_MAX,
+    RUN_TASK_RESEND_INTERVAL_MAX, SLAVE_TASKS_MAX, STATUSES_PER_TASK_MAX, TASKS_MAX,
+    TASKS_PER_LAUNCH_MAX, TASK_DURATION_MAX,
 };
 use crate::messages::*;
 use crate::registry::{RegisteredFramework, RegisteredSlave, RegistryOp, RegistryState};
-use crate::resources::Resources;
+use crate::resources::{AttributeValue, Resources};
 
 /// Settings of the master, with the defaults of the protocol.
 #[derive(Debug, Clone, PartialEq)]
@@ -440,6 +441,67 @@ pub fn bind_principal(
         }
     }
     info.principal = proven.map(str::to_string);
+    Ok(())
+}
+
+/// What a slave's `SlaveInfo` must satisfy before it is admitted or persisted: attribute
+/// numbers are finite (a NaN compares false to everything and would make constraints lie), and
+/// the attributes are as bounded as those parsed from text.
+fn check_slave_info(info: &SlaveInfo) -> Result<(), String> {
+    if info.attributes.len() > ATTRIBUTES_LEN_MAX {
+        return Err(format!(
+            "slave refused: {} attributes (maximum {ATTRIBUTES_LEN_MAX})",
+            info.attributes.len()
+        ));
+    }
+    for (name, value) in info.attributes.iter() {
+        if name.is_empty() || name.len() > ATTRIBUTE_TEXT_LEN_MAX {
+            return Err(format!(
+                "slave refused: attribute name of {} bytes (1 to {ATTRIBUTE_TEXT_LEN_MAX})",
+                name.len()
+            ));
+        }
+        match value {
+            AttributeValue::Scalar(number) if !number.is_finite() => {
+                return Err(format!(
+                    "slave refused: attribute {name} must be a finite number, got {number}"
+                ));
+            }
+            AttributeValue::Text(text) if text.len() > ATTRIBUTE_TEXT_LEN_MAX => {
+                return Err(format!(
+                    "slave refused: attribute {name} has {} bytes (maximum {ATTRIBUTE_TEXT_LEN_MAX})",
+                    text.len()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The durations of a task that its slave will wait on (health check timings, the kill grace
+/// period) must be finite numbers of seconds from 0 to [`TASK_DURATION_MAX`]: checked at the
+/// master, the task's edge, with an error naming the field.
+fn check_task_numbers(task: &TaskInfo) -> Result<(), String> {
+    let max = TASK_DURATION_MAX.as_secs_f64();
+    let check = |field: &str, secs: f64| {
+        if secs.is_finite() && (0.0..=max).contains(&secs) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{field} must be a finite number of seconds from 0 to {max}, got {secs}"
+            ))
+        }
+    };
+    if let Some(hc) = &task.health_check {
+        check("health_check.delay_secs", hc.delay_secs)?;
+        check("health_check.interval_secs", hc.interval_secs)?;
+        check("health_check.timeout_secs", hc.timeout_secs)?;
+        check("health_check.grace_period_secs", hc.grace_period_secs)?;
+    }
+    if let Some(secs) = task.kill_grace_period_secs {
+        check("kill_grace_period_secs", secs)?;
+    }
     Ok(())
 }
 
@@ -868,6 +930,11 @@ impl MasterCore {
                 "the slave restarted without its state",
             );
         }
+        if let Err(e) = check_slave_info(&msg.slave) {
+            tracing::warn!(%from, error = %e, "refusing slave registration");
+            self.counters.dropped_messages += 1;
+            return;
+        }
         let id = self.next_slave_id();
         if let Err(e) = self
             .allocator
@@ -930,6 +997,11 @@ impl MasterCore {
         msg: ReregisterSlaveMessage,
     ) {
         let id = msg.slave_id.clone();
+        if let Err(e) = check_slave_info(&msg.slave) {
+            tracing::warn!(slave = %id, %from, error = %e, "refusing slave re-registration");
+            self.counters.dropped_messages += 1;
+            return;
+        }
         // Refused before anything changes if the allocator has no room for what it reports.
         let known_frameworks = self
             .slaves
@@ -2320,6 +2392,8 @@ impl MasterCore {
                 ))
             } else if task.resources.is_empty() {
                 Some((Reason::TaskInvalid, "the task has no resources".to_string()))
+            } else if let Err(problem) = check_task_numbers(&task) {
+                Some((Reason::TaskInvalid, problem))
             } else if self.tasks.len() >= TASKS_MAX {
                 Some((
                     Reason::TaskInvalid,
@@ -2698,3 +2772,6 @@ impl MasterCore {
 mod principal_tests;
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

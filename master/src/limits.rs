@@ -39,6 +39,10 @@ pub const ROLE_NAME_LEN_MAX: usize = 255;
 /// until the framework registers or the resources are recovered).
 pub const UNKNOWN_FRAMEWORKS_MAX: usize = FRAMEWORKS_MAX;
 
+/// Longest duration a task may ask its slave to wait (health check delay, interval, timeout
+/// and grace period; kill grace period); longer or non-finite ones make the launch invalid.
+pub const TASK_DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Longest refusal filter; longer `refuse_seconds` are clamped (Mesos caps them at a year too).
 pub const REFUSE_DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 

@@ -754,3 +754,6 @@ wire! {
     LostSlaveMessage => "mesos.LostSlaveMessage",
     FrameworkErrorMessage => "mesos.FrameworkErrorMessage",
 }
+
+#[cfg(test)]
+pub(crate) mod fuzz;

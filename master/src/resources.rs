@@ -1161,3 +1161,104 @@ mod tests {
         }
     }
 }
+
+/// Fuzz targets of the resource and attribute text forms (`--resources`, `--attributes`, and
+/// what frameworks and operators type): any text is parsed or refused with an error, never a
+/// panic; what parses prints back to text that parses to the same value.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use plateau_runtime::fuzzing::fuzz_cases;
+    use proptest::prelude::*;
+
+    /// Text close to the grammar, where the interesting errors are.
+    fn resource_like() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("cpus"),
+            Just("mem"),
+            Just("disk"),
+            Just("ports"),
+            Just("gpus"),
+            Just("")
+        ];
+        let value = prop_oneof![
+            "-?[0-9]{0,12}(\\.[0-9]{0,5})?(e[+-]?[0-9]{1,3})?",
+            Just("NaN".to_string()),
+            Just("inf".to_string()),
+            Just("-inf".to_string()),
+            "\\[([0-9]{0,6}(-[0-9]{0,6})?,?){0,4}\\]",
+            "\\PC{0,8}",
+        ];
+        proptest::collection::vec((name, value, any::<bool>()), 0..6).prop_map(|parts| {
+            parts
+                .into_iter()
+                .map(|(n, v, colon)| if colon { format!("{n}:{v}") } else { format!("{n}{v}") })
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+    }
+
+    fn check_resources(text: &str) -> Result<(), TestCaseError> {
+        if let Ok(r) = Resources::parse(text) {
+            let printed = r.to_string();
+            let back = Resources::parse(&printed);
+            prop_assert_eq!(back.as_ref().ok(), Some(&r), "{:?} printed as {:?}", text, printed);
+        }
+        Ok(())
+    }
+
+    fn check_ranges(text: &str) -> Result<(), TestCaseError> {
+        if let Ok(r) = Ranges::parse(text) {
+            prop_assert!(r.ranges_len() <= RANGES_LEN_MAX);
+            let printed = r.to_string();
+            prop_assert_eq!(Ranges::parse(&printed).ok(), Some(r), "{:?}", text);
+        }
+        Ok(())
+    }
+
+    fn check_attributes(text: &str) -> Result<(), TestCaseError> {
+        if let Ok(a) = Attributes::parse(text) {
+            for (_, value) in a.iter() {
+                if let AttributeValue::Scalar(number) = value {
+                    prop_assert!(number.is_finite());
+                }
+            }
+            let printed = a.to_string();
+            let back = Attributes::parse(&printed);
+            prop_assert_eq!(back.as_ref().ok(), Some(&a), "{:?} printed as {:?}", text, printed);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        #[test]
+        fn fuzz_resources_text(text in "\\PC{0,64}", near in resource_like()) {
+            check_resources(&text)?;
+            check_resources(&near)?;
+        }
+
+        #[test]
+        fn fuzz_ranges_text(text in "\\PC{0,32}", near in "\\[ ?([0-9]{0,6} ?(- ?[0-9]{0,6})?,?){0,6}\\]") {
+            check_ranges(&text)?;
+            check_ranges(&near)?;
+        }
+
+        #[test]
+        fn fuzz_attributes_text(text in "\\PC{0,64}", near in "([a-z ]{0,4}:[-+a-zA-Z0-9.: ]{0,10};?){0,5}") {
+            check_attributes(&text)?;
+            check_attributes(&near)?;
+        }
+    }
+
+    /// Numbers at the edges of the text form: refused with an error naming the resource.
+    #[test]
+    fn fuzz_regression_scalar_edges() {
+        for text in ["cpus:NaN", "cpus:inf", "mem:-1", "disk:1e300", "cpus:-0", "mem:1e10"] {
+            let err = Resources::parse(text).unwrap_err().to_string();
+            assert!(err.contains(text.split(':').next().unwrap()), "{text}: {err}");
+        }
+        assert_eq!(Resources::parse("cpus:0.0004").unwrap().cpus_milli(), 0);
+    }
+}

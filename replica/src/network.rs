@@ -255,3 +255,120 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         self.answer(&bytes)
     }
 }
+
+/// Fuzz targets of the raft traffic between masters: the runtime messages and the openraft
+/// requests and answers inside them, decoded (as [`decode`] does) from arbitrary bytes and from
+/// damaged valid encodings. Never a panic; what decodes encodes back stably.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    use plateau_runtime::fuzzing::{check_message_decoding, fuzz_cases, mutate, Edit};
+    use proptest::prelude::*;
+
+    fn stable<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<(), String> {
+        let Ok(value) = decode::<T>(bytes) else {
+            return Ok(());
+        };
+        let encoded = encode(&value);
+        let again: T = decode(&encoded).map_err(|e| format!("own encoding refused: {e}"))?;
+        if encode(&again) != encoded {
+            return Err(format!(
+                "{}: encoding not stable",
+                std::any::type_name::<T>()
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_all(bytes: &[u8]) -> Vec<String> {
+        type Answer<T, E = openraft::error::Infallible> = Result<T, RaftError<NodeId, E>>;
+        [
+            check_message_decoding::<ReplicaRequestMessage>(bytes),
+            check_message_decoding::<ReplicaResponseMessage>(bytes),
+            check_message_decoding::<ReplicaWakeTimer>(bytes),
+            stable::<VoteRequest<NodeId>>(bytes),
+            stable::<AppendEntriesRequest<TypeConfig>>(bytes),
+            stable::<InstallSnapshotRequest<TypeConfig>>(bytes),
+            stable::<Answer<VoteResponse<NodeId>>>(bytes),
+            stable::<Answer<AppendEntriesResponse<NodeId>>>(bytes),
+            stable::<Answer<InstallSnapshotResponse<NodeId>, InstallSnapshotError>>(bytes),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+    }
+
+    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    fn samples() -> Vec<Vec<u8>> {
+        let vote = Vote::new_committed(3, 1);
+        let entries = vec![
+            Entry::<TypeConfig> {
+                log_id: log_id(3, 7),
+                payload: EntryPayload::Normal(vec![1, 2, 3]),
+            },
+            Entry::<TypeConfig> {
+                log_id: log_id(3, 8),
+                payload: EntryPayload::Blank,
+            },
+        ];
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote,
+            prev_log_id: Some(log_id(3, 6)),
+            entries,
+            leader_commit: Some(log_id(3, 6)),
+        };
+        let vote_request = VoteRequest::new(vote, Some(log_id(2, 5)));
+        let vote_answer: Result<VoteResponse<NodeId>, RaftError<NodeId>> = Ok(VoteResponse {
+            vote,
+            vote_granted: true,
+            last_log_id: Some(log_id(2, 5)),
+        });
+        vec![
+            encode(&append),
+            encode(&vote_request),
+            encode(&vote_answer),
+            encode(&ReplicaRequestMessage {
+                id: 9,
+                kind: RpcKind::Append,
+                body: encode(&append),
+            }),
+            encode(&ReplicaResponseMessage {
+                id: 9,
+                body: encode(&vote_answer),
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        #[test]
+        fn fuzz_replica_messages_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+            let failures = check_all(&bytes);
+            prop_assert!(failures.is_empty(), "{:?}", failures);
+        }
+
+        #[test]
+        fn fuzz_replica_messages_mutated(which in any::<prop::sample::Index>(), edits in proptest::collection::vec(
+            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit { kind, position, byte }),
+            1..6,
+        )) {
+            let samples = samples();
+            let damaged = mutate(&samples[which.index(samples.len())], &edits);
+            let failures = check_all(&damaged);
+            prop_assert!(failures.is_empty(), "{:?}", failures);
+        }
+    }
+
+    #[test]
+    fn fuzz_samples_decode() {
+        for bytes in samples() {
+            assert!(check_all(&bytes).is_empty());
+        }
+        assert!(decode::<AppendEntriesRequest<TypeConfig>>(&samples()[0]).is_ok());
+    }
+}

@@ -14,6 +14,7 @@
 //! - [`identity`]: who a peer is (the role, address and principal its certificate names)
 //!   and which roles may send a process which messages.
 //! - [`clock`] and [`Rng`]: time and randomness come only from the host.
+//! - [`fuzzing`]: what the crates' fuzz suites share (cases per target, damaging bytes).
 //!
 //! ```
 //! use plateau_runtime::sim::{Sim, SimConfig};
@@ -51,6 +52,7 @@
 
 pub mod bench;
 pub mod clock;
+pub mod fuzzing;
 pub mod identity;
 pub mod limits;
 pub mod message;

@@ -314,7 +314,6 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Ping {
@@ -394,15 +393,122 @@ mod tests {
         let f = dec.next_frame().unwrap().unwrap();
         assert!(decode_hello(&f).is_err());
     }
+}
+
+/// The fuzz targets of the wire codec: frames, envelopes, `Hello` and message bodies from
+/// arbitrary and damaged bytes (see [`crate::fuzzing`]).
+#[cfg(test)]
+mod fuzz {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::fuzzing::{check_message_decoding, fuzz_cases, mutate, Edit};
+    use proptest::prelude::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Ping {
+        seq: u64,
+        text: String,
+        items: Vec<(String, Vec<u8>)>,
+        ratio: f64,
+        peer: Option<Upid>,
+    }
+    impl Message for Ping {
+        const NAME: &'static str = "test.Ping";
+    }
+
+    fn upid(n: &str) -> Upid {
+        format!("{n}@127.0.0.1:5050").parse().unwrap()
+    }
+
+    fn ping(seq: u64) -> Ping {
+        Ping {
+            seq,
+            text: "x".repeat(10),
+            items: vec![("a".into(), vec![1, 2, 3]), ("b".into(), vec![])],
+            ratio: 0.5,
+            peer: Some(upid("peer")),
+        }
+    }
+
+    fn edits() -> impl Strategy<Value = Vec<Edit>> {
+        proptest::collection::vec(
+            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
+                kind,
+                position,
+                byte,
+            }),
+            1..6,
+        )
+    }
+
+    /// The largest single allocation made by this thread while armed: a test-only global
+    /// allocator, so that "a length prefix is never trusted" is checked, not assumed.
+    struct Recording;
+
+    thread_local! {
+        static ARMED: Cell<bool> = const { Cell::new(false) };
+        static LARGEST: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn note(size: usize) {
+        let _ = ARMED.try_with(|armed| {
+            if armed.get() {
+                let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+            }
+        });
+    }
+
+    // SAFETY: every call is forwarded to the system allocator unchanged; only sizes are noted.
+    unsafe impl GlobalAlloc for Recording {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            System.alloc(layout)
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            System.alloc_zeroed(layout)
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            System.realloc(ptr, layout, new_size)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Recording = Recording;
+
+    /// Runs `f` and returns the largest single allocation it made on this thread.
+    fn largest_allocation(f: impl FnOnce()) -> usize {
+        LARGEST.with(|l| l.set(0));
+        ARMED.with(|a| a.set(true));
+        f();
+        ARMED.with(|a| a.set(false));
+        LARGEST.with(|l| l.get())
+    }
+
+    /// What any decoder may allocate at once for an input of `len` bytes: serde preallocates
+    /// at most 1 MiB for a sequence whatever its length prefix claims; the rest grows with
+    /// the input actually present.
+    fn allocation_bound(len: usize) -> usize {
+        (1 << 20) + 64 * len + 4096
+    }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-        /// Random bytes never panic the decoder, and it never buffers a frame beyond the limit.
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        /// Random bytes in random chunks never panic the frame decoder; it never returns a
+        /// frame beyond its maximum nor buffers more than one frame and one chunk.
         #[test]
-        fn random_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
+        fn fuzz_frame_decoder_random_chunks(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)) {
             let mut dec = FrameDecoder::new(256);
             for c in &chunks {
                 dec.push(c);
+                prop_assert!(dec.buffered() <= 4 + 256 + 64);
                 loop {
                     match dec.next_frame() {
                         Ok(Some(f)) => {
@@ -418,20 +524,147 @@ mod tests {
             let _ = dec.finish();
         }
 
-        /// Valid frames with random bytes spliced into the body decode or fail cleanly.
+        /// A length prefix beyond the maximum is refused before anything is reserved for it.
         #[test]
-        fn corrupted_frames_fail_cleanly(seq in any::<u64>(), pos in any::<usize>(), byte in any::<u8>()) {
+        fn fuzz_frame_decoder_refuses_huge_lengths(len in 1025u32.., tail in proptest::collection::vec(any::<u8>(), 0..32)) {
+            let mut dec = FrameDecoder::new(1024);
+            let mut input = len.to_le_bytes().to_vec();
+            input.extend_from_slice(&tail);
+            let largest = largest_allocation(|| {
+                dec.push(&input);
+                let refused = matches!(dec.next_frame(), Err(FrameError::Oversized { .. }));
+                assert!(refused);
+            });
+            prop_assert!(largest < 4096, "allocated {} bytes for a refused frame", largest);
+        }
+
+        /// Frames of any valid header and body, fed in any chunking, come out whole and equal.
+        #[test]
+        fn fuzz_frame_round_trip(
+            from in "[A-Za-z0-9_.()-]{1,20}",
+            to in "[A-Za-z0-9_.()-]{1,20}",
+            name in "[a-zA-Z.]{1,40}",
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            cut in proptest::collection::vec(1usize..40, 1..20),
+        ) {
+            let header = Header { from: upid(&from), to: upid(&to), name };
             let mut out = BytesMut::new();
-            encode_frame(&mut out, &upid("a"), &upid("b"), &Ping { seq, text: "x".repeat(10) }).unwrap();
-            let i = pos % out.len();
-            out[i] = byte;
+            encode_frame_raw(&mut out, &header, &body).unwrap();
+            encode_frame_raw(&mut out, &header, &body).unwrap();
+            let mut dec = FrameDecoder::new(4096);
+            let mut frames = Vec::new();
+            let mut rest: &[u8] = &out;
+            let mut sizes = cut.iter().cycle();
+            while !rest.is_empty() {
+                let n = (*sizes.next().unwrap()).min(rest.len());
+                dec.push(&rest[..n]);
+                rest = &rest[n..];
+                while let Some(frame) = dec.next_frame().unwrap() {
+                    frames.push(frame);
+                }
+            }
+            dec.finish().unwrap();
+            prop_assert_eq!(frames.len(), 2);
+            for frame in frames {
+                let env = decode_envelope(frame).unwrap();
+                prop_assert_eq!(&env.header, &header);
+                prop_assert_eq!(&env.body[..], &body[..]);
+            }
+        }
+
+        /// Arbitrary frame payloads: the envelope decodes or is refused, never panics, and
+        /// allocates no more than the input justifies.
+        #[test]
+        fn fuzz_envelope_random_bytes(frame in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let len = frame.len();
+            let largest = largest_allocation(|| {
+                if let Ok(env) = decode_envelope(Bytes::from(frame)) {
+                    assert!(is_valid_name(&env.header.from.name));
+                    assert!(!env.header.name.is_empty());
+                    let _ = check_message_decoding::<Ping>(&env.body);
+                }
+            });
+            prop_assert!(largest <= allocation_bound(len), "{} bytes for a {}-byte frame", largest, len);
+        }
+
+        /// Valid frames with a few edits decode or fail cleanly, at every layer.
+        #[test]
+        fn fuzz_envelope_mutated_frames(seq in any::<u64>(), edits in edits()) {
+            let mut out = BytesMut::new();
+            encode_frame(&mut out, &upid("a"), &upid("b"), &ping(seq)).unwrap();
+            let damaged = mutate(&out, &edits);
             let mut dec = FrameDecoder::new(1 << 20);
-            dec.push(&out);
-            if let Ok(Some(f)) = dec.next_frame() {
+            dec.push(&damaged);
+            while let Ok(Some(f)) = dec.next_frame() {
                 if let Ok(env) = decode_envelope(f) {
-                    let _ = decode_body::<Ping>(&env.body);
+                    if let Err(e) = check_message_decoding::<Ping>(&env.body) {
+                        prop_assert!(false, "{}", e);
+                    }
                 }
             }
         }
+
+        /// Message bodies from arbitrary bytes: decode or refuse, round trip when decoded, and
+        /// bounded allocations even when a length prefix claims a huge sequence.
+        #[test]
+        fn fuzz_message_body_random_bytes(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let len = body.len();
+            let mut result = Ok(());
+            let largest = largest_allocation(|| result = check_message_decoding::<Ping>(&body));
+            prop_assert!(result.is_ok(), "{:?}", result);
+            prop_assert!(largest <= allocation_bound(len), "{} bytes for a {}-byte body", largest, len);
+        }
+
+        /// `Hello` from arbitrary bytes never panics; a valid one round-trips.
+        #[test]
+        fn fuzz_hello(bytes in proptest::collection::vec(any::<u8>(), 0..64), host in "[a-z0-9.-]{1,30}", port in any::<u16>(), incarnation in any::<u64>()) {
+            let _ = decode_hello(&bytes);
+            let hello = Hello { version: PROTOCOL_VERSION, node: NodeAddr::new(host, port), incarnation };
+            let mut out = BytesMut::new();
+            encode_hello(&mut out, &hello);
+            let mut dec = FrameDecoder::new(1024);
+            dec.push(&out);
+            let frame = dec.next_frame().unwrap().unwrap();
+            prop_assert_eq!(decode_hello(&frame).unwrap(), hello);
+        }
+
+        /// Process ids from arbitrary text: parsed or refused, and what parses prints back to
+        /// the same id.
+        #[test]
+        fn fuzz_upid_parse(text in "\\PC{0,48}", structured in "[a-z()]{0,6}@\\[?[a-z0-9:.]{0,12}\\]?:[0-9]{0,6}") {
+            for s in [&text, &structured] {
+                if let Ok(upid) = s.parse::<Upid>() {
+                    let back: Upid = upid.to_string().parse().unwrap();
+                    prop_assert_eq!(back, upid);
+                }
+                if let Ok(node) = s.parse::<NodeAddr>() {
+                    let back: NodeAddr = node.to_string().parse().unwrap();
+                    prop_assert_eq!(back, node);
+                }
+            }
+        }
+    }
+
+    /// The bincode lesson: a 12-byte frame whose prefix claims 4 GiB allocates nothing big.
+    #[test]
+    fn fuzz_regression_huge_length_prefix() {
+        // The recorder sees a big allocation (else the bounds below would prove nothing).
+        let big = largest_allocation(|| drop(std::hint::black_box(vec![0u8; 1 << 22])));
+        assert!(big >= 1 << 22, "{big}");
+        let mut dec = FrameDecoder::new(crate::limits::FRAME_BYTES_MAX_DEFAULT);
+        let largest = largest_allocation(|| {
+            dec.push(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8]);
+            assert!(matches!(
+                dec.next_frame(),
+                Err(FrameError::Oversized { .. })
+            ));
+        });
+        assert!(largest < 4096, "{largest}");
+        // A body whose sequence length claims 2^63 elements.
+        let mut body = postcard::to_stdvec(&1u64).unwrap();
+        body.extend_from_slice(&[0x01, b'x']);
+        body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        let largest = largest_allocation(|| assert!(decode_body::<Ping>(&body).is_err()));
+        assert!(largest <= allocation_bound(body.len()), "{largest}");
     }
 }

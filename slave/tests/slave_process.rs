@@ -705,8 +705,8 @@ fn tasks_run_as_nobody_by_default_and_their_sandbox_serves_only_their_files() {
     let daemon = plateau_slave::user::TaskUser::lookup("daemon").unwrap();
     actix_rt::System::new().block_on(async move {
         let ca = ClusterCa::generate().unwrap();
-        let master_node = quic_node(&ca, 1);
-        let slave_node = quic_node(&ca, 2);
+        let master_node = quic_node(&ca, 1, plateau_runtime::Role::Master);
+        let slave_node = quic_node(&ca, 2, plateau_runtime::Role::Slave);
         let updates: Updates = Arc::default();
         let heartbeats = Arc::new(Mutex::new(0u64));
         let master = master_node

@@ -74,9 +74,9 @@ use tokio::time::Instant;
 use super::stats::{ActiveGuard, ErrorClass};
 use super::{LiveRoute, LiveTable, Pick, Shared};
 use crate::limits::{
-    CHUNK_LINE_LEN_MAX, CLIENT_BACKEND_CONNECTIONS_MAX, CLIENT_HEADER_READ_TIMEOUT, HEADERS_MAX,
-    HEAD_LEN_MAX, HTTP_ATTEMPTS_MAX, PICK_TABLE_REREADS_MAX, POOL_BACKENDS_MAX,
-    POOL_IDLE_PER_BACKEND_MAX, POOL_IDLE_TIMEOUT,
+    CHUNK_LINE_LEN_MAX, CHUNK_SIZE_DIGITS_MAX, CLIENT_BACKEND_CONNECTIONS_MAX,
+    CLIENT_HEADER_READ_TIMEOUT, HEADERS_MAX, HEAD_LEN_MAX, HTTP_ATTEMPTS_MAX,
+    PICK_TABLE_REREADS_MAX, POOL_BACKENDS_MAX, POOL_IDLE_PER_BACKEND_MAX, POOL_IDLE_TIMEOUT,
 };
 
 /// Read buffer growth step.
@@ -369,9 +369,13 @@ fn framing(headers: &[httparse::Header<'_>]) -> Result<Option<Framing>, &'static
             let last = v.rsplit(',').next().unwrap_or("").trim();
             chunked = Some(last.eq_ignore_ascii_case("chunked"));
         } else if h.name.eq_ignore_ascii_case("content-length") {
+            // Digits only: `+5` parses as a Rust integer but is no Content-Length, and a
+            // backend that reads it otherwise would frame the body differently.
             let n = std::str::from_utf8(h.value)
                 .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
                 .ok_or("bad Content-Length")?;
             if length.is_some_and(|l| l != n) {
                 return Err("conflicting Content-Length headers");
@@ -663,15 +667,27 @@ async fn chunk_line(src: &mut Conn) -> Result<usize, Side> {
     }
 }
 
+/// The size of a chunk from its line (`1a3f;ext=1\r\n`): hex digits only (no sign, no `0x`),
+/// at most [`CHUNK_SIZE_DIGITS_MAX`] of them, so that the size plus its CRLF never overflows
+/// (`ffffffffffffffff` once wrapped `size + 2` to 1: a panic in debug builds, and a body
+/// framed differently from what the backend meant in release ones).
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = std::str::from_utf8(line).ok()?;
+    let digits = line.split([';', '\r', '\n']).next().unwrap_or("").trim();
+    if digits.is_empty()
+        || digits.len() > CHUNK_SIZE_DIGITS_MAX
+        || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
 /// Relay a chunked body: verbatim, or only its data when `dechunk` (for HTTP/1.0 clients).
 async fn relay_chunked(src: &mut Conn, dst: &mut TcpStream, dechunk: bool) -> Result<(), Side> {
     loop {
         let line_len = chunk_line(src).await?;
-        let size = {
-            let line = std::str::from_utf8(&src.buf[..line_len]).map_err(|_| Side::Src)?;
-            let digits = line.split([';', '\r', '\n']).next().unwrap_or("").trim();
-            u64::from_str_radix(digits, 16).map_err(|_| Side::Src)?
-        };
+        let size = parse_chunk_size(&src.buf[..line_len]).ok_or(Side::Src)?;
         if !dechunk {
             write_idle(dst, &src.buf[..line_len], src.idle).await?;
         }
@@ -1491,5 +1507,215 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(parse_response(b"\x00\x01garbage\r\n\r\n", &get).is_err());
+    }
+}
+
+/// Fuzz targets of the HTTP proxy's parsers: request heads from clients, response heads from
+/// backends, chunk-size lines. Any bytes are parsed or refused (a 4xx answer, a dropped
+/// connection), never a panic; what is forwarded is a well-formed head that says the same
+/// request, without the hop-by-hop headers it named.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use plateau_runtime::fuzzing::{fuzz_cases, mutate, Edit};
+    use proptest::prelude::*;
+
+    const VALID: &str = "POST http://web.example/a/b?x=1 HTTP/1.1\r\nHost: Web:8080\r\n\
+        Connection: keep-alive, X-Secret\r\nX-Secret: 1\r\nX-Forwarded-For: 1.2.3.4\r\n\
+        Content-Length: 5\r\nExpect: 100-continue\r\nAccept: */*\r\n\r\nhello";
+
+    fn header_line() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("Host"),
+            Just("Content-Length"),
+            Just("Transfer-Encoding"),
+            Just("Connection"),
+            Just("Expect"),
+            Just("X-Forwarded-For"),
+            Just("Keep-Alive"),
+            Just("Upgrade"),
+            Just("X-Secret"),
+        ];
+        let value = prop_oneof![
+            Just("chunked".to_string()),
+            Just("gzip, chunked".to_string()),
+            Just("close".to_string()),
+            Just("keep-alive, X-Secret".to_string()),
+            Just("100-continue".to_string()),
+            Just("+5".to_string()),
+            Just("18446744073709551616".to_string()),
+            "[0-9]{1,20}",
+            "[ -~]{0,16}",
+        ];
+        (name, value).prop_map(|(n, v)| format!("{n}: {v}\r\n"))
+    }
+
+    fn request_head() -> impl Strategy<Value = Vec<u8>> {
+        let method = prop_oneof![
+            Just("GET"),
+            Just("POST"),
+            Just("HEAD"),
+            Just("CONNECT"),
+            Just("PUT"),
+            Just("G\0T")
+        ];
+        let target = prop_oneof![
+            Just("/".to_string()),
+            "/[a-z/?=&%]{0,20}",
+            "http://[a-z.:0-9]{0,12}(/[a-z]{0,5})?",
+            Just("*".to_string()),
+            "[ -~]{0,12}",
+        ];
+        let version = prop_oneof![
+            Just("HTTP/1.1"),
+            Just("HTTP/1.0"),
+            Just("HTTP/2.0"),
+            Just("")
+        ];
+        (
+            method,
+            target,
+            version,
+            proptest::collection::vec(header_line(), 0..8),
+        )
+            .prop_map(|(m, t, v, h)| format!("{m} {t} {v}\r\n{}\r\n", h.concat()).into_bytes())
+    }
+
+    fn edits() -> impl Strategy<Value = Vec<Edit>> {
+        proptest::collection::vec(
+            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
+                kind,
+                position,
+                byte,
+            }),
+            1..6,
+        )
+    }
+
+    fn check_request(buf: &[u8]) -> Result<(), TestCaseError> {
+        match parse_request(buf, "10.0.0.9", 80) {
+            Err(answer) => prop_assert!((400..500).contains(&answer.status), "{}", answer.status),
+            Ok(parsed) => {
+                prop_assert!(parsed.len <= buf.len());
+                let head = &parsed.request.head;
+                prop_assert!(head.ends_with(b"\r\n\r\n"));
+                let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX + 8];
+                let mut again = httparse::Request::new(&mut headers);
+                let status = again.parse(head);
+                prop_assert!(
+                    matches!(status, Ok(httparse::Status::Complete(n)) if n == head.len()),
+                    "forwarded head does not parse: {:?} {:?}",
+                    status,
+                    String::from_utf8_lossy(head)
+                );
+                prop_assert_eq!(again.version, Some(1));
+                let tokens = connection_tokens(again.headers);
+                prop_assert!(!tokens.close && !tokens.keep_alive, "Connection forwarded");
+                for h in again.headers.iter() {
+                    // The balancer frames a chunked body itself: its own header is the one kept.
+                    let own_chunked = h.name == "transfer-encoding"
+                        && h.value == b"chunked"
+                        && parsed.request.body == Framing::Chunked;
+                    prop_assert!(
+                        own_chunked
+                            || !HOP_BY_HOP
+                                .iter()
+                                .any(|hop| h.name.eq_ignore_ascii_case(hop)),
+                        "hop-by-hop {} forwarded",
+                        h.name
+                    );
+                }
+                // The forwarded framing is the one the balancer relays.
+                let framing_again = framing(again.headers);
+                match parsed.request.body {
+                    Framing::Chunked => prop_assert_eq!(framing_again, Ok(Some(Framing::Chunked))),
+                    Framing::Length(n) => {
+                        prop_assert_eq!(framing_again, Ok(Some(Framing::Length(n))))
+                    }
+                    Framing::Empty => {
+                        prop_assert!(matches!(framing_again, Ok(None) | Ok(Some(Framing::Empty))))
+                    }
+                    Framing::Close => prop_assert!(false, "a request framed until close"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
+
+        #[test]
+        fn fuzz_balancer_request_random_bytes(buf in proptest::collection::vec(any::<u8>(), 0..256)) {
+            check_request(&buf)?;
+        }
+
+        #[test]
+        fn fuzz_balancer_request_heads(head in request_head(), edits in proptest::option::of(edits())) {
+            let buf = match &edits {
+                Some(edits) => mutate(&head, edits),
+                None => head,
+            };
+            check_request(&buf)?;
+            check_request(&mutate(VALID.as_bytes(), edits.as_deref().unwrap_or(&[])))?;
+        }
+
+        #[test]
+        fn fuzz_balancer_response_heads(head in request_head(), status in 0u16..1000, edits in edits()) {
+            // A response head built from the same header lines.
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let headers = text.split_once("\r\n").map_or("", |(_, rest)| rest);
+            let raw = format!("HTTP/1.1 {status} X\r\n{headers}");
+            let get = parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "10.0.0.9", 80).ok().unwrap().request;
+            for buf in [raw.clone().into_bytes(), mutate(raw.as_bytes(), &edits)] {
+                if let Ok(Some((len, response))) = parse_response(&buf, &get) {
+                    prop_assert!(len <= buf.len());
+                    // The caller adds the Connection header and the final CRLF.
+                    let mut head = response.head.clone();
+                    head.extend_from_slice(b"\r\n");
+                    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX + 8];
+                    let status = httparse::Response::new(&mut headers).parse(&head);
+                    prop_assert!(
+                        matches!(status, Ok(httparse::Status::Complete(n)) if n == head.len()),
+                        "forwarded head does not parse: {:?} {:?}", status, String::from_utf8_lossy(&head)
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_balancer_chunk_size_line(line in proptest::collection::vec(any::<u8>(), 0..24), size in any::<u64>(), ext in "(;[a-z=]{0,8})?") {
+            if let Some(n) = parse_chunk_size(&line) {
+                prop_assert!(n.checked_add(2).is_some());
+            }
+            let text = format!("{size:x}{ext}\r\n");
+            match parse_chunk_size(text.as_bytes()) {
+                Some(n) => prop_assert_eq!(n, size),
+                None => {
+                    let digits = format!("{:x}", size).len();
+                    prop_assert!(digits > CHUNK_SIZE_DIGITS_MAX);
+                }
+            }
+        }
+    }
+
+    /// Found while writing fuzz_balancer_chunk_size_line (by reading the relay it guards): the
+    /// largest size overflowed `size + 2`; `+5` was read as 5 in both framings.
+    #[test]
+    fn fuzz_regression_chunk_size_overflow_and_lenient_numbers() {
+        assert_eq!(parse_chunk_size(b"ffffffffffffffff\r\n"), None);
+        assert_eq!(parse_chunk_size(b"+5\r\n"), None);
+        assert_eq!(parse_chunk_size(b"0x5\r\n"), None);
+        assert_eq!(parse_chunk_size(b"\r\n"), None);
+        assert_eq!(parse_chunk_size(b"1A;name=v\r\n"), Some(26));
+        assert_eq!(parse_chunk_size(b"0\r\n"), Some(0));
+        let plus = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n";
+        assert_eq!(
+            parse_request(plus.as_bytes(), "10.0.0.9", 80)
+                .err()
+                .unwrap()
+                .status,
+            400
+        );
     }
 }

@@ -204,6 +204,19 @@ fn validation_names_the_field() {
     let mut job = scheduled("a");
     job.disk = -0.5;
     assert_eq!(field_of(job), Some("disk"));
+    // Found by fuzz_chronos_job_damaged: `"cpus": 1e10` was stored and never launched.
+    for (field, set) in [
+        ("cpus", (|j: &mut Job| j.cpus = 1e10) as fn(&mut Job)),
+        ("mem", |j: &mut Job| j.mem = f64::MAX),
+        ("disk", |j: &mut Job| j.disk = 1_000_000_001.0),
+    ] {
+        let mut job = scheduled("a");
+        set(&mut job);
+        assert_eq!(field_of(job), Some(field));
+    }
+    let mut job = scheduled("a");
+    job.mem = 1e9;
+    assert!(job.validate(now()).is_ok());
     let mut job = scheduled("a");
     job.schedule = Some("R/yesterday/PT1H".to_string());
     assert_eq!(field_of(job), Some("schedule"));

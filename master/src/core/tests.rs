@@ -2081,3 +2081,99 @@ fn a_registry_holding_a_nan_failover_timeout_recovers_as_no_timeout() {
         "treated as no failover timeout: removed at once"
     );
 }
+
+#[test]
+fn task_durations_that_are_not_finite_seconds_in_range_make_the_launch_invalid() {
+    let fields: [(&str, fn(&mut TaskInfo, f64)); 5] = [
+        ("health_check.delay_secs", |t, v| {
+            t.health_check.as_mut().unwrap().delay_secs = v
+        }),
+        ("health_check.interval_secs", |t, v| {
+            t.health_check.as_mut().unwrap().interval_secs = v
+        }),
+        ("health_check.timeout_secs", |t, v| {
+            t.health_check.as_mut().unwrap().timeout_secs = v
+        }),
+        ("health_check.grace_period_secs", |t, v| {
+            t.health_check.as_mut().unwrap().grace_period_secs = v
+        }),
+        ("kill_grace_period_secs", |t, v| {
+            t.kill_grace_period_secs = Some(v)
+        }),
+    ];
+    for (field, set) in fields {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 1e12] {
+            let (mut h, slave, framework, offer) = offered();
+            let mut t = task("t1", &slave, "cpus:1");
+            t.health_check = Some(HealthCheck {
+                kind: HealthCheckKind::Tcp { port: 31000 },
+                delay_secs: 0.0,
+                interval_secs: 10.0,
+                timeout_secs: 5.0,
+                consecutive_failures: 3,
+                grace_period_secs: 30.0,
+            });
+            set(&mut t, bad);
+            h.launch(secs(0.1), &framework, F1, &[&offer.id], vec![t]);
+            let statuses = h.statuses();
+            let message = statuses[0].message.clone().unwrap_or_default();
+            assert!(message.contains(field), "{field}={bad}: {message}");
+            expect_errors(&mut h, &[]);
+            assert_eq!(statuses[0].reason, Some(Reason::TaskInvalid));
+            assert_eq!(statuses[0].state, TaskState::Error);
+        }
+    }
+    // In range: launched.
+    let (mut h, slave, framework, offer) = offered();
+    let mut t = task("t1", &slave, "cpus:1");
+    t.kill_grace_period_secs = Some(0.0);
+    h.launch(secs(0.1), &framework, F1, &[&offer.id], vec![t]);
+    assert!(h.statuses().is_empty());
+    assert!(h
+        .sent
+        .iter()
+        .any(|(_, m)| matches!(m, Outgoing::RunTask(_))));
+}
+
+#[test]
+fn a_slave_whose_attributes_hold_a_non_finite_number_is_refused_and_never_persisted() {
+    use crate::resources::AttributeValue;
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        // Only the wire can carry such a value (the text form parses it as text).
+        let wire = postcard::to_stdvec(&BTreeMap::from([(
+            "level".to_string(),
+            AttributeValue::Scalar(bad),
+        )]))
+        .unwrap();
+        let attributes: Attributes = postcard::from_bytes(&wire).unwrap();
+        let mut h = Harness::new();
+        let mut info = slave_info(S1, BIG);
+        info.attributes = attributes.clone();
+        h.core.handle_register_slave(
+            secs(0.0),
+            &upid(S1),
+            RegisterSlaveMessage {
+                slave: info.clone(),
+            },
+        );
+        h.flush();
+        assert!(h.take().is_empty(), "{bad}: no reply");
+        assert!(h.registry.slaves.is_empty(), "{bad}: nothing persisted");
+        assert!(h.core.slaves().is_empty());
+        assert_eq!(h.core.counters().dropped_messages, 1);
+        // A re-registration carrying it is refused the same way.
+        h.core.handle_reregister_slave(
+            secs(0.1),
+            &upid(S1),
+            ReregisterSlaveMessage {
+                slave_id: SlaveId::new("run-S0"),
+                slave: info,
+                tasks: vec![],
+                frameworks: vec![],
+            },
+        );
+        h.flush();
+        assert!(h.registry.slaves.is_empty(), "{bad}: nothing persisted");
+        assert_eq!(h.core.counters().dropped_messages, 2);
+    }
+}

@@ -880,3 +880,108 @@ fn the_containerizer_is_polled_when_its_answer_may_have_changed_and_only_then() 
     assert_eq!(*ended.lock().unwrap(), vec!["t1".to_string()]);
     assert!(!machine.is_running("t1"));
 }
+
+/// Fuzz target of the slave as the master's messages reach it: damaged `RunTask`, `KillTask`,
+/// acknowledgements, shutdowns and registration answers, decoded as the runtime decodes them,
+/// posted to a registered slave on the simulator. Never a panic. Each case runs a small
+/// simulated cluster, so this target runs an eighth of the cases of the others.
+mod fuzz {
+    use super::*;
+    use plateau_master::messages::UnregisterSlaveMessage;
+    use plateau_runtime::fuzzing::{fuzz_cases, mutate, Edit};
+    use plateau_runtime::message::{decode_body, AnyMessage};
+    use proptest::prelude::*;
+
+    fn inputs() -> Vec<(&'static str, Vec<u8>)> {
+        fn one<M: Message>(m: M) -> (&'static str, Vec<u8>) {
+            (M::NAME, AnyMessage::encode(&m).unwrap())
+        }
+        let mut checked = task("t1", "sleep 100");
+        checked.health_check = Some(HealthCheck {
+            kind: HealthCheckKind::Tcp { port: 31000 },
+            delay_secs: 0.5,
+            interval_secs: 1.0,
+            timeout_secs: 1.0,
+            consecutive_failures: 2,
+            grace_period_secs: 1.0,
+        });
+        checked.kill_grace_period_secs = Some(1.5);
+        vec![
+            one(RunTaskMessage {
+                framework_id: FrameworkId::new("fw"),
+                framework: FrameworkInfo::new("marathon"),
+                framework_pid: "marathon@10.0.0.1:5050".parse().unwrap(),
+                task: checked,
+            }),
+            one(KillTaskMessage {
+                framework_id: FrameworkId::new("fw"),
+                task_id: TaskId::new("t1"),
+                fencing_epoch: None,
+            }),
+            one(StatusUpdateAcknowledgementMessage {
+                slave_id: SlaveId::new("run-S1"),
+                framework_id: FrameworkId::new("fw"),
+                task_id: TaskId::new("t1"),
+                uuid: [1; 16],
+            }),
+            one(ShutdownFrameworkMessage {
+                framework_id: FrameworkId::new("fw"),
+            }),
+            one(SlaveRegisteredMessage {
+                slave_id: SlaveId::new("run-S1"),
+                heartbeat_interval_ms: 1000,
+            }),
+            one(ReregisterRequestMessage {
+                slave_id: SlaveId::new("run-S1"),
+            }),
+            one(UnregisterSlaveMessage {
+                slave_id: SlaveId::new("run-S1"),
+            }),
+        ]
+    }
+
+    fn post(w: &mut World, name: &str, bytes: &[u8]) {
+        let (master, slave) = (w.master.clone(), w.slave.clone());
+        macro_rules! route {
+            ($($ty:ty),* $(,)?) => {
+                match name {
+                    $(n if n == <$ty>::NAME => {
+                        if let Ok(msg) = decode_body::<$ty>(bytes) {
+                            w.sim.post(&master, &slave, msg);
+                        }
+                    })*
+                    other => panic!("no route for {other}"),
+                }
+            };
+        }
+        route!(
+            RunTaskMessage,
+            KillTaskMessage,
+            StatusUpdateAcknowledgementMessage,
+            ShutdownFrameworkMessage,
+            SlaveRegisteredMessage,
+            ReregisterRequestMessage,
+            UnregisterSlaveMessage,
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases((fuzz_cases() / 8).max(1)))]
+
+        #[test]
+        fn fuzz_slave_damaged_master_messages(steps in proptest::collection::vec((any::<prop::sample::Index>(), proptest::collection::vec(
+            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit { kind, position, byte }),
+            0..5,
+        )), 1..5)) {
+            let mut w = World::new(7, true, true);
+            w.registered();
+            let inputs = inputs();
+            for (which, edits) in &steps {
+                let (name, valid) = &inputs[which.index(inputs.len())];
+                post(&mut w, name, &mutate(valid, edits));
+                w.sim.run_for(s(2.0));
+            }
+            w.sim.run_for(s(30.0));
+        }
+    }
+}
