@@ -35,8 +35,8 @@ use quinn::{Connection, Endpoint, VarInt};
 use tokio::sync::Notify;
 
 use crate::limits::{
-    CONNECT_TIMEOUT, IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, PEER_QUEUE_BYTES_MAX, READ_CHUNK_BYTES_MAX,
-    RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
+    CONNECT_TIMEOUT, IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, PEER_QUEUE_BYTES_MAX, PEER_STREAMS_MAX,
+    READ_CHUNK_BYTES_MAX, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
 };
 use crate::message::{
     decode_envelope, decode_hello, encode_frame, encode_hello, AnyMessage, FrameDecoder,
@@ -143,6 +143,10 @@ fn transport_config() -> quinn::TransportConfig {
     t.stream_receive_window(VarInt::from_u32(8 * 1024 * 1024));
     t.receive_window(VarInt::from_u32(16 * 1024 * 1024));
     t.send_window(16 * 1024 * 1024);
+    // What a peer can make this node buffer: one stream (see PEER_STREAMS_MAX), none
+    // bidirectional (the transport uses none).
+    t.max_concurrent_uni_streams(VarInt::from_u32(PEER_STREAMS_MAX));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(0));
     t
 }
 
