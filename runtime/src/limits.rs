@@ -32,6 +32,11 @@ pub const MAILBOX_REMOTE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// messages too (at most 131,072 empty messages per process).
 pub const MAILBOX_MESSAGE_OVERHEAD_BYTES: usize = 64;
 
+/// Unidirectional streams a peer may have open at once on one connection. The transport sends
+/// on one; each stream read costs a frame decoder (up to a frame and a read chunk) and may
+/// hold a batch waiting for room, so a peer may not open more.
+pub const PEER_STREAMS_MAX: u32 = 1;
+
 /// Largest write handed to a QUIC stream at once.
 pub const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 

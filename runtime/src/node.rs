@@ -5,6 +5,30 @@
 //! system's thread. Other threads (actix-web workers, side-effect threads) reach processes
 //! through [`ProcessRef`] or a [`crate::Mailbox`], both thread-safe.
 //!
+//! Mailboxes are bounded for what other nodes send. Each process has room for
+//! [`NodeConfig::mailbox_remote_bytes_max`] bytes of messages from other nodes (default
+//! [`MAILBOX_REMOTE_BYTES_MAX`], 8 MiB; a message counts its body and
+//! [`MAILBOX_MESSAGE_OVERHEAD_BYTES`]) queued and not yet handled. A batch the process has no
+//! room for makes the transport stop reading the stream it came on until the process has
+//! handled enough: QUIC's flow control then holds the sender back, whose own queue fills and
+//! drops ([`crate::limits::PEER_QUEUE_BYTES_MAX`]). The room is given back when a batch has
+//! been handled, or dropped unhandled with a stopped process (whose waiting streams are then
+//! released). Consequences:
+//! - a peer that sends faster than a process handles costs this node at most the bound, plus
+//!   what its connection's QUIC receive window holds, however much it sends;
+//! - only the streams bringing messages to the full process wait: other peers keep reaching
+//!   the other processes (and the full one as soon as it has room). A stream carries one
+//!   peer's messages to every process of this node, in order, so that peer's messages to other
+//!   processes wait behind (head-of-line blocking within one sender's stream, the price of
+//!   keeping order);
+//! - messages from this node's own processes, from [`ProcessRef::post`], [`ProcessRef::call`],
+//!   a [`crate::Mailbox`] and timers are not counted and never wait. They come from this
+//!   node's own code, not from a peer, and cannot wait: handlers are synchronous and share a
+//!   thread with the process they send to, so a process sending to itself, or two processes
+//!   sending to each other, would deadlock. What a peer can make them send is itself paced by
+//!   the bound, since it takes handlers running to send anything;
+//! - the simulated network is not bounded: its runs stay as they were, deterministic.
+//!
 //! ```no_run
 //! # use plateau_runtime::{Node, NodeConfig};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

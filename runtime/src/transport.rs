@@ -46,7 +46,7 @@ use tokio::sync::Notify;
 use crate::identity::PeerIdentity;
 use crate::limits::{
     CONNECT_TIMEOUT, CRL_POLL_INTERVAL, IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, PEER_QUEUE_BYTES_MAX,
-    READ_CHUNK_BYTES_MAX, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
+    PEER_STREAMS_MAX, READ_CHUNK_BYTES_MAX, RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN,
 };
 use crate::message::{
     decode_envelope, decode_hello, encode_frame, encode_hello, AnyMessage, FrameDecoder,
@@ -171,6 +171,10 @@ fn transport_config() -> quinn::TransportConfig {
     t.stream_receive_window(VarInt::from_u32(8 * 1024 * 1024));
     t.receive_window(VarInt::from_u32(16 * 1024 * 1024));
     t.send_window(16 * 1024 * 1024);
+    // What a peer can make this node buffer: one stream (see PEER_STREAMS_MAX), none
+    // bidirectional (the transport uses none).
+    t.max_concurrent_uni_streams(VarInt::from_u32(PEER_STREAMS_MAX));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(0));
     t
 }
 
@@ -761,12 +765,7 @@ async fn read_stream(
 
 /// Hand a batch to the sink; when the receiving process is full, wait for it, and so read
 /// nothing more from this stream meanwhile.
-async fn flush(
-    inner: &Inner,
-    peer: &Arc<PeerIdentity>,
-    header: &Header,
-    bodies: &mut Vec<Bytes>,
-) {
+async fn flush(inner: &Inner, peer: &Arc<PeerIdentity>, header: &Header, bodies: &mut Vec<Bytes>) {
     if bodies.is_empty() {
         return;
     }

@@ -112,7 +112,8 @@ fn flood_receiver_child() {
     };
     let ca = ClusterCa::load(std::path::Path::new(&ca_dir)).expect("the CA");
     // Self-issued once the port is known: a dialled peer's certificate must name its address.
-    let identity = NodeIdentity::self_issuing(&ca, "receiver", Role::Slave, None).expect("identity");
+    let identity =
+        NodeIdentity::self_issuing(&ca, "receiver", Role::Slave, None).expect("identity");
     let delivered = Arc::new(AtomicU64::new(0));
     let broken = Arc::new(AtomicBool::new(false));
 
