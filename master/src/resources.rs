@@ -1192,7 +1192,13 @@ mod fuzz {
         proptest::collection::vec((name, value, any::<bool>()), 0..6).prop_map(|parts| {
             parts
                 .into_iter()
-                .map(|(n, v, colon)| if colon { format!("{n}:{v}") } else { format!("{n}{v}") })
+                .map(|(n, v, colon)| {
+                    if colon {
+                        format!("{n}:{v}")
+                    } else {
+                        format!("{n}{v}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(";")
         })
@@ -1202,7 +1208,13 @@ mod fuzz {
         if let Ok(r) = Resources::parse(text) {
             let printed = r.to_string();
             let back = Resources::parse(&printed);
-            prop_assert_eq!(back.as_ref().ok(), Some(&r), "{:?} printed as {:?}", text, printed);
+            prop_assert_eq!(
+                back.as_ref().ok(),
+                Some(&r),
+                "{:?} printed as {:?}",
+                text,
+                printed
+            );
         }
         Ok(())
     }
@@ -1225,7 +1237,13 @@ mod fuzz {
             }
             let printed = a.to_string();
             let back = Attributes::parse(&printed);
-            prop_assert_eq!(back.as_ref().ok(), Some(&a), "{:?} printed as {:?}", text, printed);
+            prop_assert_eq!(
+                back.as_ref().ok(),
+                Some(&a),
+                "{:?} printed as {:?}",
+                text,
+                printed
+            );
         }
         Ok(())
     }
@@ -1255,9 +1273,19 @@ mod fuzz {
     /// Numbers at the edges of the text form: refused with an error naming the resource.
     #[test]
     fn fuzz_regression_scalar_edges() {
-        for text in ["cpus:NaN", "cpus:inf", "mem:-1", "disk:1e300", "cpus:-0", "mem:1e10"] {
+        for text in [
+            "cpus:NaN",
+            "cpus:inf",
+            "mem:-1",
+            "disk:1e300",
+            "cpus:-0",
+            "mem:1e10",
+        ] {
             let err = Resources::parse(text).unwrap_err().to_string();
-            assert!(err.contains(text.split(':').next().unwrap()), "{text}: {err}");
+            assert!(
+                err.contains(text.split(':').next().unwrap()),
+                "{text}: {err}"
+            );
         }
         assert_eq!(Resources::parse("cpus:0.0004").unwrap().cpus_milli(), 0);
     }
