@@ -2084,7 +2084,8 @@ fn a_registry_holding_a_nan_failover_timeout_recovers_as_no_timeout() {
 
 #[test]
 fn task_durations_that_are_not_finite_seconds_in_range_make_the_launch_invalid() {
-    let fields: [(&str, fn(&mut TaskInfo, f64)); 5] = [
+    type SetField = fn(&mut TaskInfo, f64);
+    let fields: [(&str, SetField); 5] = [
         ("health_check.delay_secs", |t, v| {
             t.health_check.as_mut().unwrap().delay_secs = v
         }),
