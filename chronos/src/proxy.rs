@@ -1,5 +1,6 @@
 //! Standbys serve the REST API by proxying it to the leader, as Chronos' `RedirectFilter` did:
-//! the same method, path, query, body and content type go to the leader's advertised address,
+//! the same method, path, query, body, content type and `Authorization` go to the leader's
+//! advertised address,
 //! and its status, content type and body come back.
 //!
 //! [`LeaderOnly`] is an actix-web middleware around the API's scopes. For each request it asks
@@ -43,24 +44,46 @@ pub struct Proxy {
     handle: ChronosRef,
     advertised: String,
     client: reqwest::Client,
+    /// `http` or `https`, as this instance (and so the leader) serves the API.
+    scheme: &'static str,
+}
+
+/// The proxy's HTTP client (HTTPS with `tls`, which trusts the cluster CA).
+fn client(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_millis(limits::PROXY_TIMEOUT_MS))
+        // No connection pool, as Marathon's proxy: a pooled connection to a leader killed
+        // a moment ago may not look closed yet, and a request written to it is lost (502);
+        // a fresh connection to a dead leader is refused at once.
+        .pool_max_idle_per_host(0);
+    let builder = match tls {
+        Some(tls) => builder.tls_backend_preconfigured((*tls).clone()),
+        None => builder,
+    };
+    builder
+        .build()
+        .expect("an HTTP client with a ready TLS configuration builds")
 }
 
 impl Proxy {
     /// A proxy for the instance at `advertised` (`host:port`) hosting `handle`.
     pub fn new(handle: ChronosRef, advertised: String) -> Proxy {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_millis(limits::PROXY_TIMEOUT_MS))
-            // No connection pool, as Marathon's proxy: a pooled connection to a leader killed
-            // a moment ago may not look closed yet, and a request written to it is lost (502);
-            // a fresh connection to a dead leader is refused at once.
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("an HTTP client without TLS builds");
         Proxy {
             handle,
             advertised,
-            client,
+            client: client(None),
+            scheme: "http",
+        }
+    }
+
+    /// Forward over HTTPS with `tls` (`Some`: the API is served over HTTPS), else plain HTTP.
+    pub fn with_tls(self, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Proxy {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        Proxy {
+            client: client(tls),
+            scheme,
+            ..self
         }
     }
 
@@ -101,7 +124,7 @@ impl Proxy {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let url = format!("http://{leader}{path}");
+        let url = format!("{}://{leader}{path}", self.scheme);
         let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
             .unwrap_or(reqwest::Method::GET);
         let mut request = self
@@ -109,7 +132,8 @@ impl Proxy {
             .request(method, &url)
             .header(PROXIED_BY_HEADER, self.advertised.as_str())
             .body(body.to_vec());
-        for name in ["content-type", "accept"] {
+        // The caller's credentials go along: the leader checks them again.
+        for name in ["content-type", "accept", "authorization"] {
             if let Some(value) = req.headers().get(name) {
                 request = request.header(name, value.as_bytes());
             }

@@ -27,6 +27,7 @@ pub mod credentials;
 pub mod guard;
 pub mod limits;
 pub mod middleware;
+pub mod server;
 pub mod tls;
 
 use std::io::Read as _;
@@ -37,6 +38,7 @@ pub use acls::{Acls, Action, Entity, Rule};
 pub use credentials::{basic_header, Authentication, Credential, Credentials};
 pub use guard::{Access, Classifier, Decision, Guard, Outcome, Policy};
 pub use middleware::{Principal, RequireAuth};
+pub use server::ServeOptions;
 
 /// What can go wrong loading a policy or a certificate.
 #[derive(Debug, thiserror::Error)]

@@ -62,6 +62,26 @@ pub fn https_server_config(
     Ok(config)
 }
 
+/// A client configuration for HTTPS to another node's API: trusts only the cluster CA of
+/// `tls_dir` (`ca.pem`), presents no certificate.
+pub fn https_client_config(tls_dir: &Path) -> Result<rustls::ClientConfig, Error> {
+    let tls = |m: String| Error::Tls(format!("{}: {m}", tls_dir.display()));
+    let path = tls_dir.join(plateau_runtime::tls::CA_CERT_FILE);
+    let pem = std::fs::read(&path).map_err(|e| tls(format!("reading {}: {e}", path.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| tls(format!("ca.pem: {e}")))?)
+            .map_err(|e| tls(format!("ca.pem: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +92,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         ClusterCa::generate().unwrap().save(&dir).unwrap();
         https_server_config(&dir, &["node-1.example".into()]).unwrap();
+        https_client_config(&dir).unwrap();
         let empty = dir.join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         let err = https_server_config(&empty, &[]).unwrap_err().to_string();
