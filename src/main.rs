@@ -446,7 +446,9 @@ fn main() -> ExitCode {
                 // log what an operator needs. `RUST_LOG=warn,openraft=info` shows it all.
                 // The HTTP APIs' audit log (target `audit`: every change and every refusal)
                 // is on by default.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=off,audit=info")),
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,openraft=off,audit=info")
+                }),
         )
         .with_writer(std::io::stderr)
         .with_timer(LogTime)
@@ -609,6 +611,14 @@ fn run_framework(
 }
 
 fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
+    // Standbys proxy the API to the leader over plain HTTP: not to an HTTPS leader (yet).
+    let ha = args
+        .ha
+        .unwrap_or(args.framework.master.as_slice().len() > 1);
+    anyhow::ensure!(
+        !(ha && args.framework.security.https),
+        "--https with several Marathons (--ha) is not supported yet: a standby proxies the API to its leader over plain HTTP"
+    );
     let options = serve::MarathonOptions {
         ha: args.ha,
         session_ttl: args.session_ttl,
@@ -641,6 +651,11 @@ fn run_chronos(args: ChronosArgs) -> anyhow::Result<()> {
             StateMode::Replicated { .. } => replicated,
         },
     };
+    // Standbys proxy the API to the leader over plain HTTP: not to an HTTPS leader (yet).
+    anyhow::ensure!(
+        !(matches!(state, StateMode::Replicated { .. }) && args.framework.security.https),
+        "--https with several Chronos (replicated state) is not supported yet: a standby proxies the API to its leader over plain HTTP"
+    );
     run_framework(
         args.framework,
         "chronos",

@@ -12,5 +12,6 @@ mod e2e {
     mod dev;
     mod ha;
     mod marathon;
+    mod security;
     pub mod support;
 }

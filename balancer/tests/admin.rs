@@ -24,8 +24,10 @@ fn data_plane(admin_idle_timeout: Duration) -> DataPlane {
 /// `GET path` on a connection of its own: the status line.
 async fn get(admin: SocketAddr, path: &str) -> Result<String> {
     let mut s = TcpStream::connect(admin).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut answer = String::new();
     s.read_to_string(&mut answer).await?;
     Ok(answer.lines().next().unwrap_or_default().to_string())
@@ -80,8 +82,15 @@ async fn idle_admin_connections_are_closed_after_the_idle_timeout() -> Result<()
     let mut head = [0u8; 15];
     served.read_exact(&mut head).await?;
     assert_eq!(&head, b"HTTP/1.1 200 OK");
-    for (what, s) in [("silent", &mut silent), ("partial", &mut partial), ("served", &mut served)] {
-        assert!(closed_by_server(s).await, "the {what} connection was not closed");
+    for (what, s) in [
+        ("silent", &mut silent),
+        ("partial", &mut partial),
+        ("served", &mut served),
+    ] {
+        assert!(
+            closed_by_server(s).await,
+            "the {what} connection was not closed"
+        );
     }
     assert_eq!(get(admin, "/_health").await?, "HTTP/1.1 200 OK");
     dp.shutdown();

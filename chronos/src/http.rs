@@ -43,8 +43,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use plateau_runtime::node::NodeError;
 use plateau_runtime::{Node, ProcessRef};
-use plateau_security::{RequireAuth, ServeOptions};
 use plateau_sdk::{Driver, Masters};
+use plateau_security::{RequireAuth, ServeOptions};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -73,18 +73,7 @@ struct Advertised(String);
 /// instances and clients reach this API at. A standby proxies the prefixed routes to the
 /// leader ([`crate::proxy`]).
 pub fn configure(cfg: &mut web::ServiceConfig, handle: ChronosRef, advertised: String) {
-    configure_with(cfg, handle, advertised, None)
-}
-
-/// [`configure`] for an API served over HTTPS: a standby reaches its leader over HTTPS with
-/// `client_tls` (which trusts the cluster CA); `None` is plain HTTP.
-pub fn configure_with(
-    cfg: &mut web::ServiceConfig,
-    handle: ChronosRef,
-    advertised: String,
-    client_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-) {
-    let proxy = Proxy::new(handle.clone(), advertised.clone()).with_tls(client_tls);
+    let proxy = Proxy::new(handle.clone(), advertised.clone());
     cfg.app_data(web::Data::new(handle))
         .app_data(web::Data::new(Advertised(advertised)))
         .app_data(web::PayloadConfig::new(limits::HTTP_BODY_BYTES_MAX))
@@ -137,10 +126,24 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
         return named(Action::ViewJobs, name);
     }
     if let Some(name) = rest.strip_prefix("/job/") {
-        return named(if read { Action::ViewJobs } else { Action::UpdateJobs }, name);
+        return named(
+            if read {
+                Action::ViewJobs
+            } else {
+                Action::UpdateJobs
+            },
+            name,
+        );
     }
     if let Some(name) = rest.strip_prefix("/task/kill/") {
-        return named(if read { Action::ViewJobs } else { Action::UpdateJobs }, name);
+        return named(
+            if read {
+                Action::ViewJobs
+            } else {
+                Action::UpdateJobs
+            },
+            name,
+        );
     }
     match rest {
         "/leader" => Access::Authenticated,
@@ -656,13 +659,12 @@ pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
     let app_handle = handle.clone();
     let app_advertised = advertised.clone();
     let guard = config.security.guard("chronos", classify);
-    let client_tls = config.security.client_tls.clone();
     let server = HttpServer::new(move || {
-        let (h, a, tls) = (app_handle.clone(), app_advertised.clone(), client_tls.clone());
+        let (h, a) = (app_handle.clone(), app_advertised.clone());
         App::new()
             // Outermost: a standby refuses before it forwards anything to the leader.
             .wrap(RequireAuth::new(guard.clone()))
-            .configure(move |cfg| configure_with(cfg, h, a, tls))
+            .configure(move |cfg| configure(cfg, h, a))
     })
     .workers(1)
     // The binary owns signal handling.

@@ -44,46 +44,24 @@ pub struct Proxy {
     handle: ChronosRef,
     advertised: String,
     client: reqwest::Client,
-    /// `http` or `https`, as this instance (and so the leader) serves the API.
-    scheme: &'static str,
-}
-
-/// The proxy's HTTP client (HTTPS with `tls`, which trusts the cluster CA).
-fn client(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> reqwest::Client {
-    let builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_millis(limits::PROXY_TIMEOUT_MS))
-        // No connection pool, as Marathon's proxy: a pooled connection to a leader killed
-        // a moment ago may not look closed yet, and a request written to it is lost (502);
-        // a fresh connection to a dead leader is refused at once.
-        .pool_max_idle_per_host(0);
-    let builder = match tls {
-        Some(tls) => builder.tls_backend_preconfigured((*tls).clone()),
-        None => builder,
-    };
-    builder
-        .build()
-        .expect("an HTTP client with a ready TLS configuration builds")
 }
 
 impl Proxy {
     /// A proxy for the instance at `advertised` (`host:port`) hosting `handle`.
     pub fn new(handle: ChronosRef, advertised: String) -> Proxy {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_millis(limits::PROXY_TIMEOUT_MS))
+            // No connection pool, as Marathon's proxy: a pooled connection to a leader killed
+            // a moment ago may not look closed yet, and a request written to it is lost (502);
+            // a fresh connection to a dead leader is refused at once.
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client without TLS builds");
         Proxy {
             handle,
             advertised,
-            client: client(None),
-            scheme: "http",
-        }
-    }
-
-    /// Forward over HTTPS with `tls` (`Some`: the API is served over HTTPS), else plain HTTP.
-    pub fn with_tls(self, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Proxy {
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        Proxy {
-            client: client(tls),
-            scheme,
-            ..self
+            client,
         }
     }
 
@@ -124,7 +102,7 @@ impl Proxy {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let url = format!("{}://{leader}{path}", self.scheme);
+        let url = format!("http://{leader}{path}");
         let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
             .unwrap_or(reqwest::Method::GET);
         let mut request = self

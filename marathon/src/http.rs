@@ -33,8 +33,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use plateau_runtime::{Node, ProcessRef};
-use plateau_security::{RequireAuth, ServeOptions};
 use plateau_sdk::{Driver, Masters, SchedulerDriver};
+use plateau_security::{RequireAuth, ServeOptions};
 use serde_json::{json, Value};
 
 use crate::error::Error;
@@ -448,7 +448,10 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
             (false, false) => Access::Action(Action::UpdateApps, id),
         };
     }
-    if let Some(id) = path.strip_prefix("/v2/queue/").and_then(|t| t.strip_suffix("/delay")) {
+    if let Some(id) = path
+        .strip_prefix("/v2/queue/")
+        .and_then(|t| t.strip_suffix("/delay"))
+    {
         if !read {
             return Access::Action(Action::UpdateApps, Some(format!("/{id}")));
         }
@@ -571,8 +574,7 @@ pub fn start(node: &Node, config: StartConfig) -> Result<MarathonServer, Error> 
         let proxy = LeaderProxy::new(format!(
             "{}:{}",
             config.marathon.hostname, config.marathon.http_port
-        ))
-        .with_tls(config.security.client_tls.clone());
+        ));
         let driver =
             MarathonScheduler::driver_with_leader_election(config.marathon, config.masters, ttl);
         (driver, Some(proxy))

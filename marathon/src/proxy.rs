@@ -3,7 +3,7 @@
 //!
 //! For each request it asks the scheduler process who leads ([`Leadership`]):
 //! - **This instance leads:** the request goes to the API; the answer gets
-//!   `X-Marathon-Leader: http://host:port` (`https` when the API is served over HTTPS).
+//!   `X-Marathon-Leader: http://host:port`.
 //! - **Another instance leads:** the request is forwarded to it — method, path, query, the
 //!   headers (but hop-by-hop ones; `Authorization` is forwarded, and the leader checks it
 //!   again), the body — with `X-Marathon-Via: 1.1 <this instance>`
@@ -58,49 +58,26 @@ pub struct LeaderProxy {
     /// This instance's advertised `host:port`.
     pub me: String,
     client: reqwest::Client,
-    /// `http` or `https`, as this instance (and so the leader) serves the API.
-    scheme: &'static str,
-}
-
-/// The HTTP client of the proxy.
-fn client(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> reqwest::Client {
-    // No connection pool: every forwarded request opens its own connection. A pooled
-    // connection to a leader killed a moment ago may not look closed yet; a request
-    // written to it fails after it left, so it cannot be retried (the leader might have
-    // read it) and the client would get a 502 during a failover. A fresh connection to a
-    // dead leader is refused before anything is sent: that is retried.
-    let builder = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .connect_timeout(LEADER_PROXY_CONNECT_TIMEOUT)
-        .timeout(LEADER_PROXY_READ_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none());
-    let builder = match tls {
-        Some(tls) => builder.tls_backend_preconfigured((*tls).clone()),
-        None => builder,
-    };
-    builder
-        .build()
-        .expect("an HTTP client with a ready TLS configuration always builds")
 }
 
 impl LeaderProxy {
     /// A proxy for the instance advertised at `me`.
     pub fn new(me: impl Into<String>) -> Self {
+        // No connection pool: every forwarded request opens its own connection. A pooled
+        // connection to a leader killed a moment ago may not look closed yet; a request
+        // written to it fails after it left, so it cannot be retried (the leader might have
+        // read it) and the client would get a 502 during a failover. A fresh connection to a
+        // dead leader is refused before anything is sent: that is retried.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .connect_timeout(LEADER_PROXY_CONNECT_TIMEOUT)
+            .timeout(LEADER_PROXY_READ_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client without TLS always builds");
         LeaderProxy {
             me: me.into(),
-            client: client(None),
-            scheme: "http",
-        }
-    }
-
-    /// Forward over HTTPS, trusting what `tls` trusts (the cluster CA), when the API is served
-    /// over HTTPS (`Some`); plain HTTP otherwise.
-    pub fn with_tls(self, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Self {
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        LeaderProxy {
-            me: self.me,
-            client: client(tls),
-            scheme,
+            client,
         }
     }
 
@@ -169,7 +146,7 @@ async fn forward(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let url = format!("{}://{leader}{path_and_query}", proxy.scheme);
+    let url = format!("http://{leader}{path_and_query}");
     let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
         return Forwarded::Answer(message(405, "Method not allowed"));
     };
@@ -273,7 +250,7 @@ pub async fn leader_proxy(
                     req.set_payload(Payload::from(bytes));
                 }
                 let mut response = next.call(req).await?.map_into_boxed_body();
-                if let Ok(value) = HeaderValue::from_str(&format!("{}://{}", proxy.scheme, proxy.me)) {
+                if let Ok(value) = HeaderValue::from_str(&format!("http://{}", proxy.me)) {
                     response
                         .headers_mut()
                         .insert(HeaderName::from_static("x-marathon-leader"), value);
@@ -291,9 +268,9 @@ pub async fn leader_proxy(
                 if path == "/v2/events" {
                     let query = req.query_string();
                     let location = if query.is_empty() {
-                        format!("{}://{leader}{path}", proxy.scheme)
+                        format!("http://{leader}{path}")
                     } else {
-                        format!("{}://{leader}{path}?{query}", proxy.scheme)
+                        format!("http://{leader}{path}?{query}")
                     };
                     let response = HttpResponse::Found()
                         .insert_header(("Location", location))

@@ -51,10 +51,11 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
     use plateau_security::{Access, Action};
     match (method, path) {
         (_, "/health" | "/master/health") => Access::Open,
-        ("GET" | "HEAD", "/master/state" | "/state" | "/master/state.json" | "/state.json" | "/metrics"
-            | "/metrics/snapshot" | "/master/members") => {
-            Access::Action(Action::GetEndpoints, Some(path.to_string()))
-        }
+        (
+            "GET" | "HEAD",
+            "/master/state" | "/state" | "/master/state.json" | "/state.json" | "/metrics"
+            | "/metrics/snapshot" | "/master/members",
+        ) => Access::Action(Action::GetEndpoints, Some(path.to_string())),
         (_, "/teardown" | "/master/teardown") => Access::Action(Action::TeardownFrameworks, None),
         ("GET" | "HEAD", _) => Access::Authenticated,
         (_, p) => match p.strip_prefix("/master/members/") {
@@ -125,7 +126,9 @@ async fn state(master: Master, request: actix_web::HttpRequest) -> HttpResponse 
         .await;
     match answer {
         Ok(Ok(body)) => HttpResponse::Ok().json(body),
-        Ok(Err(Some(not_leading))) => not_leading.answer(request.connection_info().scheme(), request.path()),
+        Ok(Err(Some(not_leading))) => {
+            not_leading.answer(request.connection_info().scheme(), request.path())
+        }
         Ok(Err(None)) => unavailable("the master stopped after a registry failure".into()),
         Err(e) => unavailable(e.to_string()),
     }
@@ -208,7 +211,9 @@ async fn remove_member(
     match answer {
         Ok(Ok(Ok(()))) => HttpResponse::Accepted().json(json!({ "message": "removing" })),
         Ok(Ok(Err(message))) => HttpResponse::Conflict().json(json!({ "message": message })),
-        Ok(Err(Some(not_leading))) => not_leading.answer(request.connection_info().scheme(), request.path()),
+        Ok(Err(Some(not_leading))) => {
+            not_leading.answer(request.connection_info().scheme(), request.path())
+        }
         Ok(Err(None)) => HttpResponse::NotFound()
             .json(json!({ "message": "this master runs alone (no --peers)" })),
         Err(e) => unavailable(e.to_string()),

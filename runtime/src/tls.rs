@@ -309,9 +309,15 @@ impl NodeIdentity {
 impl ClusterCa {
     /// Issue a server certificate for an HTTPS listener reached as any of `hosts` (DNS names
     /// or IP addresses, which become IP subject alternative names): (certificate PEM, key PEM).
-    pub fn issue_https(&self, common_name: &str, hosts: &[String]) -> Result<(String, String), TlsError> {
+    pub fn issue_https(
+        &self,
+        common_name: &str,
+        hosts: &[String],
+    ) -> Result<(String, String), TlsError> {
         let mut params = CertificateParams::new(hosts.to_vec()).map_err(cert_err)?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];

@@ -4,11 +4,11 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_http::Request;
 use actix_web::body::MessageBody;
 use actix_web::dev::{AppConfig, Response, Service, ServiceFactory};
-use actix_web::HttpServer;
-use actix_http::Request;
 use actix_web::Error as ActixError;
+use actix_web::HttpServer;
 
 use crate::guard::{Classifier, Guard, Policy};
 use crate::limits::{
@@ -23,9 +23,6 @@ pub struct ServeOptions {
     pub policy: Arc<Policy>,
     /// Serve HTTPS with this configuration (`None`: plain HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// With HTTPS: how this API's own clients (a standby's proxy to its leader) reach another
-    /// instance — trusting the cluster CA only.
-    pub client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for ServeOptions {

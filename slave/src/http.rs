@@ -32,10 +32,15 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
     match (method, path) {
         (_, "/health") => Access::Open,
         (_, "/files/read" | "/files/read.json") => Access::Action(Action::AccessSandboxes, None),
-        ("GET" | "HEAD", "/state" | "/state.json" | "/slave(1)/state" | "/monitor/statistics"
-            | "/monitor/statistics.json" | "/metrics") => {
-            Access::Action(Action::GetEndpoints, Some(path.to_string()))
-        }
+        (
+            "GET" | "HEAD",
+            "/state"
+            | "/state.json"
+            | "/slave(1)/state"
+            | "/monitor/statistics"
+            | "/monitor/statistics.json"
+            | "/metrics",
+        ) => Access::Action(Action::GetEndpoints, Some(path.to_string())),
         _ => Access::Authenticated,
     }
 }

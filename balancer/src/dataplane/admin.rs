@@ -218,7 +218,8 @@ pub(crate) async fn serve(
             match tls {
                 None => connection.run(stream).await,
                 Some(tls) => {
-                    match tokio::time::timeout(ADMIN_HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                    match tokio::time::timeout(ADMIN_HEADER_READ_TIMEOUT, tls.accept(stream)).await
+                    {
                         Ok(Ok(stream)) => connection.run(stream).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake failed"),
                         Err(_) => tracing::debug!("admin TLS handshake timed out"),
@@ -251,7 +252,11 @@ impl Connection {
         // determinism-ok: the admin listener runs on the real host only.
         let since = Arc::new(Mutex::new(Some(tokio::time::Instant::now())));
         let service = {
-            let (stats, registry, guard) = (self.stats.clone(), self.registry.clone(), self.guard.clone());
+            let (stats, registry, guard) = (
+                self.stats.clone(),
+                self.registry.clone(),
+                self.guard.clone(),
+            );
             let (slots, since, id) = (self.slots.clone(), since.clone(), self.id);
             hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 slots.set_idle(id, false);
@@ -271,7 +276,8 @@ impl Connection {
                 decision.audit(guard.component(), &method, r.status().as_u16());
                 slots.set_idle(id, true);
                 // determinism-ok: the admin listener runs on the real host only.
-                *since.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokio::time::Instant::now());
+                *since.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(tokio::time::Instant::now());
                 async move { Ok::<_, Infallible>(r) }
             })
         };
