@@ -72,6 +72,11 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let total = plateau_slave::host::discover(&work_dir, Default::default())?;
     let (supervisor, supervisor_args) = serve::supervisor()?;
 
+    // Every API of `plateau dev` listens on loopback and is open (no credentials): said once.
+    tracing::warn!(
+        target: "audit",
+        "plateau dev: the HTTP APIs (master, slaves, Marathon, Chronos, balancer) are open, on loopback only; a real cluster takes --credentials and --acls"
+    );
     actix_rt::System::new().block_on(async move {
         let mut handles = Vec::new();
         let mut nodes = Vec::new();
@@ -88,9 +93,13 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let master = plateau_master::start(&node, config, &work).await?;
-            let http = serve::http_server(master_listen, move |c| {
-                plateau_master::http::configure(c, master.clone())
-            })?;
+            let http = serve::http_server(
+                master_listen,
+                move |c| plateau_master::http::configure(c, master.clone()),
+                "master",
+                plateau_master::http::classify,
+                &Default::default(),
+            )?;
             Ok((node, http))
         })
         .await?;
@@ -117,9 +126,13 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 let node = serve::start_node(listen, &host, &tls, "slave", Role::Slave)?;
                 let slave = plateau_slave::start(&node, config)?;
                 let served = slave.clone();
-                let http = serve::http_server(listen, move |c| {
-                    plateau_slave::http::configure(c, served.clone())
-                })?;
+                let http = serve::http_server(
+                    listen,
+                    move |c| plateau_slave::http::configure(c, served.clone()),
+                    "slave",
+                    plateau_slave::http::classify,
+                    &Default::default(),
+                )?;
                 Ok((node, slave, http))
             })
             .await?;

@@ -101,6 +101,40 @@ struct MasterArgs {
     /// Join the running group of `--peers` (a new or replacement master) instead of forming one.
     #[arg(long, requires = "peers")]
     join: bool,
+    #[command(flatten)]
+    security: ApiSecurityArgs,
+}
+
+/// The security flags every HTTP API takes (see docs/security-api.md).
+#[derive(clap::Args, Clone, Debug)]
+struct ApiSecurityArgs {
+    /// Require HTTP authentication: a JSON file of principals and secrets, Mesos' format
+    /// `{"credentials":[{"principal":"p","secret":"s"}]}`; callers send HTTP Basic
+    /// (`principal:secret`) or `Authorization: Bearer <secret>`.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// Authorize requests with an ACL file (Mesos-style rules per action: get_endpoints,
+    /// update_apps, view_jobs, ...; the first matching rule decides, else `permissive`).
+    #[arg(long)]
+    acls: Option<PathBuf>,
+    /// Serve the HTTP API over HTTPS, with a certificate from `--tls-dir` (its `node.pem`, or
+    /// one issued now by its CA key, naming this node, 127.0.0.1 and localhost).
+    #[arg(long)]
+    https: bool,
+    /// Serve the API without authentication on a non-loopback address (refused otherwise).
+    #[arg(long)]
+    insecure_open_api: bool,
+}
+
+impl ApiSecurityArgs {
+    fn flags(&self) -> serve::ApiSecurityFlags {
+        serve::ApiSecurityFlags {
+            credentials: self.credentials.clone(),
+            acls: self.acls.clone(),
+            https: self.https,
+            insecure_open_api: self.insecure_open_api,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -132,6 +166,8 @@ struct SlaveArgs {
     /// nor their framework): never root unless asked for.
     #[arg(long, default_value = plateau_slave::user::DEFAULT_TASK_USER)]
     default_task_user: String,
+    #[command(flatten)]
+    security: ApiSecurityArgs,
 }
 
 #[derive(clap::Args)]
@@ -153,6 +189,8 @@ struct FrameworkArgs {
     /// TLS directory: a CA (`certs init`) or a node certificate (`certs issue`).
     #[arg(long)]
     tls_dir: PathBuf,
+    #[command(flatten)]
+    security: ApiSecurityArgs,
 }
 
 #[derive(clap::Args)]
@@ -230,6 +268,11 @@ struct BalancerArgs {
     /// TLS directory: a CA (`certs init`) or a node certificate (`certs issue`).
     #[arg(long)]
     tls_dir: PathBuf,
+    /// An admin (`--stats`) connection with no request for this long is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    admin_idle_timeout: Duration,
+    #[command(flatten)]
+    security: ApiSecurityArgs,
 }
 
 #[derive(clap::Args)]
@@ -454,7 +497,11 @@ fn main() -> ExitCode {
                 // openraft logs ordinary events (a vote that lost, a peer down) as warnings and
                 // errors, several a second while a master is down; the replica and the master
                 // log what an operator needs. `RUST_LOG=warn,openraft=info` shows it all.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=off")),
+                // The HTTP APIs' audit log (target `audit`: every change and every refusal)
+                // is on by default.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,openraft=off,audit=info")
+                }),
         )
         .with_writer(std::io::stderr)
         .with_timer(LogTime)
@@ -498,6 +545,14 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
         hostname: host.clone(),
         ..Default::default()
     };
+    let security = serve::api_security(
+        "master",
+        args.listen,
+        "--listen",
+        std::slice::from_ref(&host),
+        &args.tls_dir,
+        &args.security.flags(),
+    )?;
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.listen, &host, &args.tls_dir, "master", Role::Master)?;
         let master = match args.peers {
@@ -510,12 +565,17 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
                 plateau_master::start_group(&node, config, &args.work_dir, group).await?
             }
         };
-        let handle = serve::http_server(args.listen, move |c| {
-            plateau_master::http::configure(c, master.clone())
-        })?;
+        let handle = serve::http_server(
+            args.listen,
+            move |c| plateau_master::http::configure(c, master.clone()),
+            "master",
+            plateau_master::http::classify,
+            &security,
+        )?;
         println!(
-            "master@{host}:{port} running: http://{host}:{port}/master/state",
-            port = node.addr().port
+            "master@{host}:{port} running: {scheme}://{host}:{port}/master/state",
+            port = node.addr().port,
+            scheme = security.scheme(),
         );
         serve::shutdown_signal().await;
         handle.stop(true).await;
@@ -535,15 +595,28 @@ fn run_slave(args: SlaveArgs) -> anyhow::Result<()> {
     config.default_task_user = args.default_task_user;
     // Check flags before starting anything: a bad resource string exits with a clear message.
     plateau_slave::resolve_resources(&config)?;
+    let security = serve::api_security(
+        "slave",
+        args.listen,
+        "--listen",
+        std::slice::from_ref(&host),
+        &args.tls_dir,
+        &args.security.flags(),
+    )?;
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.listen, &host, &args.tls_dir, "slave", Role::Slave)?;
         let slave = plateau_slave::start(&node, config)?;
-        let handle = serve::http_server(args.listen, move |c| {
-            plateau_slave::http::configure(c, slave.clone())
-        })?;
+        let handle = serve::http_server(
+            args.listen,
+            move |c| plateau_slave::http::configure(c, slave.clone()),
+            "slave",
+            plateau_slave::http::classify,
+            &security,
+        )?;
         println!(
-            "slave(1)@{host}:{port} running: http://{host}:{port}/state",
-            port = node.addr().port
+            "slave(1)@{host}:{port} running: {scheme}://{host}:{port}/state",
+            port = node.addr().port,
+            scheme = security.scheme(),
         );
         serve::shutdown_signal().await;
         handle.stop(true).await;
@@ -563,15 +636,25 @@ fn run_framework(
             Masters,
             &std::path::Path,
             SocketAddr,
+            plateau_security::ServeOptions,
         ) -> anyhow::Result<(actix_web::dev::ServerHandle, SocketAddr)>
         + 'static,
 ) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
+    let security = serve::api_security(
+        name,
+        args.listen,
+        "--listen",
+        std::slice::from_ref(&host),
+        &args.tls_dir,
+        &args.security.flags(),
+    )?;
+    let scheme = security.scheme();
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.listen, &host, &args.tls_dir, name, Role::Framework)?;
-        let (http, addr) = start(&node, args.master, &args.work_dir, args.listen)?;
+        let (http, addr) = start(&node, args.master, &args.work_dir, args.listen, security)?;
         println!(
-            "{name}@{host}:{} running: http://{addr}{api_path}",
+            "{name}@{host}:{} running: {scheme}://{addr}{api_path}",
             node.addr().port
         );
         serve::shutdown_signal().await;
@@ -582,6 +665,14 @@ fn run_framework(
 }
 
 fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
+    // Standbys proxy the API to the leader over plain HTTP: not to an HTTPS leader (yet).
+    let ha = args
+        .ha
+        .unwrap_or(args.framework.master.as_slice().len() > 1);
+    anyhow::ensure!(
+        !(ha && args.framework.security.https),
+        "--https with several Marathons (--ha) is not supported yet: a standby proxies the API to its leader over plain HTTP"
+    );
     let options = serve::MarathonOptions {
         ha: args.ha,
         session_ttl: args.session_ttl,
@@ -590,8 +681,8 @@ fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
         args.framework,
         "marathon",
         "/v2/apps",
-        move |node, master, work, listen| {
-            serve::start_marathon_with(node, master, work, listen, options)
+        move |node, master, work, listen, security| {
+            serve::start_marathon_with(node, master, work, listen, options, security)
                 .map(|m| (m.http, m.addr))
         },
     )
@@ -614,12 +705,18 @@ fn run_chronos(args: ChronosArgs) -> anyhow::Result<()> {
             StateMode::Replicated { .. } => replicated,
         },
     };
+    // Standbys proxy the API to the leader over plain HTTP: not to an HTTPS leader (yet).
+    anyhow::ensure!(
+        !(matches!(state, StateMode::Replicated { .. }) && args.framework.security.https),
+        "--https with several Chronos (replicated state) is not supported yet: a standby proxies the API to its leader over plain HTTP"
+    );
     run_framework(
         args.framework,
         "chronos",
         "/scheduler/jobs",
-        move |node, master, work, listen| {
-            let chronos = serve::start_chronos_with(node, master, work, listen, config, state)?;
+        move |node, master, work, listen, security| {
+            let chronos =
+                serve::start_chronos_with(node, master, work, listen, config, state, security)?;
             if let StateMode::Replicated { .. } = state {
                 println!(
                     "chronos: state in the masters' coordination store; one instance leads, the others stand by (GET http://{}/scheduler/leader)",
@@ -633,6 +730,15 @@ fn run_chronos(args: ChronosArgs) -> anyhow::Result<()> {
 
 fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.stats, args.hostname.as_deref())?;
+    let security = serve::api_security(
+        "balancer",
+        args.stats,
+        "--stats",
+        std::slice::from_ref(&host),
+        &args.tls_dir,
+        &args.security.flags(),
+    )?;
+    let scheme = security.scheme();
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.stats, &host, &args.tls_dir, "balancer", Role::Balancer)?;
         let http = args
@@ -648,10 +754,12 @@ fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {
                 config.group = args.group;
                 config.data_plane.tcp_drain_timeout =
                     std::time::Duration::from_secs(args.tcp_drain_timeout);
+                config.data_plane.admin_security = security;
+                config.data_plane.admin_idle_timeout = args.admin_idle_timeout;
             },
         )?;
         println!(
-            "balancer@{host}:{} running: http://{}/stats",
+            "balancer@{host}:{} running: {scheme}://{}/stats",
             node.addr().port,
             args.stats
         );

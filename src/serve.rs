@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use plateau_master::detector::Masters;
@@ -80,22 +81,93 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serve HTTP on `listen` (TCP) with routes from `configure`, on two worker threads; returns
-/// the handle that stops it. Must be called inside the actix system.
+/// The security of one HTTP API, from its flags: credentials and ACLs loaded, the refusal to
+/// serve an open API on a network address ([`plateau_security::check_exposure`]), and with
+/// `--https` the TLS configurations (the listener's certificate from `tls_dir`, naming `hosts`).
+pub fn api_security(
+    component: &str,
+    listen: SocketAddr,
+    flag_listen: &str,
+    hosts: &[String],
+    tls_dir: &Path,
+    flags: &ApiSecurityFlags,
+) -> anyhow::Result<plateau_security::ServeOptions> {
+    let policy =
+        plateau_security::Policy::load(flags.credentials.as_deref(), flags.acls.as_deref())?;
+    plateau_security::check_exposure(
+        component,
+        listen,
+        flag_listen,
+        &policy,
+        flags.insecure_open_api,
+    )?;
+    if !policy.requires_credentials() {
+        tracing::warn!(
+            target: "audit",
+            component,
+            %listen,
+            "the {component} HTTP API is open: no credentials are required (--credentials FILE requires them)"
+        );
+    }
+    let tls = if flags.https {
+        let server = plateau_security::tls::https_server_config(tls_dir, hosts)?;
+        Some(Arc::new(server))
+    } else {
+        None
+    };
+    Ok(plateau_security::ServeOptions {
+        policy: Arc::new(policy),
+        tls,
+    })
+}
+
+/// The flags of an HTTP API's security (see `ApiSecurityArgs` in `main.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct ApiSecurityFlags {
+    /// `--credentials FILE`.
+    pub credentials: Option<PathBuf>,
+    /// `--acls FILE`.
+    pub acls: Option<PathBuf>,
+    /// `--https`.
+    pub https: bool,
+    /// `--insecure-open-api`.
+    pub insecure_open_api: bool,
+}
+
+/// Serve HTTP on `listen` (TCP) with routes from `configure`, on two worker threads, behind
+/// the guard of `security` (`component`'s requests classified by `classify`), with the server
+/// limits every API has; returns the handle that stops it. Must be called inside the actix
+/// system.
 pub fn http_server<F>(
     listen: SocketAddr,
     configure: F,
+    component: &'static str,
+    classify: plateau_security::Classifier,
+    security: &plateau_security::ServeOptions,
 ) -> anyhow::Result<actix_web::dev::ServerHandle>
 where
     F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
 {
-    let server =
-        actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
-            .workers(2)
-            .disable_signals()
-            .bind(listen)
-            .with_context(|| format!("listening for HTTP on tcp {listen}"))?
-            .run();
+    let guard = security.guard(component, classify);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(plateau_security::RequireAuth::new(guard.clone()))
+            .app_data(actix_web::web::PayloadConfig::new(
+                plateau_security::limits::HTTP_BODY_BYTES_MAX,
+            ))
+            .app_data(
+                actix_web::web::JsonConfig::default()
+                    .limit(plateau_security::limits::HTTP_BODY_BYTES_MAX),
+            )
+            .configure(configure.clone())
+    })
+    .workers(2)
+    .disable_signals();
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("listening for HTTP on tcp {listen}"))?;
+    let server = plateau_security::server::listen(server, listener, security)
+        .with_context(|| format!("serving HTTP on tcp {listen}"))?
+        .run();
     let handle = server.handle();
     actix_rt::spawn(server);
     Ok(handle)
@@ -127,7 +199,14 @@ pub fn start_marathon(
     work_dir: &Path,
     listen: SocketAddr,
 ) -> anyhow::Result<plateau_marathon::http::MarathonServer> {
-    start_marathon_with(node, masters, work_dir, listen, MarathonOptions::default())
+    start_marathon_with(
+        node,
+        masters,
+        work_dir,
+        listen,
+        MarathonOptions::default(),
+        Default::default(),
+    )
 }
 
 /// [`start_marathon`] with `options`: with several masters (or `ha`), Marathon is one of
@@ -139,6 +218,7 @@ pub fn start_marathon_with(
     work_dir: &Path,
     listen: SocketAddr,
     options: MarathonOptions,
+    security: plateau_security::ServeOptions,
 ) -> anyhow::Result<plateau_marathon::http::MarathonServer> {
     let masters = masters.into();
     let as_given: Vec<String> = masters
@@ -162,6 +242,7 @@ pub fn start_marathon_with(
         http_listen: listen,
         http_workers: 2,
         process_name: "marathon".to_string(),
+        security,
     };
     plateau_marathon::http::start(node, config).context("starting Marathon")
 }
@@ -208,7 +289,15 @@ pub fn start_chronos(
 ) -> anyhow::Result<plateau_chronos::http::Started> {
     let masters = masters.into();
     let state = plateau_chronos::http::StateMode::for_masters(&masters);
-    start_chronos_with(node, masters, work_dir, listen, scheduler, state)
+    start_chronos_with(
+        node,
+        masters,
+        work_dir,
+        listen,
+        scheduler,
+        state,
+        Default::default(),
+    )
 }
 
 /// [`start_chronos`] with the state in `state`: a redb file under `work_dir`, or the masters'
@@ -220,8 +309,10 @@ pub fn start_chronos_with(
     listen: SocketAddr,
     scheduler: plateau_chronos::scheduler::ChronosConfig,
     state: plateau_chronos::http::StateMode,
+    security: plateau_security::ServeOptions,
 ) -> anyhow::Result<plateau_chronos::http::Started> {
     let mut config = plateau_chronos::http::StartConfig::new(work_dir.to_path_buf(), masters);
+    config.security = security;
     config.http_listen = listen;
     config.scheduler = scheduler;
     config.state = state;

@@ -12,6 +12,7 @@ mod e2e {
     mod dev;
     mod ha;
     mod marathon;
+    mod security;
     pub mod support;
     mod tasks_user;
 }

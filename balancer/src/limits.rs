@@ -37,6 +37,13 @@ pub const HTTP_LISTEN_BACKLOG: u32 = 1024;
 /// Most connections the admin listener serves at once.
 pub const ADMIN_CONNECTIONS_MAX: usize = 64;
 
+/// Admin listener: time a client has for its TLS handshake and for each request head.
+pub const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Admin listener: a connection with no request for this long is closed (default of
+/// [`DataPlaneConfig::admin_idle_timeout`](crate::DataPlaneConfig)).
+pub const ADMIN_IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
 /// Most backends one TCP connection tries before giving up (the first try included).
 pub const TCP_CONNECT_ATTEMPTS_MAX: usize = 3;
 

@@ -44,6 +44,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use plateau_runtime::node::NodeError;
 use plateau_runtime::{Node, ProcessRef};
 use plateau_sdk::{Driver, Masters};
+use plateau_security::{RequireAuth, ServeOptions};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -91,6 +92,64 @@ pub fn configure(cfg: &mut web::ServiceConfig, handle: ChronosRef, advertised: S
         )
         .route("/metrics", web::get().to(metrics))
         .route("/ping", web::get().to(ping));
+}
+
+/// What each request needs ([`plateau_security::Access`]), from its method and path only
+/// (under `/scheduler` or `/v1/scheduler`):
+///
+/// | request | needs |
+/// |---|---|
+/// | `/ping` | nothing (load balancers probe it) |
+/// | `GET /job/{name}`, `/job/stat/{name}` | `view_jobs` on `{name}` |
+/// | `PUT /job/{name}` (run now), `DELETE /job/{name}`, `DELETE /task/kill/{name}` | `update_jobs` on `{name}` |
+/// | `POST`/`PUT /iso8601`, `/dependency` (the name is in the body) | `update_jobs` on any job |
+/// | `GET /jobs`, `/jobs/search`, `/jobs/summary`, `/stats/..`, `/graph/..` | `view_jobs` on any job |
+/// | `GET /metrics` | `get_endpoints` on `/metrics` |
+/// | anything else (`/scheduler/leader`) | credentials only |
+pub fn classify(method: &str, path: &str) -> plateau_security::Access {
+    use plateau_security::{Access, Action};
+    let read = matches!(method, "GET" | "HEAD");
+    if path == "/ping" {
+        return Access::Open;
+    }
+    if path == "/metrics" && read {
+        return Access::Action(Action::GetEndpoints, Some(path.to_string()));
+    }
+    let Some(rest) = path
+        .strip_prefix("/v1/scheduler")
+        .or_else(|| path.strip_prefix("/scheduler"))
+    else {
+        return Access::Authenticated;
+    };
+    let named = |action, name: &str| Access::Action(action, Some(name.to_string()));
+    if let Some(name) = rest.strip_prefix("/job/stat/") {
+        return named(Action::ViewJobs, name);
+    }
+    if let Some(name) = rest.strip_prefix("/job/") {
+        return named(
+            if read {
+                Action::ViewJobs
+            } else {
+                Action::UpdateJobs
+            },
+            name,
+        );
+    }
+    if let Some(name) = rest.strip_prefix("/task/kill/") {
+        return named(
+            if read {
+                Action::ViewJobs
+            } else {
+                Action::UpdateJobs
+            },
+            name,
+        );
+    }
+    match rest {
+        "/leader" => Access::Authenticated,
+        _ if read => Access::Action(Action::ViewJobs, None),
+        _ => Access::Action(Action::UpdateJobs, None),
+    }
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
@@ -532,6 +591,8 @@ pub struct StartConfig {
     pub state: StateMode,
     /// The host other instances and clients reach the REST API at (default: the node's host).
     pub advertised_host: Option<String>,
+    /// Credentials, ACLs and HTTPS of the API (default: open, plain HTTP).
+    pub security: ServeOptions,
 }
 
 impl StartConfig {
@@ -548,6 +609,7 @@ impl StartConfig {
             http_listen: SocketAddr::from(([0, 0, 0, 0], 4400)),
             process_name: "chronos".to_string(),
             advertised_host: None,
+            security: ServeOptions::default(),
         }
     }
 }
@@ -596,16 +658,20 @@ pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
     let handle = node.spawn(&config.process_name, scheduler.into_driver(config.masters))?;
     let app_handle = handle.clone();
     let app_advertised = advertised.clone();
+    let guard = config.security.guard("chronos", classify);
     let server = HttpServer::new(move || {
         let (h, a) = (app_handle.clone(), app_advertised.clone());
-        App::new().configure(move |cfg| configure(cfg, h, a))
+        App::new()
+            // Outermost: a standby refuses before it forwards anything to the leader.
+            .wrap(RequireAuth::new(guard.clone()))
+            .configure(move |cfg| configure(cfg, h, a))
     })
     .workers(1)
     // The binary owns signal handling.
-    .disable_signals()
-    .listen(listener)
-    .map_err(bind_error)?
-    .run();
+    .disable_signals();
+    let server = plateau_security::server::listen(server, listener, &config.security)
+        .map_err(bind_error)?
+        .run();
     let server_handle = server.handle();
     actix_web::rt::spawn(server);
     Ok(Started {

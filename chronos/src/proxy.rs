@@ -1,5 +1,6 @@
 //! Standbys serve the REST API by proxying it to the leader, as Chronos' `RedirectFilter` did:
-//! the same method, path, query, body and content type go to the leader's advertised address,
+//! the same method, path, query, body, content type and `Authorization` go to the leader's
+//! advertised address,
 //! and its status, content type and body come back.
 //!
 //! [`LeaderOnly`] is an actix-web middleware around the API's scopes. For each request it asks
@@ -109,7 +110,8 @@ impl Proxy {
             .request(method, &url)
             .header(PROXIED_BY_HEADER, self.advertised.as_str())
             .body(body.to_vec());
-        for name in ["content-type", "accept"] {
+        // The caller's credentials go along: the leader checks them again.
+        for name in ["content-type", "accept", "authorization"] {
             if let Some(value) = req.headers().get(name) {
                 request = request.header(name, value.as_bytes());
             }

@@ -34,6 +34,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use plateau_runtime::{Node, ProcessRef};
 use plateau_sdk::{Driver, Masters, SchedulerDriver};
+use plateau_security::{RequireAuth, ServeOptions};
 use serde_json::{json, Value};
 
 use crate::error::Error;
@@ -402,6 +403,71 @@ async fn not_found() -> HttpResponse {
     message(500, "URI not found")
 }
 
+/// What each request needs ([`plateau_security::Access`]), from its method and path only:
+///
+/// | request | needs |
+/// |---|---|
+/// | `/ping` | nothing (load balancers probe it) |
+/// | `GET /v2/apps/{id}[/tasks, /versions...]` | `view_apps` on `/{id}` |
+/// | `PUT`, `PATCH`, `DELETE /v2/apps/{id}`, `POST /v2/apps/{id}/restart` | `update_apps` on `/{id}` |
+/// | `DELETE /v2/apps/{id}/tasks[/{task}]` | `kill_tasks` on `/{id}` |
+/// | `POST /v2/apps` (the id is in the body) | `update_apps` on any app |
+/// | `POST /v2/tasks/delete` | `kill_tasks` on any app |
+/// | `DELETE /v2/deployments/{id}` | `update_apps` on any app |
+/// | `DELETE /v2/queue/{id}/delay` | `update_apps` on `/{id}` |
+/// | `GET /v2/apps`, `/v2/tasks`, `/v2/deployments`, `/v2/queue`, `/v2/events` | `view_apps` on any app |
+/// | `GET /metrics` | `get_endpoints` on `/metrics` |
+/// | anything else (`/v2/info`, `/v2/leader`) | credentials only |
+pub fn classify(method: &str, path: &str) -> plateau_security::Access {
+    use plateau_security::{Access, Action};
+    let read = matches!(method, "GET" | "HEAD");
+    if path == "/ping" {
+        return Access::Open;
+    }
+    if path == "/metrics" && read {
+        return Access::Action(Action::GetEndpoints, Some(path.to_string()));
+    }
+    if let Some(tail) = path.strip_prefix("/v2/apps/") {
+        let (id, kill) = if let Some(id) = tail.strip_suffix("/restart") {
+            (id, false)
+        } else if let Some((id, _task)) = tail.rsplit_once("/tasks/") {
+            (id, true)
+        } else if let Some(id) = tail.strip_suffix("/tasks") {
+            (id, true)
+        } else if let Some((id, _)) = tail.rsplit_once("/versions/") {
+            (id, false)
+        } else if let Some(id) = tail.strip_suffix("/versions") {
+            (id, false)
+        } else {
+            (tail, false)
+        };
+        let id = Some(format!("/{id}"));
+        return match (read, kill) {
+            (true, _) => Access::Action(Action::ViewApps, id),
+            (false, true) => Access::Action(Action::KillTasks, id),
+            (false, false) => Access::Action(Action::UpdateApps, id),
+        };
+    }
+    if let Some(id) = path
+        .strip_prefix("/v2/queue/")
+        .and_then(|t| t.strip_suffix("/delay"))
+    {
+        if !read {
+            return Access::Action(Action::UpdateApps, Some(format!("/{id}")));
+        }
+    }
+    match path {
+        "/v2/apps" | "/v2/tasks" | "/v2/deployments" | "/v2/queue" | "/v2/events" if read => {
+            Access::Action(Action::ViewApps, None)
+        }
+        "/v2/apps" => Access::Action(Action::UpdateApps, None),
+        "/v2/tasks/delete" => Access::Action(Action::KillTasks, None),
+        p if p.starts_with("/v2/deployments/") && !read => Access::Action(Action::UpdateApps, None),
+        p if p.starts_with("/v2/queue/") && read => Access::Action(Action::ViewApps, None),
+        _ => Access::Authenticated,
+    }
+}
+
 /// Registers Marathon's routes on `cfg`, serving `marathon`.
 pub fn configure(cfg: &mut web::ServiceConfig, marathon: MarathonRef) {
     cfg.app_data(web::Data::new(marathon))
@@ -425,22 +491,27 @@ pub fn configure(cfg: &mut web::ServiceConfig, marathon: MarathonRef) {
 
 /// Serves the API on `listener` (already bound) with `workers` worker threads; the server
 /// runs on the current actix system until stopped through the returned handle. With `proxy`
-/// (leader + standbys) requests go through the leader proxy ([`crate::proxy`]).
+/// (leader + standbys) requests go through the leader proxy ([`crate::proxy`]). Every request
+/// first passes the guard of `security` ([`classify`]), which forwards nothing it refuses.
 pub fn serve(
     listener: TcpListener,
     marathon: MarathonRef,
     workers: usize,
     proxy: Option<LeaderProxy>,
+    security: &ServeOptions,
 ) -> Result<ServerHandle, Error> {
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let guard = security.guard("marathon", classify);
     let server = HttpServer::new(move || {
         let marathon = marathon.clone();
         let proxy = proxy.clone();
         App::new()
             .wrap(actix_web::middleware::from_fn(leader_proxy))
+            // Outermost: a standby refuses before it forwards anything to the leader.
+            .wrap(RequireAuth::new(guard.clone()))
             .configure(move |cfg| {
                 if let Some(proxy) = proxy {
                     cfg.app_data(web::Data::new(proxy));
@@ -450,13 +521,13 @@ pub fn serve(
     })
     .workers(workers.max(1))
     .shutdown_timeout(5)
-    .disable_signals()
-    .listen(listener)
-    .map_err(|e| Error::Http {
-        addr,
-        message: e.to_string(),
-    })?
-    .run();
+    .disable_signals();
+    let server = plateau_security::server::listen(server, listener, security)
+        .map_err(|e| Error::Http {
+            addr,
+            message: e.to_string(),
+        })?
+        .run();
     let handle = server.handle();
     actix_rt::spawn(server);
     Ok(handle)
@@ -477,6 +548,8 @@ pub struct StartConfig {
     pub http_workers: usize,
     /// Name of the scheduler process on the node.
     pub process_name: String,
+    /// Credentials, ACLs and HTTPS of the API (default: open, plain HTTP).
+    pub security: ServeOptions,
 }
 
 /// A running Marathon: the scheduler process and its HTTP server.
@@ -524,7 +597,13 @@ pub fn start(node: &Node, config: StartConfig) -> Result<MarathonServer, Error> 
         addr: config.http_listen.to_string(),
         message: e.to_string(),
     })?;
-    let http = serve(listener, process.clone(), config.http_workers, proxy)?;
+    let http = serve(
+        listener,
+        process.clone(),
+        config.http_workers,
+        proxy,
+        &config.security,
+    )?;
     Ok(MarathonServer {
         process,
         addr,

@@ -5,7 +5,8 @@
 //! - **This instance leads:** the request goes to the API; the answer gets
 //!   `X-Marathon-Leader: http://host:port`.
 //! - **Another instance leads:** the request is forwarded to it — method, path, query, the
-//!   headers (but hop-by-hop ones), the body — with `X-Marathon-Via: 1.1 <this instance>`
+//!   headers (but hop-by-hop ones; `Authorization` is forwarded, and the leader checks it
+//!   again), the body — with `X-Marathon-Via: 1.1 <this instance>`
 //!   added, and the leader's status, headers and body are the answer. `/v2/events` is not
 //!   forwarded: it gets a `302` to the leader's `/v2/events` (Marathon's choice too: an event
 //!   stream through a proxy ties the standby to it for hours).

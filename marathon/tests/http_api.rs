@@ -17,6 +17,7 @@ fn config(work_dir: Option<std::path::PathBuf>) -> StartConfig {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         http_workers: 1,
         process_name: "marathon".into(),
+        security: Default::default(),
     }
 }
 

@@ -42,6 +42,29 @@ use crate::resources::Resources;
 /// by it.
 pub const MESOS_VERSION: &str = "1.11.0";
 
+/// What each request needs ([`plateau_security::Access`]), from its method and path only:
+/// `/health` and `/master/health` are open (load balancers probe them); reading the state,
+/// the metrics and the group's members is `get_endpoints` on the path; removing a member is
+/// `update_members` on it; `/teardown` (when a route serves it) is `teardown_frameworks`;
+/// everything else needs credentials only.
+pub fn classify(method: &str, path: &str) -> plateau_security::Access {
+    use plateau_security::{Access, Action};
+    match (method, path) {
+        (_, "/health" | "/master/health") => Access::Open,
+        (
+            "GET" | "HEAD",
+            "/master/state" | "/state" | "/master/state.json" | "/state.json" | "/metrics"
+            | "/metrics/snapshot" | "/master/members",
+        ) => Access::Action(Action::GetEndpoints, Some(path.to_string())),
+        (_, "/teardown" | "/master/teardown") => Access::Action(Action::TeardownFrameworks, None),
+        ("GET" | "HEAD", _) => Access::Authenticated,
+        (_, p) => match p.strip_prefix("/master/members/") {
+            Some(member) => Access::Action(Action::UpdateMembers, Some(member.to_string())),
+            None => Access::Authenticated,
+        },
+    }
+}
+
 /// Mounts the master's routes, answering through `master`.
 pub fn configure(cfg: &mut web::ServiceConfig, master: ProcessRef<MasterProcess>) {
     cfg.app_data(web::Data::new(master))
@@ -80,10 +103,10 @@ impl NotLeading {
         }
     }
 
-    fn answer(self, path: &str) -> HttpResponse {
+    fn answer(self, scheme: &str, path: &str) -> HttpResponse {
         match self {
             NotLeading::Redirect(leader) => HttpResponse::TemporaryRedirect()
-                .insert_header(("Location", format!("http://{leader}{path}")))
+                .insert_header(("Location", format!("{scheme}://{leader}{path}")))
                 .finish(),
             NotLeading::NoLeader => unavailable("no leading master is known yet".into()),
         }
@@ -103,14 +126,16 @@ async fn state(master: Master, request: actix_web::HttpRequest) -> HttpResponse 
         .await;
     match answer {
         Ok(Ok(body)) => HttpResponse::Ok().json(body),
-        Ok(Err(Some(not_leading))) => not_leading.answer(request.path()),
+        Ok(Err(Some(not_leading))) => {
+            not_leading.answer(request.connection_info().scheme(), request.path())
+        }
         Ok(Err(None)) => unavailable("the master stopped after a registry failure".into()),
         Err(e) => unavailable(e.to_string()),
     }
 }
 
 /// `/master/redirect`: 307 to the leading master's root (itself when it leads).
-async fn redirect(master: Master) -> HttpResponse {
+async fn redirect(master: Master, request: actix_web::HttpRequest) -> HttpResponse {
     let answer = master
         .call(|p, ctx| match p.leading_master(ctx.self_upid()) {
             Some(leader) => NotLeading::Redirect(format!("{}:{}", leader.host, leader.port)),
@@ -118,7 +143,7 @@ async fn redirect(master: Master) -> HttpResponse {
         })
         .await;
     match answer {
-        Ok(not_leading) => not_leading.answer(""),
+        Ok(not_leading) => not_leading.answer(request.connection_info().scheme(), ""),
         Err(e) => unavailable(e.to_string()),
     }
 }
@@ -186,7 +211,9 @@ async fn remove_member(
     match answer {
         Ok(Ok(Ok(()))) => HttpResponse::Accepted().json(json!({ "message": "removing" })),
         Ok(Ok(Err(message))) => HttpResponse::Conflict().json(json!({ "message": message })),
-        Ok(Err(Some(not_leading))) => not_leading.answer(request.path()),
+        Ok(Err(Some(not_leading))) => {
+            not_leading.answer(request.connection_info().scheme(), request.path())
+        }
         Ok(Err(None)) => HttpResponse::NotFound()
             .json(json!({ "message": "this master runs alone (no --peers)" })),
         Err(e) => unavailable(e.to_string()),

@@ -788,6 +788,29 @@ fn pem_block(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// Certificates for HTTPS listeners (the REST APIs), as opposed to the actor transport's node
+/// certificates.
+impl ClusterCa {
+    /// Issue a server certificate for an HTTPS listener reached as any of `hosts` (DNS names
+    /// or IP addresses, which become IP subject alternative names): (certificate PEM, key PEM).
+    pub fn issue_https(
+        &self,
+        common_name: &str,
+        hosts: &[String],
+    ) -> Result<(String, String), TlsError> {
+        let mut params = CertificateParams::new(hosts.to_vec()).map_err(cert_err)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().map_err(cert_err)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(cert_err)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

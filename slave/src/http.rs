@@ -24,6 +24,29 @@ use crate::limits;
 use crate::process::SlaveProcess;
 use crate::sandbox::{self, SandboxError};
 
+/// What each request needs ([`plateau_security::Access`]), from its method and path only:
+/// `/health` is open; `/files/read` is `access_sandboxes` (its object, the task's user, is not
+/// in the request line: rules need `"users": {"type": "ANY"}` or `NONE`); the state, the
+/// statistics and the metrics are `get_endpoints` on the path; anything else needs
+/// credentials only.
+pub fn classify(method: &str, path: &str) -> plateau_security::Access {
+    use plateau_security::{Access, Action};
+    match (method, path) {
+        (_, "/health") => Access::Open,
+        (_, "/files/read" | "/files/read.json") => Access::Action(Action::AccessSandboxes, None),
+        (
+            "GET" | "HEAD",
+            "/state"
+            | "/state.json"
+            | "/slave(1)/state"
+            | "/monitor/statistics"
+            | "/monitor/statistics.json"
+            | "/metrics",
+        ) => Access::Action(Action::GetEndpoints, Some(path.to_string())),
+        _ => Access::Authenticated,
+    }
+}
+
 /// Installs the slave's routes.
 pub fn configure(cfg: &mut web::ServiceConfig, slave: ProcessRef<SlaveProcess>) {
     cfg.app_data(web::Data::new(slave))

@@ -52,6 +52,11 @@ pub struct DataPlaneConfig {
     pub http_addr: Option<SocketAddr>,
     /// The admin listener (`/stats`, `/metrics`); `None` for none.
     pub admin_addr: Option<SocketAddr>,
+    /// The admin listener's credentials, ACLs and HTTPS (default: open, plain HTTP).
+    pub admin_security: plateau_security::ServeOptions,
+    /// An admin connection with no request for this long is closed. Default
+    /// [`ADMIN_IDLE_TIMEOUT_DEFAULT`](crate::limits::ADMIN_IDLE_TIMEOUT_DEFAULT) (30 s).
+    pub admin_idle_timeout: Duration,
     /// How long to wait for a backend's response headers before answering 504.
     pub response_header_timeout: Duration,
     /// How long connecting to a backend may take.
@@ -78,6 +83,8 @@ impl Default for DataPlaneConfig {
             listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             http_addr: Some(SocketAddr::from(([0, 0, 0, 0], 80))),
             admin_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9090))),
+            admin_security: Default::default(),
+            admin_idle_timeout: crate::limits::ADMIN_IDLE_TIMEOUT_DEFAULT,
             response_header_timeout: RESPONSE_HEADER_TIMEOUT_DEFAULT,
             connect_timeout: crate::limits::BACKEND_CONNECT_TIMEOUT,
             worker_threads: 2,
@@ -483,9 +490,11 @@ impl DataPlane {
         }
         if let Some(l) = admin {
             let stats = shared.stats.clone();
+            let security = shared.config.admin_security.clone();
+            let idle_timeout = shared.config.admin_idle_timeout;
             runtime.spawn(async move {
                 match tokio::net::TcpListener::from_std(l) {
-                    Ok(l) => admin::serve(l, stats).await,
+                    Ok(l) => admin::serve(l, stats, security, idle_timeout).await,
                     Err(e) => tracing::error!(error = %e, "admin listener unusable"),
                 }
             });

@@ -1,0 +1,449 @@
+//! The HTTP APIs' security, on the real binary: with `--credentials`, `--acls` and `--https`,
+//! every API (master, slave, Marathon, Chronos, balancer admin) answers 401 without or with
+//! wrong credentials, 403 to a principal its ACLs deny, 200 to the right one, over HTTPS with
+//! the cluster CA; changes and refusals leave audit lines; an open API on a non-loopback
+//! address refuses to start unless `--insecure-open-api`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::support::{await_some, free_port, Cluster};
+use super::PLATEAU;
+
+const SLOW: Duration = Duration::from_secs(60);
+
+const CREDENTIALS: &str = r#"{"credentials": [
+  {"principal": "ops", "secret": "ops-secret"},
+  {"principal": "viewer", "secret": "viewer-secret"}
+]}"#;
+
+/// `ops` may do everything below; `viewer` nothing (not permissive).
+const ACLS: &str = r#"{
+  "permissive": false,
+  "get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}],
+  "view_apps": [{"principals": {"values": ["ops"]}, "apps": {"type": "ANY"}}],
+  "update_apps": [{"principals": {"values": ["ops"]}, "apps": {"values": ["/dev"]}}],
+  "view_jobs": [{"principals": {"values": ["ops"]}, "jobs": {"type": "ANY"}}]
+}"#;
+
+/// A minimal HTTPS client trusting only the cluster CA (reqwest here stays without TLS: its
+/// rustls feature would need a process-wide crypto provider in every test).
+#[derive(Clone)]
+struct Https(Arc<rustls::ClientConfig>);
+
+impl Https {
+    fn new(tls_dir: &Path) -> Https {
+        Https(Arc::new(
+            plateau_security::tls::https_client_config(tls_dir).unwrap(),
+        ))
+    }
+
+    /// The status and `WWW-Authenticate` of `method https://addr/path` sent with `auth`,
+    /// `None` when the server cannot be reached or the TLS handshake fails.
+    async fn send(
+        &self,
+        method: &str,
+        addr: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+    ) -> Option<(u16, Option<String>)> {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let host = addr.rsplit_once(':')?.0.to_string();
+        let name = rustls_pki_types::ServerName::try_from(host.clone()).ok()?;
+        let connector = tokio_rustls::TlsConnector::from(self.0.clone());
+        let mut tls = connector.connect(name, stream).await.ok()?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n"
+        );
+        if let Some((principal, secret)) = auth {
+            let header = plateau_security::basic_header(principal, secret);
+            head.push_str(&format!("Authorization: {header}\r\n"));
+        }
+        head.push_str("\r\n");
+        tls.write_all(head.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        // A server may close without a TLS close_notify: what was read is the answer.
+        let _ = tls.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        let mut lines = answer.lines();
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let challenge = lines.take_while(|l| !l.is_empty()).find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("www-authenticate")
+                .then(|| value.trim().to_string())
+        });
+        Some((status, challenge))
+    }
+}
+
+/// `text` without terminal colour sequences (the logs are coloured).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The four answers every guarded endpoint must give.
+async fn check_guarded(client: &Https, addr: &str, path: &str) {
+    let what = format!("{addr}{path}");
+    let (code, challenge) = await_some(SLOW, &format!("{what} answers"), || {
+        client.send("GET", addr, path, None)
+    })
+    .await;
+    assert_eq!(code, 401, "{what} without credentials");
+    assert_eq!(
+        challenge.as_deref(),
+        Some("Basic realm=\"plateau\""),
+        "{what}"
+    );
+    let wrong = client.send("GET", addr, path, Some(("ops", "wrong"))).await;
+    assert_eq!(wrong.unwrap().0, 401, "{what} with a wrong secret");
+    let viewer = Some(("viewer", "viewer-secret"));
+    let denied = client.send("GET", addr, path, viewer).await;
+    assert_eq!(
+        denied.unwrap().0,
+        403,
+        "{what} for a principal the ACLs deny"
+    );
+    // The right principal: 200 once the component is ready to answer.
+    await_some(SLOW, &format!("{what} answers 200 to ops"), || async {
+        let ops = Some(("ops", "ops-secret"));
+        let (code, _) = client.send("GET", addr, path, ops).await?;
+        (code == 200).then_some(())
+    })
+    .await;
+}
+
+#[test]
+fn every_api_answers_401_403_and_200_by_principal_over_https() {
+    let mut cluster = Cluster::new("security");
+    let dir = cluster.dir.clone();
+    let tls = cluster.tls();
+    let tls_s = tls.to_str().unwrap().to_string();
+    std::fs::write(dir.join("credentials.json"), CREDENTIALS).unwrap();
+    std::fs::write(dir.join("acls.json"), ACLS).unwrap();
+    let creds = dir.join("credentials.json").to_str().unwrap().to_string();
+    let acls = dir.join("acls.json").to_str().unwrap().to_string();
+    let secure = ["--credentials", &creds, "--acls", &acls, "--https"];
+    let at = |name: &str| {
+        let port = free_port("127.0.0.1");
+        (format!("127.0.0.1:{port}"), dir.join(name))
+    };
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(secure.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let spawn = |cluster: &mut Cluster, name: &str, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cluster.spawn(name, &args);
+    };
+
+    let (master, master_work) = at("master");
+    spawn(
+        &mut cluster,
+        "master",
+        with(&[
+            "master",
+            "--listen",
+            &master,
+            "--work-dir",
+            master_work.to_str().unwrap(),
+            "--tls-dir",
+            &tls_s,
+        ]),
+    );
+    let (slave, slave_work) = at("slave");
+    cluster.slave_dirs.push(slave_work.clone());
+    spawn(
+        &mut cluster,
+        "slave",
+        with(&[
+            "slave",
+            "--master",
+            &master,
+            "--listen",
+            &slave,
+            "--work-dir",
+            slave_work.to_str().unwrap(),
+            "--tls-dir",
+            &tls_s,
+            "--resources",
+            "cpus:1;mem:256",
+        ]),
+    );
+    let (marathon, marathon_work) = at("marathon");
+    spawn(
+        &mut cluster,
+        "marathon",
+        with(&[
+            "marathon",
+            "--master",
+            &master,
+            "--listen",
+            &marathon,
+            "--work-dir",
+            marathon_work.to_str().unwrap(),
+            "--tls-dir",
+            &tls_s,
+        ]),
+    );
+    let (chronos, chronos_work) = at("chronos");
+    spawn(
+        &mut cluster,
+        "chronos",
+        with(&[
+            "chronos",
+            "--master",
+            &master,
+            "--listen",
+            &chronos,
+            "--work-dir",
+            chronos_work.to_str().unwrap(),
+            "--tls-dir",
+            &tls_s,
+        ]),
+    );
+    let (stats, _) = at("balancer");
+    spawn(
+        &mut cluster,
+        "balancer",
+        with(&[
+            "balancer",
+            "--marathon",
+            &marathon,
+            "--listen-ip",
+            "127.0.0.1",
+            "--stats",
+            &stats,
+            "--tls-dir",
+            &tls_s,
+        ]),
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            let client = Https::new(&tls);
+            check_guarded(&client, &master, "/master/state").await;
+            check_guarded(&client, &master, "/metrics").await;
+            check_guarded(&client, &slave, "/state").await;
+            check_guarded(&client, &marathon, "/v2/apps").await;
+            check_guarded(&client, &chronos, "/scheduler/jobs").await;
+            check_guarded(&client, &stats, "/stats").await;
+
+            // Health probes stay open.
+            for (addr, path) in [
+                (&master, "/health"),
+                (&slave, "/health"),
+                (&marathon, "/ping"),
+                (&chronos, "/ping"),
+                (&stats, "/_health"),
+            ] {
+                let (code, _) = client.send("GET", addr, path, None).await.unwrap();
+                assert_eq!(code, 200, "{addr}{path} without credentials");
+            }
+
+            // A change outside what the ACLs give: 403, whether or not the app exists; one
+            // inside: served (the app does not exist: 404).
+            let ops = Some(("ops", "ops-secret"));
+            let delete = |path, auth| client.send("DELETE", &marathon, path, auth);
+            assert_eq!(delete("/v2/apps/prod/web", ops).await.unwrap().0, 403);
+            assert_eq!(delete("/v2/apps/dev/web", ops).await.unwrap().0, 404);
+            assert_eq!(delete("/v2/apps/dev/web", None).await.unwrap().0, 401);
+
+            // Plain HTTP on an HTTPS port is not served.
+            let plain = reqwest::get(format!("http://{master}/health")).await;
+            assert!(!plain.is_ok_and(|r| r.status().is_success()));
+        })
+    }));
+    if let Err(panic) = result {
+        for name in ["master", "slave", "marathon", "chronos", "balancer"] {
+            eprintln!("--- {name} ---\n{}", cluster.log(name));
+        }
+        std::panic::resume_unwind(panic);
+    }
+
+    // The audit log: the refused and the allowed change, and the unauthenticated one.
+    let log = strip_ansi(&cluster.log("marathon"));
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" audit:") && l.contains("method=\"DELETE\""))
+        .collect();
+    let has = |principal: &str, path: &str, decision: &str, status: &str| {
+        audit.iter().any(|l| {
+            l.contains(&format!("principal=\"{principal}\""))
+                && l.contains(&format!("path={path}"))
+                && l.contains(&format!("decision=\"{decision}\""))
+                && l.contains(&format!("status={status}"))
+        })
+    };
+    assert!(
+        has("ops", "/v2/apps/prod/web", "denied", "403"),
+        "audit lines: {audit:#?}"
+    );
+    assert!(
+        has("ops", "/v2/apps/dev/web", "allowed", "404"),
+        "audit lines: {audit:#?}"
+    );
+    assert!(
+        has("-", "/v2/apps/dev/web", "unauthenticated", "401"),
+        "audit lines: {audit:#?}"
+    );
+}
+
+#[test]
+fn an_open_api_on_a_network_address_refuses_to_start_unless_asked() {
+    let mut cluster = Cluster::new("security-open");
+    let dir = cluster.dir.clone();
+    let tls = cluster.tls();
+    let tls_s = tls.to_str().unwrap();
+    let port = free_port("127.0.0.1");
+    let wildcard = format!("0.0.0.0:{port}");
+    let work = dir.join("work");
+    let work_s = work.to_str().unwrap();
+    let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    // Each component, on a wildcard address without credentials: refused before it binds.
+    let refused: [(&str, Vec<&str>); 5] = [
+        (
+            "master",
+            vec![
+                "master",
+                "--listen",
+                &wildcard,
+                "--hostname",
+                "127.0.0.1",
+                "--work-dir",
+                work_s,
+                "--tls-dir",
+                tls_s,
+            ],
+        ),
+        (
+            "slave",
+            vec![
+                "slave",
+                "--master",
+                &master,
+                "--listen",
+                &wildcard,
+                "--hostname",
+                "127.0.0.1",
+                "--work-dir",
+                work_s,
+                "--tls-dir",
+                tls_s,
+                "--resources",
+                "cpus:1;mem:64",
+            ],
+        ),
+        (
+            "marathon",
+            vec![
+                "marathon",
+                "--master",
+                &master,
+                "--listen",
+                &wildcard,
+                "--hostname",
+                "127.0.0.1",
+                "--work-dir",
+                work_s,
+                "--tls-dir",
+                tls_s,
+            ],
+        ),
+        (
+            "chronos",
+            vec![
+                "chronos",
+                "--master",
+                &master,
+                "--listen",
+                &wildcard,
+                "--hostname",
+                "127.0.0.1",
+                "--work-dir",
+                work_s,
+                "--tls-dir",
+                tls_s,
+            ],
+        ),
+        (
+            "balancer",
+            vec![
+                "balancer",
+                "--marathon",
+                &master,
+                "--stats",
+                &wildcard,
+                "--hostname",
+                "127.0.0.1",
+                "--tls-dir",
+                tls_s,
+            ],
+        ),
+    ];
+    for (component, args) in &refused {
+        let out = Command::new(PLATEAU).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{component} started open on {wildcard}: {stderr}"
+        );
+        assert!(
+            stderr.contains("non-loopback")
+                && stderr.contains("--credentials")
+                && stderr.contains("--insecure-open-api"),
+            "{component}: {stderr}"
+        );
+    }
+    // With --insecure-open-api it starts, open.
+    cluster.spawn(
+        "master",
+        &[
+            "master",
+            "--listen",
+            &wildcard,
+            "--hostname",
+            "127.0.0.1",
+            "--work-dir",
+            work_s,
+            "--tls-dir",
+            tls_s,
+            "--insecure-open-api",
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        await_some(SLOW, "the open master answers /master/state", || async {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}/master/state"))
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+    });
+}
