@@ -543,6 +543,12 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
         role_weights: args.weights.unwrap_or_default(),
         seed: serve::real_seed(),
         hostname: host.clone(),
+        // The same ACL file that guards the HTTP API decides framework registrations and the
+        // users tasks run as.
+        acls: match &args.security.acls {
+            Some(path) => std::sync::Arc::new(plateau_security::Acls::load(path)?),
+            None => Default::default(),
+        },
         ..Default::default()
     };
     let security = serve::api_security(

@@ -42,7 +42,10 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
+
+use plateau_security::Acls;
 
 use plateau_runtime::rng::LookupMap;
 use plateau_runtime::Upid;
@@ -95,6 +98,10 @@ pub struct MasterConfig {
     /// this long after the master's first tick are marked unreachable (Mesos
     /// `--agent_reregister_timeout`; default 10 min, as Mesos).
     pub agent_reregister_timeout: Duration,
+    /// The authorization rules (`--acls`): which principals may register frameworks in which
+    /// roles (`register_frameworks`) and run tasks as which users (`run_tasks`). A framework's
+    /// principal is the one its certificate names. Default: everything allowed.
+    pub acls: Arc<Acls>,
 }
 
 impl Default for MasterConfig {
@@ -111,6 +118,7 @@ impl Default for MasterConfig {
             run_task_resend_timeout: Duration::from_secs(5),
             offer_timeout: None,
             agent_reregister_timeout: Duration::from_secs(600),
+            acls: Arc::default(),
         }
     }
 }
@@ -479,6 +487,23 @@ fn check_slave_info(info: &SlaveInfo) -> Result<(), String> {
     Ok(())
 }
 
+/// The ACLs' `run_tasks`: may the framework's principal run `task` as the user it runs as (its
+/// command's, else its framework's)? A task that names no user runs as the slave's
+/// `--default-task-user`, which the operator chose: always allowed.
+fn run_as_allowed(acls: &Acls, framework: &FrameworkInfo, task: &TaskInfo) -> Result<(), String> {
+    match task.user(framework) {
+        Some(user) if !acls.can_run_task(framework.principal.as_deref(), user) => Err(format!(
+            "principal {} is not authorized to run tasks as user '{user}' (ACL run_tasks)",
+            framework
+                .principal
+                .as_deref()
+                .map(|p| format!("'{p}'"))
+                .unwrap_or_else(|| "(none)".into())
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The durations of a task that its slave will wait on (health check timings, the kill grace
 /// period) must be finite numbers of seconds from 0 to [`TASK_DURATION_MAX`]: checked at the
 /// master, the task's edge, with an error naming the field.
@@ -515,6 +540,24 @@ fn refuse_duration(filters: &Filters, default: Duration) -> Duration {
 }
 
 impl MasterCore {
+    /// [`check_framework_info`], then the ACLs' `register_frameworks`: may the framework's
+    /// principal (fixed by its certificate) register in its role?
+    fn check_framework(&self, info: &FrameworkInfo) -> Result<(), String> {
+        check_framework_info(info)?;
+        if !self
+            .config
+            .acls
+            .can_register_framework(info.principal.as_deref(), &info.role)
+        {
+            return Err(format!(
+                "framework refused: principal {} is not authorized to register frameworks in role '{}' (ACL register_frameworks)",
+                info.principal.as_deref().map(|p| format!("'{p}'")).unwrap_or_else(|| "(none)".into()),
+                info.role
+            ));
+        }
+        Ok(())
+    }
+
     /// A master recovering from `registry`, with run id `run_id` (fresh per start), its own
     /// address `upid`, and the calendar time (Unix seconds) at monotonic time zero.
     ///
@@ -1777,7 +1820,7 @@ impl MasterCore {
                 return;
             }
         }
-        if let Err(message) = check_framework_info(&msg.framework) {
+        if let Err(message) = self.check_framework(&msg.framework) {
             self.counters.dropped_messages += 1;
             self.send(
                 from,
@@ -1856,7 +1899,7 @@ impl MasterCore {
             );
             return;
         };
-        if let Err(message) = check_framework_info(&msg.framework) {
+        if let Err(message) = self.check_framework(&msg.framework) {
             self.counters.dropped_messages += 1;
             self.send(
                 from,
@@ -2394,6 +2437,8 @@ impl MasterCore {
                 Some((Reason::TaskInvalid, "the task has no resources".to_string()))
             } else if let Err(problem) = check_task_numbers(&task) {
                 Some((Reason::TaskInvalid, problem))
+            } else if let Err(problem) = run_as_allowed(&self.config.acls, &framework_info, &task) {
+                Some((Reason::TaskUnauthorized, problem))
             } else if self.tasks.len() >= TASKS_MAX {
                 Some((
                     Reason::TaskInvalid,

@@ -355,6 +355,8 @@ pub enum Reason {
     FrameworkRemoved,
     /// The executor (supervisor) ended unexpectedly.
     ExecutorTerminated,
+    /// The ACLs do not let the framework's principal run the task (as its user).
+    TaskUnauthorized,
 }
 
 impl Reason {
@@ -377,6 +379,7 @@ impl Reason {
             Reason::TaskUnhealthy => "REASON_TASK_UNHEALTHY",
             Reason::FrameworkRemoved => "REASON_FRAMEWORK_REMOVED",
             Reason::ExecutorTerminated => "REASON_EXECUTOR_TERMINATED",
+            Reason::TaskUnauthorized => "REASON_TASK_UNAUTHORIZED",
         }
     }
 }

@@ -207,7 +207,7 @@ pub struct Rule {
 }
 
 /// The authorization policy (`--acls FILE`). The default allows everything.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acls {
     permissive: bool,
     rules: Vec<(Action, Vec<Rule>)>,

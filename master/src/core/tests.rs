@@ -2178,3 +2178,108 @@ fn a_slave_whose_attributes_hold_a_non_finite_number_is_refused_and_never_persis
         assert_eq!(h.core.counters().dropped_messages, 2);
     }
 }
+
+/// ACLs of a cluster where principal `marathon` may register in role `web` only and run tasks
+/// as `nobody` only; everything else is denied.
+fn strict_acls() -> MasterConfig {
+    let acls = plateau_security::Acls::from_json(
+        r#"{
+            "permissive": false,
+            "register_frameworks": [
+                {"principals": {"values": ["marathon"]}, "roles": {"values": ["web"]}}
+            ],
+            "run_tasks": [
+                {"principals": {"values": ["marathon"]}, "users": {"values": ["nobody"]}}
+            ]
+        }"#,
+    )
+    .unwrap();
+    MasterConfig {
+        acls: std::sync::Arc::new(acls),
+        ..MasterConfig::default()
+    }
+}
+
+fn register_as(h: &mut Harness, pid: &str, principal: Option<&str>, role: &str) -> Outgoing {
+    let mut info = FrameworkInfo::new(pid);
+    info.principal = principal.map(str::to_string);
+    info.role = role.to_string();
+    h.core.handle_register_framework(
+        Duration::ZERO,
+        &upid(pid),
+        RegisterFrameworkMessage {
+            framework: info,
+            fencing: None,
+        },
+    );
+    h.flush();
+    let mut sent = h.take();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    sent.remove(0).1
+}
+
+#[test]
+fn the_acls_decide_who_registers_frameworks_in_which_roles() {
+    let mut h = Harness::with(strict_acls(), RegistryState::default());
+    for (principal, role) in [
+        (None, "web"),
+        (Some("intruder"), "web"),
+        (Some("marathon"), "*"),
+    ] {
+        match register_as(&mut h, F1, principal, role) {
+            Outgoing::FrameworkError(e) => {
+                assert!(e.message.contains("register_frameworks"), "{}", e.message)
+            }
+            other => panic!("{principal:?} in {role}: registered: {other:?}"),
+        }
+    }
+    assert!(
+        h.registry.frameworks.is_empty(),
+        "nothing refused is persisted"
+    );
+    assert!(matches!(
+        register_as(&mut h, F1, Some("marathon"), "web"),
+        Outgoing::FrameworkRegistered(_)
+    ));
+}
+
+#[test]
+fn the_acls_decide_which_users_a_framework_runs_tasks_as() {
+    let mut h = Harness::with(strict_acls(), RegistryState::default());
+    let slave = h.register_slave(Duration::ZERO, S1, BIG);
+    let Outgoing::FrameworkRegistered(registered) =
+        register_as(&mut h, F1, Some("marathon"), "web")
+    else {
+        panic!("registered")
+    };
+    let framework = registered.framework_id;
+    let offers = h.allocate(secs(0.01));
+    assert_eq!(offers.len(), 1);
+    let as_user = |id: &str, user: Option<&str>| {
+        let mut t = task(id, &slave, "cpus:1;mem:128");
+        t.command.user = user.map(str::to_string);
+        t
+    };
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offers[0].id],
+        vec![
+            as_user("as-root", Some("root")),
+            as_user("as-nobody", Some("nobody")),
+            // No user: the slave's --default-task-user, which the operator chose.
+            as_user("as-default", None),
+        ],
+    );
+    expect_errors_with(&mut h, &[("as-root", Reason::TaskUnauthorized)], true);
+    let launched: Vec<String> = h
+        .sent
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Outgoing::RunTask(r) => Some(r.task.task_id.as_str().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(launched, ["as-nobody", "as-default"]);
+}
