@@ -414,6 +414,9 @@ fn an_isolated_leader_is_replaced_and_stops_acting() {
                 work.to_str().unwrap(),
                 "--tls-dir",
                 tls.to_str().unwrap(),
+                // A network address without credentials: open on purpose, this test is about
+                // leadership (the refusal itself is tested in security.rs).
+                "--insecure-open-api",
             ],
         );
     }

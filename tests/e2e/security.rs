@@ -21,9 +21,13 @@ const CREDENTIALS: &str = r#"{"credentials": [
   {"principal": "viewer", "secret": "viewer-secret"}
 ]}"#;
 
-/// `ops` may do everything below; `viewer` nothing (not permissive).
+/// `ops` may do everything below; `viewer` nothing (not permissive). Marathon and Chronos
+/// (the principals their certificates name) may register with the master, and run tasks as
+/// `nobody` only.
 const ACLS: &str = r#"{
   "permissive": false,
+  "register_frameworks": [{"principals": {"values": ["marathon", "chronos"]}, "roles": {"type": "ANY"}}],
+  "run_tasks": [{"principals": {"values": ["marathon", "chronos"]}, "users": {"values": ["nobody"]}}],
   "get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}],
   "view_apps": [{"principals": {"values": ["ops"]}, "apps": {"type": "ANY"}}],
   "update_apps": [{"principals": {"values": ["ops"]}, "apps": {"values": ["/dev"]}}],
