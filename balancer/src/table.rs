@@ -1006,7 +1006,7 @@ mod tests {
 mod fuzz {
     use super::*;
     use crate::messages::{Backend, BackendState, RoutesChanged, RoutesSnapshot};
-    use plateau_runtime::fuzzing::{check_message_decoding, fuzz_cases, mutate, Edit};
+    use plateau_runtime::fuzzing::{check_message_decoding, fuzz_cases, mutate};
     use plateau_runtime::message::{decode_body, AnyMessage};
     use proptest::prelude::*;
 
@@ -1070,17 +1070,6 @@ mod fuzz {
         }
     }
 
-    fn edits() -> impl Strategy<Value = Vec<Edit>> {
-        proptest::collection::vec(
-            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
-                kind,
-                position,
-                byte,
-            }),
-            0..6,
-        )
-    }
-
     fn exercise(state: &RoutingState) {
         let table = state.table();
         assert!(table.problems.len() <= crate::limits::PROBLEMS_MAX);
@@ -1104,7 +1093,7 @@ mod fuzz {
         #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
 
         #[test]
-        fn fuzz_balancer_routes_feed(snapshot_edits in edits(), delta_edits in edits(), group in prop_oneof![Just(None), Just(Some("external".to_string())), Just(Some("*".to_string()))]) {
+        fn fuzz_balancer_routes_feed(snapshot_edits in plateau_runtime::fuzzing::edits(0..6), delta_edits in plateau_runtime::fuzzing::edits(0..6), group in prop_oneof![Just(None), Just(Some("external".to_string())), Just(Some("*".to_string()))]) {
             let snapshot_bytes = mutate(&AnyMessage::encode(&snapshot()).unwrap(), &snapshot_edits);
             let delta_bytes = mutate(&AnyMessage::encode(&delta()).unwrap(), &delta_edits);
             for bytes in [&snapshot_bytes, &delta_bytes] {

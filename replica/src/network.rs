@@ -263,7 +263,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 mod fuzz {
     use super::*;
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
-    use plateau_runtime::fuzzing::{check_message_decoding, fuzz_cases, mutate, Edit};
+    use plateau_runtime::fuzzing::{check_message_decoding, fuzz_cases, mutate};
     use proptest::prelude::*;
 
     fn stable<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<(), String> {
@@ -353,10 +353,7 @@ mod fuzz {
         }
 
         #[test]
-        fn fuzz_replica_messages_mutated(which in any::<prop::sample::Index>(), edits in proptest::collection::vec(
-            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit { kind, position, byte }),
-            1..6,
-        )) {
+        fn fuzz_replica_messages_mutated(which in any::<prop::sample::Index>(), edits in plateau_runtime::fuzzing::edits(1..6)) {
             let samples = samples();
             let damaged = mutate(&samples[which.index(samples.len())], &edits);
             let failures = check_all(&damaged);

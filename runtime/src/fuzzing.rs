@@ -31,6 +31,21 @@
 
 use crate::message::Message;
 
+/// Lists of `len` edits (kind, position, byte drawn at random) for [`mutate`]: the one
+/// strategy of damage every fuzz suite draws from.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn edits(len: std::ops::Range<usize>) -> impl proptest::strategy::Strategy<Value = Vec<Edit>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
+            kind,
+            position,
+            byte,
+        }),
+        len,
+    )
+}
+
 /// Cases a fuzz target runs when `PROPTEST_CASES` is not set: enough to find the shallow
 /// crashes in CI while every target stays within a few seconds in a debug build.
 pub const FUZZ_CASES_DEFAULT: u32 = 2_000;

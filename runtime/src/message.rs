@@ -403,7 +403,7 @@ mod fuzz {
     use std::cell::Cell;
 
     use super::*;
-    use crate::fuzzing::{check_message_decoding, fuzz_cases, mutate, Edit};
+    use crate::fuzzing::{check_message_decoding, fuzz_cases, mutate};
     use proptest::prelude::*;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -430,17 +430,6 @@ mod fuzz {
             ratio: 0.5,
             peer: Some(upid("peer")),
         }
-    }
-
-    fn edits() -> impl Strategy<Value = Vec<Edit>> {
-        proptest::collection::vec(
-            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
-                kind,
-                position,
-                byte,
-            }),
-            1..6,
-        )
     }
 
     /// The largest single allocation made by this thread while armed: a test-only global
@@ -589,7 +578,7 @@ mod fuzz {
 
         /// Valid frames with a few edits decode or fail cleanly, at every layer.
         #[test]
-        fn fuzz_envelope_mutated_frames(seq in any::<u64>(), edits in edits()) {
+        fn fuzz_envelope_mutated_frames(seq in any::<u64>(), edits in crate::fuzzing::edits(1..6)) {
             let mut out = BytesMut::new();
             encode_frame(&mut out, &upid("a"), &upid("b"), &ping(seq)).unwrap();
             let damaged = mutate(&out, &edits);

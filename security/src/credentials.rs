@@ -226,23 +226,7 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Standard base64 with padding (for clients building a Basic header).
-pub fn encode_base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut b = [0u8; 3];
-        b[..chunk.len()].copy_from_slice(chunk);
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub use plateau_runtime::tls::encode_base64;
 
 /// The `Authorization` header value for HTTP Basic with `principal` and `secret`.
 pub fn basic_header(principal: &str, secret: &str) -> String {

@@ -1517,7 +1517,7 @@ mod tests {
 #[cfg(test)]
 mod fuzz {
     use super::*;
-    use plateau_runtime::fuzzing::{fuzz_cases, mutate, Edit};
+    use plateau_runtime::fuzzing::{fuzz_cases, mutate};
     use proptest::prelude::*;
 
     const VALID: &str = "POST http://web.example/a/b?x=1 HTTP/1.1\r\nHost: Web:8080\r\n\
@@ -1581,17 +1581,6 @@ mod fuzz {
             .prop_map(|(m, t, v, h)| format!("{m} {t} {v}\r\n{}\r\n", h.concat()).into_bytes())
     }
 
-    fn edits() -> impl Strategy<Value = Vec<Edit>> {
-        proptest::collection::vec(
-            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
-                kind,
-                position,
-                byte,
-            }),
-            1..6,
-        )
-    }
-
     fn check_request(buf: &[u8]) -> Result<(), TestCaseError> {
         match parse_request(buf, "10.0.0.9", 80) {
             Err(answer) => prop_assert!((400..500).contains(&answer.status), "{}", answer.status),
@@ -1651,7 +1640,7 @@ mod fuzz {
         }
 
         #[test]
-        fn fuzz_balancer_request_heads(head in request_head(), edits in proptest::option::of(edits())) {
+        fn fuzz_balancer_request_heads(head in request_head(), edits in proptest::option::of(plateau_runtime::fuzzing::edits(1..6))) {
             let buf = match &edits {
                 Some(edits) => mutate(&head, edits),
                 None => head,
@@ -1661,7 +1650,7 @@ mod fuzz {
         }
 
         #[test]
-        fn fuzz_balancer_response_heads(head in request_head(), status in 0u16..1000, edits in edits()) {
+        fn fuzz_balancer_response_heads(head in request_head(), status in 0u16..1000, edits in plateau_runtime::fuzzing::edits(1..6)) {
             // A response head built from the same header lines.
             let text = String::from_utf8_lossy(&head).into_owned();
             let headers = text.split_once("\r\n").map_or("", |(_, rest)| rest);

@@ -248,17 +248,6 @@ impl Fixture {
     }
 }
 
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    proptest::collection::vec(
-        (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
-            kind,
-            position,
-            byte,
-        }),
-        0..5,
-    )
-}
-
 /// Runs `steps` (input index, edits) against a fresh fixture, then restarts the master from
 /// its registry. Panics are the failure looked for; broken invariants are returned.
 fn run(steps: &[(prop::sample::Index, Vec<Edit>)]) -> Result<(), String> {
@@ -301,7 +290,7 @@ proptest! {
     /// Sequences of damaged protocol messages never panic the master, keep its invariants,
     /// and leave a registry a restarted master recovers from.
     #[test]
-    fn fuzz_master_core_mutated_messages(steps in proptest::collection::vec((any::<prop::sample::Index>(), edits()), 1..6)) {
+    fn fuzz_master_core_mutated_messages(steps in proptest::collection::vec((any::<prop::sample::Index>(), plateau_runtime::fuzzing::edits(0..5)), 1..6)) {
         if let Err(e) = run(&steps) {
             prop_assert!(false, "{}", e);
         }

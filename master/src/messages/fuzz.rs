@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use plateau_runtime::fuzzing::{check_message_decoding, fuzz_cases, mutate, Edit};
+use plateau_runtime::fuzzing::{check_message_decoding, fuzz_cases, mutate};
 use plateau_runtime::Message;
 use proptest::prelude::*;
 
@@ -262,17 +262,6 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    proptest::collection::vec(
-        (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit {
-            kind,
-            position,
-            byte,
-        }),
-        1..6,
-    )
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(fuzz_cases()))]
 
@@ -286,7 +275,7 @@ proptest! {
 
     /// Valid encodings of every type with a few edits, decoded as every type.
     #[test]
-    fn fuzz_master_messages_mutated(which in any::<prop::sample::Index>(), edits in edits()) {
+    fn fuzz_master_messages_mutated(which in any::<prop::sample::Index>(), edits in plateau_runtime::fuzzing::edits(1..6)) {
         let samples = samples();
         let (_, valid) = &samples[which.index(samples.len())];
         let damaged = mutate(valid, &edits);

@@ -888,7 +888,7 @@ fn the_containerizer_is_polled_when_its_answer_may_have_changed_and_only_then() 
 mod fuzz {
     use super::*;
     use plateau_master::messages::UnregisterSlaveMessage;
-    use plateau_runtime::fuzzing::{fuzz_cases, mutate, Edit};
+    use plateau_runtime::fuzzing::{fuzz_cases, mutate};
     use plateau_runtime::message::{decode_body, AnyMessage};
     use proptest::prelude::*;
 
@@ -969,10 +969,7 @@ mod fuzz {
         #![proptest_config(ProptestConfig::with_cases((fuzz_cases() / 8).max(1)))]
 
         #[test]
-        fn fuzz_slave_damaged_master_messages(steps in proptest::collection::vec((any::<prop::sample::Index>(), proptest::collection::vec(
-            (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(|(kind, position, byte)| Edit { kind, position, byte }),
-            0..5,
-        )), 1..5)) {
+        fn fuzz_slave_damaged_master_messages(steps in proptest::collection::vec((any::<prop::sample::Index>(), plateau_runtime::fuzzing::edits(0..5)), 1..5)) {
             let mut w = World::new(7, true, true);
             w.registered();
             let inputs = inputs();
