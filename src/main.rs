@@ -671,14 +671,6 @@ fn run_framework(
 }
 
 fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
-    // Standbys proxy the API to the leader over plain HTTP: not to an HTTPS leader (yet).
-    let ha = args
-        .ha
-        .unwrap_or(args.framework.master.as_slice().len() > 1);
-    anyhow::ensure!(
-        !(ha && args.framework.security.https),
-        "--https with several Marathons (--ha) is not supported yet: a standby proxies the API to its leader over plain HTTP"
-    );
     let options = serve::MarathonOptions {
         ha: args.ha,
         session_ttl: args.session_ttl,
@@ -711,11 +703,6 @@ fn run_chronos(args: ChronosArgs) -> anyhow::Result<()> {
             StateMode::Replicated { .. } => replicated,
         },
     };
-    // Standbys proxy the API to the leader over plain HTTP: not to an HTTPS leader (yet).
-    anyhow::ensure!(
-        !(matches!(state, StateMode::Replicated { .. }) && args.framework.security.https),
-        "--https with several Chronos (replicated state) is not supported yet: a standby proxies the API to its leader over plain HTTP"
-    );
     run_framework(
         args.framework,
         "chronos",

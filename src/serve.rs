@@ -109,15 +109,17 @@ pub fn api_security(
             "the {component} HTTP API is open: no credentials are required (--credentials FILE requires them)"
         );
     }
-    let tls = if flags.https {
+    let (tls, client_tls) = if flags.https {
         let server = plateau_security::tls::https_server_config(tls_dir, hosts)?;
-        Some(Arc::new(server))
+        let client = plateau_security::tls::https_client_config(tls_dir)?;
+        (Some(Arc::new(server)), Some(Arc::new(client)))
     } else {
-        None
+        (None, None)
     };
     Ok(plateau_security::ServeOptions {
         policy: Arc::new(policy),
         tls,
+        client_tls,
     })
 }
 

@@ -72,8 +72,15 @@ struct Advertised(String);
 /// Mounts Chronos' routes, answering through `handle`; `advertised` is the `host:port` other
 /// instances and clients reach this API at. A standby proxies the prefixed routes to the
 /// leader ([`crate::proxy`]).
-pub fn configure(cfg: &mut web::ServiceConfig, handle: ChronosRef, advertised: String) {
-    let proxy = Proxy::new(handle.clone(), advertised.clone());
+///
+/// `https`: the leader serves HTTPS and a standby calls it with this client configuration.
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    handle: ChronosRef,
+    advertised: String,
+    https: Option<std::sync::Arc<rustls::ClientConfig>>,
+) {
+    let proxy = Proxy::new(handle.clone(), advertised.clone(), https);
     cfg.app_data(web::Data::new(handle))
         .app_data(web::Data::new(Advertised(advertised)))
         .app_data(web::PayloadConfig::new(limits::HTTP_BODY_BYTES_MAX))
@@ -659,12 +666,17 @@ pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
     let app_handle = handle.clone();
     let app_advertised = advertised.clone();
     let guard = config.security.guard("chronos", classify);
+    let client_tls = config.security.client_tls.clone();
     let server = HttpServer::new(move || {
-        let (h, a) = (app_handle.clone(), app_advertised.clone());
+        let (h, a, t) = (
+            app_handle.clone(),
+            app_advertised.clone(),
+            client_tls.clone(),
+        );
         App::new()
             // Outermost: a standby refuses before it forwards anything to the leader.
             .wrap(RequireAuth::new(guard.clone()))
-            .configure(move |cfg| configure(cfg, h, a))
+            .configure(move |cfg| configure(cfg, h, a, t))
     })
     .workers(1)
     // The binary owns signal handling.

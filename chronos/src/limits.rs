@@ -102,6 +102,10 @@ pub const REPLIES_WAITING_MAX: usize = 10_000;
 /// How long a standby waits for the leader's answer to a request it proxies, in milliseconds.
 pub const PROXY_TIMEOUT_MS: u64 = 30_000;
 
+/// The largest answer a standby takes from its leader over HTTPS to pass on (a job list of
+/// the most jobs a Chronos holds fits many times over).
+pub const PROXY_RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
 /// How long a crashed leader keeps the leadership by default (its session's ttl in the
 /// coordination store) before a standby may take over: a standby leads within about this long
 /// after a leader's crash. The leader keeps its session alive every third of it, and steps down

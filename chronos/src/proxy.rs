@@ -13,6 +13,7 @@
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -44,11 +45,18 @@ pub struct Proxy {
     handle: ChronosRef,
     advertised: String,
     client: reqwest::Client,
+    /// With HTTPS: the client configuration trusting the cluster CA (the leader serves HTTPS
+    /// too, all instances being started alike).
+    https: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Proxy {
     /// A proxy for the instance at `advertised` (`host:port`) hosting `handle`.
-    pub fn new(handle: ChronosRef, advertised: String) -> Proxy {
+    pub fn new(
+        handle: ChronosRef,
+        advertised: String,
+        https: Option<Arc<rustls::ClientConfig>>,
+    ) -> Proxy {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(limits::PROXY_TIMEOUT_MS))
@@ -62,6 +70,7 @@ impl Proxy {
             handle,
             advertised,
             client,
+            https,
         }
     }
 
@@ -102,6 +111,11 @@ impl Proxy {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
+        if let Some(config) = &self.https {
+            return self
+                .forward_https(config.clone(), leader, path, req, body)
+                .await;
+        }
         let url = format!("http://{leader}{path}");
         let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
             .unwrap_or(reqwest::Method::GET);
@@ -142,6 +156,54 @@ impl Proxy {
                 answer.body(bytes.to_vec())
             }
             Err(e) => unavailable(&e),
+        }
+    }
+
+    /// [`Proxy::forward`] to a leader serving HTTPS.
+    async fn forward_https(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+        leader: &str,
+        path: &str,
+        req: &ServiceRequest,
+        body: web::Bytes,
+    ) -> HttpResponse {
+        use plateau_security::client::{send, Limits};
+        let mut headers = vec![(
+            PROXIED_BY_HEADER.to_string(),
+            self.advertised.as_bytes().to_vec(),
+        )];
+        // The caller's credentials go along: the leader checks them again.
+        for name in ["content-type", "accept", "authorization"] {
+            if let Some(value) = req.headers().get(name) {
+                headers.push((name.to_string(), value.as_bytes().to_vec()));
+            }
+        }
+        let timeout = Duration::from_millis(limits::PROXY_TIMEOUT_MS);
+        let limits = Limits {
+            connect: timeout,
+            read: timeout,
+            body_bytes_max: limits::PROXY_RESPONSE_BYTES_MAX,
+        };
+        let method = req.method().as_str();
+        match send(config, leader, method, path, &headers, body, limits).await {
+            Ok(answer) => {
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let mut response = HttpResponse::build(status);
+                if let Some((_, content_type)) = answer
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+                {
+                    response.insert_header(("content-type", content_type.clone()));
+                }
+                response.body(answer.body)
+            }
+            Err(e) => error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the Chronos leader at {leader} did not answer: {e}"),
+                None,
+            ),
         }
     }
 }

@@ -571,10 +571,10 @@ pub struct MarathonServer {
 pub fn start(node: &Node, config: StartConfig) -> Result<MarathonServer, Error> {
     let (driver, proxy) = if config.marathon.ha {
         let ttl = config.marathon.session_ttl;
-        let proxy = LeaderProxy::new(format!(
-            "{}:{}",
-            config.marathon.hostname, config.marathon.http_port
-        ));
+        let proxy = LeaderProxy::new(
+            format!("{}:{}", config.marathon.hostname, config.marathon.http_port),
+            config.security.client_tls.clone(),
+        );
         let driver =
             MarathonScheduler::driver_with_leader_election(config.marathon, config.masters, ttl);
         (driver, Some(proxy))

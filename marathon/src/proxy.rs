@@ -31,6 +31,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
+use std::sync::Arc;
 
 use crate::limits::{
     HTTP_BODY_BYTES_MAX, LEADER_PROXY_CONNECT_TIMEOUT, LEADER_PROXY_READ_TIMEOUT,
@@ -58,11 +59,14 @@ pub struct LeaderProxy {
     /// This instance's advertised `host:port`.
     pub me: String,
     client: reqwest::Client,
+    /// With HTTPS: the client configuration trusting the cluster CA (the leader serves HTTPS
+    /// too, all instances being started alike).
+    https: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl LeaderProxy {
     /// A proxy for the instance advertised at `me`.
-    pub fn new(me: impl Into<String>) -> Self {
+    pub fn new(me: impl Into<String>, https: Option<Arc<rustls::ClientConfig>>) -> Self {
         // No connection pool: every forwarded request opens its own connection. A pooled
         // connection to a leader killed a moment ago may not look closed yet; a request
         // written to it fails after it left, so it cannot be retried (the leader might have
@@ -78,11 +82,20 @@ impl LeaderProxy {
         LeaderProxy {
             me: me.into(),
             client,
+            https,
         }
     }
 
     fn via(&self) -> String {
         format!("1.1 {}", self.me)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.https.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 }
 
@@ -146,6 +159,9 @@ async fn forward(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
+    if let Some(config) = &proxy.https {
+        return forward_https(proxy, config.clone(), req, leader, &path_and_query, body).await;
+    }
     let url = format!("http://{leader}{path_and_query}");
     let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
         return Forwarded::Answer(message(405, "Method not allowed"));
@@ -209,6 +225,71 @@ async fn forward(
     Forwarded::Answer(builder.body(body))
 }
 
+/// [`forward`] to a leader serving HTTPS.
+async fn forward_https(
+    proxy: &LeaderProxy,
+    config: Arc<rustls::ClientConfig>,
+    req: &ServiceRequest,
+    leader: &str,
+    path_and_query: &str,
+    body: Bytes,
+) -> Forwarded {
+    use plateau_security::client::{send, Limits, SendError};
+    let mut headers: Vec<(String, Vec<u8>)> = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| !is_hop_by_hop(name.as_str()))
+        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+        .collect();
+    headers.push((VIA_HEADER.to_string(), proxy.via().into_bytes()));
+    let limits = Limits {
+        connect: LEADER_PROXY_CONNECT_TIMEOUT,
+        read: LEADER_PROXY_READ_TIMEOUT,
+        body_bytes_max: LEADER_PROXY_RESPONSE_BYTES_MAX,
+    };
+    let method = req.method().as_str();
+    match send(
+        config,
+        leader,
+        method,
+        path_and_query,
+        &headers,
+        body,
+        limits,
+    )
+    .await
+    {
+        Ok(answer) => {
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut builder = HttpResponse::build(status);
+            for (name, value) in &answer.headers {
+                if is_hop_by_hop(name) {
+                    continue;
+                }
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_bytes(value),
+                ) {
+                    builder.append_header((name, value));
+                }
+            }
+            Forwarded::Answer(builder.body(answer.body))
+        }
+        Err(e @ SendError::Connect { .. }) => {
+            tracing::debug!(%leader, error = %e, "leader unreachable");
+            Forwarded::Unreachable
+        }
+        Err(SendError::TooLarge(max)) => Forwarded::Answer(message(
+            502,
+            &format!("The leader's answer is larger than {max} bytes"),
+        )),
+        Err(e) => {
+            tracing::warn!(%leader, error = %e, "proxying to the leader failed");
+            Forwarded::Answer(message(502, &format!("Proxying to the leader failed: {e}")))
+        }
+    }
+}
+
 /// The middleware (see the [module docs](self)); installed with
 /// `actix_web::middleware::from_fn(proxy::leader_proxy)` when Marathon runs as leader +
 /// standbys, with [`LeaderProxy`] and the scheduler's `MarathonRef` as app data.
@@ -250,7 +331,9 @@ pub async fn leader_proxy(
                     req.set_payload(Payload::from(bytes));
                 }
                 let mut response = next.call(req).await?.map_into_boxed_body();
-                if let Ok(value) = HeaderValue::from_str(&format!("http://{}", proxy.me)) {
+                if let Ok(value) =
+                    HeaderValue::from_str(&format!("{}://{}", proxy.scheme(), proxy.me))
+                {
                     response
                         .headers_mut()
                         .insert(HeaderName::from_static("x-marathon-leader"), value);
@@ -267,10 +350,11 @@ pub async fn leader_proxy(
                 }
                 if path == "/v2/events" {
                     let query = req.query_string();
+                    let scheme = proxy.scheme();
                     let location = if query.is_empty() {
-                        format!("http://{leader}{path}")
+                        format!("{scheme}://{leader}{path}")
                     } else {
-                        format!("http://{leader}{path}?{query}")
+                        format!("{scheme}://{leader}{path}?{query}")
                     };
                     let response = HttpResponse::Found()
                         .insert_header(("Location", location))

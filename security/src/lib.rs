@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod acls;
+pub mod client;
 pub mod credentials;
 pub mod guard;
 pub mod limits;

@@ -23,6 +23,9 @@ pub struct ServeOptions {
     pub policy: Arc<Policy>,
     /// Serve HTTPS with this configuration (`None`: plain HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// With `tls`: how this instance calls the API of another instance of its kind over
+    /// HTTPS (a standby proxying to its leader), trusting only the cluster CA.
+    pub client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for ServeOptions {

@@ -451,3 +451,81 @@ fn an_open_api_on_a_network_address_refuses_to_start_unless_asked() {
         .await;
     });
 }
+
+/// Two Marathons and two Chronos over HTTPS, with credentials, on three masters: whichever
+/// instance is asked answers, the standby by proxying to its leader over HTTPS (with the
+/// caller's credentials, which the leader checks again).
+#[test]
+fn standbys_proxy_to_an_https_leader() {
+    let mut cluster = Cluster::new("security-ha");
+    let dir = cluster.dir.clone();
+    let tls = cluster.tls();
+    let tls_s = tls.to_str().unwrap().to_string();
+    std::fs::write(dir.join("credentials.json"), CREDENTIALS).unwrap();
+    let creds = dir.join("credentials.json").to_str().unwrap().to_string();
+    let masters: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1")))
+        .collect();
+    for i in 0..masters.len() {
+        cluster.spawn_master(i, &masters);
+    }
+    let group = masters.join(",");
+    let mut instances: Vec<(String, &str)> = Vec::new();
+    for (kind, path) in [("marathon", "/v2/apps"), ("chronos", "/scheduler/jobs")] {
+        for i in 0..2 {
+            let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+            let name = format!("{kind}-{i}");
+            let work = dir.join(&name);
+            // On a group of masters Marathon runs as leader + standbys, Chronos with
+            // replicated state.
+            let args = [
+                kind,
+                "--master",
+                &group,
+                "--listen",
+                &addr,
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--tls-dir",
+                &tls_s,
+                "--credentials",
+                &creds,
+                "--https",
+            ];
+            cluster.spawn(&name, &args);
+            instances.push((addr, path));
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            let client = Https::new(&tls);
+            let ops = Some(("ops", "ops-secret"));
+            for (addr, path) in &instances {
+                // Only the leader serves: a standby answers only by proxying over HTTPS.
+                await_some(
+                    SLOW,
+                    &format!("{addr}{path} answers 200 to ops"),
+                    || async {
+                        let (code, _) = client.send("GET", addr, path, ops).await?;
+                        (code == 200).then_some(())
+                    },
+                )
+                .await;
+                let (code, challenge) = client.send("GET", addr, path, None).await.unwrap();
+                assert_eq!(code, 401, "{addr}{path} without credentials");
+                assert!(challenge.is_some());
+            }
+        })
+    }));
+    if let Err(panic) = result {
+        for name in ["marathon-0", "marathon-1", "chronos-0", "chronos-1"] {
+            eprintln!("--- {name} ---\n{}", cluster.log(name));
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
