@@ -85,3 +85,9 @@ pub const CRL_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Largest revocation list a node loads.
 pub const CRL_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Connections from other nodes a node keeps open at most (counted from their handshake); an
+/// incoming connection beyond it is refused before its handshake. Room for a master of thousands of nodes, while a flood
+/// of connections cannot exhaust the process (each holds at most one stream and a bounded
+/// receive window).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 16_384;

@@ -104,6 +104,9 @@ pub struct NodeConfig {
     /// Bytes of messages from other nodes that may wait for one process before the stream
     /// bringing more is held back (default [`MAILBOX_REMOTE_BYTES_MAX`]; see the module docs).
     pub mailbox_remote_bytes_max: usize,
+    /// Connections from other nodes the node keeps open at most; more are refused (default
+    /// [`crate::limits::CONNECTIONS_MAX_DEFAULT`]; QUIC only).
+    pub connections_max: usize,
 }
 
 impl NodeConfig {
@@ -117,6 +120,7 @@ impl NodeConfig {
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
             mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
+            connections_max: crate::limits::CONNECTIONS_MAX_DEFAULT,
         }
     }
 
@@ -136,6 +140,7 @@ impl NodeConfig {
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
             mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
+            connections_max: crate::limits::CONNECTIONS_MAX_DEFAULT,
         }
     }
 
@@ -149,6 +154,7 @@ impl NodeConfig {
             seed,
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
             mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
+            connections_max: crate::limits::CONNECTIONS_MAX_DEFAULT,
         }
     }
 }
@@ -262,6 +268,7 @@ impl Node {
                         &config.host,
                         identity,
                         config.max_frame_bytes,
+                        config.connections_max,
                         sink,
                     ) {
                         Ok(t) => {

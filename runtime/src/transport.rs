@@ -90,7 +90,9 @@ pub struct TransportStats {
     pub backpressured: AtomicU64,
     /// Connections dropped for a malformed frame.
     pub malformed: AtomicU64,
-    /// Incoming connections refused during the handshake (no or bad certificate).
+    /// Incoming connections refused during the handshake (no or bad certificate), or before
+    /// it because the node keeps the most connections it may
+    /// ([`crate::limits::CONNECTIONS_MAX_DEFAULT`]).
     pub refused: AtomicU64,
     /// Connections dropped because the peer's certificate does not name the node it claimed
     /// to be (or the one dialled), or names no identity at all.
@@ -149,6 +151,10 @@ struct Inner {
     /// Open connections (by `stable_id`) and their peers' identities, for revocation.
     connections: Mutex<HashMap<usize, (Connection, Arc<PeerIdentity>)>>,
     max_frame_bytes: usize,
+    /// Accepted connections at most: more incoming ones are refused.
+    connections_max: usize,
+    /// Accepted connections open now (or in their handshake).
+    accepted: std::sync::atomic::AtomicUsize,
     peers: Mutex<HashMap<NodeAddr, Arc<Peer>>>,
     backoff: Mutex<HashMap<NodeAddr, Backoff>>,
     next_generation: AtomicU64,
@@ -212,6 +218,7 @@ impl QuicTransport {
         local_host: &str,
         identity: &NodeIdentity,
         max_frame_bytes: usize,
+        connections_max: usize,
         sink: Arc<dyn TransportSink>,
     ) -> Result<Self, TransportError> {
         let bind_err = |source| TransportError::Bind { addr: bind, source };
@@ -236,6 +243,8 @@ impl QuicTransport {
             client_config: Mutex::new(client),
             connections: Mutex::new(HashMap::new()),
             max_frame_bytes,
+            connections_max,
+            accepted: std::sync::atomic::AtomicUsize::new(0),
             peers: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
@@ -579,17 +588,41 @@ async fn run_writer(inner: &Arc<Inner>, peer: &Arc<Peer>, connection: Connection
 
 async fn accept_loop(inner: Arc<Inner>) {
     while let Some(incoming) = inner.endpoint.accept().await {
+        // A slot is taken before the handshake and given back when the connection ends, so
+        // that simultaneous dials cannot all slip under the limit.
+        let open = inner.accepted.fetch_add(1, Ordering::SeqCst);
+        if open >= inner.connections_max {
+            inner.accepted.fetch_sub(1, Ordering::SeqCst);
+            inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                remote = %incoming.remote_address(),
+                open,
+                "refused connection: the node has the most connections it keeps open"
+            );
+            incoming.refuse();
+            continue;
+        }
         let inner = inner.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
+            let _slot = AcceptedSlot(inner.clone());
             match incoming.await {
-                Ok(connection) => read_connection(inner, connection, true, None).await,
+                Ok(connection) => read_connection(inner.clone(), connection, true, None).await,
                 Err(e) => {
                     inner.stats.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%remote, error = %e, "refused connection");
                 }
             }
         });
+    }
+}
+
+/// An accepted connection's place under [`Inner::connections_max`], given back when dropped.
+struct AcceptedSlot(Arc<Inner>);
+
+impl Drop for AcceptedSlot {
+    fn drop(&mut self) {
+        self.0.accepted.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -298,3 +298,51 @@ fn a_revoked_certificate_is_closed_out_and_refused() {
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
+
+#[test]
+fn a_node_refuses_connections_beyond_its_limit() {
+    run(async {
+        let ca = ClusterCa::generate().unwrap();
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = NodeConfig::quic(
+            bind,
+            NodeIdentity::self_issuing(&ca, "receiver", Role::Slave, None).unwrap(),
+            1,
+        );
+        config.connections_max = 1;
+        let receiver = Node::start(config).unwrap();
+        let target = receiver.spawn("target", Guarded::default()).unwrap();
+        let to = target.upid().clone();
+        let senders: Vec<Node> = (0..2u64)
+            .map(|i| {
+                let identity =
+                    NodeIdentity::self_issuing(&ca, "sender", Role::Master, None).unwrap();
+                Node::start(NodeConfig::quic(bind, identity, 10 + i)).unwrap()
+            })
+            .collect();
+        let stats = receiver.transport().unwrap().stats();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            for (i, sender) in senders.iter().enumerate() {
+                sender.send(&sender.upid("sender"), &to, Num(i as u64));
+            }
+            let delivered = got(&target).await;
+            if !delivered.is_empty() && stat(stats, |s| &s.refused) >= 1 {
+                // The one connection it keeps carries one sender's messages only.
+                let first = delivered[0].0;
+                assert!(delivered.iter().all(|(n, _)| *n == first), "{delivered:?}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a delivery and a refused connection: {} delivered, {} refused",
+                delivered.len(),
+                stat(stats, |s| &s.refused)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for node in senders.iter().chain([&receiver]) {
+            node.shutdown();
+        }
+    });
+}
