@@ -536,21 +536,6 @@ impl tracing_subscriber::fmt::time::FormatTime for LogTime {
 
 fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;
-    let config = plateau_master::MasterConfig {
-        agent_timeout: args.agent_timeout,
-        offer_timeout: args.offer_timeout,
-        agent_reregister_timeout: args.agent_reregister_timeout,
-        role_weights: args.weights.unwrap_or_default(),
-        seed: serve::real_seed(),
-        hostname: host.clone(),
-        // The same ACL file that guards the HTTP API decides framework registrations and the
-        // users tasks run as.
-        acls: match &args.security.acls {
-            Some(path) => std::sync::Arc::new(plateau_security::Acls::load(path)?),
-            None => Default::default(),
-        },
-        ..Default::default()
-    };
     let security = serve::api_security(
         "master",
         args.listen,
@@ -559,6 +544,18 @@ fn run_master(args: MasterArgs) -> anyhow::Result<()> {
         &args.tls_dir,
         &args.security.flags(),
     )?;
+    let config = plateau_master::MasterConfig {
+        agent_timeout: args.agent_timeout,
+        offer_timeout: args.offer_timeout,
+        agent_reregister_timeout: args.agent_reregister_timeout,
+        role_weights: args.weights.unwrap_or_default(),
+        seed: serve::real_seed(),
+        hostname: host.clone(),
+        // The ACLs that guard the HTTP API also decide framework registrations and the users
+        // tasks run as (read once, with the credentials).
+        acls: std::sync::Arc::new(security.policy.acls.clone()),
+        ..Default::default()
+    };
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.listen, &host, &args.tls_dir, "master", Role::Master)?;
         let master = match args.peers {

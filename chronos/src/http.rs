@@ -132,30 +132,20 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
     if let Some(name) = rest.strip_prefix("/job/stat/") {
         return named(Action::ViewJobs, name);
     }
-    if let Some(name) = rest.strip_prefix("/job/") {
-        return named(
-            if read {
-                Action::ViewJobs
-            } else {
-                Action::UpdateJobs
-            },
-            name,
-        );
-    }
-    if let Some(name) = rest.strip_prefix("/task/kill/") {
-        return named(
-            if read {
-                Action::ViewJobs
-            } else {
-                Action::UpdateJobs
-            },
-            name,
-        );
+    let action = if read {
+        Action::ViewJobs
+    } else {
+        Action::UpdateJobs
+    };
+    if let Some(name) = rest
+        .strip_prefix("/job/")
+        .or_else(|| rest.strip_prefix("/task/kill/"))
+    {
+        return named(action, name);
     }
     match rest {
         "/leader" => Access::Authenticated,
-        _ if read => Access::Action(Action::ViewJobs, None),
-        _ => Access::Action(Action::UpdateJobs, None),
+        _ => Access::Action(action, None),
     }
 }
 

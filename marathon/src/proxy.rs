@@ -320,9 +320,9 @@ pub async fn leader_proxy(
         .get_all(VIA_HEADER)
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|hop| hop.trim() == via));
-    // determinism-ok: the proxy serves HTTP on the real host only; the simulator has no HTTP.
-    let deadline = tokio::time::Instant::now() + LEADER_PROXY_WAIT;
-    // The body, once read to forward it (put back if this instance ends up answering).
+    // The proxy serves HTTP on the real host only; the simulator has no HTTP.
+    let deadline = tokio::time::Instant::now() + LEADER_PROXY_WAIT; // determinism-ok: real HTTP host only
+                                                                    // The body, once read to forward it (put back if this instance ends up answering).
     let mut body: Option<Bytes> = None;
     loop {
         match leadership(&marathon).await {
@@ -390,8 +390,8 @@ pub async fn leader_proxy(
                 return Ok(req.into_response(response));
             }
         }
-        // determinism-ok: the real HTTP host only, as above.
-        if tokio::time::Instant::now() >= deadline {
+        let now = tokio::time::Instant::now(); // determinism-ok: real HTTP host only
+        if now >= deadline {
             let response = message(502, "Could not determine the current leader");
             return Ok(req.into_response(response));
         }

@@ -278,7 +278,7 @@ fn percent_decode(raw: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::credentials::basic_header;
 
@@ -295,8 +295,10 @@ mod tests {
         }
     }
 
-    fn guard() -> Guard {
-        let policy = Policy {
+    /// Two principals, `ci` and `ops`; only `ops` may change apps (shared with the
+    /// middleware's tests).
+    pub(crate) fn test_policy() -> Policy {
+        Policy {
             credentials: Some(
                 Credentials::from_json(
                     r#"{"credentials":[{"principal":"ci","secret":"a"},{"principal":"ops","secret":"b"}]}"#,
@@ -308,7 +310,11 @@ mod tests {
                                    {"principals":{"type":"ANY"},"apps":{"type":"NONE"}}]}"#,
             )
             .unwrap(),
-        };
+        }
+    }
+
+    fn guard() -> Guard {
+        let policy = test_policy();
         Guard::new("test", Arc::new(policy), classify)
     }
 

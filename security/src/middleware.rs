@@ -119,9 +119,9 @@ mod tests {
     use actix_web::{test, web, App, HttpResponse};
 
     use super::*;
-    use crate::acls::{Acls, Action};
-    use crate::credentials::{basic_header, Credentials};
-    use crate::guard::{Access, Policy};
+    use crate::acls::Action;
+    use crate::credentials::basic_header;
+    use crate::guard::Access;
 
     fn classify(method: &str, path: &str) -> Access {
         match path.strip_prefix("/v2/apps") {
@@ -156,19 +156,7 @@ mod tests {
             .finish();
         let _default = tracing::subscriber::set_default(subscriber);
 
-        let policy = Policy {
-            credentials: Some(
-                Credentials::from_json(
-                    r#"{"credentials":[{"principal":"ci","secret":"a"},{"principal":"ops","secret":"b"}]}"#,
-                )
-                .unwrap(),
-            ),
-            acls: Acls::from_json(
-                r#"{"update_apps":[{"principals":{"values":["ops"]},"apps":{"type":"ANY"}},
-                                   {"principals":{"type":"ANY"},"apps":{"type":"NONE"}}]}"#,
-            )
-            .unwrap(),
-        };
+        let policy = crate::guard::tests::test_policy();
         let guard = Guard::new("marathon", Arc::new(policy), classify);
         let app = test::init_service(
             App::new()

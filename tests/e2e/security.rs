@@ -9,8 +9,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
 use super::support::{await_some, free_port, Cluster};
 use super::PLATEAU;
 
@@ -34,8 +32,9 @@ const ACLS: &str = r#"{
   "view_jobs": [{"principals": {"values": ["ops"]}, "jobs": {"type": "ANY"}}]
 }"#;
 
-/// A minimal HTTPS client trusting only the cluster CA (reqwest here stays without TLS: its
-/// rustls feature would need a process-wide crypto provider in every test).
+/// An HTTPS client trusting only the cluster CA: the standby proxies' own
+/// (`plateau_security::client`; reqwest here stays without TLS: its rustls feature would need
+/// a process-wide crypto provider in every test).
 #[derive(Clone)]
 struct Https(Arc<rustls::ClientConfig>);
 
@@ -55,32 +54,36 @@ impl Https {
         path: &str,
         auth: Option<(&str, &str)>,
     ) -> Option<(u16, Option<String>)> {
-        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let host = addr.rsplit_once(':')?.0.to_string();
-        let name = rustls_pki_types::ServerName::try_from(host.clone()).ok()?;
-        let connector = tokio_rustls::TlsConnector::from(self.0.clone());
-        let mut tls = connector.connect(name, stream).await.ok()?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n"
-        );
-        if let Some((principal, secret)) = auth {
-            let header = plateau_security::basic_header(principal, secret);
-            head.push_str(&format!("Authorization: {header}\r\n"));
-        }
-        head.push_str("\r\n");
-        tls.write_all(head.as_bytes()).await.ok()?;
-        let mut answer = Vec::new();
-        // A server may close without a TLS close_notify: what was read is the answer.
-        let _ = tls.read_to_end(&mut answer).await;
-        let answer = String::from_utf8_lossy(&answer);
-        let mut lines = answer.lines();
-        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-        let challenge = lines.take_while(|l| !l.is_empty()).find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("www-authenticate")
-                .then(|| value.trim().to_string())
-        });
-        Some((status, challenge))
+        use plateau_security::client::{send, Limits};
+        let headers: Vec<(String, Vec<u8>)> = auth
+            .map(|(principal, secret)| {
+                let value = plateau_security::basic_header(principal, secret);
+                ("authorization".to_string(), value.into_bytes())
+            })
+            .into_iter()
+            .collect();
+        let limits = Limits {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(30),
+            body_bytes_max: 16 * 1024 * 1024,
+        };
+        let answer = send(
+            self.0.clone(),
+            addr,
+            method,
+            path,
+            &headers,
+            Default::default(),
+            limits,
+        )
+        .await
+        .ok()?;
+        let challenge = answer
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("www-authenticate"))
+            .map(|(_, value)| String::from_utf8_lossy(value).trim().to_string());
+        Some((answer.status, challenge))
     }
 }
 

@@ -243,14 +243,18 @@ struct Connection {
     idle_timeout: Duration,
 }
 
+/// The host's clock: the admin listener runs on real hosts only (the simulator has no HTTP).
+fn real_now() -> tokio::time::Instant {
+    tokio::time::Instant::now() // determinism-ok: the admin listener runs on real hosts only
+}
+
 impl Connection {
     async fn run<IO>(self, io: IO)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         // When the last request ended (or the connection opened), `None` while one is served.
-        // determinism-ok: the admin listener runs on the real host only.
-        let since = Arc::new(Mutex::new(Some(tokio::time::Instant::now())));
+        let since = Arc::new(Mutex::new(Some(real_now())));
         let service = {
             let (stats, registry, guard) = (
                 self.stats.clone(),
@@ -275,9 +279,7 @@ impl Connection {
                 };
                 decision.audit(guard.component(), &method, r.status().as_u16());
                 slots.set_idle(id, true);
-                // determinism-ok: the admin listener runs on the real host only.
-                *since.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(tokio::time::Instant::now());
+                *since.lock().unwrap_or_else(|e| e.into_inner()) = Some(real_now());
                 async move { Ok::<_, Infallible>(r) }
             })
         };
