@@ -63,6 +63,15 @@ use crate::messages::*;
 use crate::registry::{RegisteredFramework, RegisteredSlave, RegistryOp, RegistryState};
 use crate::resources::{AttributeValue, Resources};
 
+/// Why an operator's teardown was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeardownRefused {
+    /// The ACLs do not allow this principal to tear that framework down (403).
+    Unauthorized,
+    /// No framework has that id (400, as Mesos answers).
+    Unknown,
+}
+
 /// Settings of the master, with the defaults of the protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MasterConfig {
@@ -2046,6 +2055,48 @@ impl MasterCore {
             return;
         }
         self.remove_framework(now, &msg.framework_id);
+    }
+
+    /// An operator tears a framework down (Mesos' `/master/teardown`): its scheduler is told,
+    /// its tasks are killed and it is removed, as when it unregisters itself. `principal` (the
+    /// operator's, `None` without credentials) must be allowed `teardown_frameworks` on the
+    /// framework's principal. An unknown id is judged as a framework whose principal nobody
+    /// names, so that a principal allowed only some frameworks learns nothing of the others:
+    /// it is refused as any of theirs would be.
+    pub fn teardown_framework(
+        &mut self,
+        now: Duration,
+        principal: Option<&str>,
+        id: &FrameworkId,
+    ) -> Result<(), TeardownRefused> {
+        let framework_principal = self.frameworks.get(id).map(|f| f.info.principal.clone());
+        let allowed = match &framework_principal {
+            Some(Some(p)) => self.config.acls.can_teardown_framework(principal, p),
+            Some(None) | None => self.config.acls.is_allowed(
+                principal,
+                plateau_security::Action::TeardownFrameworks,
+                None,
+            ),
+        };
+        if !allowed {
+            tracing::info!(target: "audit", framework = %id, principal = principal.unwrap_or("-"), "teardown refused by the ACLs");
+            return Err(TeardownRefused::Unauthorized);
+        }
+        if framework_principal.is_none() {
+            return Err(TeardownRefused::Unknown);
+        }
+        let pid = self.frameworks.get(id).and_then(|f| f.pid.clone());
+        if let Some(pid) = pid {
+            self.send(
+                &pid,
+                Outgoing::FrameworkError(FrameworkErrorMessage {
+                    message: "Framework removed by an operator (teardown)".to_string(),
+                }),
+            );
+        }
+        tracing::info!(framework = %id, principal = principal.unwrap_or("-"), "framework torn down by an operator");
+        self.remove_framework(now, id);
+        Ok(())
     }
 
     fn deactivate_framework(&mut self, now: Duration, id: &FrameworkId) {

@@ -10,6 +10,7 @@
 //! | `/master/redirect`, `/redirect` | 307 to the leading master |
 //! | `GET /master/members` | a group's voters, learners, leader and term |
 //! | `DELETE /master/members/{host:port}` | the leader removes that master from the voters (202) |
+//! | `POST /master/teardown`, `/teardown` | form or query `frameworkId=ID`: the framework is removed, its tasks killed (200) |
 //!
 //! In a group of masters only the leader answers `/master/state`; the others answer it (and
 //! `/state`) with a 307 redirect to the same path on the leader, as Mesos does, or 503 while no
@@ -28,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse};
 use plateau_runtime::ProcessRef;
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{json, Value};
@@ -45,8 +46,9 @@ pub const MESOS_VERSION: &str = "1.11.0";
 /// What each request needs ([`plateau_security::Access`]), from its method and path only:
 /// `/health` and `/master/health` are open (load balancers probe them); reading the state,
 /// the metrics and the group's members is `get_endpoints` on the path; removing a member is
-/// `update_members` on it; `/teardown` (when a route serves it) is `teardown_frameworks`;
-/// everything else needs credentials only.
+/// `update_members` on it; everything else needs credentials only. `/teardown` needs
+/// credentials here and `teardown_frameworks` on the framework's principal, which only the
+/// master knows: it decides in [`crate::core::MasterCore::teardown_framework`].
 pub fn classify(method: &str, path: &str) -> plateau_security::Access {
     use plateau_security::{Access, Action};
     match (method, path) {
@@ -56,7 +58,6 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
             "/master/state" | "/state" | "/master/state.json" | "/state.json" | "/metrics"
             | "/metrics/snapshot" | "/master/members",
         ) => Access::Action(Action::GetEndpoints, Some(path.to_string())),
-        (_, "/teardown" | "/master/teardown") => Access::Action(Action::TeardownFrameworks, None),
         ("GET" | "HEAD", _) => Access::Authenticated,
         (_, p) => match p.strip_prefix("/master/members/") {
             Some(member) => Access::Action(Action::UpdateMembers, Some(member.to_string())),
@@ -76,6 +77,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, master: ProcessRef<MasterProcess>
         .route("/master/redirect", web::get().to(redirect))
         .route("/master/members", web::get().to(members))
         .route("/master/members/{member}", web::delete().to(remove_member))
+        .route("/master/teardown", web::post().to(teardown))
+        .route("/teardown", web::post().to(teardown))
         .route("/redirect", web::get().to(redirect))
         .route("/master/health", web::get().to(health))
         .route("/health", web::get().to(health))
@@ -173,6 +176,53 @@ async fn members(master: Master) -> HttpResponse {
         Ok(Some(body)) => HttpResponse::Ok().json(body),
         Ok(None) => HttpResponse::NotFound()
             .json(json!({ "message": "this master runs alone (no --peers)" })),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+/// `POST /master/teardown` with `frameworkId=ID` as a form body (what Mesos' tools send) or
+/// in the query: 200 once the framework is removed, 400 for a missing or unknown id, 403 when
+/// the ACLs refuse the operator's principal (`teardown_frameworks`).
+async fn teardown(
+    master: Master,
+    request: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    // A form body and a query string are the same encoding.
+    let field = |text: &str| {
+        web::Query::<BTreeMap<String, String>>::from_query(text)
+            .ok()
+            .and_then(|q| q.into_inner().remove("frameworkId"))
+    };
+    let id = field(request.query_string()).or_else(|| field(&String::from_utf8_lossy(&body)));
+    let Some(id) = id.filter(|id| !id.is_empty()) else {
+        return HttpResponse::BadRequest().json(
+            json!({ "message": "frameworkId is required (form body or query)", "field": "frameworkId" }),
+        );
+    };
+    let principal = request
+        .extensions()
+        .get::<plateau_security::middleware::Principal>()
+        .map(|p| p.0.clone());
+    let framework_id = crate::ids::FrameworkId::new(&id);
+    let answer = master
+        .call(
+            move |p, ctx| match p.teardown(ctx, principal.as_deref(), &framework_id) {
+                Some(outcome) => Ok(outcome),
+                None => Err(NotLeading::of(p, ctx.self_upid())),
+            },
+        )
+        .await;
+    match answer {
+        Ok(Ok(Ok(()))) => HttpResponse::Ok().finish(),
+        Ok(Ok(Err(crate::core::TeardownRefused::Unauthorized))) => HttpResponse::Forbidden()
+            .json(json!({ "message": "not allowed to tear down this framework" })),
+        Ok(Ok(Err(crate::core::TeardownRefused::Unknown))) => HttpResponse::BadRequest().json(
+            json!({ "message": format!("No framework found with specified ID: {id}"), "field": "frameworkId" }),
+        ),
+        Ok(Err(not_leading)) => {
+            not_leading.answer(request.connection_info().scheme(), request.path())
+        }
         Err(e) => unavailable(e.to_string()),
     }
 }

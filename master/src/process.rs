@@ -184,6 +184,28 @@ impl MasterProcess {
         self
     }
 
+    /// An operator tears framework `id` down (`POST /master/teardown`), as `principal`. `None`
+    /// when this master is not the acting one (the HTTP handler then redirects).
+    pub fn teardown(
+        &mut self,
+        ctx: &mut Context<'_>,
+        principal: Option<&str>,
+        id: &crate::ids::FrameworkId,
+    ) -> Option<Result<(), crate::core::TeardownRefused>> {
+        if !self.is_acting(ctx) {
+            return None;
+        }
+        let now = Self::now(ctx);
+        let outcome = self
+            .core
+            .as_mut()
+            .expect("acting")
+            .teardown_framework(now, principal, id);
+        self.carry_out(ctx);
+        self.settle(ctx);
+        Some(outcome)
+    }
+
     /// As leader, replaces the voting members with `voters`, adding `add` (as a learner that
     /// catches up first) if given. Refused (false) when this master does not lead with a lease
     /// or another change is under way. The outcome shows in the replica's status.

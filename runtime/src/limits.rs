@@ -91,3 +91,8 @@ pub const CRL_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// of connections cannot exhaust the process (each holds at most one stream and a bounded
 /// receive window).
 pub const CONNECTIONS_MAX_DEFAULT: usize = 16_384;
+
+/// How long an accepted connection has to open its stream and say who it is (its Hello):
+/// one that stays silent longer is closed, so that idle handshakes cannot hold the
+/// [`CONNECTIONS_MAX_DEFAULT`] slots. Every stream's Hello must arrive within it too.
+pub const HELLO_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);

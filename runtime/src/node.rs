@@ -107,6 +107,9 @@ pub struct NodeConfig {
     /// Connections from other nodes the node keeps open at most; more are refused (default
     /// [`crate::limits::CONNECTIONS_MAX_DEFAULT`]; QUIC only).
     pub connections_max: usize,
+    /// How long an accepted connection may stay without its first stream and Hello before it
+    /// is closed (default [`crate::limits::HELLO_TIMEOUT_DEFAULT`]; QUIC only).
+    pub hello_timeout: std::time::Duration,
 }
 
 impl NodeConfig {
@@ -121,6 +124,7 @@ impl NodeConfig {
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
             mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
             connections_max: crate::limits::CONNECTIONS_MAX_DEFAULT,
+            hello_timeout: crate::limits::HELLO_TIMEOUT_DEFAULT,
         }
     }
 
@@ -141,6 +145,7 @@ impl NodeConfig {
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
             mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
             connections_max: crate::limits::CONNECTIONS_MAX_DEFAULT,
+            hello_timeout: crate::limits::HELLO_TIMEOUT_DEFAULT,
         }
     }
 
@@ -155,6 +160,7 @@ impl NodeConfig {
             max_frame_bytes: FRAME_BYTES_MAX_DEFAULT,
             mailbox_remote_bytes_max: MAILBOX_REMOTE_BYTES_MAX,
             connections_max: crate::limits::CONNECTIONS_MAX_DEFAULT,
+            hello_timeout: crate::limits::HELLO_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -269,6 +275,7 @@ impl Node {
                         identity,
                         config.max_frame_bytes,
                         config.connections_max,
+                        config.hello_timeout,
                         sink,
                     ) {
                         Ok(t) => {

@@ -97,6 +97,9 @@ pub struct TransportStats {
     /// Connections dropped because the peer's certificate does not name the node it claimed
     /// to be (or the one dialled), or names no identity at all.
     pub identity_refused: AtomicU64,
+    /// Accepted connections closed because they opened no stream, or said no Hello on one,
+    /// within the Hello timeout ([`crate::limits::HELLO_TIMEOUT_DEFAULT`]).
+    pub hello_timeouts: AtomicU64,
     /// Open connections closed because a new revocation list revoked their certificate.
     pub revoked_closed: AtomicU64,
     /// Revocation lists loaded after the start.
@@ -155,6 +158,8 @@ struct Inner {
     connections_max: usize,
     /// Accepted connections open now (or in their handshake).
     accepted: std::sync::atomic::AtomicUsize,
+    /// How long an accepted connection may take to open a stream, and a stream to say Hello.
+    hello_timeout: Duration,
     peers: Mutex<HashMap<NodeAddr, Arc<Peer>>>,
     backoff: Mutex<HashMap<NodeAddr, Backoff>>,
     next_generation: AtomicU64,
@@ -219,6 +224,7 @@ impl QuicTransport {
         identity: &NodeIdentity,
         max_frame_bytes: usize,
         connections_max: usize,
+        hello_timeout: Duration,
         sink: Arc<dyn TransportSink>,
     ) -> Result<Self, TransportError> {
         let bind_err = |source| TransportError::Bind { addr: bind, source };
@@ -245,6 +251,7 @@ impl QuicTransport {
             max_frame_bytes,
             connections_max,
             accepted: std::sync::atomic::AtomicUsize::new(0),
+            hello_timeout,
             peers: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
@@ -666,7 +673,27 @@ async fn read_connection(
         .lock()
         .expect("connections lock")
         .insert(id, (connection.clone(), identity.clone()));
-    while let Ok(stream) = connection.accept_uni().await {
+    // An accepted connection must open its first stream within the Hello timeout (the
+    // Hello itself is timed in `read_stream`); a silent one would hold a connection slot.
+    let mut first = accepted;
+    loop {
+        let next = if first {
+            first = false;
+            match tokio::time::timeout(inner.hello_timeout, connection.accept_uni()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    inner.stats.hello_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(remote = %connection.remote_address(), "dropping connection: no stream opened within the Hello timeout");
+                    connection.close(VarInt::from_u32(5), b"no hello");
+                    break;
+                }
+            }
+        } else {
+            connection.accept_uni().await
+        };
+        let Ok(stream) = next else {
+            break;
+        };
         tokio::spawn(read_stream(
             inner.clone(),
             connection.clone(),
@@ -703,6 +730,8 @@ enum StreamError {
     Frame(FrameError),
     /// The Hello claims a node the certificate does not name.
     Identity(String),
+    /// No Hello within the Hello timeout.
+    HelloTimeout,
 }
 
 impl From<FrameError> for StreamError {
@@ -725,8 +754,19 @@ async fn read_stream(
     let mut cached: Option<(Bytes, Header)> = None;
     let mut bodies: Vec<Bytes> = Vec::new();
     let outcome: Result<(), StreamError> = async {
+        // A stream must say Hello within the Hello timeout of its opening.
+        let hello_deadline = tokio::time::Instant::now() + inner.hello_timeout; // determinism-ok: real transport only
         loop {
-            match stream.read_chunk(READ_CHUNK_BYTES_MAX, true).await {
+            let read = stream.read_chunk(READ_CHUNK_BYTES_MAX, true);
+            let read = if hello.is_none() {
+                match tokio::time::timeout_at(hello_deadline, read).await {
+                    Ok(read) => read,
+                    Err(_) => return Err(StreamError::HelloTimeout),
+                }
+            } else {
+                read.await
+            };
+            match read {
                 Ok(Some(chunk)) => decoder.push(&chunk.bytes),
                 Ok(None) => return Ok(decoder.finish()?),
                 Err(_) => return Ok(()), // connection broke: reported by the writer side
@@ -784,6 +824,11 @@ async fn read_stream(
         inner.stats.identity_refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(remote = %connection.remote_address(), %reason, "dropping connection: the peer claims an identity its certificate does not name");
         connection.close(VarInt::from_u32(4), reason.as_bytes());
+    }
+    if let Err(StreamError::HelloTimeout) = &outcome {
+        inner.stats.hello_timeouts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(remote = %connection.remote_address(), "dropping connection: no Hello within the Hello timeout");
+        connection.close(VarInt::from_u32(5), b"no hello");
     }
     if let Err(StreamError::Frame(e)) = outcome {
         inner.stats.malformed.fetch_add(1, Ordering::Relaxed);

@@ -19,7 +19,8 @@ const CREDENTIALS: &str = r#"{"credentials": [
   {"principal": "viewer", "secret": "viewer-secret"}
 ]}"#;
 
-/// `ops` may do everything below; `viewer` nothing (not permissive). Marathon and Chronos
+/// `ops` may do everything below (tear down only Chronos' framework); `viewer` nothing (not
+/// permissive). Marathon and Chronos
 /// (the principals their certificates name) may register with the master, and run tasks as
 /// `nobody` only.
 const ACLS: &str = r#"{
@@ -29,7 +30,8 @@ const ACLS: &str = r#"{
   "get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}],
   "view_apps": [{"principals": {"values": ["ops"]}, "apps": {"type": "ANY"}}],
   "update_apps": [{"principals": {"values": ["ops"]}, "apps": {"values": ["/dev"]}}],
-  "view_jobs": [{"principals": {"values": ["ops"]}, "jobs": {"type": "ANY"}}]
+  "view_jobs": [{"principals": {"values": ["ops"]}, "jobs": {"type": "ANY"}}],
+  "teardown_frameworks": [{"principals": {"values": ["ops"]}, "framework_principals": {"values": ["chronos"]}}]
 }"#;
 
 /// An HTTPS client trusting only the cluster CA: the standby proxies' own
@@ -54,6 +56,31 @@ impl Https {
         path: &str,
         auth: Option<(&str, &str)>,
     ) -> Option<(u16, Option<String>)> {
+        let (status, challenge, _) = self.exchange(method, addr, path, auth).await?;
+        Some((status, challenge))
+    }
+
+    /// The JSON body of `GET https://addr/path` as `auth`, if it answers 200.
+    async fn get_json(
+        &self,
+        addr: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+    ) -> Option<serde_json::Value> {
+        match self.exchange("GET", addr, path, auth).await? {
+            (200, _, body) => serde_json::from_slice(&body).ok(),
+            _ => None,
+        }
+    }
+
+    /// Status, `WWW-Authenticate` and body.
+    async fn exchange(
+        &self,
+        method: &str,
+        addr: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+    ) -> Option<(u16, Option<String>, Vec<u8>)> {
         use plateau_security::client::{send, Limits};
         let headers: Vec<(String, Vec<u8>)> = auth
             .map(|(principal, secret)| {
@@ -83,7 +110,7 @@ impl Https {
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case("www-authenticate"))
             .map(|(_, value)| String::from_utf8_lossy(value).trim().to_string());
-        Some((answer.status, challenge))
+        Some((answer.status, challenge, answer.body.to_vec()))
     }
 }
 
@@ -277,6 +304,56 @@ fn every_api_answers_401_403_and_200_by_principal_over_https() {
             assert_eq!(delete("/v2/apps/prod/web", ops).await.unwrap().0, 403);
             assert_eq!(delete("/v2/apps/dev/web", ops).await.unwrap().0, 404);
             assert_eq!(delete("/v2/apps/dev/web", None).await.unwrap().0, 401);
+
+            // Tearing a framework down: the ACLs decide on the framework's principal, and
+            // an unknown id is refused like a framework the operator may not touch.
+            let ids = await_some(SLOW, "Marathon and Chronos registered", || async {
+                let state = client.get_json(&master, "/master/state", ops).await?;
+                let id_of = |name: &str| {
+                    state["frameworks"].as_array()?.iter().find_map(|f| {
+                        (f["name"] == name).then(|| f["id"].as_str().map(str::to_string))?
+                    })
+                };
+                Some((id_of("marathon")?, id_of("chronos")?))
+            })
+            .await;
+            let (client_ref, master_ref) = (&client, master.as_str());
+            let teardown = move |id: &str, auth| {
+                let path = format!("/master/teardown?frameworkId={id}");
+                async move {
+                    client_ref
+                        .send("POST", master_ref, &path, auth)
+                        .await
+                        .unwrap()
+                        .0
+                }
+            };
+            assert_eq!(teardown(&ids.1, None).await, 401);
+            let viewer = Some(("viewer", "viewer-secret"));
+            assert_eq!(teardown(&ids.1, viewer).await, 403);
+            assert_eq!(
+                teardown(&ids.0, ops).await,
+                403,
+                "ops may not touch marathon"
+            );
+            assert_eq!(
+                teardown("no-such-id", ops).await,
+                403,
+                "unknown: refused alike"
+            );
+            assert_eq!(teardown(&ids.1, ops).await, 200);
+            let state = client
+                .get_json(&master, "/master/state", ops)
+                .await
+                .unwrap();
+            let active: Vec<&str> = state["frameworks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f["id"].as_str())
+                .collect();
+            assert!(!active.contains(&ids.1.as_str()), "{active:?}");
+            assert!(active.contains(&ids.0.as_str()), "{active:?}");
 
             // Plain HTTP on an HTTPS port is not served.
             let plain = reqwest::get(format!("http://{master}/health")).await;

@@ -2190,6 +2190,9 @@ fn strict_acls() -> MasterConfig {
             ],
             "run_tasks": [
                 {"principals": {"values": ["marathon"]}, "users": {"values": ["nobody"]}}
+            ],
+            "teardown_frameworks": [
+                {"principals": {"values": ["ops"]}, "framework_principals": {"values": ["marathon"]}}
             ]
         }"#,
     )
@@ -2282,4 +2285,65 @@ fn the_acls_decide_which_users_a_framework_runs_tasks_as() {
         })
         .collect();
     assert_eq!(launched, ["as-nobody", "as-default"]);
+}
+
+#[test]
+fn the_acls_decide_who_tears_down_which_framework_and_an_unknown_id_is_refused_alike() {
+    let mut h = Harness::with(strict_acls(), RegistryState::default());
+    let slave = h.register_slave(Duration::ZERO, S1, BIG);
+    let Outgoing::FrameworkRegistered(registered) =
+        register_as(&mut h, F1, Some("marathon"), "web")
+    else {
+        panic!("registered")
+    };
+    let framework = registered.framework_id;
+    let offers = h.allocate(secs(0.01));
+    h.launch(
+        secs(0.1),
+        &framework,
+        F1,
+        &[&offers[0].id],
+        vec![task("t1", &slave, "cpus:1;mem:128")],
+    );
+    h.flush();
+    h.take();
+    let unknown = FrameworkId::new("no-such-framework");
+    for principal in [None, Some("dev")] {
+        for id in [&framework, &unknown] {
+            assert_eq!(
+                h.core.teardown_framework(secs(1.0), principal, id),
+                Err(crate::core::TeardownRefused::Unauthorized),
+                "{principal:?} on {id}: refused, whether the framework exists or not"
+            );
+        }
+    }
+    assert!(h.core.frameworks().contains_key(&framework));
+    assert_eq!(
+        h.core.teardown_framework(secs(1.0), Some("ops"), &unknown),
+        Err(crate::core::TeardownRefused::Unauthorized),
+        "ops may tear down marathon's frameworks only, and an unknown one has no principal"
+    );
+    assert_eq!(
+        h.core
+            .teardown_framework(secs(1.0), Some("ops"), &framework),
+        Ok(())
+    );
+    h.flush();
+    let sent = h.take();
+    assert!(
+        sent.iter().any(|(to, m)| *to == upid(F1)
+            && matches!(m, Outgoing::FrameworkError(e) if e.message.contains("teardown"))),
+        "the scheduler is told: {sent:?}"
+    );
+    assert!(
+        sent.iter().any(
+            |(_, m)| matches!(m, Outgoing::ShutdownFramework(s) if s.framework_id == framework)
+        ),
+        "its slave shuts its tasks down: {sent:?}"
+    );
+    assert!(!h.core.frameworks().contains_key(&framework));
+    assert!(
+        !h.registry.frameworks.contains_key(&framework),
+        "removed from the registry"
+    );
 }

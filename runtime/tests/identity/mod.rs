@@ -346,3 +346,73 @@ fn a_node_refuses_connections_beyond_its_limit() {
         }
     });
 }
+
+#[test]
+fn a_connection_that_says_no_hello_is_closed_and_frees_its_slot() {
+    run(async {
+        let ca = ClusterCa::generate().unwrap();
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = NodeConfig::quic(
+            bind,
+            NodeIdentity::self_issuing(&ca, "receiver", Role::Slave, None).unwrap(),
+            1,
+        );
+        config.connections_max = 1;
+        config.hello_timeout = Duration::from_millis(500);
+        let receiver = Node::start(config).unwrap();
+        let target = receiver.spawn("target", Guarded::default()).unwrap();
+        let stats = receiver.transport().unwrap().stats();
+        let to: SocketAddr = format!("127.0.0.1:{}", receiver.addr().port)
+            .parse()
+            .unwrap();
+        let (silent_id, _) = issue(
+            &ca,
+            &CertSpec::new("silent", Role::Master).addr(NodeAddr::new("127.0.0.1", 1)),
+        );
+        // A peer with a good certificate that opens no stream, then one that opens a stream
+        // and starts a frame it never finishes: each is closed by the receiver, which would otherwise keep
+        // both in its only connection slot for as long as they send keep-alives.
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(client(&silent_id));
+        let silent = ep.connect(to, CLUSTER_SERVER_NAME).unwrap().await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(30), silent.closed())
+            .await
+            .expect("a connection without a stream is closed");
+        assert!(
+            matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(5)),
+            "{closed:?}"
+        );
+        let mute = ep.connect(to, CLUSTER_SERVER_NAME).unwrap().await.unwrap();
+        let mut stream = mute.open_uni().await.unwrap();
+        // One byte of a frame: the stream is open, its Hello never completes.
+        stream.write_all(&[0]).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(30), mute.closed())
+            .await
+            .expect("a stream without a Hello is closed");
+        assert!(
+            matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(5)),
+            "{closed:?}"
+        );
+        assert_eq!(stat(stats, |s| &s.hello_timeouts), 2);
+        // The slot is free again: a real node gets its message through.
+        let sender = Node::start(NodeConfig::quic(
+            bind,
+            NodeIdentity::self_issuing(&ca, "sender", Role::Master, None).unwrap(),
+            2,
+        ))
+        .unwrap();
+        let upid = target.upid().clone();
+        eventually(
+            Duration::from_secs(30),
+            "delivered after the silent peers",
+            || {
+                sender.send(&sender.upid("sender"), &upid, Num(7));
+                let target = target.clone();
+                async move { !got(&target).await.is_empty() }
+            },
+        )
+        .await;
+        sender.shutdown();
+        receiver.shutdown();
+    });
+}
