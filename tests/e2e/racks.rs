@@ -7,9 +7,10 @@
 //! - One slave cut off: its tasks are TASK_UNREACHABLE at the master within the agent timeout
 //!   (`--agent-timeout 5s`, the default); Marathon (unreachableStrategy 0/0, its default)
 //!   starts replacements on the other hosts with `GROUP_BY rack 2` keeping two instances per
-//!   rack; the link restored, the slave re-registers with its old tasks, which Marathon no
-//!   longer knows and kills; exactly 4 instances in the end, in Marathon's view, at the master
-//!   and as task cgroups on the slaves.
+//!   rack; once the slave, asked from inside its namespace, has lost its master too, the link
+//!   is restored: the slave re-registers with its old tasks, which Marathon no longer knows
+//!   and kills; exactly 4 instances in the end, in Marathon's view, at the master and as task
+//!   cgroups on the slaves.
 //! - A whole rack cut off (`GROUP_BY rack` without a count, so the only reachable rack takes
 //!   them): all four instances end up on the other rack; restored, the extra copies are
 //!   killed and exactly 4 remain. The times from the cut to the instances running elsewhere
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::netns::Hosts;
+use super::netns::{get_json_in, Hosts};
 use super::support::{await_some, eventually, get_json, task_cgroups, Cluster};
 
 /// Deadline for anything that involves launching processes on a slow, shared machine.
@@ -394,6 +395,20 @@ async fn cut_and_heal(
         "{what}: {lost:?} still run while cut off: {cgroups:?}"
     );
 
+    // A partition seen from both sides before it heals: each cut-off slave, asked from inside
+    // its own namespace, has given up its master too (it will have to re-register).
+    for name in victims {
+        let host = env.hosts.host(name);
+        let url = format!("http://{}:5051/state", host.ip);
+        eventually(SLOW, "the cut-off slave has lost its master", || async {
+            get_json_in(&host.netns, &url)
+                .await
+                .is_some_and(|s| s["registered"] == false)
+        })
+        .await;
+    }
+    let cut_for = cut_at.elapsed();
+
     restore();
     let restored_at = Instant::now(); // determinism-ok: a test measuring wall time
     let last = await_some(SLOW, "exactly 4 instances after the restore", || {
@@ -410,11 +425,12 @@ async fn cut_and_heal(
     eprintln!(
         "{what}: {} instance(s) on {victims:?}; cut → TASK_UNREACHABLE at the master {:.1} s, \
          cut → replacements running elsewhere {:.1} s (placement {:?}); \
-         restore → converged on exactly 4 {:.1} s",
+         restored after {:.1} s → converged on exactly 4 {:.1} s later",
         lost.len(),
         unreachable_after.as_secs_f64(),
         replaced_after.as_secs_f64(),
         env.per_rack(&replaced),
+        cut_for.as_secs_f64(),
         converged_after.as_secs_f64(),
     );
 }
