@@ -12,6 +12,8 @@ mod e2e {
     mod dev;
     mod ha;
     mod marathon;
+    mod netns;
+    mod racks;
     mod security;
     pub mod support;
     mod tasks_user;

@@ -29,7 +29,7 @@ const SLOW: Duration = Duration::from_secs(120);
 
 /// The app: HTTP/1.1 with keep-alive, answers its task id; `/health` answers 503 while
 /// `<dir>/sick-<port>` exists; on SIGTERM it keeps serving 2 s (requests in flight finish).
-const SERVER: &str = r#"
+pub(super) const SERVER: &str = r#"
 import os, sys, signal, threading, http.server
 port = int(os.environ['PORT0'])
 tid = os.environ.get('MESOS_TASK_ID', 'unknown')

@@ -5,12 +5,11 @@
 //!   keep running (same processes, none launched twice), the framework launches again; the
 //!   standbys redirect `/master/state` and report `master/elected` 0; the killed master
 //!   comes back as a follower with the whole registry.
-//! - In network namespaces this test creates (a bridge in a hub namespace, one namespace per
-//!   master): the leader's link is cut; the other two elect a new leader and the old one,
-//!   asked from inside its own namespace, stops acting (`master/elected` 0).
+//! - On the multi-host harness (`netns.rs`: one network namespace per master on a bridge): the
+//!   leader's link is cut; the other two elect a new leader and the old one, asked from inside
+//!   its own namespace, stops acting (`master/elected` 0); healed, it follows the new leader.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use plateau_runtime::tls::{ClusterCa, NodeIdentity};
 use plateau_runtime::{Node, NodeConfig};
 use plateau_sdk::*;
 
+use super::netns::{get_json_in, Hosts};
 use super::support::{
     agreed_master, await_some, eventually, free_port, get_json, task_pids, Cluster,
 };
@@ -278,132 +278,28 @@ fn three_masters_survive_a_killed_leader() {
 
 // ----- a partition, in network namespaces ---------------------------------------------------
 
-/// Network namespaces and links this test creates, removed on drop (even when it fails).
-struct Netns {
-    hub: String,
-    members: Vec<String>,
-}
-
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip").args(args).status().unwrap();
-    assert!(ok.success(), "ip {args:?} failed");
-}
-
-impl Netns {
-    /// A hub namespace with a bridge 10.77.0.254/24 and `n` member namespaces `10.77.0.i`,
-    /// each linked to the bridge by a veth whose hub end is `<tag>v<i>`.
-    fn new(tag: &str, n: usize) -> Netns {
-        let hub = format!("{tag}hub");
-        let netns = Netns {
-            hub: hub.clone(),
-            members: (1..=n).map(|i| format!("{tag}m{i}")).collect(),
-        };
-        ip(&["netns", "add", &hub]);
-        ip(&["-n", &hub, "link", "set", "lo", "up"]);
-        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &hub, "addr", "add", "10.77.0.254/24", "dev", "br0"]);
-        ip(&["-n", &hub, "link", "set", "br0", "up"]);
-        for (i, member) in netns.members.iter().enumerate() {
-            let i = i + 1;
-            let veth = format!("{tag}v{i}");
-            ip(&["netns", "add", member]);
-            ip(&["-n", member, "link", "set", "lo", "up"]);
-            ip(&[
-                "-n", &hub, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
-                member,
-            ]);
-            ip(&["-n", &hub, "link", "set", &veth, "master", "br0"]);
-            ip(&["-n", &hub, "link", "set", &veth, "up"]);
-            ip(&[
-                "-n",
-                member,
-                "addr",
-                "add",
-                &format!("10.77.0.{i}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", member, "link", "set", "eth0", "up"]);
-        }
-        netns
-    }
-
-    /// Cut (or restore) member `i`'s link to the others.
-    fn set_link(&self, tag: &str, i: usize, up: bool) {
-        ip(&[
-            "-n",
-            &self.hub,
-            "link",
-            "set",
-            &format!("{tag}v{i}"),
-            if up { "up" } else { "down" },
-        ]);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for ns in self.members.iter().chain([&self.hub]) {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// `GET http://addr/path` from inside network namespace `ns` (a thread that enters it):
-/// the parsed JSON body, or None.
-fn get_in_netns(ns: &str, addr: &str, path: &str) -> Option<serde_json::Value> {
-    let ns = ns.to_string();
-    let addr = addr.to_string();
-    let path = path.to_string();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let file = std::fs::File::open(format!("/var/run/netns/{ns}")).ok()?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: moves only this short-lived thread into the namespace the test created.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return None;
-        }
-        let mut stream =
-            std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2))
-                .ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let body = response.split("\r\n\r\n").nth(1)?;
-        serde_json::from_str(body).ok()
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
-/// Poll `cond` every 200 ms until it holds; panic naming `what` after `limit`.
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit; // determinism-ok: a test's deadline
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn an_isolated_leader_is_replaced_and_stops_acting() {
-    let tag = format!("p{}", std::process::id() % 100_000);
-    let netns = Netns::new(&tag, 3);
+    // Hosts before the cluster: the cluster (processes) is dropped first, then the namespaces.
+    let hosts = Hosts::new(
+        "ha-partition",
+        1,
+        &[("m1", None), ("m2", None), ("m3", None)],
+    );
     let mut cluster = Cluster::new("ha-partition");
     let dir = cluster.dir.clone();
     let tls = cluster.tls();
-    let addrs: Vec<String> = (1..=3).map(|i| format!("10.77.0.{i}:5050")).collect();
+    let addrs: Vec<String> = hosts
+        .all()
+        .iter()
+        .map(|h| format!("{}:5050", h.ip))
+        .collect();
     let peers = addrs.join(",");
     for (i, addr) in addrs.iter().enumerate() {
         let work = dir.join(format!("master-{i}"));
         cluster.spawn_in_netns(
             &format!("master-{i}"),
-            &netns.members[i],
+            &hosts.all()[i].netns,
             &[
                 "master",
                 "--listen",
@@ -420,65 +316,43 @@ fn an_isolated_leader_is_replaced_and_stops_acting() {
             ],
         );
     }
-    let leader_seen_from = |ns: &str, addr: &str| -> Option<String> {
-        get_in_netns(ns, addr, "/master/members")?["leader"]
-            .as_str()
-            .map(str::to_string)
-    };
-    let mut leader = String::new();
-    wait_for(Duration::from_secs(60), "a leader", || {
-        let seen: Vec<Option<String>> = (0..3)
-            .map(|i| leader_seen_from(&netns.hub, &addrs[i]))
-            .collect();
-        match &seen[0] {
-            Some(l) if seen.iter().all(|s| s.as_ref() == Some(l)) => {
-                leader = l.clone();
-                true
-            }
-            _ => false,
-        }
+    hosts.block_on(|| async {
+        let leader = await_some(Duration::from_secs(60), "a leader", || {
+            agreed_master(&addrs)
+        })
+        .await;
+        let old = addrs.iter().position(|a| *a == leader).unwrap();
+        let old_host = &hosts.all()[old];
+        hosts.cut(&old_host.name);
+        let others: Vec<String> = addrs.iter().filter(|a| **a != leader).cloned().collect();
+        let new_leader = await_some(
+            Duration::from_secs(30),
+            "a new leader on the majority side",
+            || async { agreed_master(&others).await.filter(|l| *l != leader) },
+        )
+        .await;
+        // The old leader, asked from inside its own namespace, no longer acts.
+        let ask_old = |path: &str| format!("http://{}{path}", addrs[old]);
+        eventually(
+            Duration::from_secs(10),
+            "the isolated master stops acting",
+            || async {
+                get_json_in(&old_host.netns, &ask_old("/metrics/snapshot"))
+                    .await
+                    .is_some_and(|m| m["master/elected"].as_f64() == Some(0.0))
+            },
+        )
+        .await;
+        assert!(get_json_in(&old_host.netns, &ask_old("/master/state"))
+            .await
+            .is_none_or(|s| s.get("activated_slaves").is_none()));
+        // Healed, it follows the new leader.
+        hosts.restore(&old_host.name);
+        eventually(
+            Duration::from_secs(30),
+            "the healed master follows the new leader",
+            || async { agreed_master(&addrs).await.as_deref() == Some(new_leader.as_str()) },
+        )
+        .await;
     });
-    let old = addrs.iter().position(|a| *a == leader).unwrap();
-    netns.set_link(&tag, old + 1, false);
-    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    let mut new_leader = String::new();
-    wait_for(
-        Duration::from_secs(30),
-        "a new leader on the majority side",
-        || {
-            let seen: Vec<Option<String>> = others
-                .iter()
-                .map(|&i| leader_seen_from(&netns.hub, &addrs[i]))
-                .collect();
-            match &seen[0] {
-                Some(l) if *l != leader && seen.iter().all(|s| s.as_ref() == Some(l)) => {
-                    new_leader = l.clone();
-                    true
-                }
-                _ => false,
-            }
-        },
-    );
-    // The old leader, asked from inside its own namespace, no longer acts.
-    wait_for(
-        Duration::from_secs(10),
-        "the isolated master stops acting",
-        || {
-            get_in_netns(&netns.members[old], &addrs[old], "/metrics/snapshot")
-                .is_some_and(|m| m["master/elected"].as_f64() == Some(0.0))
-        },
-    );
-    assert!(
-        get_in_netns(&netns.members[old], &addrs[old], "/master/state")
-            .is_none_or(|s| s.get("activated_slaves").is_none())
-    );
-    // Healed, it follows the new leader.
-    netns.set_link(&tag, old + 1, true);
-    wait_for(
-        Duration::from_secs(30),
-        "the healed master follows the new leader",
-        || leader_seen_from(&netns.hub, &addrs[old]).as_deref() == Some(new_leader.as_str()),
-    );
-    drop(cluster);
-    drop(netns);
 }

@@ -28,11 +28,17 @@ impl Cluster {
         self.start(name, command);
     }
 
-    /// Start `plateau ARGS` as `name` inside network namespace `netns` (`ip netns exec`, which
-    /// execs the command: the child is the `plateau` process itself).
+    /// Start (or restart) `plateau ARGS` as `name` inside network namespace `netns`
+    /// (`/var/run/netns/<netns>`, see `netns.rs`) with `nsenter --net`, which enters only the
+    /// network namespace and execs the command: the child is the `plateau` process itself, and
+    /// it sees the host's `/sys` (its cgroups) and files (`ip netns exec` would mount a fresh
+    /// `/sys`, hiding the cgroup hierarchies from a slave).
     pub fn spawn_in_netns(&mut self, name: &str, netns: &str, args: &[&str]) {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", netns, PLATEAU]).args(args);
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/var/run/netns/{netns}"))
+            .arg(PLATEAU)
+            .args(args);
         self.start(name, command);
     }
 
