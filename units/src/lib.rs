@@ -52,7 +52,7 @@ mod fuzz;
 mod tests;
 
 pub use parse::{Entry, UnitFile, UnitName};
-pub use service::{service_to_app, translate_service, ServiceOptions};
+pub use service::{service_to_app, translate_service, ServiceOptions, ONE_PER_AGENT_LABEL};
 pub use timer::{timer_to_job, translate_timer, TimerOptions};
 
 /// Why a unit cannot be translated. Every variant names what is wrong; those about a directive

@@ -14,10 +14,15 @@ use crate::{Translation, UnitError};
 /// What a service translation needs besides the unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ServiceOptions {
-    /// Agents a `Global=true` unit is spread over: the number of agents known at deploy time
-    /// (those matching its `MachineMetadata=`, if any). Required by `Global=true`.
+    /// Agents known at deploy time (those matching the unit's `MachineMetadata=`, if any): the
+    /// `instances` of a `Global=true` unit, for Marathons without Plateau's one-per-agent label.
+    /// Optional: without it `instances` is 1, which Plateau's Marathon ignores for such apps.
     pub agents: Option<u32>,
 }
+
+/// The label with which Plateau's Marathon runs one instance of an app on every agent that
+/// matches its constraints (`marathon::scheduler::ONE_PER_AGENT_LABEL`).
+pub const ONE_PER_AGENT_LABEL: &str = "PLATEAU_ONE_PER_AGENT";
 
 /// Whether a service becomes a Marathon app or the command of a Chronos job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,8 +403,7 @@ fn push_unique(constraints: &mut Vec<Value>, constraint: Value) {
     }
 }
 
-/// A service unit as Marathon app JSON (`POST /v2/apps`). `Global=true` needs the agent count:
-/// use [`translate_service`] for it.
+/// A service unit as Marathon app JSON (`POST /v2/apps`).
 pub fn service_to_app(unit_name: &str, text: &str) -> Result<Value, UnitError> {
     translate_service(unit_name, text, &ServiceOptions::default()).map(|t| t.json)
 }
@@ -532,19 +536,21 @@ pub fn translate_service(
     let mut instances = 1u32;
     if let Some(entry) = unit.last("X-Fleet", "Global") {
         if parse_bool(&entry.value).map_err(|e| entry.invalid(e))? {
-            let agents = options.agents.ok_or_else(|| {
-                entry.untranslatable(
-                    "one instance on every agent needs the number of agents known at deploy \
-                     time (ServiceOptions::agents)",
-                )
-            })?;
-            if agents == 0 || agents > limits::GLOBAL_INSTANCES_MAX {
-                return Err(entry.invalid(format!(
-                    "{agents} agents: a global unit needs between 1 and {} agents",
-                    limits::GLOBAL_INSTANCES_MAX
-                )));
+            // Plateau's Marathon runs one instance on every matching agent, joining ones
+            // included, for apps with this label; `instances` then only matters elsewhere.
+            app.insert(
+                "labels".to_string(),
+                json!({ ONE_PER_AGENT_LABEL: "true" }),
+            );
+            if let Some(agents) = options.agents {
+                if agents == 0 || agents > limits::GLOBAL_INSTANCES_MAX {
+                    return Err(entry.invalid(format!(
+                        "{agents} agents: a global unit needs between 1 and {} agents",
+                        limits::GLOBAL_INSTANCES_MAX
+                    )));
+                }
+                instances = agents;
             }
-            instances = agents;
             push_unique(&mut constraints, json!(["hostname", "UNIQUE"]));
         }
     }

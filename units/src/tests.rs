@@ -408,22 +408,31 @@ fn fleet_conflicts_on_itself_become_unique() {
 }
 
 #[test]
-fn fleet_global_spreads_over_every_agent() {
+fn fleet_global_runs_one_instance_on_every_agent() {
     let text = "[Service]\nExecStart=/a\n[X-Fleet]\nGlobal=true\nConflicts=a.service\n";
+    let json = app("a.service", text);
+    assert_eq!(json["labels"], json!({"PLATEAU_ONE_PER_AGENT": "true"}));
+    assert_eq!(json["instances"], 1);
+    assert_eq!(json["constraints"], json!([["hostname", "UNIQUE"]]));
     let t = translate_service("a.service", text, &ServiceOptions { agents: Some(7) }).unwrap();
     assert_eq!(t.json["instances"], 7);
-    assert_eq!(t.json["constraints"], json!([["hostname", "UNIQUE"]]));
-    let error = app_err("a.service", text);
-    names(&error, "X-Fleet", "Global", 4);
+    assert_eq!(t.json["labels"], json!({"PLATEAU_ONE_PER_AGENT": "true"}));
     let error = translate_service("a.service", text, &ServiceOptions { agents: Some(0) })
         .unwrap_err();
     names(&error, "X-Fleet", "Global", 4);
+    names(
+        &app_err("a.service", "[Service]\nExecStart=/a\n[X-Fleet]\nGlobal=sometimes\n"),
+        "X-Fleet",
+        "Global",
+        4,
+    );
     let json = app(
         "a.service",
         "[Service]\nExecStart=/a\n[X-Fleet]\nGlobal=false\n",
     );
     assert_eq!(json["instances"], 1);
     assert!(json.get("constraints").is_none());
+    assert!(json.get("labels").is_none());
 }
 
 #[test]
@@ -640,4 +649,60 @@ fn timer_names_and_instances() {
         timer_to_job("backup@.timer", "[Timer]\nOnCalendar=daily\n", ONESHOT),
         Err(UnitError::UnitName { .. })
     ));
+}
+
+/// The examples of docs/units.md, with the JSON the page shows.
+#[test]
+fn docs_examples_translate_as_documented() {
+    let fleet = "[Unit]\nDescription=Web front end %i\nAfter=network-online.target\n\n\
+        [Service]\nUser=www\nEnvironment=\"PORT=8080\" MODE=production\n\
+        ExecStart=/usr/bin/web --port ${PORT} --name %n\nRestart=always\nRestartSec=5s\n\
+        MemoryMax=512M\nCPUQuota=150%\n\n[X-Fleet]\nMachineMetadata=region=eu rack=r1 rack=r2\n\
+        Conflicts=web@*.service\n\n[Install]\nWantedBy=multi-user.target\n";
+    let t = translate_service("web@blue.service", fleet, &ServiceOptions::default()).unwrap();
+    assert_eq!(
+        t.json,
+        json!({
+            "id": "/web-blue",
+            "cmd": "/usr/bin/web --port \"${PORT}\" --name web@blue.service",
+            "backoffSeconds": 5,
+            "user": "www",
+            "env": { "MODE": "production", "PORT": "8080" },
+            "cpus": 1.5,
+            "mem": 512.0,
+            "instances": 1,
+            "constraints": [["region", "LIKE", "eu"], ["rack", "LIKE", "r1|r2"], ["hostname", "UNIQUE"]]
+        })
+    );
+    assert_eq!(t.ignored.len(), 4, "{:?}", t.ignored);
+    assert_eq!(
+        app(
+            "redis.service",
+            "[Service]\nExecStart=/usr/bin/redis-server --port 6379 --save \"\"\nRestart=always\n"
+        ),
+        json!({"id": "/redis", "args": ["/usr/bin/redis-server", "--port", "6379", "--save", ""], "instances": 1})
+    );
+    let timer = "[Unit]\nDescription=Nightly backup\n\n[Timer]\n\
+        OnCalendar=Mon..Fri *-*-* 02:00 Europe/Berlin\nPersistent=true\nAccuracySec=5min\n\n\
+        [Install]\nWantedBy=timers.target\n";
+    let service = "[Service]\nType=oneshot\nUser=backup\nEnvironment=DEST=/mnt/backup\n\
+        ExecStart=/usr/bin/backup --all --to ${DEST}\nExecStart=/usr/bin/prune --keep 7\n\
+        MemoryMax=256M\nTimeoutStartSec=1h\n";
+    assert_eq!(
+        timer_to_job("backup.timer", timer, service).unwrap(),
+        json!({
+            "name": "backup",
+            "command": "/usr/bin/backup --all --to \"${DEST}\" && /usr/bin/prune --keep 7",
+            "shell": true,
+            "calendar": "Mon..Fri *-*-* 02:00 Europe/Berlin",
+            "catchUp": "once",
+            "epsilon": "PT300S",
+            "retries": 0,
+            "maxCompletionTime": 3_600_000,
+            "mem": 256.0,
+            "runAsUser": "backup",
+            "environmentVariables": [{ "name": "DEST", "value": "/mnt/backup" }],
+            "description": "Nightly backup"
+        })
+    );
 }
