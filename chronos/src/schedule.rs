@@ -954,12 +954,10 @@ impl Schedule {
         let trimmed = expression.trim();
         let words: Vec<&str> = trimmed.split_whitespace().collect();
         let (body, zone) = match words.split_last() {
-            Some((last, rest)) if !rest.is_empty() => {
-                match Zone::parse(last) {
-                    Ok(zone) => (rest.join(" "), zone),
-                    Err(_) => (words.join(" "), Self::default_zone(time_zone)?),
-                }
-            }
+            Some((last, rest)) if !rest.is_empty() => match Zone::parse(last) {
+                Ok(zone) => (rest.join(" "), zone),
+                Err(_) => (words.join(" "), Self::default_zone(time_zone)?),
+            },
             _ => (words.join(" "), Self::default_zone(time_zone)?),
         };
         let spec = calendar::CalendarSpec::parse(&body).map_err(fail)?;

@@ -345,7 +345,10 @@ async fn calendar_jobs_from_systemd_timers_read_back_unchanged() {
     );
 
     // Posted again unchanged (what GET shows), it is accepted and still the same.
-    assert_eq!(api.post("/v1/scheduler/iso8601", stored.clone()).await.0, 204);
+    assert_eq!(
+        api.post("/v1/scheduler/iso8601", stored.clone()).await.0,
+        204
+    );
     assert_eq!(api.get_json("/v1/scheduler/job/backup").await, stored);
 
     // A calendar with the job's own zone, and bad calendars naming the field.

@@ -97,7 +97,10 @@ impl CommandLine {
                     let _ = write!(out, "${name}");
                 }
                 Word::Pieces(pieces) => {
-                    if pieces.iter().all(|p| matches!(p, Piece::Text(t) if t.is_empty())) {
+                    if pieces
+                        .iter()
+                        .all(|p| matches!(p, Piece::Text(t) if t.is_empty()))
+                    {
                         out.push_str("''");
                         continue;
                     }
@@ -123,7 +126,10 @@ pub fn shell_quote(text: &str) -> String {
     let safe = !text.is_empty()
         && text.bytes().all(|b| {
             b.is_ascii_alphanumeric()
-                || matches!(b, b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@' | b'%' | b'-')
+                || matches!(
+                    b,
+                    b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@' | b'%' | b'-'
+                )
         });
     if safe {
         text.to_string()

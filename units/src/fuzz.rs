@@ -112,8 +112,12 @@ proptest! {
 
 #[test]
 fn fuzz_seeds_translate() {
-    let t = translate_service("web@1.service", SERVICE, &ServiceOptions { agents: Some(3) })
-        .unwrap();
+    let t = translate_service(
+        "web@1.service",
+        SERVICE,
+        &ServiceOptions { agents: Some(3) },
+    )
+    .unwrap();
     assert_eq!(t.json["instances"], 3);
     let t = translate_timer("backup@db.timer", TIMER, ONESHOT, &TimerOptions::default()).unwrap();
     assert_eq!(t.json["name"], "backup-db");

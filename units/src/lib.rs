@@ -100,7 +100,9 @@ pub enum UnitError {
         message: String,
     },
     /// A specifier (`%H`, `%u`, ...) cannot be expanded away from the machine.
-    #[error("[{section}] {key}= (line {line}): specifier %{specifier} cannot be expanded: {reason}")]
+    #[error(
+        "[{section}] {key}= (line {line}): specifier %{specifier} cannot be expanded: {reason}"
+    )]
     Specifier {
         /// Section, without brackets.
         section: String,

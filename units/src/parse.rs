@@ -242,7 +242,9 @@ impl UnitName {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/')
         {
-            return Err(fail("unit names hold no blanks, slashes or controls".to_string()));
+            return Err(fail(
+                "unit names hold no blanks, slashes or controls".to_string(),
+            ));
         }
         Ok(UnitName {
             full: name.to_string(),

@@ -55,15 +55,22 @@ fn classify_service(entry: &Entry, mode: Mode) -> Result<Class, UnitError> {
             )),
             "Wants" => Ok(Class::Ignored("a weak dependency on the same machine")),
             "DefaultDependencies" => Ok(Class::Ignored("systemd's own boot ordering")),
-            "Requires" | "Requisite" | "BindsTo" | "PartOf" | "Upholds" | "Conflicts"
-            | "OnFailure" | "OnSuccess" | "PropagatesReloadTo" | "ReloadPropagatedFrom"
+            "Requires"
+            | "Requisite"
+            | "BindsTo"
+            | "PartOf"
+            | "Upholds"
+            | "Conflicts"
+            | "OnFailure"
+            | "OnSuccess"
+            | "PropagatesReloadTo"
+            | "ReloadPropagatedFrom"
             | "JoinsNamespaceOf" => Err(entry.untranslatable(DEPENDENCY_REASON)),
-            _ if key.starts_with("Condition") || key.starts_with("Assert") => {
-                Err(entry.untranslatable(
+            _ if key.starts_with("Condition") || key.starts_with("Assert") => Err(entry
+                .untranslatable(
                     "conditions are checked on the machine; use constraints ([X-Fleet] \
                      MachineMetadata=) to choose machines",
-                ))
-            }
+                )),
             _ => Err(entry.untranslatable("not a [Unit] directive Plateau translates")),
         },
         "Install" => match key {
@@ -118,9 +125,9 @@ fn classify_service(entry: &Entry, mode: Mode) -> Result<Class, UnitError> {
                 "placing next to another unit needs that unit's host, unknown to Marathon at \
                  deploy time; deploy both in one app or pin both with MachineMetadata=",
             )),
-            "Replaces" => Err(entry.untranslatable(
-                "Marathon cannot move another unit off a machine",
-            )),
+            "Replaces" => {
+                Err(entry.untranslatable("Marathon cannot move another unit off a machine"))
+            }
             _ => Err(entry.untranslatable("not an [X-Fleet] directive")),
         },
         "X-Fleet" => Err(entry.untranslatable(
@@ -234,17 +241,19 @@ pub(crate) fn read_service(
         });
     }
     if execs.len() > 1 && parts.kind != "oneshot" {
-        return Err(execs[1].invalid(
-            "only Type=oneshot services may have several ExecStart= lines",
-        ));
+        return Err(
+            execs[1].invalid("only Type=oneshot services may have several ExecStart= lines")
+        );
     }
     for entry in &execs {
         let value = expanded(entry, name)?;
         let trimmed = value.trim_start();
         if let Some(prefix) = trimmed.chars().next().filter(|c| "-@:+!|".contains(*c)) {
             let reason = match prefix {
-                '-' => "'-' (ignore the exit status) has no equivalent: the task's status is \
-                        its exit status",
+                '-' => {
+                    "'-' (ignore the exit status) has no equivalent: the task's status is \
+                        its exit status"
+                }
                 '@' => "'@' (a different argv[0]) has no equivalent",
                 ':' => "':' (no variable expansion) has no equivalent: write $$ for a literal $",
                 '+' | '!' => "'+'/'!' (run with full privileges) has no equivalent in a task",
@@ -252,7 +261,9 @@ pub(crate) fn read_service(
             };
             return Err(entry.untranslatable(reason));
         }
-        parts.commands.push(CommandLine::parse(&value).map_err(|e| entry.invalid(e))?);
+        parts
+            .commands
+            .push(CommandLine::parse(&value).map_err(|e| entry.invalid(e))?);
     }
     if let Some(entry) = unit.last("Service", "WorkingDirectory") {
         let value = expanded(entry, name)?;
@@ -438,22 +449,21 @@ pub fn translate_service(
              task that ends"
                 .to_string(),
         ),
-        Some((value, entry)) => match value.as_str() {
-            "always" => {}
-            "on-failure" | "on-abnormal" | "on-abort" | "on-watchdog" | "on-success" => {
-                ignored.push(format!(
-                    "{}: Marathon relaunches every task that ends, whatever its exit status",
-                    entry.label()
-                ))
-            }
-            "no" => {
-                return Err(entry.untranslatable(
+        Some((value, entry)) => {
+            match value.as_str() {
+                "always" => {}
+                "on-failure" | "on-abnormal" | "on-abort" | "on-watchdog" | "on-success" => ignored
+                    .push(format!(
+                        "{}: Marathon relaunches every task that ends, whatever its exit status",
+                        entry.label()
+                    )),
+                "no" => return Err(entry.untranslatable(
                     "Marathon relaunches every task that ends; a command that must run once is \
                      a Chronos job (a .timer unit)",
-                ))
+                )),
+                other => return Err(entry.invalid(format!("unknown restart policy '{other}'"))),
             }
-            other => return Err(entry.invalid(format!("unknown restart policy '{other}'"))),
-        },
+        }
     }
     if let Some(entry) = unit.last("Service", "RestartSec") {
         let delay = parse_timespan(&entry.value).map_err(|e| entry.invalid(e))?;
@@ -489,9 +499,10 @@ pub fn translate_service(
         let value = expanded(entry, &name)?;
         let words = crate::exec::split_words(&value).map_err(|e| entry.invalid(e))?;
         for word in words {
-            let Some((key, val)) = word.split_once('=').filter(|(k, v)| {
-                !k.is_empty() && !v.is_empty()
-            }) else {
+            let Some((key, val)) = word
+                .split_once('=')
+                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            else {
                 return Err(entry.invalid(format!("'{word}' is not key=value")));
             };
             match metadata.iter_mut().find(|(k, _)| k == key) {
@@ -538,10 +549,7 @@ pub fn translate_service(
         if parse_bool(&entry.value).map_err(|e| entry.invalid(e))? {
             // Plateau's Marathon runs one instance on every matching agent, joining ones
             // included, for apps with this label; `instances` then only matters elsewhere.
-            app.insert(
-                "labels".to_string(),
-                json!({ ONE_PER_AGENT_LABEL: "true" }),
-            );
+            app.insert("labels".to_string(), json!({ ONE_PER_AGENT_LABEL: "true" }));
             if let Some(agents) = options.agents {
                 if agents == 0 || agents > limits::GLOBAL_INSTANCES_MAX {
                     return Err(entry.invalid(format!(

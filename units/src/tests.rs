@@ -91,7 +91,9 @@ fn words_unquote_and_unescape_like_systemd() {
         ["/bin/echo", "a b", "c d", "e\tf", "x\"y", "ab cd", "AAé"]
     );
     assert!(split_words("\"open").unwrap_err().contains("unterminated"));
-    assert!(split_words("bad\\q").unwrap_err().contains("unknown escape"));
+    assert!(split_words("bad\\q")
+        .unwrap_err()
+        .contains("unknown escape"));
     assert!(split_words("trailing\\").is_err());
     assert!(split_words("nul\\x00").unwrap_err().contains("NUL"));
 }
@@ -101,7 +103,10 @@ fn command_variables_and_shell_form() {
     let line = CommandLine::parse("/bin/app --port ${PORT} $FLAGS $$HOME 'it''s'").unwrap();
     assert!(line.has_variables());
     assert_eq!(line.literal_args(), None);
-    assert_eq!(line.to_shell(), "/bin/app --port \"${PORT}\" $FLAGS '$HOME' its");
+    assert_eq!(
+        line.to_shell(),
+        "/bin/app --port \"${PORT}\" $FLAGS '$HOME' its"
+    );
     let plain = CommandLine::parse("/bin/echo 'hello world' it\\'s").unwrap();
     assert_eq!(
         plain.literal_args().unwrap(),
@@ -157,9 +162,12 @@ fn minimal_service_becomes_an_app_with_args() {
         json,
         json!({"id": "/web", "args": ["/usr/bin/web", "-p", "80"], "instances": 1})
     );
-    let translation =
-        translate_service("web.service", "[Unit]\nAfter=x\n[Service]\nExecStart=/a\n", &ServiceOptions::default())
-            .unwrap();
+    let translation = translate_service(
+        "web.service",
+        "[Unit]\nAfter=x\n[Service]\nExecStart=/a\n",
+        &ServiceOptions::default(),
+    )
+    .unwrap();
     assert_eq!(translation.ignored.len(), 2, "{:?}", translation.ignored);
     assert!(translation.ignored[0].starts_with("[Unit] After= (line 2)"));
     assert!(translation.ignored[1].contains("Restart= (absent"));
@@ -172,7 +180,13 @@ fn app_ids_from_unit_names() {
     assert_eq!(app("My_App.service", text)["id"], "/my-app");
     assert_eq!(app("api.v2.service", text)["id"], "/api.v2");
     assert_eq!(app("web@a\\x2db.service", text)["id"], "/web-a-b");
-    for bad in ["web@.service", "web.timer", "_x.service", "@x.service", "a b.service"] {
+    for bad in [
+        "web@.service",
+        "web.timer",
+        "_x.service",
+        "@x.service",
+        "a b.service",
+    ] {
         assert!(
             matches!(service_to_app(bad, text), Err(UnitError::UnitName { .. })),
             "{bad}"
@@ -188,14 +202,25 @@ fn specifiers_expand_or_are_named() {
     );
     assert_eq!(
         json["args"],
-        json!(["/bin/w", "eu", "eu", "worker@eu.service", "worker@eu", "worker", "100%"])
+        json!([
+            "/bin/w",
+            "eu",
+            "eu",
+            "worker@eu.service",
+            "worker@eu",
+            "worker",
+            "100%"
+        ])
     );
     assert_eq!(json["env"]["REGION"], "eu");
     let error = app_err("worker.service", "[Service]\nExecStart=/bin/w %H\n");
     names(&error, "Service", "ExecStart", 2);
     assert!(matches!(error, UnitError::Specifier { specifier: 'H', .. }));
     let error = app_err("worker.service", "[Service]\nExecStart=/bin/w %i\n");
-    assert!(matches!(error, UnitError::Specifier { specifier: 'i', .. }), "{error}");
+    assert!(
+        matches!(error, UnitError::Specifier { specifier: 'i', .. }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -214,17 +239,26 @@ fn exec_start_errors() {
     let error = app_err("a.service", "[Service]\nType=simple\n");
     names(&error, "Service", "ExecStart", 0);
     for prefix in ["-", "@", ":", "+", "!", "!!"] {
-        let error = app_err("a.service", &format!("[Service]\nExecStart={prefix}/bin/a\n"));
+        let error = app_err(
+            "a.service",
+            &format!("[Service]\nExecStart={prefix}/bin/a\n"),
+        );
         names(&error, "Service", "ExecStart", 2);
         assert!(matches!(error, UnitError::Untranslatable { .. }), "{error}");
     }
-    let error = app_err("a.service", "[Service]\nExecStart=/bin/a\nExecStart=/bin/b\n");
+    let error = app_err(
+        "a.service",
+        "[Service]\nExecStart=/bin/a\nExecStart=/bin/b\n",
+    );
     names(&error, "Service", "ExecStart", 3);
     let error = app_err("a.service", "[Service]\nExecStart=/bin/a \"open\n");
     names(&error, "Service", "ExecStart", 2);
     // An empty ExecStart= resets the list.
     assert_eq!(
-        app("a.service", "[Service]\nExecStart=/bin/a\nExecStart=\nExecStart=/bin/b\n")["args"],
+        app(
+            "a.service",
+            "[Service]\nExecStart=/bin/a\nExecStart=\nExecStart=/bin/b\n"
+        )["args"],
         json!(["/bin/b"])
     );
 }
@@ -300,10 +334,16 @@ fn user_environment_memory_and_cpu() {
 #[test]
 fn service_types() {
     for ok in ["simple", "exec", "idle"] {
-        app("a.service", &format!("[Service]\nType={ok}\nExecStart=/a\n"));
+        app(
+            "a.service",
+            &format!("[Service]\nType={ok}\nExecStart=/a\n"),
+        );
     }
     for refused in ["oneshot", "forking", "notify", "dbus"] {
-        let error = app_err("a.service", &format!("[Service]\nType={refused}\nExecStart=/a\n"));
+        let error = app_err(
+            "a.service",
+            &format!("[Service]\nType={refused}\nExecStart=/a\n"),
+        );
         names(&error, "Service", "Type", 2);
         assert!(matches!(error, UnitError::Untranslatable { .. }), "{error}");
     }
@@ -356,10 +396,16 @@ fn unit_and_install_sections() {
         ("ConditionPathExists=/x", "ConditionPathExists"),
         ("StartLimitBurst=3", "StartLimitBurst"),
     ] {
-        let error = app_err("a.service", &format!("[Unit]\n{text}\n[Service]\nExecStart=/a\n"));
+        let error = app_err(
+            "a.service",
+            &format!("[Unit]\n{text}\n[Service]\nExecStart=/a\n"),
+        );
         names(&error, "Unit", key, 2);
     }
-    let error = app_err("a.service", "[Service]\nExecStart=/a\n[Socket]\nListenStream=80\n");
+    let error = app_err(
+        "a.service",
+        "[Service]\nExecStart=/a\n[Socket]\nListenStream=80\n",
+    );
     names(&error, "Socket", "ListenStream", 4);
     let error = app_err("a.service", "[Service]\nExecStart=/a\n[Install]\nBogus=1\n");
     names(&error, "Install", "Bogus", 4);
@@ -417,11 +463,14 @@ fn fleet_global_runs_one_instance_on_every_agent() {
     let t = translate_service("a.service", text, &ServiceOptions { agents: Some(7) }).unwrap();
     assert_eq!(t.json["instances"], 7);
     assert_eq!(t.json["labels"], json!({"PLATEAU_ONE_PER_AGENT": "true"}));
-    let error = translate_service("a.service", text, &ServiceOptions { agents: Some(0) })
-        .unwrap_err();
+    let error =
+        translate_service("a.service", text, &ServiceOptions { agents: Some(0) }).unwrap_err();
     names(&error, "X-Fleet", "Global", 4);
     names(
-        &app_err("a.service", "[Service]\nExecStart=/a\n[X-Fleet]\nGlobal=sometimes\n"),
+        &app_err(
+            "a.service",
+            "[Service]\nExecStart=/a\n[X-Fleet]\nGlobal=sometimes\n",
+        ),
         "X-Fleet",
         "Global",
         4,
@@ -443,7 +492,10 @@ fn fleet_refusals() {
         ("Replaces=old.service", "Replaces"),
         ("Unknown=1", "Unknown"),
     ] {
-        let error = app_err("a.service", &format!("[Service]\nExecStart=/a\n[X-Fleet]\n{line}\n"));
+        let error = app_err(
+            "a.service",
+            &format!("[Service]\nExecStart=/a\n[X-Fleet]\n{line}\n"),
+        );
         names(&error, "X-Fleet", key, 4);
     }
 }
@@ -509,7 +561,11 @@ fn monotonic_timers_become_iso_schedules() {
     )
     .unwrap();
     assert_eq!(t.json["schedule"], "R/2026-01-01T00:15:00.000Z/PT86400S");
-    assert!(t.ignored.iter().any(|i| i.contains("OnBootSec=")), "{:?}", t.ignored);
+    assert!(
+        t.ignored.iter().any(|i| i.contains("OnBootSec=")),
+        "{:?}",
+        t.ignored
+    );
     let t = translate_timer(
         "backup.timer",
         "[Timer]\nOnActiveSec=30s\n",
@@ -533,7 +589,12 @@ fn monotonic_timers_become_iso_schedules() {
 
 #[test]
 fn timer_schedule_errors() {
-    names(&job_err("[Timer]\nPersistent=true\n", ONESHOT), "Timer", "OnCalendar", 0);
+    names(
+        &job_err("[Timer]\nPersistent=true\n", ONESHOT),
+        "Timer",
+        "OnCalendar",
+        0,
+    );
     names(
         &job_err("[Timer]\nOnCalendar=daily\nOnCalendar=weekly\n", ONESHOT),
         "Timer",
@@ -547,15 +608,26 @@ fn timer_schedule_errors() {
         3,
     );
     names(
-        &job_err("[Timer]\nOnUnitActiveSec=1h\nOnUnitInactiveSec=1h\n", ONESHOT),
+        &job_err(
+            "[Timer]\nOnUnitActiveSec=1h\nOnUnitInactiveSec=1h\n",
+            ONESHOT,
+        ),
         "Timer",
         "OnUnitInactiveSec",
         3,
     );
-    names(&job_err("[Timer]\nOnUnitActiveSec=0\n", ONESHOT), "Timer", "OnUnitActiveSec", 2);
+    names(
+        &job_err("[Timer]\nOnUnitActiveSec=0\n", ONESHOT),
+        "Timer",
+        "OnUnitActiveSec",
+        2,
+    );
     // An empty OnCalendar= resets the list.
     assert_eq!(
-        job("[Timer]\nOnCalendar=daily\nOnCalendar=\nOnCalendar=weekly\n", ONESHOT)["calendar"],
+        job(
+            "[Timer]\nOnCalendar=daily\nOnCalendar=\nOnCalendar=weekly\n",
+            ONESHOT
+        )["calendar"],
         "weekly"
     );
 }
@@ -608,7 +680,12 @@ fn timer_service_rules() {
         "Type",
         2,
     );
-    names(&job_err(timer, "[Service]\nType=oneshot\n"), "Service", "ExecStart", 0);
+    names(
+        &job_err(timer, "[Service]\nType=oneshot\n"),
+        "Service",
+        "ExecStart",
+        0,
+    );
     names(
         &job_err(timer, "[Service]\nExecStart=/a\n[X-Fleet]\nGlobal=true\n"),
         "X-Fleet",

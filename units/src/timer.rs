@@ -45,8 +45,9 @@ fn classify_timer(entry: &Entry) -> Result<Option<&'static str>, UnitError> {
         "Timer" => match key {
             "OnCalendar" | "OnActiveSec" | "OnBootSec" | "OnStartupSec" | "OnUnitActiveSec"
             | "OnUnitInactiveSec" | "Persistent" | "AccuracySec" | "RandomizedDelaySec"
-            | "FixedRandomDelay" | "Unit" | "WakeSystem" | "OnClockChange"
-            | "OnTimezoneChange" => Ok(None),
+            | "FixedRandomDelay" | "Unit" | "WakeSystem" | "OnClockChange" | "OnTimezoneChange" => {
+                Ok(None)
+            }
             "RemainAfterElapse" => Ok(Some("a Chronos job stays until deleted")),
             _ => Err(entry.untranslatable("not a [Timer] directive Plateau translates")),
         },

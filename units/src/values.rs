@@ -7,7 +7,9 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "yes" | "y" | "true" | "t" | "on" => Ok(true),
         "0" | "no" | "n" | "false" | "f" | "off" => Ok(false),
-        other => Err(format!("'{other}' is not a boolean (yes/no, true/false, 1/0, on/off)")),
+        other => Err(format!(
+            "'{other}' is not a boolean (yes/no, true/false, 1/0, on/off)"
+        )),
     }
 }
 
@@ -130,6 +132,10 @@ pub fn iso_seconds(duration: Duration) -> String {
         format!("PT{}S", duration.as_secs())
     } else {
         let fraction = format!("{nanos:09}");
-        format!("PT{}.{}S", duration.as_secs(), fraction.trim_end_matches('0'))
+        format!(
+            "PT{}.{}S",
+            duration.as_secs(),
+            fraction.trim_end_matches('0')
+        )
     }
 }

@@ -392,11 +392,8 @@ impl CalendarSpec {
                 }
                 Some(found) => s = found,
             }
-            return NaiveDate::from_ymd_opt(y, mo as u32, d as u32)?.and_hms_opt(
-                h as u32,
-                mi as u32,
-                s as u32,
-            );
+            return NaiveDate::from_ymd_opt(y, mo as u32, d as u32)?
+                .and_hms_opt(h as u32, mi as u32, s as u32);
         }
         None
     }
@@ -471,11 +468,8 @@ impl CalendarSpec {
                 }
                 Some(found) => s = found,
             }
-            return NaiveDate::from_ymd_opt(y, mo as u32, d as u32)?.and_hms_opt(
-                h as u32,
-                mi as u32,
-                s as u32,
-            );
+            return NaiveDate::from_ymd_opt(y, mo as u32, d as u32)?
+                .and_hms_opt(h as u32, mi as u32, s as u32);
         }
         None
     }
@@ -486,7 +480,12 @@ fn expand_short_years(field: &str) -> String {
     let expand = |text: &str| -> String {
         if text.len() == 2 && text.bytes().all(|b| b.is_ascii_digit()) {
             let value: i32 = text.parse().unwrap_or(0);
-            (if value < 70 { 2000 + value } else { 1900 + value }).to_string()
+            (if value < 70 {
+                2000 + value
+            } else {
+                1900 + value
+            })
+            .to_string()
         } else {
             text.to_string()
         }

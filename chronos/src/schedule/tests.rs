@@ -753,7 +753,11 @@ fn calendar_weekdays_dates_and_times() {
         (
             "Sat,Sun 10:00",
             "2024-01-01T00:00:00Z",
-            &["2024-01-06T10:00:00Z", "2024-01-07T10:00:00Z", "2024-01-13T10:00:00Z"],
+            &[
+                "2024-01-06T10:00:00Z",
+                "2024-01-07T10:00:00Z",
+                "2024-01-13T10:00:00Z",
+            ],
         ),
         (
             "*-02~01",
@@ -768,7 +772,13 @@ fn calendar_weekdays_dates_and_times() {
         (
             "*-*-01/7 04:00",
             "2024-02-01T05:00:00Z",
-            &["2024-02-08T04:00:00Z", "2024-02-15T04:00:00Z", "2024-02-22T04:00:00Z", "2024-02-29T04:00:00Z", "2024-03-01T04:00:00Z"],
+            &[
+                "2024-02-08T04:00:00Z",
+                "2024-02-15T04:00:00Z",
+                "2024-02-22T04:00:00Z",
+                "2024-02-29T04:00:00Z",
+                "2024-03-01T04:00:00Z",
+            ],
         ),
         (
             "*:0/15",
@@ -780,16 +790,28 @@ fn calendar_weekdays_dates_and_times() {
             "2024-01-01T00:00:00Z",
             &["2024-12-25T08:00:00Z", "2025-12-25T08:00:00Z"],
         ),
-        ("26-03-29 12:00", "2024-01-01T00:00:00Z", &["2026-03-29T12:00:00Z"]),
+        (
+            "26-03-29 12:00",
+            "2024-01-01T00:00:00Z",
+            &["2026-03-29T12:00:00Z"],
+        ),
         (
             "2024-06-01..03 00:00:00.000",
             "2024-01-01T00:00:00Z",
-            &["2024-06-01T00:00:00Z", "2024-06-02T00:00:00Z", "2024-06-03T00:00:00Z"],
+            &[
+                "2024-06-01T00:00:00Z",
+                "2024-06-02T00:00:00Z",
+                "2024-06-03T00:00:00Z",
+            ],
         ),
         (
             "*-*-* 08..10:30:15,45",
             "2024-01-01T00:00:00Z",
-            &["2024-01-01T08:30:15Z", "2024-01-01T08:30:45Z", "2024-01-01T09:30:15Z"],
+            &[
+                "2024-01-01T08:30:15Z",
+                "2024-01-01T08:30:45Z",
+                "2024-01-01T09:30:15Z",
+            ],
         ),
         (
             "monday 2024-*-* 9:5",
@@ -806,7 +828,10 @@ fn calendar_weekdays_dates_and_times() {
         );
     }
     // Bounded: nothing after the last matching year.
-    assert_eq!(take(&calendar("26-03-29 12:00", ""), "2024-01-01T00:00:00Z", 3).len(), 1);
+    assert_eq!(
+        take(&calendar("26-03-29 12:00", ""), "2024-01-01T00:00:00Z", 3).len(),
+        1
+    );
 }
 
 #[test]
@@ -823,7 +848,11 @@ fn calendar_shorthands() {
         ("yearly", "2025-01-01T00:00:00Z"),
         ("annually", "2025-01-01T00:00:00Z"),
     ] {
-        assert_eq!(take(&calendar(shorthand, "UTC"), after, 1), [first], "{shorthand}");
+        assert_eq!(
+            take(&calendar(shorthand, "UTC"), after, 1),
+            [first],
+            "{shorthand}"
+        );
     }
 }
 
@@ -887,28 +916,44 @@ fn calendar_across_dst_changes_skips_missing_times_and_runs_repeated_ones_once()
             "*-*-* 02:30",
             "Europe/Berlin",
             "2024-03-29T12:00:00Z",
-            &["2024-03-30T01:30:00Z", "2024-04-01T00:30:00Z", "2024-04-02T00:30:00Z"],
+            &[
+                "2024-03-30T01:30:00Z",
+                "2024-04-01T00:30:00Z",
+                "2024-04-02T00:30:00Z",
+            ],
         ),
         // Berlin, fall back: 02:30 happens twice on 10-27 and runs at the first (CEST).
         (
             "*-*-* 02:30 Europe/Berlin",
             "",
             "2024-10-25T12:00:00Z",
-            &["2024-10-26T00:30:00Z", "2024-10-27T00:30:00Z", "2024-10-28T01:30:00Z"],
+            &[
+                "2024-10-26T00:30:00Z",
+                "2024-10-27T00:30:00Z",
+                "2024-10-28T01:30:00Z",
+            ],
         ),
         // Berlin, hourly at :15 through the gap: 02:15 is skipped.
         (
             "*:15",
             "Europe/Berlin",
             "2024-03-30T23:30:00Z",
-            &["2024-03-31T00:15:00Z", "2024-03-31T01:15:00Z", "2024-03-31T02:15:00Z"],
+            &[
+                "2024-03-31T00:15:00Z",
+                "2024-03-31T01:15:00Z",
+                "2024-03-31T02:15:00Z",
+            ],
         ),
         // Berlin, hourly at :15 through the fold: 02:15 runs once, in CEST.
         (
             "*:15",
             "Europe/Berlin",
             "2024-10-26T23:00:00Z",
-            &["2024-10-26T23:15:00Z", "2024-10-27T00:15:00Z", "2024-10-27T02:15:00Z"],
+            &[
+                "2024-10-26T23:15:00Z",
+                "2024-10-27T00:15:00Z",
+                "2024-10-27T02:15:00Z",
+            ],
         ),
         // New York, spring forward.
         (
@@ -944,11 +989,21 @@ fn calendar_across_dst_changes_skips_missing_times_and_runs_repeated_ones_once()
     // 01:50 already happened (01:50 EDT = 05:50Z) and the next is 02:50 EST.
     let schedule = calendar("*:50", "America/New_York");
     let inside = utc("2024-11-03T06:10:00Z");
-    assert_eq!(schedule.last_before(inside), Some(utc("2024-11-03T05:50:00Z")));
-    assert_eq!(schedule.next_after(inside), Some(utc("2024-11-03T07:50:00Z")));
+    assert_eq!(
+        schedule.last_before(inside),
+        Some(utc("2024-11-03T05:50:00Z"))
+    );
+    assert_eq!(
+        schedule.next_after(inside),
+        Some(utc("2024-11-03T07:50:00Z"))
+    );
     // The cron kind shifts a skipped fixed time forward; the calendar kind, like systemd, does
     // not run it.
-    let cron_runs = take(&cron("30 2 * * *", "America/New_York"), "2024-03-10T00:00:00Z", 1);
+    let cron_runs = take(
+        &cron("30 2 * * *", "America/New_York"),
+        "2024-03-10T00:00:00Z",
+        1,
+    );
     assert_eq!(cron_runs, ["2024-03-10T07:30:00Z"]);
 }
 
