@@ -1,6 +1,6 @@
 //! Fuzz targets of Chronos' inputs: job JSON as `POST /scheduler/iso8601` and
 //! `/scheduler/dependency` read it, ISO 8601 repeating intervals (`R5/2026-01-01T00:00:00Z/PT1H`),
-//! periods (`epsilon`), cron expressions and time zones. Each is accepted or refused with an
+//! periods (`epsilon`), cron expressions, systemd calendar expressions and time zones. Each is accepted or refused with an
 //! error naming the field, never a panic; an accepted job can be launched (its resources pass
 //! the master's checks) and scheduled (its instants can be computed); a schedule's text form
 //! reads back as the same schedule.
@@ -91,6 +91,66 @@ fn cron_text() -> impl Strategy<Value = String> {
     ]
 }
 
+fn calendar_text() -> impl Strategy<Value = String> {
+    let field = |max: u32| {
+        prop_oneof![
+            Just("*".to_string()),
+            (0..=max + 2).prop_map(|n| format!("{n:02}")),
+            (0..=max, 0..=max).prop_map(|(a, b)| format!("{a}..{b}")),
+            (0..=max, 0..=max).prop_map(|(a, r)| format!("{a}/{r}")),
+            (0..=max, 0..=max).prop_map(|(a, b)| format!("{a},{b}")),
+            "\\*/[0-9]{1,2}",
+            "[ -~]{0,4}",
+        ]
+    };
+    let weekdays = prop_oneof![
+        Just(String::new()),
+        Just("Mon..Fri ".to_string()),
+        Just("Sat,Sun ".to_string()),
+        Just("Fri..Mon ".to_string()),
+        Just("tuesday ".to_string()),
+        "[A-Za-z.,]{0,8} ",
+    ];
+    let year = prop_oneof![
+        Just("*".to_string()),
+        (1960u32..2210).prop_map(|y| y.to_string()),
+        (0u32..100).prop_map(|y| format!("{y:02}")),
+        Just("2024..2030/2".to_string()),
+    ];
+    let zone = prop_oneof![
+        Just(String::new()),
+        Just(" UTC".to_string()),
+        Just(" Europe/Berlin".to_string()),
+        Just(" America/New_York".to_string()),
+        Just(" Australia/Lord_Howe".to_string()),
+        Just(" Nowhere/Land".to_string()),
+    ];
+    let separator = prop_oneof![Just("-"), Just("~")];
+    let expression = (
+        weekdays,
+        year,
+        field(12),
+        separator,
+        field(31),
+        field(23),
+        field(59),
+        field(59),
+        zone,
+    )
+        .prop_map(|(w, y, mo, sep, d, h, mi, s, z)| format!("{w}{y}-{mo}{sep}{d} {h}:{mi}:{s}{z}"));
+    prop_oneof![
+        4 => expression,
+        1 => prop_oneof![
+            Just("daily".to_string()),
+            Just("weekly Europe/Berlin".to_string()),
+            Just("quarterly".to_string()),
+            Just("*:0/15".to_string()),
+            Just("Mon 02:30".to_string()),
+        ],
+        1 => "\\PC{0,40}",
+    ]
+}
+
 /// What an accepted schedule must satisfy: instants come in order, its text reads back as the
 /// same schedule, and catching up computes without panicking whatever the gap.
 fn check_schedule(schedule: &Schedule, zone: &str, epsilon: Duration) -> Result<(), TestCaseError> {
@@ -108,6 +168,16 @@ fn check_schedule(schedule: &Schedule, zone: &str, epsilon: Duration) -> Result<
         let back = Schedule::parse_iso(&text, zone, now());
         prop_assert!(back.is_ok(), "{:?} reads back as {:?}", text, back);
         prop_assert_eq!(back.unwrap().to_chronos_string(), text);
+    }
+    if let Schedule::Calendar(_) = schedule {
+        let text = schedule.to_chronos_string();
+        let back = Schedule::parse_calendar(&text, zone);
+        prop_assert_eq!(back.as_ref(), Ok(schedule), "{:?}", text);
+        // Consecutive runs invert: the run before a run is the previous one.
+        let runs: Vec<_> = schedule.instants_after(now()).take(4).collect();
+        for pair in runs.windows(2) {
+            prop_assert_eq!(schedule.last_before(pair[1]), Some(pair[0]));
+        }
     }
     for last_scheduled in [None, Some(now() - chrono::TimeDelta::days(400))] {
         for policy in [CatchUp::Once, CatchUp::All, CatchUp::Skip] {
@@ -165,6 +235,7 @@ fn edge_value() -> impl Strategy<Value = Value> {
             .map(Value::Number)),
         iso_text().prop_map(Value::String),
         cron_text().prop_map(Value::String),
+        calendar_text().prop_map(Value::String),
         period_text().prop_map(Value::String),
         "\\PC{0,16}".prop_map(Value::String),
     ]
@@ -179,6 +250,7 @@ fn job_key() -> impl Strategy<Value = String> {
         .chain(
             [
                 "cron",
+                "calendar",
                 "parents",
                 "container",
                 "fetch",
@@ -276,6 +348,13 @@ proptest! {
     #[test]
     fn fuzz_chronos_cron(text in cron_text(), zone in zone()) {
         if let Ok(schedule) = Schedule::parse_cron(&text, &zone) {
+            check_schedule(&schedule, &zone, Duration::from_secs(60))?;
+        }
+    }
+
+    #[test]
+    fn fuzz_chronos_calendar(text in calendar_text(), zone in zone()) {
+        if let Ok(schedule) = Schedule::parse_calendar(&text, &zone) {
             check_schedule(&schedule, &zone, Duration::from_secs(60))?;
         }
     }

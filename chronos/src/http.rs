@@ -301,7 +301,12 @@ async fn summary(handle: Handle) -> HttpResponse {
                     "name": j.name,
                     "status": j.last_state().to_string(),
                     "state": s.current_state(&j.name).to_string(),
-                    "schedule": j.schedule.clone().or(j.cron.clone()).unwrap_or_default(),
+                    "schedule": j
+                        .schedule
+                        .clone()
+                        .or(j.cron.clone())
+                        .or(j.calendar.clone())
+                        .unwrap_or_default(),
                     "parents": j.parents.clone().unwrap_or_default(),
                     "disabled": j.disabled,
                 })

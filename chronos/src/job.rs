@@ -10,13 +10,15 @@
 //!
 //! # Plateau's choices where Chronos is loose
 //!
-//! - **Kind of job.** A job with non-empty `parents` is dependent; a job with `schedule` (ISO 8601)
-//!   or `cron` (Plateau's extension) is scheduled. Giving parents and a schedule, or `schedule`
-//!   and `cron`, is an error. Giving none makes a one-shot job `R1/<now>/PT24H`, as Chronos 3.x
+//! - **Kind of job.** A job with non-empty `parents` is dependent; a job with `schedule` (ISO 8601),
+//!   `cron` or `calendar` (a systemd calendar expression; both Plateau extensions) is scheduled.
+//!   Giving parents and a schedule, or more than one of `schedule`, `cron` and `calendar`, is an
+//!   error. Giving none makes a one-shot job `R1/<now>/PT24H`, as Chronos 3.x
 //!   does. An empty `parents` list counts as absent, but alone it is an error (Chronos answered
 //!   500).
 //! - **Cron time zone.** A `cron` job uses `scheduleTimeZone` for its zone (UTC when empty); there
-//!   is no separate field.
+//!   is no separate field. A `calendar` job too, unless its expression ends in a zone name
+//!   (`Mon..Fri *-*-* 02:00 Europe/Berlin`), which wins.
 //! - **`epsilon`** (Chronos 2.x, an ISO 8601 duration such as `PT60S`) is accepted and used for the
 //!   job's catch-up window; absent means [`crate::schedule::DEFAULT_EPSILON`]. It is shown only
 //!   when set. **`async`** (2.x) is accepted and ignored.
@@ -434,7 +436,11 @@ pub struct Job {
     /// Cron expression of a scheduled job (Plateau extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
-    /// Zone of `schedule` or `cron`.
+    /// systemd calendar expression (`OnCalendar=` syntax) of a scheduled job (Plateau
+    /// extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
+    /// Zone of `schedule`, `cron` or `calendar`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_time_zone: Option<String>,
 }
@@ -446,6 +452,8 @@ pub enum JobKind {
     Iso,
     /// On a cron expression.
     Cron,
+    /// On a systemd calendar expression.
+    Calendar,
     /// After its parents.
     Dependent,
 }
@@ -574,6 +582,7 @@ impl Job {
             parents: None,
             schedule: None,
             cron: None,
+            calendar: None,
             schedule_time_zone: None,
         }
     }
@@ -584,6 +593,8 @@ impl Job {
             JobKind::Dependent
         } else if self.cron.is_some() {
             JobKind::Cron
+        } else if self.calendar.is_some() {
+            JobKind::Calendar
         } else {
             JobKind::Iso
         }
@@ -641,7 +652,7 @@ impl Job {
         }
     }
 
-    /// Parses the job's schedule (`schedule` or `cron` in `scheduleTimeZone`); `None` for a
+    /// Parses the job's schedule (`schedule`, `cron` or `calendar` in `scheduleTimeZone`); `None` for a
     /// dependent job. `now` stands in for an empty ISO start. Errors name the field.
     pub fn parse_schedule(&self, now: DateTime<Utc>) -> Result<Option<Schedule>, JobError> {
         let zone = self.schedule_time_zone.as_deref().unwrap_or("");
@@ -656,6 +667,11 @@ impl Job {
             JobKind::Cron => Schedule::parse_cron(self.cron.as_deref().unwrap_or(""), zone)
                 .map(Some)
                 .map_err(map("cron")),
+            JobKind::Calendar => {
+                Schedule::parse_calendar(self.calendar.as_deref().unwrap_or(""), zone)
+                    .map(Some)
+                    .map_err(map("calendar"))
+            }
             JobKind::Iso => Schedule::parse_iso(self.schedule.as_deref().unwrap_or(""), zone, now)
                 .map(Some)
                 .map_err(map("schedule")),
@@ -821,19 +837,28 @@ impl Job {
         let has_parents = job.parents.as_ref().is_some_and(|p| !p.is_empty());
         let has_schedule = job.schedule.as_ref().is_some_and(|s| !s.is_empty());
         let has_cron = job.cron.as_ref().is_some_and(|s| !s.is_empty());
+        let has_calendar = job.calendar.as_ref().is_some_and(|s| !s.is_empty());
         if has_schedule && has_cron {
             return Err(JobError::invalid(
                 "cron",
                 "give either schedule (ISO 8601) or cron, not both",
             ));
         }
-        if has_parents && (has_schedule || has_cron) {
+        if has_calendar && (has_schedule || has_cron) {
+            return Err(JobError::invalid(
+                "calendar",
+                "give one of schedule (ISO 8601), cron and calendar (systemd), not several",
+            ));
+        }
+        // A cron or calendar expression.
+        let has_expression = has_cron || has_calendar;
+        if has_parents && (has_schedule || has_expression) {
             return Err(JobError::invalid(
                 "parents",
                 "a job has either parents (dependent job) or a schedule, not both",
             ));
         }
-        if job.parents.is_some() && !has_parents && !has_schedule && !has_cron {
+        if job.parents.is_some() && !has_parents && !has_schedule && !has_expression {
             return Err(JobError::invalid(
                 "parents",
                 "a dependent job needs at least one parent",
@@ -842,6 +867,7 @@ impl Job {
         if has_parents {
             job.schedule = None;
             job.cron = None;
+            job.calendar = None;
             job.schedule_time_zone = None;
             return Ok((job, None));
         }
@@ -849,10 +875,13 @@ impl Job {
         if !has_cron {
             job.cron = None;
         }
+        if !has_calendar {
+            job.calendar = None;
+        }
         if !has_schedule {
             job.schedule = None;
         }
-        if !has_schedule && !has_cron {
+        if !has_schedule && !has_expression {
             // Chronos 3.x: a job with neither runs once, now.
             job.schedule = Some("R1//PT24H".to_string());
         }
@@ -1150,6 +1179,7 @@ impl JobGraph {
                     entry.job.parents = None;
                     entry.job.schedule = removed.job.schedule.clone();
                     entry.job.cron = removed.job.cron.clone();
+                    entry.job.calendar = removed.job.calendar.clone();
                     entry.job.schedule_time_zone = removed.job.schedule_time_zone.clone();
                     entry.schedule = removed.schedule.clone();
                 }

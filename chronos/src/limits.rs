@@ -38,6 +38,12 @@ pub const DUE_INSTANTS_MAX: usize = 10_000;
 /// around a daylight-saving transition within three hours of wall-clock matches.
 pub const CRON_SEARCH_STEPS_MAX: usize = 20_000;
 
+/// Most steps one calendar search (the next or previous matching wall-clock time, or the next
+/// or previous run around a daylight-saving transition) takes before it gives up. A step moves
+/// at least to the next candidate second, day, month or year; an expression that matches once
+/// in two centuries (`2199-12-31`) takes a few hundred.
+pub const CALENDAR_SEARCH_STEPS_MAX: usize = 20_000;
+
 /// Most task records `GET /job/stat/{name}` keeps per job (`taskStatHistory`); the oldest go first.
 pub const TASK_STAT_HISTORY_PER_JOB_MAX: usize = 100;
 

@@ -1,7 +1,7 @@
 //! Schedule computation: when a job's runs are due, as a pure function of the schedule and of
 //! instants passed in as arguments (no clock is ever read here).
 //!
-//! # Two schedule languages
+//! # Three schedule languages
 //!
 //! - **ISO 8601 repeating intervals**, Chronos' own: `R[n]/<start>/<period>`
 //!   ([`Schedule::parse_iso`]).
@@ -19,6 +19,12 @@
 //! - **Cron expressions** (a Plateau extension for users coming from cron): five fields
 //!   `minute hour day-of-month month day-of-week`, evaluated by the `croner` crate in the job's
 //!   time zone ([`Schedule::parse_cron`]). Nicknames such as `@daily` work too.
+//! - **systemd calendar expressions** (a Plateau extension for users coming from systemd timers,
+//!   the `OnCalendar=` syntax of systemd.time(7)): `DayOfWeek Year-Month-Day Hour:Minute:Second
+//!   [TimeZone]` with lists, ranges `..`, repetitions `/`, last days of the month `~`, omitted
+//!   parts and the shorthands `daily`, `weekly`, ... ([`Schedule::parse_calendar`]). A trailing
+//!   time zone name overrides `scheduleTimeZone`. The syntax is detailed in the `calendar`
+//!   submodule.
 //!
 //! # Period arithmetic
 //!
@@ -50,6 +56,16 @@
 //!    exceptions are exact elapsed periods (`PT1H`, which run on both passes because they are
 //!    distinct hours of real time) and cron patterns with a stepped or wildcard minute or hour
 //!    (`30 * * * *`, likewise), following Vixie cron and croner.
+//!
+//! **Calendar expressions follow systemd instead**: a skipped wall-clock time does not run at all
+//! (a daily `02:30` in New York has no run on 2024-03-10, the next is 2024-03-11 02:30 EDT; the
+//! same holds for every matching time in the gap, `*:15` included), and a repeated one runs once,
+//! at its first occurrence, whatever the pattern (`*:15` runs at 01:15 EDT and not again at
+//! 01:15 EST). systemd computes the next run from the wall-clock time with `mktime` and skips
+//! times that do not exist; its maintainers keep that as the documented behaviour for the
+//! spring-forward gap. In the repeated hour systemd's own results depend on the C library;
+//! Plateau fixes them to the first pass, so a calendar run never happens twice for one
+//! wall-clock time.
 //!
 //! Cron searches handle transitions of up to three hours exactly; every daylight-saving rule in
 //! the tz database is within that (historic zone changes of a whole day are not).
@@ -112,6 +128,14 @@ pub enum ScheduleError {
     /// The cron expression does not parse.
     #[error("Cannot parse cron expression '{expression}': {reason}")]
     Cron {
+        /// The expression as given.
+        expression: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The systemd calendar expression does not parse.
+    #[error("Cannot parse calendar expression '{expression}': {reason}")]
+    Calendar {
         /// The expression as given.
         expression: String,
         /// What is wrong with it.
@@ -729,13 +753,76 @@ impl CronSchedule {
     }
 }
 
-/// A job's schedule: an ISO 8601 repeating interval (Chronos) or a cron expression (Plateau).
+/// A parsed systemd calendar expression (`OnCalendar=` syntax) with its zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarSchedule {
+    expression: String,
+    spec: calendar::CalendarSpec,
+    zone: Zone,
+}
+
+impl CalendarSchedule {
+    /// The instant a matching wall-clock time runs at: the first pass of a repeated time, none
+    /// for a skipped time (see the module docs).
+    fn instant(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+        match self.zone.resolve_all(local)? {
+            Resolved::Single(t) | Resolved::Fold(t, _) => Some(t),
+            Resolved::Gap(_) => None,
+        }
+    }
+
+    fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Runs map to instants in the order of their wall-clock times (first passes only), so
+        // the first match at or after `after`'s wall-clock time that lies after `after` is the
+        // next run.
+        let (local, _) = self.zone.local(after);
+        let mut cursor = local.with_nanosecond(0)?;
+        for _ in 0..limits::CALENDAR_SEARCH_STEPS_MAX {
+            let found = self.spec.next_local(cursor)?;
+            if let Some(t) = self.instant(found) {
+                if t > after {
+                    return Some(t);
+                }
+            }
+            cursor = found.checked_add_signed(calendar::SECOND)?;
+        }
+        None
+    }
+
+    fn last_before(&self, before: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (local, _) = self.zone.local(before);
+        let mut cursor = local;
+        // In the second pass of a repeated hour, later wall-clock times of that hour already
+        // ran (on their first pass): start the search at the end of the fold.
+        if let Some(Resolved::Fold(first, second)) = self.zone.resolve_all(local) {
+            if before >= second {
+                cursor = local.checked_add_signed(second - first)?;
+            }
+        }
+        let mut cursor = cursor.with_nanosecond(0)?;
+        for _ in 0..limits::CALENDAR_SEARCH_STEPS_MAX {
+            let found = self.spec.prev_local(cursor)?;
+            if let Some(t) = self.instant(found) {
+                if t < before {
+                    return Some(t);
+                }
+            }
+            cursor = found.checked_sub_signed(calendar::SECOND)?;
+        }
+        None
+    }
+}
+
+/// A job's schedule: an ISO 8601 repeating interval (Chronos), a cron expression or a systemd
+/// calendar expression (Plateau).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
     /// `R[n]/<start>/<period>`.
     Iso(IsoSchedule),
     /// A five-field cron expression (boxed: croner's parsed pattern is large).
     Cron(Box<CronSchedule>),
+    /// A systemd calendar expression.
+    Calendar(Box<CalendarSchedule>),
 }
 
 impl Schedule {
@@ -850,11 +937,61 @@ impl Schedule {
         })))
     }
 
+    /// Parses a systemd calendar expression (`OnCalendar=` syntax, see the module docs). A
+    /// trailing time zone name in the expression overrides `time_zone` (the job's
+    /// `scheduleTimeZone`; empty means UTC).
+    pub fn parse_calendar(expression: &str, time_zone: &str) -> Result<Schedule, ScheduleError> {
+        let fail = |reason: String| ScheduleError::Calendar {
+            expression: expression.to_string(),
+            reason,
+        };
+        if expression.len() > limits::SCHEDULE_LEN_MAX {
+            return Err(fail(format!(
+                "longer than {} bytes",
+                limits::SCHEDULE_LEN_MAX
+            )));
+        }
+        let trimmed = expression.trim();
+        let words: Vec<&str> = trimmed.split_whitespace().collect();
+        let (body, zone) = match words.split_last() {
+            Some((last, rest)) if !rest.is_empty() => match Zone::parse(last) {
+                Ok(zone) => (rest.join(" "), zone),
+                Err(_) => (words.join(" "), Self::default_zone(time_zone)?),
+            },
+            _ => (words.join(" "), Self::default_zone(time_zone)?),
+        };
+        let spec = calendar::CalendarSpec::parse(&body).map_err(fail)?;
+        let earliest = chrono::NaiveDate::from_ymd_opt(calendar::YEAR_MIN, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("1970-01-01 is a date");
+        if spec.next_local(earliest).is_none() {
+            return Err(fail(format!(
+                "it matches no date between {} and {}",
+                calendar::YEAR_MIN,
+                calendar::YEAR_MAX
+            )));
+        }
+        Ok(Schedule::Calendar(Box::new(CalendarSchedule {
+            expression: trimmed.to_string(),
+            spec,
+            zone,
+        })))
+    }
+
+    fn default_zone(time_zone: &str) -> Result<Zone, ScheduleError> {
+        if time_zone.trim().is_empty() {
+            Ok(Zone::UTC)
+        } else {
+            Zone::parse(time_zone)
+        }
+    }
+
     /// The zone the schedule's wall-clock arithmetic happens in.
     pub fn zone(&self) -> Zone {
         match self {
             Schedule::Iso(iso) => iso.zone,
             Schedule::Cron(cron) => cron.zone,
+            Schedule::Calendar(calendar) => calendar.zone,
         }
     }
 
@@ -862,7 +999,7 @@ impl Schedule {
     pub fn remaining(&self) -> Option<u64> {
         match self {
             Schedule::Iso(iso) => iso.repetitions,
-            Schedule::Cron(_) => None,
+            Schedule::Cron(_) | Schedule::Calendar(_) => None,
         }
     }
 
@@ -876,6 +1013,7 @@ impl Schedule {
         match self {
             Schedule::Iso(iso) => iso.next_after(after, true),
             Schedule::Cron(cron) => cron.next_after(after),
+            Schedule::Calendar(calendar) => calendar.next_after(after),
         }
     }
 
@@ -884,6 +1022,7 @@ impl Schedule {
         match self {
             Schedule::Iso(iso) => iso.last_before(before, true),
             Schedule::Cron(cron) => cron.last_before(before),
+            Schedule::Calendar(calendar) => calendar.last_before(before),
         }
     }
 
@@ -903,7 +1042,7 @@ impl Schedule {
 
     /// The schedule after a run at instant `ran`, as Chronos rewrites it: the start moves to the
     /// first instant strictly after `ran`, and `R<n>` becomes `R<n-1>` (`R0` and unbounded
-    /// schedules keep their count). A cron schedule is unchanged.
+    /// schedules keep their count). A cron or calendar schedule is unchanged.
     pub fn after_run(&self, ran: DateTime<Utc>) -> Schedule {
         match self {
             Schedule::Iso(iso) => {
@@ -914,12 +1053,13 @@ impl Schedule {
                 next.repetitions = iso.repetitions.map(|n| n.saturating_sub(1));
                 Schedule::Iso(next)
             }
-            Schedule::Cron(_) => self.clone(),
+            Schedule::Cron(_) | Schedule::Calendar(_) => self.clone(),
         }
     }
 
     /// The schedule string Chronos would show (`GET /scheduler/jobs`): `R[n]/<start>/<period>`
-    /// with the current start (milliseconds and offset, `Z` for UTC), or the cron expression.
+    /// with the current start (milliseconds and offset, `Z` for UTC), or the cron or calendar
+    /// expression as given.
     pub fn to_chronos_string(&self) -> String {
         match self {
             Schedule::Iso(iso) => {
@@ -930,6 +1070,7 @@ impl Schedule {
                 format!("{repeat}/{}/{}", iso.start_string(), iso.period)
             }
             Schedule::Cron(cron) => cron.expression.clone(),
+            Schedule::Calendar(calendar) => calendar.expression.clone(),
         }
     }
 
@@ -940,7 +1081,7 @@ impl Schedule {
                 repetitions: None,
                 ..iso.clone()
             }),
-            Schedule::Cron(_) => self.clone(),
+            Schedule::Cron(_) | Schedule::Calendar(_) => self.clone(),
         }
     }
 }
@@ -1064,14 +1205,14 @@ pub fn due_instants(
     let lower = match (last_scheduled, &scan) {
         (Some(t), _) => Some(t),
         (None, Schedule::Iso(_)) => None,
-        (None, Schedule::Cron(_)) => just_before(on_time_from),
+        (None, Schedule::Cron(_) | Schedule::Calendar(_)) => just_before(on_time_from),
     };
     let collect_from = |from: Option<DateTime<Utc>>, due: &mut Vec<DateTime<Utc>>| {
         let mut cursor = match from {
             Some(t) => scan.next_after(t),
             None => match &scan {
                 Schedule::Iso(iso) => iso.occurrence(iso.first_index),
-                Schedule::Cron(_) => None,
+                Schedule::Cron(_) | Schedule::Calendar(_) => None,
             },
         };
         while let Some(t) = cursor {
@@ -1102,6 +1243,8 @@ pub fn due_instants(
     debug_assert!(due.windows(2).all(|w| w[0] < w[1]));
     due
 }
+
+mod calendar;
 
 #[cfg(test)]
 mod tests;

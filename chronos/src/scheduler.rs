@@ -755,6 +755,7 @@ impl ChronosScheduler {
         let same_schedule = previous.as_ref().is_some_and(|p| {
             p.schedule == stored.schedule
                 && p.cron == stored.cron
+                && p.calendar == stored.calendar
                 && p.schedule_time_zone == stored.schedule_time_zone
         });
         if !same_schedule {

@@ -305,3 +305,66 @@ async fn invalid_jobs_are_refused_naming_the_field_and_nothing_is_stored() {
     assert!(a.get("parents").is_none());
     api.started.server.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn calendar_jobs_from_systemd_timers_read_back_unchanged() {
+    let api = Api::start().await;
+    let job = plateau_units::timer_to_job(
+        "backup.timer",
+        "[Unit]\nDescription=Nightly backup\n[Timer]\nOnCalendar=Mon..Fri *-*-* 02:00 Europe/Berlin\nPersistent=true\nAccuracySec=5min\n",
+        "[Service]\nType=oneshot\nUser=backup\nEnvironment=DEST=/mnt\nExecStart=/usr/bin/backup --to ${DEST}\nMemoryMax=256M\nTimeoutStartSec=1h\n",
+    )
+    .unwrap();
+    assert_eq!(
+        api.post("/v1/scheduler/iso8601", job.clone()).await,
+        (204, String::new())
+    );
+    let stored = api.get_json("/v1/scheduler/job/backup").await;
+    for field in [
+        "name",
+        "command",
+        "calendar",
+        "catchUp",
+        "epsilon",
+        "retries",
+        "maxCompletionTime",
+        "mem",
+        "runAsUser",
+        "environmentVariables",
+        "description",
+    ] {
+        assert_eq!(stored[field], job[field], "{field}: {stored}");
+    }
+    assert_eq!(stored["calendar"], "Mon..Fri *-*-* 02:00 Europe/Berlin");
+    assert!(stored.get("schedule").is_none(), "{stored}");
+    assert!(stored.get("cron").is_none(), "{stored}");
+    let summary = api.get_json("/v1/scheduler/jobs/summary").await;
+    assert_eq!(
+        summary["jobs"][0]["schedule"],
+        "Mon..Fri *-*-* 02:00 Europe/Berlin"
+    );
+
+    // Posted again unchanged (what GET shows), it is accepted and still the same.
+    assert_eq!(
+        api.post("/v1/scheduler/iso8601", stored.clone()).await.0,
+        204
+    );
+    assert_eq!(api.get_json("/v1/scheduler/job/backup").await, stored);
+
+    // A calendar with the job's own zone, and bad calendars naming the field.
+    let daily = json!({"name": "daily", "command": "true", "calendar": "daily", "scheduleTimeZone": "America/New_York"});
+    assert_eq!(api.post("/v1/scheduler/iso8601", daily).await.0, 204);
+    let daily = api.get_json("/v1/scheduler/job/daily").await;
+    assert_eq!(
+        (&daily["calendar"], &daily["scheduleTimeZone"]),
+        (&json!("daily"), &json!("America/New_York"))
+    );
+    for calendar in ["Funday 02:00", "*-02-30", "25:00"] {
+        let bad = json!({"name": "c", "command": "true", "calendar": calendar});
+        assert_bad_request(api.post("/v1/scheduler/iso8601", bad).await, "calendar");
+    }
+    let both = json!({"name": "c", "command": "true", "calendar": "daily", "cron": "0 3 * * *"});
+    assert_bad_request(api.post("/v1/scheduler/iso8601", both).await, "calendar");
+    assert_eq!(api.names("/v1/scheduler/jobs").await, ["backup", "daily"]);
+    api.started.server.stop(true).await;
+}

@@ -544,3 +544,54 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn calendar_jobs_validate_and_name_their_field() {
+    let mut job = Job::new("nightly", "x");
+    job.calendar = Some("Mon..Fri *-*-* 02:00 Europe/Berlin".to_string());
+    let (stored, schedule) = job.validate(now()).unwrap();
+    assert_eq!(stored.kind(), JobKind::Calendar);
+    assert_eq!(
+        stored.calendar.as_deref(),
+        Some("Mon..Fri *-*-* 02:00 Europe/Berlin")
+    );
+    assert_eq!(stored.schedule, None);
+    assert_eq!(stored.schedule_time_zone.as_deref(), Some(""));
+    assert_eq!(
+        schedule.unwrap().zone(),
+        crate::schedule::Zone::Named(chrono_tz::Europe::Berlin)
+    );
+    // The job's zone applies when the expression has none.
+    let mut job = Job::new("daily", "x");
+    job.calendar = Some("daily".to_string());
+    job.schedule_time_zone = Some("America/New_York".to_string());
+    let (_, schedule) = job.validate(now()).unwrap();
+    assert_eq!(
+        schedule.unwrap().zone(),
+        crate::schedule::Zone::Named(chrono_tz::America::New_York)
+    );
+    let mut job = Job::new("a", "x");
+    job.calendar = Some("Funday 25:00".to_string());
+    assert_eq!(field_of(job), Some("calendar"));
+    let mut job = Job::new("a", "x");
+    job.calendar = Some("daily".to_string());
+    job.schedule_time_zone = Some("Nowhere/Land".to_string());
+    assert_eq!(field_of(job), Some("scheduleTimeZone"));
+    for other in ["schedule", "cron"] {
+        let mut job = Job::new("a", "x");
+        job.calendar = Some("daily".to_string());
+        match other {
+            "schedule" => job.schedule = Some("R/2024-01-01T00:00:00Z/PT1H".to_string()),
+            _ => job.cron = Some("0 3 * * *".to_string()),
+        }
+        assert_eq!(field_of(job), Some("calendar"), "calendar and {other}");
+    }
+    let mut job = dependent("a", &["p"]);
+    job.calendar = Some("daily".to_string());
+    assert_eq!(field_of(job), Some("parents"));
+    // An empty calendar counts as absent.
+    let mut job = scheduled("a");
+    job.calendar = Some(String::new());
+    let (stored, _) = job.validate(now()).unwrap();
+    assert_eq!((stored.kind(), stored.calendar), (JobKind::Iso, None));
+}

@@ -735,3 +735,324 @@ fn impossible_cron_dates_have_no_next_instant() {
         Err(e) => assert!(matches!(e, ScheduleError::Cron { .. })),
     }
 }
+
+// ---------------------------------------------------------------- systemd calendar expressions
+
+fn calendar(expression: &str, zone: &str) -> Schedule {
+    Schedule::parse_calendar(expression, zone).unwrap_or_else(|e| panic!("{expression}: {e}"))
+}
+
+#[test]
+fn calendar_weekdays_dates_and_times() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "Mon..Fri *-*-* 02:00",
+            "2024-01-05T12:00:00Z",
+            &["2024-01-08T02:00:00Z", "2024-01-09T02:00:00Z"],
+        ),
+        (
+            "Sat,Sun 10:00",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-06T10:00:00Z",
+                "2024-01-07T10:00:00Z",
+                "2024-01-13T10:00:00Z",
+            ],
+        ),
+        (
+            "*-02~01",
+            "2024-01-01T00:00:00Z",
+            &["2024-02-29T00:00:00Z", "2025-02-28T00:00:00Z"],
+        ),
+        (
+            "Mon *-05~07/1",
+            "2024-01-01T00:00:00Z",
+            &["2024-05-27T00:00:00Z", "2025-05-26T00:00:00Z"],
+        ),
+        (
+            "*-*-01/7 04:00",
+            "2024-02-01T05:00:00Z",
+            &[
+                "2024-02-08T04:00:00Z",
+                "2024-02-15T04:00:00Z",
+                "2024-02-22T04:00:00Z",
+                "2024-02-29T04:00:00Z",
+                "2024-03-01T04:00:00Z",
+            ],
+        ),
+        (
+            "*:0/15",
+            "2024-01-01T00:50:00Z",
+            &["2024-01-01T01:00:00Z", "2024-01-01T01:15:00Z"],
+        ),
+        (
+            "12-25 08:00",
+            "2024-01-01T00:00:00Z",
+            &["2024-12-25T08:00:00Z", "2025-12-25T08:00:00Z"],
+        ),
+        (
+            "26-03-29 12:00",
+            "2024-01-01T00:00:00Z",
+            &["2026-03-29T12:00:00Z"],
+        ),
+        (
+            "2024-06-01..03 00:00:00.000",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-06-01T00:00:00Z",
+                "2024-06-02T00:00:00Z",
+                "2024-06-03T00:00:00Z",
+            ],
+        ),
+        (
+            "*-*-* 08..10:30:15,45",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-01T08:30:15Z",
+                "2024-01-01T08:30:45Z",
+                "2024-01-01T09:30:15Z",
+            ],
+        ),
+        (
+            "monday 2024-*-* 9:5",
+            "2024-01-01T09:05:00Z",
+            &["2024-01-08T09:05:00Z"],
+        ),
+    ];
+    for (expression, after, expected) in cases {
+        let schedule = calendar(expression, "");
+        assert_eq!(
+            take(&schedule, after, expected.len() + 1)[..expected.len()],
+            **expected,
+            "{expression}"
+        );
+    }
+    // Bounded: nothing after the last matching year.
+    assert_eq!(
+        take(&calendar("26-03-29 12:00", ""), "2024-01-01T00:00:00Z", 3).len(),
+        1
+    );
+}
+
+#[test]
+fn calendar_shorthands() {
+    let after = "2024-01-10T10:20:30Z";
+    for (shorthand, first) in [
+        ("minutely", "2024-01-10T10:21:00Z"),
+        ("hourly", "2024-01-10T11:00:00Z"),
+        ("daily", "2024-01-11T00:00:00Z"),
+        ("weekly", "2024-01-15T00:00:00Z"),
+        ("monthly", "2024-02-01T00:00:00Z"),
+        ("quarterly", "2024-04-01T00:00:00Z"),
+        ("semiannually", "2024-07-01T00:00:00Z"),
+        ("yearly", "2025-01-01T00:00:00Z"),
+        ("annually", "2025-01-01T00:00:00Z"),
+    ] {
+        assert_eq!(
+            take(&calendar(shorthand, "UTC"), after, 1),
+            [first],
+            "{shorthand}"
+        );
+    }
+}
+
+#[test]
+fn calendar_rejects_bad_expressions_naming_the_cause() {
+    for (expression, fragment) in [
+        ("", "empty"),
+        ("Funday", "not a weekday"),
+        ("Fri..Mon", "backwards"),
+        ("*-13-01", "outside"),
+        ("*-02-30", "matches no date"),
+        ("25:00", "outside"),
+        ("*:*:00.5", "fractional"),
+        ("*:0/0", "repetition 0"),
+        ("2200-01-01", "outside"),
+        ("*-*-* 02:00 Mars/Base", "expected"),
+        ("*-*-* 02:00:00:00", "not hour:minute"),
+        ("1-2-3-4", "too many parts"),
+    ] {
+        match Schedule::parse_calendar(expression, "") {
+            Err(e @ ScheduleError::Calendar { .. }) => {
+                assert!(e.to_string().contains(fragment), "{expression}: {e}")
+            }
+            other => panic!("{expression}: {other:?}"),
+        }
+    }
+    let long = format!("*-*-* {}", "0,".repeat(200));
+    assert!(Schedule::parse_calendar(&long, "").is_err());
+    assert!(matches!(
+        Schedule::parse_calendar("daily", "Nowhere/Land"),
+        Err(ScheduleError::TimeZone(_))
+    ));
+}
+
+#[test]
+fn calendar_trailing_zone_overrides_schedule_time_zone() {
+    let schedule = calendar("daily Asia/Tokyo", "Europe/Berlin");
+    assert_eq!(schedule.zone(), Zone::Named(chrono_tz::Asia::Tokyo));
+    assert_eq!(
+        take(&schedule, "2024-01-01T00:00:00Z", 1),
+        ["2024-01-01T15:00:00Z"]
+    );
+    let schedule = calendar("  Mon..Fri *-*-* 02:00 UTC ", "America/New_York");
+    assert_eq!(schedule.zone(), Zone::UTC);
+    assert_eq!(schedule.to_chronos_string(), "Mon..Fri *-*-* 02:00 UTC");
+    let schedule = calendar("daily", "Europe/Berlin");
+    assert_eq!(schedule.zone(), Zone::Named(chrono_tz::Europe::Berlin));
+    assert_eq!(schedule.to_chronos_string(), "daily");
+    assert_eq!(schedule.after_run(utc("2024-01-01T00:00:00Z")), schedule);
+    assert_eq!(schedule.remaining(), None);
+}
+
+/// Hand-computed runs across the 2024 transitions. Europe/Berlin: 2024-03-31 02:00 CET → 03:00
+/// CEST (01:00Z), 2024-10-27 03:00 CEST → 02:00 CET (01:00Z). America/New_York: 2024-03-10
+/// 02:00 EST → 03:00 EDT (07:00Z), 2024-11-03 02:00 EDT → 01:00 EST (06:00Z).
+#[test]
+fn calendar_across_dst_changes_skips_missing_times_and_runs_repeated_ones_once() {
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        // Berlin, spring forward: 02:30 does not exist on 03-31 and does not run.
+        (
+            "*-*-* 02:30",
+            "Europe/Berlin",
+            "2024-03-29T12:00:00Z",
+            &[
+                "2024-03-30T01:30:00Z",
+                "2024-04-01T00:30:00Z",
+                "2024-04-02T00:30:00Z",
+            ],
+        ),
+        // Berlin, fall back: 02:30 happens twice on 10-27 and runs at the first (CEST).
+        (
+            "*-*-* 02:30 Europe/Berlin",
+            "",
+            "2024-10-25T12:00:00Z",
+            &[
+                "2024-10-26T00:30:00Z",
+                "2024-10-27T00:30:00Z",
+                "2024-10-28T01:30:00Z",
+            ],
+        ),
+        // Berlin, hourly at :15 through the gap: 02:15 is skipped.
+        (
+            "*:15",
+            "Europe/Berlin",
+            "2024-03-30T23:30:00Z",
+            &[
+                "2024-03-31T00:15:00Z",
+                "2024-03-31T01:15:00Z",
+                "2024-03-31T02:15:00Z",
+            ],
+        ),
+        // Berlin, hourly at :15 through the fold: 02:15 runs once, in CEST.
+        (
+            "*:15",
+            "Europe/Berlin",
+            "2024-10-26T23:00:00Z",
+            &[
+                "2024-10-26T23:15:00Z",
+                "2024-10-27T00:15:00Z",
+                "2024-10-27T02:15:00Z",
+            ],
+        ),
+        // New York, spring forward.
+        (
+            "*-*-* 02:30",
+            "America/New_York",
+            "2024-03-08T12:00:00Z",
+            &["2024-03-09T07:30:00Z", "2024-03-11T06:30:00Z"],
+        ),
+        // New York, fall back: 01:30 runs at 01:30 EDT only.
+        (
+            "*-*-* 01:30 America/New_York",
+            "UTC",
+            "2024-11-02T12:00:00Z",
+            &["2024-11-03T05:30:00Z", "2024-11-04T06:30:00Z"],
+        ),
+        // New York, weekdays at 01:30 on the Monday after the change: EST.
+        (
+            "Mon 01:30",
+            "America/New_York",
+            "2024-11-02T12:00:00Z",
+            &["2024-11-04T06:30:00Z"],
+        ),
+    ];
+    for (expression, zone, after, expected) in cases {
+        let schedule = calendar(expression, zone);
+        assert_eq!(
+            take(&schedule, after, expected.len()),
+            **expected,
+            "{expression} in {zone}"
+        );
+    }
+    // From inside the second pass of New York's repeated hour (01:10 EST = 06:10Z), the run of
+    // 01:50 already happened (01:50 EDT = 05:50Z) and the next is 02:50 EST.
+    let schedule = calendar("*:50", "America/New_York");
+    let inside = utc("2024-11-03T06:10:00Z");
+    assert_eq!(
+        schedule.last_before(inside),
+        Some(utc("2024-11-03T05:50:00Z"))
+    );
+    assert_eq!(
+        schedule.next_after(inside),
+        Some(utc("2024-11-03T07:50:00Z"))
+    );
+    // The cron kind shifts a skipped fixed time forward; the calendar kind, like systemd, does
+    // not run it.
+    let cron_runs = take(
+        &cron("30 2 * * *", "America/New_York"),
+        "2024-03-10T00:00:00Z",
+        1,
+    );
+    assert_eq!(cron_runs, ["2024-03-10T07:30:00Z"]);
+}
+
+#[test]
+fn due_instants_for_calendar_owe_nothing_from_before_it_was_known() {
+    let schedule = calendar("*:*:00", "UTC");
+    let epsilon = Duration::from_secs(90);
+    let now = utc("2024-01-01T12:00:30Z");
+    // Only what lies in the epsilon window before now (11:59:00 on).
+    let due = due_instants(&schedule, None, now, epsilon, CatchUp::All, 100);
+    assert_eq!(
+        due,
+        [utc("2024-01-01T11:59:00Z"), utc("2024-01-01T12:00:00Z")]
+    );
+    // An hour later, catching up once runs the on-time instants only.
+    let later = now + TimeDelta::hours(1);
+    let last = Some(utc("2024-01-01T12:00:00Z"));
+    let due = due_instants(&schedule, last, later, epsilon, CatchUp::Once, 100);
+    assert_eq!(
+        due,
+        [utc("2024-01-01T12:59:00Z"), utc("2024-01-01T13:00:00Z")]
+    );
+    let due = due_instants(&schedule, last, later, epsilon, CatchUp::All, 1_000);
+    assert_eq!(due.len(), 60);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn calendar_next_after_strictly_increases_and_last_before_inverts_it(
+        expression in proptest::sample::select(&[
+            "*:0/7", "*-*-* 01:30", "Sun 02:00", "*-*-* 0/3:15", "*-*~01", "Mon..Fri 02:30:30",
+            "*:*:0/20", "*-02-29 12:00", "quarterly",
+        ][..]),
+        zone in proptest::sample::select(ZONES),
+        after in any_instant(),
+    ) {
+        let schedule = Schedule::parse_calendar(expression, zone).unwrap();
+        let instants: Vec<_> = schedule.instants_after(after).take(20).collect();
+        prop_assert_eq!(instants.len(), 20);
+        prop_assert!(instants[0] > after);
+        prop_assert!(instants.windows(2).all(|w| w[0] < w[1]));
+        prop_assert_eq!(schedule.last_before(instants[0]).is_none_or(|t| t <= after), true);
+        for pair in instants.windows(2) {
+            prop_assert_eq!(schedule.last_before(pair[1]), Some(pair[0]));
+            // Nothing runs strictly between two consecutive runs.
+            let middle = pair[0] + (pair[1] - pair[0]) / 2;
+            prop_assert_eq!(schedule.next_after(middle), Some(pair[1]));
+        }
+    }
+}
