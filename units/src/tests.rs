@@ -783,3 +783,20 @@ fn docs_examples_translate_as_documented() {
         })
     );
 }
+
+#[test]
+fn a_service_description_shadowed_by_the_timers_is_listed_as_ignored() {
+    let t = translate_timer(
+        "backup.timer",
+        "[Unit]\nDescription=Nightly backup\n[Timer]\nOnCalendar=daily\n",
+        "[Unit]\nDescription=The backup service\n[Service]\nType=oneshot\nExecStart=/usr/bin/backup\n",
+        &TimerOptions { now: None },
+    )
+    .unwrap();
+    assert_eq!(t.json["description"], "Nightly backup");
+    assert!(
+        t.ignored.iter().any(|i| i.contains("Description")),
+        "{:?}",
+        t.ignored
+    );
+}

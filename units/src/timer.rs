@@ -355,7 +355,15 @@ pub fn translate_timer(
         job.insert("environmentVariables".to_string(), Value::Array(variables));
     }
     let description = match timer.last("Unit", "Description") {
-        Some(entry) => Some(expand_specifiers(entry, &timer_unit_name)?),
+        Some(entry) => {
+            if let Some(other) = service.last("Unit", "Description") {
+                ignored.push(format!(
+                    "{}: the timer's own Description= describes the job",
+                    other.label()
+                ));
+            }
+            Some(expand_specifiers(entry, &timer_unit_name)?)
+        }
         None => match service.last("Unit", "Description") {
             Some(entry) => Some(expand_specifiers(entry, &service_name)?),
             None => None,
