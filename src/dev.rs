@@ -65,7 +65,9 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>, ip: Ipv4Addr) -> anyhow::Re
         "--ip must be a loopback address (127.x.y.z): plateau dev's APIs are open"
     );
     anyhow::ensure!(
-        u32::from(ip).checked_add(slaves as u32).is_some_and(|last| Ipv4Addr::from(last).is_loopback()),
+        u32::from(ip)
+            .checked_add(slaves as u32)
+            .is_some_and(|last| Ipv4Addr::from(last).is_loopback()),
         "--ip {ip}: the slaves' addresses (the next {slaves}) leave the loopback range"
     );
     anyhow::ensure!(

@@ -174,7 +174,9 @@ impl Api {
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
         if let Some(rest) = url.strip_prefix("https://") {
             let Some(tls) = &self.tls else {
-                return Err("an https address needs the cluster CA: add the context with --ca FILE".into());
+                return Err(
+                    "an https address needs the cluster CA: add the context with --ca FILE".into(),
+                );
             };
             let (addr, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], &rest[i..]),
@@ -185,8 +187,12 @@ impl Api {
                 headers.push(("content-type".into(), b"application/json".to_vec()));
             }
             if let Some((principal, secret)) = &self.auth {
-                let token = plateau_runtime::tls::encode_base64(format!("{principal}:{secret}").as_bytes());
-                headers.push(("authorization".into(), format!("Basic {token}").into_bytes()));
+                let token =
+                    plateau_runtime::tls::encode_base64(format!("{principal}:{secret}").as_bytes());
+                headers.push((
+                    "authorization".into(),
+                    format!("Basic {token}").into_bytes(),
+                ));
             }
             let limits = plateau_security::client::Limits {
                 connect: CONNECT_TIMEOUT,
@@ -380,8 +386,20 @@ mod tests {
         let code = |a| check(a, "GET /x", "nothing").unwrap_err().exit_code();
         assert_eq!(code(answer(401, serde_json::json!({"message": "no"}))), 4);
         assert_eq!(code(answer(403, Value::Null)), 4);
-        assert_eq!(code(answer(404, serde_json::json!({"message": "App '/a' does not exist"}))), 5);
-        assert_eq!(code(answer(422, serde_json::json!({"message": "bad", "details": []}))), 1);
+        assert_eq!(
+            code(answer(
+                404,
+                serde_json::json!({"message": "App '/a' does not exist"})
+            )),
+            5
+        );
+        assert_eq!(
+            code(answer(
+                422,
+                serde_json::json!({"message": "bad", "details": []})
+            )),
+            1
+        );
         assert!(check(answer(200, Value::Null), "GET /x", "n").is_ok());
     }
 }

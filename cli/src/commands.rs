@@ -13,8 +13,8 @@ use crate::error::{CliError, Result};
 use crate::output::{self, pairs, print_json, print_rows, Column, Format, Progress, CLUSTER};
 use crate::rows;
 use crate::{
-    AgentCommand, AppCommand, ClusterCommand, Command, ContextCommand, DeploymentCommand,
-    Global, JobCommand, TaskCommand,
+    AgentCommand, AppCommand, ClusterCommand, Command, ContextCommand, DeploymentCommand, Global,
+    JobCommand, TaskCommand,
 };
 
 /// Between two polls of a wait.
@@ -133,7 +133,9 @@ pub async fn run(command: Command, root: clap::Command) -> Result<()> {
     match command {
         Command::Completions { shell } => {
             let mut root = root;
-            clap_complete::generate(shell, &mut root, "plateau", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut root, "plateau", &mut script);
+            let _ = std::io::stdout().write_all(&script);
             Ok(())
         }
         Command::Context { global, command } => context_command(&Env::new(global)?, command),
@@ -188,7 +190,9 @@ fn context_command(env: &Env, command: ContextCommand) -> Result<()> {
                 .filter(|m| !m.is_empty())
                 .collect();
             if masters.is_empty() {
-                return Err(CliError::Usage("--master: name at least one HOST:PORT".into()));
+                return Err(CliError::Usage(
+                    "--master: name at least one HOST:PORT".into(),
+                ));
             }
             let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
             let credentials = credentials.map(absolute);
@@ -197,9 +201,8 @@ fn context_command(env: &Env, command: ContextCommand) -> Result<()> {
             }
             let ca = ca.map(absolute);
             if let Some(path) = &ca {
-                crate::client::tls_config(path).map_err(|e| {
-                    CliError::Usage(format!("--ca {}: {e}", path.display()))
-                })?;
+                crate::client::tls_config(path)
+                    .map_err(|e| CliError::Usage(format!("--ca {}: {e}", path.display())))?;
             }
             let replaced = contexts.contexts.insert(
                 name.clone(),
@@ -218,7 +221,11 @@ fn context_command(env: &Env, command: ContextCommand) -> Result<()> {
                 contexts.current = Some(name.clone());
             }
             contexts.save(&env.path)?;
-            let verb = if replaced.is_some() { "replaced" } else { "added" };
+            let verb = if replaced.is_some() {
+                "replaced"
+            } else {
+                "added"
+            };
             let tail = if in_use { ", in use" } else { "" };
             eprintln!("context '{name}' {verb}{tail} ({})", env.path.display());
             Ok(())
@@ -316,10 +323,17 @@ fn find_agent(agents: &[Value], name: &str) -> Result<Value> {
         })
         .cloned()
         .ok_or_else(|| {
-            let known: Vec<String> = agents.iter().map(|a| output::cell(&a["hostname"])).collect();
+            let known: Vec<String> = agents
+                .iter()
+                .map(|a| output::cell(&a["hostname"]))
+                .collect();
             CliError::NotFound(format!(
                 "no agent '{name}' (known: {}); `plateau agent list` shows them",
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             ))
         })
 }
@@ -358,7 +372,7 @@ async fn agent_command(env: &Env, command: AgentCommand) -> Result<()> {
                 return Ok(());
             }
             let text = |k: &str| output::cell(&row[k]);
-            println!(
+            outln!(
                 "{}",
                 pairs(&[
                     ("Hostname", text("hostname")),
@@ -391,8 +405,8 @@ async fn agent_command(env: &Env, command: AgentCommand) -> Result<()> {
                 ])
             );
             if !tasks.is_empty() {
-                println!();
-                println!(
+                outln!();
+                outln!(
                     "{}",
                     output::table(rows::TASK_COLUMNS, &tasks, env.format() == Format::Wide)
                 );
@@ -604,7 +618,7 @@ async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
             }
             let row = rows::app(app);
             let text = |k: &str| output::cell(&row[k]);
-            println!(
+            outln!(
                 "{}",
                 pairs(&[
                     ("ID", text("id")),
@@ -628,7 +642,7 @@ async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
                 })
                 .collect();
             if !tasks.is_empty() {
-                println!();
+                outln!();
                 let columns = [
                     output::col("TASK", "id"),
                     output::col("HOST", "host"),
@@ -636,7 +650,7 @@ async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
                     output::col("STATE", "state"),
                     output::col("STARTED", "started"),
                 ];
-                println!("{}", output::table(&columns, &tasks, false));
+                outln!("{}", output::table(&columns, &tasks, false));
             }
             Ok(())
         }
@@ -661,11 +675,20 @@ async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
                 404 => (Method::POST, format!("/v2/apps{}", force_query(force))),
                 _ => {
                     check(exists, &format!("GET /v2/apps{id}"), &no_app(&id))?;
-                    (Method::PUT, format!("/v2/apps{}{}", encode(&id), force_query(force)))
+                    (
+                        Method::PUT,
+                        format!("/v2/apps{}{}", encode(&id), force_query(force)),
+                    )
                 }
             };
             let answer = api
-                .call(&Service::Marathon, method, &path, Some(&definition), &no_app(&id))
+                .call(
+                    &Service::Marathon,
+                    method,
+                    &path,
+                    Some(&definition),
+                    &no_app(&id),
+                )
                 .await?;
             finish_change(env, &api, &id, deployment_of(&answer), false).await
         }
@@ -678,8 +701,12 @@ async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
             let id = app_id(&id);
             let path = format!("/v2/apps{}{}", encode(&id), force_query(force));
             // An unknown app must not be created by a PUT: ask first.
-            api.get(&Service::Marathon, &format!("/v2/apps{}", encode(&id)), &no_app(&id))
-                .await?;
+            api.get(
+                &Service::Marathon,
+                &format!("/v2/apps{}", encode(&id)),
+                &no_app(&id),
+            )
+            .await?;
             let answer = api
                 .call(
                     &Service::Marathon,
@@ -842,7 +869,11 @@ async fn wait_deployment(
     let mut last = Value::Null;
     loop {
         let listed = api
-            .get(&Service::Marathon, "/v2/deployments", "Marathon has no /v2/deployments")
+            .get(
+                &Service::Marathon,
+                "/v2/deployments",
+                "Marathon has no /v2/deployments",
+            )
             .await?;
         let running = listed
             .as_array()
@@ -885,7 +916,11 @@ async fn deployment_command(env: &Env, command: DeploymentCommand) -> Result<()>
         DeploymentCommand::List => {
             env.list(rows::DEPLOYMENT_COLUMNS, async |api: &Api| {
                 let body = api
-                    .get(&Service::Marathon, "/v2/deployments", "Marathon has no /v2/deployments")
+                    .get(
+                        &Service::Marathon,
+                        "/v2/deployments",
+                        "Marathon has no /v2/deployments",
+                    )
                     .await?;
                 Ok(rows::deployments(&body))
             })
@@ -897,7 +932,11 @@ async fn deployment_command(env: &Env, command: DeploymentCommand) -> Result<()>
             let mut progress: Option<Progress> = None;
             loop {
                 let body = api
-                    .get(&Service::Marathon, "/v2/deployments", "Marathon has no /v2/deployments")
+                    .get(
+                        &Service::Marathon,
+                        "/v2/deployments",
+                        "Marathon has no /v2/deployments",
+                    )
                     .await?;
                 let found = rows::deployments(&body).into_iter().find(|d| d["id"] == id);
                 let Some(row) = found else {
@@ -913,10 +952,7 @@ async fn deployment_command(env: &Env, command: DeploymentCommand) -> Result<()>
                 };
                 let total = row["total_steps"].as_u64().unwrap_or(1);
                 let step = row["current_step"].as_u64().unwrap_or(0);
-                let message = format!(
-                    "step {step}/{total}: {}",
-                    output::cell(&row["actions"])
-                );
+                let message = format!("step {step}/{total}: {}", output::cell(&row["actions"]));
                 progress
                     .get_or_insert_with(|| Progress::new(&format!("deployment {id}"), total))
                     .update(step, total, &message);
@@ -937,14 +973,20 @@ async fn deployment_command(env: &Env, command: DeploymentCommand) -> Result<()>
                     Method::DELETE,
                     &format!("/v2/deployments/{}{}", encode(&id), force_query(force)),
                     None,
-                    &format!("no deployment '{id}' in progress; `plateau deployment list` shows them"),
+                    &format!(
+                        "no deployment '{id}' in progress; `plateau deployment list` shows them"
+                    ),
                 )
                 .await?;
             if env.format() == Format::Json {
-                print_json(&json!({"deployment": id, "canceled": true, "rollback": deployment_of(&answer)}));
+                print_json(
+                    &json!({"deployment": id, "canceled": true, "rollback": deployment_of(&answer)}),
+                );
             } else {
                 match deployment_of(&answer) {
-                    Some(rollback) => eprintln!("deployment {id} canceled; rollback deployment {rollback} started"),
+                    Some(rollback) => eprintln!(
+                        "deployment {id} canceled; rollback deployment {rollback} started"
+                    ),
                     None => eprintln!("deployment {id} stopped"),
                 }
             }
@@ -991,7 +1033,7 @@ async fn task_command(env: &Env, command: TaskCommand) -> Result<()> {
                 return Ok(());
             }
             let text = |k: &str| output::cell(&task[k]);
-            println!(
+            outln!(
                 "{}",
                 pairs(&[
                     ("ID", text("id")),
@@ -1080,7 +1122,12 @@ fn sandbox_of(state: &Value, id: &str) -> Option<(String, String)> {
                 .flatten()
                 .chain(f["completed_executors"].as_array().into_iter().flatten())
         })
-        .find(|e| e["id"] == id || e["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["id"] == id)))
+        .find(|e| {
+            e["id"] == id
+                || e["tasks"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["id"] == id))
+        })
         .and_then(|e| {
             let directory = e["directory"].as_str()?.to_string();
             let state = e["tasks"][0]["state"].as_str().unwrap_or("").to_string();
@@ -1091,7 +1138,13 @@ fn sandbox_of(state: &Value, id: &str) -> Option<(String, String)> {
 /// `task logs`: the task's stdout (stderr) through its agent's `/files/read`, from the start
 /// (or the last `tail_bytes`); with `follow`, read on every 200 ms until the task ended and
 /// everything was printed.
-async fn logs(env: &Env, id: &str, follow: bool, stderr: bool, tail_bytes: Option<u64>) -> Result<()> {
+async fn logs(
+    env: &Env,
+    id: &str,
+    follow: bool,
+    stderr: bool,
+    tail_bytes: Option<u64>,
+) -> Result<()> {
     let api = env.api()?;
     let task = find_task(&api, id).await?;
     let Some(address) = task["agent"].as_str() else {
@@ -1139,8 +1192,14 @@ async fn logs(env: &Env, id: &str, follow: bool, stderr: bool, tail_bytes: Optio
         };
         let data = chunk["data"].as_str().unwrap_or("");
         if !data.is_empty() {
-            let _ = out.write_all(data.as_bytes());
-            let _ = out.flush();
+            if out
+                .write_all(data.as_bytes())
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                // Whoever read our output went away (`| head`): done.
+                return Ok(());
+            }
             offset += data.len() as u64;
             if data.len() >= LOG_CHUNK_BYTES {
                 continue;
@@ -1173,12 +1232,34 @@ fn no_job(name: &str) -> String {
     format!("no job '{name}'; `plateau job list` shows the jobs")
 }
 
+/// Job `name` as `/scheduler/jobs` lists it. Chronos answers 400, not 404, for an unknown
+/// job name (as the original does): the listing tells the two apart.
+async fn existing_job(api: &Api, name: &str) -> Result<Value> {
+    let jobs = api
+        .get(
+            &Service::Chronos,
+            "/scheduler/jobs",
+            "Chronos has no /scheduler/jobs",
+        )
+        .await?;
+    jobs.as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| j["name"] == name)
+        .cloned()
+        .ok_or_else(|| CliError::NotFound(no_job(name)))
+}
+
 async fn job_command(env: &Env, command: JobCommand) -> Result<()> {
     match command {
         JobCommand::List => {
             env.list(rows::JOB_COLUMNS, async |api: &Api| {
                 let body = api
-                    .get(&Service::Chronos, "/scheduler/jobs", "Chronos has no /scheduler/jobs")
+                    .get(
+                        &Service::Chronos,
+                        "/scheduler/jobs",
+                        "Chronos has no /scheduler/jobs",
+                    )
                     .await?;
                 Ok(rows::jobs(&body))
             })
@@ -1186,20 +1267,14 @@ async fn job_command(env: &Env, command: JobCommand) -> Result<()> {
         }
         JobCommand::Show { name } => {
             let api = env.api()?;
-            let job = api
-                .get(
-                    &Service::Chronos,
-                    &format!("/scheduler/job/{}", encode(&name)),
-                    &no_job(&name),
-                )
-                .await?;
+            let job = existing_job(&api, &name).await?;
             if env.format() == Format::Json {
                 print_json(&job);
                 return Ok(());
             }
             let row = rows::job(&job);
             let text = |k: &str| output::cell(&row[k]);
-            println!(
+            outln!(
                 "{}",
                 pairs(&[
                     ("Name", text("name")),
@@ -1249,7 +1324,7 @@ async fn job_command(env: &Env, command: JobCommand) -> Result<()> {
         JobCommand::Run { name } => {
             let api = env.api()?;
             let path = format!("/scheduler/job/{}", encode(&name));
-            let before = api.get(&Service::Chronos, &path, &no_job(&name)).await?;
+            let before = existing_job(&api, &name).await?;
             let runs = |job: &Value| {
                 job["successCount"].as_u64().unwrap_or(0) + job["errorCount"].as_u64().unwrap_or(0)
             };
@@ -1266,7 +1341,7 @@ async fn job_command(env: &Env, command: JobCommand) -> Result<()> {
             let until = deadline_after(env.global.timeout);
             let mut progress = Progress::new(&format!("running {name}"), 1);
             let after = loop {
-                let job = api.get(&Service::Chronos, &path, &no_job(&name)).await?;
+                let job = existing_job(&api, &name).await?;
                 if runs(&job) > runs(&before) {
                     break job;
                 }
@@ -1299,6 +1374,7 @@ async fn job_command(env: &Env, command: JobCommand) -> Result<()> {
         }
         JobCommand::Rm { name } => {
             let api = env.api()?;
+            existing_job(&api, &name).await?;
             api.call(
                 &Service::Chronos,
                 Method::DELETE,
@@ -1317,6 +1393,7 @@ async fn job_command(env: &Env, command: JobCommand) -> Result<()> {
         JobCommand::History { name } => {
             let path = format!("/scheduler/job/stat/{}", encode(&name));
             env.list(rows::HISTORY_COLUMNS, async |api: &Api| {
+                existing_job(api, &name).await?;
                 let body = api.get(&Service::Chronos, &path, &no_job(&name)).await?;
                 Ok(rows::history(&body))
             })
@@ -1352,7 +1429,10 @@ async fn sample(api: &Api, interval: Duration) -> Result<(Vec<Value>, Vec<Value>
         let after = statistics(agent).await;
         let usage = rows::usage(&before, &after, interval.as_secs_f64());
         let cpus: f64 = usage.values().filter_map(|u| u["cpus_used"].as_f64()).sum();
-        let mem: f64 = usage.values().filter_map(|u| u["mem_rss_mb"].as_f64()).sum();
+        let mem: f64 = usage
+            .values()
+            .filter_map(|u| u["mem_rss_mb"].as_f64())
+            .sum();
         agent_rows.push(json!({
             "hostname": agent["hostname"],
             "tasks": usage.len(),
@@ -1405,7 +1485,9 @@ async fn top(env: &Env, once: bool, interval: f64) -> Result<()> {
         }
         let with_cluster = |columns: &[Column]| -> Vec<Column> {
             if many {
-                std::iter::once(CLUSTER).chain(columns.iter().copied()).collect()
+                std::iter::once(CLUSTER)
+                    .chain(columns.iter().copied())
+                    .collect()
             } else {
                 columns.to_vec()
             }
@@ -1418,10 +1500,11 @@ async fn top(env: &Env, once: bool, interval: f64) -> Result<()> {
         );
         if live {
             // Clear the screen and go home (ANSI), then the new sample.
-            print!("\x1b[2J\x1b[H{text}\n");
-            let _ = std::io::stdout().flush();
+            let mut out = std::io::stdout();
+            let _ = write!(out, "\x1b[2J\x1b[H{text}\n");
+            let _ = out.flush();
         } else {
-            println!("{text}");
+            outln!("{text}");
             return Ok(());
         }
     }

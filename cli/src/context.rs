@@ -217,9 +217,8 @@ impl Contexts {
     /// Load `path` (an absent file is no contexts).
     pub fn load(path: &Path) -> Result<Contexts> {
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                Contexts::parse(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
-            }
+            Ok(text) => Contexts::parse(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Contexts::default()),
             Err(e) => Err(CliError::Usage(format!("reading {}: {e}", path.display()))),
         }

@@ -20,6 +20,14 @@
 //! ```
 #![deny(missing_docs)]
 
+/// `println!` that ignores a closed stdout (`plateau app list | head` must not panic).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod client;
 mod commands;
 pub mod context;

@@ -42,7 +42,11 @@ pub const fn wide(header: &'static str, key: &'static str) -> Column {
 }
 
 /// A column whose cell is computed from the row (`key` names what it shows, for readers).
-pub const fn shown(header: &'static str, key: &'static str, render: fn(&Value) -> String) -> Column {
+pub const fn shown(
+    header: &'static str,
+    key: &'static str,
+    render: fn(&Value) -> String,
+) -> Column {
     Column {
         header,
         key,
@@ -97,7 +101,13 @@ pub fn cell(value: &Value) -> String {
         },
         Value::Array(items) if items.is_empty() => "-".into(),
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
-        Value::Object(_) => value.to_string(),
+        // Attributes and the like, as Mesos writes them: `rack:r1;zone:a`.
+        Value::Object(map) if map.is_empty() => "-".into(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}:{}", cell(v)))
+            .collect::<Vec<_>>()
+            .join(";"),
     }
 }
 
@@ -143,14 +153,14 @@ pub fn print_rows(format: Format, columns: &[Column], rows: &[Value]) {
     match format {
         Format::Json => print_json(&Value::Array(rows.to_vec())),
         Format::Table | Format::Wide => {
-            println!("{}", table(columns, rows, format == Format::Wide))
+            outln!("{}", table(columns, rows, format == Format::Wide))
         }
     }
 }
 
 /// Print `value` as pretty JSON.
 pub fn print_json(value: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values serialize")
     );
@@ -168,11 +178,9 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {msg} ({elapsed})",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {msg} ({elapsed})")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
             );
             bar.set_prefix(prefix.to_string());
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -233,10 +241,16 @@ mod tests {
         let at = lines[0].find("INSTANCES").unwrap();
         assert_eq!(lines[1].find("3/3"), Some(at), "{text}");
         assert_eq!(lines[2].find("0/1"), Some(at), "{text}");
-        assert!(lines[1].contains("0.1") && lines[2].contains(" 1"), "{text}");
+        assert!(
+            lines[1].contains("0.1") && lines[2].contains(" 1"),
+            "{text}"
+        );
         let wide_text = table(&columns, &rows, true);
         assert!(wide_text.contains("CMD") && wide_text.contains("sleep 600"));
-        assert!(wide_text.lines().nth(2).unwrap().ends_with('-'), "{wide_text}");
+        assert!(
+            wide_text.lines().nth(2).unwrap().ends_with('-'),
+            "{wide_text}"
+        );
     }
 
     #[test]
@@ -245,5 +259,6 @@ mod tests {
         assert_eq!(cell(&json!([1, "b"])), "1,b");
         assert_eq!(cell(&json!(2.50)), "2.5");
         assert_eq!(cell(&json!(7)), "7");
+        assert_eq!(cell(&json!({"rack": "r1", "zone": "a"})), "rack:r1;zone:a");
     }
 }

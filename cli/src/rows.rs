@@ -126,7 +126,12 @@ pub fn task_of(task: &Value, app: &str) -> bool {
 /// Every agent of a `/master/state` (active, inactive, unreachable).
 fn agents_in(state: &Value) -> Vec<&Value> {
     let mut agents: Vec<&Value> = state["slaves"].as_array().into_iter().flatten().collect();
-    agents.extend(state["unreachable_slave_infos"].as_array().into_iter().flatten());
+    agents.extend(
+        state["unreachable_slave_infos"]
+            .as_array()
+            .into_iter()
+            .flatten(),
+    );
     agents
 }
 

@@ -22,12 +22,20 @@ struct Dev {
 
 impl Dev {
     fn start(test: &str, ip: &str, slaves: usize) -> Dev {
-        let work = std::env::temp_dir().join(format!("plateau-e2e-cli-{test}-{}", std::process::id()));
+        let work =
+            std::env::temp_dir().join(format!("plateau-e2e-cli-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).unwrap();
         let log = std::fs::File::create(work.with_extension("log")).unwrap();
         let child = Command::new(PLATEAU)
-            .args(["dev", "--ip", ip, "--slaves", &slaves.to_string(), "--work-dir"])
+            .args([
+                "dev",
+                "--ip",
+                ip,
+                "--slaves",
+                &slaves.to_string(),
+                "--work-dir",
+            ])
             .arg(&work)
             .stdout(Stdio::null())
             .stderr(log)
@@ -66,7 +74,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("plateau-e2e-cli-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("plateau-e2e-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -106,7 +115,11 @@ impl Run {
     }
 
     fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -139,7 +152,10 @@ fn wait_ready(config: &Path, context: &str, agents: u64) {
         Duration::from_secs(120),
         &format!("context {context}: {agents} agents, Marathon and Chronos"),
         || {
-            let run = cli(config, &["--context", context, "cluster", "status", "--json"]);
+            let run = cli(
+                config,
+                &["cluster", "status", "--json", "--context", context],
+            );
             if run.code != 0 {
                 return false;
             }
@@ -159,9 +175,17 @@ fn the_cli_drives_a_dev_cluster_with_tables_json_waits_logs_jobs_and_exit_codes(
     let config = config.0.as_path();
 
     // Contexts: the first added is in use; another can be added and chosen.
-    cli(config, &["context", "add", "one", "--master", "127.0.71.1:5050"]).ok();
+    cli(
+        config,
+        &["context", "add", "one", "--master", "127.0.71.1:5050"],
+    )
+    .ok();
     // A port nothing listens on: an unreachable cluster.
-    cli(config, &["context", "add", "down", "--master", "127.0.71.250:1"]).ok();
+    cli(
+        config,
+        &["context", "add", "down", "--master", "127.0.71.250:1"],
+    )
+    .ok();
     let list = cli(config, &["context", "list"]).ok();
     let one = list.stdout.lines().find(|l| l.contains("one")).unwrap();
     assert!(one.starts_with('*'), "{}", list.stdout);
@@ -171,22 +195,36 @@ fn the_cli_drives_a_dev_cluster_with_tables_json_waits_logs_jobs_and_exit_codes(
     assert_eq!(list[0]["name"], "down");
     assert_eq!(list[0]["current"], "*");
     cli(config, &["context", "use", "one"]).ok();
-    assert!(std::fs::read_to_string(config.join("plateau/contexts.toml"))
-        .unwrap()
-        .contains("current = \"one\""));
+    assert!(
+        std::fs::read_to_string(config.join("plateau/contexts.toml"))
+            .unwrap()
+            .contains("current = \"one\"")
+    );
     assert_eq!(cli(config, &["context", "use", "nope"]).code, 5);
 
     // Unreachable: exit 3, saying what failed and how to look.
-    let unreachable = cli(config, &["--context", "down", "cluster", "status"]);
+    let unreachable = cli(config, &["cluster", "status", "--context", "down"]);
     assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
-    assert!(unreachable.stderr.contains("cannot reach"), "{}", unreachable.stderr);
-    assert!(unreachable.stderr.contains("127.0.71.250:1"), "{}", unreachable.stderr);
+    assert!(
+        unreachable.stderr.contains("cannot reach"),
+        "{}",
+        unreachable.stderr
+    );
+    assert!(
+        unreachable.stderr.contains("127.0.71.250:1"),
+        "{}",
+        unreachable.stderr
+    );
 
     wait_ready(config, "one", 2);
     let status = cli(config, &["cluster", "status"]).ok();
     let mut lines = status.stdout.lines();
     let header = lines.next().unwrap();
-    assert!(header.starts_with("LEADER") && header.contains("AGENTS"), "{}", status.stdout);
+    assert!(
+        header.starts_with("LEADER") && header.contains("AGENTS"),
+        "{}",
+        status.stdout
+    );
     let row = lines.next().unwrap();
     assert!(row.starts_with("127.0.71.1:5050"), "{}", status.stdout);
     assert!(
@@ -208,17 +246,31 @@ fn the_cli_drives_a_dev_cluster_with_tables_json_waits_logs_jobs_and_exit_codes(
     )
     .unwrap();
     let deployed = cli(config, &["app", "deploy", "-f", app.to_str().unwrap()]).ok();
-    assert!(deployed.stderr.contains("1/1 running"), "{}", deployed.stderr);
-    assert!(deployed.stderr.contains("deployed /ticker"), "{}", deployed.stderr);
+    assert!(
+        deployed.stderr.contains("1/1 running"),
+        "{}",
+        deployed.stderr
+    );
+    assert!(
+        deployed.stderr.contains("deployed /ticker"),
+        "{}",
+        deployed.stderr
+    );
     let apps = cli(config, &["app", "list"]).ok();
-    let line = apps.stdout.lines().find(|l| l.starts_with("/ticker")).unwrap();
+    let line = apps
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("/ticker"))
+        .unwrap();
     assert!(line.contains("1/1"), "{}", apps.stdout);
     let apps = cli(config, &["app", "list", "--json"]).ok().json();
     assert_eq!(apps[0]["id"], "/ticker");
     assert_eq!(apps[0]["running"], 1);
 
     // The task, and its stdout followed while it runs.
-    let tasks = cli(config, &["task", "list", "--app", "/ticker", "--json"]).ok().json();
+    let tasks = cli(config, &["task", "list", "--app", "/ticker", "--json"])
+        .ok()
+        .json();
     let task = tasks
         .as_array()
         .unwrap()
@@ -236,8 +288,13 @@ fn the_cli_drives_a_dev_cluster_with_tables_json_waits_logs_jobs_and_exit_codes(
     assert!(scaled.stderr.contains("2/2 running"), "{}", scaled.stderr);
     let unknown = cli(config, &["app", "show", "/nosuch"]);
     assert_eq!(unknown.code, 5, "{}", unknown.stderr);
-    assert!(unknown.stderr.contains("no app '/nosuch'"), "{}", unknown.stderr);
-    assert_eq!(cli(config, &["app", "scale", "nosuch", "2"]).code, 5);
+    assert!(
+        unknown.stderr.contains("no app '/nosuch'"),
+        "{}",
+        unknown.stderr
+    );
+    let unknown = cli(config, &["app", "scale", "nosuch", "2"]);
+    assert_eq!(unknown.code, 5, "{}", unknown.stderr);
     let bad = cli(config, &["app", "deploy", "-f", "/nonexistent/web.service"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 
@@ -251,22 +308,40 @@ fn the_cli_drives_a_dev_cluster_with_tables_json_waits_logs_jobs_and_exit_codes(
     .unwrap();
     cli(config, &["job", "add", "-f", job.to_str().unwrap()]).ok();
     let jobs = cli(config, &["job", "list"]).ok();
-    let line = jobs.stdout.lines().find(|l| l.starts_with("hello-job")).unwrap();
+    let line = jobs
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("hello-job"))
+        .unwrap();
     assert!(line.contains("fresh"), "{}", jobs.stdout);
     let ran = cli(config, &["job", "run", "hello-job", "--timeout", "3m"]).ok();
     assert!(ran.stderr.contains("ran: success"), "{}", ran.stderr);
-    let history = cli(config, &["job", "history", "hello-job", "--json"]).ok().json();
+    let history = cli(config, &["job", "history", "hello-job", "--json"])
+        .ok()
+        .json();
     assert!(
-        history.as_array().unwrap().iter().any(|h| h["status"] == "Success"),
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["status"] == "Success"),
         "{history}"
     );
-    assert_eq!(cli(config, &["job", "show", "nosuch"]).code, 5);
+    let unknown = cli(config, &["job", "show", "nosuch"]);
+    assert_eq!(unknown.code, 5, "{}", unknown.stderr);
     cli(config, &["job", "rm", "hello-job"]).ok();
 
     // Remove the app: the wait ends when it is gone.
     let removed = cli(config, &["app", "rm", "ticker"]).ok();
-    assert!(removed.stderr.contains("removed /ticker"), "{}", removed.stderr);
-    assert_eq!(cli(config, &["app", "list", "--json"]).ok().json(), Value::Array(vec![]));
+    assert!(
+        removed.stderr.contains("removed /ticker"),
+        "{}",
+        removed.stderr
+    );
+    assert_eq!(
+        cli(config, &["app", "list", "--json"]).ok().json(),
+        Value::Array(vec![])
+    );
 
     let completions = cli(config, &["completions", "bash"]).ok();
     assert!(completions.stdout.contains("plateau"), "completion script");
@@ -299,7 +374,10 @@ fn follow_logs(config: &Path, task_id: &str) {
             }
         }
     });
-    let number = |line: &str| line.strip_prefix("tick-").and_then(|n| n.parse::<u64>().ok());
+    let number = |line: &str| {
+        line.strip_prefix("tick-")
+            .and_then(|n| n.parse::<u64>().ok())
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let first = loop {
         let line = rx
@@ -329,25 +407,52 @@ fn all_contexts_shows_two_dev_clusters_in_one_table_with_a_cluster_column() {
     let west = Dev::start("west", "127.0.73.1", 1);
     let config = TempDir::new("two-config");
     let config = config.0.as_path();
-    cli(config, &["context", "add", "east", "--master", "127.0.72.1:5050"]).ok();
-    cli(config, &["context", "add", "west", "--master", "127.0.73.1:5050"]).ok();
+    cli(
+        config,
+        &["context", "add", "east", "--master", "127.0.72.1:5050"],
+    )
+    .ok();
+    cli(
+        config,
+        &["context", "add", "west", "--master", "127.0.73.1:5050"],
+    )
+    .ok();
     wait_ready(config, "east", 1);
     wait_ready(config, "west", 1);
 
     let agents = cli(config, &["agent", "list", "--all-contexts"]).ok();
     let mut lines = agents.stdout.lines();
-    assert!(lines.next().unwrap().starts_with("CLUSTER"), "{}", agents.stdout);
+    assert!(
+        lines.next().unwrap().starts_with("CLUSTER"),
+        "{}",
+        agents.stdout
+    );
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 2, "{}", agents.stdout);
-    assert!(rows[0].starts_with("east") && rows[0].contains("127.0.72.2"), "{}", agents.stdout);
-    assert!(rows[1].starts_with("west") && rows[1].contains("127.0.73.2"), "{}", agents.stdout);
+    assert!(
+        rows[0].starts_with("east") && rows[0].contains("127.0.72.2"),
+        "{}",
+        agents.stdout
+    );
+    assert!(
+        rows[1].starts_with("west") && rows[1].contains("127.0.73.2"),
+        "{}",
+        agents.stdout
+    );
 
-    let status = cli(config, &["cluster", "status", "--all-contexts", "--json"]).ok().json();
+    let status = cli(config, &["cluster", "status", "--all-contexts", "--json"])
+        .ok()
+        .json();
     let clusters: Vec<(&str, &str)> = status
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["cluster"].as_str().unwrap(), r["leader"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["cluster"].as_str().unwrap(),
+                r["leader"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         clusters,
@@ -359,7 +464,11 @@ fn all_contexts_shows_two_dev_clusters_in_one_table_with_a_cluster_column() {
     let partial = cli(config, &["app", "list", "--all-contexts"]);
     assert_eq!(partial.code, 3, "{}", partial.stderr);
     assert!(partial.stdout.starts_with("CLUSTER"), "{}", partial.stdout);
-    assert!(partial.stderr.contains("context 'west'"), "{}", partial.stderr);
+    assert!(
+        partial.stderr.contains("context 'west'"),
+        "{}",
+        partial.stderr
+    );
     drop(east);
 }
 
@@ -369,7 +478,11 @@ fn agent_drain_shows_the_tasks_left_then_marks_the_agent_down_and_up_brings_it_b
     let _dev = Dev::start("drain", "127.0.74.1", 2);
     let config = TempDir::new("drain-config");
     let config = config.0.as_path();
-    cli(config, &["context", "add", "drain", "--master", "127.0.74.1:5050"]).ok();
+    cli(
+        config,
+        &["context", "add", "drain", "--master", "127.0.74.1:5050"],
+    )
+    .ok();
     wait_ready(config, "drain", 2);
     let files = TempDir::new("drain-files");
     let app = files.0.join("sleeper.json");
@@ -380,8 +493,16 @@ fn agent_drain_shows_the_tasks_left_then_marks_the_agent_down_and_up_brings_it_b
     )
     .unwrap();
     cli(config, &["app", "deploy", "-f", app.to_str().unwrap()]).ok();
-    let drained = cli(config, &["agent", "drain", "127.0.74.2", "--deadline", "2m"]).ok();
-    assert!(drained.stderr.contains("tasks left on 127.0.74.2"), "{}", drained.stderr);
+    let drained = cli(
+        config,
+        &["agent", "drain", "127.0.74.2", "--deadline", "2m"],
+    )
+    .ok();
+    assert!(
+        drained.stderr.contains("tasks left on 127.0.74.2"),
+        "{}",
+        drained.stderr
+    );
     assert!(drained.stderr.contains("marked down"), "{}", drained.stderr);
     let agents = cli(config, &["agent", "list", "--json"]).ok().json();
     let agent = agents
