@@ -1210,7 +1210,8 @@ async fn logs(
         }
         polls += 1;
         // Every 2 s: has the task ended? Then one last read, and done.
-        if polls % 10 == 0 {
+        if polls >= 10 {
+            polls = 0;
             let state = api.get(&agent, "/state", "the agent has no /state").await?;
             ended = match sandbox_of(&state, id) {
                 Some((_, task_state)) => rows::is_terminal(&task_state),
@@ -1501,7 +1502,7 @@ async fn top(env: &Env, once: bool, interval: f64) -> Result<()> {
         if live {
             // Clear the screen and go home (ANSI), then the new sample.
             let mut out = std::io::stdout();
-            let _ = write!(out, "\x1b[2J\x1b[H{text}\n");
+            let _ = writeln!(out, "\x1b[2J\x1b[H{text}");
             let _ = out.flush();
         } else {
             outln!("{text}");
