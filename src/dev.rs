@@ -59,7 +59,17 @@ fn slave_share(total: &Resources, index: usize, count: usize) -> anyhow::Result<
     )
 }
 
-pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(slaves: usize, work_dir: Option<PathBuf>, ip: Ipv4Addr) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        ip.is_loopback(),
+        "--ip must be a loopback address (127.x.y.z): plateau dev's APIs are open"
+    );
+    anyhow::ensure!(
+        u32::from(ip)
+            .checked_add(slaves as u32)
+            .is_some_and(|last| Ipv4Addr::from(last).is_loopback()),
+        "--ip {ip}: the slaves' addresses (the next {slaves}) leave the loopback range"
+    );
     anyhow::ensure!(
         (1..=50).contains(&slaves),
         "--slaves must be between 1 and 50"
@@ -82,7 +92,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         let mut nodes = Vec::new();
         let mut arbiters = Vec::new();
 
-        let master_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), MASTER_PORT);
+        let master_listen = SocketAddr::new(IpAddr::V4(ip), MASTER_PORT);
         let master_host = master_listen.ip().to_string();
         let (tls, work, host) = (tls_dir.clone(), work_dir.clone(), master_host.clone());
         let (node, http) = on_own_thread(&mut arbiters, move || async move {
@@ -110,7 +120,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         let master_upid: plateau_runtime::Upid = format!("master@{master_listen}").parse()?;
         let mut slave_refs = Vec::new();
         for i in 0..slaves {
-            let ip = Ipv4Addr::new(127, 0, 0, 2 + i as u8);
+            let ip = Ipv4Addr::from(u32::from(ip) + 1 + i as u32);
             let listen = SocketAddr::new(IpAddr::V4(ip), SLAVE_PORT);
             let host = ip.to_string();
             let mut config = plateau_slave::SlaveConfig::new(
@@ -141,7 +151,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             nodes.push(node);
             println!("slave {}   http://{listen}/state", i + 1);
         }
-        let marathon_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), MARATHON_PORT);
+        let marathon_listen = SocketAddr::new(IpAddr::V4(ip), MARATHON_PORT);
         let (tls, work, host, master) = (
             tls_dir.clone(),
             work_dir.join("marathon"),
@@ -158,7 +168,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         nodes.push(node);
         println!("marathon  http://{marathon_listen}/v2/apps");
 
-        let chronos_listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), CHRONOS_PORT);
+        let chronos_listen = SocketAddr::new(IpAddr::V4(ip), CHRONOS_PORT);
         let (tls, work, host, master) = (
             tls_dir.clone(),
             work_dir.join("chronos"),
@@ -176,9 +186,9 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
         nodes.push(node);
         println!("chronos   http://{chronos_listen}/scheduler/jobs");
 
-        // The balancer: service ports and HTTP virtual hosts (port 8000) on 127.0.0.1, stats
-        // on 9090 (its node on UDP 9090).
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        // The balancer: service ports and HTTP virtual hosts (port 8000) on the cluster's
+        // address (127.0.0.1 by default), stats on 9090 (its node on UDP 9090).
+        let lo = IpAddr::V4(ip);
         let stats = SocketAddr::new(lo, 9090);
         let node = serve::start_node(stats, &master_host, &tls_dir, "balancer", Role::Balancer)?;
         let balancer = serve::start_balancer(
@@ -190,7 +200,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             |_| {},
         )?;
         nodes.push(node);
-        println!("balancer  http://{stats}/stats  (HTTP virtual hosts on 127.0.0.1:8000, service ports on 127.0.0.1)");
+        println!("balancer  http://{stats}/stats  (HTTP virtual hosts on {ip}:8000, service ports on {ip})");
 
         println!(
             "work dir  {}  (TLS CA in {})",

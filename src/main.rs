@@ -64,6 +64,10 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// The operator commands: context, cluster, agent, app, deployment, task, job, top,
+    /// completions (docs/cli.md).
+    #[command(flatten)]
+    Operator(plateau_cli::Command),
 }
 
 #[derive(clap::Args)]
@@ -283,6 +287,11 @@ struct DevArgs {
     /// Work directory (default: a `plateau-dev` folder in the system's temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Loopback address of the master, Marathon, Chronos and the balancer (default ports);
+    /// the slaves take the next addresses. Another address runs a second cluster beside the
+    /// first (`--ip 127.0.1.1`: slaves on 127.0.1.2, 127.0.1.3, ...).
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: std::net::Ipv4Addr,
 }
 
 /// `--master`: one HOST:PORT, or a comma-separated group of them.
@@ -507,6 +516,13 @@ fn main() -> ExitCode {
         .with_timer(LogTime)
         .init();
     let cli = Cli::parse();
+    let cli = match cli.command {
+        Command::Operator(command) => {
+            use clap::CommandFactory as _;
+            return plateau_cli::run(command, Cli::command());
+        }
+        command => Cli { command },
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -768,7 +784,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Balancer(args) => run_balancer(args)?,
         Command::Master(args) => run_master(args)?,
         Command::Slave(args) => run_slave(args)?,
-        Command::Dev(args) => dev::run(args.slaves, args.work_dir)?,
+        Command::Dev(args) => dev::run(args.slaves, args.work_dir, args.ip)?,
+        Command::Operator(_) => unreachable!("main runs the operator commands"),
         Command::Certs { command } => match command {
             CertsCommand::Init { dir } => {
                 let ca = plateau_runtime::tls::ClusterCa::generate()?;

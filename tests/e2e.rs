@@ -8,6 +8,7 @@ mod e2e {
     pub use super::PLATEAU;
     mod balancer;
     mod chronos;
+    mod cli;
     mod cluster;
     mod dev;
     mod ha;
