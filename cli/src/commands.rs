@@ -567,28 +567,67 @@ fn deployment_of(answer: &Value) -> Option<String> {
 
 /// What a file holds: its JSON (a systemd unit is not read here yet).
 fn read_definition(file: &Path, what: &str) -> Result<Value> {
-    match file.extension().and_then(|e| e.to_str()) {
-        Some("json") | None => {}
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("reading {}: {e}", path.display())))
+    };
+    let name = || {
+        file.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let translation = match file.extension().and_then(|e| e.to_str()) {
+        Some("json") | None => {
+            let text = read(file)?;
+            return serde_json::from_str(&text)
+                .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", file.display())));
+        }
+        // A systemd service unit (with Fleet's [X-Fleet]) as a Marathon app.
+        Some("service") if what == APP => plateau_units::translate_service(
+            &name(),
+            &read(file)?,
+            &plateau_units::ServiceOptions::default(),
+        ),
+        // A systemd timer, with the service it starts, as a Chronos job.
+        Some("timer") if what == JOB => {
+            let timer = read(file)?;
+            let service_name = plateau_units::UnitFile::parse(&timer)
+                .ok()
+                .and_then(|unit| unit.last("Timer", "Unit").map(|e| e.value.clone()))
+                .unwrap_or_else(|| name().replace(".timer", ".service"));
+            let service_path = file.with_file_name(&service_name);
+            let service = read(&service_path)?;
+            let options = plateau_units::TimerOptions {
+                // Timers with a first delay start counting now.
+                now: Some(chrono::Utc::now()), // determinism-ok: the operator's CLI, not the cluster
+            };
+            plateau_units::translate_timer(&name(), &timer, &service, &options)
+        }
         Some(unit @ ("service" | "timer")) => {
-            // The systemd unit translation (a .service as an app, a .timer as a job) lives in
-            // its own crate; this is where it plugs in.
             return Err(CliError::Usage(format!(
-                "{}: systemd .{unit} units are not supported yet; give a {what} JSON file",
+                "{}: a .{unit} unit is not a {what}: give a .service to `app deploy`, a .timer (beside its .service) to `job add`",
                 file.display()
             )));
         }
         Some(other) => {
             return Err(CliError::Usage(format!(
-                "{}: unknown file type .{other}; give a {what} JSON file (.json)",
+                "{}: unknown file type .{other}; give a {what} JSON file (.json) or a systemd unit",
                 file.display()
             )))
         }
+    };
+    let translation =
+        translation.map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    for line in &translation.ignored {
+        eprintln!("note: not translated: {line}");
     }
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::Usage(format!("reading {}: {e}", file.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", file.display())))
+    Ok(translation.json)
 }
+
+/// What `read_definition` reads for `app deploy` and `job add`.
+const APP: &str = "Marathon app";
+const JOB: &str = "Chronos job";
 
 async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
     match command {
@@ -656,7 +695,7 @@ async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
         }
         AppCommand::Deploy { file, force } => {
             let api = env.api()?;
-            let definition = read_definition(&file, "Marathon app")?;
+            let definition = read_definition(&file, APP)?;
             let Some(id) = definition["id"].as_str().map(app_id) else {
                 return Err(CliError::Usage(format!(
                     "{}: field \"id\" is missing (an app id such as \"/hello\")",
@@ -1294,7 +1333,7 @@ async fn job_command(env: &Env, command: JobCommand) -> Result<()> {
         }
         JobCommand::Add { file } => {
             let api = env.api()?;
-            let job = read_definition(&file, "Chronos job")?;
+            let job = read_definition(&file, JOB)?;
             let Some(name) = job["name"].as_str().map(str::to_string) else {
                 return Err(CliError::Usage(format!(
                     "{}: field \"name\" is missing",
@@ -1534,10 +1573,36 @@ mod tests {
     }
 
     #[test]
-    fn a_systemd_unit_is_refused_for_now_with_a_usage_error() {
-        let e = read_definition(Path::new("/nonexistent/web.service"), "Marathon app").unwrap_err();
+    fn systemd_units_become_apps_and_jobs_and_what_cannot_be_translated_is_a_usage_error() {
+        let dir = std::env::temp_dir().join(format!("plateau-cli-units-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let web = write(
+            "web.service",
+            "[Unit]\nDescription=Web\n[Service]\nExecStart=/usr/bin/web --port 80\nMemoryMax=128M\n",
+        );
+        let app = read_definition(&web, APP).unwrap();
+        assert_eq!(app["id"], "/web");
+        assert_eq!(app["mem"], 128.0);
+        write(
+            "backup.service",
+            "[Service]\nType=oneshot\nExecStart=/usr/bin/backup\n",
+        );
+        let timer = write("backup.timer", "[Timer]\nOnCalendar=daily\n");
+        let job = read_definition(&timer, JOB).unwrap();
+        assert_eq!(job["calendar"], "daily");
+        assert_eq!(job["name"], "backup");
+        let no = write("no.service", "[Service]\nExecStart=/a\nRestart=no\n");
+        let e = read_definition(&no, APP).unwrap_err();
         assert_eq!(e.exit_code(), crate::exit::USAGE);
-        assert!(e.to_string().contains("not supported yet"));
+        assert!(e.to_string().contains("Restart"), "{e}");
+        let e = read_definition(&web, JOB).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::USAGE);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -297,6 +297,32 @@ fn the_cli_drives_a_dev_cluster_with_tables_json_waits_logs_jobs_and_exit_codes(
     assert_eq!(unknown.code, 5, "{}", unknown.stderr);
     let bad = cli(config, &["app", "deploy", "-f", "/nonexistent/web.service"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
+    // A systemd unit that cannot be expressed is refused, naming the directive.
+    let unit = files.0.join("once.service");
+    std::fs::write(&unit, "[Service]\nExecStart=/bin/true\nRestart=no\n").unwrap();
+    let refused = cli(config, &["app", "deploy", "-f", unit.to_str().unwrap()]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("Restart"), "{}", refused.stderr);
+    // One that can: deployed as an app, what has no meaning in a cluster named on the way.
+    let unit = files.0.join("sleeper.service");
+    std::fs::write(
+        &unit,
+        "[Unit]\nDescription=Sleeper\nAfter=network.target\n\n[Service]\n\
+         ExecStart=/bin/sleep 1000\nMemoryMax=16M\nCPUQuota=5%\n",
+    )
+    .unwrap();
+    let deployed = cli(config, &["app", "deploy", "-f", unit.to_str().unwrap()]).ok();
+    assert!(
+        deployed.stderr.contains("deployed /sleeper") && deployed.stderr.contains("After="),
+        "{}",
+        deployed.stderr
+    );
+    let sleeper = cli(config, &["app", "show", "sleeper", "--json"])
+        .ok()
+        .json();
+    assert_eq!(sleeper["mem"], 16.0, "{sleeper}");
+    assert_eq!(sleeper["cpus"], 0.05, "{sleeper}");
+    cli(config, &["app", "rm", "sleeper"]).ok();
 
     // A Chronos job: added from a file, run now (waiting for its result), its history.
     let job = files.0.join("hello.json");
