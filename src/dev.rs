@@ -197,7 +197,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
             work_dir.display(),
             tls_dir.display()
         );
-        println!("Ctrl-C stops the cluster and its tasks.");
+        println!("Ctrl-C (or SIGTERM) stops the cluster and its tasks.");
 
         serve::shutdown_signal().await;
         println!("stopping: killing tasks and removing their cgroups");

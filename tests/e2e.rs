@@ -13,6 +13,7 @@ mod e2e {
     mod ha;
     mod marathon;
     mod security;
+    pub mod signals;
     pub mod support;
     mod tasks_user;
 }
