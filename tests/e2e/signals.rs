@@ -230,7 +230,17 @@ fn daemons_log_json_at_info_and_exit_0_on_sigterm_a_slave_leaving_its_task_to_re
         assert!(alive(*pid), "task process {pid} died with the slave");
     }
     spawn_json(&mut cluster, "slave", &slave_args);
+    let slave_log_path = cluster.dir.join("slave.log");
     actix_rt::System::new().block_on(async {
+        eventually(SLOW, "the slave started again re-registered", || async {
+            let log = std::fs::read_to_string(&slave_log_path).unwrap_or_default();
+            // Lines still being written are not JSON yet: only whole lines count.
+            log.lines().any(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|e| e["message"] == "re-registered with the master")
+            })
+        })
+        .await;
         eventually(SLOW, "the slave back with its task RUNNING", || async {
             get_json(&state_url).await.is_some_and(|s| {
                 s["activated_slaves"].as_f64() == Some(1.0)
@@ -244,10 +254,11 @@ fn daemons_log_json_at_info_and_exit_0_on_sigterm_a_slave_leaving_its_task_to_re
         })
         .await;
     });
+    let slave_log = cluster.log("slave");
     assert!(
-        event(&cluster.log("slave"), "slave", "re-registered with the master").is_some(),
-        "the slave re-registered:\n{}",
-        cluster.log("slave")
+        event(&slave_log, "slave", "recovered from the checkpoint")
+            .is_some_and(|e| e["recovered"].as_u64() == Some(1)),
+        "the slave recovered its task:\n{slave_log}"
     );
     for pid in &pids {
         assert!(alive(*pid), "task process {pid} survived the recovery");
