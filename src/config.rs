@@ -189,11 +189,11 @@ fn with_value(flag: &clap::Arg, value: impl AsRef<OsStr>) -> Vec<OsString> {
 fn file_value(flag: &clap::Arg, value: &toml::Value) -> Result<Vec<OsString>, String> {
     if is_switch(flag) {
         return match value {
-            toml::Value::Boolean(true) => Ok(vec![format!(
-                "--{}",
-                flag.get_long().unwrap_or_default()
-            )
-            .into()]),
+            toml::Value::Boolean(true) => {
+                Ok(vec![
+                    format!("--{}", flag.get_long().unwrap_or_default()).into()
+                ])
+            }
             toml::Value::Boolean(false) => Ok(Vec::new()),
             _ => Err("a switch: true or false".into()),
         };
@@ -233,11 +233,11 @@ fn env_value(flag: &clap::Arg, value: &OsStr) -> Result<Vec<OsString>, String> {
     }
     let text = value.to_str().unwrap_or("?").to_ascii_lowercase();
     match text.as_str() {
-        "1" | "true" | "yes" | "on" => Ok(vec![format!(
-            "--{}",
-            flag.get_long().unwrap_or_default()
-        )
-        .into()]),
+        "1" | "true" | "yes" | "on" => {
+            Ok(vec![
+                format!("--{}", flag.get_long().unwrap_or_default()).into()
+            ])
+        }
         "" | "0" | "false" | "no" | "off" => Ok(Vec::new()),
         _ => Err(format!(
             "'{}' is not a switch value (true or false)",
@@ -259,10 +259,8 @@ mod tests {
 
     impl TempFile {
         fn new(name: &str, text: &str) -> TempFile {
-            let dir = std::env::temp_dir().join(format!(
-                "plateau-config-test-{}-{name}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("plateau-config-test-{}-{name}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join("config.toml");
             std::fs::write(&path, text).unwrap();
@@ -345,7 +343,10 @@ mod tests {
         assert_eq!(args.work_dir, Path::new("/from/env"), "env over file");
         assert_eq!(args.agent_timeout, Duration::from_secs(3), "flag over env");
         assert_eq!(args.tls_dir, Path::new("/tls/file"), "file where no other");
-        assert!(!args.security.https, "PLATEAU_HTTPS=false turns the file's switch off");
+        assert!(
+            !args.security.https,
+            "PLATEAU_HTTPS=false turns the file's switch off"
+        );
 
         // The config file named by the environment; a flag before the command is global.
         let args = master(
@@ -379,7 +380,13 @@ mod tests {
     fn an_unknown_key_is_an_error_naming_it() {
         let file = TempFile::new("unknown", "work-dir = \"/w\"\nwork-dri = \"/typo\"\n");
         let err = refused(
-            &["master", "--config", file.0.to_str().unwrap(), "--tls-dir", "/t"],
+            &[
+                "master",
+                "--config",
+                file.0.to_str().unwrap(),
+                "--tls-dir",
+                "/t",
+            ],
             &[],
         );
         assert!(err.contains("unknown key `work-dri`"), "{err}");
@@ -399,7 +406,15 @@ mod tests {
 
         let file = TempFile::new("bad-duration", "agent-timeout = \"soon\"\n");
         let err = refused(
-            &["master", "--config", file.0.to_str().unwrap(), "--work-dir", "/w", "--tls-dir", "/t"],
+            &[
+                "master",
+                "--config",
+                file.0.to_str().unwrap(),
+                "--work-dir",
+                "/w",
+                "--tls-dir",
+                "/t",
+            ],
             &[],
         );
         assert!(err.contains("soon"), "{err}");

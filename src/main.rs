@@ -33,7 +33,7 @@ struct Cli {
     log_format: logging::LogFormat,
     /// A TOML file of flags of master, slave, marathon, chronos or balancer (keys are the flag
     /// names: `work-dir = "/var/lib/plateau"`); flags and `PLATEAU_<FLAG>` variables win over it.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = config::CONFIG_ENV)]
     config: Option<PathBuf>,
 }
 
@@ -514,8 +514,10 @@ fn main() -> ExitCode {
     if argv.nth(1).is_some_and(|a| a == "supervise") {
         plateau_slave::containerizer::supervisor_main(argv.collect());
     }
-    let cli = parse_cli(std::env::args_os().collect(), &|name| std::env::var_os(name))
-        .unwrap_or_else(|e| e.exit());
+    let cli = parse_cli(std::env::args_os().collect(), &|name| {
+        std::env::var_os(name)
+    })
+    .unwrap_or_else(|e| e.exit());
     // The daemons log what an operator needs at INFO; a simulation or a benchmark only warnings.
     let daemon = matches!(
         cli.command,

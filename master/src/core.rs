@@ -1627,7 +1627,7 @@ impl MasterCore {
             }
             let (_, id) = self.offer_expiry.pop_front().expect("peeked");
             if self.offers.contains_key(&id) {
-                tracing::info!(offer = %id, "offer timed out: rescinded");
+                tracing::info!(offer_id = %id, "offer timed out: rescinded");
                 self.counters.offers_expired += 1;
                 self.rescind_offer(now, &id, true);
             }
@@ -1656,11 +1656,11 @@ impl MasterCore {
             }
         }
         for id in silent {
-            tracing::info!(slave = %id, "slave unreachable: nothing heard for the agent timeout");
+            tracing::info!(slave_id = %id, "slave unreachable: nothing heard for the agent timeout");
             self.mark_unreachable(now, &id);
         }
         for id in not_back {
-            tracing::info!(slave = %id, "recovered slave unreachable: it did not re-register in time");
+            tracing::info!(slave_id = %id, "recovered slave unreachable: it did not re-register in time");
             self.mark_recovered_unreachable(now, &id);
         }
         self.resend_unconfirmed_run_tasks(now);
@@ -1680,7 +1680,7 @@ impl MasterCore {
             .map(|f| f.id.clone())
             .collect();
         for id in expired {
-            tracing::info!(framework = %id, "framework failover timeout expired");
+            tracing::info!(framework_id = %id, "framework failover timeout expired");
             self.remove_framework(now, &id);
         }
     }

@@ -43,11 +43,7 @@ impl Cluster {
         if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
             command.env("RUST_LOG", "info");
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         if let Some(mut old) = self.children.insert(name.to_string(), child) {
             let _ = old.kill();
             let _ = old.wait();
