@@ -88,6 +88,8 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>, ip: Ipv4Addr) -> anyhow::Re
         "plateau dev: the HTTP APIs (master, slaves, Marathon, Chronos, balancer) are open, on loopback only; a real cluster takes --credentials and --acls"
     );
     actix_rt::System::new().block_on(async move {
+        // Caught from here on: a signal during the start stops the cluster once it is up.
+        let stop = serve::StopSignals::install();
         let mut handles = Vec::new();
         let mut nodes = Vec::new();
         let mut arbiters = Vec::new();
@@ -207,9 +209,9 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>, ip: Ipv4Addr) -> anyhow::Re
             work_dir.display(),
             tls_dir.display()
         );
-        println!("Ctrl-C stops the cluster and its tasks.");
+        println!("Ctrl-C (or SIGTERM) stops the cluster and its tasks.");
 
-        serve::shutdown_signal().await;
+        stop.wait().await;
         println!("stopping: killing tasks and removing their cgroups");
         for slave in &slave_refs {
             let _ = slave.call(|s, _| s.destroy_all_tasks()).await;

@@ -3,7 +3,9 @@
 
 mod bench_failover;
 mod bench_launch;
+mod config;
 mod dev;
+mod logging;
 mod serve;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,27 @@ use plateau_runtime::{NodeAddr, Role};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: `text`, or `json` (one object a line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text, env = "PLATEAU_LOG_FORMAT")]
+    log_format: logging::LogFormat,
+    /// A TOML file of flags of master, slave, marathon, chronos or balancer (keys are the flag
+    /// names: `work-dir = "/var/lib/plateau"`); flags and `PLATEAU_<FLAG>` variables win over it.
+    #[arg(long, global = true, value_name = "FILE", env = config::CONFIG_ENV)]
+    config: Option<PathBuf>,
+}
+
+/// The command line, with the flags of `--config FILE` and of the environment (`env` looks a
+/// variable up; see [`config`]).
+fn parse_cli(
+    argv: Vec<std::ffi::OsString>,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut command = config::command(Cli::command());
+    let argv = config::expand(&command, argv, env)
+        .map_err(|e| command.error(clap::error::ErrorKind::InvalidValue, e))?;
+    let matches = command.try_get_matches_from_mut(argv)?;
+    Cli::from_arg_matches(&matches)
 }
 
 #[derive(Subcommand)]
@@ -500,29 +523,37 @@ fn main() -> ExitCode {
     if argv.nth(1).is_some_and(|a| a == "supervise") {
         plateau_slave::containerizer::supervisor_main(argv.collect());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // openraft logs ordinary events (a vote that lost, a peer down) as warnings and
-                // errors, several a second while a master is down; the replica and the master
-                // log what an operator needs. `RUST_LOG=warn,openraft=info` shows it all.
-                // The HTTP APIs' audit log (target `audit`: every change and every refusal)
-                // is on by default.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("warn,openraft=off,audit=info")
-                }),
-        )
-        .with_writer(std::io::stderr)
-        .with_timer(LogTime)
-        .init();
-    let cli = Cli::parse();
+    let cli = parse_cli(std::env::args_os().collect(), &|name| {
+        std::env::var_os(name)
+    })
+    .unwrap_or_else(|e| e.exit());
+    // The operator's commands (docs/cli.md) print their own output, with no log set-up.
     let cli = match cli.command {
         Command::Operator(command) => {
             use clap::CommandFactory as _;
             return plateau_cli::run(command, Cli::command());
         }
-        command => Cli { command },
+        command => Cli { command, ..cli },
     };
+    // The daemons log what an operator needs at INFO; a simulation or a benchmark only warnings.
+    let daemon = matches!(
+        cli.command,
+        Command::Master(_)
+            | Command::Slave(_)
+            | Command::Marathon(_)
+            | Command::Chronos(_)
+            | Command::Balancer(_)
+            | Command::Dev(_)
+    );
+    let filter = if daemon {
+        logging::DAEMON_FILTER
+    } else {
+        logging::QUIET_FILTER
+    };
+    logging::init(cli.log_format, filter);
+    if let Some(path) = &cli.config {
+        tracing::info!(config = %path.display(), "flags from a config file (the environment and the command line win over it)");
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -536,19 +567,6 @@ fn main() -> ExitCode {
 /// 40 % less CPU with it (see the #4 notes); the long-running nodes gain a steadier heap.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Log stamps: the simulated time inside `plateau sim` (so that a trace reads in the
-/// simulation's time), the wall clock everywhere else.
-struct LogTime;
-
-impl tracing_subscriber::fmt::time::FormatTime for LogTime {
-    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        match plateau_runtime::sim::thread_sim_time() {
-            Some(t) => write!(w, "sim+{:.6}s", t.as_nanos() as f64 / 1e9),
-            None => tracing_subscriber::fmt::time::SystemTime.format_time(w),
-        }
-    }
-}
 
 fn run_master(args: MasterArgs) -> anyhow::Result<()> {
     let host = serve::advertised_host(args.listen, args.hostname.as_deref())?;

@@ -70,15 +70,61 @@ pub fn dev_ca(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// Wait for Ctrl-C or SIGTERM.
+/// Wait for SIGINT (Ctrl-C) or SIGTERM (what systemd, container runtimes and CI send): every
+/// long-running command stops the same way on either. See [`StopSignals`].
 pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        biased;
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    StopSignals::install().wait().await;
+}
+
+/// The listeners of SIGINT and SIGTERM. From [`StopSignals::install`] on, either signal is
+/// caught (not fatal) and waits for [`StopSignals::wait`], so a command that installs them
+/// before a long start-up (`plateau dev`) still stops cleanly on a signal sent meanwhile. A
+/// second signal while the command is stopping ends the process at once (exit code 128 + the
+/// signal), for an operator who will not wait.
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Catch SIGINT and SIGTERM from now on. Must be called inside a tokio runtime with
+    /// signals enabled (the actix system).
+    pub fn install() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            interrupt: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            terminate: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        }
     }
+
+    /// Wait for the first stop signal; a second one exits the process.
+    pub async fn wait(self) {
+        let StopSignals {
+            mut interrupt,
+            mut terminate,
+        } = self;
+        let name = tokio::select! {
+            biased;
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "stopping");
+        actix_rt::spawn(async move {
+            let code = tokio::select! {
+                biased;
+                _ = interrupt.recv() => 128 + libc_signal::SIGINT,
+                _ = terminate.recv() => 128 + libc_signal::SIGTERM,
+            };
+            tracing::warn!(code, "a second signal while stopping: exiting now");
+            std::process::exit(code);
+        });
+    }
+}
+
+/// The numbers of the two stop signals (the same on every Linux architecture).
+mod libc_signal {
+    pub const SIGINT: i32 = 2;
+    pub const SIGTERM: i32 = 15;
 }
 
 /// The security of one HTTP API, from its flags: credentials and ACLs loaded, the refusal to

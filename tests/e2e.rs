@@ -16,6 +16,7 @@ mod e2e {
     mod netns;
     mod racks;
     mod security;
+    pub mod signals;
     pub mod support;
     mod tasks_user;
 }

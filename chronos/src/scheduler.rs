@@ -1289,7 +1289,7 @@ impl ChronosScheduler {
         let mut tasks = Vec::with_capacity(chosen.len());
         let launched_at = driver.ctx().now();
         for (run, task) in chosen {
-            tracing::debug!(run = %run.id, task = %task.task_id, "launching");
+            tracing::info!(job = %run.job, run = %run.id, attempt = run.attempt, task_id = %task.task_id, slave_id = %task.slave_id, "job run started");
             // A question about an earlier launch of this task id is moot now.
             self.unreconciled.remove(task.task_id.as_str());
             self.awaiting_status
@@ -1451,7 +1451,7 @@ impl ChronosScheduler {
         next.started_at = None;
         next.not_before =
             Some(now + TimeDelta::from_std(self.config.failure_retry).unwrap_or(TimeDelta::MAX));
-        tracing::info!(run = %next.id, attempt = next.attempt, "attempt failed; retrying");
+        tracing::info!(job = %next.job, run = %next.id, attempt = next.attempt, retry_in_ms = self.config.failure_retry.as_millis() as u64, "job run failed; retrying");
         if !self.put_run(driver, next) {
             return false;
         }
@@ -1556,7 +1556,7 @@ impl ChronosScheduler {
         if !self.commit(driver, &writes) {
             return false;
         }
-        tracing::info!(run = %run.id, outcome = ?outcome, "run finished");
+        tracing::info!(job = %run.job, run = %run.id, attempt = run.attempt, outcome = ?outcome, "job run finished");
         self.graph = graph;
         self.runs.remove(&run.id);
         self.states.insert(name.clone(), state);

@@ -1019,6 +1019,8 @@ impl MasterCore {
         );
         self.slave_by_pid.insert(from.clone(), id.clone());
         self.counters.slave_registrations += 1;
+        let info = &self.slaves[&id].info;
+        tracing::info!(slave_id = %id, %from, hostname = %info.hostname, resources = %info.resources, attributes = %info.attributes, "slave registered");
         self.actions.push(Action::Link(from.clone()));
         self.send(
             from,
@@ -1314,6 +1316,7 @@ impl MasterCore {
         slave.tasks.extend(still_staging);
         self.slave_by_pid.insert(from.clone(), id.clone());
         self.counters.slave_reregistrations += 1;
+        tracing::info!(slave_id = %id, %from, hostname = %self.slaves[&id].info.hostname, tasks = kept.len(), "slave re-registered");
 
         for (key, reported) in kept {
             let mut status = TaskStatus {
@@ -1482,6 +1485,7 @@ impl MasterCore {
         }
         self.persist(RegistryOp::RemoveSlave(id.clone()));
         self.counters.slave_removals += 1;
+        tracing::info!(slave_id = %id, hostname = %slave.info.hostname, reason = reason.as_str(), why, tasks = slave.tasks.len(), "slave removed");
         self.tell_frameworks_slave_lost(id);
     }
 
@@ -1632,7 +1636,7 @@ impl MasterCore {
             }
             let (_, id) = self.offer_expiry.pop_front().expect("peeked");
             if self.offers.contains_key(&id) {
-                tracing::info!(offer = %id, "offer timed out: rescinded");
+                tracing::info!(offer_id = %id, "offer timed out: rescinded");
                 self.counters.offers_expired += 1;
                 self.rescind_offer(now, &id, true);
             }
@@ -1661,11 +1665,11 @@ impl MasterCore {
             }
         }
         for id in silent {
-            tracing::info!(slave = %id, "slave unreachable: nothing heard for the agent timeout");
+            tracing::info!(slave_id = %id, "slave unreachable: nothing heard for the agent timeout");
             self.mark_unreachable(now, &id);
         }
         for id in not_back {
-            tracing::info!(slave = %id, "recovered slave unreachable: it did not re-register in time");
+            tracing::info!(slave_id = %id, "recovered slave unreachable: it did not re-register in time");
             self.mark_recovered_unreachable(now, &id);
         }
         self.resend_unconfirmed_run_tasks(now);
@@ -1685,7 +1689,7 @@ impl MasterCore {
             .map(|f| f.id.clone())
             .collect();
         for id in expired {
-            tracing::info!(framework = %id, "framework failover timeout expired");
+            tracing::info!(framework_id = %id, "framework failover timeout expired");
             self.remove_framework(now, &id);
         }
     }
@@ -1830,6 +1834,7 @@ impl MasterCore {
             }
         }
         if let Err(message) = self.check_framework(&msg.framework) {
+            tracing::info!(%from, name = %msg.framework.name, %message, "framework registration refused");
             self.counters.dropped_messages += 1;
             self.send(
                 from,
@@ -1882,6 +1887,8 @@ impl MasterCore {
         );
         self.framework_by_pid.insert(from.clone(), id.clone());
         self.actions.push(Action::Link(from.clone()));
+        let info = &self.frameworks[&id].info;
+        tracing::info!(framework_id = %id, %from, name = %info.name, role = %info.role, "framework registered");
         self.send(
             from,
             Outgoing::FrameworkRegistered(FrameworkRegisteredMessage {
@@ -2005,6 +2012,7 @@ impl MasterCore {
             }
             self.framework_by_pid.remove(&old);
             self.actions.push(Action::Unlink(old.clone()));
+            tracing::info!(framework_id = %id, %from, previous = %old, "framework failed over to a new scheduler");
             if status == FrameworkStatus::Active {
                 self.send(
                     &old,
@@ -2034,6 +2042,7 @@ impl MasterCore {
         }
         self.framework_by_pid.insert(from.clone(), id.clone());
         self.actions.push(Action::Link(from.clone()));
+        tracing::info!(framework_id = %id, %from, name = %self.frameworks[&id].info.name, known, "framework re-registered");
         self.send(
             from,
             Outgoing::FrameworkReregistered(FrameworkReregisteredMessage {
@@ -2108,6 +2117,7 @@ impl MasterCore {
         }
         f.status = FrameworkStatus::Disconnected;
         let timeout = failover_timeout(&f.info);
+        tracing::info!(framework_id = %id, failover_timeout_s = timeout.as_secs_f64(), "framework disconnected: removed unless it re-registers within its failover timeout");
         f.failover_deadline = Some(now + timeout);
         let offers: Vec<OfferId> = f.offers.iter().cloned().collect();
         if f.in_allocator {
@@ -2129,6 +2139,7 @@ impl MasterCore {
         let Some(f) = self.frameworks.get(id) else {
             return;
         };
+        tracing::info!(framework_id = %id, name = %f.info.name, tasks = f.tasks.len(), "framework removed: its tasks are killed");
         let offers: Vec<OfferId> = f.offers.iter().cloned().collect();
         let in_allocator = f.in_allocator;
         for offer in offers {
@@ -2600,6 +2611,7 @@ impl MasterCore {
         reason: Reason,
         problem: &str,
     ) {
+        tracing::info!(%framework_id, task_id = %task.task_id, slave_id = %task.slave_id, reason = reason.as_str(), %problem, "task launch refused");
         let status = self.master_status(
             now,
             &task.task_id,

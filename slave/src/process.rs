@@ -1170,7 +1170,7 @@ impl SlaveProcess {
             return;
         }
         let (state, reason, message) = termination_status(task.kill, &t);
-        tracing::info!(%task_id, state = state.as_str(), %message, "task terminated");
+        tracing::info!(%task_id, framework_id = %task.framework_id, state = state.as_str(), exit_code = t.exit_code, signal = t.signal, oom_killed = t.oom_killed, %message, "task terminated");
         self.update(ctx, task_id, state, reason, Some(message), None);
         // The termination is durable now: the containerizer may drop its own record.
         self.containerizer.get_mut().forget(task_id.as_str());

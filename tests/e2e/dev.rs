@@ -1,9 +1,10 @@
 //! `plateau dev` as the README's quick start uses it: one command runs a master, three slaves
 //! on their own loopback addresses, Marathon and Chronos; an app deployed with one HTTP request
-//! runs as real processes; Ctrl-C kills the tasks and removes their cgroups.
+//! runs as real processes; Ctrl-C (SIGINT) or SIGTERM (systemd, containers, CI) kills the tasks
+//! and removes their cgroups.
 //!
 //! It uses the default ports (5050, 5051, 8080, 4400, 8000, 9090), as the README does; no other
-//! test does.
+//! test does, and the two tests here take turns ([`DEFAULT_PORTS`]).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,6 +12,9 @@ use std::time::Duration;
 
 use super::support::{eventually, get_json};
 use super::PLATEAU;
+
+/// Held by a test that runs `plateau dev` on the default ports.
+static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Stops `plateau dev` (SIGINT, as Ctrl-C) when dropped, and kills it if it does not stop.
 struct Dev(std::process::Child);
@@ -41,11 +45,32 @@ fn task_cgroups(work: &Path) -> usize {
         .sum()
 }
 
+/// The pids in the task cgroups of `plateau dev`'s slaves.
+fn task_pids(work: &Path) -> Vec<i32> {
+    (1..=3)
+        .flat_map(|i| super::support::task_cgroups(&work.join(format!("slave-{i}"))))
+        .flat_map(|(_, pids)| pids)
+        .collect()
+}
+
 #[test]
 fn plateau_dev_runs_a_cluster_that_deploys_an_app_and_cleans_up_on_ctrl_c() {
-    let work = std::env::temp_dir().join(format!("plateau-e2e-dev-{}", std::process::id()));
+    dev_deploys_an_app_and_cleans_up_on(libc::SIGINT, "ctrl-c");
+}
+
+#[test]
+fn plateau_dev_stops_on_sigterm_killing_its_tasks() {
+    dev_deploys_an_app_and_cleans_up_on(libc::SIGTERM, "sigterm");
+}
+
+/// `plateau dev` deploys an app of 3 tasks; `signal` stops it, its tasks and their cgroups.
+fn dev_deploys_an_app_and_cleans_up_on(signal: i32, name: &str) {
+    let _ports = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let work = std::env::temp_dir().join(format!("plateau-e2e-dev-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    let log = std::fs::File::create(std::env::temp_dir().join("plateau-e2e-dev.log")).unwrap();
+    let log =
+        std::fs::File::create(std::env::temp_dir().join(format!("plateau-e2e-dev-{name}.log")))
+            .unwrap();
     let mut dev = Dev(Command::new(PLATEAU)
         .args(["dev", "--work-dir"])
         .arg(&work)
@@ -102,18 +127,30 @@ fn plateau_dev_runs_a_cluster_that_deploys_an_app_and_cleans_up_on_ctrl_c() {
         assert!(jobs.is_some_and(|j| j.is_array()), "Chronos answers");
     });
     assert_eq!(task_cgroups(&work), 3, "one cgroup per task");
-    // Ctrl-C: the tasks are killed and their cgroups removed.
+    let pids = task_pids(&work);
+    assert!(pids.len() >= 3, "the tasks' processes: {pids:?}");
+    // The signal: the tasks are killed and their cgroups removed.
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(dev.0.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(dev.0.id() as i32, signal) };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while dev.0.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = dev.0.try_wait().unwrap() {
+            break status;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "plateau dev did not stop on Ctrl-C"
+            "plateau dev did not stop on {name}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "plateau dev on {name}: {status:?}");
+    for pid in pids {
+        assert!(
+            !super::signals::alive(pid),
+            "task process {pid} outlived plateau dev"
+        );
     }
-    assert_eq!(task_cgroups(&work), 0, "Ctrl-C removed the tasks' cgroups");
+    assert_eq!(task_cgroups(&work), 0, "{name} removed the tasks' cgroups");
     for i in 1..=3 {
         let name = plateau_slave::cgroup_slave_name(&work.join(format!("slave-{i}")));
         for controller in ["pids", "memory", "cpu", "freezer"] {

@@ -42,14 +42,14 @@ impl Cluster {
         self.start(name, command);
     }
 
-    fn start(&mut self, name: &str, mut command: Command) {
+    /// Start `command` as `name`, stderr to `<dir>/<name>.log`, with `RUST_LOG=info` unless the
+    /// command sets or removes `RUST_LOG` itself.
+    pub fn start(&mut self, name: &str, mut command: Command) {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let child = command
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         if let Some(mut old) = self.children.insert(name.to_string(), child) {
             let _ = old.kill();
             let _ = old.wait();

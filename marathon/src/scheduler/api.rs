@@ -217,6 +217,7 @@ impl MarathonScheduler {
         }
         self.deployments
             .insert(deployment.id.clone(), deployment.clone());
+        tracing::info!(deployment_id = %deployment.id, apps = ?deployment.original.keys().collect::<Vec<_>>(), steps = deployment.steps.len(), "deployment started");
         self.deployment_info_event(deployment);
         self.converge(d);
         Ok(())

@@ -293,6 +293,7 @@ impl MarathonScheduler {
                            "plan": plan, "currentStep": {"actions": actions_json(&step_actions)}}),
                 ));
                 if deployment.current_step >= deployment.steps.len() {
+                    tracing::info!(deployment_id = %deployment.id, steps = deployment.steps.len(), "deployment finished");
                     events.push((
                         "deployment_success",
                         json!({"eventType": "deployment_success", "timestamp": ts(self.wall_ms),

@@ -32,6 +32,9 @@ impl MarathonScheduler {
                 if status.state == TaskState::Running && instance.started_at_ms.is_none() {
                     instance.started_at_ms = Some(self.wall_ms);
                 }
+                if status.state == TaskState::Running && previous_state != TaskState::Running {
+                    tracing::info!(app_id = %instance.app_id, task_id = %instance.task_id, host = %instance.host, "instance running");
+                }
                 if let Some(healthy) = status.healthy {
                     let health = instance.health.get_or_insert_with(HealthRecord::default);
                     health.alive = healthy;
@@ -93,6 +96,16 @@ impl MarathonScheduler {
                     status.state,
                     TaskState::Failed | TaskState::Finished | TaskState::Error
                 ) && !instance.is_killing();
+                tracing::info!(
+                    app_id = %instance.app_id,
+                    task_id = %instance.task_id,
+                    host = %instance.host,
+                    state = status.state.as_str(),
+                    killed = instance.is_killing(),
+                    failed = is_failure,
+                    message = status.message.as_deref().unwrap_or(""),
+                    "instance ended"
+                );
                 if matches!(
                     status.state,
                     TaskState::Failed | TaskState::Error | TaskState::Lost | TaskState::Gone
