@@ -263,6 +263,11 @@ impl Hosts {
         ]);
     }
 
+    /// The hub namespace's name (its sockets reach every host over the bridge).
+    pub fn hub(&self) -> &str {
+        &self.hub
+    }
+
     /// Cut host `name` off: the hub end of its veth goes down.
     pub fn cut(&self, name: &str) {
         self.set_link(name, false);

@@ -64,6 +64,43 @@ struct Env {
 }
 
 impl Env {
+    /// `plateau ARGS --context racks` run in the hub namespace (an operator's machine on the
+    /// network), with a context for this cluster in a config dir of the test's own; its
+    /// standard output as JSON.
+    fn cli(&self, args: &[&str]) -> Value {
+        let config = self.cluster.dir.join("cli-config");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", self.hosts.hub()))
+                .arg(super::PLATEAU)
+                .args(args)
+                .env("XDG_CONFIG_HOME", &config)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "plateau {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        if !config.exists() {
+            let marathon = format!("http://{}", self.marathon);
+            run(&[
+                "context",
+                "add",
+                "racks",
+                "--master",
+                &self.master,
+                "--marathon",
+                &marathon,
+            ]);
+        }
+        let mut all = args.to_vec();
+        all.extend(["--context", "racks"]);
+        serde_json::from_slice(&run(&all)).expect("JSON output")
+    }
+
     /// The namespaces of `layout`; the master and Marathon on `ctl`, a slave on every host with
     /// a rack, a balancer on `lb` if there is one.
     fn start(tag: &str, subnet: u8, layout: &[(&str, Option<&str>)]) -> Env {
@@ -379,6 +416,30 @@ async fn cut_and_heal(
     )
     .await;
     let unreachable_after = cut_at.elapsed();
+    // The operator's CLI, run from the hub like an operator's laptop, shows the hosts cut off
+    // as unreachable and the others active.
+    let agents = env.cli(&["agent", "list", "--json"]);
+    let states: BTreeMap<String, String> = agents
+        .as_array()
+        .expect("agent list --json is an array")
+        .iter()
+        .filter_map(|a| {
+            let host = env.hosts.by_ip(a["hostname"].as_str()?)?;
+            Some((host.name.clone(), a["state"].as_str()?.to_string()))
+        })
+        .collect();
+    for host in env.hosts.all().iter().filter(|h| h.rack.is_some()) {
+        let want = if victims.contains(&host.name) {
+            "unreachable"
+        } else {
+            "active"
+        };
+        assert_eq!(
+            states.get(&host.name).map(String::as_str),
+            Some(want),
+            "{what}: plateau agent list: {agents}"
+        );
+    }
     let replaced = await_some(SLOW, "replacements running on the other hosts", || async {
         let tasks = env.settled(app, 4).await?;
         (tasks.iter().all(|t| !victims.contains(&env.host_of(t)))
