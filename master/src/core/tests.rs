@@ -2283,3 +2283,5 @@ fn the_acls_decide_which_users_a_framework_runs_tasks_as() {
         .collect();
     assert_eq!(launched, ["as-nobody", "as-default"]);
 }
+
+mod maintenance;
