@@ -11,6 +11,7 @@ mod e2e {
     mod cluster;
     mod dev;
     mod ha;
+    mod maintenance;
     mod marathon;
     mod security;
     pub mod support;

@@ -700,3 +700,74 @@ fn a_task_stuck_staging_is_killed_and_replaced_after_the_launch_timeout() {
     });
     assert!(c.master(|m| m.kills) >= 1);
 }
+
+#[test]
+fn instances_move_off_a_draining_slave_keeping_minimum_health_capacity() {
+    for (min_health, max_over) in [(1.0_f64, 0.0_f64), (0.5, 0.0), (1.0, 1.0)] {
+        let mut c = Cluster::new(slaves(3));
+        let r = c.post(json!({"id": "drain", "cmd": "serve", "instances": 4, "cpus": 0.5,
+            "constraints": [["hostname", "GROUP_BY"]],
+            "upgradeStrategy": {"minimumHealthCapacity": min_health, "maximumOverCapacity": max_over},
+            "healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}]}));
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        c.run_until(MINUTE, "4 healthy", |c| {
+            c.running("drain.") == 4 && c.deployments() == 0
+        });
+        let on_s0 = |c: &mut Cluster| -> Vec<TaskId> {
+            c.master(|m| {
+                m.live()
+                    .filter(|t| t.info.slave_id.as_str() == "S0")
+                    .map(|t| t.info.task_id.clone())
+                    .collect()
+            })
+        };
+        let before = on_s0(&mut c);
+        assert!(!before.is_empty(), "GROUP_BY spreads over the 3 slaves");
+        c.master_mut(|m, ctx| m.drain(ctx, 0));
+        let min_healthy = (4.0_f64 * min_health).ceil() as usize;
+        let max_capacity = ((4.0 * (1.0 + max_over)) as usize).max(min_healthy + 1);
+        let mut lowest = usize::MAX;
+        let mut highest = 0;
+        let mut new_on_s0 = Vec::new();
+        c.run_until(2 * MINUTE, "moved off S0", |c| {
+            let ready = c.running("drain.");
+            lowest = lowest.min(ready);
+            highest = highest.max(c.live_ids("drain.").len());
+            for id in on_s0(c) {
+                if !before.contains(&id) && !new_on_s0.contains(&id) {
+                    new_on_s0.push(id);
+                }
+            }
+            c.running("drain.") == 4 && on_s0(c).is_empty() && c.live_ids("drain.").len() == 4
+        });
+        assert!(
+            lowest >= min_healthy,
+            "{min_health}/{max_over}: {lowest} ready < {min_healthy}"
+        );
+        assert!(
+            highest <= max_capacity,
+            "{min_health}/{max_over}: {highest} live > {max_capacity}"
+        );
+        assert!(
+            new_on_s0.is_empty(),
+            "nothing new on a draining slave: {new_on_s0:?}"
+        );
+        assert!(
+            c.master(|m| m
+                .inverse_offer_answers
+                .iter()
+                .any(|(_, accepted)| *accepted)),
+            "the inverse offer is accepted"
+        );
+        // The instances left are spread by GROUP_BY over the two other slaves.
+        let per_slave = c.master(|m| {
+            let mut n = std::collections::BTreeMap::new();
+            for t in m.live() {
+                *n.entry(t.info.slave_id.to_string()).or_insert(0) += 1;
+            }
+            n
+        });
+        assert_eq!(per_slave.get("S1"), Some(&2), "{per_slave:?}");
+        assert_eq!(per_slave.get("S2"), Some(&2), "{per_slave:?}");
+    }
+}

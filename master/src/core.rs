@@ -2357,7 +2357,9 @@ impl MasterCore {
         let changed: Vec<SlaveId> = self
             .slaves
             .values()
-            .filter(|s| before.get(&s.id).copied().flatten() != self.slave_maintenance(s).map(|(_, u, _)| u))
+            .filter(|s| {
+                before.get(&s.id).copied().flatten() != self.slave_maintenance(s).map(|(_, u, _)| u)
+            })
             .map(|s| s.id.clone())
             .collect();
         for id in changed {
@@ -2379,8 +2381,7 @@ impl MasterCore {
         if self.maintenance.windows.is_empty() && self.inverse_offers.is_empty() {
             return;
         }
-        let mut draining: BTreeMap<SlaveId, crate::maintenance::Unavailability> =
-            BTreeMap::new();
+        let mut draining: BTreeMap<SlaveId, crate::maintenance::Unavailability> = BTreeMap::new();
         let mut wanted: BTreeMap<(SlaveId, FrameworkId), crate::maintenance::Unavailability> =
             BTreeMap::new();
         for slave in self.slaves.values() {
@@ -2405,16 +2406,23 @@ impl MasterCore {
         }
         let mut rescinds: Vec<(FrameworkId, OfferId)> = Vec::new();
         let frameworks = &self.frameworks;
-        self.inverse_offers.retain(|(slave_id, framework_id), entry| {
-            let keep = draining.contains_key(slave_id) && frameworks.contains_key(framework_id);
-            if entry.outstanding && (!keep || !wanted.contains_key(&(slave_id.clone(), framework_id.clone()))) {
-                rescinds.push((framework_id.clone(), entry.id.clone()));
-                entry.outstanding = false;
-            }
-            keep
-        });
+        self.inverse_offers
+            .retain(|(slave_id, framework_id), entry| {
+                let keep = draining.contains_key(slave_id) && frameworks.contains_key(framework_id);
+                if entry.outstanding
+                    && (!keep || !wanted.contains_key(&(slave_id.clone(), framework_id.clone())))
+                {
+                    rescinds.push((framework_id.clone(), entry.id.clone()));
+                    entry.outstanding = false;
+                }
+                keep
+            });
         for (framework_id, inverse_offer_id) in rescinds {
-            if let Some(pid) = self.frameworks.get(&framework_id).and_then(|f| f.pid.clone()) {
+            if let Some(pid) = self
+                .frameworks
+                .get(&framework_id)
+                .and_then(|f| f.pid.clone())
+            {
                 self.send(
                     &pid,
                     Outgoing::RescindInverseOffer(RescindInverseOfferMessage { inverse_offer_id }),
@@ -2493,7 +2501,9 @@ impl MasterCore {
             .take(OFFERS_PER_DECLINE_MAX)
             .collect();
         for ((_, framework_id), entry) in self.inverse_offers.iter_mut() {
-            if *framework_id == msg.framework_id && entry.outstanding && answered.contains(&entry.id)
+            if *framework_id == msg.framework_id
+                && entry.outstanding
+                && answered.contains(&entry.id)
             {
                 entry.outstanding = false;
                 entry.status = status;

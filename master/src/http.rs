@@ -102,8 +102,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, master: ProcessRef<MasterProcess>
         .route("/master/members", web::get().to(members))
         .route("/master/members/{member}", web::delete().to(remove_member))
         .route("/master/maintenance/schedule", web::get().to(get_schedule))
-        .route("/master/maintenance/schedule", web::post().to(post_schedule))
-        .route("/master/maintenance/status", web::get().to(maintenance_status))
+        .route(
+            "/master/maintenance/schedule",
+            web::post().to(post_schedule),
+        )
+        .route(
+            "/master/maintenance/status",
+            web::get().to(maintenance_status),
+        )
         .route("/master/machine/down", web::post().to(machine_down))
         .route("/master/machine/up", web::post().to(machine_up))
         .route("/redirect", web::get().to(redirect))
@@ -305,9 +311,9 @@ pub fn maintenance_status_json(core: &MasterCore) -> Value {
             .inverse_offers()
             .iter()
             .filter(|((slave_id, _), _)| {
-                core.slaves().get(slave_id).is_some_and(|s| {
-                    machine.matches(&s.info.hostname, MasterCore::slave_ip(s))
-                })
+                core.slaves()
+                    .get(slave_id)
+                    .is_some_and(|s| machine.matches(&s.info.hostname, MasterCore::slave_ip(s)))
             })
             .map(|((slave_id, framework_id), entry)| {
                 json!({
@@ -1049,7 +1055,10 @@ mod maintenance_json_tests {
         }]});
         let windows = parse_schedule(&body).unwrap();
         assert_eq!(windows.len(), 1);
-        assert_eq!(windows[0].machine_ids[0].hostname.as_deref(), Some("host-a"));
+        assert_eq!(
+            windows[0].machine_ids[0].hostname.as_deref(),
+            Some("host-a")
+        );
         assert_eq!(windows[0].machine_ids[1].hostname, None);
         assert_eq!(windows[0].unavailability.duration_nanos, Some(7));
         let state = MaintenanceState::default().with_schedule(windows).unwrap();

@@ -422,7 +422,10 @@ mod tests {
         let err = s.with_schedule(vec![window(&[])]).unwrap_err();
         assert_eq!(err.field, "windows[0].machine_ids");
         let err = s
-            .with_schedule(vec![window(&[MachineId::new(Some("x"), Some("not-an-ip"))])])
+            .with_schedule(vec![window(&[MachineId::new(
+                Some("x"),
+                Some("not-an-ip"),
+            )])])
             .unwrap_err();
         assert_eq!(err.field, "windows[0].machine_ids[0].ip");
         let err = s

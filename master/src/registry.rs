@@ -392,8 +392,8 @@ impl Registry for RedbRegistry {
         state.next_framework_number = counter(META_NEXT_FRAMEWORK)?;
         let maintenance = txn.open_table(MAINTENANCE).map_err(|e| err(&e))?;
         if let Some(v) = maintenance.get(MAINTENANCE_KEY).map_err(|e| err(&e))? {
-            state.maintenance = postcard::from_bytes(v.value())
-                .map_err(|e| err(&format!("maintenance: {e}")))?;
+            state.maintenance =
+                postcard::from_bytes(v.value()).map_err(|e| err(&format!("maintenance: {e}")))?;
         }
         Ok(state)
     }

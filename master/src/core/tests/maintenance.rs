@@ -30,7 +30,9 @@ fn draining_machines_get_unavailability_and_inverse_offers_then_down_and_up() {
     let (mut h, a, framework) = running();
     let b = h.register_slave(secs(0.3), S2, BIG);
     let offers = h.allocate(secs(0.4));
-    assert!(offers.iter().all(|o| o.slave_id == b && o.unavailability.is_none()));
+    assert!(offers
+        .iter()
+        .all(|o| o.slave_id == b && o.unavailability.is_none()));
     h.take();
 
     // Schedule A's machine (by IP): persisted, its offers rescinded, an inverse offer to F1.
@@ -144,7 +146,9 @@ fn draining_machines_get_unavailability_and_inverse_offers_then_down_and_up() {
     assert!(!recovered.core.slaves().contains_key(&a));
 
     // UP: out of the schedule; it re-registers.
-    h.core.handle_machines_up(secs(10.0), vec![machine]).unwrap();
+    h.core
+        .handle_machines_up(secs(10.0), vec![machine])
+        .unwrap();
     h.flush();
     assert!(h.registry.maintenance.is_empty());
     h.reregister_slave(secs(10.1), S1, &a, vec![], vec![]);
