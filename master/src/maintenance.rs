@@ -416,7 +416,10 @@ mod tests {
         let a = m("a", "10.0.0.1");
         let b = m("b", "10.0.0.2");
         let err = s
-            .with_schedule(vec![window(&[a.clone()]), window(&[b.clone(), a.clone()])])
+            .with_schedule(vec![
+                window(std::slice::from_ref(&a)),
+                window(&[b.clone(), a.clone()]),
+            ])
             .unwrap_err();
         assert_eq!(err.field, "windows[1].machine_ids[1]");
         let err = s.with_schedule(vec![window(&[])]).unwrap_err();
@@ -432,19 +435,24 @@ mod tests {
             .with_schedule(vec![window(&[MachineId::new(None, None)])])
             .unwrap_err();
         assert_eq!(err.field, "windows[0].machine_ids[0]");
-        let mut negative = window(&[a.clone()]);
+        let mut negative = window(std::slice::from_ref(&a));
         negative.unavailability.duration_nanos = Some(-1);
         assert_eq!(
             s.with_schedule(vec![negative]).unwrap_err().field,
             "windows[0].unavailability.duration"
         );
         let s = s
-            .with_schedule(vec![window(&[a.clone()]), window(&[b.clone()])])
+            .with_schedule(vec![
+                window(std::slice::from_ref(&a)),
+                window(std::slice::from_ref(&b)),
+            ])
             .unwrap();
         assert_eq!(s.mode(&a), MachineMode::Draining);
         assert_eq!(s.mode(&b), MachineMode::Draining);
         // Replacing the schedule: b leaves it (UP again).
-        let s = s.with_schedule(vec![window(&[a.clone()])]).unwrap();
+        let s = s
+            .with_schedule(vec![window(std::slice::from_ref(&a))])
+            .unwrap();
         assert_eq!(s.mode(&b), MachineMode::Up);
     }
 
@@ -456,29 +464,34 @@ mod tests {
             .with_schedule(vec![window(&[a.clone(), b.clone()])])
             .unwrap();
         // Up only from DOWN; down only from DRAINING.
-        assert!(s.with_up(&[a.clone()]).is_err());
+        assert!(s.with_up(std::slice::from_ref(&a)).is_err());
         assert_eq!(
             s.with_down(&[m("c", "10.0.0.3")]).unwrap_err().field,
             "machine_ids[0]"
         );
         assert!(s.with_down(&[]).is_err());
         assert!(s.with_down(&[a.clone(), a.clone()]).is_err());
-        let s = s.with_down(&[a.clone()]).unwrap();
+        let s = s.with_down(std::slice::from_ref(&a)).unwrap();
         assert_eq!(s.mode(&a), MachineMode::Down);
-        assert!(s.with_down(&[a.clone()]).is_err(), "already down");
+        assert!(
+            s.with_down(std::slice::from_ref(&a)).is_err(),
+            "already down"
+        );
         assert!(s.is_down("a", "10.0.0.1"));
         assert!(!s.is_down("b", "10.0.0.2"));
         // A DOWN machine stays in the schedule.
-        let err = s.with_schedule(vec![window(&[b.clone()])]).unwrap_err();
+        let err = s
+            .with_schedule(vec![window(std::slice::from_ref(&b))])
+            .unwrap_err();
         assert_eq!(err.field, "windows");
-        let s = s.with_up(&[a.clone()]).unwrap();
+        let s = s.with_up(std::slice::from_ref(&a)).unwrap();
         assert_eq!(s.mode(&a), MachineMode::Up);
         assert_eq!(s.windows.len(), 1);
         assert_eq!(s.windows[0].machine_ids, vec![b.clone()]);
         let s = s
-            .with_down(&[b.clone()])
+            .with_down(std::slice::from_ref(&b))
             .unwrap()
-            .with_up(&[b.clone()])
+            .with_up(std::slice::from_ref(&b))
             .unwrap();
         assert!(s.is_empty(), "an emptied window is removed");
     }

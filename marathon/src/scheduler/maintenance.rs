@@ -16,12 +16,9 @@ impl MarathonScheduler {
             return false;
         }
         if offer.unavailability.is_some() {
-            if self.draining.len() < limits::SLAVES_SEEN_MAX
-                || self.draining.contains(&offer.slave_id)
-            {
-                if self.draining.insert(offer.slave_id.clone()) {
-                    tracing::info!(slave = %offer.slave_id, host = %offer.hostname, "slave scheduled for maintenance: draining it");
-                }
+            let room = self.draining.len() < limits::SLAVES_SEEN_MAX;
+            if room && self.draining.insert(offer.slave_id.clone()) {
+                tracing::info!(slave = %offer.slave_id, host = %offer.hostname, "slave scheduled for maintenance: draining it");
             }
             true
         } else {
