@@ -12,6 +12,7 @@ mod e2e {
     mod cluster;
     mod dev;
     mod ha;
+    mod maintenance;
     mod marathon;
     mod netns;
     mod racks;

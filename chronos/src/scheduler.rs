@@ -256,6 +256,8 @@ pub struct Counters {
     pub retries: u64,
     /// Instants passed over (disabled job, busy job, skip policy).
     pub instants_skipped: u64,
+    /// Offers declined because their slave's machine is scheduled for maintenance.
+    pub offers_declined_maintenance: u64,
 }
 
 /// A consistent view of the scheduler's gauges and counters, for `/metrics`.
@@ -1215,6 +1217,18 @@ impl ChronosScheduler {
         now: DateTime<Utc>,
         declines: &mut Declines,
     ) {
+        if offer.unavailability.is_some() {
+            // The slave's machine is scheduled for maintenance: no new runs there (a run
+            // started now could be cut short by the machine going down).
+            self.counters.offers_declined_maintenance += 1;
+            declines.add(
+                offer.id.clone(),
+                Filters {
+                    refuse_seconds: self.config.decline_refuse_secs,
+                },
+            );
+            return;
+        }
         let mut left = offer.resources.clone();
         let mut busy: BTreeSet<String> = self
             .runs

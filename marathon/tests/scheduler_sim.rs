@@ -700,3 +700,79 @@ fn a_task_stuck_staging_is_killed_and_replaced_after_the_launch_timeout() {
     });
     assert!(c.master(|m| m.kills) >= 1);
 }
+
+#[test]
+fn instances_move_off_a_draining_slave_keeping_minimum_health_capacity() {
+    for (min_health, max_over) in [(1.0_f64, 0.0_f64), (0.5, 0.0), (1.0, 1.0)] {
+        let mut c = Cluster::new(slaves(3));
+        // UNIQUE hostname: two instances on two of the three slaves; the one moved off a
+        // draining slave can only go to the third.
+        let r = c.post(json!({"id": "drain", "cmd": "serve", "instances": 2, "cpus": 0.5,
+            "constraints": [["hostname", "UNIQUE"]],
+            "upgradeStrategy": {"minimumHealthCapacity": min_health, "maximumOverCapacity": max_over},
+            "healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}]}));
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        c.run_until(MINUTE, "2 healthy", |c| {
+            c.running("drain.") == 2 && c.deployments() == 0
+        });
+        let hosts_before: std::collections::BTreeSet<String> =
+            c.master(|m| m.live().map(|t| t.info.slave_id.to_string()).collect());
+        assert_eq!(hosts_before.len(), 2, "UNIQUE: {hosts_before:?}");
+        let drained = hosts_before.iter().next().unwrap().clone();
+        let index: usize = drained.trim_start_matches('S').parse().unwrap();
+        let on_drained = |c: &mut Cluster, slave: &str| -> Vec<TaskId> {
+            let slave = slave.to_string();
+            c.master(move |m| {
+                m.live()
+                    .filter(|t| t.info.slave_id.as_str() == slave)
+                    .map(|t| t.info.task_id.clone())
+                    .collect()
+            })
+        };
+        let before = on_drained(&mut c, &drained);
+        assert_eq!(before.len(), 1);
+        c.master_mut(|m, ctx| m.drain(ctx, index));
+        let min_healthy = (2.0_f64 * min_health).ceil() as usize;
+        let max_capacity = ((2.0 * (1.0 + max_over)) as usize).max(min_healthy + 1);
+        let mut lowest = usize::MAX;
+        let mut highest = 0;
+        let mut new_on_drained = Vec::new();
+        c.run_until(2 * MINUTE, "moved off the draining slave", |c| {
+            lowest = lowest.min(c.running("drain."));
+            highest = highest.max(c.live_ids("drain.").len());
+            for id in on_drained(c, &drained) {
+                if !before.contains(&id) && !new_on_drained.contains(&id) {
+                    new_on_drained.push(id);
+                }
+            }
+            c.running("drain.") == 2
+                && on_drained(c, &drained).is_empty()
+                && c.live_ids("drain.").len() == 2
+        });
+        assert!(
+            lowest >= min_healthy,
+            "{min_health}/{max_over}: {lowest} ready < {min_healthy}"
+        );
+        assert!(
+            highest <= max_capacity,
+            "{min_health}/{max_over}: {highest} live > {max_capacity}"
+        );
+        assert!(
+            new_on_drained.is_empty(),
+            "nothing new on a draining slave: {new_on_drained:?}"
+        );
+        assert!(
+            c.master(|m| m
+                .inverse_offer_answers
+                .iter()
+                .any(|(_, accepted)| *accepted)),
+            "the inverse offer is accepted"
+        );
+        // UNIQUE still holds: one instance on each of the two other slaves.
+        let hosts_after: Vec<String> =
+            c.master(|m| m.live().map(|t| t.info.slave_id.to_string()).collect());
+        let distinct: std::collections::BTreeSet<&String> = hosts_after.iter().collect();
+        assert_eq!(distinct.len(), 2, "{hosts_after:?}");
+        assert!(!distinct.contains(&drained), "{hosts_after:?}");
+    }
+}

@@ -59,6 +59,7 @@ use crate::limits::{
     RUN_TASK_RESEND_INTERVAL_MAX, SLAVE_TASKS_MAX, STATUSES_PER_TASK_MAX, TASKS_MAX,
     TASKS_PER_LAUNCH_MAX, TASK_DURATION_MAX,
 };
+use crate::maintenance::{MachineId, MachineMode, MaintenanceError, MaintenanceState, Window};
 use crate::messages::*;
 use crate::registry::{RegisteredFramework, RegisteredSlave, RegistryOp, RegistryState};
 use crate::resources::{AttributeValue, Resources};
@@ -158,6 +159,8 @@ pub enum Outgoing {
     RescindResourceOffer(RescindResourceOfferMessage),
     LostSlave(LostSlaveMessage),
     FrameworkError(FrameworkErrorMessage),
+    InverseOffers(InverseOffersMessage),
+    RescindInverseOffer(RescindInverseOfferMessage),
 }
 
 /// What the core asks its host to do, in order.
@@ -313,6 +316,20 @@ pub struct OfferEntry {
     pub offer: Offer,
 }
 
+/// An inverse offer of a slave to a framework (one per pair at most), and the framework's
+/// latest answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InverseOfferEntry {
+    /// The latest inverse offer sent for the pair.
+    pub id: OfferId,
+    /// True while it waits for an answer.
+    pub outstanding: bool,
+    /// The framework's latest answer.
+    pub status: InverseOfferStatus,
+    /// When to ask again after an answer (monotonic).
+    pub ask_again_at: Duration,
+}
+
 /// Counters since this master started (what `/metrics/snapshot` reports besides gauges).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MasterCounters {
@@ -352,6 +369,10 @@ pub struct MasterCounters {
     /// Tasks still staging (never confirmed by their slave) dropped when their slave
     /// re-registered with no room left for them beside the tasks it reported.
     pub staging_tasks_dropped: u64,
+    /// Inverse offers sent.
+    pub inverse_offers_sent: u64,
+    /// Registrations refused because the slave's machine is DOWN for maintenance.
+    pub slave_registrations_refused_down: u64,
 }
 
 /// A task staged on a slave that has not confirmed it yet: when its RunTaskMessage is sent
@@ -394,6 +415,11 @@ pub struct MasterCore {
     /// When slaves recovered from the registry and not re-registered yet are marked
     /// unreachable (set at the first tick).
     recovered_slaves_deadline: Option<Duration>,
+    /// The maintenance schedule and DOWN machines (as in the registry).
+    maintenance: MaintenanceState,
+    /// Inverse offers by slave and framework (slaves on DRAINING machines only).
+    inverse_offers: BTreeMap<(SlaveId, FrameworkId), InverseOfferEntry>,
+    next_inverse_offer_number: u64,
     counters: MasterCounters,
     actions: Vec<Action>,
 }
@@ -667,6 +693,9 @@ impl MasterCore {
             staging: BTreeMap::new(),
             offer_expiry: VecDeque::new(),
             recovered_slaves_deadline: None,
+            maintenance: registry.maintenance.clone(),
+            inverse_offers: BTreeMap::new(),
+            next_inverse_offer_number: 0,
             counters: MasterCounters::default(),
             actions,
         }
@@ -748,6 +777,31 @@ impl MasterCore {
     /// Counters since start.
     pub fn counters(&self) -> &MasterCounters {
         &self.counters
+    }
+
+    /// The maintenance schedule and DOWN machines.
+    pub fn maintenance(&self) -> &MaintenanceState {
+        &self.maintenance
+    }
+
+    /// Inverse offers by slave and framework, with the frameworks' answers.
+    pub fn inverse_offers(&self) -> &BTreeMap<(SlaveId, FrameworkId), InverseOfferEntry> {
+        &self.inverse_offers
+    }
+
+    /// The IP a slave is reached at (its process address' host; empty while unknown).
+    pub fn slave_ip(slave: &Slave) -> &str {
+        slave.pid.as_ref().map(|p| &*p.host).unwrap_or("")
+    }
+
+    /// The machine of the maintenance schedule `slave` is on, with its window's
+    /// unavailability and its mode (DRAINING or DOWN); `None` when it is UP.
+    pub fn slave_maintenance(
+        &self,
+        slave: &Slave,
+    ) -> Option<(&MachineId, Unavailability, MachineMode)> {
+        self.maintenance
+            .machine_of(&slave.info.hostname, Self::slave_ip(slave))
     }
 
     /// Resources used by active tasks on `slave` (counted while the task is not terminal).
@@ -987,6 +1041,11 @@ impl MasterCore {
             self.counters.dropped_messages += 1;
             return;
         }
+        if self.maintenance.is_down(&msg.slave.hostname, &from.host) {
+            tracing::info!(%from, "refusing slave registration: its machine is DOWN for maintenance");
+            self.counters.slave_registrations_refused_down += 1;
+            return;
+        }
         let id = self.next_slave_id();
         if let Err(e) = self
             .allocator
@@ -1054,6 +1113,11 @@ impl MasterCore {
         if let Err(e) = check_slave_info(&msg.slave) {
             tracing::warn!(slave = %id, %from, error = %e, "refusing slave re-registration");
             self.counters.dropped_messages += 1;
+            return;
+        }
+        if self.maintenance.is_down(&msg.slave.hostname, &from.host) {
+            tracing::info!(slave = %id, %from, "refusing slave re-registration: its machine is DOWN for maintenance");
+            self.counters.slave_registrations_refused_down += 1;
             return;
         }
         // Refused before anything changes if the allocator has no room for what it reports.
@@ -1443,6 +1507,18 @@ impl MasterCore {
     /// Forgets a slave: its tasks go TASK_GONE, its offers are rescinded, it leaves the
     /// allocator and the registry, frameworks are told.
     fn remove_slave(&mut self, now: Duration, id: &SlaveId, reason: Reason, why: &str) {
+        self.remove_slave_as(now, id, TaskState::Gone, reason, why);
+    }
+
+    /// [`Self::remove_slave`], its tasks ending in `state`.
+    fn remove_slave_as(
+        &mut self,
+        now: Duration,
+        id: &SlaveId,
+        state: TaskState,
+        reason: Reason,
+        why: &str,
+    ) {
         let Some(slave) = self.slaves.get(id) else {
             return;
         };
@@ -1466,13 +1542,13 @@ impl MasterCore {
                 let status = self.master_status(
                     now,
                     &key.1,
-                    TaskState::Gone,
+                    state,
                     reason,
                     format!("slave {id} was removed: {why}"),
                     Some(id.clone()),
                 );
                 task.push_status(status.clone());
-                self.count_terminal(TaskState::Gone);
+                self.count_terminal(state);
                 if let Some(f) = self.frameworks.get_mut(&key.0) {
                     f.tasks.remove(&key.1);
                     if f.completed_tasks.len() >= COMPLETED_TASKS_PER_FRAMEWORK_MAX {
@@ -2128,6 +2204,13 @@ impl MasterCore {
         for offer in offers {
             self.rescind_offer(now, &offer, true);
         }
+        // Its inverse offers went to a scheduler that is gone: the next one is asked again.
+        for ((_, framework), entry) in self.inverse_offers.iter_mut() {
+            if framework == id {
+                entry.outstanding = false;
+                entry.ask_again_at = now;
+            }
+        }
         if timeout.is_zero() {
             self.remove_framework(now, id);
         }
@@ -2244,6 +2327,253 @@ impl MasterCore {
         self.request_allocation();
     }
 
+    // ----- maintenance ---------------------------------------------------------------------
+
+    /// `POST /master/maintenance/schedule`: replaces the schedule. Machines new in it become
+    /// DRAINING (their slaves' offers carry the window, frameworks with tasks there get inverse
+    /// offers); machines left out of it are UP again. Refused, with nothing changed, when the
+    /// schedule is invalid (see [`MaintenanceState::with_schedule`]).
+    pub fn handle_update_maintenance_schedule(
+        &mut self,
+        now: Duration,
+        windows: Vec<Window>,
+    ) -> Result<(), MaintenanceError> {
+        let next = self.maintenance.with_schedule(windows)?;
+        self.set_maintenance(now, next);
+        Ok(())
+    }
+
+    /// `POST /master/machine/down`: the machines (each DRAINING) go DOWN. Their slaves'
+    /// tasks are killed (a kill to each connected slave) and end TASK_GONE_BY_OPERATOR for
+    /// their frameworks; the slaves are removed and cannot register until the machine is UP.
+    pub fn handle_machines_down(
+        &mut self,
+        now: Duration,
+        machines: Vec<MachineId>,
+    ) -> Result<(), MaintenanceError> {
+        let next = self.maintenance.with_down(&machines)?;
+        self.set_maintenance(now, next);
+        let doomed: Vec<SlaveId> = self
+            .slaves
+            .values()
+            .filter(|s| {
+                machines
+                    .iter()
+                    .any(|m| m.matches(&s.info.hostname, Self::slave_ip(s)))
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        for id in doomed {
+            let slave = &self.slaves[&id];
+            let pid = slave
+                .pid
+                .clone()
+                .filter(|_| slave.status == SlaveStatus::Connected);
+            let tasks: Vec<(FrameworkId, TaskId)> = slave.tasks.iter().cloned().collect();
+            if let Some(pid) = pid {
+                for (framework_id, task_id) in tasks {
+                    self.send(
+                        &pid,
+                        Outgoing::KillTask(KillTaskMessage {
+                            framework_id,
+                            task_id,
+                            fencing_epoch: None,
+                        }),
+                    );
+                }
+            }
+            tracing::info!(slave = %id, "slave removed: its machine is DOWN for maintenance");
+            self.remove_slave_as(
+                now,
+                &id,
+                TaskState::GoneByOperator,
+                Reason::SlaveRemoved,
+                "its machine was taken down for maintenance",
+            );
+        }
+        Ok(())
+    }
+
+    /// `POST /master/machine/up`: the machines (each DOWN) leave the schedule; their slaves
+    /// may register again.
+    pub fn handle_machines_up(
+        &mut self,
+        now: Duration,
+        machines: Vec<MachineId>,
+    ) -> Result<(), MaintenanceError> {
+        let next = self.maintenance.with_up(&machines)?;
+        self.set_maintenance(now, next);
+        Ok(())
+    }
+
+    /// Persists `next`; the outstanding offers of slaves whose unavailability changed are
+    /// rescinded (their next offers carry the new one); inverse offers follow.
+    fn set_maintenance(&mut self, now: Duration, next: MaintenanceState) {
+        let before: BTreeMap<SlaveId, Option<crate::maintenance::Unavailability>> = self
+            .slaves
+            .values()
+            .map(|s| (s.id.clone(), self.slave_maintenance(s).map(|(_, u, _)| u)))
+            .collect();
+        self.maintenance = next.clone();
+        self.persist(RegistryOp::SetMaintenance(next));
+        let changed: Vec<SlaveId> = self
+            .slaves
+            .values()
+            .filter(|s| {
+                before.get(&s.id).copied().flatten() != self.slave_maintenance(s).map(|(_, u, _)| u)
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        for id in changed {
+            let offers: Vec<OfferId> = self.slaves[&id].offers.iter().cloned().collect();
+            for offer in offers {
+                self.rescind_offer(now, &offer, true);
+            }
+        }
+        self.send_inverse_offers(now);
+    }
+
+    /// Keeps the inverse offers in line with the schedule: entries of slaves no longer
+    /// connected on a DRAINING machine, or of frameworks gone, are dropped; an outstanding
+    /// inverse offer of a framework that no longer runs anything on its slave is rescinded
+    /// (its last answer is kept for `/master/maintenance/status`); then one is sent to each
+    /// active framework with tasks on such a slave that has none outstanding and is not
+    /// waiting to be asked again. O(slaves + tasks on draining slaves).
+    fn send_inverse_offers(&mut self, now: Duration) {
+        if self.maintenance.windows.is_empty() && self.inverse_offers.is_empty() {
+            return;
+        }
+        let mut draining: BTreeMap<SlaveId, crate::maintenance::Unavailability> = BTreeMap::new();
+        let mut wanted: BTreeMap<(SlaveId, FrameworkId), crate::maintenance::Unavailability> =
+            BTreeMap::new();
+        for slave in self.slaves.values() {
+            let Some((_, unavailability, MachineMode::Draining)) = self.slave_maintenance(slave)
+            else {
+                continue;
+            };
+            if slave.status != SlaveStatus::Connected {
+                continue;
+            }
+            draining.insert(slave.id.clone(), unavailability);
+            for key in &slave.tasks {
+                let live = self.tasks.get(key).is_some_and(|t| !t.state.is_terminal());
+                let active = self
+                    .frameworks
+                    .get(&key.0)
+                    .is_some_and(|f| f.status == FrameworkStatus::Active && f.pid.is_some());
+                if live && active {
+                    wanted.insert((slave.id.clone(), key.0.clone()), unavailability);
+                }
+            }
+        }
+        let mut rescinds: Vec<(FrameworkId, OfferId)> = Vec::new();
+        let frameworks = &self.frameworks;
+        self.inverse_offers
+            .retain(|(slave_id, framework_id), entry| {
+                let keep = draining.contains_key(slave_id) && frameworks.contains_key(framework_id);
+                if entry.outstanding
+                    && (!keep || !wanted.contains_key(&(slave_id.clone(), framework_id.clone())))
+                {
+                    rescinds.push((framework_id.clone(), entry.id.clone()));
+                    entry.outstanding = false;
+                }
+                keep
+            });
+        for (framework_id, inverse_offer_id) in rescinds {
+            if let Some(pid) = self
+                .frameworks
+                .get(&framework_id)
+                .and_then(|f| f.pid.clone())
+            {
+                self.send(
+                    &pid,
+                    Outgoing::RescindInverseOffer(RescindInverseOfferMessage { inverse_offer_id }),
+                );
+            }
+        }
+        let mut by_framework: BTreeMap<FrameworkId, Vec<InverseOffer>> = BTreeMap::new();
+        for ((slave_id, framework_id), unavailability) in wanted {
+            let key = (slave_id, framework_id);
+            let status = match self.inverse_offers.get(&key) {
+                Some(e) if e.outstanding || e.ask_again_at > now => continue,
+                Some(e) => e.status,
+                None => InverseOfferStatus::Unknown,
+            };
+            let id = OfferId::new(format!(
+                "{}-IO{}",
+                self.run_id, self.next_inverse_offer_number
+            ));
+            self.next_inverse_offer_number += 1;
+            self.inverse_offers.insert(
+                key.clone(),
+                InverseOfferEntry {
+                    id: id.clone(),
+                    outstanding: true,
+                    status,
+                    ask_again_at: now,
+                },
+            );
+            let (slave_id, framework_id) = key;
+            let hostname = self.slaves[&slave_id].info.hostname.clone();
+            by_framework
+                .entry(framework_id.clone())
+                .or_default()
+                .push(InverseOffer {
+                    id,
+                    framework_id,
+                    slave_id,
+                    hostname,
+                    unavailability,
+                });
+        }
+        for (framework_id, inverse_offers) in by_framework {
+            let pid = self.frameworks[&framework_id]
+                .pid
+                .clone()
+                .expect("checked above");
+            self.counters.inverse_offers_sent += inverse_offers.len() as u64;
+            self.send(
+                &pid,
+                Outgoing::InverseOffers(InverseOffersMessage { inverse_offers }),
+            );
+        }
+    }
+
+    /// A framework accepts or declines inverse offers: its answer is recorded (shown in
+    /// `/master/maintenance/status`), and it is asked again after `refuse_seconds` while the
+    /// machine still drains. Ids no longer valid are ignored.
+    pub fn handle_respond_inverse_offers(
+        &mut self,
+        now: Duration,
+        from: &Upid,
+        msg: RespondInverseOffersMessage,
+    ) {
+        if !self.framework_of(&msg.framework_id, from, "respond to inverse offers") {
+            return;
+        }
+        let refuse = refuse_duration(&msg.filters, self.config.default_refuse);
+        let status = if msg.accept {
+            InverseOfferStatus::Accept
+        } else {
+            InverseOfferStatus::Decline
+        };
+        let answered: BTreeSet<&OfferId> = msg
+            .inverse_offer_ids
+            .iter()
+            .take(OFFERS_PER_DECLINE_MAX)
+            .collect();
+        for ((_, framework_id), entry) in self.inverse_offers.iter_mut() {
+            if *framework_id == msg.framework_id
+                && entry.outstanding
+                && answered.contains(&entry.id)
+            {
+                entry.outstanding = false;
+                entry.status = status;
+                entry.ask_again_at = now + refuse;
+            }
+        }
+    }
+
     // ----- offers and launches -------------------------------------------------------------
 
     /// Runs one allocation round over every slave (the periodic one): each allocation
@@ -2253,6 +2583,7 @@ impl MasterCore {
         self.counters.allocation_runs += 1;
         let allocations = self.allocator.allocate(now);
         self.make_offers(now, allocations);
+        self.send_inverse_offers(now);
     }
 
     /// Runs the batched round asked for with [`Action::AllocateAfter`]: only slaves whose
@@ -2270,6 +2601,9 @@ impl MasterCore {
         let mut by_framework: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for allocation in allocations {
             let slave = &self.slaves[&allocation.slave];
+            let unavailability = self
+                .slave_maintenance(slave)
+                .map(|(_, unavailability, _)| unavailability);
             let framework_ok = self
                 .frameworks
                 .get(&allocation.framework)
@@ -2294,6 +2628,7 @@ impl MasterCore {
                 hostname: slave.info.hostname.clone(),
                 resources: allocation.resources,
                 attributes: slave.info.attributes.clone(),
+                unavailability,
             };
             self.slaves
                 .get_mut(&allocation.slave)

@@ -11,6 +11,14 @@
 //! | `GET /master/members` | a group's voters, learners, leader and term |
 //! | `DELETE /master/members/{host:port}` | the leader removes that master from the voters (202) |
 //! | `POST /master/teardown`, `/teardown` | form or query `frameworkId=ID`: the framework is removed, its tasks killed (200) |
+//! | `GET`, `POST /master/maintenance/schedule` | the maintenance schedule; `POST` replaces it |
+//! | `GET /master/maintenance/status` | draining machines with the frameworks' answers, DOWN machines |
+//! | `POST /master/machine/down`, `/master/machine/up` | take machines (a JSON array of ids) down, bring them up |
+//!
+//! Maintenance (see `docs/maintenance.md`) uses Mesos' JSON: a machine id is
+//! `{"hostname": .., "ip": ..}` (either may be left out), a time `{"nanoseconds": N}`. A
+//! request that is not valid is answered 400 with `{"message": .., "field": ..}`; a valid one
+//! 200 with an empty body.
 //!
 //! In a group of masters only the leader answers `/master/state`; the others answer it (and
 //! `/state`) with a 307 redirect to the same path on the leader, as Mesos does, or 503 while no
@@ -35,8 +43,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{json, Value};
 
 use crate::core::{Framework, FrameworkStatus, MasterCore, Slave, SlaveStatus, Task};
+use crate::maintenance::{
+    MachineId, MachineMode, MaintenanceError, MaintenanceState, Unavailability, Window,
+};
 use crate::messages::TaskState;
-use crate::process::MasterProcess;
+use crate::process::{MaintenanceRequest, MasterProcess};
 use crate::resources::Resources;
 
 /// The Mesos version Plateau reports: clients parse it as dotted integers and enable features
@@ -46,9 +57,12 @@ pub const MESOS_VERSION: &str = "1.11.0";
 /// What each request needs ([`plateau_security::Access`]), from its method and path only:
 /// `/health` and `/master/health` are open (load balancers probe them); reading the state,
 /// the metrics and the group's members is `get_endpoints` on the path; removing a member is
-/// `update_members` on it; everything else needs credentials only. `/teardown` needs
-/// credentials here and `teardown_frameworks` on the framework's principal, which only the
-/// master knows: it decides in [`crate::core::MasterCore::teardown_framework`].
+/// `update_members` on it; the maintenance endpoints are Mesos' `get_maintenance_schedules`,
+/// `update_maintenance_schedules`, `get_maintenance_statuses`, `start_maintenances`
+/// (`/machine/down`) and `stop_maintenances` (`/machine/up`), on any machine (the machines are
+/// in the body); everything else needs credentials only. `/teardown` needs credentials here
+/// and `teardown_frameworks` on the framework's principal, which only the master knows: it
+/// decides in [`crate::core::MasterCore::teardown_framework`].
 pub fn classify(method: &str, path: &str) -> plateau_security::Access {
     use plateau_security::{Access, Action};
     match (method, path) {
@@ -58,6 +72,17 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
             "/master/state" | "/state" | "/master/state.json" | "/state.json" | "/metrics"
             | "/metrics/snapshot" | "/master/members",
         ) => Access::Action(Action::GetEndpoints, Some(path.to_string())),
+        ("GET" | "HEAD", "/master/maintenance/schedule") => {
+            Access::Action(Action::GetMaintenanceSchedules, None)
+        }
+        (_, "/master/maintenance/schedule") => {
+            Access::Action(Action::UpdateMaintenanceSchedules, None)
+        }
+        ("GET" | "HEAD", "/master/maintenance/status") => {
+            Access::Action(Action::GetMaintenanceStatuses, None)
+        }
+        (_, "/master/machine/down") => Access::Action(Action::StartMaintenances, None),
+        (_, "/master/machine/up") => Access::Action(Action::StopMaintenances, None),
         ("GET" | "HEAD", _) => Access::Authenticated,
         (_, p) => match p.strip_prefix("/master/members/") {
             Some(member) => Access::Action(Action::UpdateMembers, Some(member.to_string())),
@@ -79,6 +104,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, master: ProcessRef<MasterProcess>
         .route("/master/members/{member}", web::delete().to(remove_member))
         .route("/master/teardown", web::post().to(teardown))
         .route("/teardown", web::post().to(teardown))
+        .route("/master/maintenance/schedule", web::get().to(get_schedule))
+        .route(
+            "/master/maintenance/schedule",
+            web::post().to(post_schedule),
+        )
+        .route(
+            "/master/maintenance/status",
+            web::get().to(maintenance_status),
+        )
+        .route("/master/machine/down", web::post().to(machine_down))
+        .route("/master/machine/up", web::post().to(machine_up))
         .route("/redirect", web::get().to(redirect))
         .route("/master/health", web::get().to(health))
         .route("/health", web::get().to(health))
@@ -270,6 +306,302 @@ async fn remove_member(
     }
 }
 
+// ---- maintenance ---------------------------------------------------------------------------
+
+fn bad_request(e: &MaintenanceError) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({ "message": e.to_string(), "field": e.field }))
+}
+
+/// A machine id as Mesos writes it: `{"hostname": .., "ip": ..}`, absent parts left out.
+pub fn machine_id_json(m: &MachineId) -> Value {
+    let mut v = json!({});
+    if let Some(h) = &m.hostname {
+        v["hostname"] = h.clone().into();
+    }
+    if let Some(ip) = &m.ip {
+        v["ip"] = ip.clone().into();
+    }
+    v
+}
+
+/// An unavailability as Mesos writes it: `{"start": {"nanoseconds": N}, "duration": {..}}`.
+pub fn unavailability_json(u: &Unavailability) -> Value {
+    let mut v = json!({ "start": { "nanoseconds": u.start_nanos } });
+    if let Some(d) = u.duration_nanos {
+        v["duration"] = json!({ "nanoseconds": d });
+    }
+    v
+}
+
+/// The body of `GET /master/maintenance/schedule`.
+pub fn schedule_json(state: &MaintenanceState) -> Value {
+    let windows: Vec<Value> = state
+        .windows
+        .iter()
+        .map(|w| {
+            json!({
+                "machine_ids": w.machine_ids.iter().map(machine_id_json).collect::<Vec<_>>(),
+                "unavailability": unavailability_json(&w.unavailability),
+            })
+        })
+        .collect();
+    json!({ "windows": windows })
+}
+
+/// The body of `GET /master/maintenance/status`: each DRAINING machine with the answers of the
+/// frameworks that got inverse offers for its slaves, and the DOWN machines.
+pub fn maintenance_status_json(core: &MasterCore) -> Value {
+    let state = core.maintenance();
+    let mut draining = Vec::new();
+    for (machine, _) in state.machines() {
+        if state.mode(machine) != MachineMode::Draining {
+            continue;
+        }
+        let statuses: Vec<Value> = core
+            .inverse_offers()
+            .iter()
+            .filter(|((slave_id, _), _)| {
+                core.slaves()
+                    .get(slave_id)
+                    .is_some_and(|s| machine.matches(&s.info.hostname, MasterCore::slave_ip(s)))
+            })
+            .map(|((slave_id, framework_id), entry)| {
+                json!({
+                    "agent_id": { "value": slave_id },
+                    "framework_id": { "value": framework_id },
+                    "status": entry.status.as_str(),
+                })
+            })
+            .collect();
+        draining.push(json!({ "id": machine_id_json(machine), "statuses": statuses }));
+    }
+    let down: Vec<Value> = state.down.iter().map(machine_id_json).collect();
+    json!({ "draining_machines": draining, "down_machines": down })
+}
+
+fn field<'a>(v: &'a Value, name: &str, at: &str) -> Result<Option<&'a Value>, MaintenanceError> {
+    match v {
+        Value::Object(map) => Ok(map.get(name).filter(|x| !x.is_null())),
+        _ => Err(MaintenanceError::new(at, "must be a JSON object")),
+    }
+}
+
+/// A machine id from Mesos' JSON (`field` names it in errors).
+pub fn parse_machine_id(v: &Value, at: &str) -> Result<MachineId, MaintenanceError> {
+    let text = |name: &str| -> Result<Option<&str>, MaintenanceError> {
+        match field(v, name, at)? {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(MaintenanceError::new(
+                &format!("{at}.{name}"),
+                "must be a string",
+            )),
+        }
+    };
+    let machine = MachineId::new(text("hostname")?, text("ip")?);
+    machine.check(at)?;
+    Ok(machine)
+}
+
+fn parse_nanos(v: &Value, at: &str) -> Result<i64, MaintenanceError> {
+    match field(v, "nanoseconds", at)? {
+        Some(n) => n.as_i64().ok_or_else(|| {
+            MaintenanceError::new(&format!("{at}.nanoseconds"), "must be an integer")
+        }),
+        None => Err(MaintenanceError::new(
+            &format!("{at}.nanoseconds"),
+            "is required",
+        )),
+    }
+}
+
+/// A schedule from Mesos' JSON: `{"windows": [{"machine_ids": [..], "unavailability": ..}]}`
+/// (`{}` is the empty schedule).
+pub fn parse_schedule(body: &Value) -> Result<Vec<Window>, MaintenanceError> {
+    let Some(windows) = field(body, "windows", "body")? else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(windows) = windows else {
+        return Err(MaintenanceError::new("windows", "must be an array"));
+    };
+    if windows.len() > crate::limits::MAINTENANCE_WINDOWS_MAX {
+        return Err(MaintenanceError::new(
+            "windows",
+            format!(
+                "more than {} windows",
+                crate::limits::MAINTENANCE_WINDOWS_MAX
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(windows.len());
+    for (i, w) in windows.iter().enumerate() {
+        let at = format!("windows[{i}]");
+        let machines = match field(w, "machine_ids", &at)? {
+            Some(Value::Array(list)) => list,
+            Some(_) => {
+                return Err(MaintenanceError::new(
+                    &format!("{at}.machine_ids"),
+                    "must be an array",
+                ))
+            }
+            None => {
+                return Err(MaintenanceError::new(
+                    &format!("{at}.machine_ids"),
+                    "is required",
+                ))
+            }
+        };
+        if machines.len() > crate::limits::MAINTENANCE_MACHINES_MAX {
+            return Err(MaintenanceError::new(
+                &format!("{at}.machine_ids"),
+                "too many machines",
+            ));
+        }
+        let machine_ids = machines
+            .iter()
+            .enumerate()
+            .map(|(j, m)| parse_machine_id(m, &format!("{at}.machine_ids[{j}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let u_at = format!("{at}.unavailability");
+        let Some(u) = field(w, "unavailability", &at)? else {
+            return Err(MaintenanceError::new(&u_at, "is required"));
+        };
+        let start = field(u, "start", &u_at)?
+            .ok_or_else(|| MaintenanceError::new(&format!("{u_at}.start"), "is required"))?;
+        let start_nanos = parse_nanos(start, &format!("{u_at}.start"))?;
+        let duration_nanos = match field(u, "duration", &u_at)? {
+            Some(d) => Some(parse_nanos(d, &format!("{u_at}.duration"))?),
+            None => None,
+        };
+        out.push(Window {
+            machine_ids,
+            unavailability: Unavailability {
+                start_nanos,
+                duration_nanos,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// The body of `/machine/down` and `/machine/up`: a JSON array of machine ids.
+pub fn parse_machine_list(body: &Value) -> Result<Vec<MachineId>, MaintenanceError> {
+    let Value::Array(list) = body else {
+        return Err(MaintenanceError::new(
+            "body",
+            "must be a JSON array of machine ids",
+        ));
+    };
+    if list.len() > crate::limits::MAINTENANCE_MACHINES_MAX {
+        return Err(MaintenanceError::new("body", "too many machines"));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| parse_machine_id(m, &format!("machine_ids[{i}]")))
+        .collect()
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, MaintenanceError> {
+    serde_json::from_slice(body)
+        .map_err(|e| MaintenanceError::new("body", format!("not valid JSON: {e}")))
+}
+
+/// Feeds a maintenance request to the leading master: 200 (empty body) when done, 400 when
+/// invalid, a redirect from a master that does not lead.
+async fn maintenance_call(
+    master: Master,
+    request: actix_web::HttpRequest,
+    maintenance: MaintenanceRequest,
+) -> HttpResponse {
+    let answer = master
+        .call(move |p, ctx| match p.handle_maintenance(ctx, maintenance) {
+            Some(result) => Ok(result),
+            None if p.replica().is_some() => Err(Some(NotLeading::of(p, ctx.self_upid()))),
+            None => Err(None),
+        })
+        .await;
+    match answer {
+        Ok(Ok(Ok(()))) => HttpResponse::Ok().finish(),
+        Ok(Ok(Err(e))) => bad_request(&e),
+        Ok(Err(Some(not_leading))) => {
+            not_leading.answer(request.connection_info().scheme(), request.path())
+        }
+        Ok(Err(None)) => unavailable("the master stopped after a registry failure".into()),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+/// Answers a read of the leading master's core with `f`.
+async fn read_core(
+    master: Master,
+    request: actix_web::HttpRequest,
+    f: fn(&MasterCore) -> Value,
+) -> HttpResponse {
+    let answer = master
+        .call(move |p, ctx| match p.try_core() {
+            Some(core) => Ok(f(core)),
+            None if p.replica().is_some() => Err(Some(NotLeading::of(p, ctx.self_upid()))),
+            None => Err(None),
+        })
+        .await;
+    match answer {
+        Ok(Ok(body)) => HttpResponse::Ok().json(body),
+        Ok(Err(Some(not_leading))) => {
+            not_leading.answer(request.connection_info().scheme(), request.path())
+        }
+        Ok(Err(None)) => unavailable("the master stopped after a registry failure".into()),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+/// `GET /master/maintenance/schedule`.
+async fn get_schedule(master: Master, request: actix_web::HttpRequest) -> HttpResponse {
+    read_core(master, request, |core| schedule_json(core.maintenance())).await
+}
+
+/// `GET /master/maintenance/status`.
+async fn maintenance_status(master: Master, request: actix_web::HttpRequest) -> HttpResponse {
+    read_core(master, request, maintenance_status_json).await
+}
+
+/// `POST /master/maintenance/schedule`.
+async fn post_schedule(
+    master: Master,
+    request: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    match parse_body(&body).and_then(|v| parse_schedule(&v)) {
+        Ok(windows) => {
+            maintenance_call(master, request, MaintenanceRequest::Schedule(windows)).await
+        }
+        Err(e) => bad_request(&e),
+    }
+}
+
+/// `POST /master/machine/down`.
+async fn machine_down(
+    master: Master,
+    request: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    match parse_body(&body).and_then(|v| parse_machine_list(&v)) {
+        Ok(machines) => maintenance_call(master, request, MaintenanceRequest::Down(machines)).await,
+        Err(e) => bad_request(&e),
+    }
+}
+
+/// `POST /master/machine/up`.
+async fn machine_up(
+    master: Master,
+    request: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    match parse_body(&body).and_then(|v| parse_machine_list(&v)) {
+        Ok(machines) => maintenance_call(master, request, MaintenanceRequest::Up(machines)).await,
+        Err(e) => bad_request(&e),
+    }
+}
+
 async fn snapshot(master: Master) -> HttpResponse {
     let answer = master
         .call(|p, ctx| {
@@ -434,7 +766,7 @@ fn task_json(task: &Task, role: &str) -> Value {
 fn slave_json(core: &MasterCore, slave: &Slave) -> Value {
     let used = core.slave_used(slave);
     let offered = core.offered(&slave.offers);
-    json!({
+    let mut v = json!({
         "id": slave.id,
         "pid": slave.pid.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         "hostname": slave.info.hostname,
@@ -452,7 +784,17 @@ fn slave_json(core: &MasterCore, slave: &Slave) -> Value {
         "unreachable_time": slave.unreachable_time,
         "version": MESOS_VERSION,
         "capabilities": [],
-    })
+    });
+    // Maintenance: Mesos 1.x shows a draining slave's window as `unavailability`; the mode
+    // is shown too (`UP` or `DRAINING`: DOWN slaves are removed).
+    match core.slave_maintenance(slave) {
+        Some((_, unavailability, mode)) => {
+            v["unavailability"] = unavailability_json(&unavailability);
+            v["maintenance_mode"] = mode.as_str().into();
+        }
+        None => v["maintenance_mode"] = MachineMode::Up.as_str().into(),
+    }
+    v
 }
 
 fn framework_json(core: &MasterCore, f: &Framework) -> Value {
@@ -749,4 +1091,103 @@ pub fn metrics_snapshot(
         counters.allocation_runs as f64,
     );
     m
+}
+
+#[cfg(test)]
+mod maintenance_json_tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse_from_mesos_json_and_print_back() {
+        let body = json!({"windows": [{
+            "machine_ids": [{"hostname": "Host-A", "ip": "10.0.0.1"}, {"ip": "10.0.0.2"}],
+            "unavailability": {"start": {"nanoseconds": 5}, "duration": {"nanoseconds": 7}},
+        }]});
+        let windows = parse_schedule(&body).unwrap();
+        assert_eq!(windows.len(), 1);
+        assert_eq!(
+            windows[0].machine_ids[0].hostname.as_deref(),
+            Some("host-a")
+        );
+        assert_eq!(windows[0].machine_ids[1].hostname, None);
+        assert_eq!(windows[0].unavailability.duration_nanos, Some(7));
+        let state = MaintenanceState::default().with_schedule(windows).unwrap();
+        let printed = schedule_json(&state);
+        assert_eq!(
+            printed["windows"][0]["machine_ids"][1],
+            json!({"ip": "10.0.0.2"})
+        );
+        assert_eq!(
+            printed["windows"][0]["unavailability"],
+            json!({"start": {"nanoseconds": 5}, "duration": {"nanoseconds": 7}})
+        );
+        assert!(parse_schedule(&json!({})).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field() {
+        let field = |v: Value| parse_schedule(&v).unwrap_err().field;
+        assert_eq!(field(json!({"windows": 3})), "windows");
+        assert_eq!(
+            field(json!({"windows": [{"unavailability": {"start": {"nanoseconds": 1}}}]})),
+            "windows[0].machine_ids"
+        );
+        assert_eq!(
+            field(json!({"windows": [{"machine_ids": [{"ip": "x"}],
+                "unavailability": {"start": {"nanoseconds": 1}}}]})),
+            "windows[0].machine_ids[0].ip"
+        );
+        assert_eq!(
+            field(json!({"windows": [{"machine_ids": [{"ip": "10.0.0.1"}],
+                "unavailability": {"start": {"nanoseconds": "soon"}}}]})),
+            "windows[0].unavailability.start.nanoseconds"
+        );
+        assert_eq!(
+            field(json!({"windows": [{"machine_ids": [{"hostname": 1}],
+                "unavailability": {"start": {"nanoseconds": 1}}}]})),
+            "windows[0].machine_ids[0].hostname"
+        );
+        assert_eq!(
+            parse_machine_list(&json!({"hostname": "a"}))
+                .unwrap_err()
+                .field,
+            "body"
+        );
+        assert_eq!(
+            parse_machine_list(&json!([{"hostname": "a"}, {}]))
+                .unwrap_err()
+                .field,
+            "machine_ids[1]"
+        );
+        assert_eq!(parse_body(b"{").unwrap_err().field, "body");
+    }
+
+    #[test]
+    fn maintenance_paths_are_classified_as_mesos_actions() {
+        use plateau_security::{Access, Action};
+        let action = |m, p| match classify(m, p) {
+            Access::Action(a, _) => Some(a),
+            _ => None,
+        };
+        assert_eq!(
+            action("GET", "/master/maintenance/schedule"),
+            Some(Action::GetMaintenanceSchedules)
+        );
+        assert_eq!(
+            action("POST", "/master/maintenance/schedule"),
+            Some(Action::UpdateMaintenanceSchedules)
+        );
+        assert_eq!(
+            action("GET", "/master/maintenance/status"),
+            Some(Action::GetMaintenanceStatuses)
+        );
+        assert_eq!(
+            action("POST", "/master/machine/down"),
+            Some(Action::StartMaintenances)
+        );
+        assert_eq!(
+            action("POST", "/master/machine/up"),
+            Some(Action::StopMaintenances)
+        );
+    }
 }

@@ -8,6 +8,8 @@
 //! - [`allocator`]: the hierarchical DRF allocator that turns free resources into offers.
 //! - [`bench`](mod@bench): the allocator benchmark, with a JSON-serializable report for the CLI.
 //! - [`core`]: the master as a pure core — slaves, frameworks, tasks, offers, the protocol.
+//! - [`maintenance`]: maintenance primitives — the schedule of unavailability windows and each
+//!   machine's mode (UP, DRAINING, DOWN), validated as Mesos does (pure).
 //! - [`registry`]: the durable registry (redb on disk, or in memory) behind one trait.
 //! - [`replicated`]: what a group of masters replicates through its log (the registry).
 //! - [`process`]: [`MasterProcess`], the runtime process that drives the core.
@@ -62,6 +64,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod maintenance;
 pub mod messages;
 pub mod process;
 pub mod registry;

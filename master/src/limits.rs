@@ -199,3 +199,13 @@ pub const LEADER_QUERY_INTERVAL_MAX: Duration = Duration::from_secs(8);
 /// Digests of the last commands applied that a copy of the masters' replicated state keeps for
 /// observers ([`crate::replicated::MasterState::recent_digests`]).
 pub const APPLIED_DIGESTS_KEPT_MAX: usize = 64;
+
+/// Most windows in a maintenance schedule; a larger schedule is refused (400).
+pub const MAINTENANCE_WINDOWS_MAX: usize = 10_000;
+
+/// Most machines in a maintenance schedule (over all its windows), or in one
+/// `/master/machine/down` or `/master/machine/up` request; more are refused (400).
+pub const MAINTENANCE_MACHINES_MAX: usize = 100_000;
+
+/// Longest machine host name or IP text accepted, in bytes.
+pub const MACHINE_ID_TEXT_LEN_MAX: usize = 255;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::coord::FencingToken;
 use crate::ids::{FrameworkId, OfferId, SlaveId, TaskId};
+pub use crate::maintenance::Unavailability;
 use crate::resources::{Attributes, Resources};
 
 macro_rules! wire {
@@ -423,6 +424,48 @@ pub struct Offer {
     pub resources: Resources,
     /// The slave's attributes (for constraints).
     pub attributes: Attributes,
+    /// Set when the slave's machine is scheduled for maintenance (DRAINING): when it will be
+    /// unavailable. Frameworks should not start long-lived work here (Mesos'
+    /// `Offer.unavailability`).
+    pub unavailability: Option<Unavailability>,
+}
+
+/// An inverse offer (Mesos' `InverseOffer`): the master asks a framework to give back what it
+/// uses on a slave, whose machine is scheduled for maintenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InverseOffer {
+    /// The inverse offer.
+    pub id: OfferId,
+    /// Whom it is for.
+    pub framework_id: FrameworkId,
+    /// Which slave.
+    pub slave_id: SlaveId,
+    /// The slave's host name.
+    pub hostname: String,
+    /// When the slave's machine will be unavailable.
+    pub unavailability: Unavailability,
+}
+
+/// A framework's answer to an inverse offer, shown in `/master/maintenance/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InverseOfferStatus {
+    /// No answer yet.
+    Unknown,
+    /// The framework will (or did) move off the slave in time.
+    Accept,
+    /// The framework will not move off the slave.
+    Decline,
+}
+
+impl InverseOfferStatus {
+    /// Mesos' name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InverseOfferStatus::Unknown => "UNKNOWN",
+            InverseOfferStatus::Accept => "ACCEPT",
+            InverseOfferStatus::Decline => "DECLINE",
+        }
+    }
 }
 
 /// Offer filters (Mesos' `Filters`).
@@ -712,6 +755,36 @@ pub struct SuppressOffersMessage {
     pub framework_id: FrameworkId,
 }
 
+/// Inverse offers for a framework (master → scheduler): slaves it uses whose machines are
+/// scheduled for maintenance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InverseOffersMessage {
+    /// The inverse offers.
+    pub inverse_offers: Vec<InverseOffer>,
+}
+
+/// An inverse offer is withdrawn: its machine is no longer scheduled (or went down).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RescindInverseOfferMessage {
+    /// The inverse offer.
+    pub inverse_offer_id: OfferId,
+}
+
+/// A framework accepts or declines inverse offers (Mesos' ACCEPT_INVERSE_OFFERS and
+/// DECLINE_INVERSE_OFFERS calls). Its answer is shown in `/master/maintenance/status`; the
+/// master asks again after `filters.refuse_seconds` while the machine is still draining.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RespondInverseOffersMessage {
+    /// The framework.
+    pub framework_id: FrameworkId,
+    /// The inverse offers answered; ids no longer valid are ignored.
+    pub inverse_offer_ids: Vec<OfferId>,
+    /// True: accept; false: decline.
+    pub accept: bool,
+    /// When to ask again.
+    pub filters: Filters,
+}
+
 /// A slave was lost (removed or unreachable).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LostSlaveMessage {
@@ -756,6 +829,9 @@ wire! {
     SuppressOffersMessage => "mesos.SuppressOffersMessage",
     LostSlaveMessage => "mesos.LostSlaveMessage",
     FrameworkErrorMessage => "mesos.FrameworkErrorMessage",
+    InverseOffersMessage => "mesos.InverseOffersMessage",
+    RescindInverseOfferMessage => "mesos.RescindInverseOfferMessage",
+    RespondInverseOffersMessage => "plateau.master.RespondInverseOffersMessage",
 }
 
 #[cfg(test)]

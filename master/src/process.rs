@@ -45,12 +45,24 @@ pub use crate::core::MasterConfig;
 use crate::core::{Action, MasterCore, Outgoing};
 use crate::error::MasterError;
 use crate::ids::FrameworkId;
+use crate::maintenance::{MachineId, MaintenanceError, Window};
 use crate::messages::*;
 use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::replicated::{MasterCommand, MasterState};
 
 mod coordination;
 use coordination::{CoordServer, LeaseExpiryTimer};
+
+/// An operator's maintenance request ([`MasterProcess::handle_maintenance`]).
+#[derive(Debug, Clone)]
+pub enum MaintenanceRequest {
+    /// Replace the schedule (`POST /master/maintenance/schedule`).
+    Schedule(Vec<Window>),
+    /// Take machines down (`POST /master/machine/down`).
+    Down(Vec<MachineId>),
+    /// Bring machines up (`POST /master/machine/up`).
+    Up(Vec<MachineId>),
+}
 
 /// Timer: agent-loss scan and failover deadlines.
 #[derive(Debug, Serialize, Deserialize)]
@@ -228,6 +240,32 @@ impl MasterProcess {
         group.membership_change = Some(group.replica.change_membership(ctx, add, &voters));
         self.settle(ctx);
         true
+    }
+
+    /// An operator's maintenance request (from the HTTP API), fed to the core and carried out
+    /// like any input: `None` when this master does not act (it does not lead), else whether
+    /// the request was valid. In a group, the change is proposed to the replicated log when
+    /// this returns, and acted on (offers rescinded, slaves removed) only once it commits.
+    pub fn handle_maintenance(
+        &mut self,
+        ctx: &mut Context<'_>,
+        request: MaintenanceRequest,
+    ) -> Option<Result<(), MaintenanceError>> {
+        if !self.is_acting(ctx) {
+            return None;
+        }
+        let now = Self::now(ctx);
+        let core = self.core.as_mut().expect("acting");
+        let result = match request {
+            MaintenanceRequest::Schedule(windows) => {
+                core.handle_update_maintenance_schedule(now, windows)
+            }
+            MaintenanceRequest::Down(machines) => core.handle_machines_down(now, machines),
+            MaintenanceRequest::Up(machines) => core.handle_machines_up(now, machines),
+        };
+        self.carry_out(ctx);
+        self.settle(ctx);
+        Some(result)
     }
 
     /// The core (for HTTP handlers and tests). Panics when the master does not run one.
@@ -1124,6 +1162,7 @@ feed! {
     on_reconcile_tasks: ReconcileTasksMessage => handle_reconcile_tasks,
     on_revive_offers: ReviveOffersMessage => handle_revive_offers,
     on_suppress_offers: SuppressOffersMessage => handle_suppress_offers,
+    on_respond_inverse_offers: RespondInverseOffersMessage => handle_respond_inverse_offers,
 }
 
 fn perform(ctx: &mut Context<'_>, action: Action) {
@@ -1154,6 +1193,8 @@ fn send_outgoing(ctx: &mut Context<'_>, to: &Upid, message: Outgoing) {
         Outgoing::RescindResourceOffer(m) => ctx.send(to, m),
         Outgoing::LostSlave(m) => ctx.send(to, m),
         Outgoing::FrameworkError(m) => ctx.send(to, m),
+        Outgoing::InverseOffers(m) => ctx.send(to, m),
+        Outgoing::RescindInverseOffer(m) => ctx.send(to, m),
     }
 }
 
@@ -1210,7 +1251,8 @@ impl Process for MasterProcess {
             .on(Self::on_kill_task)
             .on(Self::on_reconcile_tasks)
             .on(Self::on_revive_offers)
-            .on(Self::on_suppress_offers);
+            .on(Self::on_suppress_offers)
+            .on(Self::on_respond_inverse_offers);
         // Who may send what from another node (the role its certificate names); anything
         // else, timers included, only from this node.
         h.allow_roles(RoleSet::ANY, &[LeaderQueryMessage::NAME])
@@ -1244,6 +1286,7 @@ impl Process for MasterProcess {
                     ReconcileTasksMessage::NAME,
                     ReviveOffersMessage::NAME,
                     SuppressOffersMessage::NAME,
+                    RespondInverseOffersMessage::NAME,
                     StatusUpdateAcknowledgementMessage::NAME,
                     CoordRequestMessage::NAME,
                     LeaseKeepAliveMessage::NAME,

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::MasterError;
 use crate::ids::{FrameworkId, SlaveId};
+use crate::maintenance::MaintenanceState;
 use crate::messages::{FrameworkInfo, SlaveInfo};
 use plateau_runtime::Upid;
 
@@ -91,6 +92,8 @@ pub struct RegistryState {
     pub next_slave_number: u64,
     /// Next framework number (ids `<run-id>-<4-digit n>`).
     pub next_framework_number: u64,
+    /// The maintenance schedule and the machines that are DOWN.
+    pub maintenance: MaintenanceState,
 }
 
 impl RegistryState {
@@ -121,6 +124,7 @@ impl RegistryState {
             }
             RegistryOp::SetNextSlaveNumber(n) => self.next_slave_number = *n,
             RegistryOp::SetNextFrameworkNumber(n) => self.next_framework_number = *n,
+            RegistryOp::SetMaintenance(state) => self.maintenance = state.clone(),
         }
     }
 }
@@ -151,6 +155,8 @@ pub enum RegistryOp {
     SetNextSlaveNumber(u64),
     /// Set the next framework number.
     SetNextFrameworkNumber(u64),
+    /// Replace the maintenance schedule and the set of DOWN machines.
+    SetMaintenance(MaintenanceState),
 }
 
 /// The master's durable state. `apply` returns only once the changes are durable: the master
@@ -195,6 +201,10 @@ const SLAVES: TableDefinition<&str, &[u8]> = TableDefinition::new("slaves");
 const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("frameworks");
 const WEIGHTS: TableDefinition<&str, f64> = TableDefinition::new("weights");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// One row, [`MAINTENANCE_KEY`]: the postcard-encoded [`MaintenanceState`] (absent: empty).
+/// A table of its own, so registries written before it need no migration.
+const MAINTENANCE: TableDefinition<&str, &[u8]> = TableDefinition::new("maintenance");
+const MAINTENANCE_KEY: &str = "state";
 
 const META_FORMAT: &str = "format_version";
 const META_RUN_ID: &str = "master_run_id";
@@ -258,6 +268,7 @@ impl RedbRegistry {
             txn.open_table(SLAVES).map_err(|e| err(&e))?;
             txn.open_table(FRAMEWORKS).map_err(|e| err(&e))?;
             txn.open_table(WEIGHTS).map_err(|e| err(&e))?;
+            txn.open_table(MAINTENANCE).map_err(|e| err(&e))?;
             let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
             let stored = meta
                 .get(META_FORMAT)
@@ -379,6 +390,11 @@ impl Registry for RedbRegistry {
         };
         state.next_slave_number = counter(META_NEXT_SLAVE)?;
         state.next_framework_number = counter(META_NEXT_FRAMEWORK)?;
+        let maintenance = txn.open_table(MAINTENANCE).map_err(|e| err(&e))?;
+        if let Some(v) = maintenance.get(MAINTENANCE_KEY).map_err(|e| err(&e))? {
+            state.maintenance =
+                postcard::from_bytes(v.value()).map_err(|e| err(&format!("maintenance: {e}")))?;
+        }
         Ok(state)
     }
 
@@ -395,6 +411,7 @@ impl Registry for RedbRegistry {
             let mut frameworks = txn.open_table(FRAMEWORKS).map_err(|e| err(&e))?;
             let mut weights = txn.open_table(WEIGHTS).map_err(|e| err(&e))?;
             let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
+            let mut maintenance = txn.open_table(MAINTENANCE).map_err(|e| err(&e))?;
             for op in ops {
                 match op {
                     RegistryOp::SetMasterRunId(id) => {
@@ -444,6 +461,12 @@ impl Registry for RedbRegistry {
                     }
                     RegistryOp::SetNextFrameworkNumber(n) => {
                         meta.insert(META_NEXT_FRAMEWORK, n.to_le_bytes().as_slice())
+                            .map_err(|e| err(&e))?;
+                    }
+                    RegistryOp::SetMaintenance(state) => {
+                        let bytes = postcard::to_allocvec(state).map_err(|e| err(&e))?;
+                        maintenance
+                            .insert(MAINTENANCE_KEY, bytes.as_slice())
                             .map_err(|e| err(&e))?;
                     }
                 }
@@ -522,6 +545,20 @@ mod tests {
             },
             RegistryOp::SetNextSlaveNumber(2),
             RegistryOp::SetNextFrameworkNumber(2),
+            RegistryOp::SetMaintenance(
+                MaintenanceState::default()
+                    .with_schedule(vec![crate::maintenance::Window {
+                        machine_ids: vec![crate::maintenance::MachineId::new(
+                            Some("h1"),
+                            Some("10.0.0.1"),
+                        )],
+                        unavailability: crate::maintenance::Unavailability {
+                            start_nanos: 5,
+                            duration_nanos: None,
+                        },
+                    }])
+                    .unwrap(),
+            ),
         ]
     }
 

@@ -105,14 +105,16 @@ use plateau_master::detector::MasterDetector;
 pub use plateau_master::detector::Masters;
 pub use plateau_master::ids::{FrameworkId, OfferId, SlaveId, TaskId};
 pub use plateau_master::messages::{
-    CommandInfo, Filters, FrameworkInfo, HealthCheck, HealthCheckKind, Offer, Reason, StatusSource,
-    TaskInfo, TaskState, TaskStatus,
+    CommandInfo, Filters, FrameworkInfo, HealthCheck, HealthCheckKind, InverseOffer,
+    InverseOfferStatus, Offer, Reason, StatusSource, TaskInfo, TaskState, TaskStatus,
+    Unavailability,
 };
 use plateau_master::messages::{
     DeclineOffersMessage, FrameworkErrorMessage, FrameworkRegisteredMessage,
-    FrameworkReregisteredMessage, KillTaskMessage, LaunchTasksMessage, LeaderQueryMessage,
-    LostSlaveMessage, NewMasterDetectedMessage, ReconcileTasksMessage, RegisterFrameworkMessage,
-    ReregisterFrameworkMessage, RescindResourceOfferMessage, ResourceOffersMessage,
+    FrameworkReregisteredMessage, InverseOffersMessage, KillTaskMessage, LaunchTasksMessage,
+    LeaderQueryMessage, LostSlaveMessage, NewMasterDetectedMessage, ReconcileTasksMessage,
+    RegisterFrameworkMessage, ReregisterFrameworkMessage, RescindInverseOfferMessage,
+    RescindResourceOfferMessage, ResourceOffersMessage, RespondInverseOffersMessage,
     ReviveOffersMessage, StatusUpdateAcknowledgementMessage, StatusUpdateMessage,
     SuppressOffersMessage, UnregisterFrameworkMessage,
 };
@@ -138,6 +140,16 @@ pub trait Scheduler: 'static {
     fn resource_offers(&mut self, driver: &mut Driver<'_, '_>, offers: Vec<Offer>);
     /// An offer is no longer valid.
     fn offer_rescinded(&mut self, _driver: &mut Driver<'_, '_>, _offer_id: &OfferId) {}
+    /// Inverse offers: slaves this framework uses whose machines are scheduled for
+    /// maintenance (DRAINING), with when they will be unavailable. Answer with
+    /// [`Driver::accept_inverse_offers`] (the framework moves off in time) or
+    /// [`Driver::decline_inverse_offers`]; unanswered, the master shows `UNKNOWN`. The default
+    /// ignores them.
+    fn inverse_offers(&mut self, _driver: &mut Driver<'_, '_>, _inverse_offers: Vec<InverseOffer>) {
+    }
+    /// An inverse offer is no longer valid: its machine is no longer draining (back UP, or
+    /// DOWN), or the framework has nothing left there.
+    fn inverse_offer_rescinded(&mut self, _driver: &mut Driver<'_, '_>, _id: &OfferId) {}
     /// A task's status changed. Acknowledged by the driver when this returns.
     fn status_update(&mut self, driver: &mut Driver<'_, '_>, status: &TaskStatus);
     /// A slave was lost.
@@ -414,6 +426,30 @@ impl<'a, 'c> Driver<'a, 'c> {
         let msg = DeclineOffersMessage {
             framework_id: self.id(),
             offer_ids,
+            filters,
+        };
+        self.send_master(msg);
+    }
+
+    /// Accept inverse offers: the framework will move off their slaves in time. The master
+    /// asks again after `filters.refuse_seconds` while their machines still drain.
+    pub fn accept_inverse_offers(&mut self, ids: Vec<OfferId>, filters: Filters) {
+        self.respond_inverse_offers(ids, true, filters);
+    }
+
+    /// Decline inverse offers: the framework will not move off their slaves.
+    pub fn decline_inverse_offers(&mut self, ids: Vec<OfferId>, filters: Filters) {
+        self.respond_inverse_offers(ids, false, filters);
+    }
+
+    fn respond_inverse_offers(&mut self, ids: Vec<OfferId>, accept: bool, filters: Filters) {
+        if ids.is_empty() {
+            return;
+        }
+        let msg = RespondInverseOffersMessage {
+            framework_id: self.id(),
+            inverse_offer_ids: ids,
+            accept,
             filters,
         };
         self.send_master(msg);
@@ -1088,6 +1124,31 @@ impl<S: Scheduler> SchedulerDriver<S> {
         }
     }
 
+    fn handle_inverse_offers(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        m: InverseOffersMessage,
+    ) {
+        if !self.is_from_master(ctx, from) || self.state.stopped {
+            return;
+        }
+        self.with(ctx, |s, d| s.inverse_offers(d, m.inverse_offers));
+    }
+
+    fn handle_rescind_inverse_offer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        m: RescindInverseOfferMessage,
+    ) {
+        if self.is_from_master(ctx, from) {
+            self.with(ctx, |s, d| {
+                s.inverse_offer_rescinded(d, &m.inverse_offer_id)
+            });
+        }
+    }
+
     fn handle_status(&mut self, ctx: &mut Context<'_>, from: &Upid, m: StatusUpdateMessage) {
         if !self.is_from_master(ctx, from) || self.state.stopped {
             return;
@@ -1142,6 +1203,8 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
             .on(Self::handle_reregistered)
             .on(Self::handle_offers)
             .on(Self::handle_rescind)
+            .on(Self::handle_inverse_offers)
+            .on(Self::handle_rescind_inverse_offer)
             .on(Self::handle_status)
             .on(Self::handle_lost_slave)
             .on(Self::handle_error)
@@ -1161,6 +1224,8 @@ impl<S: Scheduler> Process for SchedulerDriver<S> {
                 FrameworkReregisteredMessage::NAME,
                 ResourceOffersMessage::NAME,
                 RescindResourceOfferMessage::NAME,
+                InverseOffersMessage::NAME,
+                RescindInverseOfferMessage::NAME,
                 StatusUpdateMessage::NAME,
                 LostSlaveMessage::NAME,
                 FrameworkErrorMessage::NAME,

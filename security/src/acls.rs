@@ -63,11 +63,21 @@ pub enum Action {
     UpdateJobs,
     /// Read Chronos jobs, their stats and graph (object: the job name).
     ViewJobs,
+    /// Read the master's maintenance schedule (object: a machine, `hostname` or `ip`).
+    GetMaintenanceSchedules,
+    /// Replace the master's maintenance schedule (object: a machine).
+    UpdateMaintenanceSchedules,
+    /// Take machines down for maintenance, `/master/machine/down` (object: a machine).
+    StartMaintenances,
+    /// Bring machines back up, `/master/machine/up` (object: a machine).
+    StopMaintenances,
+    /// Read the maintenance status (object: a machine).
+    GetMaintenanceStatuses,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 16] = [
         Action::RegisterFrameworks,
         Action::RunTasks,
         Action::TeardownFrameworks,
@@ -79,6 +89,11 @@ impl Action {
         Action::KillTasks,
         Action::UpdateJobs,
         Action::ViewJobs,
+        Action::GetMaintenanceSchedules,
+        Action::UpdateMaintenanceSchedules,
+        Action::StartMaintenances,
+        Action::StopMaintenances,
+        Action::GetMaintenanceStatuses,
     ];
 
     /// Its key in the ACL file.
@@ -95,6 +110,11 @@ impl Action {
             Action::KillTasks => "kill_tasks",
             Action::UpdateJobs => "update_jobs",
             Action::ViewJobs => "view_jobs",
+            Action::GetMaintenanceSchedules => "get_maintenance_schedules",
+            Action::UpdateMaintenanceSchedules => "update_maintenance_schedules",
+            Action::StartMaintenances => "start_maintenances",
+            Action::StopMaintenances => "stop_maintenances",
+            Action::GetMaintenanceStatuses => "get_maintenance_statuses",
         }
     }
 
@@ -108,6 +128,11 @@ impl Action {
             Action::UpdateMembers => "members",
             Action::UpdateApps | Action::ViewApps | Action::KillTasks => "apps",
             Action::UpdateJobs | Action::ViewJobs => "jobs",
+            Action::GetMaintenanceSchedules
+            | Action::UpdateMaintenanceSchedules
+            | Action::StartMaintenances
+            | Action::StopMaintenances
+            | Action::GetMaintenanceStatuses => "machines",
         }
     }
 
@@ -450,6 +475,43 @@ mod tests {
         .contains("entity"));
         assert!(err(r#"{"view_apps": [{"principals": {"values": ["a"], "type": "ANY"}, "apps": {"type": "ANY"}}]}"#).contains("entity"));
         assert!(err("[").starts_with("ACLs: "));
+    }
+
+    #[test]
+    fn mesos_maintenance_actions_parse_and_decide() {
+        let acls = Acls::from_json(
+            r#"{
+              "permissive": false,
+              "get_maintenance_schedules": [{"principals": {"type": "ANY"}, "machines": {"type": "ANY"}}],
+              "update_maintenance_schedules": [{"principals": {"values": ["ops"]}, "machines": {"type": "ANY"}}],
+              "start_maintenances": [{"principals": {"values": ["ops"]}, "machines": {"values": ["h1"]}}],
+              "stop_maintenances": [{"principals": {"values": ["ops"]}, "machines": {"type": "ANY"}}],
+              "get_maintenance_statuses": [{"principals": {"type": "ANY"}, "machines": {"type": "NONE"}}]
+            }"#,
+        )
+        .unwrap();
+        assert!(acls.is_allowed(Some("eve"), Action::GetMaintenanceSchedules, None));
+        assert!(acls.is_allowed(Some("ops"), Action::UpdateMaintenanceSchedules, None));
+        assert!(!acls.is_allowed(Some("eve"), Action::UpdateMaintenanceSchedules, None));
+        assert!(acls.is_allowed(Some("ops"), Action::StartMaintenances, Some("h1")));
+        assert!(!acls.is_allowed(Some("ops"), Action::StartMaintenances, Some("h2")));
+        assert!(acls.is_allowed(Some("ops"), Action::StopMaintenances, None));
+        assert!(!acls.is_allowed(Some("ops"), Action::GetMaintenanceStatuses, None));
+        for action in [
+            Action::GetMaintenanceSchedules,
+            Action::UpdateMaintenanceSchedules,
+            Action::StartMaintenances,
+            Action::StopMaintenances,
+            Action::GetMaintenanceStatuses,
+        ] {
+            assert_eq!(action.object_key(), "machines");
+            assert!(Action::ALL.contains(&action));
+        }
+        // The object key is checked like any other.
+        assert!(Acls::from_json(
+            r#"{"start_maintenances": [{"principals": {"type": "ANY"}, "apps": {"type": "ANY"}}]}"#
+        )
+        .is_err());
     }
 
     #[test]

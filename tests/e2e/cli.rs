@@ -499,7 +499,6 @@ fn all_contexts_shows_two_dev_clusters_in_one_table_with_a_cluster_column() {
 }
 
 #[test]
-#[ignore = "needs the master's maintenance endpoints"]
 fn agent_drain_shows_the_tasks_left_then_marks_the_agent_down_and_up_brings_it_back() {
     let _dev = Dev::start("drain", "127.0.74.1", 2);
     let config = TempDir::new("drain-config");

@@ -589,7 +589,6 @@ async fn get_status(client: &reqwest::Client, url: &str) -> Result<u16, String> 
 }
 
 #[test]
-#[ignore = "needs the master's maintenance endpoints"]
 fn a_drained_host_loses_no_request_through_the_balancer() {
     let layout: &[(&str, Option<&str>)] = &[
         ("ctl", None),

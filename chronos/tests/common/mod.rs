@@ -241,6 +241,7 @@ impl FakeMaster {
                 hostname: slave.hostname.clone(),
                 resources: free,
                 attributes: slave.attributes.clone(),
+                unavailability: None,
             });
         }
         if !offers.is_empty() {

@@ -41,6 +41,14 @@
 //!   ([`ONE_PER_AGENT_LABEL`]) runs exactly one instance on every known slave that matches its
 //!   constraints: `instances` is ignored. Slaves are known from offers (offers are never
 //!   suppressed while such an app exists) and forgotten when lost.
+//! - **Maintenance.** Unless `--disable_maintenance_mode`, offers of slaves whose machines are
+//!   scheduled for maintenance (their offers carry an unavailability, or an inverse offer
+//!   names them) are declined, and the instances running there are moved: as in a rolling
+//!   restart, a replacement is started elsewhere (within `maximumOverCapacity`, respecting the
+//!   constraints), and an instance on a draining slave is killed only while the app keeps at
+//!   least `ceil(instances × minimumHealthCapacity)` ready instances without it. Inverse
+//!   offers are accepted. Instances killed because their machine went DOWN are replaced as
+//!   usual.
 //! - **Reconciliation.** On (re)registration, and every
 //!   [`MarathonConfig::reconciliation_interval`], all live tasks are reconciled explicitly,
 //!   then implicitly. Tasks reported that Marathon does not know are killed; known tasks the
@@ -66,6 +74,7 @@
 //! | `mod.rs` | the scheduler's state, its configuration, persistence, the [`Scheduler`] callbacks and Marathon's own messages |
 //! | `plan` | what each app needs (launch count, kills, restart bounds) and convergence |
 //! | `offers` | offer matching and the Mesos task of an instance ([`build_task`]) |
+//! | `maintenance` | draining slaves: inverse offers, which instances must move |
 //! | `status` | status updates, registration, reconciliation, the housekeeping tick |
 //! | `readiness_checks` | readiness probes during deployments |
 //! | `api` | the API's changes (apps, tasks, deployments, the launch queue) |
@@ -106,6 +115,7 @@ use crate::store::{Store, StoreOp};
 use crate::validation::{parse_app, parse_app_put, AppPut};
 
 mod api;
+mod maintenance;
 mod offers;
 mod persistence;
 mod plan;
@@ -164,6 +174,10 @@ pub struct MarathonConfig {
     /// With `ha`: the session ttl, how long a crashed leader keeps the leadership before a
     /// standby takes over (Marathon's `--zk_session_timeout`).
     pub session_ttl: Duration,
+    /// Marathon's `--disable_maintenance_mode` (default false): when false, offers of slaves
+    /// whose machines are scheduled for maintenance are declined and instances on them are
+    /// moved elsewhere; when true, maintenance is ignored.
+    pub disable_maintenance_mode: bool,
 }
 
 impl Default for MarathonConfig {
@@ -185,6 +199,7 @@ impl Default for MarathonConfig {
             backoff_reset_after_running: Duration::from_secs(60),
             ha: false,
             session_ttl: limits::LEADER_SESSION_TTL_DEFAULT,
+            disable_maintenance_mode: false,
         }
     }
 }
@@ -383,6 +398,15 @@ pub struct MarathonScheduler {
     offer_stats: BTreeMap<String, OfferStats>,
     last_failures: BTreeMap<String, TaskFailure>,
     slaves: BTreeMap<SlaveId, SlaveSeen>,
+    /// Slaves whose machines are scheduled for maintenance (DRAINING), as offers carrying an
+    /// unavailability and inverse offers tell: nothing new is placed there, and what runs
+    /// there is moved. Forgotten when an offer of the slave comes without an unavailability,
+    /// when its inverse offer is rescinded or when it is lost. Not persisted: a new leader
+    /// learns it again from the master.
+    draining: BTreeSet<SlaveId>,
+    /// The slave of each inverse offer received and not rescinded (bounded by
+    /// `SLAVES_SEEN_MAX`).
+    inverse_offer_slaves: BTreeMap<plateau_sdk::OfferId, SlaveId>,
     suppressed: bool,
     last_demand: u64,
     mono: Duration,
@@ -494,6 +518,8 @@ impl MarathonScheduler {
             offer_stats: BTreeMap::new(),
             last_failures: BTreeMap::new(),
             slaves: BTreeMap::new(),
+            draining: BTreeSet::new(),
+            inverse_offer_slaves: BTreeMap::new(),
             suppressed: false,
             last_demand: 0,
             mono: Duration::ZERO,
@@ -868,9 +894,24 @@ impl Scheduler for MarathonScheduler {
         self.flush_routes(driver);
     }
 
+    fn inverse_offers(
+        &mut self,
+        driver: &mut Driver<'_, '_>,
+        inverse_offers: Vec<plateau_sdk::InverseOffer>,
+    ) {
+        self.handle_inverse_offers(driver, inverse_offers);
+        self.flush_routes(driver);
+    }
+
+    fn inverse_offer_rescinded(&mut self, driver: &mut Driver<'_, '_>, id: &plateau_sdk::OfferId) {
+        self.handle_inverse_offer_rescinded(driver, id);
+        self.flush_routes(driver);
+    }
+
     fn slave_lost(&mut self, driver: &mut Driver<'_, '_>, slave_id: &SlaveId) {
         self.touch(driver);
         self.slaves.remove(slave_id);
+        self.draining.remove(slave_id);
         self.converge(driver);
         self.flush_routes(driver);
     }

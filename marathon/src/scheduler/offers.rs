@@ -16,7 +16,11 @@ impl MarathonScheduler {
             );
             return;
         }
+        let mut in_maintenance: BTreeSet<plateau_sdk::OfferId> = BTreeSet::new();
         for offer in &offers {
+            if self.note_offer_maintenance(offer) {
+                in_maintenance.insert(offer.id.clone());
+            }
             if self.slaves.len() < limits::SLAVES_SEEN_MAX
                 || self.slaves.contains_key(&offer.slave_id)
             {
@@ -39,6 +43,18 @@ impl MarathonScheduler {
         let mut declined = Vec::new();
         let mut persisted = true;
         for offer in offers {
+            if in_maintenance.contains(&offer.id) {
+                // Nothing new on a slave whose machine is scheduled for maintenance.
+                for app_id in launchable.keys() {
+                    let stats = self.offer_stats.entry(app_id.clone()).or_default();
+                    stats.processed += 1;
+                    stats.unused += 1;
+                    stats.last_unused_ms = Some(self.wall_ms);
+                    *stats.rejects.entry("AgentMaintenance").or_default() += 1;
+                }
+                declined.push(offer.id.clone());
+                continue;
+            }
             let mut remaining = offer.resources.clone();
             let mut tasks = Vec::new();
             let mut ops = Vec::new();

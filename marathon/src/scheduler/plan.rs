@@ -153,6 +153,53 @@ impl MarathonScheduler {
                 && new.len() as u32 == n
                 && new_alive == n
                 && new.iter().all(|i| i.is_ready());
+        } else if let Some(moving) = self.instances_to_move(app, &active) {
+            // Moving off draining slaves: a rolling replacement in which the instances on
+            // draining slaves are the old ones. Replacements start elsewhere within
+            // maxCapacity; one on a draining slave is killed only while the ready instances
+            // left stay at or above minHealthy (not-ready ones hold no capacity: at once).
+            let staying: Vec<&Instance> = active
+                .iter()
+                .copied()
+                .filter(|i| !moving.iter().any(|m| m.task_id == i.task_id))
+                .collect();
+            let (min_healthy, max_capacity) = restart_bounds(
+                n,
+                app.upgrade_strategy.minimum_health_capacity,
+                app.upgrade_strategy.maximum_over_capacity,
+            );
+            let mut ready = active.iter().filter(|i| i.is_ready()).count() as u32;
+            for i in moving.iter().filter(|i| !i.is_ready()) {
+                plan.kills.push(i.task_id.clone());
+            }
+            let moving_ready: Vec<&Instance> =
+                moving.iter().copied().filter(|i| i.is_ready()).collect();
+            let order = crate::constraints::kill_order(
+                &Self::kill_candidates(&moving_ready),
+                app.kill_selection,
+            );
+            for index in order {
+                if ready <= min_healthy {
+                    break;
+                }
+                plan.kills.push(moving_ready[index].task_id.clone());
+                ready -= 1;
+            }
+            if staying.len() as u32 > n {
+                let candidates = Self::kill_candidates(&staying);
+                for index in select_instances_to_kill(
+                    &app.constraints,
+                    &candidates,
+                    staying.len() - n as usize,
+                    app.kill_selection,
+                ) {
+                    plan.kills.push(staying[index].task_id.clone());
+                }
+            }
+            let missing = n.saturating_sub(staying.len() as u32);
+            let room = max_capacity.saturating_sub(alive.len() as u32);
+            plan.to_launch = missing.min(room);
+            plan.done = false;
         } else {
             if active.len() as u32 > n {
                 let candidates = Self::kill_candidates(&active);
@@ -171,6 +218,24 @@ impl MarathonScheduler {
                 && active.iter().all(|i| i.is_ready());
         }
         plan
+    }
+
+    /// The active instances of `app` on draining slaves, when some must move (never for
+    /// one-per-agent apps, which have nowhere else to go); `None` when none.
+    pub(super) fn instances_to_move<'a>(
+        &self,
+        app: &AppDefinition,
+        active: &[&'a Instance],
+    ) -> Option<Vec<&'a Instance>> {
+        if self.draining.is_empty() || is_one_per_agent(app) {
+            return None;
+        }
+        let moving: Vec<&Instance> = active
+            .iter()
+            .copied()
+            .filter(|i| self.is_draining(i.slave_id.as_ref()))
+            .collect();
+        (!moving.is_empty()).then_some(moving)
     }
 
     pub(super) fn is_backed_off(&self, app_id: &str) -> bool {

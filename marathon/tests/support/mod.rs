@@ -29,6 +29,8 @@ pub struct FakeSlave {
     pub hostname: String,
     pub total: Resources,
     pub attributes: Attributes,
+    /// Set: the slave's machine is scheduled for maintenance (its offers carry it).
+    pub unavailability: Option<Unavailability>,
 }
 
 pub struct FakeMaster {
@@ -53,6 +55,8 @@ pub struct FakeMaster {
     pub acked: Vec<(TaskId, [u8; 16])>,
     /// Launched tasks stay STAGING (the slave never starts them).
     pub stuck: bool,
+    /// Inverse offers answered: (id, accepted).
+    pub inverse_offer_answers: Vec<(OfferId, bool)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,6 +88,7 @@ impl FakeMaster {
             never_healthy: false,
             acked: Vec::new(),
             stuck: false,
+            inverse_offer_answers: Vec::new(),
         }
     }
 
@@ -93,6 +98,58 @@ impl FakeMaster {
             hostname: format!("host-{i}"),
             total: Resources::parse(resources).unwrap(),
             attributes: Attributes::default(),
+            unavailability: None,
+        }
+    }
+
+    /// Schedules slave `i` for maintenance, as the real master does: its offers carry an
+    /// unavailability from now on, its outstanding offers are rescinded, and the framework
+    /// gets an inverse offer for it.
+    pub fn drain(&mut self, ctx: &mut Context<'_>, i: usize) {
+        let unavailability = Unavailability {
+            start_nanos: 1_000_000_000_000_000_000,
+            duration_nanos: Some(3_600_000_000_000),
+        };
+        let slave = &mut self.slaves[i];
+        slave.unavailability = Some(unavailability);
+        let slave_id = slave.id.clone();
+        let hostname = slave.hostname.clone();
+        let Some((framework_id, upid)) = self.framework.clone() else {
+            return;
+        };
+        let rescinded: Vec<OfferId> = self
+            .offers
+            .iter()
+            .filter(|(_, s)| **s == slave_id)
+            .map(|(o, _)| o.clone())
+            .collect();
+        for offer_id in rescinded {
+            self.offers.remove(&offer_id);
+            ctx.send(&upid, RescindResourceOfferMessage { offer_id });
+        }
+        self.next_offer += 1;
+        ctx.send(
+            &upid,
+            InverseOffersMessage {
+                inverse_offers: vec![InverseOffer {
+                    id: OfferId::new(format!("IO{}", self.next_offer)),
+                    framework_id,
+                    slave_id,
+                    hostname,
+                    unavailability,
+                }],
+            },
+        );
+    }
+
+    fn handle_inverse_answer(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _from: &Upid,
+        m: RespondInverseOffersMessage,
+    ) {
+        for id in m.inverse_offer_ids {
+            self.inverse_offer_answers.push((id, m.accept));
         }
     }
 
@@ -176,6 +233,7 @@ impl FakeMaster {
                 hostname: slave.hostname.clone(),
                 resources: free,
                 attributes: slave.attributes.clone(),
+                unavailability: slave.unavailability,
             });
         }
         if !offers.is_empty() {
@@ -439,6 +497,7 @@ impl Process for FakeMaster {
             .on(Self::handle_ack)
             .on(Self::handle_suppress)
             .on(Self::handle_revive)
+            .on(Self::handle_inverse_answer)
             .on(Self::handle_tick);
     }
 

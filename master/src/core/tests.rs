@@ -2347,3 +2347,5 @@ fn the_acls_decide_who_tears_down_which_framework_and_an_unknown_id_is_refused_a
         "removed from the registry"
     );
 }
+
+mod maintenance;

@@ -38,7 +38,8 @@ pub(crate) fn check_every_message(bytes: &[u8]) -> Vec<String> {
         FrameworkRegisteredMessage, FrameworkReregisteredMessage, UnregisterFrameworkMessage,
         ResourceOffersMessage, RescindResourceOfferMessage, LaunchTasksMessage,
         DeclineOffersMessage, ReconcileTasksMessage, ReviveOffersMessage, SuppressOffersMessage,
-        LostSlaveMessage, FrameworkErrorMessage,
+        LostSlaveMessage, FrameworkErrorMessage, InverseOffersMessage,
+        RescindInverseOfferMessage, RespondInverseOffersMessage,
         CoordRequestMessage, CoordResponseMessage, LeaseKeepAliveMessage,
         LeaseKeepAliveResponseMessage, WatchMessage, UnwatchMessage, WatchEventsMessage,
         WatchEndedMessage,
@@ -121,6 +122,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         hostname: "h".into(),
         resources: sample_slave_info().resources,
         attributes: sample_slave_info().attributes,
+        unavailability: Some(Unavailability {
+            start_nanos: 1,
+            duration_nanos: Some(2),
+        }),
     };
     vec![
         one(LeaderQueryMessage {}),
@@ -240,6 +245,27 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         }),
         one(FrameworkErrorMessage {
             message: "no".into(),
+        }),
+        one(InverseOffersMessage {
+            inverse_offers: vec![InverseOffer {
+                id: o.clone(),
+                framework_id: f.clone(),
+                slave_id: s.clone(),
+                hostname: "h".into(),
+                unavailability: Unavailability {
+                    start_nanos: 1,
+                    duration_nanos: None,
+                },
+            }],
+        }),
+        one(RescindInverseOfferMessage {
+            inverse_offer_id: o.clone(),
+        }),
+        one(RespondInverseOffersMessage {
+            framework_id: f.clone(),
+            inverse_offer_ids: vec![o.clone()],
+            accept: true,
+            filters: Filters::default(),
         }),
         one(CoordRequestMessage {
             request_id: 1,

@@ -501,6 +501,7 @@ fn protocol_messages_from_a_master_that_does_not_lead_are_ignored() {
             hostname: "10.0.1.1".into(),
             resources: Resources::parse("cpus:1;mem:128").unwrap(),
             attributes: Attributes::default(),
+            unavailability: None,
         }],
     };
     let (m0, m1, framework) = (
