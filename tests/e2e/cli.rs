@@ -500,7 +500,8 @@ fn all_contexts_shows_two_dev_clusters_in_one_table_with_a_cluster_column() {
 
 #[test]
 fn agent_drain_shows_the_tasks_left_then_marks_the_agent_down_and_up_brings_it_back() {
-    let _dev = Dev::start("drain", "127.0.74.1", 2);
+    // Three agents: the drained one's instance has somewhere to go under UNIQUE hostname.
+    let _dev = Dev::start("drain", "127.0.74.1", 3);
     let config = TempDir::new("drain-config");
     let config = config.0.as_path();
     cli(
@@ -508,7 +509,7 @@ fn agent_drain_shows_the_tasks_left_then_marks_the_agent_down_and_up_brings_it_b
         &["context", "add", "drain", "--master", "127.0.74.1:5050"],
     )
     .ok();
-    wait_ready(config, "drain", 2);
+    wait_ready(config, "drain", 3);
     let files = TempDir::new("drain-files");
     let app = files.0.join("sleeper.json");
     std::fs::write(
@@ -518,25 +519,51 @@ fn agent_drain_shows_the_tasks_left_then_marks_the_agent_down_and_up_brings_it_b
     )
     .unwrap();
     cli(config, &["app", "deploy", "-f", app.to_str().unwrap()]).ok();
-    let drained = cli(
-        config,
-        &["agent", "drain", "127.0.74.2", "--deadline", "2m"],
-    )
-    .ok();
+    let running_hosts = || -> Vec<String> {
+        let tasks = cli(config, &["task", "list", "--app", "sleeper", "--json"])
+            .ok()
+            .json();
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["state"] == "TASK_RUNNING")
+            .filter_map(|t| t["host"].as_str().map(str::to_string))
+            .collect()
+    };
+    // The host of an instance is drained.
+    let host = running_hosts()[0].clone();
+    let drained = cli(config, &["agent", "drain", &host, "--deadline", "2m"]).ok();
     assert!(
-        drained.stderr.contains("tasks left on 127.0.74.2"),
+        drained.stderr.contains(&format!("1 tasks left on {host}"))
+            || drained.stderr.contains(&format!("1 task left on {host}")),
         "{}",
         drained.stderr
     );
-    assert!(drained.stderr.contains("marked down"), "{}", drained.stderr);
+    assert!(
+        drained.stderr.contains(&format!("tasks left on {host}")),
+        "{}",
+        drained.stderr
+    );
+    assert!(
+        drained
+            .stderr
+            .contains("drained: no task left; marked down"),
+        "the instance moved before the deadline: {}",
+        drained.stderr
+    );
     let agents = cli(config, &["agent", "list", "--json"]).ok().json();
     let agent = agents
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["hostname"] == "127.0.74.2")
+        .find(|a| a["hostname"] == host.as_str())
         .cloned()
         .unwrap_or(Value::Null);
     assert!(agent.is_null() || agent["state"] == "down", "{agents}");
-    cli(config, &["agent", "up", "127.0.74.2"]).ok();
+    // The app kept its two instances, elsewhere.
+    let hosts = running_hosts();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    assert!(!hosts.contains(&host), "{hosts:?}");
+    cli(config, &["agent", "up", &host]).ok();
 }

@@ -17,7 +17,6 @@
 //!   and from the restore to convergence are printed (`--nocapture`).
 //! - A host drained through the master's maintenance endpoints with an app behind the
 //!   balancer (in a namespace of its own): no request fails while the instances move.
-//!   Ignored until the master has those endpoints.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
