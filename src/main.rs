@@ -235,6 +235,10 @@ struct MarathonArgs {
     /// least 1 s.
     #[arg(long, alias = "zk_session_timeout", default_value = "3s", value_parser = parse_session_ttl)]
     session_ttl: Duration,
+    /// Ignore maintenance: place instances on draining agents too and leave instances where
+    /// they are (Marathon's `--disable_maintenance_mode`; see docs/maintenance.md).
+    #[arg(long, alias = "disable_maintenance_mode")]
+    disable_maintenance_mode: bool,
 }
 
 #[derive(clap::Args)]
@@ -705,6 +709,7 @@ fn run_marathon(args: MarathonArgs) -> anyhow::Result<()> {
     let options = serve::MarathonOptions {
         ha: args.ha,
         session_ttl: args.session_ttl,
+        disable_maintenance_mode: args.disable_maintenance_mode,
     };
     run_framework(
         args.framework,

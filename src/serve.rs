@@ -229,6 +229,9 @@ pub struct MarathonOptions {
     pub ha: Option<bool>,
     /// With HA: how long a crashed leader keeps the leadership.
     pub session_ttl: std::time::Duration,
+    /// Place instances on agents in maintenance too, and decline inverse offers (Marathon's
+    /// `--disable_maintenance_mode`; default false: instances move off draining agents).
+    pub disable_maintenance_mode: bool,
 }
 
 impl Default for MarathonOptions {
@@ -236,6 +239,7 @@ impl Default for MarathonOptions {
         MarathonOptions {
             ha: None,
             session_ttl: plateau_marathon::limits::LEADER_SESSION_TTL_DEFAULT,
+            disable_maintenance_mode: false,
         }
     }
 }
@@ -283,6 +287,7 @@ pub fn start_marathon_with(
             http_port: listen.port(),
             ha,
             session_ttl: options.session_ttl,
+            disable_maintenance_mode: options.disable_maintenance_mode,
             ..Default::default()
         },
         masters,

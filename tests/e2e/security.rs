@@ -355,6 +355,51 @@ fn every_api_answers_401_403_and_200_by_principal_over_https() {
             assert!(!active.contains(&ids.1.as_str()), "{active:?}");
             assert!(active.contains(&ids.0.as_str()), "{active:?}");
 
+            // The operator's CLI over HTTPS with the cluster CA: the right principal is
+            // served, a denied one gets exit code 4 and the reason.
+            let config = dir.join("cli-config");
+            let cli = |args: &[&str]| {
+                Command::new(PLATEAU)
+                    .args(args)
+                    .env("XDG_CONFIG_HOME", &config)
+                    .output()
+                    .unwrap()
+            };
+            let ca = tls.join("ca.pem");
+            for (name, principal, secret) in [
+                ("ops", "ops", "ops-secret"),
+                ("viewer", "viewer", "viewer-secret"),
+            ] {
+                let added = cli(&[
+                    "context",
+                    "add",
+                    name,
+                    "--master",
+                    &master,
+                    "--marathon",
+                    &marathon,
+                    "--chronos",
+                    &chronos,
+                    "--ca",
+                    ca.to_str().unwrap(),
+                    "--principal",
+                    principal,
+                    "--secret",
+                    secret,
+                ]);
+                assert!(added.status.success(), "{added:?}");
+            }
+            let status = cli(&["cluster", "status", "--json", "--context", "ops"]);
+            assert!(status.status.success(), "{status:?}");
+            let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+            assert!(status.to_string().contains("marathon"), "{status}");
+            let denied = cli(&["app", "list", "--context", "viewer"]);
+            assert_eq!(denied.status.code(), Some(4), "{denied:?}");
+            assert!(
+                String::from_utf8_lossy(&denied.stderr).contains("403"),
+                "{denied:?}"
+            );
+
             // Plain HTTP on an HTTPS port is not served.
             let plain = reqwest::get(format!("http://{master}/health")).await;
             assert!(!plain.is_ok_and(|r| r.status().is_success()));
