@@ -344,23 +344,9 @@ fn parse_attributes(text: &str) -> Result<String, String> {
 /// `Duration::MAX` would overflow the first time it is added to a clock reading.
 const DURATION_FLAG_MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// `500ms`, `5s`, `2m`, `1h`; at most [`DURATION_FLAG_MAX`].
+/// `500ms`, `5s`, `2m`, `1h`, `2d`; at most [`DURATION_FLAG_MAX`].
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("'{text}' has no unit (ms, s, m, h)"))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number followed by a unit"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("'{unit}' is not a unit (ms, s, m, h)")),
-    };
-    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))?;
+    let duration = plateau_cli::parse_duration_with_unit(text)?;
     if duration > DURATION_FLAG_MAX {
         return Err(format!(
             "'{text}' is longer than the longest duration a flag takes, {} days",

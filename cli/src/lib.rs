@@ -413,14 +413,24 @@ pub enum JobCommand {
     },
 }
 
-/// `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
+/// `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds; at most a year.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
     }
+    let duration = parse_duration_with_unit(text)?;
+    if duration > Duration::from_secs(365 * 86_400) {
+        return Err(format!("'{text}' is longer than a year"));
+    }
+    Ok(duration)
+}
+
+/// `500ms`, `5s`, `2m`, `1h`, `2d`: a number (decimals allowed) and its unit, as every
+/// duration flag of `plateau` takes it.
+pub fn parse_duration_with_unit(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("'{text}' has no unit (ms, s, m, h)"))?;
+        .ok_or_else(|| format!("'{text}' has no unit (ms, s, m, h, d)"))?;
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -433,11 +443,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => value * 86_400.0,
         _ => return Err(format!("'{unit}' is not a unit (ms, s, m, h, d)")),
     };
-    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))?;
-    if duration > Duration::from_secs(365 * 86_400) {
-        return Err(format!("'{text}' is longer than a year"));
-    }
-    Ok(duration)
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
 }
 
 /// Carry out `command`; `root` is the whole `plateau` command (for completions). Returns the

@@ -77,22 +77,7 @@ impl Env {
             );
             cluster.start_slave(&format!("slave-{i}"), &ip, &master, &resources);
         }
-        let marathon = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-        let mara_work = dir.join("marathon");
-        cluster.spawn(
-            "marathon",
-            &[
-                "marathon",
-                "--master",
-                &master,
-                "--listen",
-                &marathon,
-                "--work-dir",
-                mara_work.to_str().unwrap(),
-                "--tls-dir",
-                &tls,
-            ],
-        );
+        let marathon = cluster.start_marathon(&master);
         let stats = format!("127.0.0.1:{}", free_port("127.0.0.1"));
         let http_port = free_port("127.0.0.1");
         cluster.spawn(

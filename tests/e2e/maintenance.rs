@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{eventually, free_port, get_json, task_cgroups, Cluster};
+use super::support::{catch_panic, eventually, get_json, task_cgroups, Cluster};
 
 /// Deadline for anything that involves launching processes on a slow, shared machine.
 const SLOW: Duration = Duration::from_secs(120);
@@ -34,8 +34,6 @@ struct Env {
 impl Env {
     fn start() -> Env {
         let mut cluster = Cluster::new("maintenance");
-        let dir = cluster.dir.clone();
-        let tls = cluster.tls().to_str().unwrap().to_string();
         let master = cluster.start_master();
         let mut slaves = BTreeMap::new();
         let (_, work) = cluster.start_slave(
@@ -45,22 +43,7 @@ impl Env {
             "cpus:1;mem:512;disk:1000;ports:[33100-33199]",
         );
         slaves.insert(A.to_string(), work);
-        let marathon = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-        let mara_work = dir.join("marathon");
-        cluster.spawn(
-            "marathon",
-            &[
-                "marathon",
-                "--master",
-                &master,
-                "--listen",
-                &marathon,
-                "--work-dir",
-                mara_work.to_str().unwrap(),
-                "--tls-dir",
-                &tls,
-            ],
-        );
+        let marathon = cluster.start_marathon(&master);
         Env {
             cluster,
             master,
@@ -177,27 +160,12 @@ fn draining_moves_marathon_instances_then_down_and_up() {
     let mut env = Env::start();
     let result = actix_rt::System::new().block_on(async {
         let test = std::panic::AssertUnwindSafe(scenario(&mut env));
-        catch(test).await
+        catch_panic(test).await
     });
     if let Err(panic) = result {
         env.dump_logs();
         std::panic::resume_unwind(panic);
     }
-}
-
-/// Run a future, catching its panic so the logs can be printed before the cluster is dropped.
-async fn catch<F: std::future::Future<Output = ()>>(
-    f: std::panic::AssertUnwindSafe<F>,
-) -> std::thread::Result<()> {
-    let mut f = Box::pin(f.0);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(e) => std::task::Poll::Ready(Err(e)),
-        }
-    })
-    .await
 }
 
 fn machine_a() -> Value {

@@ -28,7 +28,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::support::{
-    agreed_master, await_some, eventually, free_port, get_json, task_cgroups, task_pids, Cluster,
+    agreed_master, await_some, catch_panic, eventually, free_port, get_json, task_cgroups,
+    task_pids, Cluster,
 };
 
 /// Deadline for anything that involves launching processes on a slow, shared machine.
@@ -250,26 +251,11 @@ async fn collect_events(url: String, sink: Arc<Mutex<String>>) {
 fn marathon_lifecycle_scale_kill_restart_and_failover() {
     let mut env = Env::start("marathon-life");
     let ok = std::panic::AssertUnwindSafe(lifecycle(&mut env));
-    let result = actix_rt::System::new().block_on(futures_util_catch(ok));
+    let result = actix_rt::System::new().block_on(catch_panic(ok));
     if let Err(panic) = result {
         env.dump_logs();
         std::panic::resume_unwind(panic);
     }
-}
-
-/// Run a future, catching its panic so the logs can be printed before the cluster is dropped.
-async fn futures_util_catch<F: std::future::Future<Output = ()>>(
-    f: std::panic::AssertUnwindSafe<F>,
-) -> std::thread::Result<()> {
-    let mut f = Box::pin(f.0);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(e) => std::task::Poll::Ready(Err(e)),
-        }
-    })
-    .await
 }
 
 async fn lifecycle(env: &mut Env) {
@@ -503,7 +489,7 @@ http.server.HTTPServer(('0.0.0.0', port), H).serve_forever()
 fn marathon_unique_constraint_queues_and_failing_health_checks_replace_tasks() {
     let mut env = Env::start("marathon-place");
     let ok = std::panic::AssertUnwindSafe(placement_and_health(&mut env));
-    let result = actix_rt::System::new().block_on(futures_util_catch(ok));
+    let result = actix_rt::System::new().block_on(catch_panic(ok));
     if let Err(panic) = result {
         env.dump_logs();
         std::panic::resume_unwind(panic);
@@ -812,7 +798,7 @@ impl HaEnv {
 fn two_marathons_a_killed_leader_loses_no_acknowledged_write_and_launches_no_task_twice() {
     let mut env = HaEnv::start("marathon-ha");
     let run = std::panic::AssertUnwindSafe(leader_failover(&mut env));
-    let result = actix_rt::System::new().block_on(futures_util_catch(run));
+    let result = actix_rt::System::new().block_on(catch_panic(run));
     if let Err(panic) = result {
         env.dump_logs();
         std::panic::resume_unwind(panic);

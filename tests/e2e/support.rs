@@ -228,6 +228,45 @@ impl Cluster {
         );
         (listen, work)
     }
+
+    /// Start `plateau marathon` as child `marathon` on a free 127.0.0.1 port, following
+    /// `master`, work dir `<dir>/marathon`; returns its HOST:PORT.
+    pub fn start_marathon(&mut self, master: &str) -> String {
+        let marathon = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let work = self.dir.join("marathon");
+        let tls = self.tls();
+        self.spawn(
+            "marathon",
+            &[
+                "marathon",
+                "--master",
+                master,
+                "--listen",
+                &marathon,
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--tls-dir",
+                tls.to_str().unwrap(),
+            ],
+        );
+        marathon
+    }
+}
+
+/// Run a future, catching its panic, so that a test can print its cluster's logs before the
+/// cluster is dropped.
+pub async fn catch_panic<F: std::future::Future<Output = ()>>(
+    f: std::panic::AssertUnwindSafe<F>,
+) -> std::thread::Result<()> {
+    let mut f = Box::pin(f.0);
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(Ok(())),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    })
+    .await
 }
 
 /// Poll `cond` every 100 ms until it holds; panic naming `what` after `limit`.
