@@ -286,6 +286,53 @@ fn the_cli_drives_a_dev_cluster_with_tables_json_waits_logs_jobs_and_exit_codes(
     // Scale with progress, then errors for an unknown app.
     let scaled = cli(config, &["app", "scale", "ticker", "2"]).ok();
     assert!(scaled.stderr.contains("2/2 running"), "{}", scaled.stderr);
+    // Live usage: one sample of every agent and of both running tasks, from the slaves'
+    // statistics.
+    let top = cli(config, &["top", "--once", "--json"]).ok().json();
+    assert_eq!(top["agents"].as_array().map(Vec::len), Some(2), "{top}");
+    let sampled: Vec<&str> = top["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["task"].as_str())
+        .collect();
+    assert!(sampled.contains(&task_id.as_str()), "{top}");
+    assert_eq!(
+        sampled.iter().filter(|t| t.starts_with("ticker.")).count(),
+        2,
+        "{top}"
+    );
+    // Nothing is deploying now; the app has its versions.
+    let deployments = cli(config, &["deployment", "list", "--json"]).ok().json();
+    assert_eq!(deployments, Value::Array(vec![]), "{deployments}");
+    let versions = cli(config, &["app", "versions", "ticker", "--json"])
+        .ok()
+        .json();
+    assert!(!versions.as_array().unwrap().is_empty(), "{versions}");
+    // Kill the first task and scale down with it: one instance remains, not the killed one.
+    cli(config, &["task", "kill", &task_id, "--scale"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let apps = cli(config, &["app", "list", "--json"]).ok().json();
+        let tasks = cli(config, &["task", "list", "--app", "/ticker", "--json"])
+            .ok()
+            .json();
+        let running: Vec<&str> = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["state"] == "TASK_RUNNING")
+            .filter_map(|t| t["id"].as_str())
+            .collect();
+        if apps[0]["instances"] == 1 && running.len() == 1 && running[0] != task_id {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after task kill --scale: {apps} {tasks}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let unknown = cli(config, &["app", "show", "/nosuch"]);
     assert_eq!(unknown.code, 5, "{}", unknown.stderr);
     assert!(
