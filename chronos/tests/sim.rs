@@ -11,6 +11,7 @@ use common::FakeMaster;
 use plateau_chronos::job::Job;
 use plateau_chronos::scheduler::{ChronosConfig, ChronosProcess, ChronosScheduler, PostKind};
 use plateau_chronos::store::{parse_task_id, MemoryStore, RunOutcomeKind};
+use plateau_master::ids::SlaveId;
 use plateau_master::messages::TaskState;
 use plateau_runtime::sim::{Sim, SimConfig};
 use plateau_runtime::{NodeAddr, Upid};
@@ -585,4 +586,44 @@ fn state_in_redb_survives_a_restart_of_the_scheduler() {
         scheduler.job("tick").unwrap().schedule.as_deref(),
         Some("R/2026-01-01T00:00:40.000Z/PT10S")
     );
+}
+
+/// A slave whose machine is scheduled for maintenance (its offers carry an unavailability)
+/// gets no new runs: every run of a job goes to the other slave, and Chronos counts the
+/// offers it declined for maintenance.
+#[test]
+fn no_new_runs_on_a_slave_in_maintenance() {
+    let mut h = Harness::new(1, None, test_config());
+    let master = h.master.clone();
+    h.sim
+        .call(&master, |m: &mut FakeMaster, _ctx| {
+            m.slaves[0].unavailability = Some(plateau_master::maintenance::Unavailability {
+                start_nanos: 0,
+                duration_nanos: None,
+            });
+        })
+        .unwrap();
+    h.post(
+        scheduled("tick", "R/2026-01-01T00:00:10Z/PT10S", "sleep 1"),
+        PostKind::Iso8601,
+    );
+    h.sim.run_for(Duration::from_secs(300));
+    let slaves: Vec<SlaveId> = h.master(|m| {
+        m.events_of("tick", TaskState::Staging)
+            .iter()
+            .map(|e| e.slave.clone())
+            .collect()
+    });
+    assert!(slaves.len() >= 25, "the job ran: {} launches", slaves.len());
+    assert!(
+        slaves.iter().all(|s| s.as_str() == "S2"),
+        "runs on the slave in maintenance: {slaves:?}"
+    );
+    let declined = h
+        .sim
+        .inspect(&h.chronos.clone(), |p: &ChronosProcess| {
+            p.scheduler().metrics().counters.offers_declined_maintenance
+        })
+        .unwrap();
+    assert!(declined > 0, "offers of S1 declined for maintenance");
 }

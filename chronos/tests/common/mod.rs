@@ -43,6 +43,8 @@ pub struct FakeSlave {
     pub offer: Option<OfferId>,
     /// Not offered again before this (decline filter), unless revived.
     pub refused_until: Duration,
+    /// Set while the slave's machine is scheduled for maintenance: its offers carry it.
+    pub unavailability: Option<plateau_master::maintenance::Unavailability>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ struct FakeTask {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub task_id: String,
+    /// The slave the task was launched on.
+    pub slave: SlaveId,
     pub state: TaskState,
     pub wall: SystemTime,
 }
@@ -119,6 +123,7 @@ impl FakeMaster {
                 used: Resources::empty(),
                 offer: None,
                 refused_until: Duration::ZERO,
+                unavailability: None,
             })
             .collect();
         FakeMaster {
@@ -241,7 +246,7 @@ impl FakeMaster {
                 hostname: slave.hostname.clone(),
                 resources: free,
                 attributes: slave.attributes.clone(),
-                unavailability: None,
+                unavailability: slave.unavailability,
             });
         }
         if !offers.is_empty() {
@@ -407,6 +412,7 @@ impl FakeMaster {
             );
             self.events.push(Event {
                 task_id: task.task_id.to_string(),
+                slave: task.slave_id.clone(),
                 state: TaskState::Staging,
                 wall: ctx.wall_clock(),
             });
@@ -439,6 +445,7 @@ impl FakeMaster {
         self.slave_mut(&slave).used = used;
         self.events.push(Event {
             task_id: task_id.to_string(),
+            slave: slave.clone(),
             state,
             wall: ctx.wall_clock(),
         });
