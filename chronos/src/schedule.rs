@@ -923,11 +923,7 @@ impl Schedule {
             .build()
             .parse(trimmed)
             .map_err(|e| fail(e.to_string()))?;
-        let zone = if time_zone.trim().is_empty() {
-            Zone::UTC
-        } else {
-            Zone::parse(time_zone)?
-        };
+        let zone = Self::default_zone(time_zone)?;
         let fixed_time = cron.determine_job_type() == JobType::FixedTime;
         Ok(Schedule::Cron(Box::new(CronSchedule {
             expression: trimmed.to_string(),

@@ -720,16 +720,7 @@ async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
                     )
                 }
             };
-            let answer = api
-                .call(
-                    &Service::Marathon,
-                    method,
-                    &path,
-                    Some(&definition),
-                    &no_app(&id),
-                )
-                .await?;
-            finish_change(env, &api, &id, deployment_of(&answer), false).await
+            change_app(env, &api, &id, method, &path, Some(&definition), false).await
         }
         AppCommand::Scale {
             id,
@@ -746,44 +737,20 @@ async fn app_command(env: &Env, command: AppCommand) -> Result<()> {
                 &no_app(&id),
             )
             .await?;
-            let answer = api
-                .call(
-                    &Service::Marathon,
-                    Method::PUT,
-                    &path,
-                    Some(&json!({"instances": instances})),
-                    &no_app(&id),
-                )
-                .await?;
-            finish_change(env, &api, &id, deployment_of(&answer), false).await
+            let body = json!({"instances": instances});
+            change_app(env, &api, &id, Method::PUT, &path, Some(&body), false).await
         }
         AppCommand::Restart { id, force } => {
             let api = env.api()?;
             let id = app_id(&id);
-            let answer = api
-                .call(
-                    &Service::Marathon,
-                    Method::POST,
-                    &format!("/v2/apps{}/restart{}", encode(&id), force_query(force)),
-                    None,
-                    &no_app(&id),
-                )
-                .await?;
-            finish_change(env, &api, &id, deployment_of(&answer), false).await
+            let path = format!("/v2/apps{}/restart{}", encode(&id), force_query(force));
+            change_app(env, &api, &id, Method::POST, &path, None, false).await
         }
         AppCommand::Rm { id, force } => {
             let api = env.api()?;
             let id = app_id(&id);
-            let answer = api
-                .call(
-                    &Service::Marathon,
-                    Method::DELETE,
-                    &format!("/v2/apps{}{}", encode(&id), force_query(force)),
-                    None,
-                    &no_app(&id),
-                )
-                .await?;
-            finish_change(env, &api, &id, deployment_of(&answer), true).await
+            let path = format!("/v2/apps{}{}", encode(&id), force_query(force));
+            change_app(env, &api, &id, Method::DELETE, &path, None, true).await
         }
         AppCommand::Versions { id } => {
             let id = app_id(&id);
@@ -842,6 +809,23 @@ fn versions(body: &Value) -> Vec<String> {
     // ISO 8601 timestamps in UTC sort as text.
     all.sort_by(|a, b| b.cmp(a));
     all
+}
+
+/// Send a change of app `id` to Marathon (an unknown app is "not found"), then
+/// [`finish_change`].
+async fn change_app(
+    env: &Env,
+    api: &Api,
+    id: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    removing: bool,
+) -> Result<()> {
+    let answer = api
+        .call(&Service::Marathon, method, path, body, &no_app(id))
+        .await?;
+    finish_change(env, api, id, deployment_of(&answer), removing).await
 }
 
 /// After a change of app `id`: with `--no-wait` say which deployment started; else follow it to

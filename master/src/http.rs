@@ -153,24 +153,10 @@ impl NotLeading {
 }
 
 async fn state(master: Master, request: actix_web::HttpRequest) -> HttpResponse {
-    let answer = master
-        .call(|p, ctx| {
-            let now = ctx.now().since_origin();
-            match p.try_core() {
-                Some(core) => Ok(state_json(core, p.started_at(), now)),
-                None if p.replica().is_some() => Err(Some(NotLeading::of(p, ctx.self_upid()))),
-                None => Err(None),
-            }
-        })
-        .await;
-    match answer {
-        Ok(Ok(body)) => HttpResponse::Ok().json(body),
-        Ok(Err(Some(not_leading))) => {
-            not_leading.answer(request.connection_info().scheme(), request.path())
-        }
-        Ok(Err(None)) => unavailable("the master stopped after a registry failure".into()),
-        Err(e) => unavailable(e.to_string()),
-    }
+    read_core(master, request, |p, core, now| {
+        state_json(core, p.started_at(), now)
+    })
+    .await
 }
 
 /// `/master/redirect`: 307 to the leading master's root (itself when it leads).
@@ -531,15 +517,16 @@ async fn maintenance_call(
     }
 }
 
-/// Answers a read of the leading master's core with `f`.
+/// Answers a read of the leading master's core with `f` (given the process, its core and the
+/// monotonic time), or redirects to the leader.
 async fn read_core(
     master: Master,
     request: actix_web::HttpRequest,
-    f: fn(&MasterCore) -> Value,
+    f: impl FnOnce(&MasterProcess, &MasterCore, Duration) -> Value + Send + 'static,
 ) -> HttpResponse {
     let answer = master
         .call(move |p, ctx| match p.try_core() {
-            Some(core) => Ok(f(core)),
+            Some(core) => Ok(f(p, core, ctx.now().since_origin())),
             None if p.replica().is_some() => Err(Some(NotLeading::of(p, ctx.self_upid()))),
             None => Err(None),
         })
@@ -556,12 +543,15 @@ async fn read_core(
 
 /// `GET /master/maintenance/schedule`.
 async fn get_schedule(master: Master, request: actix_web::HttpRequest) -> HttpResponse {
-    read_core(master, request, |core| schedule_json(core.maintenance())).await
+    read_core(master, request, |_, core, _| {
+        schedule_json(core.maintenance())
+    })
+    .await
 }
 
 /// `GET /master/maintenance/status`.
 async fn maintenance_status(master: Master, request: actix_web::HttpRequest) -> HttpResponse {
-    read_core(master, request, maintenance_status_json).await
+    read_core(master, request, |_, core, _| maintenance_status_json(core)).await
 }
 
 /// `POST /master/maintenance/schedule`.

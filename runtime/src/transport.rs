@@ -682,9 +682,7 @@ async fn read_connection(
             match tokio::time::timeout(inner.hello_timeout, connection.accept_uni()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    inner.stats.hello_timeouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(remote = %connection.remote_address(), "dropping connection: no stream opened within the Hello timeout");
-                    connection.close(VarInt::from_u32(5), b"no hello");
+                    close_without_hello(&inner, &connection, "no stream opened");
                     break;
                 }
             }
@@ -826,9 +824,7 @@ async fn read_stream(
         connection.close(VarInt::from_u32(4), reason.as_bytes());
     }
     if let Err(StreamError::HelloTimeout) = &outcome {
-        inner.stats.hello_timeouts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(remote = %connection.remote_address(), "dropping connection: no Hello within the Hello timeout");
-        connection.close(VarInt::from_u32(5), b"no hello");
+        close_without_hello(&inner, &connection, "no Hello on its stream");
     }
     if let Err(StreamError::Frame(e)) = outcome {
         inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -839,6 +835,13 @@ async fn read_stream(
         tracing::warn!(%peer, reason = %e, "dropping connection: bad frame");
         connection.close(VarInt::from_u32(2), e.to_string().as_bytes());
     }
+}
+
+/// Close a connection that said no Hello within the Hello timeout (`what` it failed to do).
+fn close_without_hello(inner: &Inner, connection: &Connection, what: &str) {
+    inner.stats.hello_timeouts.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(remote = %connection.remote_address(), what, "dropping connection: no Hello within the Hello timeout");
+    connection.close(VarInt::from_u32(5), b"no hello");
 }
 
 /// Hand a batch to the sink; when the receiving process is full, wait for it, and so read

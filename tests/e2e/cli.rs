@@ -90,7 +90,19 @@ impl Drop for TempDir {
 
 /// `plateau ARGS` with its contexts under `config`.
 fn command(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(PLATEAU);
+    command_in(None, config, args)
+}
+
+/// [`command`], run inside network namespace `netns` if given (`nsenter --net`).
+fn command_in(netns: Option<&str>, config: &Path, args: &[&str]) -> Command {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/var/run/netns/{ns}")).arg(PLATEAU);
+            c
+        }
+        None => Command::new(PLATEAU),
+    };
     command
         .args(args)
         .env("XDG_CONFIG_HOME", config)
@@ -102,19 +114,19 @@ fn command(config: &Path, args: &[&str]) -> Command {
 }
 
 /// What a finished CLI run gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(super) struct Run {
+    pub(super) code: i32,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
     }
 
-    fn ok(self) -> Run {
+    pub(super) fn ok(self) -> Run {
         assert_eq!(
             self.code, 0,
             "stdout: {}\nstderr: {}",
@@ -124,12 +136,18 @@ impl Run {
     }
 }
 
-fn cli(config: &Path, args: &[&str]) -> Run {
+/// Run `plateau ARGS` with its contexts under `config`.
+pub(super) fn cli(config: &Path, args: &[&str]) -> Run {
+    cli_in(None, config, args)
+}
+
+/// [`cli`] inside network namespace `netns`, if given.
+pub(super) fn cli_in(netns: Option<&str>, config: &Path, args: &[&str]) -> Run {
     let Output {
         status,
         stdout,
         stderr,
-    } = command(config, args).output().unwrap();
+    } = command_in(netns, config, args).output().unwrap();
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),

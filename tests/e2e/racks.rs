@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::cli::cli_in;
 use super::netns::{get_json_in, Hosts};
 use super::support::{await_some, eventually, get_json, task_cgroups, Cluster};
 
@@ -68,36 +69,27 @@ impl Env {
     /// standard output as JSON.
     fn cli(&self, args: &[&str]) -> Value {
         let config = self.cluster.dir.join("cli-config");
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", self.hosts.hub()))
-                .arg(super::PLATEAU)
-                .args(args)
-                .env("XDG_CONFIG_HOME", &config)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "plateau {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        };
+        let hub = Some(self.hosts.hub());
         if !config.exists() {
             let marathon = format!("http://{}", self.marathon);
-            run(&[
-                "context",
-                "add",
-                "racks",
-                "--master",
-                &self.master,
-                "--marathon",
-                &marathon,
-            ]);
+            cli_in(
+                hub,
+                &config,
+                &[
+                    "context",
+                    "add",
+                    "racks",
+                    "--master",
+                    &self.master,
+                    "--marathon",
+                    &marathon,
+                ],
+            )
+            .ok();
         }
         let mut all = args.to_vec();
         all.extend(["--context", "racks"]);
-        serde_json::from_slice(&run(&all)).expect("JSON output")
+        cli_in(hub, &config, &all).ok().json()
     }
 
     /// The namespaces of `layout`; the master and Marathon on `ctl`, a slave on every host with

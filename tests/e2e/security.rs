@@ -358,13 +358,7 @@ fn every_api_answers_401_403_and_200_by_principal_over_https() {
             // The operator's CLI over HTTPS with the cluster CA: the right principal is
             // served, a denied one gets exit code 4 and the reason.
             let config = dir.join("cli-config");
-            let cli = |args: &[&str]| {
-                Command::new(PLATEAU)
-                    .args(args)
-                    .env("XDG_CONFIG_HOME", &config)
-                    .output()
-                    .unwrap()
-            };
+            let cli = |args: &[&str]| super::cli::cli(&config, args);
             let ca = tls.join("ca.pem");
             for (name, principal, secret) in [
                 ("ops", "ops", "ops-secret"),
@@ -387,18 +381,15 @@ fn every_api_answers_401_403_and_200_by_principal_over_https() {
                     "--secret",
                     secret,
                 ]);
-                assert!(added.status.success(), "{added:?}");
+                added.ok();
             }
-            let status = cli(&["cluster", "status", "--json", "--context", "ops"]);
-            assert!(status.status.success(), "{status:?}");
-            let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+            let status = cli(&["cluster", "status", "--json", "--context", "ops"])
+                .ok()
+                .json();
             assert!(status.to_string().contains("marathon"), "{status}");
             let denied = cli(&["app", "list", "--context", "viewer"]);
-            assert_eq!(denied.status.code(), Some(4), "{denied:?}");
-            assert!(
-                String::from_utf8_lossy(&denied.stderr).contains("403"),
-                "{denied:?}"
-            );
+            assert_eq!(denied.code, 4, "{}", denied.stderr);
+            assert!(denied.stderr.contains("403"), "{}", denied.stderr);
 
             // Plain HTTP on an HTTPS port is not served.
             let plain = reqwest::get(format!("http://{master}/health")).await;

@@ -2246,8 +2246,8 @@ fn the_acls_decide_who_registers_frameworks_in_which_roles() {
     ));
 }
 
-#[test]
-fn the_acls_decide_which_users_a_framework_runs_tasks_as() {
+/// Under [`strict_acls`]: a slave, and `marathon` registered in `web` with its one offer.
+fn marathon_with_an_offer() -> (Harness, SlaveId, FrameworkId, Vec<Offer>) {
     let mut h = Harness::with(strict_acls(), RegistryState::default());
     let slave = h.register_slave(Duration::ZERO, S1, BIG);
     let Outgoing::FrameworkRegistered(registered) =
@@ -2255,8 +2255,13 @@ fn the_acls_decide_which_users_a_framework_runs_tasks_as() {
     else {
         panic!("registered")
     };
-    let framework = registered.framework_id;
     let offers = h.allocate(secs(0.01));
+    (h, slave, registered.framework_id, offers)
+}
+
+#[test]
+fn the_acls_decide_which_users_a_framework_runs_tasks_as() {
+    let (mut h, slave, framework, offers) = marathon_with_an_offer();
     assert_eq!(offers.len(), 1);
     let as_user = |id: &str, user: Option<&str>| {
         let mut t = task(id, &slave, "cpus:1;mem:128");
@@ -2289,15 +2294,7 @@ fn the_acls_decide_which_users_a_framework_runs_tasks_as() {
 
 #[test]
 fn the_acls_decide_who_tears_down_which_framework_and_an_unknown_id_is_refused_alike() {
-    let mut h = Harness::with(strict_acls(), RegistryState::default());
-    let slave = h.register_slave(Duration::ZERO, S1, BIG);
-    let Outgoing::FrameworkRegistered(registered) =
-        register_as(&mut h, F1, Some("marathon"), "web")
-    else {
-        panic!("registered")
-    };
-    let framework = registered.framework_id;
-    let offers = h.allocate(secs(0.01));
+    let (mut h, slave, framework, offers) = marathon_with_an_offer();
     h.launch(
         secs(0.1),
         &framework,
