@@ -117,6 +117,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>, ip: Ipv4Addr) -> anyhow::Re
         .await?;
         handles.push(http);
         nodes.push(node);
+        println!("console   http://{master_listen}/");
         println!("master    http://{master_listen}/master/state");
 
         let master_upid: plateau_runtime::Upid = format!("master@{master_listen}").parse()?;

@@ -67,6 +67,8 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
     use plateau_security::{Access, Action};
     match (method, path) {
         (_, "/health" | "/master/health") => Access::Open,
+        // The console's files hold no data: the console must load to ask for credentials.
+        ("GET" | "HEAD", p) if crate::ui::is_console_file(p) => Access::Open,
         (
             "GET" | "HEAD",
             "/master/state" | "/state" | "/master/state.json" | "/state.json" | "/metrics"
@@ -93,6 +95,8 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
 
 /// Mounts the master's routes, answering through `master`.
 pub fn configure(cfg: &mut web::ServiceConfig, master: ProcessRef<MasterProcess>) {
+    // The console's API first: its files answer every other path under /ui/.
+    crate::ui::configure(cfg);
     cfg.app_data(web::Data::new(master))
         .route("/master/state", web::get().to(state))
         .route("/state", web::get().to(state))
@@ -118,7 +122,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, master: ProcessRef<MasterProcess>
         .route("/redirect", web::get().to(redirect))
         .route("/master/health", web::get().to(health))
         .route("/health", web::get().to(health))
-        .route("/version", web::get().to(version));
+        .route("/version", web::get().to(version))
+        .configure(plateau_webui::configure_assets);
 }
 
 type Master = web::Data<ProcessRef<MasterProcess>>;

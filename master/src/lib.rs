@@ -70,6 +70,7 @@ pub mod process;
 pub mod registry;
 pub mod replicated;
 pub mod resources;
+pub mod ui;
 
 pub use error::MasterError;
 
