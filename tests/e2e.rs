@@ -20,4 +20,5 @@ mod e2e {
     pub mod signals;
     pub mod support;
     mod tasks_user;
+    mod ui;
 }

@@ -7,32 +7,12 @@
 //! test does, and the two tests here take turns ([`DEFAULT_PORTS`]).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::support::{eventually, get_json};
-use super::PLATEAU;
+use super::support::{eventually, get_json, Dev};
 
 /// Held by a test that runs `plateau dev` on the default ports.
 static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Stops `plateau dev` (SIGINT, as Ctrl-C) when dropped, and kills it if it does not stop.
-struct Dev(std::process::Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn task_cgroups(work: &Path) -> usize {
     (1..=3)
@@ -71,13 +51,7 @@ fn dev_deploys_an_app_and_cleans_up_on(signal: i32, name: &str) {
     let log =
         std::fs::File::create(std::env::temp_dir().join(format!("plateau-e2e-dev-{name}.log")))
             .unwrap();
-    let mut dev = Dev(Command::new(PLATEAU)
-        .args(["dev", "--work-dir"])
-        .arg(&work)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap());
+    let mut dev = Dev::start(&["--work-dir".as_ref(), work.as_os_str()], log);
     actix_rt::System::new().block_on(async {
         eventually(
             Duration::from_secs(90),

@@ -84,6 +84,38 @@ impl Drop for Cluster {
     }
 }
 
+/// `plateau dev` run as a child. Dropping it stops it with SIGINT (as Ctrl-C: it kills its tasks
+/// and removes their cgroups), and kills it if it has not stopped within 10 s.
+pub struct Dev(pub Child);
+
+impl Dev {
+    /// Start `plateau dev ARGS`, its stderr to `log`.
+    pub fn start(args: &[&std::ffi::OsStr], log: std::fs::File) -> Dev {
+        Dev(Command::new(PLATEAU)
+            .arg("dev")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap())
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The pids in a task's cgroup (its supervised command first).
 pub fn task_pids(slave_work: &Path, task: &str) -> Vec<i32> {
     let name = plateau_slave::cgroup_slave_name(slave_work);

@@ -4,8 +4,15 @@
 //!   `webui/assets/`), built into the binary by `include_bytes!`, so `cargo build` is the only
 //!   build step and the console needs no network beyond the cluster.
 //!
+//! - [`browser`] and [`bench`] (feature `browser`): headless Chromium driven by WebDriver for
+//!   the console's end-to-end tests and its benchmark.
+//!
 //! The master mounts [`configure_assets`] next to its API (`plateau_master::http::configure`).
 
 pub mod assets;
+#[cfg(feature = "browser")]
+pub mod bench;
+#[cfg(feature = "browser")]
+pub mod browser;
 
 pub use assets::configure_assets;
