@@ -263,6 +263,24 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Every state.
+    pub const ALL: [TaskState; 14] = [
+        TaskState::Staging,
+        TaskState::Starting,
+        TaskState::Running,
+        TaskState::Killing,
+        TaskState::Finished,
+        TaskState::Failed,
+        TaskState::Killed,
+        TaskState::Error,
+        TaskState::Lost,
+        TaskState::Dropped,
+        TaskState::Unreachable,
+        TaskState::Gone,
+        TaskState::GoneByOperator,
+        TaskState::Unknown,
+    ];
+
     /// True for states a task never leaves.
     pub fn is_terminal(self) -> bool {
         matches!(
