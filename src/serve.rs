@@ -197,9 +197,12 @@ where
     F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
 {
     let guard = security.guard(component, classify);
+    // The web console's proxy (the master's): HTTPS targets trust the cluster CA.
+    let proxy = plateau_webui::proxy::Client::new(security.client_tls.clone());
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(plateau_security::RequireAuth::new(guard.clone()))
+            .app_data(proxy.clone())
             .app_data(actix_web::web::PayloadConfig::new(
                 plateau_security::limits::HTTP_BODY_BYTES_MAX,
             ))
@@ -285,6 +288,7 @@ pub fn start_marathon_with(
             // What `/v2/leader` shows and standbys proxy to: this node's address.
             hostname: node.addr().host.to_string(),
             http_port: listen.port(),
+            https: security.tls.is_some(),
             ha,
             session_ttl: options.session_ttl,
             disable_maintenance_mode: options.disable_maintenance_mode,

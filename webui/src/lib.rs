@@ -3,7 +3,8 @@
 //! - [`assets`]: the files of the console (HTML, script, styles and the vendored libraries in
 //!   `webui/assets/`), built into the binary by `include_bytes!`, so `cargo build` is the only
 //!   build step and the console needs no network beyond the cluster.
-//!
+//! - [`proxy`]: the reverse proxy through which the master reaches the agents, the frameworks'
+//!   web UIs, the balancer and the leading master for the console.
 //! - [`browser`] and [`bench`] (feature `browser`): headless Chromium driven by WebDriver for
 //!   the console's end-to-end tests and its benchmark.
 //!
@@ -14,5 +15,6 @@ pub mod assets;
 pub mod bench;
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod proxy;
 
 pub use assets::configure_assets;
