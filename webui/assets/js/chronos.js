@@ -3,7 +3,7 @@
 // delete; a job's page with its run history (/job/stat/{name}); the dependency graph laid out by
 // dagre and drawn as SVG.
 
-import { html, useState, useEffect, useRef, Page, ErrorBox, useData, useInterval, useConfirm, fmt, Badge, href, go, get } from './ui.js';
+import { html, useState, Page, ErrorBox, useData, useInterval, useConfirm, fmt, Badge, href, go, get } from './ui.js';
 import { request } from './api.js';
 
 const C = '/ui/proxy/chronos/v1/scheduler';
@@ -97,13 +97,16 @@ function JobForm({ job }) {
   const parents = fields.parents.split(',').map((p) => p.trim()).filter((p) => p);
   const submit = async (e) => {
     e.preventDefault();
-    const body = { ...(job || {}), name: fields.name.trim(), command: fields.command, owner: fields.owner,
-      cpus: Number(fields.cpus), mem: Number(fields.mem) };
+    // The inputs' current values (not the last rendered state: a fast client may type and submit at once).
+    const now = { ...fields, ...Object.fromEntries(new FormData(e.target)) };
+    const parents = now.parents.split(',').map((p) => p.trim()).filter((p) => p);
+    const body = { ...(job || {}), name: now.name.trim(), command: now.command, owner: now.owner,
+      cpus: Number(now.cpus), mem: Number(now.mem) };
     if (parents.length) {
       body.parents = parents;
       delete body.schedule;
     } else {
-      body.schedule = fields.schedule.trim();
+      body.schedule = now.schedule.trim();
       delete body.parents;
     }
     setBusy(true);

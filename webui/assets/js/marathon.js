@@ -135,15 +135,16 @@ function AppForm({ app }) {
     let body;
     let id;
     if (jsonMode) {
-      body = json; // posted as is: Marathon tells what is wrong with it
+      body = e.target.querySelector('textarea[data-testid=app-json]').value; // posted as is: Marathon tells what is wrong
       try {
-        id = JSON.parse(json).id;
+        id = JSON.parse(body).id;
       } catch (err) {
         setError({ message: `the JSON does not parse: ${err.message}` });
         return;
       }
     } else {
-      const d = fromForm(fields, base);
+      // The inputs' current values (not the last rendered state: a fast client may type and submit at once).
+      const d = fromForm({ ...fields, ...Object.fromEntries(new FormData(e.target)) }, base);
       if (!d.id) {
         setError({ message: 'id: an app needs an id' });
         return;
@@ -207,16 +208,20 @@ export function AppPage({ id }) {
   const a = app.data && app.data.app;
   const marathonFramework = svc.data && ((svc.data.services && svc.data.services.marathon && svc.data.services.marathon.framework_id)
     || ((svc.data.frameworks || []).find((f) => f.name === 'marathon') || {}).id);
-  const act = async (f) => {
+  // `f(force)`; a change refused because a deployment holds the app (409) can be forced.
+  const [retry, setRetry] = useState(null);
+  const act = async (f, force = false) => {
     setError(null);
+    setRetry(null);
     try {
-      await f();
+      await f(force);
       app.reload();
     } catch (e) {
       setError(e);
+      if (e.status === 409 && !force) setRetry(() => () => act(f, true));
     }
   };
-  const scale = (n) => request(appPath(id), { method: 'PUT', body: { instances: n } });
+  const scale = (n, force) => request(`${appPath(id)}${force ? '?force=true' : ''}`, { method: 'PUT', body: { instances: n } });
   const actions = a && html`
     <button data-testid="app-scale" onClick=${() => { setScaleTo(String(a.instances)); setScaling(!scaling); }}>Scale</button>
     <button data-testid="app-restart" onClick=${() => ask(`Restart every task of ${a.id}?`, () => request(`${appPath(id)}/restart`, { method: 'POST' }).then(app.reload))}>Restart</button>
@@ -230,7 +235,13 @@ export function AppPage({ id }) {
   return html`<${Page} name="app" loaded=${app.loaded} title=${a ? a.id : `/${id}`} actions=${actions}>
     <${ErrorBox} error=${app.error} />
     <${ErrorBox} error=${error} />
-    ${scaling && html`<form class="inline" onSubmit=${(e) => { e.preventDefault(); setScaling(false); act(() => scale(Number(scaleTo))); }}>
+    ${retry && html`<p><button class="danger" data-testid="force" onClick=${retry}>Force it (the deployment in progress is replaced)</button></p>`}
+    ${scaling && html`<form class="inline" onSubmit=${(e) => {
+      e.preventDefault();
+      const n = Number(e.target.querySelector('[data-testid=scale-input]').value);
+      setScaling(false);
+      act((force) => scale(n, force));
+    }}>
       <label>Instances <input data-testid="scale-input" type="number" min="0" step="1" value=${scaleTo} onInput=${(e) => setScaleTo(e.target.value)} /></label>
       <button type="submit" class="primary" data-testid="scale-submit">Scale</button>
     </form>`}
