@@ -197,9 +197,12 @@ where
     F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
 {
     let guard = security.guard(component, classify);
+    // The web console's proxy (the master's): HTTPS targets trust the cluster CA.
+    let proxy = plateau_webui::proxy::Client::new(security.client_tls.clone());
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(plateau_security::RequireAuth::new(guard.clone()))
+            .app_data(proxy.clone())
             .app_data(actix_web::web::PayloadConfig::new(
                 plateau_security::limits::HTTP_BODY_BYTES_MAX,
             ))

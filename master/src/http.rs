@@ -720,7 +720,7 @@ fn resources_json(r: &Resources) -> Value {
     v
 }
 
-fn task_json(task: &Task, role: &str) -> Value {
+pub(crate) fn task_json(task: &Task, role: &str) -> Value {
     let statuses: Vec<Value> = task
         .statuses
         .iter()
@@ -728,6 +728,9 @@ fn task_json(task: &Task, role: &str) -> Value {
             let mut v = json!({ "state": s.state.as_str(), "timestamp": s.timestamp });
             if let Some(h) = s.healthy {
                 v["healthy"] = h.into();
+            }
+            if let Some(m) = s.message.as_deref().filter(|m| !m.is_empty()) {
+                v["message"] = m.into();
             }
             v
         })
@@ -758,7 +761,7 @@ fn task_json(task: &Task, role: &str) -> Value {
     v
 }
 
-fn slave_json(core: &MasterCore, slave: &Slave) -> Value {
+pub(crate) fn slave_json(core: &MasterCore, slave: &Slave) -> Value {
     let used = core.slave_used(slave);
     let offered = core.offered(&slave.offers);
     let mut v = json!({

@@ -263,6 +263,24 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Every state.
+    pub const ALL: [TaskState; 14] = [
+        TaskState::Staging,
+        TaskState::Starting,
+        TaskState::Running,
+        TaskState::Killing,
+        TaskState::Finished,
+        TaskState::Failed,
+        TaskState::Killed,
+        TaskState::Error,
+        TaskState::Lost,
+        TaskState::Dropped,
+        TaskState::Unreachable,
+        TaskState::Gone,
+        TaskState::GoneByOperator,
+        TaskState::Unknown,
+    ];
+
     /// True for states a task never leaves.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -799,7 +817,33 @@ pub struct FrameworkErrorMessage {
     pub message: String,
 }
 
+/// What a slave's tasks use now, read from their cgroups (Plateau's, for the console's
+/// charts; Mesos has the master poll no such thing). Sent every usage interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlaveUsageMessage {
+    /// The slave.
+    pub slave_id: SlaveId,
+    /// CPUs in use: CPU seconds its tasks spent per second since the previous report.
+    pub cpus_used: f64,
+    /// Resident memory of its tasks, in MB.
+    pub mem_used_mb: f64,
+    /// Its live tasks.
+    pub tasks: u32,
+}
+
+/// A service announces the URL of its HTTP API to the masters, for the console (sent every
+/// announce interval; forgotten after three intervals without one). The balancer sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnnounceServiceMessage {
+    /// What it is (`balancer`).
+    pub kind: String,
+    /// Its HTTP API, `http://host:port` or `https://host:port`.
+    pub url: String,
+}
+
 wire! {
+    SlaveUsageMessage => "plateau.master.SlaveUsageMessage",
+    AnnounceServiceMessage => "plateau.master.AnnounceServiceMessage",
     LeaderQueryMessage => "plateau.master.LeaderQueryMessage",
     NewMasterDetectedMessage => "mesos.NewMasterDetectedMessage",
     JoinMastersMessage => "plateau.master.JoinMastersMessage",

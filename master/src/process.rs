@@ -134,6 +134,8 @@ pub struct MasterProcess {
     prometheus: crate::http::PrometheusMetrics,
     /// Proposed registry changes not yet committed, oldest first (group only).
     pipeline: VecDeque<Stage>,
+    /// What the web console sees beside the core (not replicated).
+    console: crate::ui::Console,
 }
 
 impl std::fmt::Debug for MasterProcess {
@@ -159,6 +161,7 @@ impl MasterProcess {
             failed: None,
             prometheus: crate::http::PrometheusMetrics::new(),
             pipeline: VecDeque::new(),
+            console: Default::default(),
         })
     }
 
@@ -184,6 +187,7 @@ impl MasterProcess {
             failed: None,
             prometheus: crate::http::PrometheusMetrics::new(),
             pipeline: VecDeque::new(),
+            console: Default::default(),
         }
     }
 
@@ -266,6 +270,11 @@ impl MasterProcess {
         self.carry_out(ctx);
         self.settle(ctx);
         Some(result)
+    }
+
+    /// What the web console sees beside the core.
+    pub fn console(&self) -> &crate::ui::Console {
+        &self.console
     }
 
     /// The core (for HTTP handlers and tests). Panics when the master does not run one.
@@ -379,6 +388,7 @@ impl MasterProcess {
         let mut actions = core.drain_actions();
         let mut batch: Vec<RegistryOp> = Vec::new();
         for action in actions.drain(..) {
+            self.console.observe(&action);
             if let Action::Persist(op) = action {
                 batch.push(op);
                 continue;
@@ -821,6 +831,27 @@ impl MasterProcess {
         self.core.as_mut().expect("acting").handle_tick(now);
         self.carry_out(ctx);
         self.settle(ctx);
+        if let Some(core) = &self.core {
+            self.console.tick(core, now);
+        }
+    }
+
+    /// A slave's use report, for the console.
+    fn on_slave_usage(&mut self, _: &mut Context<'_>, from: &Upid, msg: SlaveUsageMessage) {
+        if let Some(core) = &self.core {
+            self.console.usage_report(core, from, &msg);
+        }
+    }
+
+    /// A service's announcement, for the console.
+    fn on_announce_service(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: &Upid,
+        msg: AnnounceServiceMessage,
+    ) {
+        let now = Self::now(ctx);
+        self.console.announce(now, from, &msg);
     }
 
     fn on_allocation(&mut self, ctx: &mut Context<'_>, from: &Upid, _: AllocationTimer) {
@@ -1252,7 +1283,9 @@ impl Process for MasterProcess {
             .on(Self::on_reconcile_tasks)
             .on(Self::on_revive_offers)
             .on(Self::on_suppress_offers)
-            .on(Self::on_respond_inverse_offers);
+            .on(Self::on_respond_inverse_offers)
+            .on(Self::on_slave_usage)
+            .on(Self::on_announce_service);
         // Who may send what from another node (the role its certificate names); anything
         // else, timers included, only from this node.
         h.allow_roles(RoleSet::ANY, &[LeaderQueryMessage::NAME])
@@ -1272,7 +1305,12 @@ impl Process for MasterProcess {
                     SlaveHeartbeatMessage::NAME,
                     UnregisterSlaveMessage::NAME,
                     StatusUpdateMessage::NAME,
+                    SlaveUsageMessage::NAME,
                 ],
+            )
+            .allow_roles(
+                RoleSet::of(&[PeerRole::Balancer]),
+                &[AnnounceServiceMessage::NAME],
             )
             .allow_roles(
                 RoleSet::of(&[PeerRole::Framework]),
