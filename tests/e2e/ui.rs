@@ -120,6 +120,11 @@ fn console_deploys_scales_tails_a_task_graphs_jobs_and_destroys_in_a_real_browse
     );
     let outcome = actix_rt::System::new().block_on(scenario());
     drop(dev);
+    // plateau dev stopped on SIGINT: its tasks are gone with their cgroups.
+    for i in 1..=3 {
+        let left = super::support::task_cgroups(&work.0.join(format!("slave-{i}")));
+        assert!(left.is_empty(), "slave-{i} left tasks behind: {left:?}");
+    }
     if let Err(e) = outcome {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let tail: String = log
@@ -337,6 +342,15 @@ async fn steps(browser: &Browser, master: &str, marathon: &str) -> Outcome {
         loaded(browser, page).await?;
         browser.screenshot(page).await?;
     }
+
+    // The benchmark driver on the console's cluster page (a browser of its own).
+    let figures =
+        measure_page_for(&format!("{master}/#/"), "cluster", Duration::from_secs(3)).await?;
+    eprintln!(
+        "cluster page, 3 agents: {}",
+        serde_json::to_string(&figures)?
+    );
+    assert!(figures.interactive_ms > 0.0 && figures.loaded.js_heap_bytes > 0);
 
     // Destroy the app: its row goes away, and Marathon has no app left.
     browser
