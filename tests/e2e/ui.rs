@@ -24,11 +24,17 @@ const APP: &str = "ui-ticker";
 /// its health check, on its own host's address (no other test's task can hold that port).
 const APP_CMD: &str = "python3 -u -c \"import http.server as h,os,threading as t,time,itertools as i;s=h.HTTPServer((os.environ['HOST'],int(os.environ['PORT0'])),h.SimpleHTTPRequestHandler);t.Thread(target=s.serve_forever,daemon=True).start();any(print('tick',n,flush=True) or time.sleep(1) for n in i.count())\"";
 
-/// Removes a folder when dropped (after the `Dev` declared after it has stopped).
-struct RemoveDir(PathBuf);
+/// `plateau dev`'s work dir: dropped after the `Dev` declared after it has stopped, it kills any
+/// task left (if `plateau dev` had to be killed), removes the slaves' cgroups and the folder.
+struct WorkDir(PathBuf);
 
-impl Drop for RemoveDir {
+impl Drop for WorkDir {
     fn drop(&mut self) {
+        for i in 1..=3 {
+            let slave = self.0.join(format!("slave-{i}"));
+            plateau_slave::destroy_leftover_tasks(&slave);
+            plateau_slave::remove_slave_cgroups(&slave);
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -104,8 +110,7 @@ fn the_browser_harness_measures_a_page_and_leaves_no_process_behind() {
 
 #[test]
 fn console_deploys_scales_tails_a_task_graphs_jobs_and_destroys_in_a_real_browser() {
-    let work =
-        RemoveDir(std::env::temp_dir().join(format!("plateau-e2e-ui-{}", std::process::id())));
+    let work = WorkDir(std::env::temp_dir().join(format!("plateau-e2e-ui-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&work.0);
     let log_path = std::env::temp_dir().join(format!("plateau-e2e-ui-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
