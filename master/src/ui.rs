@@ -126,6 +126,9 @@ pub struct Console {
     history: VecDeque<Sample>,
     next_sample: Option<Duration>,
     services: BTreeMap<String, Service>,
+    /// The counts the event streams send, and when they were computed: once a second at most
+    /// while streams are open, whatever their number (at 100,000 tasks a count takes a while).
+    counts: Option<(Duration, Value)>,
 }
 
 impl Console {
@@ -261,9 +264,54 @@ impl Console {
         });
     }
 
+    /// Computes the counts for the event streams again when they are older than
+    /// [`STREAM_INTERVAL`] and a stream is open (called at each tick of an acting master).
+    pub fn refresh_counts(&mut self, core: &MasterCore, now: Duration) {
+        if STREAMS.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            self.counts = None;
+            return;
+        }
+        if self
+            .counts
+            .as_ref()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) < STREAM_INTERVAL)
+        {
+            return;
+        }
+        self.counts = Some((now, counts_json(core, self)));
+    }
+
+    /// The counts as last computed for the event streams.
+    pub fn counts(&self) -> Option<&Value> {
+        self.counts.as_ref().map(|(_, v)| v)
+    }
+
     /// The history, oldest first.
     pub fn history(&self) -> &VecDeque<Sample> {
         &self.history
+    }
+
+    /// A full hour of made-up history ending at `now` (the console's benchmark): the
+    /// cluster's totals, with a use that rises and falls.
+    #[doc(hidden)]
+    pub fn fill_history_for_bench(&mut self, core: &MasterCore, now: Duration) {
+        let totals = Totals::of(core, self);
+        self.history.clear();
+        for i in 0..HISTORY_SAMPLES {
+            let ago = SAMPLE_INTERVAL * (HISTORY_SAMPLES - i) as u32;
+            let wave = 0.5 + 0.4 * ((i as f64) / 30.0).sin();
+            self.history.push_back(Sample {
+                t: core.wall_secs(now.saturating_sub(ago)),
+                cpus_total: totals.total.cpus(),
+                cpus_allocated: totals.allocated.cpus(),
+                cpus_used: totals.allocated.cpus() * wave,
+                mem_total: totals.total.mem_mb(),
+                mem_allocated: totals.allocated.mem_mb(),
+                mem_used: totals.allocated.mem_mb() * wave,
+                tasks_running: totals.tasks.get("running").copied().unwrap_or(0),
+            });
+        }
+        self.next_sample = Some(now + SAMPLE_INTERVAL);
     }
 }
 
@@ -407,18 +455,18 @@ pub fn summary_json(
     let totals = Totals::of(core, console);
     let mut v = totals.counts_json(core);
     let mut roles: BTreeMap<&str, (Vec<&str>, Resources)> = BTreeMap::new();
+    // One pass over the tasks (not a lookup per task of each framework).
+    let mut used_by: BTreeMap<&FrameworkId, Resources> = BTreeMap::new();
+    for ((framework_id, _), task) in core.tasks() {
+        if !task.state.is_terminal() && task.state != TaskState::Unreachable {
+            *used_by.entry(framework_id).or_insert_with(Resources::empty) += &task.info.resources;
+        }
+    }
     let frameworks: Vec<Value> = core
         .frameworks()
         .values()
         .map(|f| {
-            let mut used = Resources::empty();
-            for task_id in &f.tasks {
-                if let Some(task) = core.tasks().get(&(f.id.clone(), task_id.clone())) {
-                    if !task.state.is_terminal() && task.state != TaskState::Unreachable {
-                        used += &task.info.resources;
-                    }
-                }
-            }
+            let used = used_by.remove(&f.id).unwrap_or_else(Resources::empty);
             let role = roles.entry(f.info.role.as_str()).or_default();
             role.0.push(f.id.as_str());
             role.1 += &used;
@@ -982,7 +1030,10 @@ async fn poll_changes(cursor: &mut Cursor) -> Option<String> {
     let previous = cursor.counts.clone();
     let answer = read(&cursor.master, move |p, core, _, _| {
         let console = p.console();
-        let counts = counts_json(core, console);
+        let counts = match console.counts() {
+            Some(c) => c.clone(),
+            None => counts_json(core, console),
+        };
         let mut out = String::new();
         let latest = console.seq();
         match seq.map(|s| console.since(s)) {

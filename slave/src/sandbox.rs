@@ -358,7 +358,10 @@ mod tests {
         assert_eq!(stdout.size, 10);
         assert!(stdout.mode.starts_with("-rw"), "{}", stdout.mode);
         assert!(entries[2].mode.starts_with('d'));
-        assert!(entries[0].mode.starts_with('l'), "a link is listed, not followed");
+        assert!(
+            entries[0].mode.starts_with('l'),
+            "a link is listed, not followed"
+        );
         assert_eq!(browse(&t.sandbox(), "sub").unwrap()[0].name, "file");
         assert!(matches!(
             browse(&t.sandbox(), ".."),
@@ -380,7 +383,10 @@ mod tests {
             open(&t.sandbox(), "link-out"),
             Err(SandboxError::Escapes(_))
         ));
-        assert!(matches!(open(&t.sandbox(), "sub"), Err(SandboxError::NotAFile(_))));
+        assert!(matches!(
+            open(&t.sandbox(), "sub"),
+            Err(SandboxError::NotAFile(_))
+        ));
     }
 
     #[test]
