@@ -100,7 +100,11 @@ mod tests {
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
             .map(|l| {
                 let fields: Vec<&str> = l.split_whitespace().collect();
-                assert_eq!(fields.len(), 4, "MANIFEST row {l:?}: file package@version path sha256");
+                assert_eq!(
+                    fields.len(),
+                    4,
+                    "MANIFEST row {l:?}: file package@version path sha256"
+                );
                 (
                     fields[0].to_string(),
                     fields[1].to_string(),
@@ -117,16 +121,29 @@ mod tests {
         assert!(rows.len() >= 4, "preact+htm, uPlot (js, css), dagre");
         for (file, package, _, sum) in &rows {
             let path = format!("vendor/{file}");
-            let served = asset(&path).unwrap_or_else(|| panic!("{path} ({package}) is not in ASSETS"));
+            let served =
+                asset(&path).unwrap_or_else(|| panic!("{path} ({package}) is not in ASSETS"));
             let on_disk = std::fs::read(format!("{}/assets/{path}", env!("CARGO_MANIFEST_DIR")))
                 .unwrap_or_else(|e| panic!("read {path}: {e}"));
-            assert_eq!(served.bytes, &on_disk[..], "{path}: the binary holds the file on disk");
-            assert_eq!(&hex(&Sha256::digest(served.bytes)), sum, "{path} ({package}) differs from MANIFEST: run webui/vendor.sh");
+            assert_eq!(
+                served.bytes,
+                &on_disk[..],
+                "{path}: the binary holds the file on disk"
+            );
+            assert_eq!(
+                &hex(&Sha256::digest(served.bytes)),
+                sum,
+                "{path} ({package}) differs from MANIFEST: run webui/vendor.sh"
+            );
         }
         // Every vendored file in the table is in the MANIFEST.
-        for a in ASSETS.iter().filter(|a| a.path.starts_with("vendor/") && a.path != "vendor/MANIFEST") {
+        for a in ASSETS
+            .iter()
+            .filter(|a| a.path.starts_with("vendor/") && a.path != "vendor/MANIFEST")
+        {
             assert!(
-                rows.iter().any(|(file, ..)| format!("vendor/{file}") == a.path),
+                rows.iter()
+                    .any(|(file, ..)| format!("vendor/{file}") == a.path),
                 "{} is served but not in MANIFEST",
                 a.path
             );
@@ -150,11 +167,18 @@ mod tests {
 
     #[test]
     fn index_references_only_files_in_the_table() {
-        let index = std::str::from_utf8(asset("index.html").expect("index.html").bytes).expect("UTF-8");
+        let index =
+            std::str::from_utf8(asset("index.html").expect("index.html").bytes).expect("UTF-8");
         let references = ui_references(index);
-        assert!(references.iter().any(|r| r == "js/app.js"), "index.html loads the app: {references:?}");
+        assert!(
+            references.iter().any(|r| r == "js/app.js"),
+            "index.html loads the app: {references:?}"
+        );
         for r in &references {
-            assert!(asset(r).is_some(), "index.html references /ui/{r}, which is not in ASSETS");
+            assert!(
+                asset(r).is_some(),
+                "index.html references /ui/{r}, which is not in ASSETS"
+            );
         }
     }
 
@@ -162,11 +186,21 @@ mod tests {
     fn modules_import_only_files_in_the_table() {
         for a in ASSETS.iter().filter(|a| a.path.starts_with("js/")) {
             let text = std::str::from_utf8(a.bytes).expect("UTF-8");
-            for line in text.lines().filter(|l| l.trim_start().starts_with("import ") || l.starts_with("} from ")) {
-                let Some(from) = line.split(" from ").nth(1).or_else(|| line.strip_prefix("import ")) else {
+            for line in text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("import ") || l.starts_with("} from "))
+            {
+                let Some(from) = line
+                    .split(" from ")
+                    .nth(1)
+                    .or_else(|| line.strip_prefix("import "))
+                else {
                     continue;
                 };
-                let target = from.trim().trim_end_matches(';').trim_matches(|c| c == '\'' || c == '"');
+                let target = from
+                    .trim()
+                    .trim_end_matches(';')
+                    .trim_matches(|c| c == '\'' || c == '"');
                 let resolved = match target.strip_prefix("./") {
                     Some(rest) => format!("js/{rest}"),
                     None => match target.strip_prefix("../") {
@@ -174,7 +208,11 @@ mod tests {
                         None => panic!("{}: import of {target:?} is not relative", a.path),
                     },
                 };
-                assert!(asset(&resolved).is_some(), "{} imports {target}, which is not in ASSETS", a.path);
+                assert!(
+                    asset(&resolved).is_some(),
+                    "{} imports {target}, which is not in ASSETS",
+                    a.path
+                );
             }
         }
     }
@@ -190,8 +228,13 @@ mod tests {
                     stack.push(path);
                     continue;
                 }
-                let relative = path.strip_prefix(&root).expect("under root").to_string_lossy().replace('\\', "/");
-                let served = asset(&relative).unwrap_or_else(|| panic!("{relative} is in webui/assets but not in ASSETS"));
+                let relative = path
+                    .strip_prefix(&root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let served = asset(&relative)
+                    .unwrap_or_else(|| panic!("{relative} is in webui/assets but not in ASSETS"));
                 let expected = match relative.rsplit('.').next() {
                     Some("js") => JS,
                     Some("css") => CSS,

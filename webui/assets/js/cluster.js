@@ -19,7 +19,7 @@ function Chart({ testid, title, series, data, unit }) {
       width,
       height: 180,
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, 1)] } },
-      axes: [{}, { values: (u, ticks) => ticks.map((v) => (unit ? unit(v) : v)), size: 60 }],
+      axes: [{}, { values: (u, ticks) => ticks.map((v) => (unit ? unit(v) : v)), size: 72 }],
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, fill: s.fill }))],
       legend: { show: true },
     };
