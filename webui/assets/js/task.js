@@ -63,7 +63,7 @@ function Usage({ agentId, frameworkId, taskId }) {
     <div data-testid="task-usage">
       ${usage
         ? html`<table class="grid narrow kv"><tbody>
-            <tr><th>CPU</th><td>${usage.cpuRate === null ? 'measuring…' : `${fmt.cpus(usage.cpuRate)} of ${fmt.cpus(usage.cpus_limit)} CPUs`}
+            <tr><th>CPU</th><td>${usage.cpuRate === null ? 'measuring…' : `${usage.cpuRate.toFixed(3)} of ${fmt.cpus(usage.cpus_limit)} CPUs`}
               <span class="muted"> (${usage.cpuSecs.toFixed(2)} s user+system)</span></td></tr>
             <tr><th>Memory</th><td>${fmt.bytes(usage.mem_rss_bytes)} of ${fmt.bytes(usage.mem_limit_bytes)}</td></tr>
             <tr><th>Sampled</th><td>${fmt.time(usage.timestamp)}</td></tr>
