@@ -200,7 +200,7 @@ pub fn run(slaves: usize, work_dir: Option<PathBuf>, ip: Ipv4Addr) -> anyhow::Re
             lo,
             Some(SocketAddr::new(lo, 8000)),
             stats,
-            |_| {},
+            |c| c.masters = vec![master_upid.clone()],
         )?;
         nodes.push(node);
         println!("balancer  http://{stats}/stats  (HTTP virtual hosts on {ip}:8000, service ports on {ip})");

@@ -277,6 +277,10 @@ struct BalancerArgs {
     /// HOST:PORT,HOST:PORT,... (the balancer follows whichever leads).
     #[arg(long)]
     marathon: String,
+    /// The masters, HOST:PORT or HOST:PORT,HOST:PORT,...: the balancer announces its admin
+    /// API to them, and the web console shows its routes and backends.
+    #[arg(long)]
+    master: Option<String>,
     /// Address the service-port listeners bind.
     #[arg(long, default_value = "0.0.0.0")]
     listen_ip: std::net::IpAddr,
@@ -754,6 +758,19 @@ fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {
         &args.security.flags(),
     )?;
     let scheme = security.scheme();
+    let masters = args
+        .master
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            format!("master@{m}")
+                .parse::<plateau_runtime::Upid>()
+                .with_context(|| format!("--master {m}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     actix_rt::System::new().block_on(async move {
         let node = serve::start_node(args.stats, &host, &args.tls_dir, "balancer", Role::Balancer)?;
         let http = args
@@ -766,6 +783,7 @@ fn run_balancer(args: BalancerArgs) -> anyhow::Result<()> {
             http,
             args.stats,
             |config| {
+                config.masters = masters;
                 config.group = args.group;
                 config.data_plane.tcp_drain_timeout =
                     std::time::Duration::from_secs(args.tcp_drain_timeout);

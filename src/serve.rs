@@ -288,6 +288,7 @@ pub fn start_marathon_with(
             // What `/v2/leader` shows and standbys proxy to: this node's address.
             hostname: node.addr().host.to_string(),
             http_port: listen.port(),
+            https: security.tls.is_some(),
             ha,
             session_ttl: options.session_ttl,
             disable_maintenance_mode: options.disable_maintenance_mode,

@@ -66,6 +66,18 @@ impl Message for ResubscribeStandby {
     const NAME: &'static str = "plateau.balancer.ResubscribeStandby";
 }
 
+/// Timer: announce the admin API to the masters again.
+#[derive(Debug, Serialize, Deserialize)]
+struct AnnounceTimer;
+
+impl Message for AnnounceTimer {
+    const NAME: &'static str = "plateau.balancer.AnnounceTimer";
+}
+
+/// How often the balancer announces its admin API to the masters (they forget it after
+/// three silent intervals).
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The balancer actor.
 pub struct BalancerProcess {
     /// The Marathons to follow (one, or the instances of a leader + standbys).
@@ -84,6 +96,8 @@ pub struct BalancerProcess {
     awaiting_snapshot: bool,
     backoff: Duration,
     subscriptions: u64,
+    /// The masters to announce the admin API to, and its URL (for the web console).
+    announce: Option<(Vec<Upid>, String)>,
 }
 
 impl BalancerProcess {
@@ -115,7 +129,38 @@ impl BalancerProcess {
             awaiting_snapshot: false,
             backoff: RESUBSCRIBE_BACKOFF_MIN,
             subscriptions: 0,
+            announce: None,
         }
+    }
+
+    /// Announces `url` (the admin API) to `masters` every [`ANNOUNCE_INTERVAL`], so the web
+    /// console finds the balancer.
+    pub fn announcing(mut self, masters: Vec<Upid>, url: String) -> Self {
+        self.announce = (!masters.is_empty()).then_some((masters, url));
+        self
+    }
+
+    fn handle_announce(&mut self, ctx: &mut Context<'_>, from: &Upid, _: AnnounceTimer) {
+        if from != ctx.self_upid() {
+            return;
+        }
+        self.send_announcements(ctx);
+    }
+
+    fn send_announcements(&mut self, ctx: &mut Context<'_>) {
+        let Some((masters, url)) = &self.announce else {
+            return;
+        };
+        for master in masters {
+            ctx.send(
+                master,
+                plateau_master::messages::AnnounceServiceMessage {
+                    kind: "balancer".to_string(),
+                    url: url.clone(),
+                },
+            );
+        }
+        ctx.delay(ANNOUNCE_INTERVAL, AnnounceTimer);
     }
 
     /// The table last published.
@@ -283,7 +328,8 @@ impl Process for BalancerProcess {
             .on(Self::handle_changed)
             .on(Self::handle_not_leader)
             .on(Self::handle_resubscribe)
-            .on(Self::handle_resubscribe_standby);
+            .on(Self::handle_resubscribe_standby)
+            .on(Self::handle_announce);
         // The routes come from Marathon (a framework); the rest is local.
         handlers
             .allow_roles(
@@ -299,6 +345,7 @@ impl Process for BalancerProcess {
 
     fn initialize(&mut self, ctx: &mut Context<'_>) {
         self.subscribe(ctx);
+        self.send_announcements(ctx);
     }
 
     fn exited(&mut self, ctx: &mut Context<'_>, upid: &Upid) {
@@ -337,6 +384,8 @@ pub struct BalancerConfig {
     pub process_name: String,
     /// Listeners and timeouts of the data plane.
     pub data_plane: DataPlaneConfig,
+    /// The masters to announce the admin API to, for the web console (none: no announcement).
+    pub masters: Vec<Upid>,
 }
 
 impl BalancerConfig {
@@ -353,6 +402,7 @@ impl BalancerConfig {
             group: None,
             process_name: "balancer".into(),
             data_plane: DataPlaneConfig::default(),
+            masters: Vec::new(),
         }
     }
 }
@@ -368,12 +418,26 @@ pub struct Balancer {
 /// Start the data plane and spawn the balancer process on `node`. Must be called on the
 /// node's actix system thread (as [`Node::spawn`]).
 pub fn start(node: &Node, config: BalancerConfig) -> Result<Balancer, BalancerError> {
+    // The admin API's URL, as the masters' console reaches it.
+    let admin_url = config.data_plane.admin_addr.map(|addr| {
+        let scheme = if config.data_plane.admin_security.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        if addr.ip().is_unspecified() {
+            format!("{scheme}://{}:{}", node.addr().host, addr.port())
+        } else {
+            format!("{scheme}://{addr}")
+        }
+    });
     let data_plane = DataPlane::start(config.data_plane)?;
     let publisher: Arc<dyn TablePublisher> = Arc::new(data_plane.clone());
-    let process = node.spawn(
-        &config.process_name,
-        BalancerProcess::following(config.marathons, config.group, publisher),
-    )?;
+    let mut process = BalancerProcess::following(config.marathons, config.group, publisher);
+    if let Some(url) = admin_url {
+        process = process.announcing(config.masters, url);
+    }
+    let process = node.spawn(&config.process_name, process)?;
     Ok(Balancer {
         process,
         data_plane,

@@ -648,6 +648,14 @@ pub fn start(node: &Node, config: StartConfig) -> Result<Started, StartError> {
     if scheduler_config.hostname.is_empty() {
         scheduler_config.hostname = node.addr().host.to_string();
     }
+    if scheduler_config.webui_url.is_none() {
+        let scheme = if config.security.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        scheduler_config.webui_url = Some(format!("{scheme}://{advertised}"));
+    }
     let scheduler = match config.state {
         StateMode::Local => {
             let store = RedbStore::open_in(&config.work_dir)?;

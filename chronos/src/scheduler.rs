@@ -171,6 +171,9 @@ pub struct ChronosConfig {
     pub user: String,
     /// Host the scheduler runs on (shown to the master).
     pub hostname: String,
+    /// Where its REST API is, `http://host:port` (Mesos' `webui_url`: the web console reaches
+    /// Chronos through it). Set by [`crate::http::start`].
+    pub webui_url: Option<String>,
     /// How long the master keeps the tasks running while the scheduler is away
     /// (`--failover_timeout`, one week).
     pub failover_timeout_secs: f64,
@@ -206,6 +209,7 @@ impl Default for ChronosConfig {
             role: "*".to_string(),
             user: String::new(),
             hostname: String::new(),
+            webui_url: None,
             failover_timeout_secs: 604_800.0,
             defaults: TaskDefaults::default(),
             epsilon: DEFAULT_EPSILON,
@@ -446,6 +450,7 @@ impl ChronosScheduler {
         info.role = self.config.role.clone();
         info.user = self.config.user.clone();
         info.hostname = self.config.hostname.clone();
+        info.webui_url = self.config.webui_url.clone();
         info.failover_timeout_secs = self.config.failover_timeout_secs;
         info.checkpoint = true;
         info

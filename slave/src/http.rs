@@ -25,7 +25,7 @@ use crate::process::SlaveProcess;
 use crate::sandbox::{self, SandboxError};
 
 /// What each request needs ([`plateau_security::Access`]), from its method and path only:
-/// `/health` is open; `/files/read` is `access_sandboxes` (its object, the task's user, is not
+/// `/health` is open; `/files/read`, `/files/browse` and `/files/download` are `access_sandboxes` (its object, the task's user, is not
 /// in the request line: rules need `"users": {"type": "ANY"}` or `NONE`); the state, the
 /// statistics and the metrics are `get_endpoints` on the path; anything else needs
 /// credentials only.
@@ -33,7 +33,15 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
     use plateau_security::{Access, Action};
     match (method, path) {
         (_, "/health") => Access::Open,
-        (_, "/files/read" | "/files/read.json") => Access::Action(Action::AccessSandboxes, None),
+        (
+            _,
+            "/files/read"
+            | "/files/read.json"
+            | "/files/browse"
+            | "/files/browse.json"
+            | "/files/download"
+            | "/files/download.json",
+        ) => Access::Action(Action::AccessSandboxes, None),
         (
             "GET" | "HEAD",
             "/state"
@@ -57,6 +65,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, slave: ProcessRef<SlaveProcess>) 
         .route("/monitor/statistics.json", web::get().to(statistics))
         .route("/files/read", web::get().to(files_read))
         .route("/files/read.json", web::get().to(files_read))
+        .route("/files/browse", web::get().to(files_browse))
+        .route("/files/browse.json", web::get().to(files_browse))
+        .route("/files/download", web::get().to(files_download))
+        .route("/files/download.json", web::get().to(files_download))
         .route("/metrics", web::get().to(metrics))
         .route("/health", web::get().to(health));
 }
@@ -217,15 +229,43 @@ fn locate(sandboxes: &[Arc<Path>], path: &Path) -> Option<(PathBuf, String)> {
     })
 }
 
+/// The sandbox root and relative path of an absolute sandbox `path`, or the answer refusing it.
+async fn sandbox_path(slave: &Slave, path: &str) -> Result<(PathBuf, String), HttpResponse> {
+    use actix_web::http::StatusCode;
+    if path.len() > limits::SANDBOX_PATH_LEN_MAX || !path.starts_with('/') {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "path must be an absolute sandbox path",
+        ));
+    }
+    let sandboxes = slave
+        .call(|p, _ctx| {
+            p.sandboxes()
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|_| gone())?;
+    locate(&sandboxes, Path::new(path))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no task sandbox holds this path"))
+}
+
+/// The answer to a sandbox access that failed.
+fn sandbox_error(e: SandboxError) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let status = match e {
+        SandboxError::InvalidPath { .. } | SandboxError::NotAFile(_) => StatusCode::BAD_REQUEST,
+        SandboxError::Escapes(_) | SandboxError::NotFound(_) => StatusCode::NOT_FOUND,
+        SandboxError::NotOwned(_) => StatusCode::FORBIDDEN,
+        SandboxError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
 async fn files_read(slave: Slave, query: web::Query<ReadQuery>) -> HttpResponse {
     use actix_web::http::StatusCode;
     let query = query.into_inner();
-    if query.path.len() > limits::SANDBOX_PATH_LEN_MAX || !query.path.starts_with('/') {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "path must be an absolute sandbox path",
-        );
-    }
     let offset = match query.offset {
         None => Some(0),
         Some(-1) => None,
@@ -237,20 +277,9 @@ async fn files_read(slave: Slave, query: web::Query<ReadQuery>) -> HttpResponse 
         Some(n) if n >= 0 => Some(n as u64),
         Some(n) => return error(StatusCode::BAD_REQUEST, format!("bad length {n}")),
     };
-    let sandboxes = match slave
-        .call(|p, _ctx| {
-            p.sandboxes()
-                .into_iter()
-                .map(|(_, s)| s)
-                .collect::<Vec<_>>()
-        })
-        .await
-    {
-        Ok(s) => s,
-        Err(_) => return gone(),
-    };
-    let Some((root, relative)) = locate(&sandboxes, Path::new(&query.path)) else {
-        return error(StatusCode::NOT_FOUND, "no task sandbox holds this path");
+    let (root, relative) = match sandbox_path(&slave, &query.path).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let read = web::block(move || sandbox::read(&root, &relative, offset, length)).await;
     match read {
@@ -258,19 +287,99 @@ async fn files_read(slave: Slave, query: web::Query<ReadQuery>) -> HttpResponse 
             "data": String::from_utf8_lossy(&chunk.data),
             "offset": chunk.offset,
         })),
-        Ok(Err(e)) => {
-            let status = match e {
-                SandboxError::InvalidPath { .. } | SandboxError::NotAFile(_) => {
-                    StatusCode::BAD_REQUEST
-                }
-                SandboxError::Escapes(_) | SandboxError::NotFound(_) => StatusCode::NOT_FOUND,
-                SandboxError::NotOwned(_) => StatusCode::FORBIDDEN,
-                SandboxError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            error(status, e.to_string())
-        }
+        Ok(Err(e)) => sandbox_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// Query of `/files/browse` and `/files/download`.
+#[derive(Debug, Deserialize)]
+pub struct PathQuery {
+    /// Absolute path inside a task's sandbox.
+    pub path: String,
+}
+
+/// `/files/browse?path=DIR`: the entries of a sandbox directory, as Mesos lists them
+/// (`path` absolute, `mode` as `ls -l` shows it, `mtime` in seconds).
+async fn files_browse(slave: Slave, query: web::Query<PathQuery>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let dir = query.into_inner().path;
+    let (root, relative) = match sandbox_path(&slave, &dir).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    match web::block(move || sandbox::browse(&root, &relative)).await {
+        Ok(Ok(entries)) => {
+            let dir = dir.trim_end_matches('/');
+            let list: Vec<Value> = entries
+                .into_iter()
+                .map(|e| {
+                    json!({
+                        "path": format!("{dir}/{}", e.name),
+                        "size": e.size,
+                        "mtime": e.mtime,
+                        "mode": e.mode,
+                        "nlink": e.nlink,
+                        "uid": e.uid.to_string(),
+                        "gid": e.gid.to_string(),
+                    })
+                })
+                .collect();
+            HttpResponse::Ok().json(list)
+        }
+        Ok(Err(e)) => sandbox_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `/files/download?path=FILE`: the whole file, as an attachment, streamed.
+async fn files_download(slave: Slave, query: web::Query<PathQuery>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let path = query.into_inner().path;
+    let (root, relative) = match sandbox_path(&slave, &path).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    let (file, metadata) = match web::block(move || sandbox::open(&root, &relative)).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => return sandbox_error(e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let name = Path::new(&path)
+        .file_name()
+        .map(|n| n.to_string_lossy().replace(['"', '\\', '\r', '\n'], "_"))
+        .unwrap_or_else(|| "file".to_string());
+    // Read in chunks up to the size seen at the open (a file that grows meanwhile is cut
+    // there, so the length announced holds).
+    let size = metadata.len();
+    let file = tokio::fs::File::from_std(file);
+    let stream = futures_util::stream::unfold((file, 0u64), move |(mut file, sent)| async move {
+        use tokio::io::AsyncReadExt;
+        if sent >= size {
+            return None;
+        }
+        let want = (size - sent).min(64 * 1024) as usize;
+        let mut buf = vec![0u8; want];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((
+                    Ok::<_, std::io::Error>(web::Bytes::from(buf)),
+                    (file, sent + n as u64),
+                ))
+            }
+            Err(e) => Some((Err(e), (file, size))),
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .no_chunking(size)
+        .streaming(stream)
 }
 
 async fn metrics(slave: Slave) -> HttpResponse {

@@ -263,6 +263,7 @@ pub fn start(node: &Node, config: SlaveConfig) -> Result<ProcessRef<SlaveProcess
         checkpoint: Box::new(checkpoint),
     };
     let process = SlaveProcess::new(process_config, effects, slot)?
-        .with_default_task_user(config.default_task_user.clone());
+        .with_default_task_user(config.default_task_user.clone())
+        .with_usage_reports(limits::USAGE_REPORT_INTERVAL);
     Ok(node.spawn(SLAVE_PROCESS_NAME, process)?)
 }

@@ -130,3 +130,10 @@ pub const USER_LOOKUP_BUFFER_BYTES_MAX: usize = 1 << 20;
 
 /// Most supplementary groups a task user may have (Linux' `NGROUPS_MAX`).
 pub const TASK_USER_GROUPS_MAX: usize = 65_536;
+
+/// How often a slave reports its tasks' real use to the master (the web console's charts
+/// sample every 10 s).
+pub const USAGE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Most entries `/files/browse` lists of one sandbox directory.
+pub const SANDBOX_BROWSE_ENTRIES_MAX: usize = 10_000;

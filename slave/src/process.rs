@@ -48,8 +48,8 @@ use plateau_master::messages::{
     FrameworkInfo, KillTaskMessage, LeaderQueryMessage, NewMasterDetectedMessage, Reason,
     RegisterSlaveMessage, ReregisterRequestMessage, ReregisterSlaveMessage, RunTaskMessage,
     ShutdownFrameworkMessage, SlaveHeartbeatMessage, SlaveInfo, SlaveRegisteredMessage,
-    SlaveReregisteredMessage, SlaveTask, StatusUpdateAcknowledgementMessage, StatusUpdateMessage,
-    TaskInfo, TaskState, TaskStatus,
+    SlaveReregisteredMessage, SlaveTask, SlaveUsageMessage, StatusUpdateAcknowledgementMessage,
+    StatusUpdateMessage, TaskInfo, TaskState, TaskStatus,
 };
 use plateau_master::resources::{Attributes, Resources};
 use plateau_runtime::{Context, Handlers, Mailbox, Message, Process, Role, RoleSet, TimerId, Upid};
@@ -374,6 +374,16 @@ pub struct SlaveProcess {
     gauges_shown: Option<(bool, usize)>,
     /// The user of tasks that name none (`--default-task-user`).
     default_task_user: String,
+    /// Reports of the tasks' real use to the master (for the web console), if on.
+    usage_reports: Option<UsageReports>,
+}
+
+/// When the next use report is due, and the CPU time counted at the last one.
+#[derive(Debug, Clone, Copy)]
+struct UsageReports {
+    interval: Duration,
+    next: Duration,
+    last: Option<(Duration, f64)>,
 }
 
 /// A task as `/state` and the HTTP layer see it.
@@ -464,6 +474,52 @@ impl SlaveProcess {
             metrics: SlaveMetrics::new(),
             gauges_shown: None,
             default_task_user: crate::user::DEFAULT_TASK_USER.to_string(),
+            usage_reports: None,
+        })
+    }
+
+    /// Reports what the tasks use (CPU, resident memory, from their cgroups) to the master
+    /// every `interval`, with a heartbeat: the web console's charts of real use.
+    pub fn with_usage_reports(mut self, interval: Duration) -> Self {
+        self.usage_reports = Some(UsageReports {
+            interval,
+            next: Duration::ZERO,
+            last: None,
+        });
+        self
+    }
+
+    /// The use report due at `now`, if one is (CPU: seconds used per second since the last).
+    fn usage_report(&mut self, now: Duration) -> Option<SlaveUsageMessage> {
+        let reports = self.usage_reports.as_mut()?;
+        if now < reports.next {
+            return None;
+        }
+        reports.next = now + reports.interval;
+        let slave_id = self.core.slave_id()?.clone();
+        let (mut cpu_secs, mut rss, mut tasks) = (0.0, 0u64, 0u32);
+        for (tid, t) in self.core.tasks() {
+            if !t.is_live() || t.launch.is_none() {
+                continue;
+            }
+            tasks += 1;
+            if let Ok(u) = self.containerizer.get().usage(tid.as_str()) {
+                cpu_secs += u.cpus_user_time_secs + u.cpus_system_time_secs;
+                rss += u.mem_rss_bytes;
+            }
+        }
+        let cpus_used = match reports.last {
+            Some((at, before)) if now > at => {
+                ((cpu_secs - before) / (now - at).as_secs_f64()).max(0.0)
+            }
+            _ => 0.0,
+        };
+        reports.last = Some((now, cpu_secs));
+        Some(SlaveUsageMessage {
+            slave_id,
+            cpus_used,
+            mem_used_mb: rss as f64 / (1024.0 * 1024.0),
+            tasks,
         })
     }
 
@@ -917,6 +973,9 @@ impl SlaveProcess {
         if self.core.registration.poll_heartbeat(now) {
             if let Some(slave_id) = self.core.slave_id().cloned() {
                 ctx.send(master, SlaveHeartbeatMessage { slave_id });
+            }
+            if let Some(report) = self.usage_report(now) {
+                ctx.send(master, report);
             }
         }
         let updates = if self.dirty.is_empty() {

@@ -134,18 +134,12 @@ pub fn resolve(root: &Path, relative: &str) -> Result<PathBuf, SandboxError> {
     Ok(full)
 }
 
-/// Reads `relative` in the sandbox `root`: at most `length` bytes (and at most
-/// [`limits::SANDBOX_READ_LENGTH_MAX`]; `None` means the maximum) from `offset`. `offset: None`
-/// asks only for the file's size (Mesos' `offset=-1`): empty data, `offset` = size.
-pub fn read(
-    root: &Path,
-    relative: &str,
-    offset: Option<u64>,
-    length: Option<u64>,
-) -> Result<FileChunk, SandboxError> {
+/// Opens the regular file `relative` in the sandbox `root` for reading, with every check of
+/// [`read`] (inside the root after the open, a regular file, owned by the task's user).
+pub fn open(root: &Path, relative: &str) -> Result<(File, fs::Metadata), SandboxError> {
     let full = resolve(root, relative)?;
     let root = fs::canonicalize(root).map_err(io_error(relative))?;
-    let mut file: File = OpenOptions::new()
+    let file: File = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&full)
@@ -173,6 +167,99 @@ pub fn read(
     if metadata.uid() != task_uid {
         return Err(SandboxError::NotOwned(relative.to_string()));
     }
+    Ok((file, metadata))
+}
+
+/// One entry of a sandbox directory, as Mesos' `/files/browse` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its name in the directory.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, seconds since the Unix epoch.
+    pub mtime: i64,
+    /// `ls -l` style mode (`drwxr-xr-x`).
+    pub mode: String,
+    /// Hard links.
+    pub nlink: u64,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Owner's group id.
+    pub gid: u32,
+}
+
+/// `ls -l`'s mode string of `metadata` (not following a symbolic link).
+fn mode_string(metadata: &fs::Metadata) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let t = metadata.file_type();
+    let kind = if t.is_dir() {
+        'd'
+    } else if t.is_symlink() {
+        'l'
+    } else if t.is_fifo() {
+        'p'
+    } else if t.is_socket() {
+        's'
+    } else if t.is_char_device() {
+        'c'
+    } else if t.is_block_device() {
+        'b'
+    } else {
+        '-'
+    };
+    let mode = metadata.mode();
+    let mut out = String::with_capacity(10);
+    out.push(kind);
+    for shift in [6u32, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
+}
+
+/// Lists the directory `relative` of the sandbox `root` (the empty path: the sandbox itself),
+/// sorted by name, at most [`limits::SANDBOX_BROWSE_ENTRIES_MAX`] entries. Symbolic links are
+/// listed as links (not followed).
+pub fn browse(root: &Path, relative: &str) -> Result<Vec<Entry>, SandboxError> {
+    let full = resolve(root, relative)?;
+    let metadata = fs::metadata(&full).map_err(io_error(relative))?;
+    if !metadata.is_dir() {
+        return Err(invalid(relative, "is not a directory"));
+    }
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(&full).map_err(io_error(relative))? {
+        let entry = entry.map_err(io_error(relative))?;
+        let Ok(m) = entry.metadata() else { continue };
+        entries.push(Entry {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            size: m.len(),
+            mtime: m.mtime(),
+            mode: mode_string(&m),
+            nlink: m.nlink(),
+            uid: m.uid(),
+            gid: m.gid(),
+        });
+        if entries.len() >= limits::SANDBOX_BROWSE_ENTRIES_MAX {
+            break;
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
+}
+
+/// Reads `relative` in the sandbox `root`: at most `length` bytes (and at most
+/// [`limits::SANDBOX_READ_LENGTH_MAX`]; `None` means the maximum) from `offset`. `offset: None`
+/// asks only for the file's size (Mesos' `offset=-1`): empty data, `offset` = size.
+pub fn read(
+    root: &Path,
+    relative: &str,
+    offset: Option<u64>,
+    length: Option<u64>,
+) -> Result<FileChunk, SandboxError> {
+    let (mut file, metadata) = open(root, relative)?;
     let file_size = metadata.len();
     let Some(offset) = offset else {
         return Ok(FileChunk {
@@ -258,6 +345,42 @@ mod tests {
             read(&root, "./sub//file", Some(0), None).unwrap().data,
             b"inner"
         );
+    }
+
+    #[test]
+    fn browse_lists_a_sandbox_directory_and_refuses_ways_out() {
+        let t = TempDir::new("browse");
+        symlink(t.0.join("secret"), t.sandbox().join("link-out")).unwrap();
+        let entries = browse(&t.sandbox(), "").unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["link-out", "stdout", "sub"]);
+        let stdout = &entries[1];
+        assert_eq!(stdout.size, 10);
+        assert!(stdout.mode.starts_with("-rw"), "{}", stdout.mode);
+        assert!(entries[2].mode.starts_with('d'));
+        assert!(entries[0].mode.starts_with('l'), "a link is listed, not followed");
+        assert_eq!(browse(&t.sandbox(), "sub").unwrap()[0].name, "file");
+        assert!(matches!(
+            browse(&t.sandbox(), ".."),
+            Err(SandboxError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            browse(&t.sandbox(), "stdout"),
+            Err(SandboxError::InvalidPath { .. })
+        ));
+        symlink(&t.0, t.sandbox().join("dir-out")).unwrap();
+        assert!(matches!(
+            browse(&t.sandbox(), "dir-out"),
+            Err(SandboxError::Escapes(_))
+        ));
+        // Download opens with the same checks as a read.
+        let (_, metadata) = open(&t.sandbox(), "stdout").unwrap();
+        assert_eq!(metadata.len(), 10);
+        assert!(matches!(
+            open(&t.sandbox(), "link-out"),
+            Err(SandboxError::Escapes(_))
+        ));
+        assert!(matches!(open(&t.sandbox(), "sub"), Err(SandboxError::NotAFile(_))));
     }
 
     #[test]

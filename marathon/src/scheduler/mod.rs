@@ -145,6 +145,8 @@ pub struct MarathonConfig {
     pub hostname: String,
     /// HTTP port (`--http_port`, default 8080).
     pub http_port: u16,
+    /// The API is served over HTTPS on `http_port` (the framework's `webui_url` says so).
+    pub https: bool,
     /// The master's address as given, `HOST:PORT` (a group: `HOST:PORT,HOST:PORT,...`), for
     /// `/v2/info`.
     pub master: String,
@@ -187,6 +189,7 @@ impl Default for MarathonConfig {
             role: "*".into(),
             hostname: "localhost".into(),
             http_port: 8080,
+            https: false,
             master: "127.0.0.1:5050".into(),
             decline_offer_duration: Duration::from_secs(120),
             failover_timeout_secs: 604_800.0,
@@ -570,8 +573,10 @@ impl MarathonScheduler {
         info.failover_timeout_secs = self.config.failover_timeout_secs;
         info.hostname = self.config.hostname.clone();
         info.webui_url = Some(format!(
-            "http://{}:{}",
-            self.config.hostname, self.config.http_port
+            "{}://{}:{}",
+            if self.config.https { "https" } else { "http" },
+            self.config.hostname,
+            self.config.http_port
         ));
         info
     }
