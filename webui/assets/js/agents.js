@@ -10,6 +10,11 @@ function res(r, k) {
   return (r && r[k]) || 0;
 }
 
+// What the agent's tasks really use (the agents' statistics), when the master has it.
+function measured(a) {
+  return a.usage ? `${fmt.cpus(a.usage.cpus)} CPUs · ${fmt.mb(a.usage.mem)}` : '–';
+}
+
 export function AgentsPage() {
   const [offset, setOffset] = useState(0);
   const [text, setText] = useState('');
@@ -43,7 +48,7 @@ export function AgentsPage() {
     </div>
     <${ErrorBox} error=${list.error} />
     <table class="grid">
-      <thead><tr><th>Hostname</th><th>ID</th><th>Rack</th><th>State</th><th>Tasks</th><th>CPUs allocated</th><th>Mem allocated</th><th>Disk allocated</th></tr></thead>
+      <thead><tr><th>Hostname</th><th>ID</th><th>Rack</th><th>State</th><th>Tasks</th><th>CPUs allocated</th><th>Mem allocated</th><th>Disk allocated</th><th>Used (measured)</th></tr></thead>
       <tbody>
         ${data.agents.map((a) => html`<tr data-agent-id=${a.id}>
           <td><a href=${href('agents', a.id)}>${a.hostname}</a></td>
@@ -54,8 +59,9 @@ export function AgentsPage() {
           <td><${Bar} used=${res(a.used_resources, 'cpus')} total=${res(a.resources, 'cpus')} label=${`${fmt.cpus(res(a.used_resources, 'cpus'))} / ${fmt.cpus(res(a.resources, 'cpus'))}`} /></td>
           <td><${Bar} used=${res(a.used_resources, 'mem')} total=${res(a.resources, 'mem')} label=${`${fmt.mb(res(a.used_resources, 'mem'))} / ${fmt.mb(res(a.resources, 'mem'))}`} /></td>
           <td><${Bar} used=${res(a.used_resources, 'disk')} total=${res(a.resources, 'disk')} label=${`${fmt.mb(res(a.used_resources, 'disk'))} / ${fmt.mb(res(a.resources, 'disk'))}`} /></td>
+          <td class="small">${measured(a)}</td>
         </tr>`)}
-        ${list.loaded && data.agents.length === 0 && html`<tr><td colspan="8" class="muted">no agent</td></tr>`}
+        ${list.loaded && data.agents.length === 0 && html`<tr><td colspan="9" class="muted">no agent</td></tr>`}
       </tbody>
     </table>
     <${Pager} offset=${offset} limit=${PAGE_SIZE} total=${data.total} onOffset=${setOffset} />
@@ -125,6 +131,7 @@ export function AgentPage({ id }) {
         <tr><th>HTTP</th><td class="mono">${a.http || `${a.hostname}:${a.port}`}</td></tr>
         <tr><th>State</th><td><${Badge} state=${a.state} />${a.maintenance_mode ? ` maintenance: ${a.maintenance_mode}` : ''}</td></tr>
         <tr><th>Rack</th><td>${a.rack || '–'}</td></tr>
+        <tr><th>Used (measured)</th><td>${measured(a)}</td></tr>
         <tr><th>Attributes</th><td>${Object.entries(attributes).map(([k, v]) => html`<span class="tag">${k}=${String(v)}</span>`)}</td></tr>
         ${['cpus', 'mem', 'disk'].map((k) => html`<tr><th>${k}</th><td>
           <${Bar} used=${res(a.used_resources, k)} total=${res(a.resources, k)}
