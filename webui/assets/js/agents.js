@@ -72,9 +72,15 @@ export function AgentsPage() {
 export function TaskTable({ filter, showAgent }) {
   const [offset, setOffset] = useState(0);
   const [state, setState] = useState('');
+  const [text, setText] = useState('');
+  const [q, setQ] = useState('');
+  const applyFilter = useDebounced(() => {
+    setOffset(0);
+    setQ(text);
+  }, 300);
   const list = useData(
-    (signal) => get(withQuery('/ui/api/tasks', { ...filter, offset, limit: PAGE_SIZE, state, order: 'des' }), signal),
-    [offset, state, JSON.stringify(filter)],
+    (signal) => get(withQuery('/ui/api/tasks', { ...filter, offset, limit: PAGE_SIZE, state, q, order: 'des' }), signal),
+    [offset, state, q, JSON.stringify(filter)],
   );
   const refresh = useDebounced(() => list.reload(), 1000);
   useStream('/ui/api/events', (name, data) => {
@@ -87,6 +93,8 @@ export function TaskTable({ filter, showAgent }) {
   return html`<section>
     <div class="toolbar">
       <h2>Tasks</h2>
+      <input data-testid="task-filter" type="search" placeholder="Filter by task id or name" value=${text}
+        onInput=${(e) => { setText(e.target.value); applyFilter(); }} />
       <select data-testid="task-state-filter" value=${state} onChange=${(e) => { setOffset(0); setState(e.target.value); }}>
         <option value="">all states</option>
         ${['TASK_STAGING', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_KILLING', 'TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_LOST']
