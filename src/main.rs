@@ -3,6 +3,7 @@
 
 mod bench_failover;
 mod bench_launch;
+mod bench_ui;
 mod config;
 mod dev;
 mod logging;
@@ -453,6 +454,29 @@ enum CertsCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The web console against a simulated cluster: time to interactive and the browser tab's
+    /// memory per page, in headless Chromium (Debian's `chromium` and `chromium-driver`).
+    Ui {
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Agents of the simulated cluster.
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Tasks of the simulated cluster.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        /// The master's address (HTTP on TCP, its node on UDP).
+        #[arg(long, default_value = "127.0.0.1:5060")]
+        listen: SocketAddr,
+        /// Only serve the simulated cluster (open the printed URL yourself) until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
+        /// How long each page stays open (its live updates running) before its memory is
+        /// read again.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        open_for: Duration,
+    },
     /// Launch latency: `POST /v2/apps` of N `sleep 600` tasks to each RUNNING, p50 and p99, on
     /// a local `plateau dev` cluster (2 slaves; ports 5050, 8080, 4400, 8000, 9090 free).
     Launch {
@@ -872,6 +896,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Bench { command } => match command {
+            BenchCommand::Ui {
+                json,
+                agents,
+                tasks,
+                listen,
+                serve,
+                open_for,
+            } => bench_ui::run(
+                bench_ui::Options {
+                    agents,
+                    tasks,
+                    listen,
+                    serve_only: serve,
+                    open_for,
+                },
+                json,
+            )?,
             BenchCommand::Launch { json, instances } => {
                 let report = bench_launch::run(instances)?;
                 if json {

@@ -55,7 +55,9 @@ use crate::resources::Resources;
 pub const MESOS_VERSION: &str = "1.11.0";
 
 /// What each request needs ([`plateau_security::Access`]), from its method and path only:
-/// `/health` and `/master/health` are open (load balancers probe them); reading the state,
+/// `/health` and `/master/health` are open (load balancers probe them), and so are the web
+/// console's files (`/`, `/ui/...`: they hold no data); reading the state, the console's data
+/// (`/ui/api/...`),
 /// the metrics and the group's members is `get_endpoints` on the path; removing a member is
 /// `update_members` on it; the maintenance endpoints are Mesos' `get_maintenance_schedules`,
 /// `update_maintenance_schedules`, `get_maintenance_statuses`, `start_maintenances`
@@ -69,6 +71,11 @@ pub fn classify(method: &str, path: &str) -> plateau_security::Access {
         (_, "/health" | "/master/health") => Access::Open,
         // The console's files hold no data: the console must load to ask for credentials.
         ("GET" | "HEAD", p) if crate::ui::is_console_file(p) => Access::Open,
+        // The console's reads show what `/master/state` shows: `get_endpoints` on the path.
+        // Its proxy needs credentials here; the target checks them (and its ACLs) again.
+        ("GET" | "HEAD", p) if p.starts_with("/ui/api/") => {
+            Access::Action(Action::GetEndpoints, Some(p.to_string()))
+        }
         (
             "GET" | "HEAD",
             "/master/state" | "/state" | "/master/state.json" | "/state.json" | "/metrics"
@@ -1187,5 +1194,28 @@ mod maintenance_json_tests {
             action("POST", "/master/machine/up"),
             Some(Action::StopMaintenances)
         );
+    }
+
+    #[test]
+    fn the_console_files_are_open_its_data_is_get_endpoints_its_proxy_needs_credentials() {
+        use plateau_security::{Access, Action};
+        assert!(matches!(classify("GET", "/"), Access::Open));
+        assert!(matches!(classify("GET", "/ui/app.js"), Access::Open));
+        assert!(matches!(
+            classify("POST", "/ui/app.js"),
+            Access::Authenticated
+        ));
+        match classify("GET", "/ui/api/summary") {
+            Access::Action(Action::GetEndpoints, Some(p)) => assert_eq!(p, "/ui/api/summary"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify("POST", "/ui/proxy/marathon/v2/apps"),
+            Access::Authenticated
+        ));
+        assert!(matches!(
+            classify("GET", "/ui/proxy/agent/S1/files/read"),
+            Access::Authenticated
+        ));
     }
 }

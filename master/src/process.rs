@@ -789,6 +789,31 @@ impl MasterProcess {
         self.carry_out(ctx);
     }
 
+    /// Replaces the core with a synthetic cluster of `spec` (the web console's benchmark:
+    /// [`crate::bench::synthetic_cluster`]) and gives the console an hour of made-up history.
+    /// Give this master an agent timeout longer than the run: the agents are made up.
+    #[doc(hidden)]
+    pub fn install_synthetic_cluster(
+        &mut self,
+        ctx: &mut Context<'_>,
+        spec: &crate::bench::SyntheticCluster,
+    ) {
+        let now = Self::now(ctx);
+        let wall = ctx
+            .wall_clock()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let core = crate::bench::synthetic_cluster(
+            spec,
+            self.config.clone(),
+            ctx.self_upid().clone(),
+            wall - now.as_secs_f64(),
+        );
+        self.console.fill_history_for_bench(&core, now);
+        self.core = Some(core);
+    }
+
     /// A protocol message reached a master that does not act: say who leads (a redirect),
     /// unless this master is itself taking office.
     fn redirect(&mut self, ctx: &mut Context<'_>, from: &Upid) {
@@ -833,6 +858,7 @@ impl MasterProcess {
         self.settle(ctx);
         if let Some(core) = &self.core {
             self.console.tick(core, now);
+            self.console.refresh_counts(core, now);
         }
     }
 

@@ -126,6 +126,9 @@ pub struct Console {
     history: VecDeque<Sample>,
     next_sample: Option<Duration>,
     services: BTreeMap<String, Service>,
+    /// The counts the event streams send, and when they were computed: once a second at most
+    /// while streams are open, whatever their number (at 100,000 tasks a count takes a while).
+    counts: Option<(Duration, Value)>,
 }
 
 impl Console {
@@ -261,9 +264,54 @@ impl Console {
         });
     }
 
+    /// Computes the counts for the event streams again when they are older than
+    /// [`STREAM_INTERVAL`] and a stream is open (called at each tick of an acting master).
+    pub fn refresh_counts(&mut self, core: &MasterCore, now: Duration) {
+        if STREAMS.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            self.counts = None;
+            return;
+        }
+        if self
+            .counts
+            .as_ref()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) < STREAM_INTERVAL)
+        {
+            return;
+        }
+        self.counts = Some((now, counts_json(core, self)));
+    }
+
+    /// The counts as last computed for the event streams.
+    pub fn counts(&self) -> Option<&Value> {
+        self.counts.as_ref().map(|(_, v)| v)
+    }
+
     /// The history, oldest first.
     pub fn history(&self) -> &VecDeque<Sample> {
         &self.history
+    }
+
+    /// A full hour of made-up history ending at `now` (the console's benchmark): the
+    /// cluster's totals, with a use that rises and falls.
+    #[doc(hidden)]
+    pub fn fill_history_for_bench(&mut self, core: &MasterCore, now: Duration) {
+        let totals = Totals::of(core, self);
+        self.history.clear();
+        for i in 0..HISTORY_SAMPLES {
+            let ago = SAMPLE_INTERVAL * (HISTORY_SAMPLES - i) as u32;
+            let wave = 0.5 + 0.4 * ((i as f64) / 30.0).sin();
+            self.history.push_back(Sample {
+                t: core.wall_secs(now.saturating_sub(ago)),
+                cpus_total: totals.total.cpus(),
+                cpus_allocated: totals.allocated.cpus(),
+                cpus_used: totals.allocated.cpus() * wave,
+                mem_total: totals.total.mem_mb(),
+                mem_allocated: totals.allocated.mem_mb(),
+                mem_used: totals.allocated.mem_mb() * wave,
+                tasks_running: totals.tasks.get("running").copied().unwrap_or(0),
+            });
+        }
+        self.next_sample = Some(now + SAMPLE_INTERVAL);
     }
 }
 
@@ -407,18 +455,18 @@ pub fn summary_json(
     let totals = Totals::of(core, console);
     let mut v = totals.counts_json(core);
     let mut roles: BTreeMap<&str, (Vec<&str>, Resources)> = BTreeMap::new();
+    // One pass over the tasks (not a lookup per task of each framework).
+    let mut used_by: BTreeMap<&FrameworkId, Resources> = BTreeMap::new();
+    for ((framework_id, _), task) in core.tasks() {
+        if !task.state.is_terminal() && task.state != TaskState::Unreachable {
+            *used_by.entry(framework_id).or_insert_with(Resources::empty) += &task.info.resources;
+        }
+    }
     let frameworks: Vec<Value> = core
         .frameworks()
         .values()
         .map(|f| {
-            let mut used = Resources::empty();
-            for task_id in &f.tasks {
-                if let Some(task) = core.tasks().get(&(f.id.clone(), task_id.clone())) {
-                    if !task.state.is_terminal() && task.state != TaskState::Unreachable {
-                        used += &task.info.resources;
-                    }
-                }
-            }
+            let used = used_by.remove(&f.id).unwrap_or_else(Resources::empty);
             let role = roles.entry(f.info.role.as_str()).or_default();
             role.0.push(f.id.as_str());
             role.1 += &used;
@@ -982,7 +1030,10 @@ async fn poll_changes(cursor: &mut Cursor) -> Option<String> {
     let previous = cursor.counts.clone();
     let answer = read(&cursor.master, move |p, core, _, _| {
         let console = p.console();
-        let counts = counts_json(core, console);
+        let counts = match console.counts() {
+            Some(c) => c.clone(),
+            None => counts_json(core, console),
+        };
         let mut out = String::new();
         let latest = console.seq();
         match seq.map(|s| console.since(s)) {
@@ -1117,4 +1168,292 @@ async fn proxy(master: Master, request: HttpRequest, body: web::Bytes) -> HttpRe
     };
     let client = proxy_client(&request);
     client.forward(&request, body, &base, &path_and_query).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{synthetic_cluster, SyntheticCluster};
+    use crate::core::MasterConfig;
+
+    fn cluster(agents: usize, tasks: usize) -> MasterCore {
+        let config = MasterConfig {
+            agent_timeout: Duration::from_secs(86_400),
+            ..Default::default()
+        };
+        synthetic_cluster(
+            &SyntheticCluster {
+                agents,
+                tasks,
+                frameworks: 3,
+            },
+            config,
+            "master@127.0.0.1:5050".parse().unwrap(),
+            1_000_000.0,
+        )
+    }
+
+    fn query(text: &str) -> PageQuery {
+        web::Query::<PageQuery>::from_query(text)
+            .unwrap()
+            .into_inner()
+    }
+
+    #[test]
+    fn the_summary_counts_agents_tasks_resources_and_names_the_frameworks() {
+        let core = cluster(50, 500);
+        let console = Console::default();
+        let v = summary_json(
+            &core,
+            &console,
+            "127.0.0.1:5050",
+            Duration::ZERO,
+            Duration::from_secs(3),
+        );
+        assert_eq!(v["agents"]["total"], 50);
+        assert_eq!(v["agents"]["active"], 50);
+        assert_eq!(v["tasks"]["running"], 500);
+        assert_eq!(v["resources"]["total"]["cpus"], 50.0 * 24.0);
+        let allocated = v["resources"]["allocated"]["cpus"].as_f64().unwrap();
+        assert!((allocated - 50.0).abs() < 1e-6, "{allocated}");
+        let names: Vec<&str> = v["frameworks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 3);
+        assert!(names.contains(&"marathon") && names.contains(&"chronos"));
+        assert_eq!(v["roles"][0]["name"], "*");
+        assert_eq!(v["uptime_secs"], 3.0);
+        // No framework gave a web UI, no balancer announced itself.
+        assert!(v["services"]["marathon"].is_null());
+        assert!(v["services"]["balancer"].is_null());
+    }
+
+    #[test]
+    fn agents_come_by_page_with_their_total_and_filters() {
+        let core = cluster(120, 600);
+        let console = Console::default();
+        let page = agents_page(&core, &console, &query("offset=100&limit=50")).unwrap();
+        assert_eq!(page["total"], 120);
+        assert_eq!(page["agents"].as_array().unwrap().len(), 20);
+        let first = &page["agents"][0];
+        assert_eq!(first["state"], "active");
+        assert_eq!(first["tasks_running"], 5);
+        assert!(first["rack"].as_str().unwrap().starts_with('r'));
+        // The filter matches the host name and the attributes.
+        let one = agents_page(&core, &console, &query("q=agent-7.bench")).unwrap();
+        assert_eq!(one["total"], 1);
+        let rack = agents_page(&core, &console, &query("q=r39&limit=1000")).unwrap();
+        assert_eq!(rack["total"], 3, "agents 39, 79 and 119 are on rack r39");
+        let none = agents_page(&core, &console, &query("state=unreachable")).unwrap();
+        assert_eq!(none["total"], 0);
+        let id = first["id"].as_str().unwrap();
+        let by_id = agents_page(&core, &console, &query(&format!("id={id}"))).unwrap();
+        assert_eq!(by_id["agents"][0]["id"], id);
+        // Bad requests name the parameter; an unknown agent is 404.
+        let e = agents_page(&core, &console, &query("limit=5000")).unwrap_err();
+        assert_eq!((e.status, e.field), (400, Some("limit")));
+        let e = agents_page(&core, &console, &query("state=sleepy")).unwrap_err();
+        assert_eq!((e.status, e.field), (400, Some("state")));
+        let e = agents_page(&core, &console, &query("id=nope")).unwrap_err();
+        assert_eq!(e.status, 404);
+    }
+
+    #[test]
+    fn tasks_come_by_page_by_framework_agent_state_and_one_by_id() {
+        let core = cluster(20, 200);
+        let all = tasks_page(&core, &query("limit=10")).unwrap();
+        assert_eq!(all["total"], 200);
+        assert_eq!(all["tasks"].as_array().unwrap().len(), 10);
+        let task = &all["tasks"][0];
+        assert_eq!(task["state"], "TASK_RUNNING");
+        assert!(task["agent_hostname"].as_str().unwrap().ends_with(".bench"));
+        let framework = task["framework_id"].as_str().unwrap().to_string();
+        let agent = task["slave_id"].as_str().unwrap().to_string();
+        let of_framework = tasks_page(
+            &core,
+            &query(&format!("framework_id={framework}&limit=1000")),
+        )
+        .unwrap();
+        let n = of_framework["total"].as_u64().unwrap();
+        assert!((66..=67).contains(&n), "{n}");
+        let on_agent = tasks_page(&core, &query(&format!("agent_id={agent}"))).unwrap();
+        assert_eq!(on_agent["total"], 10);
+        let staging = tasks_page(&core, &query("state=TASK_STAGING")).unwrap();
+        assert_eq!(staging["total"], 0);
+        let id = task["id"].as_str().unwrap();
+        let one = tasks_page(
+            &core,
+            &query(&format!("framework_id={framework}&task_id={id}")),
+        )
+        .unwrap();
+        assert_eq!(one["tasks"][0]["id"], id);
+        let asc = tasks_page(&core, &query("limit=1")).unwrap();
+        let des = tasks_page(&core, &query("limit=1&order=des")).unwrap();
+        assert_ne!(asc["tasks"][0]["id"], des["tasks"][0]["id"]);
+        let e = tasks_page(&core, &query("task_id=x")).unwrap_err();
+        assert_eq!((e.status, e.field), (400, Some("framework_id")));
+        let e = tasks_page(&core, &query("state=RUNNING")).unwrap_err();
+        assert_eq!((e.status, e.field), (400, Some("state")));
+        let e = tasks_page(&core, &query("order=up")).unwrap_err();
+        assert_eq!((e.status, e.field), (400, Some("order")));
+    }
+
+    #[test]
+    fn the_journal_keeps_changes_in_order_and_says_when_a_reader_fell_behind() {
+        use crate::messages::{LostSlaveMessage, SlaveRegisteredMessage};
+        let mut console = Console::default();
+        let to: Upid = "x@127.0.0.1:1".parse().unwrap();
+        let lost = |id: &str| Action::Send {
+            to: to.clone(),
+            message: Outgoing::LostSlave(LostSlaveMessage {
+                slave_id: SlaveId::new(id),
+            }),
+        };
+        console.observe(&lost("a"));
+        // The same LostSlave to every framework is one change.
+        console.observe(&lost("a"));
+        console.observe(&Action::Send {
+            to: to.clone(),
+            message: Outgoing::SlaveRegistered(SlaveRegisteredMessage {
+                slave_id: SlaveId::new("b"),
+                heartbeat_interval_ms: 1000,
+            }),
+        });
+        console.observe(&Action::Link(to.clone()));
+        assert_eq!(console.seq(), 2);
+        assert_eq!(
+            console.since(0).unwrap(),
+            vec![
+                Change::Agent(SlaveId::new("a")),
+                Change::Agent(SlaveId::new("b"))
+            ]
+        );
+        assert_eq!(console.since(1).unwrap().len(), 1);
+        assert!(console.since(2).unwrap().is_empty());
+        for i in 0..JOURNAL_MAX + 10 {
+            console.observe(&lost(&format!("s{i}")));
+        }
+        assert!(
+            console.since(1).is_none(),
+            "a reader 10 changes behind the kept ones resyncs"
+        );
+        assert_eq!(console.since(console.seq() - 5).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn history_samples_every_interval_and_keeps_one_hour() {
+        let core = cluster(10, 40);
+        let mut console = Console::default();
+        let mut now = Duration::ZERO;
+        for _ in 0..(HISTORY_SAMPLES + 50) * 10 {
+            console.tick(&core, now);
+            now += Duration::from_secs(1);
+        }
+        let history = console.history();
+        assert_eq!(history.len(), HISTORY_SAMPLES);
+        let step = history[1].t - history[0].t;
+        assert!(
+            (step - SAMPLE_INTERVAL.as_secs_f64()).abs() < 1e-6,
+            "{step}"
+        );
+        assert_eq!(history.back().unwrap().tasks_running, 40);
+        assert!((history.back().unwrap().cpus_allocated - 4.0).abs() < 1e-6);
+        let v = history_json(&console);
+        assert_eq!(v["samples"].as_array().unwrap().len(), HISTORY_SAMPLES);
+    }
+
+    #[test]
+    fn usage_counts_only_from_the_agent_itself_and_announcements_are_checked() {
+        let core = cluster(2, 2);
+        let mut console = Console::default();
+        let slave = core.slaves().values().next().unwrap();
+        let own = slave.pid.clone().unwrap();
+        let other: Upid = "slave(1)@10.9.9.9:5051".parse().unwrap();
+        let report = SlaveUsageMessage {
+            slave_id: slave.id.clone(),
+            cpus_used: 1.5,
+            mem_used_mb: 100.0,
+            tasks: 1,
+        };
+        console.usage_report(&core, &other, &report);
+        assert!(
+            console.usage(&slave.id).is_none(),
+            "another node cannot report for it"
+        );
+        console.usage_report(&core, &own, &report);
+        assert_eq!(console.usage(&slave.id).unwrap().cpus, 1.5);
+        let counts = counts_json(&core, &console);
+        assert_eq!(counts["resources"]["used"]["cpus"], 1.5);
+        let balancer: Upid = "balancer@127.0.0.1:9090".parse().unwrap();
+        let now = Duration::from_secs(100);
+        for (kind, url) in [
+            ("balancer", "javascript:alert(1)"),
+            ("Balancer!", "http://127.0.0.1:9090"),
+            ("balancer", "http://a b"),
+        ] {
+            console.announce(
+                now,
+                &balancer,
+                &AnnounceServiceMessage {
+                    kind: kind.into(),
+                    url: url.into(),
+                },
+            );
+        }
+        assert!(console.service("balancer", now).is_none());
+        console.announce(
+            now,
+            &balancer,
+            &AnnounceServiceMessage {
+                kind: "balancer".into(),
+                url: "http://127.0.0.1:9090/".into(),
+            },
+        );
+        assert_eq!(
+            console.service("balancer", now).unwrap().url,
+            "http://127.0.0.1:9090"
+        );
+        assert!(console
+            .service("balancer", now + SERVICE_TTL + Duration::from_secs(1))
+            .is_none());
+    }
+
+    #[test]
+    fn change_frames_are_server_sent_events_with_the_current_state() {
+        let core = cluster(2, 4);
+        let (key, _) = core.tasks().iter().next().unwrap();
+        let mut out = String::new();
+        change_frames(
+            &core,
+            &[
+                Change::Task(key.0.clone(), key.1.clone()),
+                Change::Agent(SlaveId::new("gone")),
+            ],
+            &mut out,
+        );
+        let frames: Vec<&str> = out.split("\n\n").filter(|f| !f.is_empty()).collect();
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].starts_with("event: task\ndata: {"));
+        let data: Value = serde_json::from_str(frames[0].split_once("data: ").unwrap().1).unwrap();
+        assert_eq!(data["state"], "TASK_RUNNING");
+        assert!(frames[1].contains("\"state\":\"removed\""));
+    }
+
+    #[test]
+    fn only_the_console_files_are_open() {
+        for open in ["/", "/ui/app.js", "/ui/vendor/uPlot.iife.min.js"] {
+            assert!(is_console_file(open), "{open}");
+        }
+        for closed in [
+            "/ui/api/summary",
+            "/ui/proxy/agent/x/state",
+            "/master/state",
+            "/uix",
+        ] {
+            assert!(!is_console_file(closed), "{closed}");
+        }
+    }
 }

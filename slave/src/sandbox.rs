@@ -348,6 +348,48 @@ mod tests {
     }
 
     #[test]
+    fn browse_lists_a_sandbox_directory_and_refuses_ways_out() {
+        let t = TempDir::new("browse");
+        symlink(t.0.join("secret"), t.sandbox().join("link-out")).unwrap();
+        let entries = browse(&t.sandbox(), "").unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["link-out", "stdout", "sub"]);
+        let stdout = &entries[1];
+        assert_eq!(stdout.size, 10);
+        assert!(stdout.mode.starts_with("-rw"), "{}", stdout.mode);
+        assert!(entries[2].mode.starts_with('d'));
+        assert!(
+            entries[0].mode.starts_with('l'),
+            "a link is listed, not followed"
+        );
+        assert_eq!(browse(&t.sandbox(), "sub").unwrap()[0].name, "file");
+        assert!(matches!(
+            browse(&t.sandbox(), ".."),
+            Err(SandboxError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            browse(&t.sandbox(), "stdout"),
+            Err(SandboxError::InvalidPath { .. })
+        ));
+        symlink(&t.0, t.sandbox().join("dir-out")).unwrap();
+        assert!(matches!(
+            browse(&t.sandbox(), "dir-out"),
+            Err(SandboxError::Escapes(_))
+        ));
+        // Download opens with the same checks as a read.
+        let (_, metadata) = open(&t.sandbox(), "stdout").unwrap();
+        assert_eq!(metadata.len(), 10);
+        assert!(matches!(
+            open(&t.sandbox(), "link-out"),
+            Err(SandboxError::Escapes(_))
+        ));
+        assert!(matches!(
+            open(&t.sandbox(), "sub"),
+            Err(SandboxError::NotAFile(_))
+        ));
+    }
+
+    #[test]
     fn refuses_escapes() {
         let dir = TempDir::new("escapes");
         let root = dir.sandbox();

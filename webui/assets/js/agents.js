@@ -10,6 +10,11 @@ function res(r, k) {
   return (r && r[k]) || 0;
 }
 
+// What the agent's tasks really use (the agents' statistics), when the master has it.
+function measured(a) {
+  return a.usage ? `${fmt.cpus(a.usage.cpus)} CPUs · ${fmt.mb(a.usage.mem)}` : '–';
+}
+
 export function AgentsPage() {
   const [offset, setOffset] = useState(0);
   const [text, setText] = useState('');
@@ -43,7 +48,7 @@ export function AgentsPage() {
     </div>
     <${ErrorBox} error=${list.error} />
     <table class="grid">
-      <thead><tr><th>Hostname</th><th>ID</th><th>Rack</th><th>State</th><th>Tasks</th><th>CPUs allocated</th><th>Mem allocated</th><th>Disk allocated</th></tr></thead>
+      <thead><tr><th>Hostname</th><th>ID</th><th>Rack</th><th>State</th><th>Tasks</th><th>CPUs allocated</th><th>Mem allocated</th><th>Disk allocated</th><th>Used (measured)</th></tr></thead>
       <tbody>
         ${data.agents.map((a) => html`<tr data-agent-id=${a.id}>
           <td><a href=${href('agents', a.id)}>${a.hostname}</a></td>
@@ -54,8 +59,9 @@ export function AgentsPage() {
           <td><${Bar} used=${res(a.used_resources, 'cpus')} total=${res(a.resources, 'cpus')} label=${`${fmt.cpus(res(a.used_resources, 'cpus'))} / ${fmt.cpus(res(a.resources, 'cpus'))}`} /></td>
           <td><${Bar} used=${res(a.used_resources, 'mem')} total=${res(a.resources, 'mem')} label=${`${fmt.mb(res(a.used_resources, 'mem'))} / ${fmt.mb(res(a.resources, 'mem'))}`} /></td>
           <td><${Bar} used=${res(a.used_resources, 'disk')} total=${res(a.resources, 'disk')} label=${`${fmt.mb(res(a.used_resources, 'disk'))} / ${fmt.mb(res(a.resources, 'disk'))}`} /></td>
+          <td class="small">${measured(a)}</td>
         </tr>`)}
-        ${list.loaded && data.agents.length === 0 && html`<tr><td colspan="8" class="muted">no agent</td></tr>`}
+        ${list.loaded && data.agents.length === 0 && html`<tr><td colspan="9" class="muted">no agent</td></tr>`}
       </tbody>
     </table>
     <${Pager} offset=${offset} limit=${PAGE_SIZE} total=${data.total} onOffset=${setOffset} />
@@ -66,9 +72,15 @@ export function AgentsPage() {
 export function TaskTable({ filter, showAgent }) {
   const [offset, setOffset] = useState(0);
   const [state, setState] = useState('');
+  const [text, setText] = useState('');
+  const [q, setQ] = useState('');
+  const applyFilter = useDebounced(() => {
+    setOffset(0);
+    setQ(text);
+  }, 300);
   const list = useData(
-    (signal) => get(withQuery('/ui/api/tasks', { ...filter, offset, limit: PAGE_SIZE, state, order: 'des' }), signal),
-    [offset, state, JSON.stringify(filter)],
+    (signal) => get(withQuery('/ui/api/tasks', { ...filter, offset, limit: PAGE_SIZE, state, q, order: 'des' }), signal),
+    [offset, state, q, JSON.stringify(filter)],
   );
   const refresh = useDebounced(() => list.reload(), 1000);
   useStream('/ui/api/events', (name, data) => {
@@ -81,6 +93,8 @@ export function TaskTable({ filter, showAgent }) {
   return html`<section>
     <div class="toolbar">
       <h2>Tasks</h2>
+      <input data-testid="task-filter" type="search" placeholder="Filter by task id or name" value=${text}
+        onInput=${(e) => { setText(e.target.value); applyFilter(); }} />
       <select data-testid="task-state-filter" value=${state} onChange=${(e) => { setOffset(0); setState(e.target.value); }}>
         <option value="">all states</option>
         ${['TASK_STAGING', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_KILLING', 'TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_LOST']
@@ -125,6 +139,7 @@ export function AgentPage({ id }) {
         <tr><th>HTTP</th><td class="mono">${a.http || `${a.hostname}:${a.port}`}</td></tr>
         <tr><th>State</th><td><${Badge} state=${a.state} />${a.maintenance_mode ? ` maintenance: ${a.maintenance_mode}` : ''}</td></tr>
         <tr><th>Rack</th><td>${a.rack || '–'}</td></tr>
+        <tr><th>Used (measured)</th><td>${measured(a)}</td></tr>
         <tr><th>Attributes</th><td>${Object.entries(attributes).map(([k, v]) => html`<span class="tag">${k}=${String(v)}</span>`)}</td></tr>
         ${['cpus', 'mem', 'disk'].map((k) => html`<tr><th>${k}</th><td>
           <${Bar} used=${res(a.used_resources, k)} total=${res(a.resources, k)}

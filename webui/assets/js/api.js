@@ -13,9 +13,13 @@ export class ApiError extends Error {
   }
 }
 
+// Sent on every call: a server may leave out its `WWW-Authenticate` challenge for such requests,
+// so that the browser shows the console's login form rather than its own prompt.
+const CONSOLE_HEADER = { 'X-Requested-With': 'XMLHttpRequest' };
+
 export function authHeader() {
   const token = sessionStorage.getItem(AUTH_KEY);
-  return token ? { Authorization: 'Basic ' + token } : {};
+  return token ? { ...CONSOLE_HEADER, Authorization: 'Basic ' + token } : { ...CONSOLE_HEADER };
 }
 
 export function hasCredentials() {

@@ -2,6 +2,7 @@
 // last hour from /ui/api/history) and the frameworks page.
 
 import { html, useState, useEffect, useRef, Page, ErrorBox, useData, useStream, fmt, Bar, Badge, get } from './ui.js';
+import { TaskTable } from './agents.js';
 
 const HOUR_SECS = 3600;
 
@@ -18,8 +19,11 @@ function Chart({ testid, title, series, data, unit }) {
       title,
       width,
       height: 180,
+      padding: [8, 28, 0, 0],
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, 1)] } },
-      axes: [{}, { values: (u, ticks) => ticks.map((v) => (unit ? unit(v) : v)), size: 60 }],
+      axes: [
+        { space: 70, values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })) },
+        { values: (u, ticks) => ticks.map((v) => (unit ? unit(v) : v)), size: 72 }],
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, fill: s.fill }))],
       legend: { show: true },
     };
@@ -139,14 +143,15 @@ export function ClusterPage() {
   </${Page}>`;
 }
 
-function FrameworkTable({ frameworks }) {
+function FrameworkTable({ frameworks, onPick, picked }) {
   return html`<section>
     <h2>Frameworks</h2>
     <table class="grid">
       <thead><tr><th>Name</th><th>ID</th><th>Role</th><th>Principal</th><th>State</th><th>Tasks</th><th>CPUs</th><th>Mem</th><th>Offers</th></tr></thead>
       <tbody>
-        ${frameworks.map((f) => html`<tr data-framework-id=${f.id}>
-          <td>${f.webui_url ? html`<a href=${f.webui_url} target="_blank" rel="noopener">${f.name}</a>` : f.name}</td>
+        ${frameworks.map((f) => html`<tr data-framework-id=${f.id} class=${picked === f.id ? 'picked' : ''}>
+          <td>${onPick ? html`<button class="link" data-testid="framework-tasks" onClick=${() => onPick(f.id)}>${f.name}</button>` : f.name}
+            ${f.webui_url && html` <a class="small" href=${f.webui_url} target="_blank" rel="noopener">web UI</a>`}</td>
           <td class="mono">${f.id}</td><td>${f.role}</td><td>${f.principal || '–'}</td>
           <td><${Badge} state=${f.active ? 'active' : 'inactive'} /></td>
           <td>${f.tasks}</td><td>${fmt.cpus(f.used_resources && f.used_resources.cpus)}</td>
@@ -193,9 +198,13 @@ export function FrameworksPage() {
   useStream('/ui/api/events', (name) => {
     if (name === 'framework') summary.reload();
   });
+  const [picked, setPicked] = useState(null);
   const s = summary.data;
   return html`<${Page} name="frameworks" loaded=${summary.loaded} title="Frameworks">
     <${ErrorBox} error=${summary.error} />
-    ${s && html`<${FrameworkTable} frameworks=${s.frameworks || []} /><${RoleTable} roles=${s.roles || []} />`}
+    ${s && html`<${FrameworkTable} frameworks=${s.frameworks || []} onPick=${setPicked} picked=${picked} />
+      ${picked ? html`<${TaskTable} key=${picked} filter=${{ framework_id: picked }} showAgent=${true} />`
+        : html`<p class="muted">Pick a framework to see its tasks.</p>`}
+      <${RoleTable} roles=${s.roles || []} />`}
   </${Page}>`;
 }

@@ -63,7 +63,7 @@ function Usage({ agentId, frameworkId, taskId }) {
     <div data-testid="task-usage">
       ${usage
         ? html`<table class="grid narrow kv"><tbody>
-            <tr><th>CPU</th><td>${usage.cpuRate === null ? 'measuring…' : `${fmt.cpus(usage.cpuRate)} of ${fmt.cpus(usage.cpus_limit)} CPUs`}
+            <tr><th>CPU</th><td>${usage.cpuRate === null ? 'measuring…' : `${usage.cpuRate.toFixed(3)} of ${fmt.cpus(usage.cpus_limit)} CPUs`}
               <span class="muted"> (${usage.cpuSecs.toFixed(2)} s user+system)</span></td></tr>
             <tr><th>Memory</th><td>${fmt.bytes(usage.mem_rss_bytes)} of ${fmt.bytes(usage.mem_limit_bytes)}</td></tr>
             <tr><th>Sampled</th><td>${fmt.time(usage.timestamp)}</td></tr>
@@ -186,15 +186,20 @@ export function TaskPage({ frameworkId, taskId }) {
     if (name === 'task' && data && data.task_id === taskId) task.reload();
   });
   const statuses = (t && t.statuses) || [];
-  const health = t && (t.healthy !== undefined && t.healthy !== null ? t.healthy
-    : statuses.length && statuses[statuses.length - 1].healthy);
+  // The task's health: its own field, else the last status that carried one.
+  let health = t && t.healthy;
+  if (t && (health === undefined || health === null)) {
+    const last = [...statuses].reverse().find((s) => s.healthy === true || s.healthy === false);
+    health = last ? last.healthy : null;
+  }
   return html`<${Page} name="task" loaded=${task.loaded} title=${`Task ${taskId}`}>
     <${ErrorBox} error=${task.error} />
     ${t && html`
       <section class="cols">
         <table class="grid narrow kv"><tbody>
-          <tr><th>State</th><td data-testid="task-state"><${Badge} state=${t.state} /> ${t.state}</td></tr>
-          <tr><th>Health</th><td data-testid="task-health">${health === undefined || health === null || health === 0 ? 'no health check result' : health ? 'healthy' : 'unhealthy'}</td></tr>
+          <tr><th>State</th><td><${Badge} state=${t.state} /> <span data-testid="task-state" data-state=${t.state}>${t.state}</span></td></tr>
+          <tr><th>Health</th><td data-testid="task-health" data-healthy=${health === true ? 'true' : health === false ? 'false' : ''}>
+            ${health === true ? 'healthy' : health === false ? 'unhealthy' : 'no health check result'}</td></tr>
           <tr><th>Name</th><td>${t.name}</td></tr>
           <tr><th>Framework</th><td>${t.framework_name || ''} <span class="mono small">${t.framework_id}</span></td></tr>
           <tr><th>Agent</th><td><a href=${href('agents', t.slave_id)}>${t.agent_hostname || t.slave_id}</a></td></tr>

@@ -87,9 +87,14 @@ export function useDebounced(f, ms) {
  */
 export function useMarathonEvents(onChange) {
   const debounced = useDebounced(onChange, 400);
-  return useStream('/ui/proxy/marathon/v2/events', (name) => {
+  const error = useStream('/ui/proxy/marathon/v2/events', (name) => {
     if (name !== 'event_stream_attached' && name !== 'event_stream_detached') debounced();
   });
+  // While the stream is down (it reconnects by itself), fall back to asking every 5 s.
+  useInterval(() => {
+    if (error) onChange();
+  }, 5000);
+  return error;
 }
 
 /**
