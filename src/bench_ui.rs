@@ -101,7 +101,45 @@ pub fn run(options: Options, json: bool) -> anyhow::Result<()> {
     })
 }
 
+/// The pages measured: (name, route).
+const PAGES: &[(&str, &str)] = &[
+    ("cluster", "#/"),
+    ("agents", "#/agents"),
+    ("frameworks", "#/frameworks"),
+];
+
 async fn measure(base: &str, options: &Options, json: bool) -> anyhow::Result<()> {
-    let _ = (base, options, json);
-    anyhow::bail!("measuring needs the browser driver")
+    let mut figures = Vec::new();
+    for (page, route) in PAGES {
+        let url = format!("{base}/{route}");
+        let f = plateau_webui::bench::measure_page_for(&url, page, options.open_for)
+            .await
+            .with_context(|| format!("measuring page {page} ({url})"))?;
+        if !json {
+            let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+            println!(
+                "{page:<11} interactive {:.0} ms (wall {:.0} ms); tab: renderer RSS {:.0} MB (PSS {:.0} MB), JS heap {:.1} MB; after {:.0} s open: RSS {:.0} MB (max {:.0} MB), PSS {:.0} MB, JS heap {:.1} MB",
+                f.interactive_ms,
+                f.wall_ms,
+                mb(f.loaded.renderer_rss_bytes),
+                mb(f.loaded.renderer_pss_bytes),
+                mb(f.loaded.js_heap_bytes),
+                f.open_secs,
+                mb(f.after.renderer_rss_bytes),
+                mb(f.renderer_rss_bytes_max),
+                mb(f.after.renderer_pss_bytes),
+                mb(f.after.js_heap_bytes),
+            );
+        }
+        figures.push(f);
+    }
+    if json {
+        let report = serde_json::json!({
+            "agents": options.agents,
+            "tasks": options.tasks,
+            "pages": figures,
+        });
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
 }

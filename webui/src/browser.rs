@@ -218,8 +218,24 @@ impl Browser {
 
     /// Open `url` (returns once the document has loaded; a hash route's data comes later: wait
     /// for it).
+    /// A page Chromium could not open (its error page: a refused connection, a port it will
+    /// not use such as 5060) is an error naming Chromium's reason.
     pub async fn goto(&self, url: &str) -> Result<()> {
-        Ok(self.client.goto(url).await?)
+        self.client.goto(url).await?;
+        let error = self
+            .execute(
+                "return document.documentURI.startsWith('chrome-error:') \
+                   ? document.body.innerText : null;",
+                vec![],
+            )
+            .await?;
+        match error {
+            Value::String(text) => Err(Error::Page(format!(
+                "Chromium could not open {url}: {}",
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The page's URL now.
