@@ -76,6 +76,13 @@ fn the_browser_harness_measures_a_page_and_leaves_no_process_behind() {
             err.contains("#nowhere") && err.contains("data:text/html"),
             "{err}"
         );
+        // A page Chromium will not open: the error says why.
+        let err = browser
+            .goto("http://127.0.0.1:5060/")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ERR_UNSAFE_PORT"), "{err}");
         assert!(
             !descendants(driver).is_empty(),
             "Chromium runs below chromedriver"
