@@ -467,7 +467,7 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
         /// The master's address (HTTP on TCP, its node on UDP).
-        #[arg(long, default_value = "127.0.0.1:5060")]
+        #[arg(long, default_value = "127.0.0.1:5070")]
         listen: SocketAddr,
         /// Only serve the simulated cluster (open the printed URL yourself) until Ctrl-C.
         #[arg(long)]
