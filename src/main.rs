@@ -466,8 +466,7 @@ enum BenchCommand {
         /// Tasks of the simulated cluster.
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
-        /// The master's address (HTTP on TCP, its node on UDP). Not 5060 or 5061: Chromium
-        /// refuses those ports (SIP).
+        /// The master's address (HTTP on TCP, its node on UDP).
         #[arg(long, default_value = "127.0.0.1:5070")]
         listen: SocketAddr,
         /// Only serve the simulated cluster (open the printed URL yourself) until Ctrl-C.

@@ -104,23 +104,7 @@ fn is_local(path: &str) -> bool {
     matches!(path, "/ping" | "/v2/leader" | "/v2/info")
 }
 
-/// Request and response headers that concern one connection only (RFC 9110 §7.6.1), and the
-/// ones the HTTP stacks set themselves.
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
-}
+use plateau_security::client::{copy_answer_headers, is_hop_by_hop};
 
 fn message(status: u16, text: &str) -> HttpResponse {
     HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY))
@@ -187,17 +171,13 @@ async fn forward(
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
-    for (name, value) in response.headers() {
-        if is_hop_by_hop(name.as_str()) {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            builder.append_header((name, value));
-        }
-    }
+    copy_answer_headers(
+        &mut builder,
+        response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
     let mut body = Vec::new();
     let mut response = response;
     loop {
@@ -262,17 +242,13 @@ async fn forward_https(
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut builder = HttpResponse::build(status);
-            for (name, value) in &answer.headers {
-                if is_hop_by_hop(name) {
-                    continue;
-                }
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_bytes(value),
-                ) {
-                    builder.append_header((name, value));
-                }
-            }
+            copy_answer_headers(
+                &mut builder,
+                answer
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_slice())),
+            );
             Forwarded::Answer(builder.body(answer.body))
         }
         Err(e @ SendError::Connect { .. }) => {

@@ -772,11 +772,7 @@ impl MasterProcess {
 
     fn start_core(&mut self, ctx: &mut Context<'_>, registry: RegistryState) {
         let now = Self::now(ctx);
-        let wall = ctx
-            .wall_clock()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let wall = wall_secs(ctx);
         let run_id = run_id(ctx);
         tracing::info!(%run_id, slaves = registry.slaves.len(), frameworks = registry.frameworks.len(), "master starting");
         self.core = Some(MasterCore::new(
@@ -799,11 +795,7 @@ impl MasterProcess {
         spec: &crate::bench::SyntheticCluster,
     ) {
         let now = Self::now(ctx);
-        let wall = ctx
-            .wall_clock()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let wall = wall_secs(ctx);
         let core = crate::bench::synthetic_cluster(
             spec,
             self.config.clone(),
@@ -1253,6 +1245,14 @@ fn send_outgoing(ctx: &mut Context<'_>, to: &Upid, message: Outgoing) {
         Outgoing::InverseOffers(m) => ctx.send(to, m),
         Outgoing::RescindInverseOffer(m) => ctx.send(to, m),
     }
+}
+
+/// The calendar time by the runtime's clock, in seconds since the Unix epoch.
+fn wall_secs(ctx: &Context<'_>) -> f64 {
+    ctx.wall_clock()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// A fresh run id from the process's seeded RNG, shaped like a UUID as Mesos' master ids are.

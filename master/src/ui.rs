@@ -301,7 +301,7 @@ impl Console {
             let ago = SAMPLE_INTERVAL * (HISTORY_SAMPLES - i) as u32;
             let wave = 0.5 + 0.4 * ((i as f64) / 30.0).sin();
             self.history.push_back(Sample {
-                t: core.wall_secs(now.saturating_sub(ago)),
+                t: core.wall_secs(now) - ago.as_secs_f64(),
                 cpus_total: totals.total.cpus(),
                 cpus_allocated: totals.allocated.cpus(),
                 cpus_used: totals.allocated.cpus() * wave,

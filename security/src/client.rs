@@ -14,6 +14,44 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 
+/// Request and response headers that concern one connection only (RFC 9110 §7.6.1), and the
+/// ones the HTTP stacks set themselves: a proxy does not pass them on.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// Adds the answer headers a proxy passes on (all but the hop-by-hop ones, and any that is
+/// not a valid header) to `builder`.
+pub fn copy_answer_headers<'a>(
+    builder: &mut actix_web::HttpResponseBuilder,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    for (name, value) in headers {
+        if is_hop_by_hop(name) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            builder.append_header((name, value));
+        }
+    }
+}
+
 /// What a request sent through [`send`] gave back.
 #[derive(Debug)]
 pub struct Answer {

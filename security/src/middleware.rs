@@ -93,7 +93,10 @@ where
             let mut response =
                 HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN));
             response.insert_header((CONTENT_TYPE, "application/json"));
-            if decision.outcome == Outcome::Unauthenticated {
+            // A script's request (the web console sends `X-Requested-With`) gets no challenge:
+            // the browser would put up its own password box in front of the console's form.
+            let from_script = req.headers().contains_key("x-requested-with");
+            if decision.outcome == Outcome::Unauthenticated && !from_script {
                 response.insert_header((WWW_AUTHENTICATE, CHALLENGE));
             }
             let response = response.body(body);
@@ -191,6 +194,15 @@ mod tests {
         assert_eq!(res.headers().get(WWW_AUTHENTICATE).unwrap(), CHALLENGE);
         let body: serde_json::Value = test::read_body_json(res).await;
         assert!(body["message"].as_str().unwrap().contains("authentication"));
+        // A script's request (the web console's) is refused the same, without the challenge.
+        let script = test::TestRequest::default()
+            .method(Method::PUT)
+            .uri("/v2/apps/web")
+            .insert_header(("X-Requested-With", "XMLHttpRequest"))
+            .to_request();
+        let res = test::call_service(&app, script).await;
+        assert_eq!(res.status(), 401);
+        assert!(res.headers().get(WWW_AUTHENTICATE).is_none());
 
         let res = test::call_service(
             &app,

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -23,23 +22,8 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest answer read whole (HTTPS).
 pub const ANSWER_BYTES_MAX: usize = 64 << 20;
 
-/// Request and response headers that concern one connection only (RFC 9110 §7.6.1), and the
-/// ones the HTTP stacks set themselves.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
-}
+use plateau_security::client::copy_answer_headers as copy_headers;
+pub use plateau_security::client::is_hop_by_hop;
 
 /// The proxy's client: plain HTTP, and HTTPS when the cluster's TLS client configuration is
 /// given.
@@ -185,23 +169,6 @@ impl Client {
                 builder.body(answer.body)
             }
             Err(e) => message(502, &format!("cannot reach https://{addr}: {e}")),
-        }
-    }
-}
-
-fn copy_headers<'a>(
-    builder: &mut actix_web::HttpResponseBuilder,
-    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
-) {
-    for (name, value) in headers {
-        if is_hop_by_hop(name) {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
-        ) {
-            builder.append_header((name, value));
         }
     }
 }
