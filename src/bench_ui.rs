@@ -3,7 +3,9 @@
 //! A real master (its node on QUIC, its HTTP server, a registry on disk) hosts a synthetic
 //! core (`plateau_master::bench::synthetic_cluster`: agents and tasks registered through the
 //! core's own handlers, at made-up addresses that are never contacted) and an hour of
-//! history. Then headless Chromium opens the console's pages and the benchmark reports, per
+//! history; while it runs, 100 tasks change health every second (their status updates go
+//! through the core, so the console's event stream has something to send). Then headless
+//! Chromium opens the console's pages and the benchmark reports, per
 //! page, the time to interactive (navigation start to the page's `data-loaded="true"`) and the
 //! tab's memory (the renderer processes' resident memory, and the JavaScript heap) after the
 //! load and again after the page stayed open with its live updates running. `--serve` only
@@ -16,6 +18,10 @@ use anyhow::Context as _;
 use plateau_runtime::Role;
 
 use crate::serve;
+
+/// How often, and how many tasks change health while the pages are open.
+const CHURN_INTERVAL: Duration = Duration::from_secs(1);
+const CHURN_TASKS: usize = 100;
 
 /// What to run.
 pub struct Options {
@@ -68,6 +74,20 @@ async fn serve_cluster(options: &Options) -> anyhow::Result<Served> {
         options.tasks,
         started.elapsed().as_secs_f64()
     );
+    // Live updates while the pages stay open: 100 tasks change health every second.
+    let churned = master.clone();
+    actix_rt::spawn(async move {
+        loop {
+            tokio::time::sleep(CHURN_INTERVAL).await;
+            if churned
+                .call(|p, ctx| p.churn_synthetic_cluster(ctx, CHURN_TASKS))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
     let listen = options.listen;
     let http = serve::http_server(
         listen,

@@ -806,6 +806,63 @@ impl MasterProcess {
         self.core = Some(core);
     }
 
+    /// Changes the health of `count` tasks of the synthetic cluster (the web console's
+    /// benchmark: live updates while a page stays open). The status updates go through the
+    /// core as if their agents had sent them; what the core would send is noted by the console
+    /// and dropped: the agents and frameworks are made up.
+    #[doc(hidden)]
+    pub fn churn_synthetic_cluster(&mut self, ctx: &mut Context<'_>, count: usize) {
+        let now = Self::now(ctx);
+        let wall = wall_secs(ctx);
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let total = core.tasks().len();
+        if total == 0 {
+            return;
+        }
+        let start = (self.console.seq() as usize).wrapping_mul(count) % total;
+        let picks: Vec<(FrameworkId, TaskStatus, Upid)> = core
+            .tasks()
+            .values()
+            .cycle()
+            .skip(start)
+            .take(count.min(total))
+            .filter_map(|task| {
+                let pid = core.slaves().get(&task.slave_id)?.pid.clone()?;
+                let healthy = task.statuses.back().and_then(|s| s.healthy);
+                let mut uuid = [0u8; 16];
+                ctx.rng().fill_bytes(&mut uuid);
+                let status = TaskStatus {
+                    task_id: task.info.task_id.clone(),
+                    state: task.state,
+                    message: None,
+                    source: StatusSource::Slave,
+                    reason: None,
+                    slave_id: Some(task.slave_id.clone()),
+                    healthy: Some(!healthy.unwrap_or(false)),
+                    timestamp: wall,
+                    uuid: Some(uuid),
+                };
+                Some((task.framework_id.clone(), status, pid))
+            })
+            .collect();
+        for (framework_id, status, pid) in picks {
+            core.handle_status_update(
+                now,
+                &pid,
+                StatusUpdateMessage {
+                    framework_id,
+                    status,
+                    slave_pid: Some(pid.clone()),
+                },
+            );
+        }
+        for action in core.drain_actions() {
+            self.console.observe(&action);
+        }
+    }
+
     /// A protocol message reached a master that does not act: say who leads (a redirect),
     /// unless this master is itself taking office.
     fn redirect(&mut self, ctx: &mut Context<'_>, from: &Upid) {

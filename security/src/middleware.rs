@@ -266,6 +266,7 @@ mod tests {
             [
                 ("-".into(), "unauthenticated".into(), "/web".into(), 401),
                 ("-".into(), "unauthenticated".into(), "/web".into(), 401),
+                ("-".into(), "unauthenticated".into(), "/web".into(), 401),
                 ("ci".into(), "denied".into(), "/web".into(), 403),
                 ("ops".into(), "allowed".into(), "/web".into(), 200),
             ],

@@ -168,6 +168,41 @@ fn three_masters_survive_a_killed_leader() {
             .unwrap();
         assert_eq!(metrics["master/elected"].as_f64(), Some(1.0));
 
+        // The web console works from any master: a standby serves its files and forwards its
+        // data and event stream to the leader (a redirect would leave the browser's origin).
+        for m in &masters {
+            let page = reqwest::get(format!("http://{m}/")).await.unwrap();
+            assert_eq!(page.status(), 200, "{m} serves the console");
+            assert!(page.text().await.unwrap().contains("<main"), "{m}");
+            let summary = get_json(&format!("http://{m}/ui/api/summary"))
+                .await
+                .unwrap();
+            assert_eq!(
+                summary["self"].as_str(),
+                Some(leader.as_str()),
+                "{m}: {summary}"
+            );
+            assert_eq!(summary["agents"]["active"].as_u64(), Some(2), "{m}");
+            let agents = get_json(&format!("http://{m}/ui/api/agents?limit=1"))
+                .await
+                .unwrap();
+            assert_eq!(agents["total"].as_u64(), Some(2), "{m}");
+            assert_eq!(agents["agents"].as_array().unwrap().len(), 1, "{m}");
+            let mut events = reqwest::get(format!("http://{m}/ui/api/events"))
+                .await
+                .unwrap();
+            assert_eq!(events.status(), 200, "{m}");
+            let first = tokio::time::timeout(Duration::from_secs(30), events.chunk())
+                .await
+                .expect("the event stream speaks at once")
+                .unwrap()
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&first).starts_with("event: summary\n"),
+                "{m}: {first:?}"
+            );
+        }
+
         // This test's framework follows the masters' list.
         let ca = ClusterCa::load(&tls).unwrap();
         let identity = NodeIdentity::self_issuing(

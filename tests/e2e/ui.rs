@@ -11,7 +11,7 @@ use std::time::Duration;
 use plateau_webui::bench::{loaded_selector, measure_page_for};
 use plateau_webui::browser::{descendants, processes_naming, Browser};
 
-use super::support::{eventually, get_json, Dev};
+use super::support::{eventually, free_port, get_json, Cluster, Dev};
 
 /// The address `plateau dev` runs on in this file.
 const IP: &str = "127.0.4.1";
@@ -383,4 +383,99 @@ async fn steps(browser: &Browser, master: &str, marathon: &str) -> Outcome {
         })
         .await?;
     Ok(())
+}
+
+/// A master that wants credentials: the console asks for them, refuses wrong ones, and once
+/// signed in sends them on every call (its data and its event stream). A script's 401 carries
+/// no Basic challenge (the browser's own password box would cover the console's form); a
+/// plain client's does.
+#[test]
+fn the_console_asks_for_credentials_and_sends_them() {
+    let mut cluster = Cluster::new("ui-login");
+    let credentials = cluster.dir.join("credentials.json");
+    std::fs::write(
+        &credentials,
+        r#"{"credentials": [{"principal": "ops", "secret": "ops-secret"}]}"#,
+    )
+    .unwrap();
+    let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let (work, tls) = (cluster.dir.join("master"), cluster.tls());
+    cluster.spawn(
+        "master",
+        &[
+            "master",
+            "--listen",
+            &master,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--tls-dir",
+            tls.to_str().unwrap(),
+            "--credentials",
+            credentials.to_str().unwrap(),
+        ],
+    );
+    let base = format!("http://{master}");
+    actix_rt::System::new().block_on(async {
+        let client = reqwest::Client::new();
+        let summary = format!("{base}/ui/api/summary");
+        eventually(Duration::from_secs(60), "the master answers", || async {
+            client
+                .get(&summary)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 401)
+        })
+        .await;
+        let plain = client.get(&summary).send().await.unwrap();
+        assert!(plain.headers().contains_key("www-authenticate"));
+        let script = client
+            .get(&summary)
+            .header("X-Requested-With", "XMLHttpRequest")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(script.status(), 401);
+        assert!(!script.headers().contains_key("www-authenticate"));
+        let page = client.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), 200, "the console's files are open");
+
+        let mut browser = Browser::start().await.expect("a headless Chromium");
+        browser.set_deadline(WAIT_LIMIT);
+        let result: Outcome = async {
+            browser.goto(&format!("{base}/#/agents")).await?;
+            loaded(&browser, "login").await?;
+            let form = "form[data-testid=login-form]";
+            browser.fill(&format!("{form} [name=user]"), "ops").await?;
+            browser
+                .fill(&format!("{form} [name=password]"), "wrong")
+                .await?;
+            browser.click("[data-testid=login-submit]").await?;
+            browser
+                .wait_text("[data-testid=error]", "names the wrong password", |t| {
+                    t.contains("wrong user or password")
+                })
+                .await?;
+            browser
+                .fill(&format!("{form} [name=password]"), "ops-secret")
+                .await?;
+            browser.click("[data-testid=login-submit]").await?;
+            // Signed in: the page asked for shows its data (no agent in this cluster).
+            loaded(&browser, "agents").await?;
+            browser.goto(&format!("{base}/#/")).await?;
+            loaded(&browser, "cluster").await?;
+            browser
+                .wait_text("[data-testid=agents-active]", "= 0", |t| t.trim() == "0")
+                .await?;
+            browser.screenshot("login-cluster").await?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = browser.screenshot("login-failure").await;
+        }
+        browser.close().await;
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    });
 }
