@@ -175,16 +175,7 @@ impl Env {
 
     fn dump_logs(&self) {
         for name in ["marathon", "balancer", "slave-1", "slave-2"] {
-            let log = self.cluster.log(name);
-            let tail: String = log
-                .lines()
-                .rev()
-                .take(60)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
+            let tail = super::support::last_lines(&self.cluster.log(name), 60);
             eprintln!("---- {name} (last lines) ----\n{tail}");
         }
     }

@@ -189,21 +189,25 @@ impl Cluster {
     /// Start `plateau master` as child `master` on a free 127.0.0.1 port, work dir
     /// `<dir>/master`; returns its HOST:PORT.
     pub fn start_master(&mut self) -> String {
+        self.start_master_with(&[])
+    }
+
+    /// [`Cluster::start_master`] with more flags (`--credentials FILE`, ...).
+    pub fn start_master_with(&mut self, flags: &[&str]) -> String {
         let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
         let work = self.dir.join("master");
         let tls = self.tls();
-        self.spawn(
+        let mut args = vec![
             "master",
-            &[
-                "master",
-                "--listen",
-                &master,
-                "--work-dir",
-                work.to_str().unwrap(),
-                "--tls-dir",
-                tls.to_str().unwrap(),
-            ],
-        );
+            "--listen",
+            &master,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--tls-dir",
+            tls.to_str().unwrap(),
+        ];
+        args.extend_from_slice(flags);
+        self.spawn("master", &args);
         master
     }
 
@@ -299,6 +303,12 @@ pub async fn catch_panic<F: std::future::Future<Output = ()>>(
         }
     })
     .await
+}
+
+/// The last `n` lines of `text`, for a failure message.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Poll `cond` every 100 ms until it holds; panic naming `what` after `limit`.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use plateau_webui::bench::{loaded_selector, measure_page_for};
 use plateau_webui::browser::{descendants, processes_naming, Browser};
 
-use super::support::{eventually, free_port, get_json, Cluster, Dev};
+use super::support::{eventually, get_json, last_lines, Cluster, Dev};
 
 /// The address `plateau dev` runs on in this file.
 const IP: &str = "127.0.4.1";
@@ -139,15 +139,7 @@ fn console_deploys_scales_tails_a_task_graphs_jobs_and_destroys_in_a_real_browse
     }
     if let Err(e) = outcome {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: String = log
-            .lines()
-            .rev()
-            .take(60)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
+        let tail = last_lines(&log, 60);
         panic!(
             "{e}\n--- plateau dev (last lines of {}):\n{tail}",
             log_path.display()
@@ -398,22 +390,7 @@ fn the_console_asks_for_credentials_and_sends_them() {
         r#"{"credentials": [{"principal": "ops", "secret": "ops-secret"}]}"#,
     )
     .unwrap();
-    let master = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let (work, tls) = (cluster.dir.join("master"), cluster.tls());
-    cluster.spawn(
-        "master",
-        &[
-            "master",
-            "--listen",
-            &master,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--tls-dir",
-            tls.to_str().unwrap(),
-            "--credentials",
-            credentials.to_str().unwrap(),
-        ],
-    );
+    let master = cluster.start_master_with(&["--credentials", credentials.to_str().unwrap()]);
     let base = format!("http://{master}");
     actix_rt::System::new().block_on(async {
         let client = reqwest::Client::new();
