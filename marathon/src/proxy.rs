@@ -215,12 +215,7 @@ async fn forward_https(
     body: Bytes,
 ) -> Forwarded {
     use plateau_security::client::{send, Limits, SendError};
-    let mut headers: Vec<(String, Vec<u8>)> = req
-        .headers()
-        .iter()
-        .filter(|(name, _)| !is_hop_by_hop(name.as_str()))
-        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
-        .collect();
+    let mut headers = plateau_security::client::forwarded_headers(req.request());
     headers.push((VIA_HEADER.to_string(), proxy.via().into_bytes()));
     let limits = Limits {
         connect: LEADER_PROXY_CONNECT_TIMEOUT,
@@ -239,18 +234,7 @@ async fn forward_https(
     )
     .await
     {
-        Ok(answer) => {
-            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut builder = HttpResponse::build(status);
-            copy_answer_headers(
-                &mut builder,
-                answer
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_slice())),
-            );
-            Forwarded::Answer(builder.body(answer.body))
-        }
+        Ok(answer) => Forwarded::Answer(answer.into_response()),
         Err(e @ SendError::Connect { .. }) => {
             tracing::debug!(%leader, error = %e, "leader unreachable");
             Forwarded::Unreachable

@@ -236,7 +236,12 @@ impl Console {
 
     /// Takes a sample when one is due (called at each tick of an acting master).
     pub fn tick(&mut self, core: &MasterCore, now: Duration) {
-        // Reports of agents that left go with them.
+        if self.next_sample.is_some_and(|due| now < due) {
+            return;
+        }
+        self.next_sample = Some(now + SAMPLE_INTERVAL);
+        // Reports of agents that left go with them (a sample's work, not every tick's: the
+        // totals count connected agents only anyway).
         self.usage.retain(|id, _| {
             core.slaves()
                 .get(id)
@@ -244,10 +249,6 @@ impl Console {
         });
         self.services
             .retain(|_, s| now.saturating_sub(s.seen) <= SERVICE_TTL * 4);
-        if self.next_sample.is_some_and(|due| now < due) {
-            return;
-        }
-        self.next_sample = Some(now + SAMPLE_INTERVAL);
         let totals = Totals::of(core, self);
         if self.history.len() >= HISTORY_SAMPLES {
             self.history.pop_front();

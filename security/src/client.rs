@@ -52,6 +52,16 @@ pub fn copy_answer_headers<'a>(
     }
 }
 
+/// The headers of `request` a proxy passes on, as [`send`] takes them.
+pub fn forwarded_headers(request: &actix_web::HttpRequest) -> Vec<(String, Vec<u8>)> {
+    request
+        .headers()
+        .iter()
+        .filter(|(name, _)| !is_hop_by_hop(name.as_str()))
+        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+        .collect()
+}
+
 /// What a request sent through [`send`] gave back.
 #[derive(Debug)]
 pub struct Answer {
@@ -61,6 +71,20 @@ pub struct Answer {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The whole body.
     pub body: Bytes,
+}
+
+impl Answer {
+    /// The answer as a proxy gives it back: its status, the headers it passes on, its body.
+    pub fn into_response(self) -> actix_web::HttpResponse {
+        use actix_web::http::StatusCode;
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut builder = actix_web::HttpResponse::build(status);
+        copy_answer_headers(
+            &mut builder,
+            self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+        );
+        builder.body(self.body)
+    }
 }
 
 /// Why [`send`] gave no answer.

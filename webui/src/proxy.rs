@@ -27,9 +27,9 @@ pub use plateau_security::client::is_hop_by_hop;
 
 /// The proxy's client: plain HTTP, and HTTPS when the cluster's TLS client configuration is
 /// given.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Client {
-    http: Option<reqwest::Client>,
+    http: reqwest::Client,
     https: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -47,7 +47,7 @@ impl Client {
             .read_timeout(READ_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .ok();
+            .unwrap_or_default();
         Client { http, https }
     }
 
@@ -65,18 +65,11 @@ impl Client {
                 .forward_https(request, body, addr, path_and_query)
                 .await;
         }
-        let http = match &self.http {
-            Some(c) => c.clone(),
-            None => match Client::new(None).http {
-                Some(c) => c,
-                None => return message(500, "no HTTP client"),
-            },
-        };
         let url = format!("{base}{path_and_query}");
         let Ok(method) = reqwest::Method::from_bytes(request.method().as_str().as_bytes()) else {
             return message(405, "method not allowed");
         };
-        let mut out = http.request(method, &url);
+        let mut out = self.http.request(method, &url);
         for (name, value) in request.headers() {
             if !is_hop_by_hop(name.as_str()) {
                 out = out.header(name.as_str(), value.as_bytes());
@@ -134,12 +127,7 @@ impl Client {
                 "event streams are not forwarded over HTTPS; ask again instead",
             );
         }
-        let headers: Vec<(String, Vec<u8>)> = request
-            .headers()
-            .iter()
-            .filter(|(name, _)| !is_hop_by_hop(name.as_str()))
-            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
-            .collect();
+        let headers = plateau_security::client::forwarded_headers(request);
         let limits = Limits {
             connect: CONNECT_TIMEOUT,
             read: READ_TIMEOUT,
@@ -156,18 +144,7 @@ impl Client {
         )
         .await
         {
-            Ok(answer) => {
-                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-                let mut builder = HttpResponse::build(status);
-                copy_headers(
-                    &mut builder,
-                    answer
-                        .headers
-                        .iter()
-                        .map(|(n, v)| (n.as_str(), v.as_slice())),
-                );
-                builder.body(answer.body)
-            }
+            Ok(answer) => answer.into_response(),
             Err(e) => message(502, &format!("cannot reach https://{addr}: {e}")),
         }
     }
